@@ -1,0 +1,86 @@
+//! `hearth cache list | location | remove | verify`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use hearth::cache::VerifyOutcome;
+use hearth::engine::memory::human_bytes;
+
+use super::Context;
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached models.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the cache directory.
+    Location,
+    /// Delete a cached model.
+    Remove {
+        /// Alias of the model.
+        alias: String,
+    },
+    /// Re-hash every cached model and compare with its recorded sha256.
+    Verify,
+}
+
+pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
+    match cmd {
+        CacheCommand::List { json } => {
+            let models = ctx.cache.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&models)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = super::table(&["alias", "size", "verified", "path"]);
+            for m in &models {
+                table.add_row(vec![
+                    m.alias.clone(),
+                    human_bytes(m.size_bytes),
+                    if m.verified { "yes" } else { "no" }.to_string(),
+                    m.path.display().to_string(),
+                ]);
+            }
+            println!("{table}");
+            let total: u64 = models.iter().map(|m| m.size_bytes).sum();
+            println!("{} models, {}", models.len(), human_bytes(total));
+        }
+        CacheCommand::Location => println!("{}", ctx.cache.location().display()),
+        CacheCommand::Remove { alias } => {
+            if !ctx.cache.remove(&alias)? {
+                bail!("`{alias}` is not in the cache; see `hearth cache list`");
+            }
+            println!("removed {alias}");
+        }
+        CacheCommand::Verify => {
+            let mut bad = 0;
+            let mut table = super::table(&["alias", "result"]);
+            for (model, outcome) in ctx.cache.verify()? {
+                let result = match outcome {
+                    VerifyOutcome::Ok => "ok".to_string(),
+                    VerifyOutcome::Missing => {
+                        bad += 1;
+                        "file missing".to_string()
+                    }
+                    VerifyOutcome::Mismatch { actual } => {
+                        bad += 1;
+                        format!("sha256 mismatch (now {actual})")
+                    }
+                };
+                table.add_row(vec![model.alias, result]);
+            }
+            println!("{table}");
+            if bad > 0 {
+                eprintln!(
+                    "{bad} model(s) failed verification; `hearth cache remove` and download again"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,85 @@
+//! Command-line surface: clap types (what the user typed, no I/O), then [`Context`] (settings
+//! resolved from flags, config file and environment), then one function per command.
+
+mod cache_cmd;
+mod config_cmd;
+mod model_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use hearth::cache::Cache;
+use hearth::catalog::Catalog;
+use hearth::config::{self, Config};
+
+/// Discover, fetch, run, serve, benchmark and compare open-source language models locally.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect, download, add and run models.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
+    /// Inspect and manage the local model cache.
+    #[command(subcommand)]
+    Cache(cache_cmd::CacheCommand),
+    /// Read and change settings.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+/// Settings and shared objects every command needs, resolved once.
+pub struct Context {
+    config: Config,
+    cache: Cache,
+}
+
+impl Context {
+    fn load() -> Result<Self> {
+        let home = config::home_dir();
+        let config = Config::load(&home)?;
+        let cache = Cache::new(&config.cache_dir());
+        Ok(Self { config, cache })
+    }
+
+    /// The user catalog file written by `model add`.
+    fn user_models_file(&self) -> PathBuf {
+        self.config.home().join("models.json")
+    }
+
+    /// Built-ins plus the user's `models.json` files.
+    fn catalog(&self) -> Result<Catalog> {
+        let mut files = vec![self.user_models_file()];
+        files.extend(self.config.models_file());
+        Ok(Catalog::load(&files)?)
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let ctx = Context::load()?;
+    match cli.command {
+        Command::Model(cmd) => model_cmd::run(&ctx, cmd),
+        Command::Cache(cmd) => cache_cmd::run(&ctx, cmd),
+        Command::Config(cmd) => config_cmd::run(ctx, cmd),
+    }
+}
+
+/// A table styled the same way everywhere.
+fn table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_header(header);
+    table
+}

@@ -1,0 +1,552 @@
+//! `hearth model list | info | download | add | run`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use hearth::cache::{self, BarProgress, DownloadSpec, HubConfig};
+use hearth::catalog::{self, Catalog, CatalogEntry, Filter};
+use hearth::engine::llama::{EngineOptions, LlamaEngine};
+use hearth::engine::memory::{self, human_bytes, MemoryEstimate};
+use hearth::engine::{
+    Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
+};
+use hearth::gguf;
+
+use super::Context;
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// List catalog models (built-in and yours).
+    #[command(alias = "ls")]
+    List {
+        /// Keep models matching KEY=VALUE (alias, family, tag, device, quant, license,
+        /// origin); `*` and `?` are wildcards. Repeat to combine.
+        #[arg(long, short)]
+        filter: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything known about one model, with a memory estimate.
+    Info {
+        /// Model alias.
+        alias: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download models from the Hugging Face hub into the cache.
+    #[command(alias = "pull")]
+    Download {
+        /// Model aliases.
+        #[arg(required = true)]
+        aliases: Vec<String>,
+    },
+    /// Bring your own GGUF file into the cache under an alias.
+    Add {
+        /// The GGUF file.
+        file: PathBuf,
+        /// The name to use for it.
+        #[arg(long)]
+        alias: String,
+        /// Expected sha256 (checked before the file is placed).
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Run a model: one prompt, or an interactive chat without `--prompt`.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Model alias (default: the `default_model` setting).
+    alias: Option<String>,
+    /// The prompt; without it, start an interactive chat.
+    #[arg(long, short)]
+    prompt: Option<String>,
+    /// System message placed before the conversation.
+    #[arg(long)]
+    system: Option<String>,
+    /// Sampling temperature; 0 is greedy and deterministic.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Top-k cut-off (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: i32,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Random seed for sampling.
+    #[arg(long)]
+    seed: Option<u32>,
+    /// Stop when this string appears (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// CPU threads (default: the `threads` setting).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Context length in tokens (default: the `ctx` setting, capped at the model's).
+    #[arg(long)]
+    ctx: Option<u32>,
+    /// Print one JSON object (text, usage, timings) instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
+    match cmd {
+        ModelCommand::List { filter, json } => list(ctx, &filter, json),
+        ModelCommand::Info { alias, json } => info(ctx, &alias, json),
+        ModelCommand::Download { aliases } => {
+            let catalog = ctx.catalog()?;
+            let rt = runtime()?;
+            for alias in aliases {
+                let entry = catalog.get(&alias)?;
+                let cached = rt.block_on(download(ctx, entry))?;
+                println!("{} → {}", cached.alias, cached.path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Add {
+            file,
+            alias,
+            sha256,
+        } => add(ctx, &file, &alias, sha256.as_deref()),
+        ModelCommand::Run(args) => run_model(ctx, args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
+    let catalog = ctx.catalog()?;
+    let filters = filters
+        .iter()
+        .map(|f| f.parse::<Filter>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let entries: Vec<&CatalogEntry> = catalog.filter(&filters).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = super::table(&[
+        "alias", "family", "params", "quant", "size", "license", "tags", "device", "cached",
+    ]);
+    for e in &entries {
+        let cached = e.path.is_some() || ctx.cache.lookup(&e.alias).is_some();
+        table.add_row(vec![
+            e.alias.clone(),
+            e.family.clone().unwrap_or_default(),
+            e.parameters.clone().unwrap_or_default(),
+            e.quantization.clone().unwrap_or_default(),
+            e.size_bytes().map(human_bytes).unwrap_or_default(),
+            e.license.clone().unwrap_or_default(),
+            e.capabilities.join(","),
+            e.device().to_string(),
+            if cached { "yes" } else { "" }.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a model's GGUF is on disk, if it is.
+fn local_path(ctx: &Context, entry: &CatalogEntry) -> Option<PathBuf> {
+    entry
+        .path
+        .clone()
+        .or_else(|| ctx.cache.lookup(&entry.alias).map(|c| c.path))
+}
+
+/// Estimates memory from the GGUF when it is on disk, else from the catalog.
+fn estimate(
+    entry: &CatalogEntry,
+    file: Option<&gguf::GgufInfo>,
+    n_ctx_total: u64,
+) -> Option<MemoryEstimate> {
+    let weights = file.map(|f| f.file_size).or_else(|| entry.size_bytes())?;
+    let kv = file
+        .and_then(|f| f.kv_bytes_per_token())
+        .or(entry.kv_bytes_per_token)?;
+    Some(MemoryEstimate::new(weights, kv, n_ctx_total))
+}
+
+fn memory_budget(ctx: &Context) -> Result<u64> {
+    Ok(ctx
+        .config
+        .memory_limit_bytes()?
+        .unwrap_or_else(memory::available_bytes))
+}
+
+/// Refuses a model that will not fit, naming the largest catalog model that would.
+fn check_fits(
+    ctx: &Context,
+    catalog: &Catalog,
+    entry: &CatalogEntry,
+    file: &gguf::GgufInfo,
+    n_ctx: u32,
+) -> Result<()> {
+    let Some(need) = estimate(entry, Some(file), u64::from(n_ctx)) else {
+        return Ok(());
+    };
+    let budget = memory_budget(ctx)?;
+    if need.fits(budget) {
+        return Ok(());
+    }
+    let smaller = catalog
+        .entries()
+        .iter()
+        .filter(|e| e.alias != entry.alias && e.upstream.is_none())
+        .filter_map(|e| Some((e, estimate(e, None, u64::from(n_ctx))?)))
+        .filter(|(_, est)| est.fits(budget))
+        .max_by_key(|(_, est)| est.total_bytes());
+    let hint = match smaller {
+        Some((e, est)) => format!(
+            "; try the smaller `{}` (needs about {})",
+            e.alias,
+            human_bytes(est.total_bytes())
+        ),
+        None => "; no catalog model fits, try a smaller --ctx".to_string(),
+    };
+    bail!(
+        "`{}` needs about {} (weights {} + KV cache {} for {} tokens + {} buffers) but only {} is available{}",
+        entry.alias,
+        human_bytes(need.total_bytes()),
+        human_bytes(need.weights_bytes),
+        human_bytes(need.kv_cache_bytes),
+        n_ctx,
+        human_bytes(need.overhead_bytes),
+        human_bytes(budget),
+        hint
+    )
+}
+
+fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
+    let catalog = ctx.catalog()?;
+    let entry = catalog.get(alias)?;
+    let path = local_path(ctx, entry);
+    let file = match &path {
+        Some(p) => Some(gguf::read(p)?),
+        None => None,
+    };
+    let n_ctx = effective_ctx(ctx.config.ctx()?, file.as_ref());
+    let est = estimate(entry, file.as_ref(), u64::from(n_ctx));
+    let budget = memory_budget(ctx)?;
+    if json {
+        let value = serde_json::json!({
+            "entry": entry,
+            "path": path,
+            "gguf": file,
+            "memory": est.map(|e| serde_json::json!({
+                "ctx": n_ctx,
+                "weights_bytes": e.weights_bytes,
+                "kv_cache_bytes": e.kv_cache_bytes,
+                "overhead_bytes": e.overhead_bytes,
+                "total_bytes": e.total_bytes(),
+                "available_bytes": budget,
+                "fits": e.fits(budget),
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = super::table(&["field", "value"]);
+    let mut row = |k: &str, v: String| {
+        table.add_row(vec![k.to_string(), v]);
+    };
+    row("alias", entry.alias.clone());
+    row("family", entry.family.clone().unwrap_or_default());
+    row("parameters", entry.parameters.clone().unwrap_or_default());
+    row(
+        "quantization",
+        entry.quantization.clone().unwrap_or_default(),
+    );
+    row("license", entry.license.clone().unwrap_or_default());
+    row("capabilities", entry.capabilities.join(", "));
+    row("device", entry.device().to_string());
+    if let Some(src) = &entry.source {
+        row(
+            "source",
+            format!("hf://{}/{}@{}", src.repo, src.file, src.revision),
+        );
+    }
+    if let Some(up) = &entry.upstream {
+        row("upstream", format!("{} (model {})", up.base_url, up.model));
+    }
+    row("sha256", entry.sha256.clone().unwrap_or_else(|| "-".into()));
+    row(
+        "cached",
+        path.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "no".into()),
+    );
+    if let Some(f) = &file {
+        row("architecture", f.architecture.clone());
+        row("file size", human_bytes(f.file_size));
+        row(
+            "trained context",
+            f.context_length.map(|c| c.to_string()).unwrap_or_default(),
+        );
+        row(
+            "layers / heads / kv heads",
+            format!(
+                "{} / {} / {}",
+                f.block_count.unwrap_or(0),
+                f.head_count.unwrap_or(0),
+                f.head_count_kv.unwrap_or(0)
+            ),
+        );
+        row(
+            "chat template",
+            if f.chat_template.is_some() {
+                "embedded"
+            } else {
+                "none (ChatML)"
+            }
+            .into(),
+        );
+    } else if let Some(size) = entry.size_bytes() {
+        row("size", human_bytes(size));
+    }
+    if let Some(e) = est {
+        row(
+            "memory estimate",
+            format!(
+                "{} at ctx {} (weights {}, KV {}, buffers {}); {} available: {}",
+                human_bytes(e.total_bytes()),
+                n_ctx,
+                human_bytes(e.weights_bytes),
+                human_bytes(e.kv_cache_bytes),
+                human_bytes(e.overhead_bytes),
+                human_bytes(budget),
+                if e.fits(budget) {
+                    "fits"
+                } else {
+                    "does NOT fit"
+                }
+            ),
+        );
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn download(ctx: &Context, entry: &CatalogEntry) -> Result<cache::CachedModel> {
+    let Some(source) = &entry.source else {
+        bail!(
+            "`{}` has no download source; add its file with `hearth model add FILE --alias {}`",
+            entry.alias,
+            entry.alias
+        );
+    };
+    let spec = DownloadSpec {
+        alias: entry.alias.clone(),
+        repo: source.repo.clone(),
+        file: source.file.clone(),
+        revision: source.revision.clone(),
+        sha256: entry.sha256.clone(),
+    };
+    Ok(cache::download(
+        &ctx.cache,
+        &spec,
+        &HubConfig::from_env(),
+        &BarProgress::new(),
+    )
+    .await?)
+}
+
+fn add(ctx: &Context, file: &Path, alias: &str, sha256: Option<&str>) -> Result<ExitCode> {
+    let info = gguf::read(file).with_context(|| format!("cannot add {}", file.display()))?;
+    let catalog = ctx.catalog()?;
+    let known = catalog.get(alias).ok();
+    let expected = sha256.or(known.and_then(|e| e.sha256.as_deref()));
+    let cached = ctx.cache.add_file(alias, file, expected)?;
+    if known.is_none() {
+        let entry = CatalogEntry {
+            alias: alias.to_string(),
+            family: Some(info.architecture.clone()),
+            quantization: info.quantization.clone(),
+            size_mb: Some(info.file_size as f64 / 1e6),
+            capabilities: vec!["chat".to_string()],
+            sha256: Some(cached.sha256.clone()),
+            kv_bytes_per_token: info.kv_bytes_per_token(),
+            ..CatalogEntry::default()
+        };
+        catalog::save_user_entry(&ctx.user_models_file(), entry)?;
+    }
+    println!(
+        "added {} ({}, {}, sha256 {}{})",
+        cached.alias,
+        info.architecture,
+        human_bytes(cached.size_bytes),
+        &cached.sha256[..12],
+        if cached.verified { ", verified" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The context to use: the requested one, capped at what the model was trained for.
+fn effective_ctx(requested: u32, file: Option<&gguf::GgufInfo>) -> u32 {
+    match file.and_then(|f| f.context_length) {
+        Some(trained) if u64::from(requested) > trained => trained as u32,
+        _ => requested,
+    }
+}
+
+fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
+    let catalog = ctx.catalog()?;
+    let alias = args
+        .alias
+        .clone()
+        .unwrap_or_else(|| ctx.config.default_model());
+    let entry = catalog.get(&alias)?;
+    let rt = runtime()?;
+    let path = match local_path(ctx, entry) {
+        Some(p) => p,
+        None => {
+            eprintln!("{alias} is not cached; downloading");
+            rt.block_on(download(ctx, entry))?.path
+        }
+    };
+    let file = gguf::read(&path)?;
+    let n_ctx = effective_ctx(args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?, Some(&file));
+    check_fits(ctx, &catalog, entry, &file, n_ctx)?;
+    let options = EngineOptions {
+        threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
+        n_ctx,
+        parallel: 1,
+        ..EngineOptions::default()
+    };
+    let engine = LlamaEngine::load(&path, &entry.alias, options)?;
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        seed: args.seed,
+        max_tokens: Some(args.max_tokens),
+        stop: args.stop.clone(),
+    };
+    let mut history: Vec<ChatMessage> = args
+        .system
+        .iter()
+        .map(|s| ChatMessage::new("system", s.clone()))
+        .collect();
+    if let Some(prompt) = &args.prompt {
+        history.push(ChatMessage::new("user", prompt.clone()));
+        let stream = engine.generate(GenerateRequest {
+            prompt: Prompt::Chat(history),
+            sampling,
+        })?;
+        if args.json {
+            let (text, done) = rt.block_on(stream.collect_text())?;
+            let value = serde_json::json!({
+                "model": entry.alias,
+                "text": text,
+                "usage": done.usage,
+                "timings": done.timings,
+                "finish_reason": done.finish_reason,
+                "load_ms": engine.facts().load_ms,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            let (_, done) = rt.block_on(print_stream(stream))?;
+            eprintln!("{}", timings_line(&done, engine.facts().load_ms));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    chat(&rt, &engine, history, sampling)
+}
+
+/// Streams text to stdout as it arrives; returns the whole text and the summary.
+async fn print_stream(mut stream: EventStream) -> Result<(String, Completion)> {
+    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Event::Token(piece) => {
+                out.write_all(piece.as_bytes())?;
+                out.flush()?;
+                text.push_str(&piece);
+            }
+            Event::Done(done) => {
+                writeln!(out)?;
+                return Ok((text, done));
+            }
+            Event::Error(e) => return Err(e.into()),
+        }
+    }
+    bail!("the engine stopped without finishing the answer")
+}
+
+fn timings_line(done: &Completion, load_ms: f64) -> String {
+    let t = &done.timings;
+    format!(
+        "[prompt {} tok at {:.1} tok/s | first token {:.0} ms | output {} tok at {:.1} tok/s | load {:.0} ms | {:?}]",
+        done.usage.prompt_tokens,
+        t.prompt_per_second,
+        t.ttft_ms,
+        done.usage.completion_tokens,
+        t.decode_per_second,
+        load_ms,
+        done.finish_reason
+    )
+}
+
+/// Interactive chat that keeps the conversation; `/bye` or end of input leaves, `/clear` forgets.
+fn chat(
+    rt: &tokio::runtime::Runtime,
+    engine: &LlamaEngine,
+    mut history: Vec<ChatMessage>,
+    sampling: SamplingParams,
+) -> Result<ExitCode> {
+    let base = history.clone();
+    eprintln!(
+        "chatting with {} (/bye to leave, /clear to forget the conversation)",
+        engine.facts().alias
+    );
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        eprint!(">>> ");
+        std::io::stderr().flush()?;
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/bye" | "/exit" | "/quit" => break,
+            "/clear" => {
+                history = base.clone();
+                continue;
+            }
+            _ => {}
+        }
+        history.push(ChatMessage::new("user", line));
+        let stream = match engine.generate(GenerateRequest {
+            prompt: Prompt::Chat(history.clone()),
+            sampling: sampling.clone(),
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                // Keep the session alive: an over-long conversation can be cleared.
+                eprintln!("error: {e}");
+                history.pop();
+                continue;
+            }
+        };
+        let (text, done) = rt.block_on(print_stream(stream))?;
+        eprintln!("{}", timings_line(&done, engine.facts().load_ms));
+        history.push(ChatMessage::new("assistant", text));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,582 @@
+//! The in-process llama.cpp backend.
+//!
+//! One engine thread owns the llama.cpp context, batch and samplers (none of them is `Send`)
+//! and is steered only by messages. Every step it builds one batch holding the next token of
+//! each generating sequence plus prompt chunks of newly admitted ones (continuous batching),
+//! decodes it once, and samples each sequence with its own sampler. A finished or cancelled
+//! sequence leaves at once and its KV cells are freed, so no request waits for another.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::admission::{admit_count, plan_prefill};
+use super::template::ChatTemplate;
+use super::text::{StopMatcher, Utf8Buffer};
+use super::{
+    Backend, Completion, EngineError, EngineStats, Event, EventStream, FinishReason,
+    GenerateRequest, ModelFacts, Prompt, SamplingParams, Timings, Usage,
+};
+
+/// How the engine is sized.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// CPU threads for decoding and prompt processing.
+    pub threads: u32,
+    /// Context length per sequence, in tokens.
+    pub n_ctx: u32,
+    /// Sequences decoded together (slots).
+    pub parallel: u32,
+    /// Most tokens in one decode step (bounds prefill chunks).
+    pub n_batch: u32,
+    /// Requests allowed to wait for a slot before new ones are refused.
+    pub queue_capacity: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            threads: num_cpus::get_physical().max(1) as u32,
+            n_ctx: 4096,
+            parallel: 1,
+            n_batch: 512,
+            queue_capacity: 64,
+        }
+    }
+}
+
+/// llama.cpp's backend may be initialised once per process; keep it for the process lifetime.
+fn llama_backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Load(e.clone()))
+}
+
+/// Counters the engine thread publishes for `stats()`.
+#[derive(Debug, Default)]
+struct Shared {
+    queued: AtomicUsize,
+    active: AtomicUsize,
+    kv_used: AtomicUsize,
+}
+
+/// A request handed to the engine thread.
+struct Job {
+    tokens: Vec<LlamaToken>,
+    sampling: SamplingParams,
+    events: UnboundedSender<Event>,
+    submitted: Instant,
+}
+
+enum Command {
+    Generate(Job),
+}
+
+/// A GGUF model served by llama.cpp on its own thread.
+pub struct LlamaEngine {
+    model: Arc<LlamaModel>,
+    template: ChatTemplate,
+    facts: ModelFacts,
+    options: EngineOptions,
+    commands: Option<std_mpsc::Sender<Command>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LlamaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaEngine")
+            .field("facts", &self.facts)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlamaEngine {
+    /// Loads the GGUF at `path` (memory-mapped) and starts the engine thread.
+    pub fn load(path: &Path, alias: &str, options: EngineOptions) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let info = crate::gguf::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
+        let backend = llama_backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
+        let model = Arc::new(model);
+        let vocab = model.vocab();
+        let special = |t: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+        };
+        let template = ChatTemplate::new(
+            info.chat_template.as_deref(),
+            special(vocab.bos()),
+            special(vocab.eos()),
+        )?;
+        let options = EngineOptions {
+            parallel: options.parallel.max(1),
+            n_batch: options.n_batch.max(options.parallel.max(1)),
+            ..options
+        };
+        let shared = Arc::new(Shared::default());
+        let (commands, rx) = std_mpsc::channel();
+        let (ready_tx, ready_rx) = std_mpsc::channel();
+        let thread = {
+            let model = Arc::clone(&model);
+            let shared = Arc::clone(&shared);
+            let options = options.clone();
+            std::thread::Builder::new()
+                .name(format!("engine-{alias}"))
+                .spawn(move || engine_thread(&model, &options, &rx, &shared, &ready_tx))
+                .map_err(|e| EngineError::Load(e.to_string()))?
+        };
+        ready_rx
+            .recv()
+            .map_err(|_| EngineError::Load("engine thread exited during start-up".into()))??;
+        let facts = ModelFacts {
+            alias: alias.to_string(),
+            n_ctx: options.n_ctx as usize,
+            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            file_bytes: info.file_size,
+        };
+        tracing::info!(alias, load_ms = facts.load_ms, "model loaded");
+        Ok(Self {
+            model,
+            template,
+            facts,
+            options,
+            commands: Some(commands),
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Renders a prompt into the exact tokens the model will see.
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
+        let text = match prompt {
+            Prompt::Chat(messages) => {
+                if messages.is_empty() {
+                    return Err(EngineError::InvalidRequest(
+                        "messages must not be empty".into(),
+                    ));
+                }
+                self.template.render(messages, true)?
+            }
+            Prompt::Text(text) => text.clone(),
+        };
+        let vocab = self.model.vocab();
+        let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
+        // A template that writes the BOS itself plus the tokenizer adding one would double it.
+        if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
+            tokens.remove(0);
+        }
+        if tokens.is_empty() {
+            return Err(EngineError::InvalidRequest("the prompt is empty".into()));
+        }
+        Ok(tokens)
+    }
+}
+
+impl Backend for LlamaEngine {
+    fn facts(&self) -> &ModelFacts {
+        &self.facts
+    }
+
+    fn generate(&self, request: GenerateRequest) -> Result<EventStream, EngineError> {
+        let tokens = self.prompt_tokens(&request.prompt)?;
+        let n_ctx = self.options.n_ctx as usize;
+        if tokens.len() >= n_ctx {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: tokens.len(),
+                n_ctx,
+            });
+        }
+        if request.sampling.max_tokens == Some(0) {
+            return Err(EngineError::InvalidRequest(
+                "max_tokens must be at least 1".into(),
+            ));
+        }
+        let capacity = self.options.queue_capacity;
+        if self.shared.queued.load(Ordering::SeqCst) >= capacity {
+            return Err(EngineError::QueueFull(capacity));
+        }
+        let (events, stream) = EventStream::channel();
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        let job = Job {
+            tokens,
+            sampling: request.sampling,
+            events,
+            submitted: Instant::now(),
+        };
+        let sent = self
+            .commands
+            .as_ref()
+            .is_some_and(|c| c.send(Command::Generate(job)).is_ok());
+        if !sent {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Shutdown);
+        }
+        Ok(stream)
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<i32>, EngineError> {
+        Ok(self
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), false, true)
+            .into_iter()
+            .map(|t| t.0)
+            .collect())
+    }
+
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            active: self.shared.active.load(Ordering::SeqCst),
+            queued: self.shared.queued.load(Ordering::SeqCst),
+            slots: self.options.parallel as usize,
+            kv_used: self.shared.kv_used.load(Ordering::SeqCst),
+            kv_capacity: (self.options.n_ctx * self.options.parallel) as usize,
+        }
+    }
+}
+
+impl Drop for LlamaEngine {
+    fn drop(&mut self) {
+        // Closing the channel tells the thread to fail what is left and exit.
+        self.commands.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One admitted request: its sequence id, progress and sampler.
+struct Slot {
+    seq: i32,
+    prompt: Vec<LlamaToken>,
+    n_prefilled: usize,
+    /// Position of the next token to decode.
+    n_past: usize,
+    last_token: LlamaToken,
+    sampler: LlamaSampler,
+    events: UnboundedSender<Event>,
+    utf8: Utf8Buffer,
+    stop: StopMatcher,
+    generated: usize,
+    max_tokens: usize,
+    submitted: Instant,
+    admitted: Instant,
+    first_token: Option<Instant>,
+    /// Index in the current batch whose logits to sample, if any.
+    batch_index: Option<i32>,
+}
+
+fn sampler_for(params: &SamplingParams) -> LlamaSampler {
+    if params.temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let mut chain = Vec::new();
+    if params.top_k > 0 {
+        chain.push(LlamaSampler::top_k(params.top_k));
+    }
+    if params.top_p < 1.0 {
+        chain.push(LlamaSampler::top_p(params.top_p, 1));
+    }
+    chain.push(LlamaSampler::temp(params.temperature));
+    let seed = params.seed.unwrap_or_else(rand_seed);
+    chain.push(LlamaSampler::dist(seed));
+    LlamaSampler::chain_simple(chain)
+}
+
+/// A seed for requests that gave none (not cryptographic; only needs to differ per request).
+fn rand_seed() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u32
+}
+
+impl Slot {
+    fn new(job: Job, seq: i32, n_ctx: usize, now: Instant) -> Self {
+        let room = n_ctx - job.tokens.len();
+        let max_tokens = job
+            .sampling
+            .max_tokens
+            .map_or(room, |m| (m as usize).min(room));
+        Self {
+            seq,
+            n_prefilled: 0,
+            n_past: 0,
+            last_token: job.tokens[job.tokens.len() - 1],
+            sampler: sampler_for(&job.sampling),
+            stop: StopMatcher::new(&job.sampling.stop),
+            utf8: Utf8Buffer::default(),
+            events: job.events,
+            generated: 0,
+            max_tokens,
+            submitted: job.submitted,
+            admitted: now,
+            first_token: None,
+            batch_index: None,
+            prompt: job.tokens,
+        }
+    }
+
+    fn is_decoding(&self) -> bool {
+        self.first_token.is_some()
+    }
+
+    fn emit(&self, text: String) {
+        if !text.is_empty() {
+            let _ = self.events.send(Event::Token(text));
+        }
+    }
+
+    /// Handles a sampled token; returns why the sequence ends, if it does.
+    fn accept(
+        &mut self,
+        token: LlamaToken,
+        model: &LlamaModel,
+        now: Instant,
+    ) -> Option<FinishReason> {
+        if self.first_token.is_none() {
+            self.first_token = Some(now);
+            self.n_past = self.prompt.len();
+        } else {
+            self.n_past += 1;
+        }
+        let vocab = model.vocab();
+        if vocab.is_eog(token) {
+            return Some(FinishReason::Stop);
+        }
+        self.generated += 1;
+        self.last_token = token;
+        let text = self.utf8.push(&vocab.token_to_piece(token, false, None));
+        let scan = self.stop.push(&text);
+        self.emit(scan.emit);
+        if scan.stopped {
+            return Some(FinishReason::Stop);
+        }
+        if self.generated >= self.max_tokens {
+            return Some(FinishReason::Length);
+        }
+        None
+    }
+
+    fn finish(mut self, reason: FinishReason, now: Instant) {
+        let tail = self.utf8.finish();
+        let mut rest = self.stop.push(&tail).emit;
+        rest.push_str(&self.stop.finish());
+        self.emit(rest);
+        let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1000.0;
+        let first = self.first_token.unwrap_or(now);
+        let usage = Usage {
+            prompt_tokens: self.prompt.len(),
+            completion_tokens: self.generated,
+        };
+        let timings = Timings {
+            queued_ms: ms(self.submitted, self.admitted),
+            prompt_ms: ms(self.admitted, first),
+            ttft_ms: ms(self.submitted, first),
+            decode_ms: ms(first, now),
+            ..Timings::default()
+        }
+        .with_rates(usage);
+        let _ = self.events.send(Event::Done(Completion {
+            usage,
+            timings,
+            finish_reason: reason,
+        }));
+    }
+}
+
+fn engine_thread(
+    model: &LlamaModel,
+    options: &EngineOptions,
+    commands: &std_mpsc::Receiver<Command>,
+    shared: &Shared,
+    ready: &std_mpsc::Sender<Result<(), EngineError>>,
+) {
+    let n_ctx = options.n_ctx as usize;
+    let threads = options.threads.max(1) as i32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(options.n_ctx * options.parallel))
+        .with_n_batch(options.n_batch)
+        .with_n_ubatch(options.n_batch)
+        .with_n_seq_max(options.parallel)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        // One KV stream per sequence: a sequence's attention never sees another's cells, which
+        // keeps greedy output identical whether it runs alone or batched.
+        .with_kv_unified(false);
+    let backend = match llama_backend() {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut ctx = match model.new_context(backend, params) {
+        Ok(ctx) => {
+            let _ = ready.send(Ok(()));
+            ctx
+        }
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::Load(format!(
+                "cannot create context: {e}"
+            ))));
+            return;
+        }
+    };
+    let mut batch = LlamaBatch::new(options.n_batch as usize, 1);
+    let mut free_seqs: Vec<i32> = (0..options.parallel as i32).rev().collect();
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut open = true;
+
+    while open || !queue.is_empty() || !slots.is_empty() {
+        // Intake: block only when there is nothing to do.
+        if slots.is_empty() && queue.is_empty() {
+            match commands.recv() {
+                Ok(Command::Generate(job)) => queue.push_back(job),
+                Err(_) => break,
+            }
+        }
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Generate(job)) => queue.push_back(job),
+                Err(std_mpsc::TryRecvError::Empty) => break,
+                Err(std_mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if !open {
+            // The handle is gone: nobody will read results; fail what is left and stop.
+            for job in queue.drain(..) {
+                let _ = job.events.send(Event::Error(EngineError::Shutdown));
+            }
+            for slot in slots.drain(..) {
+                let _ = slot.events.send(Event::Error(EngineError::Shutdown));
+            }
+            break;
+        }
+        // Clients that went away before being admitted.
+        queue.retain(|job| !job.events.is_closed());
+        // Sequences whose client went away leave now and free their cells.
+        slots.retain(|slot| {
+            let keep = !slot.events.is_closed();
+            if !keep {
+                let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                free_seqs.push(slot.seq);
+                tracing::debug!(seq = slot.seq, "request cancelled");
+            }
+            keep
+        });
+        let now = Instant::now();
+        for _ in 0..admit_count(free_seqs.len(), queue.len()) {
+            let (Some(job), Some(seq)) = (queue.pop_front(), free_seqs.pop()) else {
+                break;
+            };
+            slots.push(Slot::new(job, seq, n_ctx, now));
+        }
+        shared.queued.store(queue.len(), Ordering::SeqCst);
+        shared.active.store(slots.len(), Ordering::SeqCst);
+        if slots.is_empty() {
+            continue;
+        }
+
+        // Build one batch: each generating sequence's last token, then prompt chunks.
+        batch.clear();
+        let mut add_failed = false;
+        for slot in slots.iter_mut().filter(|s| s.is_decoding()) {
+            slot.batch_index = Some(batch.n_tokens());
+            add_failed |= batch
+                .add(slot.last_token, slot.n_past as i32, &[slot.seq], true)
+                .is_err();
+        }
+        let decoding = slots.iter().filter(|s| s.is_decoding()).count();
+        let remaining: Vec<usize> = slots
+            .iter()
+            .filter(|s| !s.is_decoding())
+            .map(|s| s.prompt.len() - s.n_prefilled)
+            .collect();
+        let chunks = plan_prefill(options.n_batch as usize, decoding, &remaining);
+        for (slot, chunk) in slots.iter_mut().filter(|s| !s.is_decoding()).zip(chunks) {
+            for pos in slot.n_prefilled..slot.n_prefilled + chunk {
+                let last = pos + 1 == slot.prompt.len();
+                add_failed |= batch
+                    .add(slot.prompt[pos], pos as i32, &[slot.seq], last)
+                    .is_err();
+                if last {
+                    slot.batch_index = Some(batch.n_tokens() - 1);
+                }
+            }
+            slot.n_prefilled += chunk;
+        }
+        let result = if add_failed {
+            Err("batch overflow".to_string())
+        } else {
+            ctx.decode(&mut batch).map_err(|e| e.to_string())
+        };
+        if let Err(message) = result {
+            tracing::error!(%message, "decode failed");
+            for slot in slots.drain(..) {
+                let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                free_seqs.push(slot.seq);
+                let _ = slot
+                    .events
+                    .send(Event::Error(EngineError::Decode(message.clone())));
+            }
+            continue;
+        }
+
+        // Sample every sequence that has logits in this batch.
+        let now = Instant::now();
+        let mut i = 0;
+        while i < slots.len() {
+            let Some(index) = slots[i].batch_index.take() else {
+                i += 1;
+                continue;
+            };
+            let token = slots[i].sampler.sample(&ctx, index);
+            match slots[i].accept(token, model, now) {
+                None => i += 1,
+                Some(reason) => {
+                    let slot = slots.swap_remove(i);
+                    let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                    free_seqs.push(slot.seq);
+                    slot.finish(reason, now);
+                }
+            }
+        }
+        let kv_used: usize = slots
+            .iter()
+            .map(|s| {
+                if s.is_decoding() {
+                    s.n_past + 1
+                } else {
+                    s.n_prefilled
+                }
+            })
+            .sum();
+        shared.kv_used.store(kv_used, Ordering::SeqCst);
+        shared.active.store(slots.len(), Ordering::SeqCst);
+    }
+    shared.active.store(0, Ordering::SeqCst);
+    shared.kv_used.store(0, Ordering::SeqCst);
+}

@@ -1,0 +1,24 @@
+//! Every environment variable hearth reads, declared in one place so that the README, the
+//! config command and the code never disagree about their names.
+
+/// Root of hearth's data (cache, config, run history). Default: `$XDG_DATA_HOME/hearth`.
+pub const HEARTH_HOME: &str = "HEARTH_HOME";
+/// Overrides the `default_model` config key: the alias used when a command names no model.
+pub const HEARTH_DEFAULT_MODEL: &str = "HEARTH_DEFAULT_MODEL";
+/// Overrides the `threads` config key: CPU threads the engine uses for decoding.
+pub const HEARTH_THREADS: &str = "HEARTH_THREADS";
+/// Overrides the `port` config key: the port `hearth serve` listens on.
+pub const HEARTH_PORT: &str = "HEARTH_PORT";
+/// Overrides the `ctx` config key: context length (tokens) per sequence.
+pub const HEARTH_CTX: &str = "HEARTH_CTX";
+/// Overrides the `idle_ttl_secs` config key: seconds before an idle served model is unloaded.
+pub const HEARTH_IDLE_TTL_SECS: &str = "HEARTH_IDLE_TTL_SECS";
+/// Overrides the `memory_limit_mb` config key: the memory budget models must fit in
+/// (default: the memory the OS reports available). Lets a team emulate a smaller device.
+pub const HEARTH_MEMORY_LIMIT_MB: &str = "HEARTH_MEMORY_LIMIT_MB";
+/// Overrides the `models_file` config key: a `models.json` with user catalog entries.
+pub const HEARTH_MODELS_FILE: &str = "HEARTH_MODELS_FILE";
+/// Hugging Face hub endpoint (mirrors, air-gapped proxies). Same name as the hub's own tools.
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+/// Hugging Face access token, sent as a bearer token for gated repositories.
+pub const HF_TOKEN: &str = "HF_TOKEN";

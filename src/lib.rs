@@ -1,0 +1,12 @@
+//! hearth: discover, fetch, run, serve, benchmark and compare open-source language models
+//! on your own machine.
+//!
+//! Data flows one way: `cli` → (`server` | `bench`) → `engine`; `bench` → `store` → `report`.
+//! Each module below is one room with one reason to change.
+
+pub mod cache;
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod env;
+pub mod gguf;
