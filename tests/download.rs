@@ -576,10 +576,12 @@ async fn concurrent_downloads_of_one_alias_write_one_file() {
     let cache = Cache::new(home.path());
     let spec = spec("tiny", Some(server.sha()));
     let hub = server.hub(None);
+    // A second handle, as another process would have.
+    let other = Cache::new(home.path());
 
     let (a, b) = tokio::join!(
         download(&cache, &spec, &hub, &NoProgress),
-        download(&Cache::new(home.path()), &spec, &hub, &NoProgress),
+        download(&other, &spec, &hub, &NoProgress),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
 

@@ -433,7 +433,7 @@ impl Fetch<'_> {
         if e.is_connect() {
             CacheError::Connect {
                 endpoint: self.hub.endpoint.clone(),
-                reason: error_chain(e),
+                reason: root_cause(e),
             }
         } else {
             self.network_error(e)
@@ -489,6 +489,16 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     } else {
         parts.join(": ")
     }
+}
+
+/// The innermost error message ("Connection refused (os error 111)"), which is the one a user
+/// can act on when a connection fails.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 /// Percent-encodes a URL path; with `keep_slash` a `/` separates segments, otherwise it is

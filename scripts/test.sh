@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: set up (system packages, default model), then the whole suite.
+# Everything is built once, in release mode, so llama.cpp is compiled a single time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HEARTH_TEST_MODEL=$(scripts/setup.sh | tail -n 1)
+export HEARTH_TEST_MODEL
+cargo test --release --locked "$@"

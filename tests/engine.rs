@@ -1,0 +1,249 @@
+//! The llama.cpp engine on the real default model: determinism, limits, stop strings, token
+//! counts, batch invariance, cancellation and clear errors.
+
+mod common;
+
+use std::thread;
+
+use hearth::engine::llama::{EngineOptions, LlamaEngine};
+use hearth::engine::{
+    Backend, ChatMessage, Completion, EngineError, Event, EventStream, FinishReason,
+    GenerateRequest, Prompt, SamplingParams,
+};
+
+fn engine(parallel: u32, n_ctx: u32) -> LlamaEngine {
+    LlamaEngine::load(
+        &common::model_path(),
+        "smollm2-135m",
+        EngineOptions {
+            threads: 2,
+            n_ctx,
+            parallel,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("the default model loads")
+}
+
+fn chat(text: &str, max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        prompt: Prompt::Chat(vec![ChatMessage::new("user", text)]),
+        sampling: SamplingParams {
+            max_tokens: Some(max_tokens),
+            ..SamplingParams::default()
+        },
+    }
+}
+
+fn drain(mut stream: EventStream) -> Result<(String, Completion), EngineError> {
+    let mut text = String::new();
+    while let Some(event) = stream.blocking_next() {
+        match event {
+            Event::Token(t) => text.push_str(&t),
+            Event::Done(c) => return Ok((text, c)),
+            Event::Error(e) => return Err(e),
+        }
+    }
+    panic!("stream ended without Done or Error");
+}
+
+fn run(engine: &LlamaEngine, request: GenerateRequest) -> (String, Completion) {
+    drain(engine.generate(request).unwrap()).unwrap()
+}
+
+#[test]
+fn greedy_generation_is_non_empty_and_repeatable() {
+    let engine = engine(1, 1024);
+    let request = chat("Name three colours of the rainbow.", 48);
+    let (first, done) = run(&engine, request.clone());
+    let (second, _) = run(&engine, request);
+    assert!(!first.trim().is_empty());
+    assert_eq!(first, second, "temperature 0 must give the same text");
+    assert!(done.usage.completion_tokens > 0);
+    assert!(
+        done.usage.prompt_tokens > 10,
+        "chat template adds a system prompt"
+    );
+    assert!(done.timings.ttft_ms > 0.0 && done.timings.decode_per_second > 0.0);
+}
+
+#[test]
+fn seeded_sampling_is_repeatable_and_differs_from_greedy_somewhere() {
+    let engine = engine(1, 1024);
+    let sampled = |seed| {
+        let mut r = chat("Tell me a story about a fox.", 40);
+        r.sampling.temperature = 1.2;
+        r.sampling.top_p = 0.95;
+        r.sampling.seed = Some(seed);
+        run(&engine, r).0
+    };
+    assert_eq!(sampled(7), sampled(7), "same seed, same text");
+    let greedy = run(&engine, chat("Tell me a story about a fox.", 40)).0;
+    assert!(
+        [7, 8, 9].iter().any(|&s| sampled(s) != greedy),
+        "temperature 1.2 never left the greedy path"
+    );
+}
+
+#[test]
+fn max_tokens_is_respected_and_counts_match_the_text() {
+    let engine = engine(1, 1024);
+    let (text, done) = run(&engine, chat("Write a long story about a dragon.", 7));
+    assert_eq!(done.usage.completion_tokens, 7);
+    assert_eq!(done.finish_reason, FinishReason::Length);
+    let retokenized = engine.tokenize(&text).unwrap().len();
+    assert!(
+        retokenized.abs_diff(7) <= 1,
+        "7 generated tokens re-tokenize to {retokenized}: {text:?}"
+    );
+    let prompt = engine
+        .prompt_tokens(&Prompt::Chat(vec![ChatMessage::new(
+            "user",
+            "Write a long story about a dragon.",
+        )]))
+        .unwrap();
+    assert_eq!(done.usage.prompt_tokens, prompt.len());
+}
+
+#[test]
+fn stop_string_ends_generation_before_it() {
+    let engine = engine(1, 1024);
+    let request = chat("Write a long story about a dragon.", 64);
+    let (full, _) = run(&engine, request.clone());
+    // Pick a word from the middle of the greedy answer as the stop string.
+    let words: Vec<&str> = full.split_whitespace().collect();
+    assert!(words.len() > 6, "answer too short: {full:?}");
+    let stop = words[words.len() / 2].to_string();
+    let cut = full.find(&stop).unwrap();
+    let mut with_stop = request;
+    with_stop.sampling.stop = vec![stop.clone()];
+    let (text, done) = run(&engine, with_stop);
+    assert_eq!(text, full[..cut], "stop {stop:?}");
+    assert_eq!(done.finish_reason, FinishReason::Stop);
+    assert!(!text.contains(&stop));
+}
+
+#[test]
+fn sequences_batched_together_give_the_same_greedy_text_as_alone() {
+    let engine = engine(4, 512);
+    let prompts = [
+        "What is the capital of France?",
+        "Write a haiku about the sea.",
+        "List three uses of a paperclip.",
+        "Explain what a compiler does in two sentences.",
+    ];
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| run(&engine, chat(p, 40)).0)
+        .collect();
+    // Submit all four before reading any, so they share decode steps.
+    let streams: Vec<EventStream> = prompts
+        .iter()
+        .map(|p| engine.generate(chat(p, 40)).unwrap())
+        .collect();
+    let together: Vec<String> = thread::scope(|s| {
+        let handles: Vec<_> = streams
+            .into_iter()
+            .map(|st| s.spawn(move || drain(st).unwrap().0))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        assert_eq!(a, t, "prompt {i} changed when batched");
+    }
+    let stats = engine.stats();
+    assert_eq!((stats.active, stats.queued, stats.kv_used), (0, 0, 0));
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_clearly() {
+    let engine = engine(1, 64);
+    let long = "word ".repeat(200);
+    let err = engine.generate(chat(&long, 8)).unwrap_err();
+    match &err {
+        EngineError::ContextOverflow {
+            prompt_tokens,
+            n_ctx,
+        } => {
+            assert!(*prompt_tokens > 64);
+            assert_eq!(*n_ctx, 64);
+        }
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+    assert!(err.to_string().contains("context"));
+    // The engine is still usable.
+    assert!(!run(&engine, chat("Hi", 4)).0.is_empty());
+}
+
+#[test]
+fn generation_stops_at_the_context_limit() {
+    let engine = engine(1, 96);
+    let (_, done) = run(&engine, chat("Write a long story about a dragon.", 1000));
+    assert_eq!(done.finish_reason, FinishReason::Length);
+    assert!(done.usage.prompt_tokens + done.usage.completion_tokens <= 96);
+}
+
+#[test]
+fn dropping_a_stream_cancels_and_frees_the_slot() {
+    let engine = engine(1, 1024);
+    let mut stream = engine
+        .generate(chat("Write a long story about a dragon.", 500))
+        .unwrap();
+    // Wait for real progress, then walk away.
+    assert!(matches!(stream.blocking_next(), Some(Event::Token(_))));
+    drop(stream);
+    // With a single slot, this only completes if the cancelled sequence was released.
+    let (text, _) = run(&engine, chat("Say hello.", 8));
+    assert!(!text.is_empty());
+    assert_eq!(engine.stats().active, 0);
+}
+
+#[test]
+fn empty_chat_and_zero_max_tokens_are_invalid_requests() {
+    let engine = engine(1, 256);
+    let empty = GenerateRequest {
+        prompt: Prompt::Chat(vec![]),
+        sampling: SamplingParams::default(),
+    };
+    assert!(matches!(
+        engine.generate(empty),
+        Err(EngineError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        engine.generate(chat("hi", 0)),
+        Err(EngineError::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn metadata_is_read_without_loading() {
+    let info = hearth::gguf::read(&common::model_path()).unwrap();
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.block_count, Some(30));
+    assert_eq!(info.quantization.as_deref(), Some("Q4_1"));
+    assert!(info.chat_template.as_deref().unwrap().contains("SmolLM"));
+    // The catalog's pre-download estimate must agree with the file.
+    let catalog = hearth::catalog::Catalog::builtin();
+    let entry = catalog.get("smollm2-135m").unwrap();
+    assert_eq!(info.kv_bytes_per_token(), entry.kv_bytes_per_token);
+}
+
+#[test]
+fn truncated_and_foreign_files_are_clear_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(common::model_path()).unwrap();
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = LlamaEngine::load(&truncated, "t", EngineOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+
+    let header_only = dir.path().join("header.gguf");
+    std::fs::write(&header_only, &bytes[..64]).unwrap();
+    let err = LlamaEngine::load(&header_only, "h", EngineOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("corrupt"), "{err}");
+
+    let foreign = dir.path().join("foreign.gguf");
+    std::fs::write(&foreign, b"definitely not a model").unwrap();
+    let err = LlamaEngine::load(&foreign, "f", EngineOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("not a GGUF"), "{err}");
+}
