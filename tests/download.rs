@@ -474,6 +474,7 @@ async fn missing_file_is_a_clear_not_found_error() {
         "{message}"
     );
     assert!(!cache.location().join("tiny").exists());
+    assert!(files_in(&cache.location().join(".tmp")).is_empty());
 }
 
 #[tokio::test]
@@ -549,6 +550,7 @@ async fn a_refused_or_missing_token_points_at_hf_token() {
     }
     assert!(server.seen()[0].authorization.is_none());
     assert!(!cache.location().join("tiny").exists());
+    assert!(files_in(&cache.location().join(".tmp")).is_empty());
 }
 
 #[tokio::test]

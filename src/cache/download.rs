@@ -70,8 +70,8 @@ impl HubConfig {
     /// Reads `HF_ENDPOINT` and `HF_TOKEN`; empty values count as unset.
     pub fn from_env() -> Self {
         Self::from_values(
-            std::env::var("HF_ENDPOINT").ok(),
-            std::env::var("HF_TOKEN").ok(),
+            std::env::var(crate::env::HF_ENDPOINT).ok(),
+            std::env::var(crate::env::HF_TOKEN).ok(),
         )
     }
 
@@ -133,10 +133,8 @@ pub async fn download(
     }
     cache.ensure_dirs()?;
     let _lock = {
-        let (cache, alias) = (cache.clone(), alias.to_string());
-        tokio::task::spawn_blocking(move || cache.lock(&alias))
-            .await
-            .expect("the lock task does not panic")?
+        let (locker, alias) = (cache.clone(), alias.to_string());
+        blocking(cache.location(), move || locker.lock(&alias)).await?
     };
     // Another process may have finished this very download while we waited for the lock.
     if let Some(model) = already_cached(cache, alias, &source, expected.as_deref()) {
@@ -160,6 +158,11 @@ pub async fn download(
     .run()
     .await;
     progress.finish();
+    if fetched.is_err() && partial_len(&partial)? == 0 {
+        // Nothing to resume (404, refused token, …): leave no trace in `.tmp/`.
+        remove_if_exists(&partial)?;
+        remove_if_exists(&marker)?;
+    }
     let (sha256, size) = fetched?;
 
     if let Some(expected) = &expected {
@@ -407,7 +410,7 @@ impl Fetch<'_> {
     /// Hashes the bytes already in the partial file, off the async threads.
     async fn hash_prefix(&self) -> Result<Sha256> {
         let path = self.partial.to_path_buf();
-        tokio::task::spawn_blocking(move || {
+        blocking(self.partial, move || {
             let file = std::fs::File::open(&path).map_err(|e| CacheError::io(&path, e))?;
             let mut hasher = Sha256::new();
             let mut reader = io::BufReader::with_capacity(CHUNK, file);
@@ -415,18 +418,16 @@ impl Fetch<'_> {
             Ok(hasher)
         })
         .await
-        .expect("the hashing task does not panic")
     }
 
     /// The sha256 and size of a partial file that is already complete.
     async fn hash_partial(&self) -> Result<(String, u64)> {
         let path = self.partial.to_path_buf();
-        tokio::task::spawn_blocking(move || {
+        blocking(self.partial, move || {
             let file = std::fs::File::open(&path).map_err(|e| CacheError::io(&path, e))?;
-            hash_copy(file, io::sink(), |_| {}).map_err(|e| CacheError::io(&path, e))
+            hash_copy(file, &path, io::sink(), &path)
         })
         .await
-        .expect("the hashing task does not panic")
     }
 
     fn request_error(&self, e: &reqwest::Error) -> CacheError {
@@ -446,6 +447,16 @@ impl Fetch<'_> {
             reason: error_chain(e),
         }
     }
+}
+
+/// Runs blocking file work (a lock wait, hashing GBs) off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(CacheError::io(path, io::Error::other(e))))
 }
 
 fn partial_len(path: &Path) -> Result<u64> {

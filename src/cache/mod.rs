@@ -195,8 +195,7 @@ impl Cache {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => VerifyOutcome::Missing,
                 Err(e) => return Err(CacheError::io(&model.path, e)),
                 Ok(file) => {
-                    let (actual, _) = hash_copy(file, io::sink(), |_| {})
-                        .map_err(|e| CacheError::io(&model.path, e))?;
+                    let (actual, _) = hash_copy(file, &model.path, io::sink(), &model.path)?;
                     if actual == model.sha256 {
                         VerifyOutcome::Ok
                     } else {
@@ -232,6 +231,12 @@ impl Cache {
         validate_file_name(file_name)?;
         let expected = expected_sha256.map(normalize_sha);
         let src_abs = fs::canonicalize(src).map_err(|e| CacheError::io(src, e))?;
+        if !src_abs.is_file() {
+            return Err(CacheError::io(
+                &src_abs,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
 
         self.ensure_dirs()?;
         let _lock = self.lock(alias)?;
@@ -239,10 +244,7 @@ impl Cache {
         let copied: Result<(String, u64)> = (|| {
             let input = File::open(&src_abs).map_err(|e| CacheError::io(&src_abs, e))?;
             let output = File::create(&tmp).map_err(|e| CacheError::io(&tmp, e))?;
-            // Read errors and write errors look alike here; name the destination, where
-            // "disk full" is the likely cause.
-            let (sha, size) =
-                hash_copy(input, &output, |_| {}).map_err(|e| CacheError::io(&tmp, e))?;
+            let (sha, size) = hash_copy(input, &src_abs, &output, &tmp)?;
             output.sync_all().map_err(|e| CacheError::io(&tmp, e))?;
             Ok((sha, size))
         })();
@@ -484,12 +486,13 @@ pub(crate) fn normalize_sha(sha: &str) -> String {
 }
 
 /// Copies `input` to `output` in [`CHUNK`]-sized reads, hashing on the way; returns the hex
-/// sha256 and the byte count. `on_chunk` sees each chunk's length (for progress).
+/// sha256 and the byte count. The paths only name the culprit in errors.
 pub(crate) fn hash_copy(
     mut input: impl Read,
+    input_path: &Path,
     mut output: impl Write,
-    mut on_chunk: impl FnMut(usize),
-) -> io::Result<(String, u64)> {
+    output_path: &Path,
+) -> Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
@@ -498,14 +501,15 @@ pub(crate) fn hash_copy(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CacheError::io(input_path, e)),
         };
         hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
+        output
+            .write_all(&buf[..n])
+            .map_err(|e| CacheError::io(output_path, e))?;
         total += n as u64;
-        on_chunk(n);
     }
-    output.flush()?;
+    output.flush().map_err(|e| CacheError::io(output_path, e))?;
     Ok((hex::encode(hasher.finalize()), total))
 }
 

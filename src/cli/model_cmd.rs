@@ -435,6 +435,7 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         seed: args.seed,
         max_tokens: Some(args.max_tokens),
         stop: args.stop.clone(),
+        ignore_eos: false,
     };
     let mut history: Vec<ChatMessage> = args
         .system

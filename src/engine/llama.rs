@@ -279,6 +279,7 @@ struct Slot {
     stop: StopMatcher,
     generated: usize,
     max_tokens: usize,
+    ignore_eos: bool,
     submitted: Instant,
     admitted: Instant,
     first_token: Option<Instant>,
@@ -327,6 +328,7 @@ impl Slot {
             events: job.events,
             generated: 0,
             max_tokens,
+            ignore_eos: job.sampling.ignore_eos,
             submitted: job.submitted,
             admitted: now,
             first_token: None,
@@ -359,7 +361,7 @@ impl Slot {
             self.n_past += 1;
         }
         let vocab = model.vocab();
-        if vocab.is_eog(token) {
+        if vocab.is_eog(token) && !self.ignore_eos {
             return Some(FinishReason::Stop);
         }
         self.generated += 1;

@@ -102,6 +102,9 @@ pub struct SamplingParams {
     pub max_tokens: Option<u32>,
     /// Strings that end generation; they are not part of the output.
     pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens (fixed-length benchmark runs, as
+    /// llama-bench and vLLM's `--ignore-eos` do).
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -113,6 +116,7 @@ impl Default for SamplingParams {
             seed: None,
             max_tokens: None,
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }

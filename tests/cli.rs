@@ -1,0 +1,306 @@
+//! The `hearth` binary as users run it: each test gets its own HEARTH_HOME.
+
+mod common;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn hearth(home: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("hearth").unwrap();
+    cmd.env("HEARTH_HOME", home)
+        .env_remove("HEARTH_MODELS_FILE")
+        .env_remove("HEARTH_MEMORY_LIMIT_MB")
+        .env_remove("HEARTH_DEFAULT_MODEL")
+        .env("HEARTH_THREADS", "2");
+    cmd
+}
+
+/// A home whose catalog points `smollm2-135m` at the test model file, without copying it.
+fn home_with_model() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let models = serde_json::json!({
+        "smollm2-135m": {"path": common::model_path()}
+    });
+    std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
+    home
+}
+
+fn json_out(cmd: &mut Command) -> Value {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).expect("stdout is JSON")
+}
+
+#[test]
+fn model_list_filters_with_wildcards_and_prints_json() {
+    let home = tempfile::tempdir().unwrap();
+    let all = json_out(hearth(home.path()).args(["model", "list", "--json"]));
+    assert!(all.as_array().unwrap().len() >= 8);
+    let qwen =
+        json_out(hearth(home.path()).args(["model", "list", "--json", "--filter", "alias=qwen*"]));
+    let aliases: Vec<&str> = qwen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap())
+        .collect();
+    assert_eq!(aliases, ["qwen2.5-0.5b", "qwen2.5-1.5b"]);
+    hearth(home.path())
+        .args(["model", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("mistral-7b").and(predicate::str::contains("Apache-2.0")));
+    hearth(home.path())
+        .args(["model", "list", "--filter", "nonsense"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("invalid filter"));
+}
+
+#[test]
+fn user_models_json_adds_and_tags_models_without_recompiling() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("bench-models.json");
+    std::fs::write(
+        &file,
+        r#"{"smollm2-135m": {"capabilities": ["notes"]}, "tiny-remote": {"capabilities": ["chat"],
+            "upstream": {"base_url": "http://127.0.0.1:9/v1", "model": "x"}}}"#,
+    )
+    .unwrap();
+    let listed = json_out(hearth(home.path()).env("HEARTH_MODELS_FILE", &file).args([
+        "model",
+        "list",
+        "--json",
+        "--filter",
+        "tag=notes",
+    ]));
+    assert_eq!(listed[0]["alias"], "smollm2-135m");
+    let remote = json_out(hearth(home.path()).env("HEARTH_MODELS_FILE", &file).args([
+        "model",
+        "list",
+        "--json",
+        "--filter",
+        "device=remote",
+    ]));
+    assert_eq!(remote[0]["alias"], "tiny-remote");
+}
+
+#[test]
+fn model_info_shows_metadata_and_a_memory_estimate() {
+    let home = home_with_model();
+    let info = json_out(hearth(home.path()).args(["model", "info", "smollm2-135m", "--json"]));
+    assert_eq!(info["gguf"]["architecture"], "llama");
+    let memory = &info["memory"];
+    let total = memory["total_bytes"].as_u64().unwrap();
+    assert!(total > 98_362_432, "estimate includes the weights");
+    assert_eq!(memory["fits"], true);
+    // Not downloaded: the estimate comes from the catalog.
+    let mistral = json_out(hearth(home.path()).args(["model", "info", "mistral-7b", "--json"]));
+    assert!(mistral["memory"]["total_bytes"].as_u64().unwrap() > 4_000_000_000);
+}
+
+#[test]
+fn unknown_model_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    hearth(home.path())
+        .args(["model", "run", "qwen", "--prompt", "hi"])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("unknown model `qwen`")
+                .and(predicate::str::contains("qwen2.5-0.5b")),
+        );
+}
+
+#[test]
+fn model_add_places_a_verified_copy_in_the_cache() {
+    let home = tempfile::tempdir().unwrap();
+    hearth(home.path())
+        .args(["model", "add"])
+        .arg(common::model_path())
+        .args(["--alias", "smollm2-135m"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("verified"));
+    let cached = json_out(hearth(home.path()).args(["cache", "list", "--json"]));
+    assert_eq!(cached[0]["alias"], "smollm2-135m");
+    assert_eq!(cached[0]["verified"], true);
+    assert_eq!(cached[0]["size_bytes"], 98_362_432);
+    hearth(home.path())
+        .args(["cache", "verify"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok"));
+    // A new alias becomes a user catalog entry.
+    hearth(home.path())
+        .args(["model", "add"])
+        .arg(common::model_path())
+        .args(["--alias", "my-smol"])
+        .assert()
+        .success();
+    let mine =
+        json_out(hearth(home.path()).args(["model", "list", "--json", "--filter", "origin=user"]));
+    assert_eq!(mine[0]["alias"], "my-smol");
+    assert_eq!(mine[0]["family"], "llama");
+    hearth(home.path())
+        .args(["cache", "remove", "my-smol"])
+        .assert()
+        .success();
+    hearth(home.path())
+        .args(["cache", "remove", "my-smol"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not in the cache"));
+}
+
+#[test]
+fn model_add_rejects_a_truncated_gguf_and_caches_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(common::model_path()).unwrap();
+    let broken = home.path().join("broken.gguf");
+    std::fs::write(&broken, &bytes[..bytes.len() / 3]).unwrap();
+    hearth(home.path())
+        .args(["model", "add"])
+        .arg(&broken)
+        .args(["--alias", "broken"])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicate::str::contains("truncated"));
+    let cached = json_out(hearth(home.path()).args(["cache", "list", "--json"]));
+    assert_eq!(cached.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn model_run_answers_with_usage_and_timings() {
+    let home = home_with_model();
+    let run = |extra: &[&str]| {
+        json_out(
+            hearth(home.path())
+                .args([
+                    "model",
+                    "run",
+                    "smollm2-135m",
+                    "--json",
+                    "--max-tokens",
+                    "24",
+                ])
+                .args(["--prompt", "What is the capital of France?"])
+                .args(extra),
+        )
+    };
+    let first = run(&[]);
+    let text = first["text"].as_str().unwrap();
+    assert!(!text.trim().is_empty());
+    assert!(first["usage"]["completion_tokens"].as_u64().unwrap() <= 24);
+    assert!(first["timings"]["decode_per_second"].as_f64().unwrap() > 0.0);
+    assert!(first["load_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(run(&[])["text"], first["text"], "greedy is deterministic");
+    // Streaming mode prints the text and a timings line.
+    hearth(home.path())
+        .args(["model", "run", "--max-tokens", "8", "--prompt", "Hello"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("tok/s").and(predicate::str::contains("first token")));
+}
+
+#[test]
+fn interactive_chat_keeps_history_until_bye() {
+    let home = home_with_model();
+    let out = hearth(home.path())
+        .args(["model", "run", "smollm2-135m", "--max-tokens", "16"])
+        .write_stdin("My name is Ada.\nWhat is my name?\n/bye\n")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("[prompt ").count(), 2, "two answers: {stderr}");
+    // The second turn's prompt includes the first exchange, so it is longer.
+    let prompts: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| l.split("[prompt ").nth(1))
+        .map(|r| r.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(prompts[1] > prompts[0] + 5, "history kept: {prompts:?}");
+}
+
+#[test]
+fn a_model_too_big_for_the_memory_budget_is_refused_with_a_smaller_suggestion() {
+    let home = home_with_model();
+    hearth(home.path())
+        .env("HEARTH_MEMORY_LIMIT_MB", "150")
+        .args([
+            "model",
+            "run",
+            "smollm2-135m",
+            "--prompt",
+            "hi",
+            "--ctx",
+            "8192",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("needs about").and(predicate::str::contains("available")));
+    // With a small context it fits the same budget.
+    hearth(home.path())
+        .env("HEARTH_MEMORY_LIMIT_MB", "250")
+        .args([
+            "model",
+            "run",
+            "smollm2-135m",
+            "--prompt",
+            "hi",
+            "--ctx",
+            "512",
+            "--max-tokens",
+            "4",
+        ])
+        .assert()
+        .success();
+}
+
+#[test]
+fn config_set_get_list_and_env_override() {
+    let home = tempfile::tempdir().unwrap();
+    hearth(home.path())
+        .args(["config", "set", "ctx", "2048"])
+        .assert()
+        .success();
+    hearth(home.path())
+        .args(["config", "get", "ctx"])
+        .assert()
+        .success()
+        .stdout("2048\n");
+    hearth(home.path())
+        .env("HEARTH_CTX", "1024")
+        .args(["config", "get", "ctx"])
+        .assert()
+        .success()
+        .stdout("1024\n");
+    let list = json_out(hearth(home.path()).args(["config", "list", "--json"]));
+    let ctx = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "ctx")
+        .unwrap();
+    assert_eq!(ctx["origin"], "file");
+    hearth(home.path())
+        .args(["config", "set", "threads", "lots"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("invalid value"));
+}
+
+#[test]
+fn cache_location_is_under_hearth_home() {
+    let home = tempfile::tempdir().unwrap();
+    hearth(home.path())
+        .args(["cache", "location"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(home.path().to_str().unwrap()));
+}
