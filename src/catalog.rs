@@ -474,10 +474,11 @@ impl Catalog {
     }
 
     /// Entries passing every filter.
-    pub fn filter<'a>(&'a self, filters: &'a [Filter]) -> impl Iterator<Item = &'a CatalogEntry> {
+    pub fn filter(&self, filters: &[Filter]) -> Vec<&CatalogEntry> {
         self.entries
             .iter()
-            .filter(move |e| filters.iter().all(|f| f.matches(e)))
+            .filter(|e| filters.iter().all(|f| f.matches(e)))
+            .collect()
     }
 
     /// The entry for `alias`, or an error suggesting near names.
@@ -571,18 +572,20 @@ mod tests {
         let catalog = Catalog::builtin();
         let qwen: Vec<_> = catalog
             .filter(&filters(&["alias=qwen*"]))
+            .into_iter()
             .map(|e| e.alias.as_str())
             .collect();
         assert_eq!(qwen, ["qwen2.5-0.5b", "qwen2.5-1.5b"]);
         let reasoning_mit: Vec<_> = catalog
             .filter(&filters(&["tag=reasoning", "license=mit"]))
+            .into_iter()
             .map(|e| e.alias.as_str())
             .collect();
         assert_eq!(
             reasoning_mit,
             ["phi-3.5-mini", "deepseek-r1-distill-qwen-1.5b"]
         );
-        assert_eq!(catalog.filter(&filters(&["device=gpu"])).count(), 0);
+        assert!(catalog.filter(&filters(&["device=gpu"])).is_empty());
         assert!("nokey".parse::<Filter>().is_err());
         assert!("colour=red".parse::<Filter>().is_err());
     }

@@ -217,7 +217,11 @@ fn interactive_chat_keeps_history_until_bye() {
         .get_output()
         .clone();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("[prompt ").count(), 2, "two answers: {stderr}");
+    assert_eq!(
+        stderr.matches("[prompt ").count(),
+        2,
+        "two answers: {stderr}"
+    );
     // The second turn's prompt includes the first exchange, so it is longer.
     let prompts: Vec<u64> = stderr
         .lines()

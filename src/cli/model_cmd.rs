@@ -134,7 +134,7 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
         .iter()
         .map(|f| f.parse::<Filter>())
         .collect::<Result<Vec<_>, _>>()?;
-    let entries: Vec<&CatalogEntry> = catalog.filter(&filters).collect();
+    let entries = catalog.filter(&filters);
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(ExitCode::SUCCESS);
