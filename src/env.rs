@@ -22,3 +22,8 @@ pub const HEARTH_MODELS_FILE: &str = "HEARTH_MODELS_FILE";
 pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
 /// Hugging Face access token, sent as a bearer token for gated repositories.
 pub const HF_TOKEN: &str = "HF_TOKEN";
+/// API key for `hearth serve` (required when binding beyond loopback) and for the client
+/// commands (`ps`, `load`, `unload`, `service status`) that talk to it.
+pub const HEARTH_API_KEY: &str = "HEARTH_API_KEY";
+/// Where the client commands find a running server (default `http://127.0.0.1:<port>`).
+pub const HEARTH_ENDPOINT: &str = "HEARTH_ENDPOINT";

@@ -10,3 +10,5 @@ pub mod config;
 pub mod engine;
 pub mod env;
 pub mod gguf;
+pub mod models;
+pub mod server;

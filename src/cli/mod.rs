@@ -4,6 +4,7 @@
 mod cache_cmd;
 mod config_cmd;
 mod model_cmd;
+mod serve_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,33 @@ enum Command {
     /// Read and change settings.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Serve an OpenAI-compatible API (default http://127.0.0.1:5273/v1).
+    Serve(serve_cmd::ServeArgs),
+    /// Show the models a running server has loaded.
+    Ps {
+        #[command(flatten)]
+        client: serve_cmd::ClientArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running server to load a model.
+    Load {
+        /// Model alias.
+        alias: String,
+        #[command(flatten)]
+        client: serve_cmd::ClientArgs,
+    },
+    /// Ask a running server to unload a model.
+    Unload {
+        /// Model alias.
+        alias: String,
+        #[command(flatten)]
+        client: serve_cmd::ClientArgs,
+    },
+    /// The running server.
+    #[command(subcommand)]
+    Service(serve_cmd::ServiceCommand),
 }
 
 /// Settings and shared objects every command needs, resolved once.
@@ -71,6 +99,11 @@ pub fn run() -> Result<ExitCode> {
         Command::Model(cmd) => model_cmd::run(&ctx, cmd),
         Command::Cache(cmd) => cache_cmd::run(&ctx, cmd),
         Command::Config(cmd) => config_cmd::run(ctx, cmd),
+        Command::Serve(args) => serve_cmd::serve(&ctx, args),
+        Command::Ps { client, json } => serve_cmd::ps(&ctx, client, json),
+        Command::Load { alias, client } => serve_cmd::load(&ctx, client, &alias),
+        Command::Unload { alias, client } => serve_cmd::unload(&ctx, client, &alias),
+        Command::Service(cmd) => serve_cmd::service(&ctx, cmd),
     }
 }
 

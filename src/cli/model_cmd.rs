@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use hearth::cache::{self, BarProgress, DownloadSpec, HubConfig};
-use hearth::catalog::{self, Catalog, CatalogEntry, Filter};
-use hearth::engine::llama::{EngineOptions, LlamaEngine};
-use hearth::engine::memory::{self, human_bytes, MemoryEstimate};
+use hearth::cache::BarProgress;
+use hearth::catalog::{self, CatalogEntry, Filter};
+use hearth::engine::memory::{self, human_bytes};
 use hearth::engine::{
     Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
 };
 use hearth::gguf;
+use hearth::models::{self, LoadOptions};
 
 use super::Context;
 
@@ -108,8 +108,12 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
             let rt = runtime()?;
             for alias in aliases {
                 let entry = catalog.get(&alias)?;
-                let cached = rt.block_on(download(ctx, entry))?;
-                println!("{} → {}", cached.alias, cached.path.display());
+                if entry.source.is_none() {
+                    bail!(models::ModelError::NoSource(entry.alias.clone()));
+                }
+                let path =
+                    rt.block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
+                println!("{alias} → {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -122,7 +126,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
@@ -143,7 +147,7 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
         "alias", "family", "params", "quant", "size", "license", "tags", "device", "cached",
     ]);
     for e in &entries {
-        let cached = e.path.is_some() || ctx.cache.lookup(&e.alias).is_some();
+        let cached = models::local_path(&ctx.cache, e).is_some();
         table.add_row(vec![
             e.alias.clone(),
             e.family.clone().unwrap_or_default(),
@@ -160,87 +164,23 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where a model's GGUF is on disk, if it is.
-fn local_path(ctx: &Context, entry: &CatalogEntry) -> Option<PathBuf> {
-    entry
-        .path
-        .clone()
-        .or_else(|| ctx.cache.lookup(&entry.alias).map(|c| c.path))
-}
-
-/// Estimates memory from the GGUF when it is on disk, else from the catalog.
-fn estimate(
-    entry: &CatalogEntry,
-    file: Option<&gguf::GgufInfo>,
-    n_ctx_total: u64,
-) -> Option<MemoryEstimate> {
-    let weights = file.map(|f| f.file_size).or_else(|| entry.size_bytes())?;
-    let kv = file
-        .and_then(|f| f.kv_bytes_per_token())
-        .or(entry.kv_bytes_per_token)?;
-    Some(MemoryEstimate::new(weights, kv, n_ctx_total))
-}
-
-fn memory_budget(ctx: &Context) -> Result<u64> {
+pub fn memory_budget(ctx: &Context) -> Result<u64> {
     Ok(ctx
         .config
         .memory_limit_bytes()?
         .unwrap_or_else(memory::available_bytes))
 }
 
-/// Refuses a model that will not fit, naming the largest catalog model that would.
-fn check_fits(
-    ctx: &Context,
-    catalog: &Catalog,
-    entry: &CatalogEntry,
-    file: &gguf::GgufInfo,
-    n_ctx: u32,
-) -> Result<()> {
-    let Some(need) = estimate(entry, Some(file), u64::from(n_ctx)) else {
-        return Ok(());
-    };
-    let budget = memory_budget(ctx)?;
-    if need.fits(budget) {
-        return Ok(());
-    }
-    let smaller = catalog
-        .entries()
-        .iter()
-        .filter(|e| e.alias != entry.alias && e.upstream.is_none())
-        .filter_map(|e| Some((e, estimate(e, None, u64::from(n_ctx))?)))
-        .filter(|(_, est)| est.fits(budget))
-        .max_by_key(|(_, est)| est.total_bytes());
-    let hint = match smaller {
-        Some((e, est)) => format!(
-            "; try the smaller `{}` (needs about {})",
-            e.alias,
-            human_bytes(est.total_bytes())
-        ),
-        None => "; no catalog model fits, try a smaller --ctx".to_string(),
-    };
-    bail!(
-        "`{}` needs about {} (weights {} + KV cache {} for {} tokens + {} buffers) but only {} is available{}",
-        entry.alias,
-        human_bytes(need.total_bytes()),
-        human_bytes(need.weights_bytes),
-        human_bytes(need.kv_cache_bytes),
-        n_ctx,
-        human_bytes(need.overhead_bytes),
-        human_bytes(budget),
-        hint
-    )
-}
-
 fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
     let catalog = ctx.catalog()?;
     let entry = catalog.get(alias)?;
-    let path = local_path(ctx, entry);
+    let path = models::local_path(&ctx.cache, entry);
     let file = match &path {
         Some(p) => Some(gguf::read(p)?),
         None => None,
     };
-    let n_ctx = effective_ctx(ctx.config.ctx()?, file.as_ref());
-    let est = estimate(entry, file.as_ref(), u64::from(n_ctx));
+    let n_ctx = models::effective_ctx(ctx.config.ctx()?, file.as_ref());
+    let est = models::estimate(entry, file.as_ref(), u64::from(n_ctx));
     let budget = memory_budget(ctx)?;
     if json {
         let value = serde_json::json!({
@@ -341,30 +281,6 @@ fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn download(ctx: &Context, entry: &CatalogEntry) -> Result<cache::CachedModel> {
-    let Some(source) = &entry.source else {
-        bail!(
-            "`{}` has no download source; add its file with `hearth model add FILE --alias {}`",
-            entry.alias,
-            entry.alias
-        );
-    };
-    let spec = DownloadSpec {
-        alias: entry.alias.clone(),
-        repo: source.repo.clone(),
-        file: source.file.clone(),
-        revision: source.revision.clone(),
-        sha256: entry.sha256.clone(),
-    };
-    Ok(cache::download(
-        &ctx.cache,
-        &spec,
-        &HubConfig::from_env(),
-        &BarProgress::new(),
-    )
-    .await?)
-}
-
 fn add(ctx: &Context, file: &Path, alias: &str, sha256: Option<&str>) -> Result<ExitCode> {
     let info = gguf::read(file).with_context(|| format!("cannot add {}", file.display()))?;
     let catalog = ctx.catalog()?;
@@ -395,14 +311,6 @@ fn add(ctx: &Context, file: &Path, alias: &str, sha256: Option<&str>) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// The context to use: the requested one, capped at what the model was trained for.
-fn effective_ctx(requested: u32, file: Option<&gguf::GgufInfo>) -> u32 {
-    match file.and_then(|f| f.context_length) {
-        Some(trained) if u64::from(requested) > trained => trained as u32,
-        _ => requested,
-    }
-}
-
 fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
     let catalog = ctx.catalog()?;
     let alias = args
@@ -411,23 +319,19 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| ctx.config.default_model());
     let entry = catalog.get(&alias)?;
     let rt = runtime()?;
-    let path = match local_path(ctx, entry) {
-        Some(p) => p,
-        None => {
-            eprintln!("{alias} is not cached; downloading");
-            rt.block_on(download(ctx, entry))?.path
-        }
-    };
-    let file = gguf::read(&path)?;
-    let n_ctx = effective_ctx(args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?, Some(&file));
-    check_fits(ctx, &catalog, entry, &file, n_ctx)?;
-    let options = EngineOptions {
+    if models::local_path(&ctx.cache, entry).is_none() && entry.upstream.is_none() {
+        eprintln!("{alias} is not cached; downloading");
+        rt.block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
+    }
+    let options = LoadOptions {
         threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
-        n_ctx,
+        n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
         parallel: 1,
-        ..EngineOptions::default()
+        queue_capacity: 4,
+        memory_budget: memory_budget(ctx)?,
     };
-    let engine = LlamaEngine::load(&path, &entry.alias, options)?;
+    let engine = models::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
+    let engine = engine.as_ref();
     let sampling = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -465,7 +369,7 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    chat(&rt, &engine, history, sampling)
+    chat(&rt, engine, history, sampling)
 }
 
 /// Streams text to stdout as it arrives; returns the whole text and the summary.
@@ -506,7 +410,7 @@ fn timings_line(done: &Completion, load_ms: f64) -> String {
 /// Interactive chat that keeps the conversation; `/bye` or end of input leaves, `/clear` forgets.
 fn chat(
     rt: &tokio::runtime::Runtime,
-    engine: &LlamaEngine,
+    engine: &dyn Backend,
     mut history: Vec<ChatMessage>,
     sampling: SamplingParams,
 ) -> Result<ExitCode> {

@@ -12,6 +12,7 @@ pub mod llama;
 pub mod memory;
 pub mod template;
 pub mod text;
+pub mod upstream;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

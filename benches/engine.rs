@@ -1,0 +1,204 @@
+//! Engine throughput in llama-bench's terms: `pp512` (prompt processing of exactly 512 tokens)
+//! and `tg128` (decoding 128 tokens), in tokens per second, measured through the public engine
+//! API so every cost a request pays in hearth is included.
+//!
+//! Not a test: run it with `cargo bench --bench engine`, or through
+//! `bench/engine-vs-llama-bench.sh`, which puts the figures next to llama.cpp's own
+//! `llama-bench`.
+//!
+//! Environment:
+//! * `HEARTH_BENCH_MODEL`   the GGUF to load (required)
+//! * `HEARTH_BENCH_THREADS` CPU threads (default 2)
+//! * `BENCH_REPS`           measured repetitions per test, after one warm-up (default 5)
+//!
+//! stdout: one JSON line `{"pp512": {"mean", "stddev", "samples"}, "tg128": {..}, "threads"}`;
+//! stderr: the same in words.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hearth::engine::llama::{EngineOptions, LlamaEngine};
+use hearth::engine::{Backend, Completion, Event, GenerateRequest, Prompt, SamplingParams};
+
+/// Tokens in the prompt-processing test (llama-bench `-p 512`).
+const PP_TOKENS: usize = 512;
+/// Tokens generated in the decode test (llama-bench `-n 128`).
+const TG_TOKENS: u32 = 128;
+/// Room for the 512-token prompt plus its one generated token. llama.cpp pads the context to
+/// a multiple of 256 and attends over at least 256 cells, so for both tests the attention
+/// spans exactly what llama-bench's contexts (512 and 128 tokens) span.
+const N_CTX: u32 = 1024;
+
+const FILLER: &str = "The quick brown fox jumps over the lazy dog while the sun sets behind \
+the hills. A small village wakes up slowly: bakers light their ovens, children run to school, \
+and the old clock in the square strikes seven. Numbers like 3.14159, 2718 and 1024 appear in \
+the notebook of a curious student who studies mathematics, history and music. ";
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a valid number")),
+        _ => Ok(default),
+    }
+}
+
+/// Runs one request to the end and returns its summary.
+fn run(engine: &LlamaEngine, prompt: &str, max_tokens: u32) -> Result<Completion, String> {
+    let request = GenerateRequest {
+        prompt: Prompt::Text(prompt.to_string()),
+        sampling: SamplingParams {
+            max_tokens: Some(max_tokens),
+            ignore_eos: true,
+            ..Default::default()
+        },
+    };
+    let mut stream = engine.generate(request).map_err(|e| e.to_string())?;
+    while let Some(event) = stream.blocking_next() {
+        match event {
+            Event::Token(_) => {}
+            Event::Done(completion) => return Ok(completion),
+            Event::Error(e) => return Err(e.to_string()),
+        }
+    }
+    Err("the stream ended without a summary".into())
+}
+
+/// A text prompt that tokenizes (BOS included) to exactly `n` tokens.
+fn exact_prompt(engine: &LlamaEngine, n: usize) -> Result<String, String> {
+    let count = |text: &str| {
+        engine
+            .prompt_tokens(&Prompt::Text(text.to_string()))
+            .map(|t| t.len())
+            .map_err(|e| e.to_string())
+    };
+    let mut text = String::new();
+    while count(&text).unwrap_or(0) <= n {
+        text.push_str(FILLER);
+    }
+    // Trim from the end, one character at a time, until the count is exact. Dropping the last
+    // character shortens or removes only the last token for plain text like the filler, so
+    // the count falls one step at a time and meets `n` on the way down.
+    let mut cut = text.len();
+    loop {
+        let tokens = count(&text[..cut])?;
+        if tokens == n {
+            return Ok(text[..cut].to_string());
+        }
+        if tokens < n || cut == 0 {
+            return Err(format!(
+                "could not build a prompt of exactly {n} tokens (got {tokens} at {cut} bytes)"
+            ));
+        }
+        cut = text[..cut].char_indices().last().map_or(0, |(i, _)| i);
+    }
+}
+
+struct Summary {
+    mean: f64,
+    stddev: f64,
+    samples: Vec<f64>,
+}
+
+/// Mean and sample standard deviation, as llama-bench reports them.
+fn summarize(samples: Vec<f64>) -> Summary {
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let stddev = if samples.len() > 1 {
+        (samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    Summary {
+        mean,
+        stddev,
+        samples,
+    }
+}
+
+fn bench() -> Result<(), String> {
+    let model = std::env::var_os("HEARTH_BENCH_MODEL")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .ok_or(
+            "HEARTH_BENCH_MODEL is not set; point it at a GGUF file \
+             (the default model: HEARTH_BENCH_MODEL=$(scripts/setup.sh | tail -n1))",
+        )?;
+    if !model.is_file() {
+        return Err(format!(
+            "HEARTH_BENCH_MODEL={} is not a file",
+            model.display()
+        ));
+    }
+    let threads: u32 = env_number("HEARTH_BENCH_THREADS", 2)?;
+    let reps: usize = env_number("BENCH_REPS", 5)?;
+    if threads == 0 || reps == 0 {
+        return Err("HEARTH_BENCH_THREADS and BENCH_REPS must be at least 1".into());
+    }
+
+    let options = EngineOptions {
+        threads,
+        n_ctx: N_CTX,
+        parallel: 1,
+        ..Default::default()
+    };
+    let engine = LlamaEngine::load(&model, "bench", options).map_err(|e| e.to_string())?;
+    eprintln!(
+        "engine: {} loaded in {:.0} ms, {threads} threads, {reps} reps after one warm-up",
+        model.display(),
+        engine.facts().load_ms
+    );
+
+    // pp512: one request whose prompt is exactly 512 tokens, generating one token; the rate is
+    // prompt tokens over the prefill time (admission to first sampled token).
+    let pp_prompt = exact_prompt(&engine, PP_TOKENS)?;
+    let mut pp = Vec::with_capacity(reps);
+    for rep in 0..=reps {
+        let c = run(&engine, &pp_prompt, 1)?;
+        if c.usage.prompt_tokens != PP_TOKENS {
+            return Err(format!("pp512 prompt had {} tokens", c.usage.prompt_tokens));
+        }
+        let rate = c.usage.prompt_tokens as f64 * 1000.0 / c.timings.prompt_ms;
+        if rep > 0 {
+            pp.push(rate);
+        }
+    }
+
+    // tg128: a short prompt, 128 tokens with end-of-generation ignored; the rate is the 127
+    // tokens after the first over the time from first to last (prefill excluded).
+    let mut tg = Vec::with_capacity(reps);
+    for rep in 0..=reps {
+        let c = run(&engine, "Once upon a time", TG_TOKENS)?;
+        if c.usage.completion_tokens != TG_TOKENS as usize {
+            return Err(format!(
+                "tg128 generated {} tokens, not {TG_TOKENS}",
+                c.usage.completion_tokens
+            ));
+        }
+        if rep > 0 {
+            tg.push(c.timings.decode_per_second);
+        }
+    }
+
+    let pp = summarize(pp);
+    let tg = summarize(tg);
+    eprintln!("pp512: {:8.1} ± {:6.1} tokens/s", pp.mean, pp.stddev);
+    eprintln!("tg128: {:8.1} ± {:6.1} tokens/s", tg.mean, tg.stddev);
+    let json = |s: &Summary| serde_json::json!({ "mean": s.mean, "stddev": s.stddev, "samples": s.samples });
+    println!(
+        "{}",
+        serde_json::json!({ "pp512": json(&pp), "tg128": json(&tg), "threads": threads })
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

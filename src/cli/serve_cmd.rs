@@ -1,0 +1,228 @@
+//! `hearth serve` and the client commands that talk to a running server: `ps`, `load`,
+//! `unload`, `service status`.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use hearth::engine::memory::human_bytes;
+use hearth::env;
+use hearth::models::LoadOptions;
+use hearth::server::{self, Registry, ServerOptions};
+use serde_json::Value;
+
+use super::Context;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind; anything but loopback requires --api-key.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port (default: the `port` setting, 5273).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Models to load at start, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Requests decoded together per model (continuous batching slots).
+    #[arg(long, default_value_t = 8)]
+    parallel: u32,
+    /// Context length per request, in tokens (default: the `ctx` setting).
+    #[arg(long)]
+    ctx: Option<u32>,
+    /// CPU threads (default: the `threads` setting).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Requests allowed to wait for a slot before answering 429.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// Seconds an unused model stays loaded (default: the `idle_ttl_secs` setting).
+    #[arg(long)]
+    idle_ttl: Option<u64>,
+    /// Require `Authorization: Bearer KEY` on every endpoint but /health.
+    #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+/// Where the client commands reach the server.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Server base URL (default: http://127.0.0.1:<port setting>).
+    #[arg(long, env = env::HEARTH_ENDPOINT)]
+    endpoint: Option<String>,
+    /// API key of the server, if it has one.
+    #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Is the server up? Endpoint, uptime, loaded models.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
+    let catalog = ctx.catalog()?;
+    for alias in &args.models {
+        catalog.get(alias)?;
+    }
+    let load = LoadOptions {
+        threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
+        n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
+        parallel: args.parallel.max(1),
+        queue_capacity: args.queue,
+        memory_budget: super::model_cmd::memory_budget(ctx)?,
+    };
+    let idle_ttl = args
+        .idle_ttl
+        .map(std::time::Duration::from_secs)
+        .map_or_else(|| ctx.config.idle_ttl(), Ok)?;
+    let registry = Arc::new(Registry::new(catalog, ctx.cache.clone(), load, idle_ttl));
+    let options = ServerOptions {
+        host: args.host,
+        port: args.port.map_or_else(|| ctx.config.port(), Ok)?,
+        api_key: args.api_key,
+        preload: args.models,
+        ..ServerOptions::default()
+    };
+    let rt = super::model_cmd::runtime()?;
+    rt.block_on(async move {
+        let running = server::start(options, registry).await?;
+        eprintln!(
+            "hearth serving an OpenAI-compatible API on http://{}/v1 (Ctrl-C to stop)",
+            running.addr
+        );
+        server::shutdown_signal().await;
+        eprintln!("shutting down: finishing requests in flight");
+        running.shutdown().await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A tiny blocking client for the lifecycle API.
+struct Client {
+    base: String,
+    key: Option<String>,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Client {
+    fn new(ctx: &Context, args: ClientArgs) -> Result<Self> {
+        let base = match args.endpoint {
+            Some(e) => e.trim_end_matches('/').trim_end_matches("/v1").to_string(),
+            None => format!("http://127.0.0.1:{}", ctx.config.port()?),
+        };
+        Ok(Self {
+            base,
+            key: args.api_key,
+            http: reqwest::Client::new(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}{}", self.base, path);
+        let mut request = self.http.request(method, &url);
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.rt.block_on(async {
+            let response = request.send().await.with_context(|| {
+                format!(
+                    "no hearth server at {} (start one with `hearth serve`)",
+                    self.base
+                )
+            })?;
+            let status = response.status();
+            let value: Value = response.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                let message = value["error"]["message"].as_str().unwrap_or("no details");
+                bail!("{url}: {status}: {message}");
+            }
+            Ok(value)
+        })
+    }
+}
+
+pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::new(ctx, client)?;
+    let value = client.call(reqwest::Method::GET, "/api/ps", None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = super::table(&[
+        "model", "weights", "ctx", "active", "queued", "slots", "kv used", "idle", "loaded",
+    ]);
+    for m in value["models"].as_array().into_iter().flatten() {
+        let n = |k: &str| m[k].as_u64().unwrap_or(0);
+        table.add_row(vec![
+            m["model"].as_str().unwrap_or_default().to_string(),
+            human_bytes(n("file_bytes")),
+            n("n_ctx").to_string(),
+            n("active").to_string(),
+            n("queued").to_string(),
+            n("slots").to_string(),
+            format!("{}/{}", n("kv_used"), n("kv_capacity")),
+            format!("{:.0}s", m["idle_secs"].as_f64().unwrap_or(0.0)),
+            format!("{:.0}s ago", m["loaded_secs"].as_f64().unwrap_or(0.0)),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn load(ctx: &Context, client: ClientArgs, alias: &str) -> Result<ExitCode> {
+    let client = Client::new(ctx, client)?;
+    let value = client.call(
+        reqwest::Method::POST,
+        "/api/load",
+        Some(serde_json::json!({"model": alias})),
+    )?;
+    println!(
+        "loaded {} ({:.0} ms)",
+        value["model"].as_str().unwrap_or(alias),
+        value["load_ms"].as_f64().unwrap_or(0.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn unload(ctx: &Context, client: ClientArgs, alias: &str) -> Result<ExitCode> {
+    let client = Client::new(ctx, client)?;
+    client.call(
+        reqwest::Method::POST,
+        "/api/unload",
+        Some(serde_json::json!({"model": alias})),
+    )?;
+    println!("unloaded {alias}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn service(ctx: &Context, cmd: ServiceCommand) -> Result<ExitCode> {
+    let ServiceCommand::Status { client } = cmd;
+    let client = Client::new(ctx, client)?;
+    let value = client.call(reqwest::Method::GET, "/api/status", None)?;
+    println!(
+        "hearth {} is {} at {} (pid {}, up {:.0}s, {} model(s) loaded, {} active request(s))",
+        value["version"].as_str().unwrap_or("?"),
+        value["status"].as_str().unwrap_or("?"),
+        value["endpoint"].as_str().unwrap_or("?"),
+        value["pid"],
+        value["uptime_secs"].as_f64().unwrap_or(0.0),
+        value["models_loaded"],
+        value["active_requests"],
+    );
+    Ok(ExitCode::SUCCESS)
+}

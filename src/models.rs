@@ -1,0 +1,189 @@
+//! From an alias to a running backend: find the file (cache or path, downloading when asked),
+//! check the model fits in memory, and start the right [`Backend`]. The CLI and the server share
+//! this policy so `model run` and `serve` refuse, size and load models the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cache::{self, Cache, DownloadProgress, DownloadSpec, HubConfig};
+use crate::catalog::{Catalog, CatalogEntry};
+use crate::engine::llama::{EngineOptions, LlamaEngine};
+use crate::engine::memory::{human_bytes, MemoryEstimate};
+use crate::engine::{Backend, EngineError};
+use crate::gguf::{self, GgufInfo};
+
+/// Why a model could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The model is not on disk and has no download source.
+    #[error("`{0}` is not cached and has no download source; add its file with `hearth model add FILE --alias {0}`")]
+    NoSource(String),
+    /// The model is not on disk and downloading was not allowed.
+    #[error("`{0}` is not cached; download it with `hearth model download {0}`")]
+    NotCached(String),
+    /// Download failed.
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+    /// The file is not a usable GGUF.
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
+    /// The model would not fit in memory.
+    #[error("{0}")]
+    TooBig(String),
+    /// The engine failed to start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// How to size a model when loading it.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// CPU threads.
+    pub threads: u32,
+    /// Requested context per sequence (capped at the model's trained context).
+    pub n_ctx: u32,
+    /// Sequences decoded together.
+    pub parallel: u32,
+    /// Waiting requests allowed before refusing new ones.
+    pub queue_capacity: usize,
+    /// Memory the model must fit in, in bytes.
+    pub memory_budget: u64,
+}
+
+/// Where a model's GGUF is on disk, if it is.
+pub fn local_path(cache: &Cache, entry: &CatalogEntry) -> Option<PathBuf> {
+    entry
+        .path
+        .clone()
+        .or_else(|| cache.lookup(&entry.alias).map(|c| c.path))
+}
+
+/// The file on disk, downloading it from the hub first when it is missing.
+pub async fn ensure_local(
+    cache: &Cache,
+    entry: &CatalogEntry,
+    progress: &dyn DownloadProgress,
+) -> Result<PathBuf, ModelError> {
+    if let Some(path) = local_path(cache, entry) {
+        return Ok(path);
+    }
+    let Some(source) = &entry.source else {
+        return Err(ModelError::NoSource(entry.alias.clone()));
+    };
+    let spec = DownloadSpec {
+        alias: entry.alias.clone(),
+        repo: source.repo.clone(),
+        file: source.file.clone(),
+        revision: source.revision.clone(),
+        sha256: entry.sha256.clone(),
+    };
+    Ok(
+        cache::download(cache, &spec, &HubConfig::from_env(), progress)
+            .await?
+            .path,
+    )
+}
+
+/// The context to use: the requested one, capped at what the model was trained for.
+pub fn effective_ctx(requested: u32, file: Option<&GgufInfo>) -> u32 {
+    match file.and_then(|f| f.context_length) {
+        Some(trained) if u64::from(requested) > trained => trained as u32,
+        _ => requested,
+    }
+}
+
+/// Estimates memory from the GGUF when it is on disk, else from the catalog.
+pub fn estimate(
+    entry: &CatalogEntry,
+    file: Option<&GgufInfo>,
+    n_ctx_total: u64,
+) -> Option<MemoryEstimate> {
+    let weights = file.map(|f| f.file_size).or_else(|| entry.size_bytes())?;
+    let kv = file
+        .and_then(|f| f.kv_bytes_per_token())
+        .or(entry.kv_bytes_per_token)?;
+    Some(MemoryEstimate::new(weights, kv, n_ctx_total))
+}
+
+/// Refuses a model that will not fit in `budget`, naming the largest catalog model that would.
+pub fn check_fits(
+    catalog: &Catalog,
+    entry: &CatalogEntry,
+    file: &GgufInfo,
+    n_ctx_total: u64,
+    budget: u64,
+) -> Result<(), ModelError> {
+    let Some(need) = estimate(entry, Some(file), n_ctx_total) else {
+        return Ok(());
+    };
+    if need.fits(budget) {
+        return Ok(());
+    }
+    let smaller = catalog
+        .entries()
+        .iter()
+        .filter(|e| e.alias != entry.alias && e.upstream.is_none())
+        .filter_map(|e| Some((e, estimate(e, None, n_ctx_total)?)))
+        .filter(|(_, est)| est.fits(budget))
+        .max_by_key(|(_, est)| est.total_bytes());
+    let hint = match smaller {
+        Some((e, est)) => format!(
+            "; try the smaller `{}` (needs about {})",
+            e.alias,
+            human_bytes(est.total_bytes())
+        ),
+        None => "; no catalog model fits, try a smaller --ctx".to_string(),
+    };
+    Err(ModelError::TooBig(format!(
+        "`{}` needs about {} (weights {} + KV cache {} for {} tokens + {} buffers) but only {} is available{}",
+        entry.alias,
+        human_bytes(need.total_bytes()),
+        human_bytes(need.weights_bytes),
+        human_bytes(need.kv_cache_bytes),
+        n_ctx_total,
+        human_bytes(need.overhead_bytes),
+        human_bytes(budget),
+        hint
+    )))
+}
+
+/// Starts the backend for `entry`: an upstream adapter, or the llama.cpp engine on the local
+/// file (which must already be on disk; see [`ensure_local`]). Blocking: call it off the
+/// async executor.
+pub fn open(
+    catalog: &Catalog,
+    cache: &Cache,
+    entry: &CatalogEntry,
+    options: &LoadOptions,
+    runtime: tokio::runtime::Handle,
+) -> Result<Arc<dyn Backend>, ModelError> {
+    if let Some(upstream) = &entry.upstream {
+        let backend =
+            crate::engine::upstream::UpstreamBackend::new(&entry.alias, upstream, runtime)?;
+        return Ok(Arc::new(backend));
+    }
+    let path =
+        local_path(cache, entry).ok_or_else(|| ModelError::NotCached(entry.alias.clone()))?;
+    let file = gguf::read(&path)?;
+    let n_ctx = effective_ctx(options.n_ctx, Some(&file));
+    let parallel = options.parallel.max(1);
+    check_fits(
+        catalog,
+        entry,
+        &file,
+        u64::from(n_ctx) * u64::from(parallel),
+        options.memory_budget,
+    )?;
+    let engine = LlamaEngine::load(
+        &path,
+        &entry.alias,
+        EngineOptions {
+            threads: options.threads,
+            n_ctx,
+            parallel,
+            queue_capacity: options.queue_capacity,
+            ..EngineOptions::default()
+        },
+    )?;
+    Ok(Arc::new(engine))
+}

@@ -1,0 +1,243 @@
+//! `hearth serve`: an OpenAI-compatible HTTP API over the engine.
+//!
+//! The HTTP layer only translates: it validates requests, asks the [`Registry`] for a backend,
+//! and turns the backend's event stream into JSON or server-sent events. Batching happens in
+//! the engine; this layer never waits for one request before starting another.
+
+pub mod metrics;
+pub mod openai;
+pub mod registry;
+mod routes;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use registry::{LoadedInfo, Registry};
+
+use metrics::Metrics;
+use openai::ApiError;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Listening on a non-loopback address without an API key would expose the models to the
+    /// network unauthenticated.
+    #[error("refusing to listen on {0} without an API key: pass --api-key (or set HEARTH_API_KEY), or bind 127.0.0.1")]
+    PublicWithoutKey(IpAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How the server listens and behaves.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Address to bind.
+    pub host: IpAddr,
+    /// Port to bind (0 picks a free one).
+    pub port: u16,
+    /// Bearer key required on every endpoint but `/health`.
+    pub api_key: Option<String>,
+    /// Models to load at start.
+    pub preload: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 5273,
+            api_key: None,
+            preload: Vec::new(),
+            body_limit: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shared by every handler.
+struct AppState {
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    api_key: Option<String>,
+    started: Instant,
+    endpoint: String,
+}
+
+/// A server running in the background.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    registry: Arc<Registry>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets in-flight requests finish, unloads the models.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = (&mut self.task)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.registry.unload_all().await;
+        result
+    }
+}
+
+/// Binds and starts serving in the background; returns once the socket listens.
+pub async fn start(
+    options: ServerOptions,
+    registry: Arc<Registry>,
+) -> Result<RunningServer, ServerError> {
+    if !options.host.is_loopback() && options.api_key.is_none() {
+        return Err(ServerError::PublicWithoutKey(options.host));
+    }
+    let addr = SocketAddr::new(options.host, options.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let state = Arc::new(AppState {
+        registry: Arc::clone(&registry),
+        metrics: Metrics::new(),
+        api_key: options.api_key.clone(),
+        started: Instant::now(),
+        endpoint: format!("http://{addr}/v1"),
+    });
+    let app = router(Arc::clone(&state), options.body_limit);
+
+    // Preload in the background: /health answers 503 until it is done.
+    for alias in options.preload {
+        let registry = Arc::clone(&registry);
+        registry.begin_preload();
+        tokio::spawn(async move {
+            if let Err(e) = registry.get(&alias).await {
+                tracing::error!("preloading {alias}: {e}");
+            }
+            registry.end_preload();
+        });
+    }
+    // Idle reaper.
+    {
+        let registry = Arc::downgrade(&registry);
+        tokio::spawn(async move {
+            loop {
+                let Some(r) = registry.upgrade() else { break };
+                let interval = r.reap_interval();
+                r.reap_idle().await;
+                drop(r);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "listening");
+    Ok(RunningServer {
+        addr,
+        shutdown: Some(tx),
+        task,
+        registry,
+    })
+}
+
+fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/models", get(routes::list_models))
+        .route("/v1/models/{*id}", get(routes::get_model))
+        .route("/v1/chat/completions", post(routes::chat_completions))
+        .route("/v1/completions", post(routes::completions))
+        .route("/api/ps", get(routes::ps))
+        .route("/api/load", post(routes::load))
+        .route("/api/unload", post(routes::unload))
+        .route("/api/status", get(routes::status))
+        .route("/metrics", get(routes::metrics))
+        .route("/health", get(routes::health))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authorize,
+        ))
+        .with_state(state)
+}
+
+/// Requires `Authorization: Bearer KEY` when a key is set (except for `/health`).
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        if request.uri().path() != "/health" {
+            let given = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if given != Some(key.as_str()) {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_api_key",
+                    "missing or wrong API key (send Authorization: Bearer KEY)",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}

@@ -1,0 +1,352 @@
+//! OpenAI wire types: requests as clients send them (lenient: unknown fields are ignored), and
+//! the error shape `{"error": {"message", "type", "param", "code"}}` with its HTTP status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::engine::{ChatMessage, EngineError, SamplingParams};
+
+/// An error as OpenAI clients expect it.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable message.
+    pub message: String,
+    /// The offending request parameter, if any.
+    pub param: Option<String>,
+    /// Machine-readable code, if any.
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// A 400 about `param`.
+    pub fn bad_param(param: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            param: Some(param.to_string()),
+            code: Some("invalid_value"),
+        }
+    }
+
+    /// Any status with a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            param: None,
+            code: Some(code),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            s if s.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        json!({"error": {
+            "message": self.message,
+            "type": self.kind(),
+            "param": self.param,
+            "code": self.code,
+        }})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::ContextOverflow { .. } => Self {
+                status: StatusCode::BAD_REQUEST,
+                message,
+                param: Some("messages".into()),
+                code: Some("context_length_exceeded"),
+            },
+            EngineError::InvalidRequest(_) | EngineError::Template(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
+            EngineError::QueueFull(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", message)
+            }
+            EngineError::Shutdown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            EngineError::OutOfMemory(_) | EngineError::Load(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_load_failed",
+                message,
+            ),
+            EngineError::Upstream(_) => {
+                Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+            }
+            EngineError::Unsupported(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "unsupported", message)
+            }
+            EngineError::Decode(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "decode_failed", message)
+            }
+        }
+    }
+}
+
+/// `stop`: a string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One stop string.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// `stream_options`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Send a final chunk with token usage.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// Sampling and streaming fields shared by both endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct CommonParams {
+    /// The model alias.
+    pub model: Option<String>,
+    /// Stream as server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+    /// Token limit.
+    pub max_tokens: Option<i64>,
+    /// Token limit (newer name).
+    pub max_completion_tokens: Option<i64>,
+    /// Temperature, 0–2.
+    pub temperature: Option<f64>,
+    /// Nucleus mass, (0, 1].
+    pub top_p: Option<f64>,
+    /// Top-k (llama.cpp extension).
+    pub top_k: Option<i64>,
+    /// Seed for sampling.
+    pub seed: Option<i64>,
+    /// Stop strings.
+    pub stop: Option<Stop>,
+    /// Number of choices; only 1 is offered.
+    pub n: Option<i64>,
+    /// Generate a fixed number of tokens (benchmarks; vLLM extension).
+    #[serde(default)]
+    pub ignore_eos: bool,
+}
+
+impl CommonParams {
+    /// The model alias, required.
+    pub fn model(&self) -> Result<&str, ApiError> {
+        match self.model.as_deref() {
+            Some(m) if !m.trim().is_empty() => Ok(m),
+            _ => Err(ApiError::bad_param("model", "`model` is required")),
+        }
+    }
+
+    /// Validated sampling parameters.
+    pub fn sampling(&self, default_max_tokens: Option<u32>) -> Result<SamplingParams, ApiError> {
+        if let Some(n) = self.n {
+            if n != 1 {
+                return Err(ApiError::bad_param("n", "only n = 1 is supported"));
+            }
+        }
+        let temperature = self.temperature.unwrap_or(1.0);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ApiError::bad_param(
+                "temperature",
+                "temperature must be between 0 and 2",
+            ));
+        }
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::bad_param("top_p", "top_p must be in (0, 1]"));
+        }
+        let top_k = self.top_k.unwrap_or(0);
+        if top_k < 0 {
+            return Err(ApiError::bad_param("top_k", "top_k must be 0 or more"));
+        }
+        let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
+            Some(m) if m < 1 => {
+                return Err(ApiError::bad_param(
+                    "max_tokens",
+                    "max_tokens must be at least 1",
+                ))
+            }
+            Some(m) => Some(m.min(u32::MAX as i64) as u32),
+            None => default_max_tokens,
+        };
+        let stop = match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) if v.len() > 4 => {
+                return Err(ApiError::bad_param("stop", "at most 4 stop sequences"))
+            }
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        Ok(SamplingParams {
+            temperature: temperature as f32,
+            top_p: top_p as f32,
+            top_k: top_k.min(i32::MAX as i64) as i32,
+            // Seeds are 64-bit in the API and 32-bit in llama.cpp; keep the low bits.
+            seed: self.seed.map(|s| s as u32),
+            max_tokens,
+            stop,
+            ignore_eos: self.ignore_eos,
+        })
+    }
+
+    /// Whether a usage chunk was asked for.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
+/// A message's content: a string, or a list of parts of which text parts are used.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Content parts (`{"type": "text", "text": ...}`).
+    Parts(Vec<Value>),
+}
+
+/// One incoming chat message.
+#[derive(Debug, Deserialize)]
+pub struct InMessage {
+    /// Author role.
+    pub role: String,
+    /// Content (may be null for assistant messages).
+    pub content: Option<Content>,
+}
+
+/// `POST /v1/chat/completions` body.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Option<Vec<InMessage>>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub common: CommonParams,
+}
+
+impl ChatRequest {
+    /// Validated messages, text only.
+    pub fn messages(&self) -> Result<Vec<ChatMessage>, ApiError> {
+        let messages = match &self.messages {
+            Some(m) if !m.is_empty() => m,
+            _ => {
+                return Err(ApiError::bad_param(
+                    "messages",
+                    "`messages` must be a non-empty array",
+                ))
+            }
+        };
+        messages
+            .iter()
+            .map(|m| {
+                let role = match m.role.as_str() {
+                    "developer" => "system",
+                    r @ ("system" | "user" | "assistant" | "tool") => r,
+                    other => {
+                        return Err(ApiError::bad_param(
+                            "messages",
+                            format!("unknown role `{other}`"),
+                        ))
+                    }
+                };
+                let content = match &m.content {
+                    None => String::new(),
+                    Some(Content::Text(t)) => t.clone(),
+                    Some(Content::Parts(parts)) => {
+                        let mut text = String::new();
+                        for part in parts {
+                            match part.get("type").and_then(Value::as_str) {
+                                Some("text") => text.push_str(
+                                    part.get("text").and_then(Value::as_str).unwrap_or_default(),
+                                ),
+                                other => return Err(ApiError::bad_param(
+                                    "messages",
+                                    format!(
+                                        "content part type {other:?} is not supported (text only)"
+                                    ),
+                                )),
+                            }
+                        }
+                        text
+                    }
+                };
+                Ok(ChatMessage::new(role, content))
+            })
+            .collect()
+    }
+}
+
+/// `prompt`: a string or a list holding one string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PromptField {
+    /// One prompt.
+    One(String),
+    /// A batch of prompts (only one supported).
+    Many(Vec<String>),
+}
+
+/// `POST /v1/completions` body.
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    /// The prompt.
+    pub prompt: Option<PromptField>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub common: CommonParams,
+}
+
+impl CompletionRequest {
+    /// The one prompt string.
+    pub fn prompt(&self) -> Result<String, ApiError> {
+        match &self.prompt {
+            Some(PromptField::One(p)) => Ok(p.clone()),
+            Some(PromptField::Many(v)) if v.len() == 1 => Ok(v[0].clone()),
+            Some(PromptField::Many(_)) => Err(ApiError::bad_param(
+                "prompt",
+                "exactly one prompt per request is supported",
+            )),
+            None => Err(ApiError::bad_param("prompt", "`prompt` is required")),
+        }
+    }
+}
+
+/// Parses a JSON body into `T`, turning any failure into an OpenAI-shaped 400.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the request body is not valid JSON for this endpoint: {e}"),
+        )
+    })
+}

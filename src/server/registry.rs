@@ -1,0 +1,275 @@
+//! Model lifecycle for the server: models load on first use (or at start), stay loaded while
+//! used, and unload after an idle TTL or on request. Loading happens off the async executor, and
+//! concurrent first requests for a model wait for one load instead of starting several.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cache::{Cache, NoProgress};
+use crate::catalog::{Catalog, CatalogError};
+use crate::engine::{Backend, EngineStats};
+use crate::models::{self, LoadOptions, ModelError};
+
+/// Why a model could not be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The alias is not in the catalog.
+    #[error(transparent)]
+    Unknown(#[from] CatalogError),
+    /// Loading failed.
+    #[error("model `{alias}` failed to load: {source}")]
+    Load {
+        /// The model.
+        alias: String,
+        /// Why.
+        source: ModelError,
+    },
+}
+
+/// A loaded model and when it was last used.
+struct Loaded {
+    backend: Arc<dyn Backend>,
+    loaded_at: Instant,
+    last_used: Instant,
+}
+
+/// What `hearth ps` shows for one loaded model.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadedInfo {
+    /// The alias.
+    pub model: String,
+    /// Seconds since it was loaded.
+    pub loaded_secs: f64,
+    /// Seconds since it was last used.
+    pub idle_secs: f64,
+    /// Load time in milliseconds.
+    pub load_ms: f64,
+    /// Model file size (weights, memory-mapped).
+    pub file_bytes: u64,
+    /// Context length per sequence.
+    pub n_ctx: usize,
+    /// Current load.
+    #[serde(flatten)]
+    pub stats: EngineStats,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("model", &self.backend.facts().alias)
+            .finish_non_exhaustive()
+    }
+}
+
+type Cell = Arc<tokio::sync::Mutex<Option<Loaded>>>;
+
+/// The server's set of models.
+#[derive(Debug)]
+pub struct Registry {
+    catalog: Catalog,
+    cache: Cache,
+    load: LoadOptions,
+    idle_ttl: Duration,
+    cells: Mutex<HashMap<String, Cell>>,
+    loading: AtomicUsize,
+}
+
+impl Registry {
+    /// A registry serving `catalog` entries from `cache`, sized by `load`.
+    pub fn new(catalog: Catalog, cache: Cache, load: LoadOptions, idle_ttl: Duration) -> Self {
+        Self {
+            catalog,
+            cache,
+            load,
+            idle_ttl,
+            cells: Mutex::new(HashMap::new()),
+            loading: AtomicUsize::new(0),
+        }
+    }
+
+    /// The catalog being served.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Whether a model is being loaded right now (health reports 503 meanwhile).
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::SeqCst) > 0
+    }
+
+    /// Counts a start-up preload as loading from the moment it is scheduled, so `/health`
+    /// cannot answer 200 before the preload task has even begun.
+    pub fn begin_preload(&self) {
+        self.loading.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ends what [`Self::begin_preload`] began.
+    pub fn end_preload(&self) {
+        self.loading.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Aliases that can be served without a download: cached, local-path and upstream entries.
+    pub fn available(&self) -> Vec<String> {
+        self.catalog
+            .entries()
+            .iter()
+            .filter(|e| e.upstream.is_some() || models::local_path(&self.cache, e).is_some())
+            .map(|e| e.alias.clone())
+            .collect()
+    }
+
+    fn cell(&self, alias: &str) -> Cell {
+        let mut cells = self.cells.lock().expect("registry lock");
+        Arc::clone(cells.entry(alias.to_string()).or_default())
+    }
+
+    /// The backend for `alias`, loading it first if needed.
+    pub async fn get(&self, alias: &str) -> Result<Arc<dyn Backend>, RegistryError> {
+        let entry = self.catalog.get(alias)?.clone();
+        let cell = self.cell(&entry.alias);
+        let mut slot = cell.lock().await;
+        if let Some(loaded) = slot.as_mut() {
+            loaded.last_used = Instant::now();
+            return Ok(Arc::clone(&loaded.backend));
+        }
+        self.loading.fetch_add(1, Ordering::SeqCst);
+        let result = self.load(&entry).await;
+        self.loading.fetch_sub(1, Ordering::SeqCst);
+        let backend = result.map_err(|source| RegistryError::Load {
+            alias: entry.alias.clone(),
+            source,
+        })?;
+        let now = Instant::now();
+        *slot = Some(Loaded {
+            backend: Arc::clone(&backend),
+            loaded_at: now,
+            last_used: now,
+        });
+        tracing::info!(model = %entry.alias, "loaded");
+        Ok(backend)
+    }
+
+    async fn load(
+        &self,
+        entry: &crate::catalog::CatalogEntry,
+    ) -> Result<Arc<dyn Backend>, ModelError> {
+        if entry.upstream.is_none() {
+            models::ensure_local(&self.cache, entry, &NoProgress).await?;
+        }
+        let runtime = tokio::runtime::Handle::current();
+        let (catalog, cache, entry, options) = (
+            self.catalog.clone(),
+            self.cache.clone(),
+            entry.clone(),
+            self.load.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            models::open(&catalog, &cache, &entry, &options, runtime)
+        })
+        .await
+        .map_err(|e| ModelError::Engine(crate::engine::EngineError::Load(e.to_string())))?
+    }
+
+    /// Marks a model as used now (called when a request ends, so the TTL counts from there).
+    pub fn touch(&self, alias: &str) {
+        if let Ok(mut slot) = self.cell(alias).try_lock() {
+            if let Some(loaded) = slot.as_mut() {
+                loaded.last_used = Instant::now();
+            }
+        }
+    }
+
+    /// Unloads a model; returns whether it was loaded. Requests in flight finish first (they
+    /// hold their own handle); new ones would load it again.
+    pub async fn unload(&self, alias: &str) -> bool {
+        let cell = self.cell(alias);
+        let taken = cell.lock().await.take();
+        match taken {
+            Some(loaded) => {
+                drop_off_executor(loaded.backend).await;
+                tracing::info!(model = alias, "unloaded");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Loaded models with their load.
+    pub async fn loaded(&self) -> Vec<LoadedInfo> {
+        let cells: Vec<(String, Cell)> = {
+            let cells = self.cells.lock().expect("registry lock");
+            cells
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (alias, cell) in cells {
+            let slot = cell.lock().await;
+            if let Some(l) = slot.as_ref() {
+                let facts = l.backend.facts();
+                out.push(LoadedInfo {
+                    model: alias,
+                    loaded_secs: l.loaded_at.elapsed().as_secs_f64(),
+                    idle_secs: l.last_used.elapsed().as_secs_f64(),
+                    load_ms: facts.load_ms,
+                    file_bytes: facts.file_bytes,
+                    n_ctx: facts.n_ctx,
+                    stats: l.backend.stats(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.model.cmp(&b.model));
+        out
+    }
+
+    /// Unloads every model idle for longer than the TTL with nothing in flight.
+    pub async fn reap_idle(&self) {
+        let cells: Vec<(String, Cell)> = {
+            let cells = self.cells.lock().expect("registry lock");
+            cells
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect()
+        };
+        for (alias, cell) in cells {
+            let mut slot = cell.lock().await;
+            let idle = slot.as_ref().is_some_and(|l| {
+                let stats = l.backend.stats();
+                stats.active == 0 && stats.queued == 0 && l.last_used.elapsed() >= self.idle_ttl
+            });
+            if idle {
+                if let Some(loaded) = slot.take() {
+                    drop(slot);
+                    drop_off_executor(loaded.backend).await;
+                    tracing::info!(model = %alias, "unloaded after idle TTL");
+                }
+            }
+        }
+    }
+
+    /// How often the idle reaper should look.
+    pub fn reap_interval(&self) -> Duration {
+        (self.idle_ttl / 4).clamp(Duration::from_millis(20), Duration::from_secs(30))
+    }
+
+    /// Unloads everything (shutdown).
+    pub async fn unload_all(&self) {
+        let aliases: Vec<String> = {
+            let cells = self.cells.lock().expect("registry lock");
+            cells.keys().cloned().collect()
+        };
+        for alias in aliases {
+            self.unload(&alias).await;
+        }
+    }
+}
+
+/// Dropping the last handle joins the engine thread; do it where blocking is allowed.
+async fn drop_off_executor(backend: Arc<dyn Backend>) {
+    let _ = tokio::task::spawn_blocking(move || drop(backend)).await;
+}
