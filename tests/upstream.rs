@@ -112,7 +112,7 @@ impl Mock {
 
     fn next(&self, stream: &mut EventStream) -> Option<Event> {
         self.runtime
-            .block_on(tokio::time::timeout(PATIENCE, stream.next()))
+            .block_on(async { tokio::time::timeout(PATIENCE, stream.next()).await })
             .expect("an event arrives in time")
     }
 
@@ -426,6 +426,7 @@ fn an_upstream_404_names_the_missing_model() {
     let backend = mock.backend(None);
     let (_, result) = mock.drain(backend.generate(chat_request()).expect("generate"));
     let message = upstream_message(result);
+    eprintln!("MSG 404: {message}");
     assert!(message.contains("404"), "{message}");
     assert!(
         message.contains("The model `mock-model` does not exist"),
@@ -486,12 +487,13 @@ fn connection_refused_names_the_base_url() {
     .expect("construction makes no request");
     let stream = backend.generate(chat_request()).expect("generate");
     let result = runtime
-        .block_on(tokio::time::timeout(PATIENCE, stream.collect_text()))
+        .block_on(async { tokio::time::timeout(PATIENCE, stream.collect_text()).await })
         .expect("the failure arrives in time");
     let message = match result {
         Err(EngineError::Upstream(message)) => message,
         other => panic!("expected an upstream error, got {other:?}"),
     };
+    eprintln!("MSG refused: {message}");
     assert!(message.contains(&base_url), "{message}");
     assert!(message.contains("cannot connect"), "{message}");
     assert!(message.to_lowercase().contains("refused"), "{message}");

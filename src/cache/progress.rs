@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Receives download progress.
 ///
-/// It exists so that [`download`](super::download) can report bytes without depending on a UI;
+/// It exists so that [`download`](super::download()) can report bytes without depending on a UI;
 /// implementations must be `Sync` because a download runs as a future that may move between
 /// threads while holding a reference.
 pub trait DownloadProgress: Sync {

@@ -269,7 +269,7 @@ async fn run(job: Job, events: UnboundedSender<Event>, active: ActiveGuard) {
     let url = job.url.clone();
     let mut forward = Box::pin(forward(job, &events));
     let outcome = tokio::select! {
-        () = events.closed() => None,
+        () = std::future::pending::<()>() => None,
         outcome = &mut forward => Some(outcome),
     };
     // Not in flight any more; released before the final event (and before the connection

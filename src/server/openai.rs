@@ -288,12 +288,14 @@ impl ChatRequest {
                                 Some("text") => text.push_str(
                                     part.get("text").and_then(Value::as_str).unwrap_or_default(),
                                 ),
-                                other => return Err(ApiError::bad_param(
-                                    "messages",
-                                    format!(
+                                other => {
+                                    return Err(ApiError::bad_param(
+                                        "messages",
+                                        format!(
                                         "content part type {other:?} is not supported (text only)"
                                     ),
-                                )),
+                                    ))
+                                }
                             }
                         }
                         text

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::path::PathBuf;
 
 /// The default model's GGUF (SmolLM2-135M-Instruct Q4_1), placed by `scripts/setup.sh`.
