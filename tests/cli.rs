@@ -308,3 +308,63 @@ fn cache_location_is_under_hearth_home() {
         .success()
         .stdout(predicate::str::contains(home.path().to_str().unwrap()));
 }
+
+#[test]
+fn serve_refuses_a_public_address_without_an_api_key() {
+    let home = tempfile::tempdir().unwrap();
+    hearth(home.path())
+        .env_remove("HEARTH_API_KEY")
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("API key"));
+}
+
+#[test]
+fn serve_answers_then_exits_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let home = home_with_model();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+        .env("HEARTH_HOME", home.path())
+        .env("HEARTH_THREADS", "2")
+        .args(["serve", "--port", "0", "--parallel", "2", "--ctx", "512"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest
+                .trim()
+                .trim_end_matches("/v1")
+                .trim_end_matches(" (Ctrl-C to stop)")
+                .to_string();
+        }
+    };
+    let addr = addr.split('/').next().unwrap().to_string();
+    let body = r#"{"model":"smollm2-135m","messages":[{"role":"user","content":"Say hi"}],"max_tokens":4}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("chat.completion"));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}

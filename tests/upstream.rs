@@ -426,7 +426,6 @@ fn an_upstream_404_names_the_missing_model() {
     let backend = mock.backend(None);
     let (_, result) = mock.drain(backend.generate(chat_request()).expect("generate"));
     let message = upstream_message(result);
-    eprintln!("MSG 404: {message}");
     assert!(message.contains("404"), "{message}");
     assert!(
         message.contains("The model `mock-model` does not exist"),
@@ -493,7 +492,6 @@ fn connection_refused_names_the_base_url() {
         Err(EngineError::Upstream(message)) => message,
         other => panic!("expected an upstream error, got {other:?}"),
     };
-    eprintln!("MSG refused: {message}");
     assert!(message.contains(&base_url), "{message}");
     assert!(message.contains("cannot connect"), "{message}");
     assert!(message.to_lowercase().contains("refused"), "{message}");

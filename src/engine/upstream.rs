@@ -269,7 +269,7 @@ async fn run(job: Job, events: UnboundedSender<Event>, active: ActiveGuard) {
     let url = job.url.clone();
     let mut forward = Box::pin(forward(job, &events));
     let outcome = tokio::select! {
-        () = std::future::pending::<()>() => None,
+        () = events.closed() => None,
         outcome = &mut forward => Some(outcome),
     };
     // Not in flight any more; released before the final event (and before the connection
@@ -577,12 +577,24 @@ fn status_error(url: &str, status: &str, body: &str) -> String {
 
 /// The message when the request could not be sent at all.
 fn send_error(base_url: &str, url: &str, error: &reqwest::Error) -> EngineError {
-    let cause = error_chain(error);
     EngineError::Upstream(if error.is_connect() || error.is_timeout() {
-        format!("cannot connect to the upstream at {base_url} ({cause}); is the server running?")
+        // The innermost cause ("Connection refused (os error 111)") is the useful part.
+        format!(
+            "cannot connect to the upstream at {base_url}: {}; is the server running?",
+            root_cause(error)
+        )
     } else {
-        format!("request to {url} failed: {cause}")
+        format!("request to {url} failed: {}", error_chain(error))
     })
+}
+
+/// The innermost error in a chain.
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut inner = error;
+    while let Some(cause) = inner.source() {
+        inner = cause;
+    }
+    inner.to_string()
 }
 
 /// An error with its causes, innermost last ("error sending request: connection refused").
