@@ -65,7 +65,24 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
-type Cell = Arc<tokio::sync::Mutex<Option<Loaded>>>;
+/// One alias: its loaded state (quick, synchronous lock, never held across an await) and a
+/// load lock that makes concurrent first requests wait for a single load.
+#[derive(Debug, Default)]
+struct Cell {
+    state: Mutex<Option<Loaded>>,
+    load: tokio::sync::Mutex<()>,
+}
+
+impl Cell {
+    /// The backend if loaded, marking it used.
+    fn take_handle(&self) -> Option<Arc<dyn Backend>> {
+        let mut state = self.state.lock().expect("cell lock");
+        state.as_mut().map(|loaded| {
+            loaded.last_used = Instant::now();
+            Arc::clone(&loaded.backend)
+        })
+    }
+}
 
 /// The server's set of models.
 #[derive(Debug)]
@@ -74,7 +91,7 @@ pub struct Registry {
     cache: Cache,
     load: LoadOptions,
     idle_ttl: Duration,
-    cells: Mutex<HashMap<String, Cell>>,
+    cells: Mutex<HashMap<String, Arc<Cell>>>,
     loading: AtomicUsize,
 }
 
@@ -122,19 +139,29 @@ impl Registry {
             .collect()
     }
 
-    fn cell(&self, alias: &str) -> Cell {
+    fn cell(&self, alias: &str) -> Arc<Cell> {
         let mut cells = self.cells.lock().expect("registry lock");
         Arc::clone(cells.entry(alias.to_string()).or_default())
+    }
+
+    fn all_cells(&self) -> Vec<(String, Arc<Cell>)> {
+        let cells = self.cells.lock().expect("registry lock");
+        cells
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
     }
 
     /// The backend for `alias`, loading it first if needed.
     pub async fn get(&self, alias: &str) -> Result<Arc<dyn Backend>, RegistryError> {
         let entry = self.catalog.get(alias)?.clone();
         let cell = self.cell(&entry.alias);
-        let mut slot = cell.lock().await;
-        if let Some(loaded) = slot.as_mut() {
-            loaded.last_used = Instant::now();
-            return Ok(Arc::clone(&loaded.backend));
+        if let Some(backend) = cell.take_handle() {
+            return Ok(backend);
+        }
+        let _loading = cell.load.lock().await;
+        if let Some(backend) = cell.take_handle() {
+            return Ok(backend);
         }
         self.loading.fetch_add(1, Ordering::SeqCst);
         let result = self.load(&entry).await;
@@ -144,7 +171,7 @@ impl Registry {
             source,
         })?;
         let now = Instant::now();
-        *slot = Some(Loaded {
+        *cell.state.lock().expect("cell lock") = Some(Loaded {
             backend: Arc::clone(&backend),
             loaded_at: now,
             last_used: now,
@@ -176,18 +203,13 @@ impl Registry {
 
     /// Marks a model as used now (called when a request ends, so the TTL counts from there).
     pub fn touch(&self, alias: &str) {
-        if let Ok(mut slot) = self.cell(alias).try_lock() {
-            if let Some(loaded) = slot.as_mut() {
-                loaded.last_used = Instant::now();
-            }
-        }
+        self.cell(alias).take_handle();
     }
 
     /// Unloads a model; returns whether it was loaded. Requests in flight finish first (they
     /// hold their own handle); new ones would load it again.
     pub async fn unload(&self, alias: &str) -> bool {
-        let cell = self.cell(alias);
-        let taken = cell.lock().await.take();
+        let taken = self.cell(alias).state.lock().expect("cell lock").take();
         match taken {
             Some(loaded) => {
                 drop_off_executor(loaded.backend).await;
@@ -198,21 +220,16 @@ impl Registry {
         }
     }
 
-    /// Loaded models with their load.
-    pub async fn loaded(&self) -> Vec<LoadedInfo> {
-        let cells: Vec<(String, Cell)> = {
-            let cells = self.cells.lock().expect("registry lock");
-            cells
-                .iter()
-                .map(|(k, v)| (k.clone(), Arc::clone(v)))
-                .collect()
-        };
-        let mut out = Vec::new();
-        for (alias, cell) in cells {
-            let slot = cell.lock().await;
-            if let Some(l) = slot.as_ref() {
+    /// Loaded models with their load. Never waits for a model that is loading.
+    pub fn loaded(&self) -> Vec<LoadedInfo> {
+        let mut out: Vec<LoadedInfo> = self
+            .all_cells()
+            .into_iter()
+            .filter_map(|(alias, cell)| {
+                let state = cell.state.lock().expect("cell lock");
+                let l = state.as_ref()?;
                 let facts = l.backend.facts();
-                out.push(LoadedInfo {
+                Some(LoadedInfo {
                     model: alias,
                     loaded_secs: l.loaded_at.elapsed().as_secs_f64(),
                     idle_secs: l.last_used.elapsed().as_secs_f64(),
@@ -220,34 +237,31 @@ impl Registry {
                     file_bytes: facts.file_bytes,
                     n_ctx: facts.n_ctx,
                     stats: l.backend.stats(),
-                });
-            }
-        }
+                })
+            })
+            .collect();
         out.sort_by(|a, b| a.model.cmp(&b.model));
         out
     }
 
     /// Unloads every model idle for longer than the TTL with nothing in flight.
     pub async fn reap_idle(&self) {
-        let cells: Vec<(String, Cell)> = {
-            let cells = self.cells.lock().expect("registry lock");
-            cells
-                .iter()
-                .map(|(k, v)| (k.clone(), Arc::clone(v)))
-                .collect()
-        };
-        for (alias, cell) in cells {
-            let mut slot = cell.lock().await;
-            let idle = slot.as_ref().is_some_and(|l| {
-                let stats = l.backend.stats();
-                stats.active == 0 && stats.queued == 0 && l.last_used.elapsed() >= self.idle_ttl
-            });
-            if idle {
-                if let Some(loaded) = slot.take() {
-                    drop(slot);
-                    drop_off_executor(loaded.backend).await;
-                    tracing::info!(model = %alias, "unloaded after idle TTL");
+        for (alias, cell) in self.all_cells() {
+            let idle = {
+                let mut state = cell.state.lock().expect("cell lock");
+                let expired = state.as_ref().is_some_and(|l| {
+                    let stats = l.backend.stats();
+                    stats.active == 0 && stats.queued == 0 && l.last_used.elapsed() >= self.idle_ttl
+                });
+                if expired {
+                    state.take()
+                } else {
+                    None
                 }
+            };
+            if let Some(loaded) = idle {
+                drop_off_executor(loaded.backend).await;
+                tracing::info!(model = %alias, "unloaded after idle TTL");
             }
         }
     }
@@ -259,11 +273,7 @@ impl Registry {
 
     /// Unloads everything (shutdown).
     pub async fn unload_all(&self) {
-        let aliases: Vec<String> = {
-            let cells = self.cells.lock().expect("registry lock");
-            cells.keys().cloned().collect()
-        };
-        for alias in aliases {
+        for (alias, _) in self.all_cells() {
             self.unload(&alias).await;
         }
     }

@@ -403,7 +403,6 @@ pub(super) async fn list_models(State(state): Shared) -> Response {
     let loaded: Vec<String> = state
         .registry
         .loaded()
-        .await
         .into_iter()
         .map(|m| m.model)
         .collect();
@@ -430,7 +429,6 @@ pub(super) async fn get_model(State(state): Shared, Path(id): Path<String>) -> R
             let loaded = state
                 .registry
                 .loaded()
-                .await
                 .iter()
                 .any(|m| m.model == entry.alias);
             Ok(Json(model_object(&entry.alias, loaded)).into_response())
@@ -447,7 +445,7 @@ struct ModelBody {
 }
 
 pub(super) async fn ps(State(state): Shared) -> Response {
-    let models = state.registry.loaded().await;
+    let models = state.registry.loaded();
     finish(
         &state,
         "/api/ps",
@@ -488,7 +486,7 @@ pub(super) async fn unload(State(state): Shared, body: Result<Bytes, BytesReject
 }
 
 pub(super) async fn status(State(state): Shared) -> Response {
-    let loaded = state.registry.loaded().await;
+    let loaded = state.registry.loaded();
     let body = json!({
         "status": if state.registry.is_loading() { "loading" } else { "ok" },
         "endpoint": state.endpoint,
@@ -514,7 +512,7 @@ pub(super) async fn health(State(state): Shared) -> Response {
 }
 
 pub(super) async fn metrics(State(state): Shared) -> Response {
-    let loaded = state.registry.loaded().await;
+    let loaded = state.registry.loaded();
     (
         [(
             header::CONTENT_TYPE,
