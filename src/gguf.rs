@@ -64,6 +64,8 @@ pub struct GgufInfo {
     pub chat_template: Option<String>,
     /// Number of tensors.
     pub n_tensors: u64,
+    /// Parameter count: elements summed over all tensors.
+    pub n_params: u64,
     /// File size in bytes.
     pub file_size: u64,
 }
@@ -175,6 +177,15 @@ fn ftype_name(ftype: u64) -> Option<&'static str> {
     })
 }
 
+/// A parameter count as people say it: `135M`, `1.5B`.
+pub fn human_params(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.0}M", n as f64 / 1e6),
+        n => format!("{:.0}K", n as f64 / 1e3),
+    }
+}
+
 /// Reads and checks the metadata of the GGUF file at `path`.
 pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
     let io = |source| GgufError::Io {
@@ -201,9 +212,17 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
     }
     let ctx = Context(raw);
     // SAFETY: valid context; tensor ids are within 0..n_tensors.
-    let (n_tensors, data_end) = unsafe {
+    let (n_tensors, data_end, n_params) = unsafe {
         let n = llama_cpp_sys_2::gguf_get_n_tensors(ctx.0).max(0);
         let base = llama_cpp_sys_2::gguf_get_data_offset(ctx.0) as u64;
+        // `ne` holds GGML_MAX_DIMS (4) extents, 1 for unused dimensions.
+        let params: u64 = (0..n)
+            .map(|i| {
+                let ne =
+                    std::slice::from_raw_parts(llama_cpp_sys_2::gguf_get_tensor_ne(ctx.0, i), 4);
+                ne.iter().map(|&d| d.max(1) as u64).product::<u64>()
+            })
+            .sum();
         let end = (0..n)
             .map(|i| {
                 llama_cpp_sys_2::gguf_get_tensor_offset(ctx.0, i) as u64
@@ -211,7 +230,7 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
             })
             .max()
             .unwrap_or(0);
-        (n as u64, base + end)
+        (n as u64, base + end, params)
     };
     if data_end > file_size {
         return Err(GgufError::Truncated {
@@ -239,6 +258,7 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
             .map(Into::into),
         chat_template: ctx.string("tokenizer.chat_template"),
         n_tensors,
+        n_params,
         file_size,
         architecture,
     })

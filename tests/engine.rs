@@ -220,6 +220,13 @@ fn metadata_is_read_without_loading() {
     let info = hearth::gguf::read(&common::model_path()).unwrap();
     assert_eq!(info.architecture, "llama");
     assert_eq!(info.block_count, Some(30));
+    // SmolLM2-135M: about 135 million parameters.
+    assert!(
+        (130_000_000..140_000_000).contains(&info.n_params),
+        "{}",
+        info.n_params
+    );
+    assert_eq!(hearth::gguf::human_params(info.n_params), "135M");
     assert_eq!(info.quantization.as_deref(), Some("Q4_1"));
     assert!(info.chat_template.as_deref().unwrap().contains("SmolLM"));
     // The catalog's pre-download estimate must agree with the file.

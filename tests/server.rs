@@ -198,6 +198,16 @@ fn frames(raw: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The JSON chunks of an SSE body (everything before the final `[DONE]`).
+fn json_chunks(raw: &str) -> Vec<Value> {
+    let payloads = frames(raw);
+    assert_eq!(*payloads.last().unwrap(), "[DONE]");
+    payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
 fn content_of(chunks: &[Value]) -> String {
     chunks
         .iter()
@@ -278,12 +288,7 @@ async fn chat_streaming_framing_is_exact() {
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
     let raw = s.stream_raw("/v1/chat/completions", &body).await;
-    let payloads = frames(&raw);
-    assert_eq!(*payloads.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
+    let chunks = json_chunks(&raw);
     for c in &chunks {
         assert_matches("CreateChatCompletionStreamResponse", c);
         assert_eq!(c["object"], "chat.completion.chunk");
@@ -333,11 +338,7 @@ async fn completions_endpoint_streams_and_not() {
     streaming["stream"] = json!(true);
     streaming["stream_options"] = json!({"include_usage": true});
     let raw = s.stream_raw("/v1/completions", &streaming).await;
-    let payloads = frames(&raw);
-    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
+    let chunks = json_chunks(&raw);
     for c in &chunks {
         // OpenAI streams `finish_reason: null` until the last chunk (as do llama-server and
         // vLLM) although the schema shares the non-streamed shape; relax only that field.
@@ -393,12 +394,7 @@ async fn eight_concurrent_streams_equal_each_alone() {
         let s = &s;
         async move {
             let raw = s.stream_raw("/v1/chat/completions", &body).await;
-            let payloads = frames(&raw);
-            let chunks: Vec<Value> = payloads[..payloads.len() - 1]
-                .iter()
-                .map(|p| serde_json::from_str(p).unwrap())
-                .collect();
-            content_of(&chunks)
+            content_of(&json_chunks(&raw))
         }
     }))
     .await;
@@ -734,11 +730,7 @@ async fn an_upstream_adapter_is_served_through_the_same_api_with_streaming() {
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
     let raw = proxy.stream_raw("/v1/chat/completions", &body).await;
-    let payloads = frames(&raw);
-    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
+    let chunks = json_chunks(&raw);
     assert_eq!(content_of(&chunks), direct);
     assert!(chunks.iter().any(|c| c["model"] == "via-upstream"));
     let usage = &chunks.last().unwrap()["usage"];

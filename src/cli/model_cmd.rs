@@ -232,6 +232,7 @@ fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
     );
     if let Some(f) = &file {
         row("architecture", f.architecture.clone());
+        row("parameters (file)", gguf::human_params(f.n_params));
         row("file size", human_bytes(f.file_size));
         row(
             "trained context",
@@ -291,6 +292,7 @@ fn add(ctx: &Context, file: &Path, alias: &str, sha256: Option<&str>) -> Result<
         let entry = CatalogEntry {
             alias: alias.to_string(),
             family: Some(info.architecture.clone()),
+            parameters: Some(gguf::human_params(info.n_params)),
             quantization: info.quantization.clone(),
             size_mb: Some(info.file_size as f64 / 1e6),
             capabilities: vec!["chat".to_string()],
