@@ -30,6 +30,8 @@ struct Behaviour {
     ignore_range: bool,
     /// Answer 401 unless `Authorization: Bearer <token>` is sent.
     require_token: Option<String>,
+    /// Announce this sha256 in `X-Linked-Etag` on the redirect, as the hub does for LFS files.
+    linked_etag: Option<String>,
 }
 
 /// One request as the server saw it.
@@ -133,7 +135,11 @@ async fn serve(
     let len = payload.len();
     let mut cut = None;
     let (status, headers, body): (&str, Vec<String>, &[u8]) = if path == REDIRECT_PATH {
-        ("302 Found", vec![format!("Location: {MODEL_PATH}")], b"")
+        let mut headers = vec![format!("Location: {MODEL_PATH}")];
+        if let Some(sha) = &behaviour.linked_etag {
+            headers.push(format!("X-Linked-Etag: \"{sha}\""));
+        }
+        ("302 Found", headers, b"")
     } else if path != MODEL_PATH {
         ("404 Not Found", vec![], b"Entry not found")
     } else if behaviour
@@ -569,6 +575,39 @@ async fn redirects_are_followed() {
     assert_eq!(paths, [REDIRECT_PATH, MODEL_PATH]);
     assert_eq!(model.source, "hub:org/moved/model.gguf@main");
     assert_eq!(std::fs::read(&model.path).unwrap(), *server.payload);
+}
+
+#[tokio::test]
+async fn the_hub_announced_sha256_verifies_a_download_without_a_catalog_hash() {
+    let payload_sha = sha_hex(&payload(PAYLOAD_LEN));
+    let server = Server::start(Behaviour {
+        linked_etag: Some(payload_sha.clone()),
+        ..Behaviour::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let cache = Cache::new(home.path());
+    let mut spec = spec("tiny", None);
+    spec.repo = "org/moved".to_string();
+    let model = download(&cache, &spec, &server.hub(None), &NoProgress)
+        .await
+        .unwrap();
+    assert!(model.verified, "verified against X-Linked-Etag");
+    assert_eq!(model.sha256, payload_sha);
+
+    // A hub that announces another hash: rejected, nothing placed.
+    let lying = Server::start(Behaviour {
+        linked_etag: Some("ab".repeat(32)),
+        ..Behaviour::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let cache = Cache::new(home.path());
+    let err = download(&cache, &spec, &lying.hub(None), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CacheError::ShaMismatch { .. }), "{err}");
+    assert!(!cache.location().join("tiny").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

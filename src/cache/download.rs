@@ -147,6 +147,12 @@ pub async fn download(
     std::fs::write(&marker, &source).map_err(|e| CacheError::io(&marker, e))?;
 
     let url = hub.file_url(spec);
+    // Without a catalog sha256, take the one the hub announces, so that no hub download is
+    // placed unverified.
+    let expected = match expected {
+        Some(sha) => Some(sha),
+        None => hub_announced_sha256(hub, &url).await,
+    };
     tracing::info!(alias, %url, "downloading");
     let fetched = Fetch {
         url: &url,
@@ -188,6 +194,30 @@ pub async fn download(
     remove_if_exists(&marker)?;
     tracing::info!(alias, path = %model.path.display(), verified = model.verified, "downloaded");
     Ok(model)
+}
+
+/// The sha256 the Hugging Face hub announces for an LFS file: its `resolve` endpoint answers
+/// with a redirect carrying `X-Linked-Etag: "<sha256>"` (what `huggingface_hub` verifies
+/// against). `None` when the server does not say (small non-LFS files, other servers), or the
+/// probe fails; the download itself then reports any real error.
+async fn hub_announced_sha256(hub: &HubConfig, url: &str) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(30))
+        .build()
+        .ok()?;
+    let mut request = client.head(url);
+    if let Some(token) = &hub.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.ok()?;
+    let etag = response.headers().get("x-linked-etag")?.to_str().ok()?;
+    let sha = etag
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .to_ascii_lowercase();
+    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha)
 }
 
 /// The partial download of `file_name` for `alias`, and the marker beside it recording which
