@@ -97,16 +97,22 @@ fn self_test() {
 
     let mut s = SseState::default();
     let t = Instant::now();
-    s.line(r#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#, t)
-        .unwrap();
+    s.line(
+        r#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
+        t,
+    )
+    .unwrap();
     assert!(s.first_token.is_none());
     s.line(r#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#, t)
         .unwrap();
     s.line(": keep-alive comment", t).unwrap();
     s.line(r#"data: {"choices":[{"delta":{"content":" there"}}]}"#, t)
         .unwrap();
-    s.line(r#"data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3}}"#, t)
-        .unwrap();
+    s.line(
+        r#"data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3}}"#,
+        t,
+    )
+    .unwrap();
     s.line("data: [DONE]", t).unwrap();
     assert_eq!(s.first_token, Some(t));
     assert_eq!((s.content_chunks, s.usage), (2, Some((9, 3))));
@@ -346,8 +352,7 @@ fn report(opts: &Options, progress: &Progress) -> Value {
         .filter_map(|s| {
             let first = s.first_token?;
             let secs = (s.ended - first).as_secs_f64();
-            (s.completion_tokens > 1 && secs > 0.0)
-                .then(|| (s.completion_tokens - 1) as f64 / secs)
+            (s.completion_tokens > 1 && secs > 0.0).then(|| (s.completion_tokens - 1) as f64 / secs)
         })
         .collect();
     let prompt: Vec<f64> = samples
@@ -391,7 +396,9 @@ async fn run(opts: Options) -> Result<Value, String> {
         .await
         .map_err(|e| format!("warm-up request to {} failed: {e}", opts.url))?;
     if !warm.usage_reported {
-        eprintln!("[{label}] note: no usage chunk; completion tokens are counted as content chunks");
+        eprintln!(
+            "[{label}] note: no usage chunk; completion tokens are counted as content chunks"
+        );
     }
 
     eprintln!(
@@ -428,10 +435,7 @@ async fn run(opts: Options) -> Result<Value, String> {
                     let done = p.samples.len() + p.failures;
                     // A line at every quarter (and at the end), not one per request.
                     if done * 4 / total != (done - 1) * 4 / total {
-                        eprintln!(
-                            "[{label}] {done}/{total} done ({} failed)",
-                            p.failures
-                        );
+                        eprintln!("[{label}] {done}/{total} done ({} failed)", p.failures);
                     }
                 }
             })
@@ -447,7 +451,10 @@ async fn run(opts: Options) -> Result<Value, String> {
 fn main() -> ExitCode {
     self_test();
     // `cargo bench` passes `--bench`; everything else is ours.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.iter().any(|a| a == "--self-test") {
         eprintln!("serve_load: self-test passed");
         return ExitCode::SUCCESS;

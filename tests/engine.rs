@@ -156,6 +156,25 @@ fn sequences_batched_together_give_the_same_greedy_text_as_alone() {
 }
 
 #[test]
+fn a_prompt_longer_than_one_batch_is_prefilled_in_chunks() {
+    // n_batch is 512: a ~900-token prompt takes two prefill steps.
+    let engine = engine(2, 2048);
+    let notes = "The team met on Monday and discussed the roadmap for the offline notes feature. ";
+    let prompt = format!(
+        "{}\nSummarize the notes above in one sentence.",
+        notes.repeat(55)
+    );
+    let (text, done) = run(&engine, chat(&prompt, 24));
+    assert!(
+        done.usage.prompt_tokens > 512,
+        "{}",
+        done.usage.prompt_tokens
+    );
+    assert!(!text.trim().is_empty());
+    assert_eq!(run(&engine, chat(&prompt, 24)).0, text);
+}
+
+#[test]
 fn a_prompt_longer_than_the_context_is_refused_clearly() {
     let engine = engine(1, 64);
     let long = "word ".repeat(200);
