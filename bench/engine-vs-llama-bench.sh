@@ -164,6 +164,12 @@ fi
 export HEARTH_BENCH_MODEL=$MODEL HEARTH_BENCH_THREADS=$THREADS BENCH_REPS=$REPS
 
 # --- run ------------------------------------------------------------------------------------
+# Both programs spin-wait in OpenMP barriers, so anything else running on the machine skews
+# (mostly tg128) badly; say so up front rather than after a confusing table.
+load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+if awk -v l="$load" -v t="$THREADS" 'BEGIN { exit !(l > 0.5 * t) }'; then
+  log "warning: load average is $load with $THREADS benchmark threads; figures will be noisy"
+fi
 log "building the hearth benchmark (release)"
 cargo bench --locked --bench engine --no-run >&2 || die "cannot build the hearth benchmark"
 

@@ -21,7 +21,11 @@
 //! * `--label`        `SERVE_LOAD_LABEL`        name echoed in the report and progress lines
 //! * `--self-test`    check the statistics helpers on hand-made inputs and exit
 //!
-//! stdout: one JSON line (see [`Report`]); stderr: progress and the same in words.
+//! stdout: one JSON line: `label`, `model`, `concurrency`, `requests` (succeeded), `failures`,
+//! `max_tokens`, `wall_s`, `completion_tokens`, `output_tok_s`, `decode_tok_s_mean`,
+//! `ttft_ms` {p50, p95, p99, mean}, `e2e_ms` {p50, p95, mean}, `prompt_tokens_mean`,
+//! `usage_reported`, `client_cpu_ticks` (this process's CPU time, USER_HZ ticks) and `errors`
+//! (the first few). stderr: progress and a one-line summary.
 //!
 //! Definitions: TTFT is send → first chunk with non-empty `delta.content`; e2e is send → end
 //! of the response body; aggregate output tokens/s is the sum of completion tokens divided by
@@ -269,7 +273,7 @@ impl Client {
             request = request.bearer_auth(key);
         }
         let sent = Instant::now();
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(|e| error_chain(&e))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -279,7 +283,7 @@ impl Client {
         let mut buffer: Vec<u8> = Vec::new();
         let mut body = response.bytes_stream();
         while let Some(bytes) = body.next().await {
-            let bytes = bytes.map_err(|e| format!("reading the stream: {e}"))?;
+            let bytes = bytes.map_err(|e| format!("reading the stream: {}", error_chain(&e)))?;
             let now = Instant::now();
             buffer.extend_from_slice(&bytes);
             while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
@@ -318,6 +322,18 @@ struct Progress {
     failures: usize,
 }
 
+/// An error with its causes, e.g. "error sending request: connection closed".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -331,6 +347,18 @@ fn summary(values: &mut [f64], ps: &[(&str, f64)]) -> Value {
     }
     out.insert("mean".into(), json!(mean(values)));
     Value::Object(out)
+}
+
+/// CPU time this process has used, in clock ticks (USER_HZ, as in /proc/stat), when the OS
+/// tells (Linux). Lets a caller subtract the client's own work from machine-wide CPU use.
+fn own_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn report(opts: &Options, progress: &Progress) -> Value {
@@ -374,6 +402,7 @@ fn report(opts: &Options, progress: &Progress) -> Value {
         "e2e_ms": summary(&mut e2e, &[("p50", 50.0), ("p95", 95.0)]),
         "prompt_tokens_mean": mean(&prompt),
         "usage_reported": samples.iter().all(|s| s.usage_reported),
+        "client_cpu_ticks": own_cpu_ticks(),
         "errors": progress.errors,
     })
 }
@@ -381,7 +410,11 @@ fn report(opts: &Options, progress: &Progress) -> Value {
 async fn run(opts: Options) -> Result<Value, String> {
     let http = reqwest::Client::builder()
         .no_proxy()
-        .pool_max_idle_per_host(opts.concurrency)
+        // A fresh connection per request: llama-server (cpp-httplib) may close a kept-alive
+        // connection just as the next request goes out on it ("connection closed before
+        // message completed"). A loopback connect costs well under a millisecond, the same
+        // for every server, and is part of the TTFT a new client would see anyway.
+        .pool_max_idle_per_host(0)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(600))
         .build()

@@ -23,7 +23,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::admission::{admit_count, plan_prefill};
+use super::admission::{admit_count, plan_prefill, release_seq};
 use super::template::ChatTemplate;
 use super::text::{StopMatcher, Utf8Buffer};
 use super::{
@@ -500,7 +500,7 @@ fn engine_thread(
             let keep = !slot.events.is_closed();
             if !keep {
                 let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
-                free_seqs.push(slot.seq);
+                release_seq(&mut free_seqs, slot.seq);
                 tracing::debug!(seq = slot.seq, "request cancelled");
             }
             keep
@@ -518,23 +518,41 @@ fn engine_thread(
             continue;
         }
 
-        // Build one batch: each generating sequence's last token, then prompt chunks.
+        // Plan prefill budgets in arrival order (decoding sequences first), then lay the batch
+        // out in ascending sequence id: with per-sequence KV streams llama.cpp splits a batch
+        // into ubatches of consecutive increasing sequence ids (`split_equal(.., sequential)`),
+        // so any other order costs one full forward pass per out-of-order sequence.
         batch.clear();
         let mut add_failed = false;
-        for slot in slots.iter_mut().filter(|s| s.is_decoding()) {
-            slot.batch_index = Some(batch.n_tokens());
-            add_failed |= batch
-                .add(slot.last_token, slot.n_past as i32, &[slot.seq], true)
-                .is_err();
-        }
         let decoding = slots.iter().filter(|s| s.is_decoding()).count();
         let remaining: Vec<usize> = slots
             .iter()
             .filter(|s| !s.is_decoding())
             .map(|s| s.prompt.len() - s.n_prefilled)
             .collect();
-        let chunks = plan_prefill(options.n_batch as usize, decoding, &remaining);
-        for (slot, chunk) in slots.iter_mut().filter(|s| !s.is_decoding()).zip(chunks) {
+        let mut chunks = plan_prefill(options.n_batch as usize, decoding, &remaining).into_iter();
+        let chunk_of: Vec<usize> = slots
+            .iter()
+            .map(|s| {
+                if s.is_decoding() {
+                    0
+                } else {
+                    chunks.next().unwrap_or(0)
+                }
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by_key(|&i| slots[i].seq);
+        for i in order {
+            let slot = &mut slots[i];
+            if slot.is_decoding() {
+                slot.batch_index = Some(batch.n_tokens());
+                add_failed |= batch
+                    .add(slot.last_token, slot.n_past as i32, &[slot.seq], true)
+                    .is_err();
+                continue;
+            }
+            let chunk = chunk_of[i];
             for pos in slot.n_prefilled..slot.n_prefilled + chunk {
                 let last = pos + 1 == slot.prompt.len();
                 add_failed |= batch
@@ -555,7 +573,7 @@ fn engine_thread(
             tracing::error!(%message, "decode failed");
             for slot in slots.drain(..) {
                 let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
-                free_seqs.push(slot.seq);
+                release_seq(&mut free_seqs, slot.seq);
                 let _ = slot
                     .events
                     .send(Event::Error(EngineError::Decode(message.clone())));
@@ -578,7 +596,7 @@ fn engine_thread(
                     // `remove`, not `swap_remove`: slots stay in arrival order for prefill fairness.
                     let slot = slots.remove(i);
                     let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
-                    free_seqs.push(slot.seq);
+                    release_seq(&mut free_seqs, slot.seq);
                     // Publish before the client hears Done, so stats never show a ghost.
                     publish(shared, &slots);
                     slot.finish(reason, now);
