@@ -68,6 +68,26 @@ fn greedy_generation_is_non_empty_and_repeatable() {
 }
 
 #[test]
+fn a_repeated_prompt_prefix_is_not_computed_again() {
+    let engine = engine(1, 1024);
+    let (_, first) = run(&engine, chat("Name three colours of the rainbow.", 8));
+    assert_eq!(
+        first.usage.cached_prompt_tokens, 0,
+        "a fresh engine has nothing cached"
+    );
+    let (_, same) = run(&engine, chat("Name three colours of the rainbow.", 8));
+    // Everything but the last prompt token (whose logits pick the first answer token).
+    assert_eq!(
+        same.usage.cached_prompt_tokens,
+        same.usage.prompt_tokens - 1
+    );
+    let (_, other) = run(&engine, chat("What is the capital of France?", 8));
+    // A different question still shares the chat template's preamble.
+    assert!(other.usage.cached_prompt_tokens > 10, "{:?}", other.usage);
+    assert!(other.usage.cached_prompt_tokens < other.usage.prompt_tokens - 5);
+}
+
+#[test]
 fn seeded_sampling_is_repeatable_and_differs_from_greedy_somewhere() {
     let engine = engine(1, 1024);
     let sampled = |seed| {

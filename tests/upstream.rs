@@ -308,7 +308,8 @@ fn chat_text_streams_in_order_and_usage_comes_from_the_upstream() {
         done.usage,
         Usage {
             prompt_tokens: 21,
-            completion_tokens: 7
+            completion_tokens: 7,
+            ..Usage::default()
         },
         "counts are the upstream's, not the number of chunks"
     );
@@ -369,7 +370,8 @@ fn text_prompts_use_the_completions_endpoint() {
         done.usage,
         Usage {
             prompt_tokens: 0,
-            completion_tokens: 4
+            completion_tokens: 4,
+            ..Usage::default()
         },
         "without upstream usage, content chunks are counted"
     );

@@ -270,6 +270,8 @@ struct Slot {
     seq: i32,
     prompt: Vec<LlamaToken>,
     n_prefilled: usize,
+    /// Prompt tokens whose KV was kept from the sequence's previous request.
+    reused: usize,
     /// Position of the next token to decode.
     n_past: usize,
     last_token: LlamaToken,
@@ -320,6 +322,7 @@ impl Slot {
         Self {
             seq,
             n_prefilled: 0,
+            reused: 0,
             n_past: 0,
             last_token: job.tokens[job.tokens.len() - 1],
             sampler: sampler_for(&job.sampling),
@@ -388,6 +391,7 @@ impl Slot {
         let usage = Usage {
             prompt_tokens: self.prompt.len(),
             completion_tokens: self.generated,
+            cached_prompt_tokens: self.reused,
         };
         let timings = Timings {
             queued_ms: ms(self.submitted, self.admitted),
@@ -403,6 +407,11 @@ impl Slot {
             finish_reason: reason,
         }));
     }
+}
+
+/// Length of the longest common prefix of two token sequences.
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Makes the slot counters visible to `stats()`.
@@ -461,6 +470,10 @@ fn engine_thread(
     };
     let mut batch = LlamaBatch::new(options.n_batch as usize, 1);
     let mut free_seqs: Vec<i32> = (0..options.parallel as i32).rev().collect();
+    // Prompt tokens whose KV a free sequence still holds, by sequence id: a new request on that
+    // sequence skips the common prefix (the chat template's preamble, a shared system prompt,
+    // an earlier turn of the same conversation), as llama-server's prompt cache does.
+    let mut retained: Vec<Vec<LlamaToken>> = vec![Vec::new(); options.parallel as usize];
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut slots: Vec<Slot> = Vec::new();
     let mut open = true;
@@ -510,7 +523,21 @@ fn engine_thread(
             let (Some(job), Some(seq)) = (queue.pop_front(), free_seqs.pop()) else {
                 break;
             };
-            slots.push(Slot::new(job, seq, n_ctx, now));
+            let mut slot = Slot::new(job, seq, n_ctx, now);
+            let kept = std::mem::take(&mut retained[seq as usize]);
+            // At least the last prompt token is decoded again: its logits pick the first token.
+            let reuse = common_prefix(&kept, &slot.prompt).min(slot.prompt.len() - 1);
+            let trimmed = ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None)
+                .unwrap_or(false);
+            if trimmed {
+                slot.n_prefilled = reuse;
+                slot.reused = reuse;
+            } else {
+                // Some caches (sliding-window, recurrent) cannot drop a suffix: start clean.
+                let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            }
+            slots.push(slot);
         }
         shared.queued.store(queue.len(), Ordering::SeqCst);
         publish(shared, &slots);
@@ -595,7 +622,21 @@ fn engine_thread(
                 Some(reason) => {
                     // `remove`, not `swap_remove`: slots stay in arrival order for prefill fairness.
                     let slot = slots.remove(i);
-                    let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                    // Keep the prompt's KV for the next request on this sequence; generated
+                    // tokens are not kept (a next turn re-renders them through the template).
+                    let kept = ctx
+                        .clear_kv_cache_seq(
+                            Some(slot.seq as u32),
+                            Some(slot.prompt.len() as u32),
+                            None,
+                        )
+                        .unwrap_or(false);
+                    retained[slot.seq as usize] = if kept {
+                        slot.prompt.clone()
+                    } else {
+                        let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                        Vec::new()
+                    };
                     release_seq(&mut free_seqs, slot.seq);
                     // Publish before the client hears Done, so stats never show a ghost.
                     publish(shared, &slots);

@@ -148,6 +148,9 @@ pub struct Usage {
     pub prompt_tokens: usize,
     /// Tokens generated (the end-of-generation token is not counted).
     pub completion_tokens: usize,
+    /// Prompt tokens whose KV was reused from an earlier request (not computed again).
+    #[serde(default)]
+    pub cached_prompt_tokens: usize,
 }
 
 /// Where the time went, measured inside the engine (network excluded).

@@ -417,6 +417,7 @@ impl Tally {
             Usage {
                 prompt_tokens: 0,
                 completion_tokens: self.pieces,
+                ..Usage::default()
             }
         });
         let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
@@ -538,6 +539,9 @@ fn parse_payload(data: &str, endpoint: Endpoint) -> Result<Payload, EngineError>
     let usage = value.get("usage").filter(|u| u.is_object()).map(|u| Usage {
         prompt_tokens: count(u, "prompt_tokens"),
         completion_tokens: count(u, "completion_tokens"),
+        cached_prompt_tokens: u
+            .get("prompt_tokens_details")
+            .map_or(0, |d| count(d, "cached_tokens")),
     });
     Ok(Payload::Chunk(Chunk {
         content,
@@ -701,7 +705,8 @@ mod tests {
             Payload::Chunk(Chunk {
                 usage: Some(Usage {
                     prompt_tokens: 9,
-                    completion_tokens: 3
+                    completion_tokens: 3,
+                    ..Usage::default()
                 }),
                 ..Chunk::default()
             })
@@ -811,7 +816,8 @@ mod tests {
             done.usage,
             Usage {
                 prompt_tokens: 0,
-                completion_tokens: 3
+                completion_tokens: 3,
+                ..Usage::default()
             }
         );
         assert_eq!(done.finish_reason, FinishReason::Stop);

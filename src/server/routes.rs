@@ -143,6 +143,7 @@ fn usage_json(c: &Completion) -> Value {
         "prompt_tokens": c.usage.prompt_tokens,
         "completion_tokens": c.usage.completion_tokens,
         "total_tokens": c.usage.prompt_tokens + c.usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": c.usage.cached_prompt_tokens},
     })
 }
 
