@@ -7,7 +7,7 @@
 #    from the llama.cpp vendored in llama-cpp-python; see that script for how and why).
 # 2. Starts both servers, 8 slots each, 1024 tokens of context per slot, THREADS threads:
 #      hearth serve --parallel 8 --ctx 1024 --threads T --models smollm2-135m
-#      llama-server -np 8 -c 8192 -t T -tb T --no-cache-prompt   (8192 / 8 = 1024 per slot)
+#      llama-server -np 8 -c 8192 -t T -tb T   (8192 / 8 = 1024 per slot)
 # 3. For each concurrency level runs the closed-loop load generator against one server, then
 #    the other (the order alternates per level to spread drift in machine load over both); the
 #    idle server sleeps meanwhile, so only one is under load at a time.
@@ -27,10 +27,10 @@
 #                   An explicit -np keeps llama-server's per-slot KV streams (kv_unified=false),
 #                   which is also what hearth uses.
 #   -t T -tb T      the same CPU threads for decoding and for prompt batches as hearth.
-#   --no-cache-prompt  hearth has no prompt cache. With it, llama-server skips the chat
-#                   template's shared preamble (24 of ~43 tokens) and, through its RAM prompt
-#                   cache, every prompt it has seen before, so TTFT would measure caching, not
-#                   serving. SERVE_BENCH_LLAMA_CACHE_PROMPT=1 keeps llama-server's default.
+#   prompt cache    on in both (llama-server's default; hearth keeps each finished request's
+#                   prompt KV on its sequence and reuses the common prefix, e.g. the chat
+#                   template's preamble). SERVE_BENCH_LLAMA_CACHE_PROMPT=0 adds
+#                   --no-cache-prompt to llama-server, to see its cost without one.
 #   defaults kept:  continuous batching (on), flash attention (auto: on for CPU, as in hearth),
 #                   -b 2048 / -ub 512 (hearth: 512 / 512; prompts here are far shorter than
 #                   either), warm-up, thread polling, slot selection.
@@ -45,7 +45,7 @@
 #   SERVE_BENCH_MAX_TOKENS    tokens generated per request (default 128)
 #   SERVE_BENCH_QUIET_WAIT    seconds to wait for other programs to leave the CPU before each
 #                             run (default 30; the run then goes ahead, flagged as noisy)
-#   SERVE_BENCH_LLAMA_CACHE_PROMPT  1 = leave llama-server's prompt cache on
+#   SERVE_BENCH_LLAMA_CACHE_PROMPT  0 = switch llama-server's prompt cache off (default 1: on)
 #   SERVE_BENCH_LLAMA_ARGS    extra llama-server arguments (for experiments)
 #   SERVE_BENCH_HEARTH_BIN    serve with this hearth binary instead of building this tree's
 #                             (for A/B experiments)
@@ -196,7 +196,7 @@ wait_healthy hearth "$HEARTH_PID" "$HEARTH_PORT" || {
 
 LLAMA_ARGS=(-m "$MODEL" -t "$THREADS" -tb "$THREADS" -np "$PARALLEL" -c $((PARALLEL * SLOT_CTX))
   --host 127.0.0.1 --port "$LLAMA_PORT" --alias "$ALIAS")
-[ "${SERVE_BENCH_LLAMA_CACHE_PROMPT:-0}" = 1 ] || LLAMA_ARGS+=(--no-cache-prompt)
+[ "${SERVE_BENCH_LLAMA_CACHE_PROMPT:-1}" = 1 ] || LLAMA_ARGS+=(--no-cache-prompt)
 # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
 [ -z "${SERVE_BENCH_LLAMA_ARGS:-}" ] || LLAMA_ARGS+=(${SERVE_BENCH_LLAMA_ARGS})
 log "starting llama-server on port $LLAMA_PORT (log: $OUT/llama-server.log)"
