@@ -153,6 +153,21 @@ impl TestServer {
             .to_string()
     }
 
+    /// Starts a streamed chat request and returns the response as soon as headers arrive.
+    async fn open_stream(&self, body: &Value) -> reqwest::Response {
+        let mut body = body.clone();
+        body["stream"] = json!(true);
+        let r = self
+            .http
+            .post(self.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r
+    }
+
     /// The raw SSE body of a streamed request.
     async fn stream_raw(&self, path: &str, body: &Value) -> String {
         let r = self
@@ -413,15 +428,8 @@ async fn client_disconnect_frees_the_sequence() {
     .start()
     .await;
     let mut body = chat_body("Write a long story about a dragon.", 800);
-    body["stream"] = json!(true);
     body["ignore_eos"] = json!(true);
-    let mut r = s
-        .http
-        .post(s.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let mut r = s.open_stream(&body).await;
     // Wait until real content flows, then hang up.
     let mut seen = String::new();
     while !seen.contains("\"content\":\"") || seen.matches("data: ").count() < 3 {
@@ -445,29 +453,14 @@ async fn a_full_queue_answers_429_and_nothing_else_breaks() {
     .start()
     .await;
     let mut long = chat_body("Write a long story about a dragon.", 800);
-    long["stream"] = json!(true);
     long["ignore_eos"] = json!(true);
     // A occupies the only slot.
-    let mut a = s
-        .http
-        .post(s.url("/v1/chat/completions"))
-        .json(&long)
-        .send()
-        .await
-        .unwrap();
+    let mut a = s.open_stream(&long).await;
     let first = a.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
     // B waits in the queue (its headers arrive once it is queued).
     let mut short = chat_body("Say hi.", 4);
-    short["stream"] = json!(true);
-    let b = s
-        .http
-        .post(s.url("/v1/chat/completions"))
-        .json(&short)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(b.status(), 200);
+    let b = s.open_stream(&short).await;
     // C finds the queue full.
     let (status, err) = s.post("/v1/chat/completions", &chat_body("Hi", 4)).await;
     assert_eq!(status, 429, "{err}");
@@ -686,15 +679,9 @@ async fn metrics_expose_requests_tokens_latency_and_kv() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_finishes_requests_in_flight() {
     let s = Setup::default().start().await;
-    let mut body = chat_body("Write a long story about a dragon.", 48);
-    body["stream"] = json!(true);
     let mut r = s
-        .http
-        .post(s.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .open_stream(&chat_body("Write a long story about a dragon.", 48))
+        .await;
     let first = r.chunk().await.unwrap().unwrap();
     let TestServer { server, .. } = s;
     let shutdown = tokio::spawn(server.shutdown());
