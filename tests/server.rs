@@ -459,7 +459,7 @@ async fn a_full_queue_answers_429_and_nothing_else_breaks() {
     let first = a.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
     // B waits in the queue (its headers arrive once it is queued).
-    let mut short = chat_body("Say hi.", 4);
+    let short = chat_body("Say hi.", 4);
     let b = s.open_stream(&short).await;
     // C finds the queue full.
     let (status, err) = s.post("/v1/chat/completions", &chat_body("Hi", 4)).await;
