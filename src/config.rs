@@ -64,7 +64,7 @@ fn default_threads() -> Option<String> {
 const KEYS: &[KeySpec] = &[
     KeySpec {
         name: "cache_dir",
-        env: "HEARTH_CACHE_DIR",
+        env: env::HEARTH_CACHE_DIR,
         kind: Kind::Text,
         default: || None,
         help: "where downloaded models live (default: $HEARTH_HOME)",

@@ -3,6 +3,8 @@
 
 /// Root of hearth's data (cache, config, run history). Default: `$XDG_DATA_HOME/hearth`.
 pub const HEARTH_HOME: &str = "HEARTH_HOME";
+/// Overrides the `cache_dir` config key: where downloaded models live (default: `$HEARTH_HOME`).
+pub const HEARTH_CACHE_DIR: &str = "HEARTH_CACHE_DIR";
 /// Overrides the `default_model` config key: the alias used when a command names no model.
 pub const HEARTH_DEFAULT_MODEL: &str = "HEARTH_DEFAULT_MODEL";
 /// Overrides the `threads` config key: CPU threads the engine uses for decoding.

@@ -40,9 +40,6 @@ pub enum EngineError {
     /// The model could not be loaded.
     #[error("cannot load model: {0}")]
     Load(String),
-    /// The model would not fit in memory.
-    #[error("{0}")]
-    OutOfMemory(String),
     /// The chat template failed to render.
     #[error("chat template error: {0}")]
     Template(String),

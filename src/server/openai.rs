@@ -88,7 +88,7 @@ impl From<EngineError> for ApiError {
             EngineError::Shutdown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
-            EngineError::OutOfMemory(_) | EngineError::Load(_) => Self::new(
+            EngineError::Load(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "model_load_failed",
                 message,

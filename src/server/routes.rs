@@ -26,15 +26,11 @@ type Shared = State<Arc<AppState>>;
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match &e {
-            RegistryError::Unknown(CatalogError::UnknownModel { alias, .. }) => ApiError {
+            RegistryError::Unknown(CatalogError::UnknownModel { .. }) => ApiError {
                 status: StatusCode::NOT_FOUND,
                 message: format!("{e}"),
                 param: Some("model".into()),
-                code: Some(if alias.is_empty() {
-                    "model_required"
-                } else {
-                    "model_not_found"
-                }),
+                code: Some("model_not_found"),
             },
             _ => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -134,9 +130,8 @@ fn next_id(kind: Kind) -> String {
     format!("{prefix}-{nanos:x}{n:04x}")
 }
 
-fn fingerprint() -> String {
-    format!("hearth-{}", env!("CARGO_PKG_VERSION"))
-}
+/// Identifies the backend build in every response, as OpenAI's `system_fingerprint` does.
+const FINGERPRINT: &str = concat!("hearth-", env!("CARGO_PKG_VERSION"));
 
 fn usage_json(c: &Completion) -> Value {
     json!({
@@ -181,7 +176,7 @@ impl Turn {
             "object": self.object(streaming),
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": fingerprint(),
+            "system_fingerprint": FINGERPRINT,
             "choices": choices,
         })
     }
