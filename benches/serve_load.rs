@@ -4,7 +4,7 @@
 //! have been sent in all. One untimed warm-up request goes first.
 //!
 //! Not a test: run it with `cargo bench --bench serve_load -- --url URL --model NAME ...`, or
-//! through `bench/serve-vs-llama-server.sh`, which runs it against both servers.
+//! through `perf/serve-vs-llama-server.sh`, which runs it against both servers.
 //!
 //! Every request: `stream: true`, `stream_options: {include_usage: true}`, `temperature: 0`,
 //! `ignore_eos: true` (so each generates exactly `max_tokens`), a prompt from a fixed rotation

@@ -29,3 +29,13 @@ pub const HF_TOKEN: &str = "HF_TOKEN";
 pub const HEARTH_API_KEY: &str = "HEARTH_API_KEY";
 /// Where the client commands find a running server (default `http://127.0.0.1:<port>`).
 pub const HEARTH_ENDPOINT: &str = "HEARTH_ENDPOINT";
+/// Where the run history lives: a `postgres://` URL to share it in PostgreSQL, or a SQLite
+/// path (default: `$HEARTH_HOME/history.db`).
+pub const HEARTH_DB_URL: &str = "HEARTH_DB_URL";
+/// Models `hearth bench` measures, comma-separated (the reference workflow's name).
+pub const BENCH_MODELS: &str = "BENCH_MODELS";
+/// `1` streams answers in `hearth bench` (the default), `0` measures whole responses.
+pub const BENCH_STREAM: &str = "BENCH_STREAM";
+/// Foundry Local's endpoint, which users of its benchmark workflow already set: `hearth bench`
+/// measures it when neither `--endpoint` nor `HEARTH_ENDPOINT` is given.
+pub const FOUNDRY_LOCAL_ENDPOINT: &str = "FOUNDRY_LOCAL_ENDPOINT";

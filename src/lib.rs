@@ -4,6 +4,7 @@
 //! Data flows one way: `cli` → (`server` | `bench`) → `engine`; `bench` → `store` → `report`.
 //! Each module below is one room with one reason to change.
 
+pub mod bench;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -11,4 +12,7 @@ pub mod engine;
 pub mod env;
 pub mod gguf;
 pub mod models;
+pub mod report;
 pub mod server;
+pub mod stats;
+pub mod store;

@@ -1,9 +1,11 @@
 //! Command-line surface: clap types (what the user typed, no I/O), then [`Context`] (settings
 //! resolved from flags, config file and environment), then one function per command.
 
+mod bench_cmd;
 mod cache_cmd;
 mod config_cmd;
 mod model_cmd;
+mod runs_cmd;
 mod serve_cmd;
 
 use std::path::PathBuf;
@@ -62,6 +64,16 @@ enum Command {
     /// The running server.
     #[command(subcommand)]
     Service(serve_cmd::ServiceCommand),
+    /// Benchmark models (local or at any OpenAI-compatible endpoint); print the comparison
+    /// table, store the run and write its reports.
+    Bench(bench_cmd::BenchArgs),
+    /// Stored benchmark runs.
+    #[command(subcommand)]
+    Runs(runs_cmd::RunsCommand),
+    /// Render a stored run as JSON, CSV, Markdown or HTML.
+    Report(runs_cmd::ReportArgs),
+    /// Compare two stored runs; exits 1 when B regressed beyond threshold and noise.
+    Compare(runs_cmd::CompareArgs),
 }
 
 /// Settings and shared objects every command needs, resolved once.
@@ -104,6 +116,10 @@ pub fn run() -> Result<ExitCode> {
         Command::Load { alias, client } => serve_cmd::load(&ctx, client, &alias),
         Command::Unload { alias, client } => serve_cmd::unload(&ctx, client, &alias),
         Command::Service(cmd) => serve_cmd::service(&ctx, cmd),
+        Command::Bench(args) => bench_cmd::bench(&ctx, args),
+        Command::Runs(cmd) => runs_cmd::runs(&ctx, cmd),
+        Command::Report(args) => runs_cmd::report(&ctx, args),
+        Command::Compare(args) => runs_cmd::compare(&ctx, args),
     }
 }
 

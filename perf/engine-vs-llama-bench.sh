@@ -8,7 +8,7 @@
 #    alternating them for BENCH_ROUNDS rounds to spread machine noise over both, and prints
 #    pp512 / tg128 tokens per second of each and the ratio hearth / llama-bench.
 #
-# Usage: bench/engine-vs-llama-bench.sh [--build-only]
+# Usage: perf/engine-vs-llama-bench.sh [--build-only]
 # Environment:
 #   HEARTH_BENCH_MODEL     GGUF to run (default: the default model, from scripts/setup.sh)
 #   HEARTH_BENCH_THREADS   CPU threads for both (default 2)
@@ -233,6 +233,11 @@ for r in range(1, rounds + 1):
         ref[test] += entry["samples_ts"]
         row[f"ref {test}"] = entry["avg_ts"]
     h = json.load(open(f"{out}/hearth-{r}.json"))
+    # A pp512 prompt taken from the engine's prompt cache times a cache hit, not prefill.
+    cached = h.get("pp512_cached_tokens_max")
+    if cached is None or cached > 1:
+        sys.exit(f"refusing round {r}: hearth's pp512 prompt came from the prompt cache "
+                 f"({cached} cached tokens); the result would not measure prefill")
     if h.get("threads") != int(threads):
         sys.exit(f"hearth ran with {h.get('threads')} threads, llama-bench with {threads}")
     for test in ours:

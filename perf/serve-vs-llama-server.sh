@@ -3,7 +3,7 @@
 # p50/p95 under 1, 2, 4 and 8 concurrent streamed chat requests, same model, same threads.
 #
 # 1. Builds hearth (release) and the load generator (`benches/serve_load.rs`), and makes sure
-#    the reference llama-server exists (built by bench/engine-vs-llama-bench.sh --build-only
+#    the reference llama-server exists (built by perf/engine-vs-llama-bench.sh --build-only
 #    from the llama.cpp vendored in llama-cpp-python; see that script for how and why).
 # 2. Starts both servers, 8 slots each, 1024 tokens of context per slot, THREADS threads:
 #      hearth serve --parallel 8 --ctx 1024 --threads T --models smollm2-135m
@@ -35,7 +35,7 @@
 #                   -b 2048 / -ub 512 (hearth: 512 / 512; prompts here are far shorter than
 #                   either), warm-up, thread polling, slot selection.
 #
-# Usage: bench/serve-vs-llama-server.sh
+# Usage: perf/serve-vs-llama-server.sh
 # Environment:
 #   HEARTH_BENCH_MODEL        GGUF to serve (default: the default model, from scripts/setup.sh)
 #   HEARTH_BENCH_THREADS      CPU threads for both servers (default 2)
@@ -97,10 +97,10 @@ find_llama_server() {
 }
 LLAMA_SERVER=$(find_llama_server)
 if [ -z "$LLAMA_SERVER" ]; then
-  log "no reference llama-server yet: building it with bench/engine-vs-llama-bench.sh --build-only"
-  bench/engine-vs-llama-bench.sh --build-only
+  log "no reference llama-server yet: building it with perf/engine-vs-llama-bench.sh --build-only"
+  perf/engine-vs-llama-bench.sh --build-only
   LLAMA_SERVER=$(find_llama_server)
-  [ -n "$LLAMA_SERVER" ] || die "bench/engine-vs-llama-bench.sh --build-only produced no llama-server"
+  [ -n "$LLAMA_SERVER" ] || die "perf/engine-vs-llama-bench.sh --build-only produced no llama-server"
 fi
 
 # --- the model ------------------------------------------------------------------------------

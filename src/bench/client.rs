@@ -1,0 +1,473 @@
+//! The measuring client: sends one OpenAI chat completion and records raw instants on the
+//! level's monotonic clock — scheduled start, send, first byte, first chunk, first content
+//! token, every content chunk, end — plus usage and the server's own timings.
+//!
+//! What it deliberately gets right (and common scripts get wrong): a role-only first chunk is
+//! not a token; the clock starts at the *scheduled* start, not at the send; token counts come
+//! from `usage` and say so, with content chunks counted beside them as a cross-check.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::store::record::{RequestRecord, RequestStatus, TokenSource};
+
+/// One level's time origin: every instant of every request in the level is measured from here.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+
+    /// A clock starting at `origin`.
+    pub fn at(origin: Instant) -> Self {
+        Self { origin }
+    }
+
+    /// The origin.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Milliseconds from the origin to `t` (negative if `t` is earlier).
+    pub fn ms(&self, t: Instant) -> f64 {
+        match t.checked_duration_since(self.origin) {
+            Some(d) => d.as_secs_f64() * 1000.0,
+            None => -(self.origin.duration_since(t).as_secs_f64() * 1000.0),
+        }
+    }
+
+    /// Milliseconds from the origin to now.
+    pub fn now_ms(&self) -> f64 {
+        self.ms(Instant::now())
+    }
+}
+
+/// Where and how requests are sent.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Base URL ending in `/v1`.
+    pub base_url: String,
+    /// Model name sent in each request.
+    pub model: String,
+    /// Bearer key, when the server wants one.
+    pub api_key: Option<String>,
+}
+
+/// Sampling and shape of every request, the same for every runtime measured.
+#[derive(Clone, Debug)]
+pub struct RequestParams {
+    /// Stream the answer (SSE) or take it whole.
+    pub stream: bool,
+    /// Sampling temperature (0 = greedy: deterministic and comparable).
+    pub temperature: f32,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// Ask the server to generate exactly `max_tokens` (servers that ignore it still count).
+    pub ignore_eos: bool,
+    /// Give up on a request after this long.
+    pub timeout: Duration,
+}
+
+/// One request to make.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Prompt id in the prompt set.
+    pub prompt_id: String,
+    /// The user message (with the cold-cache nonce already applied).
+    pub prompt: String,
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Round (0 = warm-up).
+    pub round: u32,
+    /// Order within the level.
+    pub seq: u32,
+}
+
+/// The JSON body of a chat completion request for `job`.
+pub fn request_body(endpoint: &Endpoint, params: &RequestParams, job: &Job) -> Value {
+    let mut body = json!({
+        "model": endpoint.model,
+        "messages": [{"role": "user", "content": job.prompt}],
+        "max_tokens": job.max_tokens,
+        "temperature": params.temperature,
+        "stream": params.stream,
+    });
+    if let Some(seed) = params.seed {
+        body["seed"] = json!(seed);
+    }
+    if params.stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    if params.ignore_eos {
+        body["ignore_eos"] = json!(true);
+    }
+    body
+}
+
+/// Sends `job` and records it. `scheduled` is when the load shape meant it to start; the send
+/// happens now. Never fails: a failure is a record with an error status.
+pub async fn execute(
+    http: &reqwest::Client,
+    endpoint: &Endpoint,
+    params: &RequestParams,
+    job: &Job,
+    clock: Clock,
+    scheduled: Instant,
+    level: &str,
+) -> RequestRecord {
+    let mut record = RequestRecord {
+        model: endpoint.model.clone(),
+        level: level.to_string(),
+        round: job.round,
+        seq: job.seq,
+        prompt_id: job.prompt_id.clone(),
+        scheduled_ms: clock.ms(scheduled),
+        sent_ms: None,
+        first_byte_ms: None,
+        first_chunk_ms: None,
+        first_token_ms: None,
+        end_ms: None,
+        chunk_ms: Vec::new(),
+        status: RequestStatus::Error,
+        http_status: None,
+        error: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached_tokens: None,
+        token_source: TokenSource::Chunks,
+        counted_completion_tokens: None,
+        server_timings: None,
+        output: String::new(),
+    };
+    let body = request_body(endpoint, params, job);
+    let exchange = exchange(http, endpoint, params, &body, clock, &mut record);
+    match tokio::time::timeout(params.timeout, exchange).await {
+        Ok(Ok(())) => record.status = RequestStatus::Ok,
+        Ok(Err(message)) => {
+            record.status = RequestStatus::Error;
+            record.error = Some(message);
+        }
+        Err(_) => {
+            record.status = RequestStatus::Timeout;
+            record.error = Some(format!(
+                "no complete answer within {:.0} s",
+                params.timeout.as_secs_f64()
+            ));
+        }
+    }
+    if record.end_ms.is_none() {
+        record.end_ms = Some(clock.now_ms());
+    }
+    settle_token_counts(&mut record, params.stream);
+    record
+}
+
+/// The HTTP exchange itself; fills `record` as instants happen.
+async fn exchange(
+    http: &reqwest::Client,
+    endpoint: &Endpoint,
+    params: &RequestParams,
+    body: &Value,
+    clock: Clock,
+    record: &mut RequestRecord,
+) -> Result<(), String> {
+    let url = format!("{}/chat/completions", endpoint.base_url.trim_end_matches('/'));
+    let mut request = http.post(&url).json(body);
+    if let Some(key) = &endpoint.api_key {
+        request = request.bearer_auth(key);
+    }
+    record.sent_ms = Some(clock.now_ms());
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+    record.first_byte_ms = Some(clock.now_ms());
+    let status = response.status();
+    record.http_status = Some(status.as_u16());
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        record.end_ms = Some(clock.now_ms());
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        return Err(format!("HTTP {status}: {message}"));
+    }
+    if !params.stream {
+        let bytes = response.bytes().await.map_err(|e| error_chain(&e))?;
+        let now = clock.now_ms();
+        record.first_chunk_ms = Some(now);
+        record.end_ms = Some(now);
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("response is not JSON: {e}"))?;
+        if let Some(message) = value["error"]["message"].as_str() {
+            return Err(message.to_string());
+        }
+        let message = &value["choices"][0]["message"];
+        record.output = message["content"].as_str().unwrap_or_default().to_string();
+        take_usage(record, &value);
+        take_timings(record, &value);
+        return Ok(());
+    }
+    let mut sse = SseParser::default();
+    let mut stream = response.bytes_stream();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| format!("stream broken: {}", error_chain(&e)))?;
+        let now = clock.now_ms();
+        record.first_chunk_ms.get_or_insert(now);
+        for event in sse.push(&piece) {
+            match event {
+                SseEvent::Done => {
+                    record.end_ms = Some(clock.now_ms());
+                    return Ok(());
+                }
+                SseEvent::Data(value) => apply_chunk(record, &value, now)?,
+                SseEvent::Invalid(line) => {
+                    return Err(format!("malformed SSE data: {}", truncate(&line, 200)))
+                }
+            }
+        }
+    }
+    record.end_ms = Some(clock.now_ms());
+    // A server that closes the stream without `[DONE]` but sent a finish is still complete
+    // (some servers omit the terminator); one that sent nothing at all is not.
+    if record.chunk_ms.is_empty() && record.completion_tokens.is_none() {
+        return Err("stream ended before any content or [DONE]".into());
+    }
+    Ok(())
+}
+
+/// Folds one streamed JSON chunk into the record, arrived at `now` ms.
+fn apply_chunk(record: &mut RequestRecord, value: &Value, now: f64) -> Result<(), String> {
+    if let Some(error) = value.get("error") {
+        let message = error["message"].as_str().unwrap_or("error event in stream");
+        return Err(message.to_string());
+    }
+    if let Some(choice) = value["choices"].get(0) {
+        let delta = &choice["delta"];
+        let content = delta["content"]
+            .as_str()
+            .or_else(|| choice["text"].as_str())
+            .unwrap_or_default();
+        // Reasoning models stream their thinking apart from the answer; those are generated
+        // tokens too, so they end the wait for the first token.
+        let reasoning = delta["reasoning_content"]
+            .as_str()
+            .or_else(|| delta["reasoning"].as_str())
+            .unwrap_or_default();
+        if !content.is_empty() || !reasoning.is_empty() {
+            record.first_token_ms.get_or_insert(now);
+            record.chunk_ms.push(now);
+            record.output.push_str(content);
+        }
+    }
+    take_usage(record, value);
+    take_timings(record, value);
+    Ok(())
+}
+
+fn take_usage(record: &mut RequestRecord, value: &Value) {
+    let usage = &value["usage"];
+    if usage.is_object() {
+        record.prompt_tokens = usage["prompt_tokens"].as_u64();
+        record.completion_tokens = usage["completion_tokens"].as_u64();
+        record.cached_tokens = usage["prompt_tokens_details"]["cached_tokens"].as_u64();
+        if record.completion_tokens.is_some() {
+            record.token_source = TokenSource::Usage;
+        }
+    }
+}
+
+fn take_timings(record: &mut RequestRecord, value: &Value) {
+    if value["timings"].is_object() {
+        record.server_timings = Some(value["timings"].clone());
+    }
+}
+
+/// Token counts: `usage` when the server sent it, otherwise the content chunks (one token per
+/// chunk, which is how every streaming server we know sends them). With both, the chunk count
+/// is kept beside usage so that disagreements can be counted.
+fn settle_token_counts(record: &mut RequestRecord, stream: bool) {
+    let chunks = stream.then_some(record.chunk_ms.len() as u64);
+    match record.token_source {
+        TokenSource::Usage => record.counted_completion_tokens = chunks,
+        TokenSource::Chunks | TokenSource::Tokenizer => {
+            if record.status == RequestStatus::Ok {
+                record.completion_tokens = chunks;
+            }
+        }
+    }
+}
+
+/// Replaces chunk-counted completion tokens with a count from the model's own tokenizer, for
+/// local models whose server sent no usage.
+pub fn count_with_tokenizer(record: &mut RequestRecord, count: impl Fn(&str) -> Option<u64>) {
+    if record.token_source != TokenSource::Usage && record.status == RequestStatus::Ok {
+        if let Some(n) = count(&record.output) {
+            record.counted_completion_tokens = record.completion_tokens;
+            record.completion_tokens = Some(n);
+            record.token_source = TokenSource::Tokenizer;
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// One server-sent event's payload.
+#[derive(Debug, PartialEq)]
+pub enum SseEvent {
+    /// A `data:` line holding JSON.
+    Data(Value),
+    /// `data: [DONE]`.
+    Done,
+    /// A `data:` line that is not JSON.
+    Invalid(String),
+}
+
+/// An incremental parser for the `data:` lines of an SSE body; bytes may arrive split anywhere,
+/// even inside a UTF-8 sequence. Comments, `event:`/`id:` fields and blank lines are skipped.
+/// Hand-written because it is twenty lines and must time every line the moment it completes.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buffer: Vec<u8>,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events completed by them.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buffer.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim_start();
+            if data == "[DONE]" {
+                events.push(SseEvent::Done);
+            } else if !data.is_empty() {
+                events.push(match serde_json::from_str(data) {
+                    Ok(v) => SseEvent::Data(v),
+                    Err(_) => SseEvent::Invalid(data.to_string()),
+                });
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_lines_split_anywhere() {
+        let body = "data: {\"a\":1}\r\n\r\n: comment\n\ndata: {\"b\":\"é\"}\n\ndata: [DONE]\n\n";
+        let bytes = body.as_bytes();
+        for cut in 0..bytes.len() {
+            let mut p = SseParser::default();
+            let mut events = p.push(&bytes[..cut]);
+            events.extend(p.push(&bytes[cut..]));
+            assert_eq!(
+                events,
+                vec![
+                    SseEvent::Data(json!({"a": 1})),
+                    SseEvent::Data(json!({"b": "é"})),
+                    SseEvent::Done
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    fn blank() -> RequestRecord {
+        RequestRecord {
+            model: "m".into(),
+            level: "c=1".into(),
+            round: 1,
+            seq: 0,
+            prompt_id: "p".into(),
+            scheduled_ms: 0.0,
+            sent_ms: None,
+            first_byte_ms: None,
+            first_chunk_ms: None,
+            first_token_ms: None,
+            end_ms: None,
+            chunk_ms: vec![],
+            status: RequestStatus::Ok,
+            http_status: None,
+            error: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            cached_tokens: None,
+            token_source: TokenSource::Chunks,
+            counted_completion_tokens: None,
+            server_timings: None,
+            output: String::new(),
+        }
+    }
+
+    #[test]
+    fn role_chunk_is_not_a_token() {
+        let mut r = blank();
+        let role = json!({"choices":[{"delta":{"role":"assistant","content":""}}]});
+        apply_chunk(&mut r, &role, 5.0).unwrap();
+        assert_eq!(r.first_token_ms, None);
+        apply_chunk(&mut r, &json!({"choices":[{"delta":{"content":"Hi"}}]}), 9.0).unwrap();
+        apply_chunk(&mut r, &json!({"choices":[{"delta":{"reasoning_content":"hm"}}]}), 11.0)
+            .unwrap();
+        assert_eq!(r.first_token_ms, Some(9.0));
+        assert_eq!(r.chunk_ms, vec![9.0, 11.0]);
+        assert_eq!(r.output, "Hi");
+        let usage = json!({"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,
+            "prompt_tokens_details":{"cached_tokens":3}}});
+        apply_chunk(&mut r, &usage, 12.0).unwrap();
+        settle_token_counts(&mut r, true);
+        assert_eq!(r.token_source, TokenSource::Usage);
+        assert_eq!(
+            (r.prompt_tokens, r.completion_tokens, r.cached_tokens),
+            (Some(7), Some(2), Some(3))
+        );
+        assert_eq!(r.counted_completion_tokens, Some(2));
+        assert!(apply_chunk(&mut r, &json!({"error":{"message":"boom"}}), 13.0).is_err());
+    }
+
+    #[test]
+    fn without_usage_chunks_are_counted_and_say_so() {
+        let mut r = blank();
+        for (i, t) in ["a", "b", "c"].iter().enumerate() {
+            apply_chunk(&mut r, &json!({"choices":[{"delta":{"content":t}}]}), i as f64).unwrap();
+        }
+        settle_token_counts(&mut r, true);
+        assert_eq!(r.token_source, TokenSource::Chunks);
+        assert_eq!(r.completion_tokens, Some(3));
+        count_with_tokenizer(&mut r, |text| Some(text.len() as u64 - 1));
+        assert_eq!(r.token_source, TokenSource::Tokenizer);
+        assert_eq!(r.completion_tokens, Some(2));
+        assert_eq!(r.counted_completion_tokens, Some(3));
+    }
+}

@@ -1,0 +1,267 @@
+//! A scripted OpenAI-compatible server on loopback: each model answers with known delays
+//! (time to first token, gap between tokens), with or without a role chunk and usage, or
+//! fails, hangs, or serves one request at a time. The benchmark calibrates its client against
+//! it (`hearth bench --calibrate`), and the tests check every metric against its script.
+//!
+//! It logs, per request, when it received the request and when it wrote the first token, on
+//! the process's monotonic clock, so a caller in the same process can compare what the client
+//! measured with what the server did.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// How one mock model answers.
+#[derive(Clone, Debug)]
+pub struct MockScript {
+    /// From receiving the request to writing the first content token.
+    pub ttft: Duration,
+    /// Between content tokens.
+    pub itl: Duration,
+    /// Content tokens per answer (capped by the request's `max_tokens`).
+    pub tokens: u32,
+    /// Send a role-only chunk at once, before the first token (as OpenAI and hearth do).
+    pub role_chunk: bool,
+    /// Send `usage` (when the request asks for it).
+    pub usage: bool,
+    /// Answer every request with this HTTP status and an OpenAI error body.
+    pub fail_status: Option<u16>,
+    /// Accept the request and never answer.
+    pub hang: bool,
+    /// Serve one request at a time (others wait): a server slower than its arrivals.
+    pub serial: bool,
+}
+
+impl Default for MockScript {
+    fn default() -> Self {
+        Self {
+            ttft: Duration::from_millis(20),
+            itl: Duration::from_millis(5),
+            tokens: 8,
+            role_chunk: true,
+            usage: true,
+            fail_status: None,
+            hang: false,
+            serial: false,
+        }
+    }
+}
+
+/// What the mock did for one request.
+#[derive(Clone, Debug)]
+pub struct MockLogEntry {
+    /// The model asked for.
+    pub model: String,
+    /// The last user message.
+    pub prompt: String,
+    /// When the request was received (body read).
+    pub received: Instant,
+    /// When its first content token was written, if it was.
+    pub first_token: Option<Instant>,
+}
+
+struct MockState {
+    scripts: HashMap<String, MockScript>,
+    serial: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    log: Arc<Mutex<Vec<MockLogEntry>>>,
+    served: Mutex<u64>,
+}
+
+/// A running mock server.
+pub struct MockServer {
+    /// Base URL ending in `/v1`.
+    pub base_url: String,
+    log: Arc<Mutex<Vec<MockLogEntry>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Starts on 127.0.0.1 on a free port, serving `scripts` by model name.
+    pub async fn start(scripts: HashMap<String, MockScript>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let serial = scripts
+            .keys()
+            .map(|k| (k.clone(), Arc::new(tokio::sync::Mutex::new(()))))
+            .collect();
+        let state = Arc::new(MockState {
+            scripts,
+            serial,
+            log: log.clone(),
+            served: Mutex::new(0),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .route("/metrics", get(metrics))
+            .with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            base_url: format!("http://{addr}/v1"),
+            log,
+            task,
+        })
+    }
+
+    /// Everything served so far.
+    pub fn log(&self) -> Vec<MockLogEntry> {
+        self.log.lock().expect("mock log").clone()
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn models(State(state): State<Arc<MockState>>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .scripts
+        .keys()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "mock"}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn metrics(State(state): State<Arc<MockState>>) -> String {
+    let served = *state.served.lock().expect("served");
+    format!("# TYPE mock_served counter\nmock_served_total {served}\n")
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}})),
+    )
+        .into_response()
+}
+
+async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let received = Instant::now();
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "malformed JSON");
+    };
+    let model = request["model"].as_str().unwrap_or_default().to_string();
+    let Some(script) = state.scripts.get(&model).cloned() else {
+        return error(StatusCode::NOT_FOUND, &format!("no model {model}"));
+    };
+    let prompt = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let index = {
+        let mut log = state.log.lock().expect("mock log");
+        log.push(MockLogEntry {
+            model: model.clone(),
+            prompt,
+            received,
+            first_token: None,
+        });
+        log.len() - 1
+    };
+    if let Some(status) = script.fail_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return error(status, "scripted failure");
+    }
+    if script.hang {
+        std::future::pending::<()>().await;
+    }
+    let stream = request["stream"].as_bool().unwrap_or(false);
+    let include_usage = request["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    let n = request["max_tokens"]
+        .as_u64()
+        .map_or(script.tokens, |m| script.tokens.min(m as u32));
+    let serial = state.serial.get(&model).cloned().expect("serial lock");
+    let log = state.log.clone();
+    if !stream {
+        let _turn = if script.serial {
+            Some(serial.lock_owned().await)
+        } else {
+            None
+        };
+        let start = Instant::now();
+        tokio::time::sleep_until((start + script.ttft + script.itl * n.saturating_sub(1)).into())
+            .await;
+        log.lock().expect("mock log")[index].first_token = Some(Instant::now());
+        *state.served.lock().expect("served") += 1;
+        let mut body = json!({
+            "id": "mock", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": words(n)}, "finish_reason": "length"}],
+        });
+        if script.usage {
+            body["usage"] = json!({"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n});
+        }
+        return Json(body).into_response();
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let chunk = |delta: Value, finish: Value| {
+        Bytes::from(format!(
+            "data: {}\n\n",
+            json!({"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        ))
+    };
+    let role = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+    let token = chunk(json!({"content": "tok "}), Value::Null);
+    let finish = chunk(json!({}), json!("length"));
+    let usage = Bytes::from(format!(
+        "data: {}\n\n",
+        json!({"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
+               "usage": {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}})
+    ));
+    let state2 = state.clone();
+    tokio::spawn(async move {
+        let _turn = if script.serial {
+            Some(serial.lock_owned().await)
+        } else {
+            None
+        };
+        let start = Instant::now();
+        if script.role_chunk && tx.send(Ok(role)).await.is_err() {
+            return;
+        }
+        for i in 0..n {
+            let due = start + script.ttft + script.itl * i;
+            tokio::time::sleep_until(due.into()).await;
+            if i == 0 {
+                log.lock().expect("mock log")[index].first_token = Some(Instant::now());
+            }
+            if tx.send(Ok(token.clone())).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Ok(finish)).await;
+        if script.usage && include_usage {
+            let _ = tx.send(Ok(usage)).await;
+        }
+        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        *state2.served.lock().expect("served") += 1;
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .expect("valid response")
+}
+
+fn words(n: u32) -> String {
+    vec!["tok"; n as usize].join(" ")
+}

@@ -1,0 +1,727 @@
+//! `hearth bench`: measures candidate models (and runtimes) on this machine.
+//!
+//! Every target is an OpenAI-compatible endpoint measured over HTTP by the same client: local
+//! aliases are served for the run by hearth's own server on a loopback port, external servers
+//! (llama-server, Ollama, vLLM, Foundry Local, another hearth) are named by URL. For each model
+//! and load level: warm-up rounds (recorded, never counted), timed rounds, resources and the
+//! server's own metrics sampled on the same clock. Every record goes to the store as soon as it
+//! exists; reports are rendered from the store afterwards.
+//!
+//! Rooms: [`load`] (arrival schedules, running a round), [`client`] (one request, raw
+//! instants), [`resources`] and [`scrape`] (what serving costs, the server's view),
+//! [`recorder`] (writes to the store), [`mock`] (a scripted server for calibration and tests).
+
+pub mod client;
+pub mod environment;
+pub mod load;
+pub mod mock;
+pub mod prompts;
+pub mod recorder;
+pub mod resources;
+pub mod scrape;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use client::{Clock, Endpoint, Job, RequestParams};
+use prompts::PromptSpec;
+use recorder::Recorder;
+use resources::{EnergyMeter, ProcessProbe};
+
+use crate::store::record::{
+    LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, Sample,
+};
+use crate::store::StoreError;
+
+/// Why a benchmark could not run (one model failing is not this: it is recorded and the run
+/// goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The history store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A helper thread could not start or died.
+    #[error("benchmark thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Whether repeated prompts may be answered from the server's prompt cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptCache {
+    /// Every request's prompt is made unique with a short nonce prefix, for every runtime
+    /// alike, so no request is served from a cache of an earlier one.
+    Cold,
+    /// Prompts repeat word for word across rounds: later rounds time cache hits, as a chat
+    /// app with a fixed system prompt would see.
+    Warm,
+}
+
+/// What to measure, resolved from flags, environment and defaults.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchOptions {
+    /// The prompt set.
+    pub prompts: Vec<PromptSpec>,
+    /// Load levels, measured in order for each model.
+    pub shapes: Vec<LoadShape>,
+    /// Warm-up rounds per level (recorded as round 0, never counted).
+    pub warmup: u32,
+    /// Timed rounds per level.
+    pub rounds: u32,
+    /// Requests per round (default: the prompt set, at least as many as the concurrency).
+    pub requests_per_round: Option<u32>,
+    /// Most tokens per answer, unless a prompt says otherwise.
+    pub max_tokens: u32,
+    /// Stream answers (TTFT and ITL need it).
+    pub stream: bool,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Sampling and schedule seed.
+    pub seed: u64,
+    /// Ask servers to ignore end-of-sequence (fixed-length answers).
+    pub ignore_eos: bool,
+    /// Per-request time limit, seconds.
+    pub timeout_secs: f64,
+    /// Prompt-cache policy.
+    pub prompt_cache: PromptCache,
+    /// Service-level objectives for goodput, milliseconds by metric (`ttft_ms`, `e2e_ms`…).
+    pub slo: HashMap<String, f64>,
+    /// Price of a kWh for the cost estimate.
+    pub energy_price_per_kwh: f64,
+    /// How often resources and server metrics are sampled, milliseconds.
+    pub sample_interval_ms: u64,
+}
+
+/// One thing to measure.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The model record as known before measuring (name, backend, licence, size…).
+    pub model: ModelRecord,
+    /// Where requests go.
+    pub endpoint: Endpoint,
+    /// The serving process, when it can be watched (hearth's own, or `--pid`).
+    pub probe: Option<ProcessProbe>,
+    /// Served by hearth for this run: loaded before and unloaded after through the lifecycle
+    /// API, and its cold load timed.
+    pub managed: bool,
+}
+
+/// Live progress, so a long run shows where it is.
+pub trait Progress: Send + Sync {
+    /// A model starts; `planned` requests will be sent for it.
+    fn model_started(&self, model: &str, planned: u64);
+    /// A level or round starts.
+    fn stage(&self, model: &str, stage: &str);
+    /// A request finished.
+    fn request_done(&self, model: &str, ok: bool);
+    /// A model is done.
+    fn model_finished(&self, model: &str, status: ModelStatus, error: Option<&str>);
+}
+
+/// How many requests a round of `shape` sends.
+pub fn requests_per_round(options: &BenchOptions, shape: &LoadShape) -> u32 {
+    if let Some(n) = options.requests_per_round {
+        return n.max(1);
+    }
+    let prompts = options.prompts.len() as u32;
+    let width = match shape {
+        LoadShape::Concurrency { concurrency } => *concurrency,
+        LoadShape::Rate {
+            rate,
+            max_concurrency,
+            ..
+        } => max_concurrency.unwrap_or(0).max((rate * 4.0).ceil() as u32),
+    };
+    prompts.max(width).max(1)
+}
+
+/// Requests planned for one model in all.
+pub fn planned_requests(options: &BenchOptions) -> u64 {
+    options
+        .shapes
+        .iter()
+        .map(|s| u64::from(requests_per_round(options, s)) * u64::from(options.warmup + options.rounds))
+        .sum()
+}
+
+fn jobs_for_round(options: &BenchOptions, shape: &LoadShape, round: u32, run_id: &str) -> Vec<Job> {
+    let n = requests_per_round(options, shape);
+    (0..n)
+        .map(|i| {
+            let spec = &options.prompts[i as usize % options.prompts.len()];
+            let seq = round * n + i;
+            let prompt = match options.prompt_cache {
+                PromptCache::Warm => spec.prompt.clone(),
+                PromptCache::Cold => {
+                    let nonce = &run_id[run_id.len().saturating_sub(4)..];
+                    format!("(ref {nonce}-{}-{seq}) {}", shape.label(), spec.prompt)
+                }
+            };
+            Job {
+                prompt_id: spec.id.clone(),
+                prompt,
+                max_tokens: spec.max_tokens.unwrap_or(options.max_tokens),
+                round,
+                seq,
+            }
+        })
+        .collect()
+}
+
+/// Runs every target in turn. Returns true when the run was interrupted by `stop`.
+pub async fn run(
+    options: &BenchOptions,
+    targets: Vec<Target>,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()
+        .expect("HTTP client");
+    for target in targets {
+        if *stop.borrow() {
+            return true;
+        }
+        let interrupted = run_target(options, target, &http, recorder, progress, &mut stop).await;
+        if interrupted {
+            return true;
+        }
+    }
+    false
+}
+
+async fn run_target(
+    options: &BenchOptions,
+    target: Target,
+    http: &reqwest::Client,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut model = target.model.clone();
+    let name = model.model.clone();
+    if model.status == ModelStatus::Failed {
+        // Known to fail before measuring (unknown alias, failed download): keep it in the run.
+        recorder.model(&model);
+        progress.model_started(&name, 0);
+        progress.model_finished(&name, model.status, model.error.as_deref());
+        return false;
+    }
+    model.status = ModelStatus::Running;
+    recorder.model(&model);
+    progress.model_started(&name, planned_requests(options));
+
+    progress.stage(&name, "loading");
+    match prepare(http, &target, options.timeout_secs).await {
+        Ok(load_ms) => model.load_ms = load_ms,
+        Err(error) => {
+            model.status = ModelStatus::Failed;
+            model.error = Some(error);
+            recorder.model(&model);
+            progress.model_finished(&name, model.status, model.error.as_deref());
+            return false;
+        }
+    }
+    recorder.model(&model);
+
+    let (mut ok, mut first_error, mut interrupted) = (0u64, None::<String>, false);
+    for shape in &options.shapes {
+        let outcome = run_level(options, &target, shape, http, recorder, progress, stop).await;
+        ok += outcome.ok;
+        if first_error.is_none() {
+            first_error = outcome.first_error;
+        }
+        if outcome.interrupted {
+            interrupted = true;
+            break;
+        }
+    }
+    if target.managed {
+        unload(http, &target).await;
+    }
+    model.status = if interrupted {
+        ModelStatus::Interrupted
+    } else if ok == 0 {
+        ModelStatus::Failed
+    } else {
+        ModelStatus::Ok
+    };
+    if model.status == ModelStatus::Failed {
+        model.error = Some(first_error.unwrap_or_else(|| "no request succeeded".into()));
+    } else if let Some(e) = first_error {
+        model.error = Some(format!("some requests failed; first error: {e}"));
+    }
+    recorder.model(&model);
+    progress.model_finished(&name, model.status, model.error.as_deref());
+    interrupted
+}
+
+/// Loads a managed model (timing the cold load to its first token) or checks that an external
+/// endpoint answers for the model. Returns the cold load time when measured.
+async fn prepare(
+    http: &reqwest::Client,
+    target: &Target,
+    timeout_secs: f64,
+) -> Result<Option<f64>, String> {
+    let started = Instant::now();
+    if target.managed {
+        let root = target.endpoint.base_url.trim_end_matches("/v1");
+        let response = http
+            .post(format!("{root}/api/load"))
+            .json(&json!({"model": target.endpoint.model}))
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach hearth's server: {e}"))?;
+        if !response.status().is_success() {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            return Err(body["error"]["message"]
+                .as_str()
+                .unwrap_or("the model failed to load")
+                .to_string());
+        }
+    }
+    // One token proves the model answers (and, after a load, ends the cold start).
+    let params = RequestParams {
+        stream: true,
+        temperature: 0.0,
+        seed: Some(0),
+        ignore_eos: false,
+        // A cold load of a large model can take a while; an unresponsive server should not.
+        timeout: Duration::from_secs_f64(timeout_secs.max(0.001)),
+    };
+    let job = Job {
+        prompt_id: "load-check".into(),
+        prompt: "Hi".into(),
+        max_tokens: 1,
+        round: 0,
+        seq: 0,
+    };
+    let clock = Clock::at(started);
+    let record = client::execute(http, &target.endpoint, &params, &job, clock, started, "load").await;
+    if record.status != RequestStatus::Ok {
+        return Err(record.error.unwrap_or_else(|| "the model did not answer".into()));
+    }
+    Ok(target
+        .managed
+        .then(|| record.first_token_ms.or(record.end_ms))
+        .flatten())
+}
+
+async fn unload(http: &reqwest::Client, target: &Target) {
+    let root = target.endpoint.base_url.trim_end_matches("/v1");
+    let _ = http
+        .post(format!("{root}/api/unload"))
+        .json(&json!({"model": target.endpoint.model}))
+        .send()
+        .await;
+}
+
+struct LevelOutcome {
+    ok: u64,
+    first_error: Option<String>,
+    interrupted: bool,
+}
+
+/// Samples resources and server metrics every `interval` until stopped.
+struct Sampler {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    peak_rss: Arc<Mutex<Option<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(http: reqwest::Client, target: &Target, clock: Clock, interval: Duration) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let peak_rss = Arc::new(Mutex::new(None::<u64>));
+        let (s, p) = (samples.clone(), peak_rss.clone());
+        let probe = target.probe.clone();
+        let endpoint = target.endpoint.clone();
+        let task = tokio::spawn(async move {
+            let mut last_cpu: Option<(f64, Instant)> = None;
+            let mut has_metrics = true;
+            loop {
+                let now = Instant::now();
+                let mut sample = Sample {
+                    t_ms: clock.ms(now),
+                    ..Sample::default()
+                };
+                if let Some(probe) = &probe {
+                    let reading = probe.read();
+                    sample.rss_bytes = reading.rss_bytes;
+                    if let Some(cpu) = reading.cpu_ms {
+                        if let Some((before, at)) = last_cpu {
+                            let wall = now.duration_since(at).as_secs_f64() * 1000.0;
+                            if wall > 0.0 {
+                                sample.cpu_cores = Some((cpu - before) / wall);
+                            }
+                        }
+                        last_cpu = Some((cpu, now));
+                    }
+                    let peak = reading.peak_rss_bytes.max(reading.rss_bytes);
+                    let mut guard = p.lock().expect("peak lock");
+                    *guard = (*guard).max(peak);
+                }
+                if has_metrics {
+                    match scrape::scrape(&http, &endpoint.base_url, endpoint.api_key.as_deref())
+                        .await
+                    {
+                        Some(m) => {
+                            sample.server_queue = m.queue();
+                            sample.server_active = m.active();
+                            sample.server_kv_usage = m.kv_usage();
+                        }
+                        None => has_metrics = false,
+                    }
+                }
+                s.lock().expect("samples lock").push(sample);
+                tokio::time::sleep_until((now + interval).into()).await;
+            }
+        });
+        Self {
+            samples,
+            peak_rss,
+            task,
+        }
+    }
+
+    fn finish(self) -> (Vec<Sample>, Option<u64>) {
+        self.task.abort();
+        let samples = std::mem::take(&mut *self.samples.lock().expect("samples lock"));
+        let peak = *self.peak_rss.lock().expect("peak lock");
+        (samples, peak)
+    }
+}
+
+async fn run_level(
+    options: &BenchOptions,
+    target: &Target,
+    shape: &LoadShape,
+    http: &reqwest::Client,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+    stop: &mut watch::Receiver<bool>,
+) -> LevelOutcome {
+    let name = target.model.model.clone();
+    let level = shape.label();
+    let clock = Clock::start();
+    let ctx = load::LevelContext {
+        http: http.clone(),
+        endpoint: target.endpoint.clone(),
+        params: RequestParams {
+            stream: options.stream,
+            temperature: options.temperature,
+            seed: Some(options.seed),
+            ignore_eos: options.ignore_eos,
+            timeout: Duration::from_secs_f64(options.timeout_secs.max(0.001)),
+        },
+        clock,
+        level: level.clone(),
+        seed: options.seed,
+    };
+    let mut outcome = LevelOutcome {
+        ok: 0,
+        first_error: None,
+        interrupted: false,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
+    let mut measure = None;
+    let total_rounds = options.warmup + options.rounds;
+    for round_index in 0..total_rounds {
+        let warmup = round_index < options.warmup;
+        // Warm-up rounds are all recorded as round 0; timed rounds count from 1.
+        let round = if warmup { 0 } else { round_index - options.warmup + 1 };
+        if !warmup && measure.is_none() {
+            measure = Some(Measurement::begin(http, target, clock, options).await);
+        }
+        let stage = if warmup {
+            format!("{level} warm-up")
+        } else {
+            format!("{level} round {round}/{}", options.rounds)
+        };
+        progress.stage(&name, &stage);
+        let mut jobs = jobs_for_round(options, shape, round_index, recorder.run_id());
+        for job in &mut jobs {
+            job.round = round;
+        }
+        let run = load::run_round(&ctx, *shape, jobs, &tx, stop);
+        tokio::pin!(run);
+        let interrupted = loop {
+            tokio::select! {
+                done = &mut run => break done,
+                Some(record) = rx.recv() => take_record(record, &name, recorder, progress, &mut outcome),
+            }
+        };
+        while let Ok(record) = rx.try_recv() {
+            take_record(record, &name, recorder, progress, &mut outcome);
+        }
+        if interrupted {
+            outcome.interrupted = true;
+            break;
+        }
+    }
+    if let Some(measure) = measure {
+        let record = measure.end(shape, &level, &name).await;
+        recorder.level(&record);
+    }
+    outcome
+}
+
+fn take_record(
+    mut record: RequestRecord,
+    model: &str,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+    outcome: &mut LevelOutcome,
+) {
+    // Records carry the name the report shows, which may differ from the name sent.
+    record.model = model.to_string();
+    let ok = record.status == RequestStatus::Ok;
+    if ok && record.round > 0 {
+        outcome.ok += 1;
+    }
+    if !ok && outcome.first_error.is_none() {
+        outcome.first_error = record.error.clone();
+    }
+    progress.request_done(model, ok);
+    recorder.request(record);
+}
+
+/// Resource accounting over the timed rounds of one level.
+struct Measurement {
+    started: Instant,
+    probe: Option<ProcessProbe>,
+    server_cpu_before: Option<f64>,
+    client_cpu_before: f64,
+    energy: Option<(EnergyMeter, Vec<u64>)>,
+    scrape_before: Option<scrape::Scrape>,
+    sampler: Sampler,
+    lag: load::LagMonitor,
+    http: reqwest::Client,
+    endpoint: Endpoint,
+}
+
+impl Measurement {
+    async fn begin(
+        http: &reqwest::Client,
+        target: &Target,
+        clock: Clock,
+        options: &BenchOptions,
+    ) -> Self {
+        let probe = target.probe.clone();
+        if let Some(p) = &probe {
+            p.reset_peak();
+        }
+        let energy = EnergyMeter::rapl().map(|m| {
+            let start = m.read();
+            (m, start)
+        });
+        let scrape_before = scrape::scrape(
+            http,
+            &target.endpoint.base_url,
+            target.endpoint.api_key.as_deref(),
+        )
+        .await;
+        Self {
+            started: Instant::now(),
+            server_cpu_before: probe.as_ref().and_then(|p| p.read().cpu_ms),
+            probe,
+            client_cpu_before: resources::client_cpu_ms(),
+            energy,
+            scrape_before,
+            sampler: Sampler::start(
+                http.clone(),
+                target,
+                clock,
+                Duration::from_millis(options.sample_interval_ms.max(10)),
+            ),
+            lag: load::LagMonitor::start(Duration::from_millis(10)),
+            http: http.clone(),
+            endpoint: target.endpoint.clone(),
+        }
+    }
+
+    async fn end(self, shape: &LoadShape, level: &str, model: &str) -> LevelRecord {
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let lag_p99 = self.lag.finish();
+        let (samples, sampled_peak) = self.sampler.finish();
+        let reading = self.probe.as_ref().map(ProcessProbe::read);
+        let server_cpu_ms = match (reading.and_then(|r| r.cpu_ms), self.server_cpu_before) {
+            (Some(after), Some(before)) => Some(after - before),
+            _ => None,
+        };
+        let client_cpu_ms = resources::client_cpu_ms() - self.client_cpu_before;
+        let peak_rss_bytes = reading
+            .and_then(|r| r.peak_rss_bytes)
+            .max(sampled_peak)
+            .filter(|_| self.probe.is_some());
+        let (energy_j, energy_method) = match (&self.energy, server_cpu_ms) {
+            (Some((meter, start)), _) => (
+                Some(meter.joules_between(start, &meter.read())),
+                Some("rapl: CPU package counters (whole machine)".to_string()),
+            ),
+            (None, Some(cpu)) => {
+                let (j, method) = resources::estimate_energy(cpu);
+                (Some(j), Some(method))
+            }
+            (None, None) => (None, None),
+        };
+        let server_metrics = match &self.scrape_before {
+            Some(before) => {
+                scrape::scrape(&self.http, &self.endpoint.base_url, self.endpoint.api_key.as_deref())
+                    .await
+                    .map(|after| after.delta_summary(before))
+            }
+            None => None,
+        };
+        // The client is the bottleneck when it keeps a whole core busy or its own timer wakes
+        // late: then the instants it records are late too.
+        let client_share = if duration_ms > 0.0 {
+            client_cpu_ms / duration_ms
+        } else {
+            0.0
+        };
+        let client_bottleneck = client_share > CLIENT_CPU_LIMIT || lag_p99 > CLIENT_LAG_LIMIT_MS;
+        LevelRecord {
+            model: model.to_string(),
+            level: level.to_string(),
+            shape: *shape,
+            duration_ms,
+            peak_rss_bytes,
+            server_cpu_ms,
+            client_cpu_ms,
+            client_lag_p99_ms: lag_p99,
+            client_bottleneck,
+            energy_j,
+            energy_method,
+            samples,
+            server_metrics,
+        }
+    }
+}
+
+/// Share of one core above which the client counts as the bottleneck.
+pub const CLIENT_CPU_LIMIT: f64 = 0.8;
+/// Timer lag (p99, ms) above which the client's instants are no longer trusted to the ms.
+pub const CLIENT_LAG_LIMIT_MS: f64 = 5.0;
+
+/// How far the client's measured TTFT is from what a scripted server really did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Calibration {
+    /// Streams in flight.
+    pub concurrency: u32,
+    /// Requests measured.
+    pub requests: u32,
+    /// Client TTFT minus the server's own TTFT, milliseconds: median.
+    pub ttft_error_p50_ms: f64,
+    /// … 99th percentile.
+    pub ttft_error_p99_ms: f64,
+    /// … largest.
+    pub ttft_error_max_ms: f64,
+    /// Client CPU time per request, milliseconds.
+    pub client_cpu_ms_per_request: f64,
+    /// Client timer lag p99 during the calibration, milliseconds.
+    pub lag_p99_ms: f64,
+}
+
+/// Measures the client's own floor: `concurrency` streams against the built-in mock server
+/// with scripted timings, comparing the TTFT the client measures with the TTFT the server
+/// actually produced (both on this process's monotonic clock).
+pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calibration> {
+    let script = mock::MockScript {
+        ttft: Duration::from_millis(50),
+        itl: Duration::from_millis(10),
+        tokens: 16,
+        ..mock::MockScript::default()
+    };
+    let server = mock::MockServer::start(HashMap::from([("calibration".to_string(), script)])).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let clock = Clock::start();
+    let ctx = load::LevelContext {
+        http,
+        endpoint: Endpoint {
+            base_url: server.base_url.clone(),
+            model: "calibration".into(),
+            api_key: None,
+        },
+        params: RequestParams {
+            stream: true,
+            temperature: 0.0,
+            seed: None,
+            ignore_eos: false,
+            timeout: Duration::from_secs(60),
+        },
+        clock,
+        level: "calibration".into(),
+        seed: 0,
+    };
+    let jobs: Vec<Job> = (0..requests.max(1))
+        .map(|i| Job {
+            prompt_id: "calibration".into(),
+            prompt: format!("calibration request {i}"),
+            max_tokens: 16,
+            round: 1,
+            seq: i,
+        })
+        .collect();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let cpu_before = resources::client_cpu_ms();
+    let lag = load::LagMonitor::start(Duration::from_millis(10));
+    load::run_round(
+        &ctx,
+        LoadShape::Concurrency { concurrency },
+        jobs,
+        &tx,
+        &mut stop,
+    )
+    .await;
+    let lag_p99_ms = lag.finish();
+    let cpu = resources::client_cpu_ms() - cpu_before;
+    drop(tx);
+    let log: HashMap<String, mock::MockLogEntry> = server
+        .log()
+        .into_iter()
+        .map(|e| (e.prompt.clone(), e))
+        .collect();
+    let mut errors = Vec::new();
+    while let Some(record) = rx.recv().await {
+        let entry = log.get(&format!("calibration request {}", record.seq));
+        if let (Some(entry), Some(sent), Some(first)) =
+            (entry, record.sent_ms, record.first_token_ms)
+        {
+            if let Some(server_first) = entry.first_token {
+                let server_ttft = server_first.duration_since(entry.received).as_secs_f64() * 1000.0;
+                errors.push((first - sent) - server_ttft);
+            }
+        }
+    }
+    errors.sort_by(f64::total_cmp);
+    let pick = |p: f64| {
+        if errors.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p * errors.len() as f64).ceil() as usize).clamp(1, errors.len());
+        errors[rank - 1]
+    };
+    Ok(Calibration {
+        concurrency,
+        requests: errors.len() as u32,
+        ttft_error_p50_ms: pick(0.5),
+        ttft_error_p99_ms: pick(0.99),
+        ttft_error_max_ms: errors.last().copied().unwrap_or(f64::NAN),
+        client_cpu_ms_per_request: cpu / f64::from(requests.max(1)),
+        lag_p99_ms,
+    })
+}

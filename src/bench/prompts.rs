@@ -1,0 +1,174 @@
+//! Prompt sets: the fixed prompts every model answers, so runs compare like with like.
+//! `prompts.json` is either a list of strings or a list of objects
+//! `{id, prompt, max_tokens, facets}` (also accepted under a top-level `"prompts"` key).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a prompt set could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// The file could not be read.
+    #[error("cannot read prompt set {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a prompt set.
+    #[error("{path} is not a prompt set (a list of strings, or of {{\"id\", \"prompt\", \"max_tokens\", \"facets\"}} objects): {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One prompt and what a good answer covers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptSpec {
+    /// Stable id, used to line answers up across runs.
+    pub id: String,
+    /// The user message.
+    pub prompt: String,
+    /// Most tokens to generate for this prompt (else the run's `--max-tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Points a good answer covers (used by quality checks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Item {
+    Text(String),
+    Spec {
+        id: Option<String>,
+        prompt: String,
+        max_tokens: Option<u32>,
+        #[serde(default)]
+        facets: Vec<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum File {
+    List(Vec<Item>),
+    Wrapped { prompts: Vec<Item> },
+}
+
+/// The built-in set: the meeting-notes summarizer scenario the reference workflow measures.
+pub fn default_set() -> Vec<PromptSpec> {
+    let p = |id: &str, prompt: &str, facets: &[&str]| PromptSpec {
+        id: id.into(),
+        prompt: prompt.into(),
+        max_tokens: None,
+        facets: facets.iter().map(|f| f.to_string()).collect(),
+    };
+    vec![
+        p(
+            "rag-2-sentences",
+            "Explain retrieval-augmented generation (RAG) in exactly 2 sentences.",
+            &["retrieval of documents", "generation conditioned on retrieved text"],
+        ),
+        p(
+            "local-privacy",
+            "List 3 privacy benefits of running language model inference locally instead of in the cloud.",
+            &["data stays on the device", "no third-party access", "compliance"],
+        ),
+        p(
+            "size-latency",
+            "Why does model size drive latency on consumer hardware? Answer briefly.",
+            &["more parameters mean more computation", "memory bandwidth", "memory capacity"],
+        ),
+        p(
+            "slm-vs-llm",
+            "Give two cases where a small language model is a better choice than a large one.",
+            &["on-device or offline use", "low latency or cost"],
+        ),
+    ]
+}
+
+/// Reads a prompt set from a JSON file.
+pub fn load(path: &Path) -> Result<Vec<PromptSpec>, PromptError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PromptError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse(&text).map_err(|reason| PromptError::Invalid {
+        path: shown,
+        reason,
+    })
+}
+
+/// Parses a prompt set; ids default to `p1`, `p2`… and must be unique.
+pub fn parse(text: &str) -> Result<Vec<PromptSpec>, String> {
+    let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let items = match file {
+        File::List(items) | File::Wrapped { prompts: items } => items,
+    };
+    if items.is_empty() {
+        return Err("it holds no prompts".into());
+    }
+    let mut specs = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let default_id = format!("p{}", i + 1);
+        let spec = match item {
+            Item::Text(prompt) => PromptSpec {
+                id: default_id,
+                prompt,
+                max_tokens: None,
+                facets: Vec::new(),
+            },
+            Item::Spec {
+                id,
+                prompt,
+                max_tokens,
+                facets,
+            } => PromptSpec {
+                id: id.unwrap_or(default_id),
+                prompt,
+                max_tokens,
+                facets,
+            },
+        };
+        if spec.prompt.trim().is_empty() {
+            return Err(format!("prompt {} is empty", spec.id));
+        }
+        if spec.max_tokens == Some(0) {
+            return Err(format!("prompt {} asks for max_tokens 0", spec.id));
+        }
+        if specs.iter().any(|s: &PromptSpec| s.id == spec.id) {
+            return Err(format!("prompt id {} appears twice", spec.id));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_objects_and_wrapped() {
+        let a = parse(r#"["one", "two"]"#).unwrap();
+        assert_eq!((a[0].id.as_str(), a[1].prompt.as_str()), ("p1", "two"));
+        let b = parse(r#"{"prompts": [{"id": "x", "prompt": "hi", "max_tokens": 9, "facets": ["f"]}, "y"]}"#)
+            .unwrap();
+        assert_eq!(b[0].max_tokens, Some(9));
+        assert_eq!(b[0].facets, vec!["f".to_string()]);
+        assert_eq!(b[1].id, "p2");
+        assert!(parse("[]").is_err());
+        assert!(parse(r#"[{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]"#).is_err());
+        assert!(parse(r#"[{"prompt": ""}]"#).is_err());
+        assert!(parse("{").is_err());
+        assert_eq!(default_set().len(), 4);
+    }
+}

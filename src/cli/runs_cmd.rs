@@ -1,0 +1,195 @@
+//! The run history: `runs list`, `runs show`, `report` (re-render a stored run) and `compare`
+//! (two runs, with a regression verdict and an exit code CI can gate on).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+
+use hearth::env;
+use hearth::report::{self, CompareOptions, Format};
+use hearth::store::Store;
+
+use super::Context;
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Stored benchmark runs, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's comparison table, environment and options.
+    Show {
+        /// Run id, unique prefix, `latest` or `latest~N`.
+        run: String,
+        /// Print the JSON report instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run id, unique prefix, `latest` or `latest~N`.
+    #[arg(default_value = "latest")]
+    run: String,
+    /// json, csv, md or html.
+    #[arg(long, default_value = "md")]
+    format: String,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run.
+    a: String,
+    /// The run to judge against it.
+    b: String,
+    /// Smallest change (percent) that can be called a regression.
+    #[arg(long, default_value_t = 5.0)]
+    threshold: f64,
+    /// Confidence required beyond the noise of the two runs.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The history store: `HEARTH_DB_URL` when set, else `$HEARTH_HOME/history.db`.
+pub fn open_store(ctx: &Context) -> Result<Store> {
+    let url = std::env::var(env::HEARTH_DB_URL)
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let store = match url {
+        Some(url) => Store::open(&url),
+        None => Store::open_sqlite(&ctx.config.home().join("history.db")),
+    };
+    store.context("cannot open the run history")
+}
+
+pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
+    let mut store = open_store(ctx)?;
+    match cmd {
+        RunsCommand::List { json } => {
+            let runs = store.list_runs()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = super::table(&[
+                "run", "started (UTC)", "status", "models", "requests", "failed", "commit",
+            ]);
+            for listing in &runs {
+                table.add_row(vec![
+                    listing.run.id.clone(),
+                    format_time(listing.run.started_unix_ms),
+                    format!("{:?}", listing.run.status).to_lowercase(),
+                    listing.models.join(", "),
+                    listing.requests.to_string(),
+                    listing.failed_requests.to_string(),
+                    listing
+                        .run
+                        .environment
+                        .git_commit
+                        .clone()
+                        .unwrap_or_default(),
+                ]);
+            }
+            if runs.is_empty() {
+                eprintln!("no runs stored yet in {} (run `hearth bench`)", store.location());
+            } else {
+                println!("{table}");
+            }
+        }
+        RunsCommand::Show { run, json } => {
+            let id = store.resolve(&run)?;
+            let data = store.load_run(&id)?;
+            if json {
+                println!("{}", report::render(&data, Format::Json)?);
+            } else {
+                let summary = report::summarize(&data);
+                let env = &data.run.environment;
+                println!(
+                    "run {} ({}), started {} UTC",
+                    data.run.id,
+                    format!("{:?}", data.run.status).to_lowercase(),
+                    format_time(data.run.started_unix_ms)
+                );
+                println!(
+                    "{} · {} ({} threads of {} cores) · {} · hearth {} {}",
+                    env.hostname,
+                    env.cpu_model,
+                    env.threads,
+                    env.physical_cores,
+                    env.os,
+                    env.hearth_version,
+                    env.git_commit.as_deref().unwrap_or("")
+                );
+                println!("{}", report::terminal_table(&summary));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
+    let format: Format = args.format.parse()?;
+    let mut store = open_store(ctx)?;
+    let id = store.resolve(&args.run)?;
+    let data = store.load_run(&id)?;
+    let text = report::render(&data, format)?;
+    match args.out {
+        Some(path) => {
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn compare(ctx: &Context, args: CompareArgs) -> Result<ExitCode> {
+    let mut store = open_store(ctx)?;
+    let (a, b) = (store.resolve(&args.a)?, store.resolve(&args.b)?);
+    let (a, b) = (store.load_run(&a)?, store.load_run(&b)?);
+    let options = CompareOptions {
+        threshold_pct: args.threshold,
+        confidence: args.confidence,
+        ..CompareOptions::default()
+    };
+    let comparison = report::compare(&a, &b, &options);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        println!("{} → {}", a.run.id, b.run.id);
+        println!("{}", comparison.table());
+    }
+    Ok(if comparison.has_regression() {
+        if !args.json {
+            eprintln!("regression: see the rows marked regression");
+        }
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = super::bench_cmd::civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

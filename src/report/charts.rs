@@ -1,0 +1,343 @@
+//! SVG charts for the HTML report, drawn with plotters into strings (`SVGBackend::with_string`)
+//! so the page carries them inline and opens offline. plotters is built without a font
+//! feature: its SVG backend writes `<text>` elements that the browser renders with its own
+//! sans-serif font, and only estimates text width for layout, which is all a chart needs.
+//!
+//! A chart that cannot be drawn (no data, a degenerate range plotters rejects) is an `Err`
+//! with a reason; the page prints that reason instead of failing the whole report.
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+
+/// Chart width and height, pixels (the page scales them down on narrow screens).
+const W: u32 = 720;
+const H: u32 = 360;
+const FONT: &str = "sans-serif";
+
+/// Tableau 10: distinguishable, and legible for the common colour-vision deficiencies.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(78, 121, 167),
+    RGBColor(242, 142, 43),
+    RGBColor(225, 87, 89),
+    RGBColor(118, 183, 178),
+    RGBColor(89, 161, 79),
+    RGBColor(237, 201, 72),
+    RGBColor(176, 122, 161),
+    RGBColor(255, 157, 167),
+    RGBColor(156, 117, 95),
+    RGBColor(186, 176, 172),
+];
+
+/// The colour of the `i`-th series (models keep their colour across charts).
+pub(crate) fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// The CSS colour of the `i`-th series, for legends drawn in HTML.
+pub(crate) fn css_color(i: usize) -> String {
+    let c = color(i);
+    format!("rgb({},{},{})", c.0, c.1, c.2)
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// A range that plotters accepts: never empty, a little headroom above.
+fn padded(lo: f64, hi: f64, from_zero: bool) -> (f64, f64) {
+    let lo = if from_zero { lo.min(0.0) } else { lo };
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-9 {
+        let d = if hi.abs() > 1e-9 { hi.abs() * 0.1 } else { 1.0 };
+        return (if from_zero { lo.min(0.0) } else { lo - d }, hi + d);
+    }
+    let pad = (hi - lo) * 0.06;
+    (if from_zero { lo } else { lo - pad }, hi + pad)
+}
+
+fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> Option<((f64, f64), (f64, f64))> {
+    let mut b: Option<((f64, f64), (f64, f64))> = None;
+    for &(x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        b = Some(match b {
+            None => ((x, x), (y, y)),
+            Some(((x0, x1), (y0, y1))) => ((x0.min(x), x1.max(x)), (y0.min(y), y1.max(y))),
+        });
+    }
+    b
+}
+
+/// One line of a line chart.
+pub(crate) struct Line {
+    /// Legend text.
+    pub name: String,
+    /// Colour index.
+    pub color: usize,
+    /// Points, in x order.
+    pub points: Vec<(f64, f64)>,
+    /// Dashed (e.g. p95 next to a solid p50).
+    pub dashed: bool,
+    /// Draw a marker at each point (sparse data such as load levels).
+    pub markers: bool,
+}
+
+/// A line chart: one or more series on shared axes.
+pub(crate) fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line], y_from_zero: bool) -> Result<String, String> {
+    let ((x0, x1), (y0, y1)) = bounds(lines.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
+    let (x0, x1) = padded(x0, x1, false);
+    let (y0, y1) = padded(y0, y1, y_from_zero);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 17))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .light_line_style(RGBColor(238, 238, 238))
+            .bold_line_style(RGBColor(220, 220, 220))
+            .axis_desc_style((FONT, 13))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        for l in lines {
+            let c = color(l.color);
+            let style = c.stroke_width(2);
+            let legend = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2));
+            if l.dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(l.points.iter().copied(), 6, 4, style))
+                    .map_err(err)?
+                    .label(&l.name)
+                    .legend(legend);
+            } else {
+                chart
+                    .draw_series(LineSeries::new(l.points.iter().copied(), style))
+                    .map_err(err)?
+                    .label(&l.name)
+                    .legend(legend);
+            }
+            if l.markers {
+                chart
+                    .draw_series(l.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                    .map_err(err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Empirical CDF lines of several samples: the whole latency distribution at a glance, tails
+/// included, which a mean or a box hides.
+pub(crate) fn cdf_chart(title: &str, x_desc: &str, samples: &[(String, usize, Vec<f64>)]) -> Result<String, String> {
+    let lines: Vec<Line> = samples
+        .iter()
+        .filter(|(_, _, v)| !v.is_empty())
+        .map(|(name, c, v)| {
+            let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len() as f64;
+            let mut points = Vec::with_capacity(v.len() * 2);
+            for (i, x) in v.iter().enumerate() {
+                points.push((*x, i as f64 / n * 100.0));
+                points.push((*x, (i + 1) as f64 / n * 100.0));
+            }
+            Line { name: name.clone(), color: *c, points, dashed: false, markers: false }
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err("no successful requests".into());
+    }
+    line_chart(title, x_desc, "% of requests at or below", &lines, true)
+}
+
+/// A horizontal bar chart, one bar per label: long model names stay readable.
+pub(crate) fn bar_chart(title: &str, x_desc: &str, bars: &[(String, usize, f64)], value_fmt: &dyn Fn(f64) -> String) -> Result<String, String> {
+    let bars: Vec<&(String, usize, f64)> = bars.iter().filter(|b| b.2.is_finite()).collect();
+    if bars.is_empty() {
+        return Err("no data".into());
+    }
+    let max = bars.iter().map(|b| b.2).fold(0.0, f64::max);
+    let (_, x1) = padded(0.0, max * 1.12, true);
+    let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(4).min(32);
+    let h = (80 + 34 * bars.len() as u32).max(160);
+    let labels: Vec<String> = bars.iter().map(|b| truncate(&b.0, 32)).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 17))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size((longest as u32 * 7 + 16).max(60))
+            .build_cartesian_2d(0f64..x1, (0..bars.len()).into_segmented())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(x_desc)
+            .light_line_style(RGBColor(238, 238, 238))
+            .bold_line_style(RGBColor(220, 220, 220))
+            .axis_desc_style((FONT, 13))
+            .label_style((FONT, 12))
+            .y_labels(bars.len())
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let mut r = Rectangle::new([(0.0, SegmentValue::Exact(i)), (b.2, SegmentValue::Exact(i + 1))], color(b.1).filled());
+                r.set_margin(5, 5, 0, 0);
+                r
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                Text::new(format!(" {}", value_fmt(b.2)), (b.2, SegmentValue::CenterOf(i)), (FONT, 12).into_font())
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// A time series with a second y axis on the right (e.g. memory in MiB and KV cache use in %).
+pub(crate) fn dual_axis_chart(
+    title: &str,
+    left_desc: &str,
+    left: &[Line],
+    right_desc: &str,
+    right: &[Line],
+) -> Result<String, String> {
+    let ((lx0, lx1), (ly0, ly1)) = bounds(left.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
+    let rb = bounds(right.iter().flat_map(|l| l.points.iter()));
+    let (x0, x1) = match rb {
+        Some(((a, b), _)) => padded(lx0.min(a), lx1.max(b), true),
+        None => padded(lx0, lx1, true),
+    };
+    let (y0, y1) = padded(ly0, ly1, true);
+    let (r0, r1) = rb.map_or((0.0, 1.0), |(_, (a, b))| padded(a, b, true));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 17))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .right_y_label_area_size(if right.is_empty() { 0 } else { 64 })
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(err)?
+            .set_secondary_coord(x0..x1, r0..r1);
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the level started")
+            .y_desc(left_desc)
+            .light_line_style(RGBColor(238, 238, 238))
+            .bold_line_style(RGBColor(220, 220, 220))
+            .axis_desc_style((FONT, 13))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        if !right.is_empty() {
+            chart
+                .configure_secondary_axes()
+                .y_desc(right_desc)
+                .axis_desc_style((FONT, 13))
+                .label_style((FONT, 12))
+                .draw()
+                .map_err(err)?;
+        }
+        for l in left {
+            let c = color(l.color);
+            chart
+                .draw_series(LineSeries::new(l.points.iter().copied(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(&l.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        for l in right {
+            let c = color(l.color);
+            chart
+                .draw_secondary_series(DashedLineSeries::new(l.points.iter().copied(), 6, 4, c.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("{} (right axis)", l.name))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_render_labelled_svg_and_escape_text() {
+        let svg = line_chart(
+            "TTFT <p50>",
+            "concurrency",
+            "ms",
+            &[Line { name: "a&b".into(), color: 0, points: vec![(1.0, 10.0), (4.0, 30.0)], dashed: false, markers: true }],
+            true,
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("viewBox"));
+        assert!(svg.contains("TTFT &lt;p50&gt;"));
+        assert!(svg.contains("a&amp;b"));
+        let bars = bar_chart("tok/s", "tokens/s", &[("m1".into(), 0, 10.0), ("m2".into(), 1, 0.0)], &|v| format!("{v:.1}")).unwrap();
+        assert!(bars.contains(">m1<") && bars.contains(">m2<"), "{bars}");
+        let cdf = cdf_chart("E2E", "ms", &[("m".into(), 0, vec![5.0])]).unwrap();
+        assert!(cdf.contains("<polyline") || cdf.contains("<path"));
+        assert!(cdf_chart("E2E", "ms", &[("m".into(), 0, vec![])]).is_err());
+        let dual = dual_axis_chart(
+            "t",
+            "MiB",
+            &[Line { name: "rss".into(), color: 0, points: vec![(0.0, 1.0), (1.0, 1.0)], dashed: false, markers: false }],
+            "%",
+            &[Line { name: "kv".into(), color: 1, points: vec![(0.0, 0.0), (1.0, 50.0)], dashed: true, markers: false }],
+        )
+        .unwrap();
+        assert!(dual.contains("kv (right axis)"));
+    }
+}

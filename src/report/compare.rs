@@ -1,0 +1,429 @@
+//! `compare`: two stored runs, metric by metric, with a verdict that separates a real
+//! regression from the noise every benchmark has. A change only counts as a regression when it
+//! is both large (beyond `threshold_pct`) and significant (a seeded bootstrap interval of the
+//! difference of medians excludes zero and a Mann–Whitney test agrees).
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde::{Deserialize, Serialize};
+
+use super::summary::{self, counted, e2el_ms, itl_gaps, output_tps, tpot_ms, ttft_ms, LevelSummary, RunSummary};
+use super::{fmt_bytes, fmt_num};
+use crate::stats::{bootstrap_diff_ci, mann_whitney_p, median, Center};
+use crate::store::record::{ModelStatus, RequestRecord, RequestStatus, RunData};
+
+/// Bootstrap resamples per compared metric: enough for a stable 95% interval, cheap for the
+/// few hundred requests a level has.
+const RESAMPLES: usize = 2000;
+
+/// How strict `compare` is.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareOptions {
+    /// Smallest change, in percent of A, that can count as a regression or improvement.
+    pub threshold_pct: f64,
+    /// Confidence of the interval and of the test (0.95: p must be below 0.05).
+    pub confidence: f64,
+    /// Seed of the bootstrap, so a comparison is reproducible.
+    pub seed: u64,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions { threshold_pct: 5.0, confidence: 0.95, seed: 0 }
+    }
+}
+
+/// What a metric's change means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Worse beyond the threshold, and significant (or the model failed in B).
+    Regression,
+    /// Better beyond the threshold, and significant.
+    Improvement,
+    /// Within the threshold.
+    Unchanged,
+    /// Beyond the threshold but not significant: too few or too noisy samples to tell.
+    Noise,
+    /// Nothing to compare: the model or level is in one run only, or failed in both.
+    Missing,
+}
+
+/// One metric of one model and level in both runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareRow {
+    /// The model.
+    pub model: String,
+    /// The level label, empty for model-wide rows.
+    pub level: String,
+    /// The metric (see docs/report.md, "compare").
+    pub metric: String,
+    /// Value in run A (median of per-request values for sampled metrics).
+    pub a: Option<f64>,
+    /// Value in run B.
+    pub b: Option<f64>,
+    /// (b − a) / a, percent.
+    pub change_pct: Option<f64>,
+    /// Lower bound of the bootstrap interval of median(B) − median(A).
+    pub ci_low: Option<f64>,
+    /// Upper bound of that interval.
+    pub ci_high: Option<f64>,
+    /// Two-sided Mann–Whitney p-value.
+    pub p_value: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, when the numbers alone do not say (threshold-only metrics, failures).
+    pub note: Option<String>,
+}
+
+/// The result of comparing run A (baseline) with run B (candidate).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Run A's id.
+    pub a_run: String,
+    /// Run B's id.
+    pub b_run: String,
+    /// The options used.
+    pub options: CompareOptions,
+    /// One row per model, level and metric.
+    pub rows: Vec<CompareRow>,
+}
+
+/// Sampled metrics: name, per-request value, and whether a higher value is worse.
+type Extract = fn(&RequestRecord) -> Option<f64>;
+const SAMPLED: [(&str, Extract, bool); 5] = [
+    ("ttft_ms", ttft_ms, true),
+    ("tpot_ms", tpot_ms, true),
+    ("itl_ms", request_median_itl, true),
+    ("e2el_ms", e2el_ms, true),
+    ("output_tok_s_per_request", output_tps, false),
+];
+
+/// ITL compared per request (each request's median chunk gap): samples stay independent and
+/// a long answer does not outweigh a short one.
+fn request_median_itl(r: &RequestRecord) -> Option<f64> {
+    median(&itl_gaps(r))
+}
+
+fn row(model: &str, level: &str, metric: &str, verdict: Verdict) -> CompareRow {
+    CompareRow {
+        model: model.into(),
+        level: level.into(),
+        metric: metric.into(),
+        a: None,
+        b: None,
+        change_pct: None,
+        ci_low: None,
+        ci_high: None,
+        p_value: None,
+        verdict,
+        note: None,
+    }
+}
+
+fn change_pct(a: f64, b: f64) -> Option<f64> {
+    (a != 0.0).then(|| (b - a) / a.abs() * 100.0)
+}
+
+/// Verdict from the size of a change alone, for single-number metrics.
+fn threshold_verdict(change: Option<f64>, higher_is_worse: bool, threshold: f64) -> Verdict {
+    match change {
+        None => Verdict::Missing,
+        Some(c) if c.abs() <= threshold => Verdict::Unchanged,
+        Some(c) if (c > 0.0) == higher_is_worse => Verdict::Regression,
+        Some(_) => Verdict::Improvement,
+    }
+}
+
+/// Deterministic per-row seed, so rows do not share one random stream yet stay reproducible.
+fn row_seed(seed: u64, key: &str) -> u64 {
+    key.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn sampled_row(model: &str, level: &str, metric: &str, a: &[f64], b: &[f64], higher_is_worse: bool, opts: &CompareOptions) -> CompareRow {
+    let mut r = row(model, level, metric, Verdict::Missing);
+    r.a = median(a);
+    r.b = median(b);
+    let (Some(ma), Some(mb)) = (r.a, r.b) else { return r };
+    r.change_pct = change_pct(ma, mb);
+    let ci = bootstrap_diff_ci(a, b, Center::Median, opts.confidence, RESAMPLES, row_seed(opts.seed, &format!("{model}/{level}/{metric}")));
+    r.ci_low = ci.map(|c| c.low);
+    r.ci_high = ci.map(|c| c.high);
+    r.p_value = mann_whitney_p(a, b);
+    r.verdict = match r.change_pct {
+        None if ma == mb => Verdict::Unchanged,
+        Some(c) if c.abs() <= opts.threshold_pct => Verdict::Unchanged,
+        _ => {
+            let up = mb > ma;
+            let ci_agrees = ci.is_some_and(|c| if up { c.low > 0.0 } else { c.high < 0.0 });
+            let test_agrees = r.p_value.is_some_and(|p| p < 1.0 - opts.confidence);
+            if !(ci_agrees && test_agrees) {
+                Verdict::Noise
+            } else if up == higher_is_worse {
+                Verdict::Regression
+            } else {
+                Verdict::Improvement
+            }
+        }
+    };
+    r
+}
+
+fn values(data: &RunData, model: &str, level: &str, f: Extract) -> Vec<f64> {
+    counted(data, model, level).filter(|r| r.status == RequestStatus::Ok).filter_map(f).collect()
+}
+
+fn is_ok(s: ModelStatus) -> bool {
+    matches!(s, ModelStatus::Ok)
+}
+
+/// Compares run B against baseline A, for every model and level of either run.
+pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
+    let (sa, sb) = (summary::summarize(a), summary::summarize(b));
+    let mut rows = Vec::new();
+    let mut names: Vec<&str> = sa.models.iter().map(|m| m.model.as_str()).collect();
+    for m in &sb.models {
+        if !names.contains(&m.model.as_str()) {
+            names.push(&m.model);
+        }
+    }
+    for name in names {
+        let (ma, mb) = (sa.models.iter().find(|m| m.model == name), sb.models.iter().find(|m| m.model == name));
+        let (ma, mb) = match (ma, mb) {
+            (Some(x), Some(y)) => (x, y),
+            (x, _) => {
+                let mut r = row(name, "", "status", Verdict::Missing);
+                r.note = Some(format!("only in run {}", if x.is_some() { "A" } else { "B" }));
+                rows.push(r);
+                continue;
+            }
+        };
+        match (is_ok(ma.status), is_ok(mb.status)) {
+            (true, false) | (false, true) | (false, false) => {
+                let (verdict, side) = match (is_ok(ma.status), is_ok(mb.status)) {
+                    (true, false) => (Verdict::Regression, mb),
+                    (false, true) => (Verdict::Improvement, ma),
+                    _ => (Verdict::Missing, mb),
+                };
+                let mut r = row(name, "", "status", verdict);
+                r.note = Some(format!(
+                    "A {}, B {}{}",
+                    summary::status_str(ma.status),
+                    summary::status_str(mb.status),
+                    side.error.as_deref().map_or(String::new(), |e| format!(": {e}"))
+                ));
+                rows.push(r);
+                if verdict != Verdict::Improvement {
+                    continue;
+                }
+            }
+            (true, true) => {}
+        }
+        compare_levels(a, b, &sa, &sb, name, opts, &mut rows);
+    }
+    Comparison { a_run: a.run.id.clone(), b_run: b.run.id.clone(), options: *opts, rows }
+}
+
+fn compare_levels(a: &RunData, b: &RunData, sa: &RunSummary, sb: &RunSummary, model: &str, opts: &CompareOptions, rows: &mut Vec<CompareRow>) {
+    let mine = |s: &'_ RunSummary| s.levels.iter().filter(|l| l.model == model).cloned().collect::<Vec<LevelSummary>>();
+    let (la, lb) = (mine(sa), mine(sb));
+    let mut labels: Vec<&str> = la.iter().map(|l| l.level.as_str()).collect();
+    for l in &lb {
+        if !labels.contains(&l.level.as_str()) {
+            labels.push(&l.level);
+        }
+    }
+    for level in labels {
+        let (Some(x), Some(y)) = (la.iter().find(|l| l.level == level), lb.iter().find(|l| l.level == level)) else {
+            let mut r = row(model, level, "level", Verdict::Missing);
+            r.note = Some(format!("level only in run {}", if la.iter().any(|l| l.level == level) { "A" } else { "B" }));
+            rows.push(r);
+            continue;
+        };
+        if x.completed > 0 && y.completed == 0 {
+            let mut r = row(model, level, "status", Verdict::Regression);
+            r.note = Some(format!(
+                "every request failed in B{}",
+                y.failure_reasons.first().map_or(String::new(), |f| format!(": {}", f.error))
+            ));
+            rows.push(r);
+            continue;
+        }
+        for (metric, f, higher_is_worse) in SAMPLED {
+            rows.push(sampled_row(model, level, metric, &values(a, model, level, f), &values(b, model, level, f), higher_is_worse, opts));
+        }
+        let single = |metric: &str, va: Option<f64>, vb: Option<f64>, higher_is_worse: bool, note: &str| {
+            let mut r = row(model, level, metric, Verdict::Missing);
+            r.a = va;
+            r.b = vb;
+            if let (Some(p), Some(q)) = (va, vb) {
+                r.change_pct = change_pct(p, q).or((p == q).then_some(0.0));
+                r.verdict = threshold_verdict(r.change_pct, higher_is_worse, opts.threshold_pct);
+            }
+            r.note = Some(note.to_string());
+            r
+        };
+        rows.push(single("output_throughput", x.output_throughput, y.output_throughput, false, "one number per run: verdict on threshold only"));
+        rows.push(single("peak_rss_bytes", x.resources.peak_rss_bytes.map(|v| v as f64), y.resources.peak_rss_bytes.map(|v| v as f64), true, "one number per run: verdict on threshold only"));
+        let rate = |l: &LevelSummary| {
+            let n = l.completed + l.failed;
+            (n > 0).then(|| l.failed as f64 / n as f64 * 100.0)
+        };
+        let (fa, fb) = (rate(x), rate(y));
+        let mut r = row(model, level, "failed_pct", Verdict::Missing);
+        r.a = fa;
+        r.b = fb;
+        if let (Some(p), Some(q)) = (fa, fb) {
+            r.change_pct = Some(q - p);
+            r.verdict = threshold_verdict(r.change_pct, true, opts.threshold_pct);
+        }
+        r.note = Some("share of failed requests; change in percentage points, threshold only".into());
+        rows.push(r);
+    }
+}
+
+impl Comparison {
+    /// True when any row is a regression: what `hearth compare` turns into a failing exit
+    /// status for CI.
+    pub fn has_regression(&self) -> bool {
+        self.rows.iter().any(|r| r.verdict == Verdict::Regression)
+    }
+
+    /// A terminal table of every row, then how to read it.
+    pub fn table(&self) -> String {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        let ci_head = format!("{:.0}% CI of B−A", self.options.confidence * 100.0);
+        t.set_header(vec!["model", "level", "metric", "A", "B", "change", ci_head.as_str(), "p", "verdict", "note"]);
+        for r in &self.rows {
+            let v = |x: Option<f64>| if r.metric == "peak_rss_bytes" { fmt_bytes(x.map(|b| b as u64)) } else { fmt_num(x, 2) };
+            let ci = match (r.ci_low, r.ci_high) {
+                (Some(l), Some(h)) => format!("[{l:.2}, {h:.2}]"),
+                _ => "—".into(),
+            };
+            let change = match (r.change_pct, r.metric.as_str()) {
+                (Some(c), "failed_pct") => format!("{c:+.1} pt"),
+                (Some(c), _) => format!("{c:+.1}%"),
+                (None, _) => "—".into(),
+            };
+            let verdict = match r.verdict {
+                Verdict::Regression => "REGRESSION",
+                Verdict::Improvement => "improvement",
+                Verdict::Unchanged => "unchanged",
+                Verdict::Noise => "noise",
+                Verdict::Missing => "missing",
+            };
+            t.add_row(vec![
+                r.model.clone(),
+                r.level.clone(),
+                r.metric.clone(),
+                v(r.a),
+                v(r.b),
+                change,
+                ci,
+                r.p_value.map_or("—".into(), |p| format!("{p:.3}")),
+                verdict.into(),
+                r.note.clone().unwrap_or_default(),
+            ]);
+        }
+        format!(
+            "A = {} (baseline), B = {}\n{t}\nSampled metrics compare medians of per-request values (ms; tok/s for output_tok_s_per_request; itl_ms = each request's median chunk gap).\nREGRESSION needs |change| > {}% AND the bootstrap {:.0}% CI of median(B)−median(A) excluding 0 AND Mann–Whitney p < {:.3}; beyond the threshold without both it is noise.\noutput_throughput, peak_rss_bytes and failed_pct are one number per run: their verdict rests on the threshold alone. A model OK in A and failed in B is a regression.\n",
+            self.a_run,
+            self.b_run,
+            self.options.threshold_pct,
+            self.options.confidence * 100.0,
+            1.0 - self.options.confidence
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testdata::{run_with_e2e, sample_run};
+
+    /// 60 E2E values around 1000 ms with ±15% deterministic spread.
+    fn base() -> Vec<f64> {
+        (0..60).map(|i| 1000.0 * (1.0 + 0.15 * ((i * 37 % 60) as f64 / 30.0 - 1.0))).collect()
+    }
+
+    fn verdict(c: &Comparison, metric: &str) -> Verdict {
+        c.rows.iter().find(|r| r.metric == metric).unwrap_or_else(|| panic!("{metric}")).verdict
+    }
+
+    #[test]
+    fn identical_runs_have_no_regression() {
+        let a = run_with_e2e("a", "m", &base());
+        let c = compare(&a, &a, &CompareOptions::default());
+        assert!(!c.has_regression(), "{}", c.table());
+        assert!(c.rows.iter().all(|r| r.verdict == Verdict::Unchanged), "{}", c.table());
+        let s = sample_run();
+        assert!(!compare(&s, &s, &CompareOptions::default()).has_regression());
+    }
+
+    #[test]
+    fn half_again_slower_is_a_regression() {
+        let a = run_with_e2e("a", "m", &base());
+        let b = run_with_e2e("b", "m", &base().iter().map(|v| v * 1.5).collect::<Vec<_>>());
+        let c = compare(&a, &b, &CompareOptions::default());
+        assert!(c.has_regression());
+        for m in ["e2el_ms", "ttft_ms", "tpot_ms", "itl_ms", "output_tok_s_per_request"] {
+            assert_eq!(verdict(&c, m), Verdict::Regression, "{m}\n{}", c.table());
+        }
+        let e2e = c.rows.iter().find(|r| r.metric == "e2el_ms").unwrap();
+        assert!((e2e.change_pct.unwrap() - 50.0).abs() < 1.0);
+        assert!(e2e.ci_low.unwrap() > 0.0 && e2e.p_value.unwrap() < 0.05);
+        // And the other way round it is an improvement.
+        let back = compare(&b, &a, &CompareOptions::default());
+        assert_eq!(verdict(&back, "e2el_ms"), Verdict::Improvement);
+        assert!(!back.has_regression(), "{}", back.table());
+    }
+
+    #[test]
+    fn tiny_noise_is_unchanged() {
+        let noisy: Vec<f64> = base().iter().enumerate().map(|(i, v)| v * (1.0 + 0.01 * (i as f64).sin())).collect();
+        let c = compare(&run_with_e2e("a", "m", &base()), &run_with_e2e("b", "m", &noisy), &CompareOptions::default());
+        assert!(!c.has_regression(), "{}", c.table());
+        assert_eq!(verdict(&c, "e2el_ms"), Verdict::Unchanged);
+    }
+
+    #[test]
+    fn a_big_change_on_three_noisy_samples_is_noise() {
+        let a = run_with_e2e("a", "m", &[100.0, 130.0, 90.0]);
+        let b = run_with_e2e("b", "m", &[125.0, 150.0, 112.0]);
+        let c = compare(&a, &b, &CompareOptions::default());
+        let e2e = c.rows.iter().find(|r| r.metric == "e2el_ms").unwrap();
+        assert!(e2e.change_pct.unwrap() > 15.0, "{}", c.table());
+        assert_eq!(e2e.verdict, Verdict::Noise, "{}", c.table());
+        assert!(!c.has_regression(), "{}", c.table());
+    }
+
+    #[test]
+    fn a_model_failing_in_b_is_a_regression_and_missing_models_are_listed() {
+        let a = run_with_e2e("a", "m", &base());
+        let mut b = a.clone();
+        b.models[0].status = ModelStatus::Failed;
+        b.models[0].error = Some("out of memory".into());
+        b.requests.clear();
+        b.levels.clear();
+        let c = compare(&a, &b, &CompareOptions::default());
+        assert!(c.has_regression());
+        assert!(c.rows[0].note.as_deref().unwrap().contains("out of memory"));
+
+        let other = run_with_e2e("b", "other", &base());
+        let c = compare(&a, &other, &CompareOptions::default());
+        assert!(!c.has_regression());
+        assert_eq!(c.rows.iter().filter(|r| r.verdict == Verdict::Missing).count(), 2);
+        assert!(c.table().contains("only in run B"));
+    }
+
+    #[test]
+    fn comparison_is_reproducible_and_serializes() {
+        let a = run_with_e2e("a", "m", &base());
+        let b = run_with_e2e("b", "m", &base().iter().map(|v| v * 1.1).collect::<Vec<_>>());
+        let o = CompareOptions { seed: 42, ..CompareOptions::default() };
+        let (c1, c2) = (compare(&a, &b, &o), compare(&a, &b, &o));
+        assert_eq!(c1, c2);
+        let back: Comparison = serde_json::from_str(&serde_json::to_string(&c1).unwrap()).unwrap();
+        assert_eq!(back.rows.len(), c1.rows.len());
+    }
+}

@@ -1,0 +1,480 @@
+//! Run history: every benchmark run, its models, levels and requests, kept in an embedded
+//! SQLite file by default or in PostgreSQL when `HEARTH_DB_URL` points there.
+//!
+//! Reports are computed from what is stored, never from the bench's memory, so the store keeps
+//! raw records and gives them back exactly as written. One schema and one set of SQL texts
+//! serve both databases (see `schema` and `driver`); the choice is made once, at `Store::open`.
+
+mod driver;
+mod error;
+pub mod record;
+mod rows;
+mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use driver::{Conn, Kind, Val};
+pub use error::StoreError;
+use record::{RunData, RunRecord};
+use rows::{kinds, marks, names};
+pub use schema::SCHEMA_VERSION;
+
+/// How long an SQLite writer or reader waits for another process's lock before giving up, so
+/// `hearth runs list` can read while a bench writes.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long to wait for a PostgreSQL server that does not answer, when the URL does not say.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The run history, in SQLite or PostgreSQL.
+///
+/// The PostgreSQL client is synchronous and runs its own small tokio runtime, which panics
+/// when called from inside async code: use a `Store` from a plain thread (or
+/// `spawn_blocking`), not from an async task. A `Store` is `Send`, so it can be moved to the
+/// thread that owns it.
+pub struct Store {
+    conn: Conn,
+    location: String,
+}
+
+/// One line of `hearth runs list`: the run and enough about it to recognise it, without
+/// loading its requests.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunListing {
+    /// The run.
+    pub run: RunRecord,
+    /// Its models, in the order they were measured.
+    pub models: Vec<String>,
+    /// Timed requests stored so far (warm-up round 0 not counted).
+    pub requests: u64,
+    /// Of those, the ones that did not end `ok` (errors and timeouts).
+    pub failed_requests: u64,
+}
+
+impl Store {
+    /// Opens (creating and migrating when needed) the history at `url`, so one setting
+    /// (`HEARTH_DB_URL`) can choose the database: `postgres://…` or `postgresql://…` is
+    /// PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or a plain path is an SQLite file, whose
+    /// parent folders are created.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Store::open_postgres(url);
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || (path == url && url.contains("://")) {
+            return Err(StoreError::BadUrl(redact(url)));
+        }
+        Store::open_sqlite(Path::new(path))
+    }
+
+    /// Opens (creating and migrating when needed) an SQLite history file. WAL mode with
+    /// `synchronous=NORMAL`: a crash loses at most the last transactions, never corrupts, and
+    /// readers do not block the bench that writes.
+    pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        let location = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            location: location.clone(),
+            source: Box::new(e),
+        };
+        let conn = rusqlite::Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(open_err)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // In-memory databases and some file systems cannot do WAL; still usable.
+            tracing::debug!(%location, %mode, "SQLite journal mode is not WAL");
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let mut store = Store {
+            conn: Conn::Sqlite(conn),
+            location,
+        };
+        schema::migrate(&mut store.conn, &store.location)?;
+        tracing::debug!(location = %store.location, "opened SQLite run history");
+        Ok(store)
+    }
+
+    /// Connects to PostgreSQL (no TLS) and migrates. Kept apart from `open` so the URL is
+    /// parsed by the driver, which knows every connection-string option (`options=-c
+    /// search_path%3D…` picks a schema).
+    fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let location = redact(url);
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            location: location.clone(),
+            source: e,
+        };
+        let mut config: postgres::Config = url.parse().map_err(|e| open_err(Box::new(e)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(PG_CONNECT_TIMEOUT);
+        }
+        let client = config
+            .connect(postgres::NoTls)
+            .map_err(|e| open_err(Box::new(e)))?;
+        let mut store = Store {
+            conn: Conn::Postgres {
+                client: Box::new(client),
+                statements: Default::default(),
+            },
+            location,
+        };
+        schema::migrate(&mut store.conn, &store.location)?;
+        tracing::debug!(location = %store.location, "opened PostgreSQL run history");
+        Ok(store)
+    }
+
+    /// `"sqlite"` or `"postgres"`, for messages and for `hearth env`.
+    pub fn kind(&self) -> &'static str {
+        match self.conn {
+            Conn::Sqlite(_) => "sqlite",
+            Conn::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Where the history is, for messages: the file path, or the URL with its password hidden.
+    pub fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    /// Records a new run, before its first request, so even a run that dies early is listed.
+    pub fn insert_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO runs ({}) VALUES ({})",
+            names(rows::RUN_COLUMNS, ""),
+            marks(rows::RUN_COLUMNS.len())
+        );
+        self.conn.execute(&sql, &rows::run_values(run)?)?;
+        tracing::debug!(run = %run.id, "run recorded");
+        Ok(())
+    }
+
+    /// Updates status, finished time, options, client (everything but the id), so the bench
+    /// can say how the run ended and what the client measured about itself.
+    pub fn update_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        let sets = rows::RUN_COLUMNS[1..]
+            .iter()
+            .map(|(name, _)| format!("{name} = ?"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut values = rows::run_values(run)?;
+        let id = values.remove(0);
+        values.push(id);
+        let sql = format!("UPDATE runs SET {sets} WHERE id = ?");
+        if self.conn.execute(&sql, &values)? == 0 {
+            return Err(StoreError::RunNotFound(run.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Records a model of a run, or replaces what was recorded (its status changes as it is
+    /// measured). The first write fixes its place in the run's order.
+    pub fn upsert_model(
+        &mut self,
+        run_id: &str,
+        model: &record::ModelRecord,
+    ) -> Result<(), StoreError> {
+        let sql = upsert_sql("models", rows::MODEL_COLUMNS, &["model"]);
+        let mut values = vec![text(run_id), text(run_id)];
+        values.extend(rows::model_values(model)?);
+        self.conn.execute(&sql, &values)?;
+        Ok(())
+    }
+
+    /// Records a level of a model, or replaces it (samples grow while it runs). The first
+    /// write fixes its place in the run's order.
+    pub fn upsert_level(
+        &mut self,
+        run_id: &str,
+        level: &record::LevelRecord,
+    ) -> Result<(), StoreError> {
+        let sql = upsert_sql("levels", rows::LEVEL_COLUMNS, &["model", "level"]);
+        let mut values = vec![text(run_id), text(run_id)];
+        values.extend(rows::level_values(level)?);
+        self.conn.execute(&sql, &values)?;
+        Ok(())
+    }
+
+    /// Requests are written as they finish, so a crash loses at most those in flight; several
+    /// at once go in one transaction (all or none, and one sync instead of one per request).
+    pub fn insert_requests(
+        &mut self,
+        run_id: &str,
+        requests: &[record::RequestRecord],
+    ) -> Result<(), StoreError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO requests (run_id, {}) VALUES (?, {})",
+            names(rows::REQUEST_COLUMNS, ""),
+            marks(rows::REQUEST_COLUMNS.len())
+        );
+        let mut batch = Vec::with_capacity(requests.len());
+        for r in requests {
+            let mut values = vec![text(run_id)];
+            values.extend(rows::request_values(r)?);
+            batch.push(values);
+        }
+        self.conn.transaction(|conn| {
+            for values in &batch {
+                conn.execute(&sql, values)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every run, newest first, with its models and request counts: what `hearth runs list`
+    /// prints and what `latest` resolves against.
+    pub fn list_runs(&mut self) -> Result<Vec<RunListing>, StoreError> {
+        self.conn.read_transaction(|conn| {
+            let sql = format!(
+                "SELECT {} FROM runs ORDER BY started_unix_ms DESC, id DESC",
+                names(rows::RUN_COLUMNS, "")
+            );
+            let mut listings = Vec::new();
+            for row in conn.query(&sql, &[], &kinds(rows::RUN_COLUMNS))? {
+                listings.push(RunListing {
+                    run: rows::run_from_row(row)?,
+                    models: Vec::new(),
+                    requests: 0,
+                    failed_requests: 0,
+                });
+            }
+            let index: std::collections::HashMap<String, usize> = listings
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.run.id.clone(), i))
+                .collect();
+            let models = conn.query(
+                "SELECT run_id, model FROM models ORDER BY run_id, ordinal",
+                &[],
+                &[Kind::Text, Kind::Text],
+            )?;
+            for mut row in models {
+                let run_id = row.text("models.run_id")?;
+                let model = row.text("models.model")?;
+                if let Some(&i) = index.get(&run_id) {
+                    listings[i].models.push(model);
+                }
+            }
+            let counts = conn.query(
+                "SELECT run_id, COUNT(*), SUM(CASE WHEN status = 'ok' THEN 0 ELSE 1 END) \
+                 FROM requests WHERE round > 0 GROUP BY run_id",
+                &[],
+                &[Kind::Text, Kind::I64, Kind::I64],
+            )?;
+            for mut row in counts {
+                let run_id = row.text("requests.run_id")?;
+                let requests = row.u64("COUNT(requests)")?;
+                let failed = row.u64("failed requests")?;
+                if let Some(&i) = index.get(&run_id) {
+                    listings[i].requests = requests;
+                    listings[i].failed_requests = failed;
+                }
+            }
+            Ok(listings)
+        })
+    }
+
+    /// Everything stored about one run (an exact id; see `resolve` for what users type), read
+    /// from one snapshot: models and levels in the order they were first written, requests by
+    /// model, level, round and seq.
+    pub fn load_run(&mut self, id: &str) -> Result<RunData, StoreError> {
+        let id_val = [text(id)];
+        self.conn.read_transaction(|conn| {
+            let sql = format!(
+                "SELECT {} FROM runs WHERE id = ?",
+                names(rows::RUN_COLUMNS, "")
+            );
+            let run = match conn
+                .query(&sql, &id_val, &kinds(rows::RUN_COLUMNS))?
+                .into_iter()
+                .next()
+            {
+                Some(row) => rows::run_from_row(row)?,
+                None => return Err(StoreError::RunNotFound(id.to_string())),
+            };
+            let sql = format!(
+                "SELECT {} FROM models WHERE run_id = ? ORDER BY ordinal, model",
+                names(rows::MODEL_COLUMNS, "")
+            );
+            let models = conn
+                .query(&sql, &id_val, &kinds(rows::MODEL_COLUMNS))?
+                .into_iter()
+                .map(rows::model_from_row)
+                .collect::<Result<_, _>>()?;
+            let sql = format!(
+                "SELECT {} FROM levels WHERE run_id = ? ORDER BY ordinal, model, level",
+                names(rows::LEVEL_COLUMNS, "")
+            );
+            let levels = conn
+                .query(&sql, &id_val, &kinds(rows::LEVEL_COLUMNS))?
+                .into_iter()
+                .map(rows::level_from_row)
+                .collect::<Result<_, _>>()?;
+            // Requests whose model or level was never written (a crash between the two) sort
+            // after the known ones instead of being lost.
+            let sql = format!(
+                "SELECT {} FROM requests r \
+                 LEFT JOIN models m ON m.run_id = r.run_id AND m.model = r.model \
+                 LEFT JOIN levels l ON l.run_id = r.run_id AND l.model = r.model \
+                     AND l.level = r.level \
+                 WHERE r.run_id = ? \
+                 ORDER BY COALESCE(m.ordinal, 2147483647), r.model, \
+                     COALESCE(l.ordinal, 2147483647), r.level, r.round, r.seq",
+                names(rows::REQUEST_COLUMNS, "r.")
+            );
+            let requests = conn
+                .query(&sql, &id_val, &kinds(rows::REQUEST_COLUMNS))?
+                .into_iter()
+                .map(rows::request_from_row)
+                .collect::<Result<_, _>>()?;
+            Ok(RunData {
+                run,
+                models,
+                levels,
+                requests,
+            })
+        })
+    }
+
+    /// Turns what a user typed into a run id: a full id, a unique prefix, `latest`, or
+    /// `latest~N` (N runs before the latest). Unknown or ambiguous input is an error that
+    /// says so, never a guess.
+    pub fn resolve(&mut self, id: &str) -> Result<String, StoreError> {
+        let id = id.trim();
+        if id.is_empty() {
+            return Err(StoreError::RunNotFound(id.to_string()));
+        }
+        let ids: Vec<String> = self
+            .conn
+            .query(
+                "SELECT id FROM runs ORDER BY started_unix_ms DESC, id DESC",
+                &[],
+                &[Kind::Text],
+            )?
+            .into_iter()
+            .map(|mut row| row.text("runs.id"))
+            .collect::<Result<_, _>>()?;
+        if ids.iter().any(|i| i == id) {
+            return Ok(id.to_string());
+        }
+        if let Some(back) = latest_offset(id) {
+            return ids
+                .get(back)
+                .cloned()
+                .ok_or_else(|| StoreError::RunNotFound(id.to_string()));
+        }
+        let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(id)).collect();
+        match matches.as_slice() {
+            [] => Err(StoreError::RunNotFound(id.to_string())),
+            [one] => Ok((*one).clone()),
+            many => Err(StoreError::AmbiguousRun {
+                prefix: id.to_string(),
+                candidates: many.iter().take(5).map(|s| (*s).clone()).collect(),
+            }),
+        }
+    }
+}
+
+/// `latest` → 0, `latest~N` → N; anything else is not a relative reference.
+fn latest_offset(id: &str) -> Option<usize> {
+    match id.strip_prefix("latest")? {
+        "" => Some(0),
+        rest => rest.strip_prefix('~')?.parse().ok(),
+    }
+}
+
+/// `INSERT … ON CONFLICT … DO UPDATE` for a child table of `runs` whose `ordinal` is set on
+/// first insert (one more than the run's last) and kept by later updates. Binds: run id,
+/// run id again (for the ordinal), then `columns`.
+fn upsert_sql(table: &str, columns: &[(&str, Kind)], key: &[&str]) -> String {
+    let updates = columns
+        .iter()
+        .filter(|(name, _)| !key.contains(name))
+        .map(|(name, _)| format!("{name} = excluded.{name}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {table} (run_id, ordinal, {cols}) VALUES (?, \
+         (SELECT COALESCE(MAX(ordinal) + 1, 0) FROM {table} WHERE run_id = ?), {marks}) \
+         ON CONFLICT (run_id, {key}) DO UPDATE SET {updates}",
+        cols = names(columns, ""),
+        marks = marks(columns.len()),
+        key = key.join(", "),
+    )
+}
+
+fn text(s: &str) -> Val {
+    Val::Text(Some(s.to_string()))
+}
+
+/// The URL with its password (in the user part or a `password=` parameter) replaced by
+/// `***`, so it can be printed and logged.
+fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.split_once("://"), base.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let at = rest.rfind('@').unwrap_or(0);
+            let (userinfo, host) = rest.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***{host}"),
+                None => base.to_string(),
+            }
+        }
+        _ => base.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{latest_offset, redact};
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact("postgres://hearth:s3cr/et@db:5432/h?sslmode=disable&password=x"),
+            "postgres://hearth:***@db:5432/h?sslmode=disable&password=***"
+        );
+        assert_eq!(redact("postgres://db/h"), "postgres://db/h");
+        assert_eq!(redact("postgres://u@db/h"), "postgres://u@db/h");
+    }
+
+    #[test]
+    fn latest_references() {
+        assert_eq!(latest_offset("latest"), Some(0));
+        assert_eq!(latest_offset("latest~3"), Some(3));
+        assert_eq!(latest_offset("latest~x"), None);
+        assert_eq!(latest_offset("latestx"), None);
+        assert_eq!(latest_offset("20261128"), None);
+    }
+}

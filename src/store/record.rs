@@ -1,0 +1,280 @@
+//! The benchmark's data as it is stored: one run, its models, its load levels and one record
+//! per request with raw instants. These types are the vocabulary shared by the three rooms that
+//! touch a run: `bench` writes them, `store` keeps them, `report` reads them back. Every metric
+//! in a report is a function of these records, never of state kept in memory during the run.
+
+use serde::{Deserialize, Serialize};
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still going, or the process died before it could say otherwise.
+    Running,
+    /// Every planned request was attempted.
+    Complete,
+    /// Stopped by the user (Ctrl-C); finished requests are kept.
+    Interrupted,
+    /// The run itself could not go on (not one model's failure: that is a model status).
+    Failed,
+}
+
+/// How one model fared in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// Not finished yet (or the process died).
+    Running,
+    /// Loaded and answered; individual requests may still have failed.
+    Ok,
+    /// Could not be loaded, or no request succeeded; `error` says why.
+    Failed,
+    /// The run was stopped while this model was being measured.
+    Interrupted,
+}
+
+/// How one request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// A complete answer arrived.
+    Ok,
+    /// The server answered with an error, or the stream broke.
+    Error,
+    /// No complete answer within the request timeout.
+    Timeout,
+}
+
+/// Where a request's token counts come from, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// The server's `usage` object.
+    Usage,
+    /// hearth tokenized the prompt and the answer with the model's own tokenizer.
+    Tokenizer,
+    /// Counted content chunks (one token per chunk): the last resort for external servers
+    /// that send no usage.
+    Chunks,
+}
+
+/// One benchmark run: what was asked and on what machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Stable id, also the run folder's name (e.g. `20261128-041502-7f3a`).
+    pub id: String,
+    /// Wall-clock start, Unix milliseconds.
+    pub started_unix_ms: i64,
+    /// Wall-clock end, Unix milliseconds; `None` while running.
+    pub finished_unix_ms: Option<i64>,
+    /// How it ended.
+    pub status: RunStatus,
+    /// The resolved benchmark options (models, prompts, load shapes, sampling, SLOs…), as given
+    /// to the run, so a report can print exactly what was measured.
+    pub options: serde_json::Value,
+    /// The machine and software.
+    pub environment: Environment,
+    /// The client's own health: calibration floor, CPU use, scheduling lag, bottleneck verdict.
+    pub client: serde_json::Value,
+}
+
+/// The machine and software a run measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// Host name.
+    pub hostname: String,
+    /// OS name and version.
+    pub os: String,
+    /// Kernel version.
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// SIMD features that matter for llama.cpp (avx2, avx512f, fma, f16c, neon…).
+    pub cpu_features: Vec<String>,
+    /// Logical CPUs.
+    pub logical_cpus: u32,
+    /// Physical cores.
+    pub physical_cores: u32,
+    /// Total memory, bytes.
+    pub memory_bytes: u64,
+    /// Threads the engine was given.
+    pub threads: u32,
+    /// hearth's version.
+    pub hearth_version: String,
+    /// llama.cpp's version as built into hearth (ggml version / crate version).
+    pub llama_cpp_version: String,
+    /// `git describe` of the checkout hearth ran from, when it ran from one.
+    pub git_commit: Option<String>,
+}
+
+/// One model (or external endpoint) in a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// The name shown in reports: the alias, or the endpoint's model name.
+    pub model: String,
+    /// `hearth` (served in-process for the run) or `endpoint` (an external server).
+    pub backend: String,
+    /// The base URL requests went to (ends in `/v1`).
+    pub endpoint: String,
+    /// Licence id from the catalog, when known.
+    pub license: Option<String>,
+    /// Capability tags from the catalog.
+    pub tags: Vec<String>,
+    /// Quantisation, when known.
+    pub quantization: Option<String>,
+    /// Size of the model file on disk, bytes, when known.
+    pub disk_bytes: Option<u64>,
+    /// Cold load: from asking for the model to its first token, milliseconds.
+    pub load_ms: Option<f64>,
+    /// How it fared.
+    pub status: ModelStatus,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// One load shape a model was measured at.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum LoadShape {
+    /// Closed loop: `concurrency` clients, each sends its next request when the last ends.
+    /// Concurrency 1 is the reference workflow's sequential shape.
+    Concurrency {
+        /// Requests in flight.
+        concurrency: u32,
+    },
+    /// Open loop: requests arrive at `rate` per second (Poisson when `burstiness` is 1, gamma
+    /// otherwise), at most `max_concurrency` in flight when set.
+    Rate {
+        /// Mean arrivals per second.
+        rate: f64,
+        /// Gamma shape; 1 = Poisson, < 1 burstier, > 1 more regular.
+        burstiness: f64,
+        /// Cap on requests in flight (waiting time for a slot is reported apart).
+        max_concurrency: Option<u32>,
+    },
+}
+
+impl LoadShape {
+    /// A short label used as the level's key in reports: `c=4`, `r=2`.
+    pub fn label(&self) -> String {
+        match self {
+            LoadShape::Concurrency { concurrency } => format!("c={concurrency}"),
+            LoadShape::Rate { rate, .. } => format!("r={rate}"),
+        }
+    }
+}
+
+/// One model measured at one load shape: its resources and the client's health while it ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelRecord {
+    /// The model.
+    pub model: String,
+    /// `LoadShape::label()`.
+    pub level: String,
+    /// The load shape.
+    pub shape: LoadShape,
+    /// Wall time of the timed rounds: first scheduled start to last end, milliseconds.
+    pub duration_ms: f64,
+    /// Peak resident memory of the serving process while this level ran, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// CPU time the serving process used during this level, milliseconds.
+    pub server_cpu_ms: Option<f64>,
+    /// CPU time the benchmark client itself used, milliseconds.
+    pub client_cpu_ms: f64,
+    /// Worst lag of the client's own timer (how late it woke up), p99, milliseconds.
+    pub client_lag_p99_ms: f64,
+    /// True when the client, not the server, limited the measurement.
+    pub client_bottleneck: bool,
+    /// Energy used, joules.
+    pub energy_j: Option<f64>,
+    /// `rapl` (measured) or `estimate: …` (the formula and its constants).
+    pub energy_method: Option<String>,
+    /// Time series sampled while the level ran (resources, the server's own metrics).
+    pub samples: Vec<Sample>,
+    /// The server's own account of the level, from the change in its Prometheus counters and
+    /// histograms between start and end (requests, tokens, mean server-side TTFT…), when it
+    /// exposes `/metrics`. Free-form JSON because every server names these differently.
+    pub server_metrics: Option<serde_json::Value>,
+}
+
+/// One point of a level's time series, on the same clock as the requests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Milliseconds since the level started.
+    pub t_ms: f64,
+    /// Resident memory of the serving process, bytes.
+    pub rss_bytes: Option<u64>,
+    /// CPU use of the serving process since the previous sample, in cores (1.0 = one core).
+    pub cpu_cores: Option<f64>,
+    /// Requests waiting in the server's queue (its `/metrics`).
+    pub server_queue: Option<f64>,
+    /// Requests the server is decoding.
+    pub server_active: Option<f64>,
+    /// Share of the server's KV cache in use, 0..1.
+    pub server_kv_usage: Option<f64>,
+}
+
+/// One request, with raw instants in milliseconds since its level started (one monotonic
+/// clock for the whole level), so every latency can be derived later and re-derived the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The model.
+    pub model: String,
+    /// The level (`LoadShape::label()`).
+    pub level: String,
+    /// Round number; round 0 is the warm-up and is never counted.
+    pub round: u32,
+    /// Order of scheduling within the level.
+    pub seq: u32,
+    /// The prompt's id in the prompt set.
+    pub prompt_id: String,
+    /// When the load shape meant the request to start. Latencies are measured from here, so
+    /// time spent waiting for a free client slot is never hidden.
+    pub scheduled_ms: f64,
+    /// When the request was actually sent (after any wait for a client slot).
+    pub sent_ms: Option<f64>,
+    /// First response byte (headers).
+    pub first_byte_ms: Option<f64>,
+    /// First body chunk of any kind (a role-only SSE chunk counts here, not as a token).
+    pub first_chunk_ms: Option<f64>,
+    /// First chunk that carried generated content.
+    pub first_token_ms: Option<f64>,
+    /// Last byte of the response.
+    pub end_ms: Option<f64>,
+    /// Arrival of every content-carrying chunk, in order (the first equals `first_token_ms`).
+    pub chunk_ms: Vec<f64>,
+    /// How it ended.
+    pub status: RequestStatus,
+    /// HTTP status, when a response arrived.
+    pub http_status: Option<u16>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u64>,
+    /// Generated tokens.
+    pub completion_tokens: Option<u64>,
+    /// Prompt tokens the server took from its prompt cache (`usage.prompt_tokens_details`).
+    pub cached_tokens: Option<u64>,
+    /// Where the token counts come from.
+    pub token_source: TokenSource,
+    /// Completion tokens counted independently (tokenizer or chunks) when `usage` was also
+    /// present, so disagreements can be counted.
+    pub counted_completion_tokens: Option<u64>,
+    /// The server's own `timings` object, when it sends one (hearth, llama-server).
+    pub server_timings: Option<serde_json::Value>,
+    /// The generated text.
+    pub output: String,
+}
+
+/// Everything stored about one run: what reports and comparisons are made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunData {
+    /// The run.
+    pub run: RunRecord,
+    /// Its models, in the order they were measured.
+    pub models: Vec<ModelRecord>,
+    /// Its levels, in the order they were measured.
+    pub levels: Vec<LevelRecord>,
+    /// Its requests (warm-up included, `round == 0`), ordered by model, level, seq.
+    pub requests: Vec<RequestRecord>,
+}

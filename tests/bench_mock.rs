@@ -1,0 +1,281 @@
+//! The benchmark's measurement against a scripted mock OpenAI server on 127.0.0.1: known
+//! delays give the right TTFT / ITL / E2E, a role-only first chunk is not a token, a server
+//! without usage falls back and says so, failing models are marked failed while the others
+//! complete, and open-loop arrivals keep their schedule (coordinated omission is accounted).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hearth::bench::client::Endpoint;
+use hearth::bench::mock::{MockScript, MockServer};
+use hearth::bench::recorder::Recorder;
+use hearth::bench::{self, prompts, BenchOptions, PromptCache, Progress, Target};
+use hearth::store::record::{
+    Environment, LoadShape, ModelRecord, ModelStatus, RequestStatus, RunData, RunRecord,
+    RunStatus, TokenSource,
+};
+use hearth::store::Store;
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn model_started(&self, _: &str, _: u64) {}
+    fn stage(&self, _: &str, _: &str) {}
+    fn request_done(&self, _: &str, _: bool) {}
+    fn model_finished(&self, _: &str, _: ModelStatus, _: Option<&str>) {}
+}
+
+fn options(shapes: Vec<LoadShape>, rounds: u32, requests: Option<u32>) -> BenchOptions {
+    BenchOptions {
+        prompts: prompts::default_set(),
+        shapes,
+        warmup: 1,
+        rounds,
+        requests_per_round: requests,
+        max_tokens: 64,
+        stream: true,
+        temperature: 0.0,
+        seed: 7,
+        ignore_eos: false,
+        timeout_secs: 30.0,
+        prompt_cache: PromptCache::Cold,
+        slo: HashMap::new(),
+        energy_price_per_kwh: 0.3,
+        sample_interval_ms: 50,
+    }
+}
+
+fn target(server: &MockServer, model: &str) -> Target {
+    Target {
+        model: ModelRecord {
+            model: model.into(),
+            backend: "endpoint".into(),
+            endpoint: server.base_url.clone(),
+            license: None,
+            tags: vec![],
+            quantization: None,
+            disk_bytes: None,
+            load_ms: None,
+            status: ModelStatus::Running,
+            error: None,
+        },
+        endpoint: Endpoint {
+            base_url: server.base_url.clone(),
+            model: model.into(),
+            api_key: None,
+        },
+        probe: None,
+        managed: false,
+    }
+}
+
+/// Runs `targets` into a fresh SQLite store and reads the run back from it.
+async fn run(options: BenchOptions, targets: Vec<Target>) -> RunData {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("history.db")).unwrap();
+    let run = RunRecord {
+        id: "test-run-0001".into(),
+        started_unix_ms: 0,
+        finished_unix_ms: None,
+        status: RunStatus::Running,
+        options: serde_json::to_value(&options).unwrap(),
+        environment: Environment::default(),
+        client: serde_json::json!({}),
+    };
+    let (recorder, writer) = Recorder::start(store, &run).unwrap();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let interrupted = bench::run(&options, targets, &recorder, &Quiet, stop).await;
+    assert!(!interrupted);
+    drop(recorder);
+    let mut store = tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::task::spawn_blocking(move || store.load_run("test-run-0001"))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn script(ttft_ms: u64, itl_ms: u64, tokens: u32) -> MockScript {
+    MockScript {
+        ttft: Duration::from_millis(ttft_ms),
+        itl: Duration::from_millis(itl_ms),
+        tokens,
+        ..MockScript::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_delays_give_the_measured_latencies() {
+    let server = MockServer::start(HashMap::from([("m".to_string(), script(60, 15, 6))]))
+        .await
+        .unwrap();
+    let data = run(
+        options(vec![LoadShape::Concurrency { concurrency: 1 }], 2, None),
+        vec![target(&server, "m")],
+    )
+    .await;
+    assert_eq!(data.models[0].status, ModelStatus::Ok);
+    // 1 warm-up + 2 timed rounds of the 4 built-in prompts.
+    assert_eq!(data.requests.len(), 12);
+    assert_eq!(data.requests.iter().filter(|r| r.round == 0).count(), 4);
+    let log: HashMap<String, _> = server.log().into_iter().map(|e| (e.prompt.clone(), e)).collect();
+    assert_eq!(log.len(), 12 + 1, "12 measured requests and one load check");
+    for r in &data.requests {
+        assert_eq!(r.status, RequestStatus::Ok, "{:?}", r.error);
+        let sent = r.sent_ms.unwrap();
+        let ttft = r.first_token_ms.unwrap() - sent;
+        // The server cannot answer earlier than its script; the client adds only its own
+        // overhead on loopback.
+        assert!(ttft >= 60.0 - 1.0, "ttft {ttft}");
+        assert!(ttft < 60.0 + 40.0, "ttft {ttft}");
+        assert_eq!(r.chunk_ms.len(), 6);
+        for gap in r.chunk_ms.windows(2).map(|w| w[1] - w[0]) {
+            assert!(gap > 5.0 && gap < 40.0, "gap {gap}");
+        }
+        // Closed loop: no wait for a client slot.
+        assert!(sent - r.scheduled_ms < 5.0);
+        assert!(r.end_ms.unwrap() >= *r.chunk_ms.last().unwrap());
+        // The role-only first chunk arrives at once and is not the first token.
+        assert!(r.first_token_ms.unwrap() - r.first_chunk_ms.unwrap() > 40.0);
+        assert_eq!(r.token_source, TokenSource::Usage);
+        assert_eq!(r.completion_tokens, Some(6));
+        assert_eq!(r.counted_completion_tokens, Some(6));
+    }
+    let level = &data.levels[0];
+    assert_eq!(level.level, "c=1");
+    assert!(!level.samples.is_empty(), "the mock's /metrics is scraped");
+    // Timed requests start after the warm-up ones, on one clock.
+    let last_warmup = data.requests.iter().filter(|r| r.round == 0).map(|r| r.end_ms.unwrap());
+    let first_timed = data.requests.iter().filter(|r| r.round == 1).map(|r| r.scheduled_ms);
+    assert!(last_warmup.fold(0.0, f64::max) <= first_timed.fold(f64::MAX, f64::min));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_usage_the_chunks_are_counted_and_the_report_says_so() {
+    let mut no_usage = script(5, 2, 9);
+    no_usage.usage = false;
+    no_usage.role_chunk = false;
+    let server = MockServer::start(HashMap::from([("plain".to_string(), no_usage)]))
+        .await
+        .unwrap();
+    let data = run(
+        options(vec![LoadShape::Concurrency { concurrency: 2 }], 1, None),
+        vec![target(&server, "plain")],
+    )
+    .await;
+    assert!(data.requests.iter().all(|r| r.token_source == TokenSource::Chunks
+        && r.completion_tokens == Some(9)
+        && r.prompt_tokens.is_none()));
+    let summary = serde_json::to_value(hearth::report::summarize(&data)).unwrap();
+    let text = summary.to_string();
+    assert!(text.contains("chunks"), "the summary names the token source: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_models_are_marked_and_the_others_complete() {
+    let mut broken = script(5, 1, 3);
+    broken.fail_status = Some(500);
+    let mut hanging = script(5, 1, 3);
+    hanging.hang = true;
+    let server = MockServer::start(HashMap::from([
+        ("good".to_string(), script(5, 1, 3)),
+        ("broken".to_string(), broken),
+        ("hanging".to_string(), hanging),
+    ]))
+    .await
+    .unwrap();
+    let mut opts = options(vec![LoadShape::Concurrency { concurrency: 1 }], 1, Some(2));
+    opts.timeout_secs = 0.5;
+    let targets = vec![
+        target(&server, "broken"),
+        target(&server, "hanging"),
+        target(&server, "good"),
+        target(&server, "absent"),
+    ];
+    let data = run(opts, targets).await;
+    let status: HashMap<&str, (ModelStatus, Option<&str>)> = data
+        .models
+        .iter()
+        .map(|m| (m.model.as_str(), (m.status, m.error.as_deref())))
+        .collect();
+    assert_eq!(status["good"].0, ModelStatus::Ok);
+    for bad in ["broken", "hanging", "absent"] {
+        assert_eq!(status[bad].0, ModelStatus::Failed, "{bad}");
+    }
+    assert!(status["broken"].1.unwrap().contains("500"));
+    assert!(status["hanging"].1.unwrap().contains("no complete answer"));
+    assert!(status["absent"].1.unwrap().contains("404"));
+    let good: Vec<_> = data.requests.iter().filter(|r| r.model == "good").collect();
+    assert_eq!(good.len(), 4);
+    assert!(good.iter().all(|r| r.status == RequestStatus::Ok));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_keeps_its_schedule_and_queueing_shows_as_latency() {
+    // The server takes ~50 ms per request, one at a time (20/s); arrivals come at 40/s.
+    let mut slow = script(10, 10, 5);
+    slow.serial = true;
+    let server = MockServer::start(HashMap::from([("slow".to_string(), slow)]))
+        .await
+        .unwrap();
+    let shape = LoadShape::Rate {
+        rate: 40.0,
+        burstiness: 1.0,
+        max_concurrency: None,
+    };
+    let mut opts = options(vec![shape], 1, Some(40));
+    opts.warmup = 0;
+    let data = run(opts, vec![target(&server, "slow")]).await;
+    let mut requests = data.requests.clone();
+    requests.sort_by_key(|r| r.seq);
+    assert_eq!(requests.len(), 40);
+    // Scheduled starts are the seeded Poisson offsets, whatever the server did.
+    let offsets = bench::load::arrival_offsets(40, 40.0, 1.0, 7 ^ 1);
+    let origin = requests[0].scheduled_ms;
+    for (r, offset) in requests.iter().zip(&offsets) {
+        let expected = origin + offset.as_secs_f64() * 1000.0;
+        assert!((r.scheduled_ms - expected).abs() < 0.01, "seq {}", r.seq);
+        // Open loop without a cap: sent at once (the client's own lag only).
+        assert!(r.sent_ms.unwrap() - r.scheduled_ms < 20.0);
+    }
+    // Latency measured from the schedule grows as the queue builds.
+    let e2e = |r: &&hearth::store::record::RequestRecord| r.end_ms.unwrap() - r.scheduled_ms;
+    let early: f64 = requests[..10].iter().map(|r| e2e(&r)).sum::<f64>() / 10.0;
+    let late: f64 = requests[30..].iter().map(|r| e2e(&r)).sum::<f64>() / 10.0;
+    assert!(late > 2.0 * early, "early {early:.1} ms, late {late:.1} ms");
+
+    // The same load with a client-side cap of one request in flight on a fast server: the
+    // wait for the slot is recorded and counted in latency, not hidden.
+    let server = MockServer::start(HashMap::from([("fast".to_string(), script(30, 5, 3))]))
+        .await
+        .unwrap();
+    let capped = LoadShape::Rate {
+        rate: 100.0,
+        burstiness: 1.0,
+        max_concurrency: Some(1),
+    };
+    let mut opts = options(vec![capped], 1, Some(20));
+    opts.warmup = 0;
+    let data = run(opts, vec![target(&server, "fast")]).await;
+    let waits: Vec<f64> = data
+        .requests
+        .iter()
+        .map(|r| r.sent_ms.unwrap() - r.scheduled_ms)
+        .collect();
+    let max_wait = waits.iter().cloned().fold(0.0, f64::max);
+    assert!(max_wait > 200.0, "max wait {max_wait:.1} ms");
+    for r in &data.requests {
+        let e2e = r.end_ms.unwrap() - r.scheduled_ms;
+        assert!(e2e >= r.sent_ms.unwrap() - r.scheduled_ms + 30.0 - 1.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calibration_compares_the_client_with_the_server() {
+    let c = bench::calibrate(8, 16).await.unwrap();
+    assert_eq!(c.requests, 16);
+    assert!(c.ttft_error_p50_ms >= 0.0 && c.ttft_error_p50_ms < 20.0, "{c:?}");
+    assert!(c.ttft_error_p99_ms >= c.ttft_error_p50_ms);
+}

@@ -1,0 +1,662 @@
+//! The run history against both databases it supports: every test body below runs once on a
+//! real SQLite file in a temporary folder and once on a real PostgreSQL (in a fresh schema of
+//! the database named by `HEARTH_TEST_PG_URL`, dropped afterwards).
+
+use std::path::PathBuf;
+
+use hearth::store::record::{
+    Environment, LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus,
+    RunData, RunRecord, RunStatus, Sample, TokenSource,
+};
+use hearth::store::{Store, StoreError, SCHEMA_VERSION};
+use serde_json::json;
+
+const PG_HELP: &str = "HEARTH_TEST_PG_URL is not set, and the store tests run against PostgreSQL \
+as well as SQLite (they are never skipped). Run scripts/setup.sh (it installs and starts \
+PostgreSQL and creates the role hearth/hearth and the database hearth_test), then \
+`export HEARTH_TEST_PG_URL=postgres://hearth:hearth@127.0.0.1:5432/hearth_test`, or run the \
+whole suite with scripts/test.sh, which does both.";
+
+/// One database to test against, with raw access for what the public API must not allow.
+enum Backend {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Postgres {
+        /// The URL given to `Store::open`: the test URL with `search_path` set to `schema`.
+        url: String,
+        base_url: String,
+        schema: String,
+    },
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder that does not exist yet: `open` must create it.
+        let path = dir.path().join("nested/history.db");
+        Backend::Sqlite { _dir: dir, path }
+    }
+
+    fn postgres(test: &str) -> Backend {
+        let base_url = std::env::var("HEARTH_TEST_PG_URL").unwrap_or_else(|_| panic!("{PG_HELP}"));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let schema = format!("hearth_t_{test}_{}_{nanos}", std::process::id());
+        let mut admin = postgres::Client::connect(&base_url, postgres::NoTls).unwrap_or_else(|e| {
+            panic!("cannot connect to HEARTH_TEST_PG_URL={base_url}: {e}\n{PG_HELP}")
+        });
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap();
+        let sep = if base_url.contains('?') { '&' } else { '?' };
+        let url = format!("{base_url}{sep}options=-c%20search_path%3D{schema}");
+        Backend::Postgres {
+            url,
+            base_url,
+            schema,
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Backend::Sqlite { path, .. } => path.display().to_string(),
+            Backend::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    fn open(&self) -> Store {
+        Store::open(&self.url()).unwrap_or_else(|e| panic!("open {}: {e}", self.url()))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Runs SQL behind the store's back.
+    fn raw(&self, sql: &str) {
+        match self {
+            Backend::Sqlite { path, .. } => rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Backend::Postgres { url, .. } => postgres::Client::connect(url, postgres::NoTls)
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap(),
+        }
+    }
+
+    /// `(version, applied_unix_ms)` rows of `schema_migrations`, by version.
+    fn migrations(&self) -> Vec<(i64, i64)> {
+        let sql = "SELECT version, applied_unix_ms FROM schema_migrations ORDER BY version";
+        match self {
+            Backend::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+                rows.map(Result::unwrap).collect()
+            }
+            Backend::Postgres { url, .. } => postgres::Client::connect(url, postgres::NoTls)
+                .unwrap()
+                .query(sql, &[])
+                .unwrap()
+                .iter()
+                .map(|r| (i64::from(r.get::<_, i32>(0)), r.get(1)))
+                .collect(),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Backend::Postgres {
+            base_url, schema, ..
+        } = self
+        {
+            if let Ok(mut admin) = postgres::Client::connect(base_url, postgres::NoTls) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+/// Each test body, once per database.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::Backend::sqlite()); } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(super::Backend::postgres(stringify!($name))); } )*
+        }
+    };
+}
+
+on_both!(
+    round_trip_is_exact,
+    upserts_overwrite_and_keep_order,
+    list_and_resolve,
+    migrations_apply_once,
+    future_schema_is_refused,
+    crash_keeps_finished_requests,
+    request_batches_are_all_or_nothing,
+    unstorable_values_are_refused,
+);
+
+fn run(id: &str, started: i64) -> RunRecord {
+    RunRecord {
+        id: id.to_string(),
+        started_unix_ms: started,
+        finished_unix_ms: None,
+        status: RunStatus::Running,
+        options: json!({"models": ["smollm2", "qwen"], "rounds": 3, "prompts": "default"}),
+        environment: Environment {
+            hostname: "box".into(),
+            os: "Debian 12".into(),
+            kernel: "6.1".into(),
+            cpu_model: "Some CPU @ 3.0GHz".into(),
+            cpu_features: vec!["avx2".into(), "fma".into()],
+            logical_cpus: 2,
+            physical_cores: 1,
+            memory_bytes: 8 * 1024 * 1024 * 1024,
+            threads: 2,
+            hearth_version: "0.1.0".into(),
+            llama_cpp_version: "b1234".into(),
+            git_commit: None,
+        },
+        client: json!({}),
+    }
+}
+
+fn model(name: &str, status: ModelStatus, error: Option<&str>) -> ModelRecord {
+    ModelRecord {
+        model: name.to_string(),
+        backend: "hearth".into(),
+        endpoint: "http://127.0.0.1:5273/v1".into(),
+        license: Some("apache-2.0".into()),
+        tags: vec!["chat".into(), "small".into()],
+        quantization: Some("Q4_1".into()),
+        disk_bytes: Some(i64::MAX as u64),
+        load_ms: Some(812.25),
+        status,
+        error: error.map(str::to_string),
+    }
+}
+
+fn level(model: &str, shape: LoadShape, samples: usize) -> LevelRecord {
+    LevelRecord {
+        model: model.to_string(),
+        level: shape.label(),
+        shape,
+        duration_ms: 12_345.678_901_234_567,
+        peak_rss_bytes: Some(123_456_789),
+        server_cpu_ms: None,
+        client_cpu_ms: 0.1 + 0.2,
+        client_lag_p99_ms: 1.0 / 3.0,
+        client_bottleneck: true,
+        energy_j: Some(42.0),
+        energy_method: Some("estimate: 15 W × cpu share".into()),
+        samples: (0..samples)
+            .map(|i| Sample {
+                t_ms: i as f64 * 100.000_000_1 + 0.1,
+                rss_bytes: Some(1 << 30),
+                cpu_cores: Some(1.0 / 7.0),
+                server_queue: None,
+                server_active: Some(i as f64),
+                server_kv_usage: Some(0.123_456_789_012_345_67),
+            })
+            .collect(),
+        server_metrics: Some(json!({"requests": 4, "ttft_mean_ms": 12.5})),
+    }
+}
+
+fn request(model: &str, level: &str, round: u32, seq: u32) -> RequestRecord {
+    let base = seq as f64 * 1000.0 / 3.0;
+    RequestRecord {
+        model: model.to_string(),
+        level: level.to_string(),
+        round,
+        seq,
+        prompt_id: format!("p{seq}"),
+        scheduled_ms: base,
+        sent_ms: Some(base + 0.017),
+        first_byte_ms: Some(base + 3.141_592_653_589_793),
+        first_chunk_ms: Some(base + 4.0),
+        first_token_ms: Some(base + 5.5),
+        end_ms: Some(base + 99.999_999_999),
+        chunk_ms: vec![base + 5.5, base + 17.123_456_789_012_3, base + 99.9],
+        status: RequestStatus::Ok,
+        http_status: Some(200),
+        error: None,
+        prompt_tokens: Some(31),
+        completion_tokens: Some(3),
+        cached_tokens: Some(0),
+        token_source: TokenSource::Usage,
+        counted_completion_tokens: Some(3),
+        server_timings: Some(json!({"prompt_ms": 1.5, "predicted_per_second": 88.125})),
+        output: "Résumé: 会議のメモ — «ok» 🚀\n\"quoted\"\t\\".into(),
+    }
+}
+
+/// A request that got nowhere: every optional field `None`.
+fn failed_request(model: &str, level: &str, round: u32, seq: u32) -> RequestRecord {
+    RequestRecord {
+        sent_ms: None,
+        first_byte_ms: None,
+        first_chunk_ms: None,
+        first_token_ms: None,
+        end_ms: None,
+        chunk_ms: vec![],
+        status: RequestStatus::Timeout,
+        http_status: None,
+        error: Some("no answer within 60 s".into()),
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached_tokens: None,
+        token_source: TokenSource::Chunks,
+        counted_completion_tokens: None,
+        server_timings: None,
+        output: String::new(),
+        ..request(model, level, round, seq)
+    }
+}
+
+/// A run with two models (the second failed), levels with samples, and requests written in
+/// several batches and out of order.
+fn write_sample_run(store: &mut Store, id: &str, started: i64) -> RunData {
+    let run = run(id, started);
+    store.insert_run(&run).unwrap();
+    let a = model("smollm2", ModelStatus::Ok, None);
+    let b = model(
+        "qwen",
+        ModelStatus::Failed,
+        Some("could not load: out of memory"),
+    );
+    store.upsert_model(id, &a).unwrap();
+    store.upsert_model(id, &b).unwrap();
+    let c1 = level("smollm2", LoadShape::Concurrency { concurrency: 1 }, 3);
+    let r2 = level(
+        "smollm2",
+        LoadShape::Rate {
+            rate: 2.5,
+            burstiness: 0.5,
+            max_concurrency: None,
+        },
+        0,
+    );
+    store.upsert_level(id, &c1).unwrap();
+    store.upsert_level(id, &r2).unwrap();
+
+    let mut b_req = failed_request("qwen", "c=1", 0, 0);
+    b_req.status = RequestStatus::Error;
+    b_req.http_status = Some(503);
+    let written = [
+        vec![request("smollm2", "r=2.5", 1, 1), b_req.clone()],
+        vec![
+            request("smollm2", "c=1", 1, 2),
+            request("smollm2", "c=1", 1, 1),
+        ],
+        vec![
+            request("smollm2", "c=1", 0, 0),
+            failed_request("smollm2", "r=2.5", 1, 0),
+        ],
+    ];
+    for batch in &written {
+        store.insert_requests(id, batch).unwrap();
+    }
+    store.insert_requests(id, &[]).unwrap();
+    RunData {
+        run,
+        models: vec![a, b],
+        levels: vec![c1, r2],
+        requests: vec![
+            request("smollm2", "c=1", 0, 0),
+            request("smollm2", "c=1", 1, 1),
+            request("smollm2", "c=1", 1, 2),
+            failed_request("smollm2", "r=2.5", 1, 0),
+            request("smollm2", "r=2.5", 1, 1),
+            b_req,
+        ],
+    }
+}
+
+fn round_trip_is_exact(db: Backend) {
+    let mut store = db.open();
+    assert_eq!(store.kind(), db.kind());
+    let expected = write_sample_run(&mut store, "20260101-120000-abcd", 1_767_268_800_000);
+    assert_eq!(store.load_run("20260101-120000-abcd").unwrap(), expected);
+
+    let mut done = expected.run.clone();
+    done.status = RunStatus::Complete;
+    done.finished_unix_ms = Some(1_767_268_900_000);
+    done.client = json!({"floor_ms": 0.25, "bottleneck": false, "lag_p99_ms": [1, 2]});
+    done.options = json!({"rounds": 5});
+    store.update_run(&done).unwrap();
+    drop(store);
+
+    // What a later process reads, through a fresh connection.
+    let loaded = db.open().load_run("20260101-120000-abcd").unwrap();
+    assert_eq!(loaded.run, done);
+    assert_eq!(loaded.models, expected.models);
+    assert_eq!(loaded.levels, expected.levels);
+    assert_eq!(loaded.requests, expected.requests);
+
+    let mut store = db.open();
+    let missing = run("nope", 0);
+    assert!(matches!(
+        store.update_run(&missing),
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(matches!(
+        store.load_run("nope"),
+        Err(StoreError::RunNotFound(_))
+    ));
+}
+
+fn upserts_overwrite_and_keep_order(db: Backend) {
+    let mut store = db.open();
+    let id = "20260101-120000-abcd";
+    let mut expected = write_sample_run(&mut store, id, 1);
+
+    // The first model is written again later: it changes, but stays first.
+    let mut a = expected.models[0].clone();
+    a.status = ModelStatus::Interrupted;
+    a.load_ms = None;
+    a.error = Some("stopped".into());
+    a.tags = vec![];
+    store.upsert_model(id, &a).unwrap();
+    expected.models[0] = a;
+
+    let mut c1 = expected.levels[0].clone();
+    c1.samples = level("smollm2", LoadShape::Concurrency { concurrency: 1 }, 7).samples;
+    c1.client_bottleneck = false;
+    c1.server_metrics = None;
+    c1.energy_j = None;
+    store.upsert_level(id, &c1).unwrap();
+    expected.levels[0] = c1;
+
+    // A third model, measured after the first two.
+    let c = model("gemma", ModelStatus::Ok, None);
+    store.upsert_model(id, &c).unwrap();
+    expected.models.push(c);
+    let lc = level("gemma", LoadShape::Concurrency { concurrency: 4 }, 1);
+    store.upsert_level(id, &lc).unwrap();
+    expected.levels.push(lc);
+    store
+        .insert_requests(id, &[request("gemma", "c=4", 1, 0)])
+        .unwrap();
+    expected.requests.push(request("gemma", "c=4", 1, 0));
+
+    assert_eq!(store.load_run(id).unwrap(), expected);
+}
+
+fn list_and_resolve(db: Backend) {
+    let mut store = db.open();
+    assert!(store.list_runs().unwrap().is_empty());
+    assert!(matches!(
+        store.resolve("latest"),
+        Err(StoreError::RunNotFound(_))
+    ));
+
+    // Written out of time order on purpose.
+    write_sample_run(&mut store, "20260102-000000-aaab", 2_000);
+    store
+        .insert_run(&run("20260101-000000-aaaa", 1_000))
+        .unwrap();
+    store
+        .insert_run(&run("20260103-000000-bbbb", 3_000))
+        .unwrap();
+
+    let list = store.list_runs().unwrap();
+    let ids: Vec<&str> = list.iter().map(|l| l.run.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "20260103-000000-bbbb",
+            "20260102-000000-aaab",
+            "20260101-000000-aaaa"
+        ]
+    );
+    assert_eq!(list[1].models, ["smollm2", "qwen"]);
+    // Warm-up (round 0) requests are not counted; two timed ones failed.
+    assert_eq!((list[1].requests, list[1].failed_requests), (4, 1));
+    assert!(list[0].models.is_empty());
+    assert_eq!((list[0].requests, list[0].failed_requests), (0, 0));
+    assert_eq!(list[2].run, run("20260101-000000-aaaa", 1_000));
+
+    let resolve = |store: &mut Store, s: &str| store.resolve(s);
+    assert_eq!(
+        resolve(&mut store, "20260102-000000-aaab").unwrap(),
+        "20260102-000000-aaab"
+    );
+    assert_eq!(
+        resolve(&mut store, "20260103").unwrap(),
+        "20260103-000000-bbbb"
+    );
+    assert_eq!(
+        resolve(&mut store, "latest").unwrap(),
+        "20260103-000000-bbbb"
+    );
+    assert_eq!(
+        resolve(&mut store, "latest~1").unwrap(),
+        "20260102-000000-aaab"
+    );
+    assert_eq!(
+        resolve(&mut store, "latest~2").unwrap(),
+        "20260101-000000-aaaa"
+    );
+    match resolve(&mut store, "latest~3") {
+        Err(e @ StoreError::RunNotFound(_)) => assert!(e.to_string().contains("latest~3")),
+        other => panic!("latest~3 resolved to {other:?}"),
+    }
+    match resolve(&mut store, "2027") {
+        Err(e @ StoreError::RunNotFound(_)) => {
+            assert!(e.to_string().contains("no run `2027`"), "{e}")
+        }
+        other => panic!("unknown id resolved to {other:?}"),
+    }
+    assert!(matches!(
+        resolve(&mut store, ""),
+        Err(StoreError::RunNotFound(_))
+    ));
+    match resolve(&mut store, "2026010") {
+        Err(e @ StoreError::AmbiguousRun { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("matches several runs"), "{msg}");
+            assert!(msg.contains("20260101-000000-aaaa") && msg.contains("20260103-000000-bbbb"));
+        }
+        other => panic!("ambiguous prefix resolved to {other:?}"),
+    }
+    // A prefix is matched as text: SQL wildcards mean nothing.
+    assert!(matches!(
+        resolve(&mut store, "2026010_"),
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(matches!(
+        resolve(&mut store, "%"),
+        Err(StoreError::RunNotFound(_))
+    ));
+}
+
+fn migrations_apply_once(db: Backend) {
+    let mut store = db.open();
+    store.insert_run(&run("r1", 1)).unwrap();
+    drop(store);
+    let first = db.migrations();
+    assert_eq!(first.len() as i64, SCHEMA_VERSION);
+    assert_eq!(first.last().unwrap().0, SCHEMA_VERSION);
+
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let mut store = db.open();
+    let again = db.open();
+    drop(again);
+    assert_eq!(db.migrations(), first, "a migration was applied twice");
+    assert_eq!(store.resolve("latest").unwrap(), "r1");
+}
+
+fn future_schema_is_refused(db: Backend) {
+    drop(db.open());
+    let future = SCHEMA_VERSION + 1;
+    db.raw(&format!(
+        "INSERT INTO schema_migrations (version, applied_unix_ms) VALUES ({future}, 0)"
+    ));
+    match Store::open(&db.url()) {
+        Err(e @ StoreError::SchemaTooNew { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("newer hearth"), "{msg}");
+            assert!(msg.contains(&format!("schema version {future}")), "{msg}");
+            assert!(!msg.contains(":hearth@"), "password leaked: {msg}");
+        }
+        Err(e) => panic!("wrong error for a future schema: {e}"),
+        Ok(_) => panic!("a database from a newer hearth was opened"),
+    }
+}
+
+fn crash_keeps_finished_requests(db: Backend) {
+    let mut store = db.open();
+    let id = "20260101-000000-dead";
+    store.insert_run(&run(id, 5)).unwrap();
+    store
+        .upsert_model(id, &model("smollm2", ModelStatus::Running, None))
+        .unwrap();
+    let reqs = vec![
+        request("smollm2", "c=1", 0, 0),
+        request("smollm2", "c=1", 1, 1),
+    ];
+    store.insert_requests(id, &reqs).unwrap();
+    // The process dies here: no level, no update_run.
+    drop(store);
+
+    let mut store = db.open();
+    let data = store.load_run(id).unwrap();
+    assert_eq!(data.run.status, RunStatus::Running);
+    assert_eq!(data.run.finished_unix_ms, None);
+    assert_eq!(data.models[0].status, ModelStatus::Running);
+    assert!(data.levels.is_empty());
+    assert_eq!(data.requests, reqs);
+    let listing = &store.list_runs().unwrap()[0];
+    assert_eq!(
+        (listing.run.status, listing.requests),
+        (RunStatus::Running, 1)
+    );
+}
+
+fn request_batches_are_all_or_nothing(db: Backend) {
+    let mut store = db.open();
+    let id = "r";
+    store.insert_run(&run(id, 1)).unwrap();
+    store
+        .insert_requests(id, &[request("m", "c=1", 1, 0)])
+        .unwrap();
+    // The second request duplicates the stored one: the whole batch is refused.
+    let batch = [request("m", "c=1", 1, 1), request("m", "c=1", 1, 0)];
+    assert!(store.insert_requests(id, &batch).is_err());
+    assert_eq!(
+        store.load_run(id).unwrap().requests,
+        [request("m", "c=1", 1, 0)]
+    );
+    // And the connection is still usable afterwards.
+    store
+        .insert_requests(id, &[request("m", "c=1", 1, 1)])
+        .unwrap();
+    assert_eq!(store.load_run(id).unwrap().requests.len(), 2);
+    // Requests of an unknown run are refused (foreign key).
+    assert!(store
+        .insert_requests("no-such-run", &[request("m", "c=1", 1, 0)])
+        .is_err());
+}
+
+fn unstorable_values_are_refused(db: Backend) {
+    let mut store = db.open();
+    store.insert_run(&run("r", 1)).unwrap();
+    let mut m = model("m", ModelStatus::Ok, None);
+    m.disk_bytes = Some(u64::MAX);
+    match store.upsert_model("r", &m) {
+        Err(e @ StoreError::Unstorable { .. }) => assert!(e.to_string().contains("disk_bytes")),
+        other => panic!("u64::MAX stored: {other:?}"),
+    }
+    assert!(
+        matches!(store.insert_run(&run("r", 2)), Err(_)),
+        "duplicate run id accepted"
+    );
+}
+
+#[test]
+fn sqlite_urls_and_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, prefix) in ["sqlite://", "sqlite:", ""].iter().enumerate() {
+        let path = dir.path().join(format!("deep/er/{i}/history.db"));
+        let mut store = Store::open(&format!("{prefix}{}", path.display())).unwrap();
+        assert_eq!(store.kind(), "sqlite");
+        assert_eq!(store.location(), path.display().to_string());
+        store.insert_run(&run("x", 1)).unwrap();
+        assert!(path.exists());
+    }
+    for bad in ["", "mysql://u:p@h/db", "sqlite://"] {
+        match Store::open(bad) {
+            Err(e @ StoreError::BadUrl(_)) => assert!(!e.to_string().contains(":p@"), "{e}"),
+            Err(e) => panic!("{bad:?}: wrong error {e}"),
+            Ok(_) => panic!("{bad:?} opened"),
+        }
+    }
+}
+
+#[test]
+fn sqlite_reader_sees_a_run_while_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let mut writer = Store::open_sqlite(&path).unwrap();
+    writer.insert_run(&run("live", 1)).unwrap();
+    writer
+        .insert_requests("live", &[request("m", "c=1", 1, 0)])
+        .unwrap();
+    let mut reader = Store::open_sqlite(&path).unwrap();
+    assert_eq!(reader.list_runs().unwrap()[0].requests, 1);
+    writer
+        .insert_requests("live", &[request("m", "c=1", 1, 1)])
+        .unwrap();
+    assert_eq!(reader.load_run("live").unwrap().requests.len(), 2);
+}
+
+#[test]
+fn postgres_location_hides_the_password() {
+    let db = Backend::postgres("location");
+    let store = db.open();
+    assert_eq!(store.kind(), "postgres");
+    let location = store.location();
+    assert!(location.starts_with("postgres"), "{location}");
+    if let Backend::Postgres { base_url, .. } = &db {
+        if let Some(password) = base_url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once('@'))
+            .and_then(|(userinfo, _)| userinfo.split_once(':'))
+            .map(|(_, p)| p)
+        {
+            assert!(!location.contains(&format!(":{password}@")), "{location}");
+            assert!(location.contains(":***@"), "{location}");
+        }
+    }
+}
+
+#[test]
+fn postgres_unreachable_is_a_clear_error() {
+    // Port 1 on localhost: nothing listens there.
+    match Store::open("postgres://hearth:secret@127.0.0.1:1/hearth_test") {
+        Err(e @ StoreError::Open { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("could not open the run history"), "{msg}");
+            assert!(!msg.contains("secret"), "{msg}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a database on port 1"),
+    }
+}
