@@ -52,10 +52,13 @@ if ! pg_lsclusters -h | grep -q .; then
   pg_root pg_createcluster "$pg_version" main >&2
 fi
 pg_lsclusters -h | while read -r ver name _port status _rest; do
-  if [ "$status" != online ]; then
-    log "starting PostgreSQL cluster $ver/$name"
-    pg_root pg_ctlcluster "$ver" "$name" start >&2
-  fi
+  case $status in
+    online*) ;;
+    *)
+      log "starting PostgreSQL cluster $ver/$name"
+      pg_root pg_ctlcluster "$ver" "$name" start >&2
+      ;;
+  esac
 done
 for _ in $(seq 1 30); do
   pg_isready -q -h 127.0.0.1 -p 5432 && break

@@ -195,8 +195,7 @@ pub fn bootstrap_diff_ci(
 ) -> Option<Interval> {
     let a = sorted_finite(a);
     let b = sorted_finite(b);
-    if a.is_empty() || b.is_empty() || resamples == 0 || !(confidence > 0.0 && confidence < 1.0)
-    {
+    if a.is_empty() || b.is_empty() || resamples == 0 || !(confidence > 0.0 && confidence < 1.0) {
         return None;
     }
     let mut rng = StdRng::seed_from_u64(seed);
@@ -281,8 +280,7 @@ fn erfc(x: f64) -> f64 {
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
                             + t * (-1.135_203_98
-                                + t * (1.488_515_87
-                                    + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 {
         r
@@ -321,7 +319,10 @@ mod tests {
         assert_eq!(Distribution::from_values(&[f64::NAN, f64::INFINITY]), None);
         let one = Distribution::from_values(&[7.0, f64::NAN]).unwrap();
         assert_eq!(one.count, 1);
-        assert_eq!((one.mean, one.median, one.std, one.p99), (7.0, 7.0, 0.0, 7.0));
+        assert_eq!(
+            (one.mean, one.median, one.std, one.p99),
+            (7.0, 7.0, 0.0, 7.0)
+        );
         // Even count: the median is the midpoint; np.percentile([1, 2, 4, 8], 25) = 1.75.
         assert_eq!(median(&[8.0, 1.0, 4.0, 2.0]), Some(3.0));
         assert_eq!(percentile(&[8.0, 1.0, 4.0, 2.0], 25.0), Some(1.75));
@@ -360,7 +361,10 @@ mod tests {
         let same = bootstrap_diff_ci(&a, &a, Center::Mean, 0.95, 1000, 7).unwrap();
         assert!(!same.excludes_zero(), "{same:?}");
         assert!(same.low <= 0.0 && same.high >= 0.0);
-        assert_eq!(bootstrap_diff_ci(&[], &a, Center::Median, 0.95, 10, 1), None);
+        assert_eq!(
+            bootstrap_diff_ci(&[], &a, Center::Median, 0.95, 10, 1),
+            None
+        );
         assert_eq!(bootstrap_diff_ci(&a, &a, Center::Median, 1.0, 10, 1), None);
     }
 

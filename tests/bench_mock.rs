@@ -138,7 +138,7 @@ async fn known_delays_give_the_measured_latencies() {
         assert!(sent - r.scheduled_ms < 5.0);
         assert!(r.end_ms.unwrap() >= *r.chunk_ms.last().unwrap());
         // The role-only first chunk arrives at once and is not the first token.
-        assert!(r.first_token_ms.unwrap() - r.first_chunk_ms.unwrap() > 40.0);
+        assert!(r.first_token_ms.unwrap() - r.first_chunk_ms.unwrap() > 40.0, "{r:?}");
         assert_eq!(r.token_source, TokenSource::Usage);
         assert_eq!(r.completion_tokens, Some(6));
         assert_eq!(r.counted_completion_tokens, Some(6));

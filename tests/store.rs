@@ -46,9 +46,10 @@ impl Backend {
             .unwrap()
             .as_nanos();
         let schema = format!("hearth_t_{test}_{}_{nanos}", std::process::id());
-        let mut admin = postgres::Client::connect(&base_url, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("cannot connect to HEARTH_TEST_PG_URL={base_url}: {e}\n{PG_HELP}")
-        });
+        let mut admin =
+            ::postgres::Client::connect(&base_url, ::postgres::NoTls).unwrap_or_else(|e| {
+                panic!("cannot connect to HEARTH_TEST_PG_URL={base_url}: {e}\n{PG_HELP}")
+            });
         admin
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
@@ -88,7 +89,7 @@ impl Backend {
                 .unwrap()
                 .execute_batch(sql)
                 .unwrap(),
-            Backend::Postgres { url, .. } => postgres::Client::connect(url, postgres::NoTls)
+            Backend::Postgres { url, .. } => ::postgres::Client::connect(url, ::postgres::NoTls)
                 .unwrap()
                 .batch_execute(sql)
                 .unwrap(),
@@ -105,7 +106,7 @@ impl Backend {
                 let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
                 rows.map(Result::unwrap).collect()
             }
-            Backend::Postgres { url, .. } => postgres::Client::connect(url, postgres::NoTls)
+            Backend::Postgres { url, .. } => ::postgres::Client::connect(url, ::postgres::NoTls)
                 .unwrap()
                 .query(sql, &[])
                 .unwrap()
@@ -122,7 +123,7 @@ impl Drop for Backend {
             base_url, schema, ..
         } = self
         {
-            if let Ok(mut admin) = postgres::Client::connect(base_url, postgres::NoTls) {
+            if let Ok(mut admin) = ::postgres::Client::connect(base_url, ::postgres::NoTls) {
                 let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
             }
         }
@@ -229,7 +230,7 @@ fn request(model: &str, level: &str, round: u32, seq: u32) -> RequestRecord {
         prompt_id: format!("p{seq}"),
         scheduled_ms: base,
         sent_ms: Some(base + 0.017),
-        first_byte_ms: Some(base + 3.141_592_653_589_793),
+        first_byte_ms: Some(base + 2.718_281_9e-3 * 1234.0),
         first_chunk_ms: Some(base + 4.0),
         first_token_ms: Some(base + 5.5),
         end_ms: Some(base + 99.999_999_999),
@@ -585,7 +586,7 @@ fn unstorable_values_are_refused(db: Backend) {
         other => panic!("u64::MAX stored: {other:?}"),
     }
     assert!(
-        matches!(store.insert_run(&run("r", 2)), Err(_)),
+        store.insert_run(&run("r", 2)).is_err(),
         "duplicate run id accepted"
     );
 }

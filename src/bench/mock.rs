@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -107,6 +108,10 @@ impl MockServer {
             .route("/v1/models", get(models))
             .route("/metrics", get(metrics))
             .with_state(state);
+        // As real servers should: each streamed chunk leaves at once (no Nagle delay).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

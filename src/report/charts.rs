@@ -8,6 +8,7 @@
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Chart width and height, pixels (the page scales them down on narrow screens).
 const W: u32 = 720;
@@ -38,6 +39,29 @@ pub(crate) fn css_color(i: usize) -> String {
     let c = color(i);
     format!("rgb({},{},{})", c.0, c.1, c.2)
 }
+
+/// Axis tick text without plotters' trailing `.0`: `100`, `2.5`, `0.25`.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    let s = if a >= 1000.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Grid colours: faint minor lines, light major lines.
+const LIGHT: RGBColor = RGBColor(246, 246, 246);
+const BOLD: RGBColor = RGBColor(222, 222, 222);
 
 fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
@@ -83,8 +107,15 @@ pub(crate) struct Line {
 }
 
 /// A line chart: one or more series on shared axes.
-pub(crate) fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line], y_from_zero: bool) -> Result<String, String> {
-    let ((x0, x1), (y0, y1)) = bounds(lines.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
+pub(crate) fn line_chart(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: &[Line],
+    y_from_zero: bool,
+) -> Result<String, String> {
+    let ((x0, x1), (y0, y1)) =
+        bounds(lines.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
     let (x0, x1) = padded(x0, x1, false);
     let (y0, y1) = padded(y0, y1, y_from_zero);
     let mut svg = String::new();
@@ -102,8 +133,10 @@ pub(crate) fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
-            .light_line_style(RGBColor(238, 238, 238))
-            .bold_line_style(RGBColor(220, 220, 220))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .light_line_style(LIGHT)
+            .bold_line_style(BOLD)
             .axis_desc_style((FONT, 13))
             .label_style((FONT, 12))
             .draw()
@@ -111,7 +144,9 @@ pub(crate) fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]
         for l in lines {
             let c = color(l.color);
             let style = c.stroke_width(2);
-            let legend = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2));
+            let legend = move |(x, y): (i32, i32)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+            };
             if l.dashed {
                 chart
                     .draw_series(DashedLineSeries::new(l.points.iter().copied(), 6, 4, style))
@@ -146,7 +181,11 @@ pub(crate) fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]
 
 /// Empirical CDF lines of several samples: the whole latency distribution at a glance, tails
 /// included, which a mean or a box hides.
-pub(crate) fn cdf_chart(title: &str, x_desc: &str, samples: &[(String, usize, Vec<f64>)]) -> Result<String, String> {
+pub(crate) fn cdf_chart(
+    title: &str,
+    x_desc: &str,
+    samples: &[(String, usize, Vec<f64>)],
+) -> Result<String, String> {
     let lines: Vec<Line> = samples
         .iter()
         .filter(|(_, _, v)| !v.is_empty())
@@ -159,7 +198,13 @@ pub(crate) fn cdf_chart(title: &str, x_desc: &str, samples: &[(String, usize, Ve
                 points.push((*x, i as f64 / n * 100.0));
                 points.push((*x, (i + 1) as f64 / n * 100.0));
             }
-            Line { name: name.clone(), color: *c, points, dashed: false, markers: false }
+            Line {
+                name: name.clone(),
+                color: *c,
+                points,
+                dashed: false,
+                markers: false,
+            }
         })
         .collect();
     if lines.is_empty() {
@@ -169,14 +214,27 @@ pub(crate) fn cdf_chart(title: &str, x_desc: &str, samples: &[(String, usize, Ve
 }
 
 /// A horizontal bar chart, one bar per label: long model names stay readable.
-pub(crate) fn bar_chart(title: &str, x_desc: &str, bars: &[(String, usize, f64)], value_fmt: &dyn Fn(f64) -> String) -> Result<String, String> {
-    let bars: Vec<&(String, usize, f64)> = bars.iter().filter(|b| b.2.is_finite()).collect();
+pub(crate) fn bar_chart(
+    title: &str,
+    x_desc: &str,
+    bars: &[(String, usize, f64)],
+    value_fmt: &dyn Fn(f64) -> String,
+) -> Result<String, String> {
+    // Segment 0 is drawn at the bottom: reverse so the first bar is on top. The segmented
+    // range 0..n−1 has n segments; a single bar needs 0..1 (plotters labels no segment of an
+    // empty range), leaving one empty row.
+    let bars: Vec<&(String, usize, f64)> = bars.iter().rev().filter(|b| b.2.is_finite()).collect();
     if bars.is_empty() {
         return Err("no data".into());
     }
     let max = bars.iter().map(|b| b.2).fold(0.0, f64::max);
     let (_, x1) = padded(0.0, max * 1.12, true);
-    let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(4).min(32);
+    let longest = bars
+        .iter()
+        .map(|b| b.0.chars().count())
+        .max()
+        .unwrap_or(4)
+        .min(32);
     let h = (80 + 34 * bars.len() as u32).max(160);
     let labels: Vec<String> = bars.iter().map(|b| truncate(&b.0, 32)).collect();
     let mut svg = String::new();
@@ -188,14 +246,15 @@ pub(crate) fn bar_chart(title: &str, x_desc: &str, bars: &[(String, usize, f64)]
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size((longest as u32 * 7 + 16).max(60))
-            .build_cartesian_2d(0f64..x1, (0..bars.len()).into_segmented())
+            .build_cartesian_2d(0f64..x1, (0..(bars.len() - 1).max(1)).into_segmented())
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .x_desc(x_desc)
-            .light_line_style(RGBColor(238, 238, 238))
-            .bold_line_style(RGBColor(220, 220, 220))
+            .x_label_formatter(&tick)
+            .light_line_style(LIGHT)
+            .bold_line_style(BOLD)
             .axis_desc_style((FONT, 13))
             .label_style((FONT, 12))
             .y_labels(bars.len())
@@ -207,14 +266,26 @@ pub(crate) fn bar_chart(title: &str, x_desc: &str, bars: &[(String, usize, f64)]
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let mut r = Rectangle::new([(0.0, SegmentValue::Exact(i)), (b.2, SegmentValue::Exact(i + 1))], color(b.1).filled());
+                let mut r = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(i)),
+                        (b.2, SegmentValue::Exact(i + 1)),
+                    ],
+                    color(b.1).filled(),
+                );
                 r.set_margin(5, 5, 0, 0);
                 r
             }))
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                Text::new(format!(" {}", value_fmt(b.2)), (b.2, SegmentValue::CenterOf(i)), (FONT, 12).into_font())
+                let style =
+                    TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+                Text::new(
+                    format!(" {}", value_fmt(b.2)),
+                    (b.2, SegmentValue::CenterOf(i)),
+                    style,
+                )
             }))
             .map_err(err)?;
         root.present().map_err(err)?;
@@ -229,15 +300,18 @@ pub(crate) fn dual_axis_chart(
     left: &[Line],
     right_desc: &str,
     right: &[Line],
+    right_range: Option<(f64, f64)>,
 ) -> Result<String, String> {
-    let ((lx0, lx1), (ly0, ly1)) = bounds(left.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
+    let ((lx0, lx1), (ly0, ly1)) =
+        bounds(left.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
     let rb = bounds(right.iter().flat_map(|l| l.points.iter()));
     let (x0, x1) = match rb {
         Some(((a, b), _)) => padded(lx0.min(a), lx1.max(b), true),
         None => padded(lx0, lx1, true),
     };
     let (y0, y1) = padded(ly0, ly1, true);
-    let (r0, r1) = rb.map_or((0.0, 1.0), |(_, (a, b))| padded(a, b, true));
+    let (r0, r1) =
+        right_range.unwrap_or_else(|| rb.map_or((0.0, 1.0), |(_, (a, b))| padded(a, b, true)));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
@@ -255,8 +329,10 @@ pub(crate) fn dual_axis_chart(
             .configure_mesh()
             .x_desc("seconds since the level started")
             .y_desc(left_desc)
-            .light_line_style(RGBColor(238, 238, 238))
-            .bold_line_style(RGBColor(220, 220, 220))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .light_line_style(LIGHT)
+            .bold_line_style(BOLD)
             .axis_desc_style((FONT, 13))
             .label_style((FONT, 12))
             .draw()
@@ -265,6 +341,7 @@ pub(crate) fn dual_axis_chart(
             chart
                 .configure_secondary_axes()
                 .y_desc(right_desc)
+                .y_label_formatter(&tick)
                 .axis_desc_style((FONT, 13))
                 .label_style((FONT, 12))
                 .draw()
@@ -276,15 +353,24 @@ pub(crate) fn dual_axis_chart(
                 .draw_series(LineSeries::new(l.points.iter().copied(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(&l.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
         for l in right {
             let c = color(l.color);
             chart
-                .draw_secondary_series(DashedLineSeries::new(l.points.iter().copied(), 6, 4, c.stroke_width(2)))
+                .draw_secondary_series(DashedLineSeries::new(
+                    l.points.iter().copied(),
+                    6,
+                    4,
+                    c.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label(format!("{} (right axis)", l.name))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
@@ -317,7 +403,13 @@ mod tests {
             "TTFT <p50>",
             "concurrency",
             "ms",
-            &[Line { name: "a&b".into(), color: 0, points: vec![(1.0, 10.0), (4.0, 30.0)], dashed: false, markers: true }],
+            &[Line {
+                name: "a&b".into(),
+                color: 0,
+                points: vec![(1.0, 10.0), (4.0, 30.0)],
+                dashed: false,
+                markers: true,
+            }],
             true,
         )
         .unwrap();
@@ -325,17 +417,58 @@ mod tests {
         assert!(svg.contains("viewBox"));
         assert!(svg.contains("TTFT &lt;p50&gt;"));
         assert!(svg.contains("a&amp;b"));
-        let bars = bar_chart("tok/s", "tokens/s", &[("m1".into(), 0, 10.0), ("m2".into(), 1, 0.0)], &|v| format!("{v:.1}")).unwrap();
-        assert!(bars.contains(">m1<") && bars.contains(">m2<"), "{bars}");
+        let bars = bar_chart(
+            "tok/s",
+            "tokens/s",
+            &[("m1".into(), 0, 10.0), ("m2".into(), 1, 0.0)],
+            &|v| format!("{v:.1}"),
+        )
+        .unwrap();
+        assert!(bars.contains("\nm1\n") && bars.contains("\nm2\n"), "{bars}");
+        assert_eq!(
+            (
+                tick(&100.0),
+                tick(&2.5),
+                tick(&0.25),
+                tick(&40.0),
+                tick(&0.0)
+            ),
+            (
+                "100".into(),
+                "2.5".into(),
+                "0.25".into(),
+                "40".into(),
+                "0".into()
+            )
+        );
+        let one = bar_chart("rss", "MiB", &[("only".into(), 0, 5.0)], &|v| {
+            format!("{v:.0}")
+        })
+        .unwrap();
+        assert!(one.contains("\nonly\n"), "{one}");
+        assert!(bar_chart("rss", "MiB", &[], &|v| format!("{v}")).is_err());
         let cdf = cdf_chart("E2E", "ms", &[("m".into(), 0, vec![5.0])]).unwrap();
         assert!(cdf.contains("<polyline") || cdf.contains("<path"));
         assert!(cdf_chart("E2E", "ms", &[("m".into(), 0, vec![])]).is_err());
         let dual = dual_axis_chart(
             "t",
             "MiB",
-            &[Line { name: "rss".into(), color: 0, points: vec![(0.0, 1.0), (1.0, 1.0)], dashed: false, markers: false }],
+            &[Line {
+                name: "rss".into(),
+                color: 0,
+                points: vec![(0.0, 1.0), (1.0, 1.0)],
+                dashed: false,
+                markers: false,
+            }],
             "%",
-            &[Line { name: "kv".into(), color: 1, points: vec![(0.0, 0.0), (1.0, 50.0)], dashed: true, markers: false }],
+            &[Line {
+                name: "kv".into(),
+                color: 1,
+                points: vec![(0.0, 0.0), (1.0, 50.0)],
+                dashed: true,
+                markers: false,
+            }],
+            Some((0.0, 100.0)),
         )
         .unwrap();
         assert!(dual.contains("kv (right axis)"));

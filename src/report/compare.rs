@@ -6,7 +6,9 @@
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::{Deserialize, Serialize};
 
-use super::summary::{self, counted, e2el_ms, itl_gaps, output_tps, tpot_ms, ttft_ms, LevelSummary, RunSummary};
+use super::summary::{
+    self, counted, e2el_ms, itl_gaps, output_tps, tpot_ms, ttft_ms, LevelSummary, RunSummary,
+};
 use super::{fmt_bytes, fmt_num};
 use crate::stats::{bootstrap_diff_ci, mann_whitney_p, median, Center};
 use crate::store::record::{ModelStatus, RequestRecord, RequestStatus, RunData};
@@ -28,7 +30,11 @@ pub struct CompareOptions {
 
 impl Default for CompareOptions {
     fn default() -> Self {
-        CompareOptions { threshold_pct: 5.0, confidence: 0.95, seed: 0 }
+        CompareOptions {
+            threshold_pct: 5.0,
+            confidence: 0.95,
+            seed: 0,
+        }
     }
 }
 
@@ -136,16 +142,35 @@ fn threshold_verdict(change: Option<f64>, higher_is_worse: bool, threshold: f64)
 
 /// Deterministic per-row seed, so rows do not share one random stream yet stay reproducible.
 fn row_seed(seed: u64, key: &str) -> u64 {
-    key.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    key.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
-fn sampled_row(model: &str, level: &str, metric: &str, a: &[f64], b: &[f64], higher_is_worse: bool, opts: &CompareOptions) -> CompareRow {
+fn sampled_row(
+    model: &str,
+    level: &str,
+    metric: &str,
+    a: &[f64],
+    b: &[f64],
+    higher_is_worse: bool,
+    opts: &CompareOptions,
+) -> CompareRow {
     let mut r = row(model, level, metric, Verdict::Missing);
     r.a = median(a);
     r.b = median(b);
-    let (Some(ma), Some(mb)) = (r.a, r.b) else { return r };
+    let (Some(ma), Some(mb)) = (r.a, r.b) else {
+        return r;
+    };
     r.change_pct = change_pct(ma, mb);
-    let ci = bootstrap_diff_ci(a, b, Center::Median, opts.confidence, RESAMPLES, row_seed(opts.seed, &format!("{model}/{level}/{metric}")));
+    let ci = bootstrap_diff_ci(
+        a,
+        b,
+        Center::Median,
+        opts.confidence,
+        RESAMPLES,
+        row_seed(opts.seed, &format!("{model}/{level}/{metric}")),
+    );
     r.ci_low = ci.map(|c| c.low);
     r.ci_high = ci.map(|c| c.high);
     r.p_value = mann_whitney_p(a, b);
@@ -169,7 +194,10 @@ fn sampled_row(model: &str, level: &str, metric: &str, a: &[f64], b: &[f64], hig
 }
 
 fn values(data: &RunData, model: &str, level: &str, f: Extract) -> Vec<f64> {
-    counted(data, model, level).filter(|r| r.status == RequestStatus::Ok).filter_map(f).collect()
+    counted(data, model, level)
+        .filter(|r| r.status == RequestStatus::Ok)
+        .filter_map(f)
+        .collect()
 }
 
 fn is_ok(s: ModelStatus) -> bool {
@@ -187,12 +215,18 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
         }
     }
     for name in names {
-        let (ma, mb) = (sa.models.iter().find(|m| m.model == name), sb.models.iter().find(|m| m.model == name));
+        let (ma, mb) = (
+            sa.models.iter().find(|m| m.model == name),
+            sb.models.iter().find(|m| m.model == name),
+        );
         let (ma, mb) = match (ma, mb) {
             (Some(x), Some(y)) => (x, y),
             (x, _) => {
                 let mut r = row(name, "", "status", Verdict::Missing);
-                r.note = Some(format!("only in run {}", if x.is_some() { "A" } else { "B" }));
+                r.note = Some(format!(
+                    "only in run {}",
+                    if x.is_some() { "A" } else { "B" }
+                ));
                 rows.push(r);
                 continue;
             }
@@ -209,7 +243,9 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
                     "A {}, B {}{}",
                     summary::status_str(ma.status),
                     summary::status_str(mb.status),
-                    side.error.as_deref().map_or(String::new(), |e| format!(": {e}"))
+                    side.error
+                        .as_deref()
+                        .map_or(String::new(), |e| format!(": {e}"))
                 ));
                 rows.push(r);
                 if verdict != Verdict::Improvement {
@@ -220,11 +256,30 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
         }
         compare_levels(a, b, &sa, &sb, name, opts, &mut rows);
     }
-    Comparison { a_run: a.run.id.clone(), b_run: b.run.id.clone(), options: *opts, rows }
+    Comparison {
+        a_run: a.run.id.clone(),
+        b_run: b.run.id.clone(),
+        options: *opts,
+        rows,
+    }
 }
 
-fn compare_levels(a: &RunData, b: &RunData, sa: &RunSummary, sb: &RunSummary, model: &str, opts: &CompareOptions, rows: &mut Vec<CompareRow>) {
-    let mine = |s: &'_ RunSummary| s.levels.iter().filter(|l| l.model == model).cloned().collect::<Vec<LevelSummary>>();
+fn compare_levels(
+    a: &RunData,
+    b: &RunData,
+    sa: &RunSummary,
+    sb: &RunSummary,
+    model: &str,
+    opts: &CompareOptions,
+    rows: &mut Vec<CompareRow>,
+) {
+    let mine = |s: &'_ RunSummary| {
+        s.levels
+            .iter()
+            .filter(|l| l.model == model)
+            .cloned()
+            .collect::<Vec<LevelSummary>>()
+    };
     let (la, lb) = (mine(sa), mine(sb));
     let mut labels: Vec<&str> = la.iter().map(|l| l.level.as_str()).collect();
     for l in &lb {
@@ -233,9 +288,19 @@ fn compare_levels(a: &RunData, b: &RunData, sa: &RunSummary, sb: &RunSummary, mo
         }
     }
     for level in labels {
-        let (Some(x), Some(y)) = (la.iter().find(|l| l.level == level), lb.iter().find(|l| l.level == level)) else {
+        let (Some(x), Some(y)) = (
+            la.iter().find(|l| l.level == level),
+            lb.iter().find(|l| l.level == level),
+        ) else {
             let mut r = row(model, level, "level", Verdict::Missing);
-            r.note = Some(format!("level only in run {}", if la.iter().any(|l| l.level == level) { "A" } else { "B" }));
+            r.note = Some(format!(
+                "level only in run {}",
+                if la.iter().any(|l| l.level == level) {
+                    "A"
+                } else {
+                    "B"
+                }
+            ));
             rows.push(r);
             continue;
         };
@@ -243,27 +308,51 @@ fn compare_levels(a: &RunData, b: &RunData, sa: &RunSummary, sb: &RunSummary, mo
             let mut r = row(model, level, "status", Verdict::Regression);
             r.note = Some(format!(
                 "every request failed in B{}",
-                y.failure_reasons.first().map_or(String::new(), |f| format!(": {}", f.error))
+                y.failure_reasons
+                    .first()
+                    .map_or(String::new(), |f| format!(": {}", f.error))
             ));
             rows.push(r);
             continue;
         }
         for (metric, f, higher_is_worse) in SAMPLED {
-            rows.push(sampled_row(model, level, metric, &values(a, model, level, f), &values(b, model, level, f), higher_is_worse, opts));
+            rows.push(sampled_row(
+                model,
+                level,
+                metric,
+                &values(a, model, level, f),
+                &values(b, model, level, f),
+                higher_is_worse,
+                opts,
+            ));
         }
-        let single = |metric: &str, va: Option<f64>, vb: Option<f64>, higher_is_worse: bool, note: &str| {
-            let mut r = row(model, level, metric, Verdict::Missing);
-            r.a = va;
-            r.b = vb;
-            if let (Some(p), Some(q)) = (va, vb) {
-                r.change_pct = change_pct(p, q).or((p == q).then_some(0.0));
-                r.verdict = threshold_verdict(r.change_pct, higher_is_worse, opts.threshold_pct);
-            }
-            r.note = Some(note.to_string());
-            r
-        };
-        rows.push(single("output_throughput", x.output_throughput, y.output_throughput, false, "one number per run: verdict on threshold only"));
-        rows.push(single("peak_rss_bytes", x.resources.peak_rss_bytes.map(|v| v as f64), y.resources.peak_rss_bytes.map(|v| v as f64), true, "one number per run: verdict on threshold only"));
+        let single =
+            |metric: &str, va: Option<f64>, vb: Option<f64>, higher_is_worse: bool, note: &str| {
+                let mut r = row(model, level, metric, Verdict::Missing);
+                r.a = va;
+                r.b = vb;
+                if let (Some(p), Some(q)) = (va, vb) {
+                    r.change_pct = change_pct(p, q).or((p == q).then_some(0.0));
+                    r.verdict =
+                        threshold_verdict(r.change_pct, higher_is_worse, opts.threshold_pct);
+                }
+                r.note = Some(note.to_string());
+                r
+            };
+        rows.push(single(
+            "output_throughput",
+            x.output_throughput,
+            y.output_throughput,
+            false,
+            "one number per run: verdict on threshold only",
+        ));
+        rows.push(single(
+            "peak_rss_bytes",
+            x.resources.peak_rss_bytes.map(|v| v as f64),
+            y.resources.peak_rss_bytes.map(|v| v as f64),
+            true,
+            "one number per run: verdict on threshold only",
+        ));
         let rate = |l: &LevelSummary| {
             let n = l.completed + l.failed;
             (n > 0).then(|| l.failed as f64 / n as f64 * 100.0)
@@ -276,7 +365,8 @@ fn compare_levels(a: &RunData, b: &RunData, sa: &RunSummary, sb: &RunSummary, mo
             r.change_pct = Some(q - p);
             r.verdict = threshold_verdict(r.change_pct, true, opts.threshold_pct);
         }
-        r.note = Some("share of failed requests; change in percentage points, threshold only".into());
+        r.note =
+            Some("share of failed requests; change in percentage points, threshold only".into());
         rows.push(r);
     }
 }
@@ -293,9 +383,26 @@ impl Comparison {
         let mut t = Table::new();
         t.load_preset(UTF8_FULL_CONDENSED);
         let ci_head = format!("{:.0}% CI of B−A", self.options.confidence * 100.0);
-        t.set_header(vec!["model", "level", "metric", "A", "B", "change", ci_head.as_str(), "p", "verdict", "note"]);
+        t.set_header(vec![
+            "model",
+            "level",
+            "metric",
+            "A",
+            "B",
+            "change",
+            ci_head.as_str(),
+            "p",
+            "verdict",
+            "note",
+        ]);
         for r in &self.rows {
-            let v = |x: Option<f64>| if r.metric == "peak_rss_bytes" { fmt_bytes(x.map(|b| b as u64)) } else { fmt_num(x, 2) };
+            let v = |x: Option<f64>| {
+                if r.metric == "peak_rss_bytes" {
+                    fmt_bytes(x.map(|b| b as u64))
+                } else {
+                    fmt_num(x, 2)
+                }
+            };
             let ci = match (r.ci_low, r.ci_high) {
                 (Some(l), Some(h)) => format!("[{l:.2}, {h:.2}]"),
                 _ => "—".into(),
@@ -343,11 +450,17 @@ mod tests {
 
     /// 60 E2E values around 1000 ms with ±15% deterministic spread.
     fn base() -> Vec<f64> {
-        (0..60).map(|i| 1000.0 * (1.0 + 0.15 * ((i * 37 % 60) as f64 / 30.0 - 1.0))).collect()
+        (0..60)
+            .map(|i| 1000.0 * (1.0 + 0.15 * ((i * 37 % 60) as f64 / 30.0 - 1.0)))
+            .collect()
     }
 
     fn verdict(c: &Comparison, metric: &str) -> Verdict {
-        c.rows.iter().find(|r| r.metric == metric).unwrap_or_else(|| panic!("{metric}")).verdict
+        c.rows
+            .iter()
+            .find(|r| r.metric == metric)
+            .unwrap_or_else(|| panic!("{metric}"))
+            .verdict
     }
 
     #[test]
@@ -355,7 +468,11 @@ mod tests {
         let a = run_with_e2e("a", "m", &base());
         let c = compare(&a, &a, &CompareOptions::default());
         assert!(!c.has_regression(), "{}", c.table());
-        assert!(c.rows.iter().all(|r| r.verdict == Verdict::Unchanged), "{}", c.table());
+        assert!(
+            c.rows.iter().all(|r| r.verdict == Verdict::Unchanged),
+            "{}",
+            c.table()
+        );
         let s = sample_run();
         assert!(!compare(&s, &s, &CompareOptions::default()).has_regression());
     }
@@ -363,10 +480,20 @@ mod tests {
     #[test]
     fn half_again_slower_is_a_regression() {
         let a = run_with_e2e("a", "m", &base());
-        let b = run_with_e2e("b", "m", &base().iter().map(|v| v * 1.5).collect::<Vec<_>>());
+        let b = run_with_e2e(
+            "b",
+            "m",
+            &base().iter().map(|v| v * 1.5).collect::<Vec<_>>(),
+        );
         let c = compare(&a, &b, &CompareOptions::default());
         assert!(c.has_regression());
-        for m in ["e2el_ms", "ttft_ms", "tpot_ms", "itl_ms", "output_tok_s_per_request"] {
+        for m in [
+            "e2el_ms",
+            "ttft_ms",
+            "tpot_ms",
+            "itl_ms",
+            "output_tok_s_per_request",
+        ] {
             assert_eq!(verdict(&c, m), Verdict::Regression, "{m}\n{}", c.table());
         }
         let e2e = c.rows.iter().find(|r| r.metric == "e2el_ms").unwrap();
@@ -380,8 +507,16 @@ mod tests {
 
     #[test]
     fn tiny_noise_is_unchanged() {
-        let noisy: Vec<f64> = base().iter().enumerate().map(|(i, v)| v * (1.0 + 0.01 * (i as f64).sin())).collect();
-        let c = compare(&run_with_e2e("a", "m", &base()), &run_with_e2e("b", "m", &noisy), &CompareOptions::default());
+        let noisy: Vec<f64> = base()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + 0.01 * (i as f64).sin()))
+            .collect();
+        let c = compare(
+            &run_with_e2e("a", "m", &base()),
+            &run_with_e2e("b", "m", &noisy),
+            &CompareOptions::default(),
+        );
         assert!(!c.has_regression(), "{}", c.table());
         assert_eq!(verdict(&c, "e2el_ms"), Verdict::Unchanged);
     }
@@ -412,15 +547,28 @@ mod tests {
         let other = run_with_e2e("b", "other", &base());
         let c = compare(&a, &other, &CompareOptions::default());
         assert!(!c.has_regression());
-        assert_eq!(c.rows.iter().filter(|r| r.verdict == Verdict::Missing).count(), 2);
+        assert_eq!(
+            c.rows
+                .iter()
+                .filter(|r| r.verdict == Verdict::Missing)
+                .count(),
+            2
+        );
         assert!(c.table().contains("only in run B"));
     }
 
     #[test]
     fn comparison_is_reproducible_and_serializes() {
         let a = run_with_e2e("a", "m", &base());
-        let b = run_with_e2e("b", "m", &base().iter().map(|v| v * 1.1).collect::<Vec<_>>());
-        let o = CompareOptions { seed: 42, ..CompareOptions::default() };
+        let b = run_with_e2e(
+            "b",
+            "m",
+            &base().iter().map(|v| v * 1.1).collect::<Vec<_>>(),
+        );
+        let o = CompareOptions {
+            seed: 42,
+            ..CompareOptions::default()
+        };
         let (c1, c2) = (compare(&a, &b, &o), compare(&a, &b, &o));
         assert_eq!(c1, c2);
         let back: Comparison = serde_json::from_str(&serde_json::to_string(&c1).unwrap()).unwrap();

@@ -1,13 +1,16 @@
 //! `report.csv`: one row per model and level under the JSON report's names, for spreadsheets.
 //! A failed model with no level still gets a row (empty level and figures, its error filled).
 
-use super::summary::{stat_of, LevelSummary, ModelSummary, RunSummary, LATENCY_METRICS, LATENCY_STATS};
+use super::summary::{
+    stat_of, LevelSummary, ModelSummary, RunSummary, LATENCY_METRICS, LATENCY_STATS,
+};
 use super::ReportError;
 use crate::stats::Distribution;
 use crate::store::record::LoadShape;
 
 fn num(v: Option<f64>) -> String {
-    v.filter(|x| x.is_finite()).map_or(String::new(), |x| x.to_string())
+    v.filter(|x| x.is_finite())
+        .map_or(String::new(), |x| x.to_string())
 }
 
 fn int(v: Option<u64>) -> String {
@@ -21,8 +24,14 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
     put("model", m.model.clone());
     put("level", l.map_or(String::new(), |l| l.level.clone()));
     let (mode, conc, rate) = match l.and_then(|l| l.shape) {
-        Some(LoadShape::Concurrency { concurrency }) => ("concurrency", Some(concurrency as f64), None),
-        Some(LoadShape::Rate { rate, max_concurrency, .. }) => ("rate", max_concurrency.map(f64::from), Some(rate)),
+        Some(LoadShape::Concurrency { concurrency }) => {
+            ("concurrency", Some(concurrency as f64), None)
+        }
+        Some(LoadShape::Rate {
+            rate,
+            max_concurrency,
+            ..
+        }) => ("rate", max_concurrency.map(f64::from), Some(rate)),
         None => ("", None, None),
     };
     put("mode", mode.to_string());
@@ -33,19 +42,35 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
     put("completed", int(l.map(|l| l.completed)));
     put("failed", int(l.map(|l| l.failed)));
     put("timeouts", int(l.map(|l| l.timeouts)));
-    put("first_failure", l.and_then(|l| l.failure_reasons.first()).map_or(String::new(), |r| r.error.clone()));
+    put(
+        "first_failure",
+        l.and_then(|l| l.failure_reasons.first())
+            .map_or(String::new(), |r| r.error.clone()),
+    );
     put("duration", num(l.and_then(|l| l.duration)));
     put("total_input_tokens", int(l.map(|l| l.total_input_tokens)));
     put("total_output_tokens", int(l.map(|l| l.total_output_tokens)));
-    put("request_throughput", num(l.and_then(|l| l.request_throughput)));
-    put("output_throughput", num(l.and_then(|l| l.output_throughput)));
-    put("total_token_throughput", num(l.and_then(|l| l.total_token_throughput)));
+    put(
+        "request_throughput",
+        num(l.and_then(|l| l.request_throughput)),
+    );
+    put(
+        "output_throughput",
+        num(l.and_then(|l| l.output_throughput)),
+    );
+    put(
+        "total_token_throughput",
+        num(l.and_then(|l| l.total_token_throughput)),
+    );
     put("request_goodput", num(l.and_then(|l| l.request_goodput)));
     put("goodput_share", num(l.and_then(|l| l.goodput_share)));
     for metric in LATENCY_METRICS {
         let d = l.and_then(|l| l.latency.get(metric).copied());
         for stat in LATENCY_STATS {
-            put(&format!("{stat}_{metric}_ms"), num(d.map(|d| stat_of(&d, stat))));
+            put(
+                &format!("{stat}_{metric}_ms"),
+                num(d.map(|d| stat_of(&d, stat))),
+            );
         }
     }
     let brief = |name: &str, d: Option<Distribution>, put: &mut dyn FnMut(&str, String)| {
@@ -60,27 +85,59 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
     put("cache_cold", int(l.map(|l| l.prompt_cache.cold)));
     put("cache_unknown", int(l.map(|l| l.prompt_cache.unknown)));
     let tps = l.and_then(|l| l.per_request_output_throughput);
-    put("mean_per_request_output_throughput", num(tps.map(|d| d.mean)));
-    put("median_per_request_output_throughput", num(tps.map(|d| d.median)));
-    put("median_per_request_decode_throughput", num(l.and_then(|l| l.per_request_decode_throughput).map(|d| d.median)));
+    put(
+        "mean_per_request_output_throughput",
+        num(tps.map(|d| d.mean)),
+    );
+    put(
+        "median_per_request_output_throughput",
+        num(tps.map(|d| d.median)),
+    );
+    put(
+        "median_per_request_decode_throughput",
+        num(l
+            .and_then(|l| l.per_request_decode_throughput)
+            .map(|d| d.median)),
+    );
     put("cv_e2el_mean", num(l.and_then(|l| l.cv.e2el_mean)));
-    put("cv_output_throughput", num(l.and_then(|l| l.cv.output_throughput)));
+    put(
+        "cv_output_throughput",
+        num(l.and_then(|l| l.cv.output_throughput)),
+    );
     put("tokens_usage", int(l.map(|l| l.token_counts.usage)));
     put("tokens_tokenizer", int(l.map(|l| l.token_counts.tokenizer)));
     put("tokens_chunks", int(l.map(|l| l.token_counts.chunks)));
-    put("usage_disagreements", int(l.map(|l| l.token_counts.usage_disagreements)));
+    put(
+        "usage_disagreements",
+        int(l.map(|l| l.token_counts.usage_disagreements)),
+    );
     let r = l.map(|l| l.resources);
     put("peak_rss_bytes", int(r.and_then(|r| r.peak_rss_bytes)));
     put("server_cpu_ms", num(r.and_then(|r| r.server_cpu_ms)));
     put("client_cpu_ms", num(r.map(|r| r.client_cpu_ms)));
     put("client_lag_p99_ms", num(r.map(|r| r.client_lag_p99_ms)));
-    put("client_bottleneck", r.map_or(String::new(), |r| r.client_bottleneck.to_string()));
+    put(
+        "client_bottleneck",
+        r.map_or(String::new(), |r| r.client_bottleneck.to_string()),
+    );
     let e = l.map(|l| &l.energy);
     put("energy_j", num(e.and_then(|e| e.energy_j)));
-    put("energy_method", e.and_then(|e| e.method.clone()).unwrap_or_default());
-    put("energy_j_per_1k_output_tokens", num(e.and_then(|e| e.j_per_1k_output_tokens)));
-    put("energy_wh_per_1k_output_tokens", num(e.and_then(|e| e.wh_per_1k_output_tokens)));
-    put("cost_per_1k_output_tokens", num(e.and_then(|e| e.cost_per_1k_output_tokens)));
+    put(
+        "energy_method",
+        e.and_then(|e| e.method.clone()).unwrap_or_default(),
+    );
+    put(
+        "energy_j_per_1k_output_tokens",
+        num(e.and_then(|e| e.j_per_1k_output_tokens)),
+    );
+    put(
+        "energy_wh_per_1k_output_tokens",
+        num(e.and_then(|e| e.wh_per_1k_output_tokens)),
+    );
+    put(
+        "cost_per_1k_output_tokens",
+        num(e.and_then(|e| e.cost_per_1k_output_tokens)),
+    );
     put("energy_price_per_kwh", num(e.map(|e| e.price_per_kwh)));
     put("backend", m.backend.clone());
     put("endpoint", m.endpoint.clone());
@@ -97,13 +154,18 @@ pub(super) fn render(summary: &RunSummary) -> Result<String, ReportError> {
     let rows: Vec<_> = summary.rows().into_iter().map(|(m, l)| row(m, l)).collect();
     let header: Vec<String> = match rows.first() {
         Some(r) => r.iter().map(|(k, _)| k.clone()).collect(),
-        None => row(&empty_model(), None).into_iter().map(|(k, _)| k).collect(),
+        None => row(&empty_model(), None)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
     };
     w.write_record(&header)?;
     for r in rows {
         w.write_record(r.iter().map(|(_, v)| v))?;
     }
-    let bytes = w.into_inner().map_err(|e| ReportError::Csv(e.into_error().into()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ReportError::Csv(e.into_error().into()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -136,14 +198,22 @@ mod tests {
         let text = render(&sample_run(), Format::Csv).unwrap();
         let mut r = ::csv::Reader::from_reader(text.as_bytes());
         let header = r.headers().unwrap().clone();
-        let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("{name}"));
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{name}"))
+        };
         let rows: Vec<_> = r.records().map(Result::unwrap).collect();
         // smollm2 ×2, qwen ×2, broken-model ×1 (no level, still a row).
         assert_eq!(rows.len(), 5);
         assert_eq!(&rows[0][col("model")], "smollm2");
         assert_eq!(&rows[0][col("median_ttft_ms")], "40");
         assert_eq!(&rows[0][col("total_output_tokens")], "12");
-        let broken = rows.iter().find(|r| &r[col("model")] == "broken-model").unwrap();
+        let broken = rows
+            .iter()
+            .find(|r| &r[col("model")] == "broken-model")
+            .unwrap();
         assert_eq!(&broken[col("status")], "failed");
         assert!(broken[col("error")].contains("<script>"));
         assert!(rows.iter().any(|r| &r[col("client_bottleneck")] == "true"));

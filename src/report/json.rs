@@ -98,7 +98,11 @@ mod tests {
         let doc: ReportDocument = serde_json::from_str(&text).unwrap();
         assert_eq!(doc.schema, SCHEMA);
         assert_eq!(doc.models.len(), 3);
-        let broken = doc.models.iter().find(|m| m.model == "broken-model").unwrap();
+        let broken = doc
+            .models
+            .iter()
+            .find(|m| m.model == "broken-model")
+            .unwrap();
         assert!(broken.error.as_deref().unwrap().contains("<script>"));
 
         let l = &doc.levels[0];
@@ -123,7 +127,14 @@ mod tests {
         assert!(close(Some(itl.mean), 110.0 / 9.0) && close(Some(itl.max), 20.0));
         assert!(close(l.request_goodput, 2.0 / 0.31));
         assert!(close(l.goodput_share, 0.5));
-        assert_eq!((l.prompt_cache.warm, l.prompt_cache.cold, l.prompt_cache.unknown), (1, 1, 1));
+        assert_eq!(
+            (
+                l.prompt_cache.warm,
+                l.prompt_cache.cold,
+                l.prompt_cache.unknown
+            ),
+            (1, 1, 1)
+        );
         assert!(close(l.ttft_warm.map(|d| d.mean), 50.0));
         assert!(close(l.ttft_cold.map(|d| d.mean), 30.0));
         assert!(close(l.wait.map(|d| d.mean), 0.5));
@@ -137,10 +148,16 @@ mod tests {
         // 36 J over 12 tokens: 3000 J per 1k, at 0.25 per kWh.
         assert!(close(l.energy.j_per_1k_output_tokens, 3000.0));
         assert!(close(l.energy.wh_per_1k_output_tokens, 3000.0 / 3600.0));
-        assert!(close(l.energy.cost_per_1k_output_tokens, 3000.0 / 3.6e6 * 0.25));
+        assert!(close(
+            l.energy.cost_per_1k_output_tokens,
+            3000.0 / 3.6e6 * 0.25
+        ));
         assert_eq!(l.resources.peak_rss_bytes, Some(200 << 20));
-        // Per-request output tok/s: A 5/0.09, B 3/0.07, C 4/0.07; median is C's.
-        assert!(close(l.per_request_output_throughput.map(|d| d.median), 4.0 / 0.07));
+        // Per-request output tok/s: A 5/0.09 = 55.6, B 3/0.07 = 42.9, C 4/0.07 = 57.1; median A.
+        assert!(close(
+            l.per_request_output_throughput.map(|d| d.median),
+            5.0 / 0.09
+        ));
 
         assert!(doc.levels.iter().any(|l| l.resources.client_bottleneck));
         assert!(doc.warnings.iter().any(|w| w.contains("CLIENT BOTTLENECK")));
@@ -153,11 +170,31 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let l = &v["levels"][0];
         for key in [
-            "completed", "failed", "duration", "total_input_tokens", "total_output_tokens",
-            "request_throughput", "output_throughput", "total_token_throughput", "mean_ttft_ms",
-            "median_ttft_ms", "std_ttft_ms", "p90_ttft_ms", "p95_ttft_ms", "p99_ttft_ms",
-            "mean_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "mean_e2el_ms",
-            "p99_e2el_ms", "min_e2el_ms", "max_e2el_ms", "request_goodput", "ttft_cold", "wait",
+            "completed",
+            "failed",
+            "duration",
+            "total_input_tokens",
+            "total_output_tokens",
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+            "mean_ttft_ms",
+            "median_ttft_ms",
+            "std_ttft_ms",
+            "p90_ttft_ms",
+            "p95_ttft_ms",
+            "p99_ttft_ms",
+            "mean_tpot_ms",
+            "p99_tpot_ms",
+            "mean_itl_ms",
+            "median_itl_ms",
+            "mean_e2el_ms",
+            "p99_e2el_ms",
+            "min_e2el_ms",
+            "max_e2el_ms",
+            "request_goodput",
+            "ttft_cold",
+            "wait",
         ] {
             assert!(l.get(key).is_some(), "missing {key}");
         }

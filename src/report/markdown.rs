@@ -33,7 +33,11 @@ pub(crate) fn cell(s: &str) -> String {
 
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(out, "|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    let _ = writeln!(
+        out,
+        "|{}|",
+        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
     for r in rows {
         let _ = writeln!(out, "| {} |", r.join(" | "));
     }
@@ -42,7 +46,11 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
 
 fn p50_p95(d: Option<Distribution>, decimals: usize) -> String {
     match d {
-        Some(d) => format!("{} / {}", fmt_num(Some(d.median), decimals), fmt_num(Some(d.p95), decimals)),
+        Some(d) => format!(
+            "{} / {}",
+            fmt_num(Some(d.median), decimals),
+            fmt_num(Some(d.p95), decimals)
+        ),
         None => "—".to_string(),
     }
 }
@@ -84,9 +92,21 @@ pub(super) fn render(s: &RunSummary) -> String {
                 fmt_num(l.output_throughput, 1),
                 fmt_num(l.per_request_output_throughput.map(|d| d.median), 1),
                 fmt_bytes(l.resources.peak_rss_bytes)
-                    + if l.resources.client_bottleneck { " ⚠ client-bound" } else { "" },
+                    + if l.resources.client_bottleneck {
+                        " ⚠ client-bound"
+                    } else {
+                        ""
+                    },
             ]),
-            None => r.extend(["—".into(), format!("**{}**", status_str(m.status)), "0/0".into()].into_iter().chain((0..6).map(|_| "—".to_string()))),
+            None => r.extend(
+                [
+                    "—".into(),
+                    format!("**{}**", status_str(m.status)),
+                    "0/0".into(),
+                ]
+                .into_iter()
+                .chain((0..6).map(|_| "—".to_string())),
+            ),
         }
         r.push(fmt_bytes(m.disk_bytes));
         r.push(cell(m.license.as_deref().unwrap_or("—")));
@@ -94,7 +114,20 @@ pub(super) fn render(s: &RunSummary) -> String {
     }
     table(
         &mut out,
-        &["model", "level", "status", "ok/failed", "mean e2e ms", "p95 e2e ms", "TTFT p50/p95 ms", "out tok/s (aggregate)", "tok/s per request (p50)", "peak RSS", "size", "licence"],
+        &[
+            "model",
+            "level",
+            "status",
+            "ok/failed",
+            "mean e2e ms",
+            "p95 e2e ms",
+            "TTFT p50/p95 ms",
+            "out tok/s (aggregate)",
+            "tok/s per request (p50)",
+            "peak RSS",
+            "size",
+            "licence",
+        ],
         &rows,
     );
 
@@ -104,14 +137,39 @@ pub(super) fn render(s: &RunSummary) -> String {
         .iter()
         .map(|l| {
             let d = |x: Option<Distribution>| match x {
-                Some(d) => format!("{:.1} / {:.1} / {:.1} / {:.1}", d.mean, d.median, d.p95, d.p99),
+                Some(d) => format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1}",
+                    d.mean, d.median, d.p95, d.p99
+                ),
                 None => "—".into(),
             };
-            vec![cell(&l.model), cell(&l.level), d(l.latency.ttft), d(l.latency.tpot), d(l.latency.itl), d(l.latency.e2el), d(l.wait), d(l.ttfb)]
+            vec![
+                cell(&l.model),
+                cell(&l.level),
+                d(l.latency.ttft),
+                d(l.latency.tpot),
+                d(l.latency.itl),
+                d(l.latency.e2el),
+                d(l.wait),
+                d(l.ttfb),
+            ]
         })
         .collect();
     out.push_str("Each cell: mean / p50 / p95 / p99.\n\n");
-    table(&mut out, &["model", "level", "TTFT", "TPOT", "ITL", "E2E", "client wait", "TTFB"], &rows);
+    table(
+        &mut out,
+        &[
+            "model",
+            "level",
+            "TTFT",
+            "TPOT",
+            "ITL",
+            "E2E",
+            "client wait",
+            "TTFB",
+        ],
+        &rows,
+    );
 
     out.push_str("## Throughput, goodput, prompt cache and noise\n\n");
     let rows: Vec<Vec<String>> = s
@@ -127,7 +185,11 @@ pub(super) fn render(s: &RunSummary) -> String {
                 fmt_num(l.total_token_throughput, 1),
                 fmt_num(l.per_request_decode_throughput.map(|d| d.median), 1),
                 match l.slo {
-                    Some(_) => format!("{} ({})", fmt_num(l.request_goodput, 2), fmt_pct(l.goodput_share)),
+                    Some(_) => format!(
+                        "{} ({})",
+                        fmt_num(l.request_goodput, 2),
+                        fmt_pct(l.goodput_share)
+                    ),
                     None => "no SLO".into(),
                 },
                 format!(
@@ -138,13 +200,29 @@ pub(super) fn render(s: &RunSummary) -> String {
                     fmt_num(l.ttft_cold.map(|d| d.median), 1),
                     fmt_num(l.ttft_warm.map(|d| d.median), 1)
                 ),
-                format!("{} rounds: E2E {} · tok/s {}", l.cv.rounds, fmt_pct(l.cv.e2el_mean), fmt_pct(l.cv.output_throughput)),
+                format!(
+                    "{} rounds: E2E {} · tok/s {}",
+                    l.cv.rounds,
+                    fmt_pct(l.cv.e2el_mean),
+                    fmt_pct(l.cv.output_throughput)
+                ),
             ]
         })
         .collect();
     table(
         &mut out,
-        &["model", "level", "duration s", "req/s", "out tok/s", "total tok/s", "decode tok/s per request (p50)", "goodput req/s (share)", "prompt cache", "CV across rounds"],
+        &[
+            "model",
+            "level",
+            "duration s",
+            "req/s",
+            "out tok/s",
+            "total tok/s",
+            "decode tok/s per request (p50)",
+            "goodput req/s (share)",
+            "prompt cache",
+            "CV across rounds",
+        ],
         &rows,
     );
     if let Some(slo) = s.levels.iter().find_map(|l| l.slo) {
@@ -159,7 +237,12 @@ pub(super) fn render(s: &RunSummary) -> String {
     }
 
     out.push_str("## Resources and energy\n\n");
-    let price = s.levels.first().map_or(super::summary::DEFAULT_ENERGY_PRICE_PER_KWH, |l| l.energy.price_per_kwh);
+    let price = s
+        .levels
+        .first()
+        .map_or(super::summary::DEFAULT_ENERGY_PRICE_PER_KWH, |l| {
+            l.energy.price_per_kwh
+        });
     let rows: Vec<Vec<String>> = s
         .levels
         .iter()
@@ -173,21 +256,51 @@ pub(super) fn render(s: &RunSummary) -> String {
                 fmt_num(r.server_cpu_ms, 0),
                 fmt_num(Some(r.client_cpu_ms), 0),
                 fmt_num(Some(r.client_lag_p99_ms), 2),
-                if r.client_bottleneck { "**YES**".into() } else { "no".into() },
+                if r.client_bottleneck {
+                    "**YES**".into()
+                } else {
+                    "no".into()
+                },
                 fmt_num(e.energy_j, 1),
                 cell(e.method.as_deref().unwrap_or("—")),
-                format!("{} J / {} Wh", fmt_num(e.j_per_1k_output_tokens, 1), fmt_num(e.wh_per_1k_output_tokens, 4)),
+                format!(
+                    "{} J / {} Wh",
+                    fmt_num(e.j_per_1k_output_tokens, 1),
+                    fmt_num(e.wh_per_1k_output_tokens, 4)
+                ),
                 fmt_num(e.cost_per_1k_output_tokens, 6),
-                format!("{} usage / {} tokenizer / {} chunks; {} disagree", l.token_counts.usage, l.token_counts.tokenizer, l.token_counts.chunks, l.token_counts.usage_disagreements),
+                format!(
+                    "{} usage / {} tokenizer / {} chunks; {} disagree",
+                    l.token_counts.usage,
+                    l.token_counts.tokenizer,
+                    l.token_counts.chunks,
+                    l.token_counts.usage_disagreements
+                ),
             ]
         })
         .collect();
     table(
         &mut out,
-        &["model", "level", "peak RSS", "server CPU ms", "client CPU ms", "client lag p99 ms", "client bottleneck", "energy J", "method", "per 1k output tokens", "cost per 1k tokens", "token counts"],
+        &[
+            "model",
+            "level",
+            "peak RSS",
+            "server CPU ms",
+            "client CPU ms",
+            "client lag p99 ms",
+            "client bottleneck",
+            "energy J",
+            "method",
+            "per 1k output tokens",
+            "cost per 1k tokens",
+            "token counts",
+        ],
         &rows,
     );
-    let _ = writeln!(out, "Cost is approximate: energy × {price:.2} per kWh (`options.energy_price_per_kwh`).\n");
+    let _ = writeln!(
+        out,
+        "Cost is approximate: energy × {price:.2} per kWh (`options.energy_price_per_kwh`).\n"
+    );
 
     out.push_str("## Models\n\n");
     let rows: Vec<Vec<String>> = s
@@ -208,12 +321,36 @@ pub(super) fn render(s: &RunSummary) -> String {
             ]
         })
         .collect();
-    table(&mut out, &["model", "status", "backend", "endpoint", "quantisation", "size", "cold load ms", "licence", "tags", "error"], &rows);
+    table(
+        &mut out,
+        &[
+            "model",
+            "status",
+            "backend",
+            "endpoint",
+            "quantisation",
+            "size",
+            "cold load ms",
+            "licence",
+            "tags",
+            "error",
+        ],
+        &rows,
+    );
 
     let failures: Vec<Vec<String>> = s
         .levels
         .iter()
-        .flat_map(|l| l.failure_reasons.iter().map(move |r| vec![cell(&l.model), cell(&l.level), r.count.to_string(), cell(&r.error)]))
+        .flat_map(|l| {
+            l.failure_reasons.iter().map(move |r| {
+                vec![
+                    cell(&l.model),
+                    cell(&l.level),
+                    r.count.to_string(),
+                    cell(&r.error),
+                ]
+            })
+        })
         .collect();
     if !failures.is_empty() {
         out.push_str("## Failed requests\n\n");
@@ -224,19 +361,38 @@ pub(super) fn render(s: &RunSummary) -> String {
     let e = &run.environment;
     let env_rows = vec![
         vec!["host".into(), cell(&e.hostname)],
-        vec!["OS / kernel".into(), cell(&format!("{} / {}", e.os, e.kernel))],
-        vec!["CPU".into(), cell(&format!("{} ({} logical, {} physical; {})", e.cpu_model, e.logical_cpus, e.physical_cores, e.cpu_features.join(" ")))],
+        vec![
+            "OS / kernel".into(),
+            cell(&format!("{} / {}", e.os, e.kernel)),
+        ],
+        vec![
+            "CPU".into(),
+            cell(&format!(
+                "{} ({} logical, {} physical; {})",
+                e.cpu_model,
+                e.logical_cpus,
+                e.physical_cores,
+                e.cpu_features.join(" ")
+            )),
+        ],
         vec!["memory".into(), fmt_bytes(Some(e.memory_bytes))],
         vec!["engine threads".into(), e.threads.to_string()],
-        vec!["hearth / llama.cpp".into(), cell(&format!("{} / {}", e.hearth_version, e.llama_cpp_version))],
+        vec![
+            "hearth / llama.cpp".into(),
+            cell(&format!("{} / {}", e.hearth_version, e.llama_cpp_version)),
+        ],
         vec!["git".into(), cell(e.git_commit.as_deref().unwrap_or("—"))],
     ];
     table(&mut out, &["", ""], &env_rows);
 
     out.push_str("## Options\n\n```json\n");
-    out.push_str(&fenced(&serde_json::to_string_pretty(&run.options).unwrap_or_default()));
+    out.push_str(&fenced(
+        &serde_json::to_string_pretty(&run.options).unwrap_or_default(),
+    ));
     out.push_str("\n```\n\nClient health:\n\n```json\n");
-    out.push_str(&fenced(&serde_json::to_string_pretty(&run.client).unwrap_or_default()));
+    out.push_str(&fenced(
+        &serde_json::to_string_pretty(&run.client).unwrap_or_default(),
+    ));
     out.push_str("\n```\n\n## Definitions\n\n");
     for (k, v) in DEFINITIONS {
         let _ = writeln!(out, "- **{k}**: {v}");
@@ -257,7 +413,16 @@ mod tests {
     #[test]
     fn markdown_has_every_section_and_escapes_text() {
         let md = render(&sample_run(), Format::Markdown).unwrap();
-        for heading in ["## Summary", "## Latency detail", "## Resources and energy", "## Models", "## Failed requests", "## Environment", "## Options", "## Definitions"] {
+        for heading in [
+            "## Summary",
+            "## Latency detail",
+            "## Resources and energy",
+            "## Models",
+            "## Failed requests",
+            "## Environment",
+            "## Options",
+            "## Definitions",
+        ] {
             assert!(md.contains(heading), "{heading}");
         }
         assert!(md.contains("broken-model"));

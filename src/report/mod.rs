@@ -7,8 +7,10 @@ pub mod compare;
 mod csv;
 pub mod definitions;
 mod html;
+mod html_sections;
 pub mod json;
 mod markdown;
+pub mod metrics;
 pub mod summary;
 #[cfg(test)]
 pub(crate) mod testdata;
@@ -134,8 +136,20 @@ pub fn terminal_table(summary: &RunSummary) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec![
-        "model", "level", "status", "ok/failed", "mean e2e ms", "p95 e2e ms", "TTFT p50 ms",
-        "TTFT p95 ms", "ITL p50 ms", "TPOT mean ms", "out tok/s", "req tok/s", "peak RSS", "size",
+        "model",
+        "level",
+        "status",
+        "ok/failed",
+        "mean e2e ms",
+        "p95 e2e ms",
+        "TTFT p50 ms",
+        "TTFT p95 ms",
+        "ITL p50 ms",
+        "TPOT mean ms",
+        "out tok/s",
+        "req tok/s",
+        "peak RSS",
+        "size",
         "licence",
     ]);
     for (m, l) in summary.rows() {
@@ -154,12 +168,19 @@ pub fn terminal_table(summary: &RunSummary) -> String {
                     Cell::new(fmt_num(lat.itl.map(|d| d.median), 2)),
                     Cell::new(fmt_num(lat.tpot.map(|d| d.mean), 2)),
                     Cell::new(fmt_num(l.output_throughput, 1)),
-                    Cell::new(fmt_num(l.per_request_output_throughput.map(|d| d.median), 1)),
+                    Cell::new(fmt_num(
+                        l.per_request_output_throughput.map(|d| d.median),
+                        1,
+                    )),
                     Cell::new(fmt_bytes(l.resources.peak_rss_bytes)),
                 ]);
             }
             None => {
-                row.extend([Cell::new("—"), Cell::new(summary::status_str(m.status)), Cell::new("0/0")]);
+                row.extend([
+                    Cell::new("—"),
+                    Cell::new(summary::status_str(m.status)),
+                    Cell::new("0/0"),
+                ]);
                 row.extend((0..9).map(|_| Cell::new("—")));
             }
         }
@@ -210,7 +231,10 @@ mod tests {
         assert_eq!("HTML".parse::<Format>().unwrap(), Format::Html);
         assert!("pdf".parse::<Format>().is_err());
         let names: Vec<_> = Format::ALL.iter().map(|f| f.file_name()).collect();
-        assert_eq!(names, ["report.json", "report.csv", "report.md", "report.html"]);
+        assert_eq!(
+            names,
+            ["report.json", "report.csv", "report.md", "report.html"]
+        );
     }
 
     #[test]

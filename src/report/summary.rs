@@ -4,9 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::{IgnoredAny, MapAccess, Visitor};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+pub use super::metrics::Latencies;
+pub(crate) use super::metrics::{
+    counted, decode_tps, e2el_ms, itl_gaps, output_tps, per_s, span_s, stat_of, tpot_ms, ttft_ms,
+    LATENCY_METRICS, LATENCY_STATS,
+};
 
 use crate::stats::{coefficient_of_variation, Distribution};
 use crate::store::record::{
@@ -59,139 +63,6 @@ pub struct ModelSummary {
     pub peak_rss_bytes: Option<u64>,
 }
 
-/// The four latency distributions vLLM's benchmark reports, serialized under vLLM's flat
-/// names (`mean_ttft_ms`, `p99_itl_ms`, …, plus hearth's `min_*`, `max_*` and `count_*`) so
-/// existing tooling reads hearth's JSON without a mapping.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Latencies {
-    /// Time to first content token, ms.
-    pub ttft: Option<Distribution>,
-    /// Time per output token after the first, ms.
-    pub tpot: Option<Distribution>,
-    /// Gaps between content chunks, pooled over requests, ms.
-    pub itl: Option<Distribution>,
-    /// End-to-end latency from the scheduled start, ms.
-    pub e2el: Option<Distribution>,
-}
-
-/// Metric names in `Latencies`, in serialization order.
-pub(crate) const LATENCY_METRICS: [&str; 4] = ["ttft", "tpot", "itl", "e2el"];
-/// Statistic names in the flat keys, in serialization order.
-pub(crate) const LATENCY_STATS: [&str; 8] = ["mean", "median", "std", "p90", "p95", "p99", "min", "max"];
-
-impl Latencies {
-    /// The distribution for one of `LATENCY_METRICS`.
-    pub fn get(&self, metric: &str) -> Option<&Distribution> {
-        match metric {
-            "ttft" => self.ttft.as_ref(),
-            "tpot" => self.tpot.as_ref(),
-            "itl" => self.itl.as_ref(),
-            "e2el" => self.e2el.as_ref(),
-            _ => None,
-        }
-    }
-
-    fn slot(&mut self, metric: &str) -> Option<&mut Option<Distribution>> {
-        match metric {
-            "ttft" => Some(&mut self.ttft),
-            "tpot" => Some(&mut self.tpot),
-            "itl" => Some(&mut self.itl),
-            "e2el" => Some(&mut self.e2el),
-            _ => None,
-        }
-    }
-}
-
-/// One statistic of a distribution by its flat-key name.
-pub(crate) fn stat_of(d: &Distribution, stat: &str) -> f64 {
-    match stat {
-        "mean" => d.mean,
-        "median" => d.median,
-        "std" => d.std,
-        "p90" => d.p90,
-        "p95" => d.p95,
-        "p99" => d.p99,
-        "min" => d.min,
-        "max" => d.max,
-        _ => f64::NAN,
-    }
-}
-
-impl Serialize for Latencies {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for metric in LATENCY_METRICS {
-            let d = self.get(metric);
-            map.serialize_entry(&format!("count_{metric}"), &d.map(|d| d.count))?;
-            for stat in LATENCY_STATS {
-                map.serialize_entry(&format!("{stat}_{metric}_ms"), &d.map(|d| stat_of(d, stat)))?;
-            }
-        }
-        map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Latencies {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Latencies;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("flat latency fields such as mean_ttft_ms")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Latencies, A::Error> {
-                // metric -> stat -> value
-                let mut found: BTreeMap<(String, String), f64> = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    match parse_latency_key(&key) {
-                        Some((stat, metric)) => {
-                            if let Some(v) = map.next_value::<Option<f64>>()? {
-                                found.insert((metric, stat), v);
-                            }
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                let mut out = Latencies::default();
-                for metric in LATENCY_METRICS {
-                    let get = |stat: &str| found.get(&(metric.to_string(), stat.to_string())).copied();
-                    let Some(mean) = get("mean") else { continue };
-                    let nan = f64::NAN;
-                    let d = Distribution {
-                        count: get("count").unwrap_or(0.0) as usize,
-                        mean,
-                        median: get("median").unwrap_or(nan),
-                        std: get("std").unwrap_or(nan),
-                        p90: get("p90").unwrap_or(nan),
-                        p95: get("p95").unwrap_or(nan),
-                        p99: get("p99").unwrap_or(nan),
-                        min: get("min").unwrap_or(nan),
-                        max: get("max").unwrap_or(nan),
-                    };
-                    if let Some(slot) = out.slot(metric) {
-                        *slot = Some(d);
-                    }
-                }
-                Ok(out)
-            }
-        }
-        deserializer.deserialize_map(V)
-    }
-}
-
-/// `mean_ttft_ms` → (`mean`, `ttft`); `count_itl` → (`count`, `itl`).
-fn parse_latency_key(key: &str) -> Option<(String, String)> {
-    if let Some(metric) = key.strip_prefix("count_") {
-        return LATENCY_METRICS.contains(&metric).then(|| ("count".into(), metric.into()));
-    }
-    let body = key.strip_suffix("_ms")?;
-    let (stat, metric) = body.split_once('_')?;
-    (LATENCY_STATS.contains(&stat) && LATENCY_METRICS.contains(&metric))
-        .then(|| (stat.to_string(), metric.to_string()))
-}
-
 /// One distinct failure message and how often it happened.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FailureReason {
@@ -219,7 +90,12 @@ impl Slo {
     pub fn from_options(options: &serde_json::Value) -> Option<Slo> {
         let slo = options.get("slo")?;
         let f = |k: &str| slo.get(k).and_then(serde_json::Value::as_f64);
-        let s = Slo { ttft_ms: f("ttft_ms"), e2e_ms: f("e2e_ms"), tpot_ms: f("tpot_ms"), itl_ms: f("itl_ms") };
+        let s = Slo {
+            ttft_ms: f("ttft_ms"),
+            e2e_ms: f("e2e_ms"),
+            tpot_ms: f("tpot_ms"),
+            itl_ms: f("itl_ms"),
+        };
         (s != Slo::default()).then_some(s)
     }
 
@@ -382,69 +258,6 @@ pub struct LevelSummary {
     pub server_metrics: Option<serde_json::Value>,
 }
 
-/// Requests that count for `model`/`level`: timed rounds only (round 0 is warm-up).
-pub(crate) fn counted<'a>(
-    data: &'a RunData,
-    model: &'a str,
-    level: &'a str,
-) -> impl Iterator<Item = &'a RequestRecord> + 'a {
-    data.requests
-        .iter()
-        .filter(move |r| r.round >= 1 && r.model == model && r.level == level)
-}
-
-/// TTFT: first content token − scheduled start, ms.
-pub(crate) fn ttft_ms(r: &RequestRecord) -> Option<f64> {
-    r.first_token_ms.map(|t| t - r.scheduled_ms)
-}
-
-/// E2E latency: end − scheduled start, ms.
-pub(crate) fn e2el_ms(r: &RequestRecord) -> Option<f64> {
-    r.end_ms.map(|t| t - r.scheduled_ms)
-}
-
-/// TPOT: (E2E − TTFT) / (completion tokens − 1), for ≥ 2 tokens.
-pub(crate) fn tpot_ms(r: &RequestRecord) -> Option<f64> {
-    let n = r.completion_tokens?;
-    (n >= 2).then_some(())?;
-    Some((r.end_ms? - r.first_token_ms?) / (n - 1) as f64)
-}
-
-/// Gaps between consecutive content chunks, ms.
-pub(crate) fn itl_gaps(r: &RequestRecord) -> Vec<f64> {
-    r.chunk_ms.windows(2).map(|w| w[1] - w[0]).collect()
-}
-
-/// Output tokens per second of one request, over its whole E2E latency.
-pub(crate) fn output_tps(r: &RequestRecord) -> Option<f64> {
-    let e2e = e2el_ms(r)?;
-    (e2e > 0.0).then(|| r.completion_tokens.map(|n| n as f64 / (e2e / 1000.0)))?
-}
-
-/// Decode tokens per second of one request: tokens after the first over the time after it.
-pub(crate) fn decode_tps(r: &RequestRecord) -> Option<f64> {
-    let n = r.completion_tokens?;
-    let span = r.end_ms? - r.first_token_ms?;
-    (n >= 2 && span > 0.0).then(|| (n - 1) as f64 / (span / 1000.0))
-}
-
-/// Duration in seconds over a set of requests: max end − min scheduled start.
-fn span_s<'a>(reqs: impl Iterator<Item = &'a RequestRecord>) -> Option<f64> {
-    let mut start = f64::INFINITY;
-    let mut end = f64::NEG_INFINITY;
-    for r in reqs {
-        start = start.min(r.scheduled_ms);
-        if let Some(e) = r.end_ms {
-            end = end.max(e);
-        }
-    }
-    (end.is_finite() && start.is_finite() && end > start).then(|| (end - start) / 1000.0)
-}
-
-fn per_s(x: f64, duration: Option<f64>) -> Option<f64> {
-    duration.filter(|d| *d > 0.0).map(|d| x / d)
-}
-
 /// Summarizes a stored run: the single entry point every report and the terminal table use.
 pub fn summarize(data: &RunData) -> RunSummary {
     let price = data
@@ -501,7 +314,11 @@ pub fn summarize(data: &RunData) -> RunSummary {
             models.push(model_summary(&rec, &levels));
         }
     }
-    RunSummary { run: data.run.clone(), models, levels }
+    RunSummary {
+        run: data.run.clone(),
+        models,
+        levels,
+    }
 }
 
 fn model_summary(m: &ModelRecord, levels: &[LevelSummary]) -> ModelSummary {
@@ -533,26 +350,43 @@ fn summarize_level(
     price: f64,
 ) -> LevelSummary {
     let all: Vec<&RequestRecord> = counted(data, model, level).collect();
-    let ok: Vec<&RequestRecord> = all.iter().copied().filter(|r| r.status == RequestStatus::Ok).collect();
-    let errors = all.iter().filter(|r| r.status == RequestStatus::Error).count() as u64;
-    let timeouts = all.iter().filter(|r| r.status == RequestStatus::Timeout).count() as u64;
+    let ok: Vec<&RequestRecord> = all
+        .iter()
+        .copied()
+        .filter(|r| r.status == RequestStatus::Ok)
+        .collect();
+    let errors = all
+        .iter()
+        .filter(|r| r.status == RequestStatus::Error)
+        .count() as u64;
+    let timeouts = all
+        .iter()
+        .filter(|r| r.status == RequestStatus::Timeout)
+        .count() as u64;
 
     let mut reasons: Vec<FailureReason> = Vec::new();
     for r in all.iter().filter(|r| r.status != RequestStatus::Ok) {
         let msg = match (&r.error, r.status) {
             (Some(e), _) => e.chars().take(300).collect(),
             (None, RequestStatus::Timeout) => "timeout".to_string(),
-            (None, _) => format!("error (HTTP {})", r.http_status.map_or("-".into(), |s| s.to_string())),
+            (None, _) => format!(
+                "error (HTTP {})",
+                r.http_status.map_or("-".into(), |s| s.to_string())
+            ),
         };
         match reasons.iter_mut().find(|x| x.error == msg) {
             Some(x) => x.count += 1,
-            None => reasons.push(FailureReason { error: msg, count: 1 }),
+            None => reasons.push(FailureReason {
+                error: msg,
+                count: 1,
+            }),
         }
     }
     reasons.sort_by(|a, b| b.count.cmp(&a.count));
     reasons.truncate(5);
 
-    let duration = span_s(all.iter().copied()).or_else(|| rec.map(|l| l.duration_ms / 1000.0).filter(|d| *d > 0.0));
+    let duration = span_s(all.iter().copied())
+        .or_else(|| rec.map(|l| l.duration_ms / 1000.0).filter(|d| *d > 0.0));
     let total_input_tokens: u64 = ok.iter().filter_map(|r| r.prompt_tokens).sum();
     let total_output_tokens: u64 = ok.iter().filter_map(|r| r.completion_tokens).sum();
     let dist = |f: &dyn Fn(&RequestRecord) -> Option<f64>| {
@@ -584,7 +418,9 @@ fn summarize_level(
     }
     let round_means: Vec<f64> = rounds
         .values()
-        .filter_map(|rs| crate::stats::mean(&rs.iter().filter_map(|r| e2el_ms(r)).collect::<Vec<_>>()))
+        .filter_map(|rs| {
+            crate::stats::mean(&rs.iter().filter_map(|r| e2el_ms(r)).collect::<Vec<_>>())
+        })
         .collect();
     let round_tput: Vec<f64> = rounds
         .values()
@@ -602,7 +438,9 @@ fn summarize_level(
             TokenSource::Tokenizer => tokens.tokenizer += 1,
             TokenSource::Chunks => tokens.chunks += 1,
         }
-        if r.counted_completion_tokens.is_some() && r.counted_completion_tokens != r.completion_tokens {
+        if r.counted_completion_tokens.is_some()
+            && r.counted_completion_tokens != r.completion_tokens
+        {
             tokens.usage_disagreements += 1;
         }
     }
@@ -623,7 +461,9 @@ fn summarize_level(
         client_bottleneck: l.client_bottleneck,
     });
     let energy_j = rec.and_then(|l| l.energy_j);
-    let j_per_1k = energy_j.filter(|_| total_output_tokens > 0).map(|j| j / total_output_tokens as f64 * 1000.0);
+    let j_per_1k = energy_j
+        .filter(|_| total_output_tokens > 0)
+        .map(|j| j / total_output_tokens as f64 * 1000.0);
     let energy = Energy {
         energy_j,
         method: rec.and_then(|l| l.energy_method.clone()),
@@ -710,21 +550,44 @@ impl RunSummary {
                 "MODEL {}: {} {}",
                 status_str(m.status).to_uppercase(),
                 m.model,
-                m.error.as_deref().map_or(String::new(), |e| format!("— {e}"))
+                m.error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!("— {e}"))
             ));
         }
-        for l in self.levels.iter().filter(|l| l.failed > 0 && l.model_status == ModelStatus::Ok) {
-            let why = l.failure_reasons.first().map_or(String::new(), |r| format!(" (e.g. {})", r.error));
-            w.push(format!("{} at {}: {} of {} requests failed{why}", l.model, l.level, l.failed, l.failed + l.completed));
+        for l in self
+            .levels
+            .iter()
+            .filter(|l| l.failed > 0 && l.model_status == ModelStatus::Ok)
+        {
+            let why = l
+                .failure_reasons
+                .first()
+                .map_or(String::new(), |r| format!(" (e.g. {})", r.error));
+            w.push(format!(
+                "{} at {}: {} of {} requests failed{why}",
+                l.model,
+                l.level,
+                l.failed,
+                l.failed + l.completed
+            ));
         }
-        for l in self.levels.iter().filter(|l| l.token_counts.fallbacks() > 0) {
+        for l in self
+            .levels
+            .iter()
+            .filter(|l| l.token_counts.fallbacks() > 0)
+        {
             let t = l.token_counts;
             w.push(format!(
                 "token counts for {} at {} fell back from usage: {} by tokenizer, {} by counting chunks",
                 l.model, l.level, t.tokenizer, t.chunks
             ));
         }
-        for l in self.levels.iter().filter(|l| l.token_counts.usage_disagreements > 0) {
+        for l in self
+            .levels
+            .iter()
+            .filter(|l| l.token_counts.usage_disagreements > 0)
+        {
             w.push(format!(
                 "{} at {}: {} requests where the server's usage disagrees with hearth's own count",
                 l.model, l.level, l.token_counts.usage_disagreements

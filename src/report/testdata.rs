@@ -44,7 +44,14 @@ pub(crate) fn request(
 }
 
 /// A failed request that ended `after` ms after its schedule.
-pub(crate) fn failed(model: &str, level: &str, round: u32, seq: u32, scheduled: f64, after: f64) -> RequestRecord {
+pub(crate) fn failed(
+    model: &str,
+    level: &str,
+    round: u32,
+    seq: u32,
+    scheduled: f64,
+    after: f64,
+) -> RequestRecord {
     let mut r = request(model, level, round, seq, scheduled, after, 0.0, 0);
     r.first_token_ms = None;
     r.first_chunk_ms = None;
@@ -163,11 +170,29 @@ pub(crate) fn sample_run() -> RunData {
         for i in 0..8u32 {
             let sched = (i / 4) as f64 * 200.0;
             let ttft = base + (i % 4) as f64 * 5.0;
-            requests.push(request(m, "c=4", 1 + i / 4, i, sched, ttft, 12.0, 6 + (i % 3) as u64));
+            requests.push(request(
+                m,
+                "c=4",
+                1 + i / 4,
+                i,
+                sched,
+                ttft,
+                12.0,
+                6 + (i % 3) as u64,
+            ));
         }
     }
     for i in 0..3u32 {
-        requests.push(request("qwen2.5-0.5b", "c=1", 1, i, i as f64 * 150.0, 60.0 + i as f64, 15.0, 5));
+        requests.push(request(
+            "qwen2.5-0.5b",
+            "c=1",
+            1,
+            i,
+            i as f64 * 150.0,
+            60.0 + i as f64,
+            15.0,
+            5,
+        ));
     }
     let mut q4 = level("qwen2.5-0.5b", 4);
     q4.client_bottleneck = true;
@@ -195,7 +220,16 @@ pub(crate) fn run_with_e2e(id: &str, model_name: &str, e2e: &[f64]) -> RunData {
         .enumerate()
         .map(|(i, &v)| {
             let ttft = v / 5.0;
-            request(model_name, "c=1", 1 + (i % 3) as u32, i as u32, i as f64 * 10_000.0, ttft, (v - ttft) / 9.0, 10)
+            request(
+                model_name,
+                "c=1",
+                1 + (i % 3) as u32,
+                i as u32,
+                i as f64 * 10_000.0,
+                ttft,
+                (v - ttft) / 9.0,
+                10,
+            )
         })
         .collect();
     RunData {

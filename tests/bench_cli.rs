@@ -1,0 +1,268 @@
+//! `hearth bench` as users run it, on the real default model: a full run writes every report
+//! format and they agree with the stored run (SQLite and PostgreSQL); `compare` passes two
+//! honest runs and flags an injected regression; SIGINT in the middle keeps what finished.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn hearth(home: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("hearth").unwrap();
+    env(&mut cmd, home);
+    cmd
+}
+
+fn env<C: Envs>(cmd: &mut C, home: &Path) {
+    cmd.set("HEARTH_HOME", Some(home.as_os_str()));
+    for var in [
+        "HEARTH_MODELS_FILE",
+        "HEARTH_MEMORY_LIMIT_MB",
+        "HEARTH_DEFAULT_MODEL",
+        "HEARTH_ENDPOINT",
+        "FOUNDRY_LOCAL_ENDPOINT",
+        "BENCH_MODELS",
+        "BENCH_STREAM",
+        "HEARTH_DB_URL",
+    ] {
+        cmd.set(var, None);
+    }
+    cmd.set("HEARTH_THREADS", Some("2".as_ref()));
+}
+
+/// Both assert_cmd's and std's commands take environment changes.
+trait Envs {
+    fn set(&mut self, key: &str, value: Option<&std::ffi::OsStr>);
+}
+
+impl Envs for Command {
+    fn set(&mut self, key: &str, value: Option<&std::ffi::OsStr>) {
+        match value {
+            Some(v) => self.env(key, v),
+            None => self.env_remove(key),
+        };
+    }
+}
+
+impl Envs for StdCommand {
+    fn set(&mut self, key: &str, value: Option<&std::ffi::OsStr>) {
+        match value {
+            Some(v) => self.env(key, v),
+            None => self.env_remove(key),
+        };
+    }
+}
+
+/// A home whose catalog points `smollm2-135m` at the test model file.
+fn home_with_model() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let models = serde_json::json!({"smollm2-135m": {"path": common::model_path()}});
+    std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
+    home
+}
+
+fn json_out(cmd: &mut Command) -> Value {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).expect("stdout is JSON")
+}
+
+/// A short but complete benchmark: two load levels, warm-up and one timed round.
+const SHORT: [&str; 10] = [
+    "bench",
+    "--rounds",
+    "1",
+    "--max-tokens",
+    "24",
+    "--concurrency",
+    "1,2",
+    "--slo",
+    "ttft=2s,e2e=20s",
+    "--requests",
+];
+
+/// Runs a short bench into `out` and checks that every report format is there, parses, and
+/// agrees with the run as re-rendered from the store.
+fn full_run_agrees_with_the_store(db_url: Option<&str>) {
+    let home = home_with_model();
+    let out = home.path().join("out");
+    let mut cmd = hearth(home.path());
+    if let Some(url) = db_url {
+        cmd.env("HEARTH_DB_URL", url);
+    }
+    let run = cmd
+        .args(SHORT)
+        .arg("4")
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&run.get_output().stdout).to_string();
+    assert!(stdout.contains("smollm2-135m") && stdout.contains("c=2"), "{stdout}");
+
+    for name in ["report.json", "report.csv", "report.md", "report.html"] {
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let mut show = hearth(home.path());
+    if let Some(url) = db_url {
+        show.env("HEARTH_DB_URL", url);
+    }
+    let stored = json_out(show.args(["runs", "show", "latest", "--json"]));
+    assert_eq!(file, stored, "report.json equals the run re-rendered from the store");
+
+    let levels = file["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    for level in levels {
+        assert_eq!(level["completed"], 4);
+        assert_eq!(level["failed"], 0);
+        assert!(level["output_throughput"].as_f64().unwrap() > 0.0);
+        assert!(level["p99_ttft_ms"].as_f64().unwrap() >= level["median_ttft_ms"].as_f64().unwrap());
+        assert!(level["mean_e2el_ms"].as_f64().unwrap() > level["mean_ttft_ms"].as_f64().unwrap());
+    }
+    assert_eq!(file["models"][0]["status"], "ok");
+    assert!(file["models"][0]["load_ms"].as_f64().unwrap() > 0.0);
+    assert!(file["models"][0]["disk_bytes"].as_u64().unwrap() > 90_000_000);
+
+    // CSV: a header and one row per model and level, with the same figures.
+    let mut csv = csv::Reader::from_path(out.join("report.csv")).unwrap();
+    let headers = csv.headers().unwrap().clone();
+    let col = headers.iter().position(|h| h == "output_throughput").unwrap();
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    for (row, level) in rows.iter().zip(levels) {
+        let value: f64 = row[col].parse().unwrap();
+        let expected = level["output_throughput"].as_f64().unwrap();
+        assert!((value - expected).abs() <= 1e-6 * expected.max(1.0), "{value} vs {expected}");
+    }
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| smollm2-135m") && md.contains("Apache-2.0"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg"), "charts are inline SVG");
+    assert!(!html.contains("<script src") && !html.contains("<link"), "opens offline");
+
+    // The history lists the run.
+    let mut list = hearth(home.path());
+    if let Some(url) = db_url {
+        list.env("HEARTH_DB_URL", url);
+    }
+    let runs = json_out(list.args(["runs", "list", "--json"]));
+    let id = file["run"]["id"].as_str().unwrap();
+    assert!(runs.as_array().unwrap().iter().any(|r| r["run"]["id"] == id));
+
+    // `report` re-renders any format from the store.
+    let mut md2 = hearth(home.path());
+    if let Some(url) = db_url {
+        md2.env("HEARTH_DB_URL", url);
+    }
+    let rendered = md2.args(["report", id, "--format", "md"]).assert().success();
+    assert_eq!(String::from_utf8_lossy(&rendered.get_output().stdout), md);
+}
+
+#[test]
+fn full_run_writes_every_report_and_they_agree_with_sqlite() {
+    full_run_agrees_with_the_store(None);
+}
+
+#[test]
+fn full_run_writes_every_report_and_they_agree_with_postgres() {
+    let url = std::env::var("HEARTH_TEST_PG_URL").expect(
+        "HEARTH_TEST_PG_URL is not set: the store tests need PostgreSQL (scripts/test.sh sets it up)",
+    );
+    full_run_agrees_with_the_store(Some(&url));
+}
+
+#[test]
+fn compare_passes_honest_runs_and_flags_an_injected_regression() {
+    let home = home_with_model();
+    let run = |args: &[&str]| {
+        hearth(home.path())
+            .args(["bench", "--rounds", "2", "--max-tokens", "16", "--requests", "4"])
+            .args(args)
+            .assert()
+            .success();
+    };
+    run(&[]);
+    run(&[]);
+    let runs = json_out(hearth(home.path()).args(["runs", "list", "--json"]));
+    let b = runs[0]["run"]["id"].as_str().unwrap().to_string();
+    let a = runs[1]["run"]["id"].as_str().unwrap().to_string();
+
+    let same = hearth(home.path()).args(["compare", &a, &a]).assert().success();
+    assert!(!String::from_utf8_lossy(&same.get_output().stdout).contains("regression"));
+
+    // Inject a regression into B: every request took three times as long end to end.
+    let db = rusqlite::Connection::open(home.path().join("history.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE requests SET end_ms = scheduled_ms + (end_ms - scheduled_ms) * 3 WHERE run_id = ?1",
+            [&b],
+        )
+        .unwrap();
+    assert!(changed >= 8);
+    drop(db);
+    let verdict = hearth(home.path()).args(["compare", &a, &b]).assert().code(1);
+    let text = String::from_utf8_lossy(&verdict.get_output().stdout).to_lowercase();
+    assert!(text.contains("regression"), "{text}");
+    let json = hearth(home.path())
+        .args(["compare", &a, &b, "--json"])
+        .assert()
+        .code(1);
+    let rows: Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert!(rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["metric"].as_str().unwrap().contains("e2e") && r["verdict"] == "regression"));
+}
+
+#[test]
+fn sigint_in_the_middle_keeps_finished_requests() {
+    let home = home_with_model();
+    let bin = assert_cmd::cargo::cargo_bin("hearth");
+    let mut cmd = StdCommand::new(bin);
+    env(&mut cmd, home.path());
+    let mut child = cmd
+        .args(["bench", "--rounds", "200", "--max-tokens", "16", "--requests", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until requests are in the store, then interrupt.
+    let finished_before = loop {
+        let runs = json_out(hearth(home.path()).args(["runs", "list", "--json"]));
+        let n = runs
+            .as_array()
+            .and_then(|r| r.first())
+            .map_or(0, |r| r["requests"].as_u64().unwrap());
+        if n >= 6 {
+            break n;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the benchmark ended ({status}) before it could be interrupted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let status = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+
+    let runs = json_out(hearth(home.path()).args(["runs", "list", "--json"]));
+    let run = &runs[0];
+    assert_eq!(run["run"]["status"], "interrupted");
+    assert!(run["requests"].as_u64().unwrap() >= finished_before);
+    let id = run["run"]["id"].as_str().unwrap();
+    let report = json_out(hearth(home.path()).args(["runs", "show", id, "--json"]));
+    assert_eq!(report["models"][0]["status"], "interrupted");
+    assert!(home.path().join("runs").join(id).join("report.html").is_file());
+}
