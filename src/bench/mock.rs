@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,19 +80,18 @@ struct MockState {
     served: Mutex<u64>,
 }
 
-/// A running mock server.
+/// A running mock server, on a thread and runtime of its own (as a real server would be in a
+/// process of its own), so its work never delays the client it measures.
 pub struct MockServer {
     /// Base URL ending in `/v1`.
     pub base_url: String,
     log: Arc<Mutex<Vec<MockLogEntry>>>,
-    task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl MockServer {
     /// Starts on 127.0.0.1 on a free port, serving `scripts` by model name.
     pub async fn start(scripts: HashMap<String, MockScript>) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let serial = scripts
             .keys()
@@ -103,22 +103,61 @@ impl MockServer {
             log: log.clone(),
             served: Mutex::new(0),
         });
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .route("/v1/models", get(models))
-            .route("/metrics", get(metrics))
-            .with_state(state);
-        // As real servers should: each streamed chunk leaves at once (no Nagle delay).
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<std::io::Result<SocketAddr>>();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("mock-server".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("mock-server")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let bound =
+                        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+                    let listener = match bound.and_then(|l| l.local_addr().map(|a| (l, a))) {
+                        Ok((listener, addr)) => {
+                            let _ = ready_tx.send(Ok(addr));
+                            listener
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let app = Router::new()
+                        .route("/v1/chat/completions", post(chat))
+                        .route("/v1/models", get(models))
+                        .route("/metrics", get(metrics))
+                        .with_state(state);
+                    // As real servers should: each streamed chunk leaves at once (no Nagle).
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    // Stop at once when dropped, hanging streams included.
+                    tokio::select! {
+                        _ = axum::serve(listener, app).into_future() => {}
+                        _ = stop => {}
+                    }
+                });
+                // Streams still open (a hanging script) are dropped with the runtime.
+                runtime.shutdown_background();
+            })?;
+        let addr = ready_rx
+            .await
+            .map_err(|_| std::io::Error::other("the mock server thread died"))??;
         Ok(Self {
             base_url: format!("http://{addr}/v1"),
             log,
-            task,
+            shutdown: Some(shutdown),
         })
     }
 
@@ -130,7 +169,9 @@ impl MockServer {
 
 impl Drop for MockServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 }
 

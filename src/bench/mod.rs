@@ -631,16 +631,20 @@ pub struct Calibration {
     pub lag_p99_ms: f64,
 }
 
-/// Measures the client's own floor: `concurrency` streams against the built-in mock server
-/// with scripted timings, comparing the TTFT the client measures with the TTFT the server
-/// actually produced (both on this process's monotonic clock).
+/// Measures the client's own floor against the built-in mock server with scripted timings
+/// (on its own thread, as a server in its own process): open-loop Poisson arrivals at the rate
+/// that keeps about `concurrency` streams in flight, `requests` of them, after one warm-up
+/// round that opens the connections. The error compares the TTFT the client measures (send to
+/// first content token) with the TTFT the server actually produced (request received to first
+/// token written), both on this process's monotonic clock.
 pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calibration> {
     let script = mock::MockScript {
-        ttft: Duration::from_millis(50),
-        itl: Duration::from_millis(10),
+        ttft: Duration::from_millis(100),
+        itl: Duration::from_millis(20),
         tokens: 16,
         ..mock::MockScript::default()
     };
+    let busy = script.ttft + script.itl * (script.tokens - 1);
     let server = mock::MockServer::start(HashMap::from([("calibration".to_string(), script)])).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
@@ -666,27 +670,34 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
         level: "calibration".into(),
         seed: 0,
     };
-    let jobs: Vec<Job> = (0..requests.max(1))
-        .map(|i| Job {
-            prompt_id: "calibration".into(),
-            prompt: format!("calibration request {i}"),
-            max_tokens: 16,
-            round: 1,
-            seq: i,
-        })
-        .collect();
+    let concurrency = concurrency.max(1);
+    let jobs = |round: u32, n: u32| -> Vec<Job> {
+        (0..n)
+            .map(|i| Job {
+                prompt_id: "calibration".into(),
+                prompt: format!("calibration round {round} request {i}"),
+                max_tokens: 16,
+                round,
+                seq: i,
+            })
+            .collect()
+    };
+    let (_stop_tx, mut stop) = watch::channel(false);
+    // Warm-up: one closed-loop round opens `concurrency` connections.
+    let (warm_tx, _warm_rx) = mpsc::unbounded_channel();
+    let warm = LoadShape::Concurrency { concurrency };
+    load::run_round(&ctx, warm, jobs(0, concurrency), &warm_tx, &mut stop).await;
+    let requests = requests.max(1);
+    let shape = LoadShape::Rate {
+        rate: f64::from(concurrency) / busy.as_secs_f64(),
+        burstiness: 1.0,
+        max_concurrency: None,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_stop_tx, mut stop) = watch::channel(false);
     let cpu_before = resources::client_cpu_ms();
     let lag = load::LagMonitor::start(Duration::from_millis(10));
-    load::run_round(
-        &ctx,
-        LoadShape::Concurrency { concurrency },
-        jobs,
-        &tx,
-        &mut stop,
-    )
-    .await;
+    load::run_round(&ctx, shape, jobs(1, requests), &tx, &mut stop).await;
     let lag_p99_ms = lag.finish();
     let cpu = resources::client_cpu_ms() - cpu_before;
     drop(tx);
@@ -697,7 +708,7 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
         .collect();
     let mut errors = Vec::new();
     while let Some(record) = rx.recv().await {
-        let entry = log.get(&format!("calibration request {}", record.seq));
+        let entry = log.get(&format!("calibration round 1 request {}", record.seq));
         if let (Some(entry), Some(sent), Some(first)) =
             (entry, record.sent_ms, record.first_token_ms)
         {
@@ -721,7 +732,7 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
         ttft_error_p50_ms: pick(0.5),
         ttft_error_p99_ms: pick(0.99),
         ttft_error_max_ms: errors.last().copied().unwrap_or(f64::NAN),
-        client_cpu_ms_per_request: cpu / f64::from(requests.max(1)),
+        client_cpu_ms_per_request: cpu / f64::from(requests),
         lag_p99_ms,
     })
 }

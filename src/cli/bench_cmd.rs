@@ -146,7 +146,7 @@ fn parse_slo(text: &str) -> Result<HashMap<String, f64>> {
             .trim()
             .parse()
             .with_context(|| format!("--slo: `{value}` is not a duration like 500ms or 5s"))?;
-        if !(ms > 0.0) {
+        if ms.is_nan() || ms <= 0.0 {
             bail!("--slo: {key} must be positive");
         }
         slo.insert(key.to_string(), ms * scale);
@@ -195,10 +195,10 @@ fn shapes(args: &BenchArgs) -> Result<Vec<LoadShape>> {
         shapes.push(LoadShape::Concurrency { concurrency: c });
     }
     for &rate in &args.rate {
-        if !(rate > 0.0) || !rate.is_finite() {
+        if !rate.is_finite() || rate <= 0.0 {
             bail!("--rate must be a positive number of requests per second");
         }
-        if !(args.burstiness > 0.0) {
+        if !args.burstiness.is_finite() || args.burstiness <= 0.0 {
             bail!("--burstiness must be positive");
         }
         shapes.push(LoadShape::Rate {

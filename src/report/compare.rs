@@ -200,10 +200,6 @@ fn values(data: &RunData, model: &str, level: &str, f: Extract) -> Vec<f64> {
         .collect()
 }
 
-fn is_ok(s: ModelStatus) -> bool {
-    matches!(s, ModelStatus::Ok)
-}
-
 /// Compares run B against baseline A, for every model and level of either run.
 pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
     let (sa, sb) = (summary::summarize(a), summary::summarize(b));
@@ -231,28 +227,32 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
                 continue;
             }
         };
-        match (is_ok(ma.status), is_ok(mb.status)) {
-            (true, false) | (false, true) | (false, false) => {
-                let (verdict, side) = match (is_ok(ma.status), is_ok(mb.status)) {
-                    (true, false) => (Verdict::Regression, mb),
-                    (false, true) => (Verdict::Improvement, ma),
-                    _ => (Verdict::Missing, mb),
-                };
-                let mut r = row(name, "", "status", verdict);
-                r.note = Some(format!(
-                    "A {}, B {}{}",
-                    summary::status_str(ma.status),
-                    summary::status_str(mb.status),
-                    side.error
-                        .as_deref()
-                        .map_or(String::new(), |e| format!(": {e}"))
-                ));
-                rows.push(r);
-                if verdict != Verdict::Improvement {
-                    continue;
-                }
+        if ma.status != mb.status || ma.status != ModelStatus::Ok {
+            use ModelStatus::{Failed, Ok as Good};
+            // Failed in B after working in A is the one status change that is a regression;
+            // a run stopped by the user (interrupted) is not evidence either way.
+            let (verdict, skip_levels) = match (ma.status, mb.status) {
+                (Good, Failed) => (Verdict::Regression, true),
+                (Failed, Good) => (Verdict::Improvement, false),
+                (Failed, Failed) => (Verdict::Missing, true),
+                _ => (Verdict::Missing, false),
+            };
+            let error = if mb.status == Failed {
+                &mb.error
+            } else {
+                &ma.error
+            };
+            let mut r = row(name, "", "status", verdict);
+            r.note = Some(format!(
+                "A {}, B {}{}",
+                summary::status_str(ma.status),
+                summary::status_str(mb.status),
+                error.as_deref().map_or(String::new(), |e| format!(": {e}"))
+            ));
+            rows.push(r);
+            if skip_levels {
+                continue;
             }
-            (true, true) => {}
         }
         compare_levels(a, b, &sa, &sb, name, opts, &mut rows);
     }
@@ -344,14 +344,14 @@ fn compare_levels(
             x.output_throughput,
             y.output_throughput,
             false,
-            "one number per run: verdict on threshold only",
+            "threshold only",
         ));
         rows.push(single(
             "peak_rss_bytes",
             x.resources.peak_rss_bytes.map(|v| v as f64),
             y.resources.peak_rss_bytes.map(|v| v as f64),
             true,
-            "one number per run: verdict on threshold only",
+            "threshold only",
         ));
         let rate = |l: &LevelSummary| {
             let n = l.completed + l.failed;
@@ -365,8 +365,7 @@ fn compare_levels(
             r.change_pct = Some(q - p);
             r.verdict = threshold_verdict(r.change_pct, true, opts.threshold_pct);
         }
-        r.note =
-            Some("share of failed requests; change in percentage points, threshold only".into());
+        r.note = Some("change in points; threshold only".into());
         rows.push(r);
     }
 }
@@ -543,6 +542,13 @@ mod tests {
         let c = compare(&a, &b, &CompareOptions::default());
         assert!(c.has_regression());
         assert!(c.rows[0].note.as_deref().unwrap().contains("out of memory"));
+
+        let mut stopped = a.clone();
+        stopped.models[0].status = ModelStatus::Interrupted;
+        let c = compare(&a, &stopped, &CompareOptions::default());
+        assert!(!c.has_regression(), "{}", c.table());
+        assert_eq!(c.rows[0].verdict, Verdict::Missing);
+        assert!(c.rows.len() > 1, "levels are still compared");
 
         let other = run_with_e2e("b", "other", &base());
         let c = compare(&a, &other, &CompareOptions::default());

@@ -18,7 +18,7 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ("total_token_throughput", "Aggregate (prompt + completion) tokens/s of successful counted requests / duration."),
     ("request_throughput", "Successful counted requests / duration."),
     ("request_goodput", "Requests/s that met every SLO given in options.slo (ttft_ms, e2e_ms, tpot_ms, itl_ms: a request meets the ITL limit when its largest chunk gap is within it). goodput_share = those requests / all counted requests. A failed request, or one with no TTFT under a TTFT limit, does not meet the SLO; an undefined TPOT or ITL (fewer than 2 tokens or chunks) does."),
-    ("ttft_cold / ttft_warm", "TTFT split by prompt cache: warm when cached_tokens × 2 ≥ prompt_tokens, cold when cached_tokens is known and smaller, unknown when the server does not report it."),
+    ("ttft_cold / ttft_warm", "TTFT split by prompt cache: warm when cached_tokens ≥ ¾ × prompt_tokens (a template's fixed preamble alone is cached for every request), cold when cached_tokens is known and smaller, unknown when the server does not report it."),
     ("cv", "Coefficient of variation across rounds = population std / mean of the per-round mean E2E latency, and of the per-round aggregate output throughput: the run's own noise."),
     ("statistics", "mean; median and pNN by linear interpolation between closest ranks (numpy's default, as vLLM); std is the population standard deviation (divides by n, numpy's default)."),
     ("token_counts", "Where token counts came from: usage (the server's usage object), tokenizer (hearth tokenized the text), chunks (one token per content chunk, last resort). usage_disagreements = requests whose independent count differs from usage."),

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::charts::{bar_chart, cdf_chart, dual_axis_chart, line_chart, Line};
 use super::html::{dist4, esc, figure, table, td_num};
-use super::{fmt_bytes, fmt_num, fmt_pct};
 use super::summary::{counted, e2el_ms, LevelSummary, RunSummary};
+use super::{fmt_bytes, fmt_num, fmt_pct};
 use crate::store::record::{LoadShape, RequestStatus, RunData};
 
 /// x position of a level on the load axis, and that axis's name.
@@ -157,23 +157,20 @@ pub(super) fn charts_section(
     out.push_str("</div>");
 }
 
-/// Requests in flight over time (sent → end), as a step line, for one level; every request
-/// of the level counts, warm-up included, since the server saw them all.
+/// Requests in flight over time (sent → end) as a step line, for the counted requests of one
+/// level: the span the server's samples cover and the reports speak about.
 fn in_flight(data: &RunData, model: &str, level: &str) -> Vec<(f64, f64)> {
     let mut events: Vec<(f64, f64)> = Vec::new();
-    for r in data
-        .requests
-        .iter()
-        .filter(|r| r.model == model && r.level == level)
-    {
+    for r in counted(data, model, level) {
         let start = r.sent_ms.unwrap_or(r.scheduled_ms);
         events.push((start / 1000.0, 1.0));
         if let Some(end) = r.end_ms {
             events.push((end / 1000.0, -1.0));
         }
     }
+    // Ends before starts at the same instant, so a closed loop does not show a false 2.
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    let mut points = vec![(0.0, 0.0)];
+    let mut points = Vec::with_capacity(events.len() * 2);
     let mut n = 0.0;
     for (t, d) in events {
         points.push((t, n));

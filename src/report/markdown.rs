@@ -20,7 +20,8 @@ pub(crate) fn cell(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '`' => out.push_str("\\`"),
-            '*' | '_' | '[' | ']' => {
+            // `_` is left alone: GitHub does not emphasise inside words (Q4_1, model_v2).
+            '*' | '[' | ']' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -62,9 +63,9 @@ pub(super) fn render(s: &RunSummary) -> String {
     let _ = writeln!(out, "# hearth benchmark report — run `{}`\n", cell(&run.id));
     let _ = writeln!(
         out,
-        "Status: **{:?}** · started {} (Unix ms) · {} models · {} levels\n",
+        "Status: **{:?}** · started {} · {} models · {} levels\n",
         run.status,
-        run.started_unix_ms,
+        super::html::utc(run.started_unix_ms),
         s.models.len(),
         s.levels.len()
     );
