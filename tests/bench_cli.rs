@@ -109,7 +109,10 @@ fn full_run_agrees_with_the_store(db_url: Option<&str>) {
         .assert()
         .success();
     let stdout = String::from_utf8_lossy(&run.get_output().stdout).to_string();
-    assert!(stdout.contains("smollm2-135m") && stdout.contains("c=2"), "{stdout}");
+    assert!(
+        stdout.contains("smollm2-135m") && stdout.contains("c=2"),
+        "{stdout}"
+    );
 
     for name in ["report.json", "report.csv", "report.md", "report.html"] {
         assert!(out.join(name).is_file(), "{name} missing");
@@ -121,7 +124,10 @@ fn full_run_agrees_with_the_store(db_url: Option<&str>) {
         show.env("HEARTH_DB_URL", url);
     }
     let stored = json_out(show.args(["runs", "show", "latest", "--json"]));
-    assert_eq!(file, stored, "report.json equals the run re-rendered from the store");
+    assert_eq!(
+        file, stored,
+        "report.json equals the run re-rendered from the store"
+    );
 
     let levels = file["levels"].as_array().unwrap();
     assert_eq!(levels.len(), 2);
@@ -129,7 +135,9 @@ fn full_run_agrees_with_the_store(db_url: Option<&str>) {
         assert_eq!(level["completed"], 4);
         assert_eq!(level["failed"], 0);
         assert!(level["output_throughput"].as_f64().unwrap() > 0.0);
-        assert!(level["p99_ttft_ms"].as_f64().unwrap() >= level["median_ttft_ms"].as_f64().unwrap());
+        assert!(
+            level["p99_ttft_ms"].as_f64().unwrap() >= level["median_ttft_ms"].as_f64().unwrap()
+        );
         assert!(level["mean_e2el_ms"].as_f64().unwrap() > level["mean_ttft_ms"].as_f64().unwrap());
     }
     assert_eq!(file["models"][0]["status"], "ok");
@@ -139,20 +147,29 @@ fn full_run_agrees_with_the_store(db_url: Option<&str>) {
     // CSV: a header and one row per model and level, with the same figures.
     let mut csv = csv::Reader::from_path(out.join("report.csv")).unwrap();
     let headers = csv.headers().unwrap().clone();
-    let col = headers.iter().position(|h| h == "output_throughput").unwrap();
+    let col = headers
+        .iter()
+        .position(|h| h == "output_throughput")
+        .unwrap();
     let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
     for (row, level) in rows.iter().zip(levels) {
         let value: f64 = row[col].parse().unwrap();
         let expected = level["output_throughput"].as_f64().unwrap();
-        assert!((value - expected).abs() <= 1e-6 * expected.max(1.0), "{value} vs {expected}");
+        assert!(
+            (value - expected).abs() <= 1e-6 * expected.max(1.0),
+            "{value} vs {expected}"
+        );
     }
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| smollm2-135m") && md.contains("Apache-2.0"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg"), "charts are inline SVG");
-    assert!(!html.contains("<script src") && !html.contains("<link"), "opens offline");
+    assert!(
+        !html.contains("<script src") && !html.contains("<link"),
+        "opens offline"
+    );
 
     // The history lists the run.
     let mut list = hearth(home.path());
@@ -161,14 +178,21 @@ fn full_run_agrees_with_the_store(db_url: Option<&str>) {
     }
     let runs = json_out(list.args(["runs", "list", "--json"]));
     let id = file["run"]["id"].as_str().unwrap();
-    assert!(runs.as_array().unwrap().iter().any(|r| r["run"]["id"] == id));
+    assert!(runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["run"]["id"] == id));
 
     // `report` re-renders any format from the store.
     let mut md2 = hearth(home.path());
     if let Some(url) = db_url {
         md2.env("HEARTH_DB_URL", url);
     }
-    let rendered = md2.args(["report", id, "--format", "md"]).assert().success();
+    let rendered = md2
+        .args(["report", id, "--format", "md"])
+        .assert()
+        .success();
     assert_eq!(String::from_utf8_lossy(&rendered.get_output().stdout), md);
 }
 
@@ -191,7 +215,15 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
     let home = home_with_model();
     let run = |args: &[&str]| {
         hearth(home.path())
-            .args(["bench", "--rounds", "2", "--max-tokens", "16", "--requests", "4"])
+            .args([
+                "bench",
+                "--rounds",
+                "2",
+                "--max-tokens",
+                "16",
+                "--requests",
+                "4",
+            ])
             .args(args)
             .assert()
             .success();
@@ -224,7 +256,10 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
         .unwrap();
     assert!(changed >= 8);
     drop(db);
-    let verdict = hearth(home.path()).args(["compare", &a, &b]).assert().code(1);
+    let verdict = hearth(home.path())
+        .args(["compare", &a, &b])
+        .assert()
+        .code(1);
     let text = String::from_utf8_lossy(&verdict.get_output().stdout).to_lowercase();
     assert!(text.contains("regression"), "{text}");
     let json = hearth(home.path())
@@ -232,11 +267,11 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
         .assert()
         .code(1);
     let rows: Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
-    assert!(rows["rows"]
-        .as_array()
+    assert!(rows["rows"].as_array().unwrap().iter().any(|r| r["metric"]
+        .as_str()
         .unwrap()
-        .iter()
-        .any(|r| r["metric"].as_str().unwrap().contains("e2e") && r["verdict"] == "regression"));
+        .contains("e2e")
+        && r["verdict"] == "regression"));
 }
 
 #[test]
@@ -247,7 +282,15 @@ fn sigint_in_the_middle_keeps_finished_requests() {
     let mut cmd = StdCommand::new(bin);
     env(&mut cmd, home.path());
     let mut child = cmd
-        .args(["bench", "--rounds", "200", "--max-tokens", "16", "--requests", "2"])
+        .args([
+            "bench",
+            "--rounds",
+            "200",
+            "--max-tokens",
+            "16",
+            "--requests",
+            "2",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -273,7 +316,12 @@ fn sigint_in_the_middle_keeps_finished_requests() {
         .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
 
@@ -284,5 +332,10 @@ fn sigint_in_the_middle_keeps_finished_requests() {
     let id = run["run"]["id"].as_str().unwrap();
     let report = json_out(hearth(home.path()).args(["runs", "show", id, "--json"]));
     assert_eq!(report["models"][0]["status"], "interrupted");
-    assert!(home.path().join("runs").join(id).join("report.html").is_file());
+    assert!(home
+        .path()
+        .join("runs")
+        .join(id)
+        .join("report.html")
+        .is_file());
 }

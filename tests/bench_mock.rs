@@ -9,10 +9,10 @@ use std::time::Duration;
 use hearth::bench::client::Endpoint;
 use hearth::bench::mock::{MockScript, MockServer};
 use hearth::bench::recorder::Recorder;
-use hearth::bench::{self, prompts, BenchOptions, PromptCache, Progress, Target};
+use hearth::bench::{self, prompts, BenchOptions, Progress, PromptCache, Target};
 use hearth::store::record::{
-    Environment, LoadShape, ModelRecord, ModelStatus, RequestStatus, RunData, RunRecord,
-    RunStatus, TokenSource,
+    Environment, LoadShape, ModelRecord, ModelStatus, RequestStatus, RunData, RunRecord, RunStatus,
+    TokenSource,
 };
 use hearth::store::Store;
 
@@ -120,7 +120,11 @@ async fn known_delays_give_the_measured_latencies() {
     // 1 warm-up + 2 timed rounds of the 4 built-in prompts.
     assert_eq!(data.requests.len(), 12);
     assert_eq!(data.requests.iter().filter(|r| r.round == 0).count(), 4);
-    let log: HashMap<String, _> = server.log().into_iter().map(|e| (e.prompt.clone(), e)).collect();
+    let log: HashMap<String, _> = server
+        .log()
+        .into_iter()
+        .map(|e| (e.prompt.clone(), e))
+        .collect();
     assert_eq!(log.len(), 12 + 1, "12 measured requests and one load check");
     for r in &data.requests {
         assert_eq!(r.status, RequestStatus::Ok, "{:?}", r.error);
@@ -138,7 +142,10 @@ async fn known_delays_give_the_measured_latencies() {
         assert!(sent - r.scheduled_ms < 5.0);
         assert!(r.end_ms.unwrap() >= *r.chunk_ms.last().unwrap());
         // The role-only first chunk arrives at once and is not the first token.
-        assert!(r.first_token_ms.unwrap() - r.first_chunk_ms.unwrap() > 40.0, "{r:?}");
+        assert!(
+            r.first_token_ms.unwrap() - r.first_chunk_ms.unwrap() > 40.0,
+            "{r:?}"
+        );
         assert_eq!(r.token_source, TokenSource::Usage);
         assert_eq!(r.completion_tokens, Some(6));
         assert_eq!(r.counted_completion_tokens, Some(6));
@@ -147,30 +154,56 @@ async fn known_delays_give_the_measured_latencies() {
     assert_eq!(level.level, "c=1");
     assert!(!level.samples.is_empty(), "the mock's /metrics is scraped");
     // Timed requests start after the warm-up ones, on one clock.
-    let last_warmup = data.requests.iter().filter(|r| r.round == 0).map(|r| r.end_ms.unwrap());
-    let first_timed = data.requests.iter().filter(|r| r.round == 1).map(|r| r.scheduled_ms);
+    let last_warmup = data
+        .requests
+        .iter()
+        .filter(|r| r.round == 0)
+        .map(|r| r.end_ms.unwrap());
+    let first_timed = data
+        .requests
+        .iter()
+        .filter(|r| r.round == 1)
+        .map(|r| r.scheduled_ms);
     assert!(last_warmup.fold(0.0, f64::max) <= first_timed.fold(f64::MAX, f64::min));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_usage_the_chunks_are_counted_and_the_report_says_so() {
+async fn without_usage_tokens_are_counted_otherwise_and_the_report_says_how() {
     let mut no_usage = script(5, 2, 9);
     no_usage.usage = false;
     no_usage.role_chunk = false;
-    let server = MockServer::start(HashMap::from([("plain".to_string(), no_usage)]))
-        .await
-        .unwrap();
+    let mut with_tokenizer = no_usage.clone();
+    with_tokenizer.tokenize = true;
+    let server = MockServer::start(HashMap::from([
+        ("plain".to_string(), no_usage),
+        ("tokenizing".to_string(), with_tokenizer),
+    ]))
+    .await
+    .unwrap();
     let data = run(
         options(vec![LoadShape::Concurrency { concurrency: 2 }], 1, None),
-        vec![target(&server, "plain")],
+        vec![target(&server, "plain"), target(&server, "tokenizing")],
     )
     .await;
-    assert!(data.requests.iter().all(|r| r.token_source == TokenSource::Chunks
+    let (plain, tokenized): (Vec<_>, Vec<_>) =
+        data.requests.iter().partition(|r| r.model == "plain");
+    assert_eq!(plain.len(), 8);
+    assert!(plain.iter().all(|r| r.token_source == TokenSource::Chunks
         && r.completion_tokens == Some(9)
         && r.prompt_tokens.is_none()));
+    // The mock's tokenizer counts words: "tok tok …" is 9 of them, like the 9 chunks.
+    assert_eq!(tokenized.len(), 8);
+    assert!(tokenized
+        .iter()
+        .all(|r| r.token_source == TokenSource::Tokenizer
+            && r.completion_tokens == Some(9)
+            && r.counted_completion_tokens == Some(9)));
     let summary = serde_json::to_value(hearth::report::summarize(&data)).unwrap();
     let text = summary.to_string();
-    assert!(text.contains("chunks"), "the summary names the token source: {text}");
+    assert!(
+        text.contains("chunks") && text.contains("tokenizer"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,6 +309,9 @@ async fn open_loop_keeps_its_schedule_and_queueing_shows_as_latency() {
 async fn calibration_compares_the_client_with_the_server() {
     let c = bench::calibrate(8, 16).await.unwrap();
     assert_eq!(c.requests, 16);
-    assert!(c.ttft_error_p50_ms >= 0.0 && c.ttft_error_p50_ms < 20.0, "{c:?}");
+    assert!(
+        c.ttft_error_p50_ms >= 0.0 && c.ttft_error_p50_ms < 20.0,
+        "{c:?}"
+    );
     assert!(c.ttft_error_p99_ms >= c.ttft_error_p50_ms);
 }

@@ -180,7 +180,10 @@ async fn exchange(
     clock: Clock,
     record: &mut RequestRecord,
 ) -> Result<(), String> {
-    let url = format!("{}/chat/completions", endpoint.base_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/chat/completions",
+        endpoint.base_url.trim_end_matches('/')
+    );
     let mut request = http.post(&url).json(body);
     if let Some(key) = &endpoint.api_key {
         request = request.bearer_auth(key);
@@ -207,8 +210,8 @@ async fn exchange(
         let now = clock.now_ms();
         record.first_chunk_ms = Some(now);
         record.end_ms = Some(now);
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("response is not JSON: {e}"))?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("response is not JSON: {e}"))?;
         if let Some(message) = value["error"]["message"].as_str() {
             return Err(message.to_string());
         }
@@ -318,6 +321,43 @@ pub fn count_with_tokenizer(record: &mut RequestRecord, count: impl Fn(&str) -> 
             record.token_source = TokenSource::Tokenizer;
         }
     }
+}
+
+/// The `/tokenize` URL next to a `/v1` base (hearth's and llama-server's).
+fn tokenize_url(endpoint: &Endpoint) -> String {
+    let root = endpoint
+        .base_url
+        .trim_end_matches('/')
+        .trim_end_matches("/v1");
+    format!("{root}/tokenize")
+}
+
+/// Tokens in `text` by the served model's own tokenizer, when the server offers `/tokenize`.
+pub async fn tokenizer_count(
+    http: &reqwest::Client,
+    endpoint: &Endpoint,
+    text: &str,
+) -> Option<u64> {
+    let mut request = http
+        .post(tokenize_url(endpoint))
+        .json(&json!({"model": endpoint.model, "content": text, "add_special": false}))
+        .timeout(Duration::from_secs(10));
+    if let Some(key) = &endpoint.api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let value: Value = response.json().await.ok()?;
+    value["tokens"].as_array().map(|t| t.len() as u64)
+}
+
+/// Whether the server can count tokens for us (asked once per model).
+pub async fn has_tokenizer(http: &reqwest::Client, endpoint: &Endpoint) -> bool {
+    tokenizer_count(http, endpoint, "Hello")
+        .await
+        .is_some_and(|n| n > 0)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -437,9 +477,18 @@ mod tests {
         let role = json!({"choices":[{"delta":{"role":"assistant","content":""}}]});
         apply_chunk(&mut r, &role, 5.0).unwrap();
         assert_eq!(r.first_token_ms, None);
-        apply_chunk(&mut r, &json!({"choices":[{"delta":{"content":"Hi"}}]}), 9.0).unwrap();
-        apply_chunk(&mut r, &json!({"choices":[{"delta":{"reasoning_content":"hm"}}]}), 11.0)
-            .unwrap();
+        apply_chunk(
+            &mut r,
+            &json!({"choices":[{"delta":{"content":"Hi"}}]}),
+            9.0,
+        )
+        .unwrap();
+        apply_chunk(
+            &mut r,
+            &json!({"choices":[{"delta":{"reasoning_content":"hm"}}]}),
+            11.0,
+        )
+        .unwrap();
         assert_eq!(r.first_token_ms, Some(9.0));
         assert_eq!(r.chunk_ms, vec![9.0, 11.0]);
         assert_eq!(r.output, "Hi");
@@ -460,7 +509,12 @@ mod tests {
     fn without_usage_chunks_are_counted_and_say_so() {
         let mut r = blank();
         for (i, t) in ["a", "b", "c"].iter().enumerate() {
-            apply_chunk(&mut r, &json!({"choices":[{"delta":{"content":t}}]}), i as f64).unwrap();
+            apply_chunk(
+                &mut r,
+                &json!({"choices":[{"delta":{"content":t}}]}),
+                i as f64,
+            )
+            .unwrap();
         }
         settle_token_counts(&mut r, true);
         assert_eq!(r.token_source, TokenSource::Chunks);

@@ -5,8 +5,18 @@ use crate::store::record::Environment;
 
 /// CPU flags that change which llama.cpp kernels run.
 const RELEVANT_FLAGS: [&str; 12] = [
-    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avx_vnni", "amx_tile",
-    "sse4_2", "neon", "asimd",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vnni",
+    "avx_vnni",
+    "amx_tile",
+    "sse4_2",
+    "neon",
+    "asimd",
 ];
 
 /// Reads the environment of this process; `threads` is what the engine was given.
@@ -18,7 +28,9 @@ pub fn current(threads: u32) -> Environment {
             (k.trim() == key).then(|| v.trim().to_string())
         })
     };
-    let flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
+    let flags = field("flags")
+        .or_else(|| field("Features"))
+        .unwrap_or_default();
     let cpu_features = RELEVANT_FLAGS
         .iter()
         .filter(|f| flags.split_whitespace().any(|x| x == **f))

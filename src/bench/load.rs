@@ -103,12 +103,8 @@ pub async fn run_round(
         } => {
             // Open loop: arrivals follow the schedule whatever the server does; a cap makes
             // late arrivals wait for a slot, and the wait counts in their latency.
-            let offsets = arrival_offsets(
-                jobs.len(),
-                rate,
-                burstiness,
-                ctx.seed ^ u64::from(round),
-            );
+            let offsets =
+                arrival_offsets(jobs.len(), rate, burstiness, ctx.seed ^ u64::from(round));
             let slots = max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1) as usize)));
             let start = Instant::now();
             for (job, offset) in jobs.into_iter().zip(offsets) {

@@ -43,6 +43,8 @@ pub struct MockScript {
     pub hang: bool,
     /// Serve one request at a time (others wait): a server slower than its arrivals.
     pub serial: bool,
+    /// Offer llama-server's `/tokenize` for this model (counts whitespace-separated words).
+    pub tokenize: bool,
 }
 
 impl Default for MockScript {
@@ -56,6 +58,7 @@ impl Default for MockScript {
             fail_status: None,
             hang: false,
             serial: false,
+            tokenize: false,
         }
     }
 }
@@ -136,6 +139,7 @@ impl MockServer {
                     let app = Router::new()
                         .route("/v1/chat/completions", post(chat))
                         .route("/v1/models", get(models))
+                        .route("/tokenize", post(tokenize))
                         .route("/metrics", get(metrics))
                         .with_state(state);
                     // As real servers should: each streamed chunk leaves at once (no Nagle).
@@ -182,6 +186,23 @@ async fn models(State(state): State<Arc<MockState>>) -> Json<Value> {
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "mock"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+async fn tokenize(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let model = request["model"].as_str().unwrap_or_default();
+    match state.scripts.get(model) {
+        Some(script) if script.tokenize => {
+            let text = request["content"].as_str().unwrap_or_default();
+            let tokens: Vec<usize> = text
+                .split_whitespace()
+                .enumerate()
+                .map(|(i, _)| i)
+                .collect();
+            Json(json!({"tokens": tokens})).into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, "no tokenizer"),
+    }
 }
 
 async fn metrics(State(state): State<Arc<MockState>>) -> String {
@@ -254,7 +275,8 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             "choices": [{"index": 0, "message": {"role": "assistant", "content": words(n)}, "finish_reason": "length"}],
         });
         if script.usage {
-            body["usage"] = json!({"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n});
+            body["usage"] =
+                json!({"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n});
         }
         return Json(body).into_response();
     }
@@ -304,7 +326,9 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     });
     Response::builder()
         .header("content-type", "text/event-stream")
-        .body(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
         .expect("valid response")
 }
 

@@ -35,6 +35,7 @@ use resources::{EnergyMeter, ProcessProbe};
 
 use crate::store::record::{
     LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, Sample,
+    TokenSource,
 };
 use crate::store::StoreError;
 
@@ -145,7 +146,9 @@ pub fn planned_requests(options: &BenchOptions) -> u64 {
     options
         .shapes
         .iter()
-        .map(|s| u64::from(requests_per_round(options, s)) * u64::from(options.warmup + options.rounds))
+        .map(|s| {
+            u64::from(requests_per_round(options, s)) * u64::from(options.warmup + options.rounds)
+        })
         .sum()
 }
 
@@ -231,10 +234,17 @@ async fn run_target(
         }
     }
     recorder.model(&model);
+    let tokenizer = client::has_tokenizer(http, &target.endpoint).await;
 
     let (mut ok, mut first_error, mut interrupted) = (0u64, None::<String>, false);
     for shape in &options.shapes {
-        let outcome = run_level(options, &target, shape, http, recorder, progress, stop).await;
+        let level = Level {
+            options,
+            target: &target,
+            shape,
+            tokenizer,
+        };
+        let outcome = run_level(level, http, recorder, progress, stop).await;
         ok += outcome.ok;
         if first_error.is_none() {
             first_error = outcome.first_error;
@@ -305,9 +315,20 @@ async fn prepare(
         seq: 0,
     };
     let clock = Clock::at(started);
-    let record = client::execute(http, &target.endpoint, &params, &job, clock, started, "load").await;
+    let record = client::execute(
+        http,
+        &target.endpoint,
+        &params,
+        &job,
+        clock,
+        started,
+        "load",
+    )
+    .await;
     if record.status != RequestStatus::Ok {
-        return Err(record.error.unwrap_or_else(|| "the model did not answer".into()));
+        return Err(record
+            .error
+            .unwrap_or_else(|| "the model did not answer".into()));
     }
     Ok(target
         .managed
@@ -400,15 +421,28 @@ impl Sampler {
     }
 }
 
+/// What one level measures.
+struct Level<'a> {
+    options: &'a BenchOptions,
+    target: &'a Target,
+    shape: &'a LoadShape,
+    /// The endpoint counts tokens (`/tokenize`) for answers that came without usage.
+    tokenizer: bool,
+}
+
 async fn run_level(
-    options: &BenchOptions,
-    target: &Target,
-    shape: &LoadShape,
+    level: Level<'_>,
     http: &reqwest::Client,
     recorder: &Recorder,
     progress: &dyn Progress,
     stop: &mut watch::Receiver<bool>,
 ) -> LevelOutcome {
+    let Level {
+        options,
+        target,
+        shape,
+        tokenizer,
+    } = level;
     let name = target.model.model.clone();
     let level = shape.label();
     let clock = Clock::start();
@@ -437,7 +471,11 @@ async fn run_level(
     for round_index in 0..total_rounds {
         let warmup = round_index < options.warmup;
         // Warm-up rounds are all recorded as round 0; timed rounds count from 1.
-        let round = if warmup { 0 } else { round_index - options.warmup + 1 };
+        let round = if warmup {
+            0
+        } else {
+            round_index - options.warmup + 1
+        };
         if !warmup && measure.is_none() {
             measure = Some(Measurement::begin(http, target, clock, options).await);
         }
@@ -453,13 +491,29 @@ async fn run_level(
         }
         let run = load::run_round(&ctx, *shape, jobs, &tx, stop);
         tokio::pin!(run);
+        // Answers without usage are counted with the server's tokenizer after the round, so
+        // the HTTP calls never delay the round's own schedule.
+        let mut uncounted = Vec::new();
         let interrupted = loop {
             tokio::select! {
                 done = &mut run => break done,
-                Some(record) = rx.recv() => take_record(record, &name, recorder, progress, &mut outcome),
+                Some(record) = rx.recv() => {
+                    if tokenizer && record.token_source == TokenSource::Chunks {
+                        uncounted.push(record);
+                    } else {
+                        take_record(record, &name, recorder, progress, &mut outcome);
+                    }
+                }
             }
         };
         while let Ok(record) = rx.try_recv() {
+            uncounted.push(record);
+        }
+        for mut record in uncounted {
+            if tokenizer && record.token_source == TokenSource::Chunks {
+                let count = client::tokenizer_count(http, &target.endpoint, &record.output).await;
+                client::count_with_tokenizer(&mut record, |_| count);
+            }
             take_record(record, &name, recorder, progress, &mut outcome);
         }
         if interrupted {
@@ -574,11 +628,13 @@ impl Measurement {
             (None, None) => (None, None),
         };
         let server_metrics = match &self.scrape_before {
-            Some(before) => {
-                scrape::scrape(&self.http, &self.endpoint.base_url, self.endpoint.api_key.as_deref())
-                    .await
-                    .map(|after| after.delta_summary(before))
-            }
+            Some(before) => scrape::scrape(
+                &self.http,
+                &self.endpoint.base_url,
+                self.endpoint.api_key.as_deref(),
+            )
+            .await
+            .map(|after| after.delta_summary(before)),
             None => None,
         };
         // The client is the bottleneck when it keeps a whole core busy or its own timer wakes
@@ -645,7 +701,8 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
         ..mock::MockScript::default()
     };
     let busy = script.ttft + script.itl * (script.tokens - 1);
-    let server = mock::MockServer::start(HashMap::from([("calibration".to_string(), script)])).await?;
+    let server =
+        mock::MockServer::start(HashMap::from([("calibration".to_string(), script)])).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
         .tcp_nodelay(true)
@@ -713,7 +770,8 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
             (entry, record.sent_ms, record.first_token_ms)
         {
             if let Some(server_first) = entry.first_token {
-                let server_ttft = server_first.duration_since(entry.received).as_secs_f64() * 1000.0;
+                let server_ttft =
+                    server_first.duration_since(entry.received).as_secs_f64() * 1000.0;
                 errors.push((first - sent) - server_ttft);
             }
         }

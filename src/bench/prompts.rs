@@ -160,8 +160,10 @@ mod tests {
     fn strings_objects_and_wrapped() {
         let a = parse(r#"["one", "two"]"#).unwrap();
         assert_eq!((a[0].id.as_str(), a[1].prompt.as_str()), ("p1", "two"));
-        let b = parse(r#"{"prompts": [{"id": "x", "prompt": "hi", "max_tokens": 9, "facets": ["f"]}, "y"]}"#)
-            .unwrap();
+        let b = parse(
+            r#"{"prompts": [{"id": "x", "prompt": "hi", "max_tokens": 9, "facets": ["f"]}, "y"]}"#,
+        )
+        .unwrap();
         assert_eq!(b[0].max_tokens, Some(9));
         assert_eq!(b[0].facets, vec!["f".to_string()]);
         assert_eq!(b[1].id, "p2");

@@ -6,8 +6,8 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use crate::store::record::{LevelRecord, ModelRecord, RequestRecord, RunRecord};
 use super::BenchError;
+use crate::store::record::{LevelRecord, ModelRecord, RequestRecord, RunRecord};
 use crate::store::{Store, StoreError};
 
 enum Message {
@@ -99,7 +99,6 @@ impl Recorder {
     pub fn request(&self, request: RequestRecord) {
         let _ = self.tx.send(Message::Requests(vec![request]));
     }
-
 }
 
 impl RecorderThread {

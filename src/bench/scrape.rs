@@ -153,7 +153,11 @@ impl Scrape {
 }
 
 /// Reads `/metrics` next to a `/v1` base URL; `None` when the server has none.
-pub async fn scrape(http: &reqwest::Client, base_url: &str, api_key: Option<&str>) -> Option<Scrape> {
+pub async fn scrape(
+    http: &reqwest::Client,
+    base_url: &str,
+    api_key: Option<&str>,
+) -> Option<Scrape> {
     let root = base_url.trim_end_matches('/').trim_end_matches("/v1");
     let mut request = http
         .get(format!("{root}/metrics"))

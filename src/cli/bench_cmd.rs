@@ -214,7 +214,12 @@ fn shapes(args: &BenchArgs) -> Result<Vec<LoadShape>> {
 }
 
 /// The model record known before measuring, from the catalog when the name is in it.
-fn model_record(name: &str, backend: &str, endpoint: &str, entry: Option<&CatalogEntry>) -> ModelRecord {
+fn model_record(
+    name: &str,
+    backend: &str,
+    endpoint: &str,
+    entry: Option<&CatalogEntry>,
+) -> ModelRecord {
     ModelRecord {
         model: name.to_string(),
         backend: backend.to_string(),
@@ -264,7 +269,12 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             CacheArg::Cold => PromptCache::Cold,
             CacheArg::Warm => PromptCache::Warm,
         },
-        slo: args.slo.as_deref().map(parse_slo).transpose()?.unwrap_or_default(),
+        slo: args
+            .slo
+            .as_deref()
+            .map(parse_slo)
+            .transpose()?
+            .unwrap_or_default(),
         energy_price_per_kwh: args.energy_price,
         sample_interval_ms: 250,
     };
@@ -324,18 +334,16 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             let url = v1_url(url);
             let mut model = model_record(name, "endpoint", &url, entry);
             model.disk_bytes = None;
-            targets.push(
-                Target {
-                    model,
-                    endpoint: Endpoint {
-                        base_url: url,
-                        model: name.clone(),
-                        api_key: args.api_key.clone(),
-                    },
-                    probe: args.pid.map(ProcessProbe::new),
-                    managed: false,
+            targets.push(Target {
+                model,
+                endpoint: Endpoint {
+                    base_url: url,
+                    model: name.clone(),
+                    api_key: args.api_key.clone(),
                 },
-            );
+                probe: args.pid.map(ProcessProbe::new),
+                managed: false,
+            });
             continue;
         }
         let Some(entry) = entry else {
@@ -349,18 +357,16 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
                 .api_key_env
                 .as_deref()
                 .and_then(|v| std::env::var(v).ok());
-            targets.push(
-                Target {
-                    model: model_record(name, "upstream", &url, Some(entry)),
-                    endpoint: Endpoint {
-                        base_url: url,
-                        model: upstream.model.clone(),
-                        api_key,
-                    },
-                    probe: None,
-                    managed: false,
+            targets.push(Target {
+                model: model_record(name, "upstream", &url, Some(entry)),
+                endpoint: Endpoint {
+                    base_url: url,
+                    model: upstream.model.clone(),
+                    api_key,
                 },
-            );
+                probe: None,
+                managed: false,
+            });
             continue;
         }
         // Download what is missing before anything is timed.
@@ -375,18 +381,16 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
                 let mut model = model_record(name, "hearth", "", Some(entry));
                 model.disk_bytes = std::fs::metadata(&path).ok().map(|m| m.len());
                 local_aliases.push(name.clone());
-                targets.push(
-                    Target {
-                        model,
-                        endpoint: Endpoint {
-                            base_url: String::new(),
-                            model: name.clone(),
-                            api_key: None,
-                        },
-                        probe: Some(ProcessProbe::this_process()),
-                        managed: true,
+                targets.push(Target {
+                    model,
+                    endpoint: Endpoint {
+                        base_url: String::new(),
+                        model: name.clone(),
+                        api_key: None,
                     },
-                );
+                    probe: Some(ProcessProbe::this_process()),
+                    managed: true,
+                });
             }
             Err(error) => targets.push(failed_target(name, Some(error))),
         }
@@ -408,7 +412,9 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             .max(1);
         let load = LoadOptions {
             threads,
-            n_ctx: args.ctx.map_or_else(|| ctx.config.ctx().map(|c| c.min(4096)), Ok)?,
+            n_ctx: args
+                .ctx
+                .map_or_else(|| ctx.config.ctx().map(|c| c.min(4096)), Ok)?,
             parallel,
             queue_capacity: 1 << 16,
             memory_budget: super::model_cmd::memory_budget(ctx)?,
@@ -489,7 +495,9 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     let interrupted = client_rt.block_on(async {
         let ctrl_c = tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: keeping every finished request (Ctrl-C again to quit at once)");
+                eprintln!(
+                    "\ninterrupted: keeping every finished request (Ctrl-C again to quit at once)"
+                );
                 let _ = stop_tx.send(true);
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);

@@ -83,7 +83,13 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut table = super::table(&[
-                "run", "started (UTC)", "status", "models", "requests", "failed", "commit",
+                "run",
+                "started (UTC)",
+                "status",
+                "models",
+                "requests",
+                "failed",
+                "commit",
             ]);
             for listing in &runs {
                 table.add_row(vec![
@@ -102,7 +108,10 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                 ]);
             }
             if runs.is_empty() {
-                eprintln!("no runs stored yet in {} (run `hearth bench`)", store.location());
+                eprintln!(
+                    "no runs stored yet in {} (run `hearth bench`)",
+                    store.location()
+                );
             } else {
                 println!("{table}");
             }

@@ -188,6 +188,7 @@ fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/load", post(routes::load))
         .route("/api/unload", post(routes::unload))
         .route("/api/status", get(routes::status))
+        .route("/tokenize", post(routes::tokenize))
         .route("/metrics", get(routes::metrics))
         .route("/health", get(routes::health))
         .fallback(routes::not_found)

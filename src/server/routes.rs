@@ -463,6 +463,31 @@ pub(super) async fn load(State(state): Shared, body: Result<Bytes, BytesRejectio
     finish(&state, "/api/load", result)
 }
 
+/// Body of `/tokenize` (llama-server's shape, plus the model: hearth serves several).
+#[derive(serde::Deserialize)]
+struct TokenizeBody {
+    model: String,
+    content: String,
+}
+
+/// Counts tokens with the model's own tokenizer (no special tokens added), as llama-server's
+/// `/tokenize` does, so clients such as `hearth bench` can count tokens a server did not report.
+pub(super) async fn tokenize(
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let body: TokenizeBody = openai::parse_body(&body_bytes(body)?)?;
+        let backend = state.registry.get(&body.model).await?;
+        let tokens = backend.tokenize(&body.content).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "tokenize_failed", e.to_string())
+        })?;
+        Ok(Json(json!({"tokens": tokens})).into_response())
+    }
+    .await;
+    finish(&state, "/tokenize", result)
+}
+
 pub(super) async fn unload(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let body: ModelBody = openai::parse_body(&body_bytes(body)?)?;
