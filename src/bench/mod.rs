@@ -776,20 +776,13 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
             }
         }
     }
-    errors.sort_by(f64::total_cmp);
-    let pick = |p: f64| {
-        if errors.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p * errors.len() as f64).ceil() as usize).clamp(1, errors.len());
-        errors[rank - 1]
-    };
+    let pick = |p: f64| crate::stats::percentile(&errors, p).unwrap_or(f64::NAN);
     Ok(Calibration {
         concurrency,
         requests: errors.len() as u32,
-        ttft_error_p50_ms: pick(0.5),
-        ttft_error_p99_ms: pick(0.99),
-        ttft_error_max_ms: errors.last().copied().unwrap_or(f64::NAN),
+        ttft_error_p50_ms: pick(50.0),
+        ttft_error_p99_ms: pick(99.0),
+        ttft_error_max_ms: pick(100.0),
         client_cpu_ms_per_request: cpu / f64::from(requests),
         lag_p99_ms,
     })
