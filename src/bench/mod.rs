@@ -8,20 +8,24 @@
 //! exists; reports are rendered from the store afterwards.
 //!
 //! Rooms: [`load`] (arrival schedules, running a round), [`client`] (one request, raw
-//! instants), [`resources`] and [`scrape`] (what serving costs, the server's view),
-//! [`recorder`] (writes to the store), [`mock`] (a scripted server for calibration and tests).
+//! instants), [`resources`] and [`scrape`] (what serving costs, the server's view) with the
+//! per-level accounting in `measure`, [`recorder`] (writes to the store), [`mock`] (a
+//! scripted server) and [`calibrate`] (the client's own floor against it).
 
+pub mod calibrate;
 pub mod client;
 pub mod environment;
 pub mod load;
+mod measure;
 pub mod mock;
 pub mod prompts;
 pub mod recorder;
 pub mod resources;
 pub mod scrape;
 
+pub use calibrate::{calibrate, Calibration};
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -31,11 +35,10 @@ use tokio::sync::{mpsc, watch};
 use client::{Clock, Endpoint, Job, RequestParams};
 use prompts::PromptSpec;
 use recorder::Recorder;
-use resources::{EnergyMeter, ProcessProbe};
+use resources::ProcessProbe;
 
 use crate::store::record::{
-    LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, Sample,
-    TokenSource,
+    LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, TokenSource,
 };
 use crate::store::StoreError;
 
@@ -351,76 +354,6 @@ struct LevelOutcome {
     interrupted: bool,
 }
 
-/// Samples resources and server metrics every `interval` until stopped.
-struct Sampler {
-    samples: Arc<Mutex<Vec<Sample>>>,
-    peak_rss: Arc<Mutex<Option<u64>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Sampler {
-    fn start(http: reqwest::Client, target: &Target, clock: Clock, interval: Duration) -> Self {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let peak_rss = Arc::new(Mutex::new(None::<u64>));
-        let (s, p) = (samples.clone(), peak_rss.clone());
-        let probe = target.probe.clone();
-        let endpoint = target.endpoint.clone();
-        let task = tokio::spawn(async move {
-            let mut last_cpu: Option<(f64, Instant)> = None;
-            let mut has_metrics = true;
-            loop {
-                let now = Instant::now();
-                let mut sample = Sample {
-                    t_ms: clock.ms(now),
-                    ..Sample::default()
-                };
-                if let Some(probe) = &probe {
-                    let reading = probe.read();
-                    sample.rss_bytes = reading.rss_bytes;
-                    if let Some(cpu) = reading.cpu_ms {
-                        if let Some((before, at)) = last_cpu {
-                            let wall = now.duration_since(at).as_secs_f64() * 1000.0;
-                            if wall > 0.0 {
-                                sample.cpu_cores = Some((cpu - before) / wall);
-                            }
-                        }
-                        last_cpu = Some((cpu, now));
-                    }
-                    let peak = reading.peak_rss_bytes.max(reading.rss_bytes);
-                    let mut guard = p.lock().expect("peak lock");
-                    *guard = (*guard).max(peak);
-                }
-                if has_metrics {
-                    match scrape::scrape(&http, &endpoint.base_url, endpoint.api_key.as_deref())
-                        .await
-                    {
-                        Some(m) => {
-                            sample.server_queue = m.queue();
-                            sample.server_active = m.active();
-                            sample.server_kv_usage = m.kv_usage();
-                        }
-                        None => has_metrics = false,
-                    }
-                }
-                s.lock().expect("samples lock").push(sample);
-                tokio::time::sleep_until((now + interval).into()).await;
-            }
-        });
-        Self {
-            samples,
-            peak_rss,
-            task,
-        }
-    }
-
-    fn finish(self) -> (Vec<Sample>, Option<u64>) {
-        self.task.abort();
-        let samples = std::mem::take(&mut *self.samples.lock().expect("samples lock"));
-        let peak = *self.peak_rss.lock().expect("peak lock");
-        (samples, peak)
-    }
-}
-
 /// What one level measures.
 struct Level<'a> {
     options: &'a BenchOptions,
@@ -477,7 +410,7 @@ async fn run_level(
             round_index - options.warmup + 1
         };
         if !warmup && measure.is_none() {
-            measure = Some(Measurement::begin(http, target, clock, options).await);
+            measure = Some(measure::Measurement::begin(http, target, clock, options).await);
         }
         let stage = if warmup {
             format!("{level} warm-up")
@@ -548,242 +481,7 @@ fn take_record(
     recorder.request(record);
 }
 
-/// Resource accounting over the timed rounds of one level.
-struct Measurement {
-    started: Instant,
-    probe: Option<ProcessProbe>,
-    server_cpu_before: Option<f64>,
-    client_cpu_before: f64,
-    energy: Option<(EnergyMeter, Vec<u64>)>,
-    scrape_before: Option<scrape::Scrape>,
-    sampler: Sampler,
-    lag: load::LagMonitor,
-    http: reqwest::Client,
-    endpoint: Endpoint,
-}
-
-impl Measurement {
-    async fn begin(
-        http: &reqwest::Client,
-        target: &Target,
-        clock: Clock,
-        options: &BenchOptions,
-    ) -> Self {
-        let probe = target.probe.clone();
-        if let Some(p) = &probe {
-            p.reset_peak();
-        }
-        let energy = EnergyMeter::rapl().map(|m| {
-            let start = m.read();
-            (m, start)
-        });
-        let scrape_before = scrape::scrape(
-            http,
-            &target.endpoint.base_url,
-            target.endpoint.api_key.as_deref(),
-        )
-        .await;
-        Self {
-            started: Instant::now(),
-            server_cpu_before: probe.as_ref().and_then(|p| p.read().cpu_ms),
-            probe,
-            client_cpu_before: resources::client_cpu_ms(),
-            energy,
-            scrape_before,
-            sampler: Sampler::start(
-                http.clone(),
-                target,
-                clock,
-                Duration::from_millis(options.sample_interval_ms.max(10)),
-            ),
-            lag: load::LagMonitor::start(Duration::from_millis(10)),
-            http: http.clone(),
-            endpoint: target.endpoint.clone(),
-        }
-    }
-
-    async fn end(self, shape: &LoadShape, level: &str, model: &str) -> LevelRecord {
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let lag_p99 = self.lag.finish();
-        let (samples, sampled_peak) = self.sampler.finish();
-        let reading = self.probe.as_ref().map(ProcessProbe::read);
-        let server_cpu_ms = match (reading.and_then(|r| r.cpu_ms), self.server_cpu_before) {
-            (Some(after), Some(before)) => Some(after - before),
-            _ => None,
-        };
-        let client_cpu_ms = resources::client_cpu_ms() - self.client_cpu_before;
-        let peak_rss_bytes = reading
-            .and_then(|r| r.peak_rss_bytes)
-            .max(sampled_peak)
-            .filter(|_| self.probe.is_some());
-        let (energy_j, energy_method) = match (&self.energy, server_cpu_ms) {
-            (Some((meter, start)), _) => (
-                Some(meter.joules_between(start, &meter.read())),
-                Some("rapl: CPU package counters (whole machine)".to_string()),
-            ),
-            (None, Some(cpu)) => {
-                let (j, method) = resources::estimate_energy(cpu);
-                (Some(j), Some(method))
-            }
-            (None, None) => (None, None),
-        };
-        let server_metrics = match &self.scrape_before {
-            Some(before) => scrape::scrape(
-                &self.http,
-                &self.endpoint.base_url,
-                self.endpoint.api_key.as_deref(),
-            )
-            .await
-            .map(|after| after.delta_summary(before)),
-            None => None,
-        };
-        // The client is the bottleneck when it keeps a whole core busy or its own timer wakes
-        // late: then the instants it records are late too.
-        let client_share = if duration_ms > 0.0 {
-            client_cpu_ms / duration_ms
-        } else {
-            0.0
-        };
-        let client_bottleneck = client_share > CLIENT_CPU_LIMIT || lag_p99 > CLIENT_LAG_LIMIT_MS;
-        LevelRecord {
-            model: model.to_string(),
-            level: level.to_string(),
-            shape: *shape,
-            duration_ms,
-            peak_rss_bytes,
-            server_cpu_ms,
-            client_cpu_ms,
-            client_lag_p99_ms: lag_p99,
-            client_bottleneck,
-            energy_j,
-            energy_method,
-            samples,
-            server_metrics,
-        }
-    }
-}
-
 /// Share of one core above which the client counts as the bottleneck.
 pub const CLIENT_CPU_LIMIT: f64 = 0.8;
 /// Timer lag (p99, ms) above which the client's instants are no longer trusted to the ms.
 pub const CLIENT_LAG_LIMIT_MS: f64 = 5.0;
-
-/// How far the client's measured TTFT is from what a scripted server really did.
-#[derive(Clone, Debug, Serialize)]
-pub struct Calibration {
-    /// Streams in flight.
-    pub concurrency: u32,
-    /// Requests measured.
-    pub requests: u32,
-    /// Client TTFT minus the server's own TTFT, milliseconds: median.
-    pub ttft_error_p50_ms: f64,
-    /// … 99th percentile.
-    pub ttft_error_p99_ms: f64,
-    /// … largest.
-    pub ttft_error_max_ms: f64,
-    /// Client CPU time per request, milliseconds.
-    pub client_cpu_ms_per_request: f64,
-    /// Client timer lag p99 during the calibration, milliseconds.
-    pub lag_p99_ms: f64,
-}
-
-/// Measures the client's own floor against the built-in mock server with scripted timings
-/// (on its own thread, as a server in its own process): open-loop Poisson arrivals at the rate
-/// that keeps about `concurrency` streams in flight, `requests` of them, after one warm-up
-/// round that opens the connections. The error compares the TTFT the client measures (send to
-/// first content token) with the TTFT the server actually produced (request received to first
-/// token written), both on this process's monotonic clock.
-pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calibration> {
-    let script = mock::MockScript {
-        ttft: Duration::from_millis(100),
-        itl: Duration::from_millis(20),
-        tokens: 16,
-        ..mock::MockScript::default()
-    };
-    let busy = script.ttft + script.itl * (script.tokens - 1);
-    let server =
-        mock::MockServer::start(HashMap::from([("calibration".to_string(), script)])).await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4096)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(std::io::Error::other)?;
-    let clock = Clock::start();
-    let ctx = load::LevelContext {
-        http,
-        endpoint: Endpoint {
-            base_url: server.base_url.clone(),
-            model: "calibration".into(),
-            api_key: None,
-        },
-        params: RequestParams {
-            stream: true,
-            temperature: 0.0,
-            seed: None,
-            ignore_eos: false,
-            timeout: Duration::from_secs(60),
-        },
-        clock,
-        level: "calibration".into(),
-        seed: 0,
-    };
-    let concurrency = concurrency.max(1);
-    let jobs = |round: u32, n: u32| -> Vec<Job> {
-        (0..n)
-            .map(|i| Job {
-                prompt_id: "calibration".into(),
-                prompt: format!("calibration round {round} request {i}"),
-                max_tokens: 16,
-                round,
-                seq: i,
-            })
-            .collect()
-    };
-    let (_stop_tx, mut stop) = watch::channel(false);
-    // Warm-up: one closed-loop round opens `concurrency` connections.
-    let (warm_tx, _warm_rx) = mpsc::unbounded_channel();
-    let warm = LoadShape::Concurrency { concurrency };
-    load::run_round(&ctx, warm, jobs(0, concurrency), &warm_tx, &mut stop).await;
-    let requests = requests.max(1);
-    let shape = LoadShape::Rate {
-        rate: f64::from(concurrency) / busy.as_secs_f64(),
-        burstiness: 1.0,
-        max_concurrency: None,
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (_stop_tx, mut stop) = watch::channel(false);
-    let cpu_before = resources::client_cpu_ms();
-    let lag = load::LagMonitor::start(Duration::from_millis(10));
-    load::run_round(&ctx, shape, jobs(1, requests), &tx, &mut stop).await;
-    let lag_p99_ms = lag.finish();
-    let cpu = resources::client_cpu_ms() - cpu_before;
-    drop(tx);
-    let log: HashMap<String, mock::MockLogEntry> = server
-        .log()
-        .into_iter()
-        .map(|e| (e.prompt.clone(), e))
-        .collect();
-    let mut errors = Vec::new();
-    while let Some(record) = rx.recv().await {
-        let entry = log.get(&format!("calibration round 1 request {}", record.seq));
-        if let (Some(entry), Some(sent), Some(first)) =
-            (entry, record.sent_ms, record.first_token_ms)
-        {
-            if let Some(server_first) = entry.first_token {
-                let server_ttft =
-                    server_first.duration_since(entry.received).as_secs_f64() * 1000.0;
-                errors.push((first - sent) - server_ttft);
-            }
-        }
-    }
-    let pick = |p: f64| crate::stats::percentile(&errors, p).unwrap_or(f64::NAN);
-    Ok(Calibration {
-        concurrency,
-        requests: errors.len() as u32,
-        ttft_error_p50_ms: pick(50.0),
-        ttft_error_p99_ms: pick(99.0),
-        ttft_error_max_ms: pick(100.0),
-        client_cpu_ms_per_request: cpu / f64::from(requests),
-        lag_p99_ms,
-    })
-}

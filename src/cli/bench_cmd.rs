@@ -3,15 +3,13 @@
 //! port, runs the benchmark, and renders the reports from the store.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use hearth::bench::client::Endpoint;
 use hearth::bench::resources::{ProcessProbe, CLIENT_THREAD_PREFIX};
@@ -490,7 +488,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         if stream { "" } else { "not " }
     );
 
-    let progress = BarsProgress::new();
+    let progress = super::bench_progress::BarsProgress::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let interrupted = client_rt.block_on(async {
         let ctrl_c = tokio::spawn(async move {
@@ -606,120 +604,12 @@ fn unix_ms() -> i64 {
 
 /// `YYYYMMDD-HHMMSS-xxxx` (UTC): sorts by time, unique enough with 16 random bits.
 fn new_run_id() -> String {
-    let ms = unix_ms();
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let stamp: String = hearth::report::format_utc(unix_ms())
+        .trim_end_matches(" UTC")
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect();
     let nonce: u16 = rand::random();
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{nonce:04x}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian. Hand-written (Howard
-/// Hinnant's algorithm) to avoid a date crate for one run id.
-pub(super) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// One progress bar per model on stderr (hidden when stderr is not a terminal, where a line
-/// per model is printed instead).
-#[derive(Clone)]
-struct BarsProgress {
-    multi: MultiProgress,
-    bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
-    terminal: bool,
-}
-
-impl BarsProgress {
-    fn new() -> Self {
-        let terminal = std::io::stderr().is_terminal();
-        let multi = MultiProgress::with_draw_target(if terminal {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        });
-        Self {
-            multi,
-            bars: Arc::new(Mutex::new(HashMap::new())),
-            terminal,
-        }
-    }
-
-    fn bar(&self, model: &str) -> Option<ProgressBar> {
-        self.bars.lock().expect("bars").get(model).cloned()
-    }
-
-    fn clear(&self) {
-        let _ = self.multi.clear();
-    }
-}
-
-impl bench::Progress for BarsProgress {
-    fn model_started(&self, model: &str, planned: u64) {
-        let bar = self.multi.add(ProgressBar::new(planned));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>18.bold} [{bar:30.cyan/blue}] {pos}/{len} requests {msg} ({elapsed})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(model.to_string());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        self.bars.lock().expect("bars").insert(model.into(), bar);
-        if !self.terminal {
-            eprintln!("{model}: {planned} requests planned");
-        }
-    }
-
-    fn stage(&self, model: &str, stage: &str) {
-        if let Some(bar) = self.bar(model) {
-            bar.set_message(stage.to_string());
-        }
-    }
-
-    fn request_done(&self, model: &str, ok: bool) {
-        if let Some(bar) = self.bar(model) {
-            bar.inc(1);
-            if !ok {
-                bar.set_message("some requests failed".to_string());
-            }
-        }
-    }
-
-    fn model_finished(&self, model: &str, status: ModelStatus, error: Option<&str>) {
-        let line = match (status, error) {
-            (ModelStatus::Ok, None) => format!("{model}: done"),
-            (_, Some(e)) => format!("{model}: {}: {e}", status_word(status)),
-            (_, None) => format!("{model}: {}", status_word(status)),
-        };
-        if let Some(bar) = self.bar(model) {
-            bar.finish_with_message(line.clone());
-        }
-        if !self.terminal {
-            eprintln!("{line}");
-        }
-    }
-}
-
-fn status_word(status: ModelStatus) -> &'static str {
-    match status {
-        ModelStatus::Running => "running",
-        ModelStatus::Ok => "ok",
-        ModelStatus::Failed => "failed",
-        ModelStatus::Interrupted => "interrupted",
-    }
+    format!("{stamp}-{nonce:04x}")
 }

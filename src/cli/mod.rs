@@ -2,6 +2,7 @@
 //! resolved from flags, config file and environment), then one function per command.
 
 mod bench_cmd;
+mod bench_progress;
 mod cache_cmd;
 mod config_cmd;
 mod model_cmd;

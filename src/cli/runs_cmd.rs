@@ -83,18 +83,12 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut table = super::table(&[
-                "run",
-                "started (UTC)",
-                "status",
-                "models",
-                "requests",
-                "failed",
-                "commit",
+                "run", "started", "status", "models", "requests", "failed", "commit",
             ]);
             for listing in &runs {
                 table.add_row(vec![
                     listing.run.id.clone(),
-                    format_time(listing.run.started_unix_ms),
+                    report::format_utc(listing.run.started_unix_ms),
                     format!("{:?}", listing.run.status).to_lowercase(),
                     listing.models.join(", "),
                     listing.requests.to_string(),
@@ -125,10 +119,10 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                 let summary = report::summarize(&data);
                 let env = &data.run.environment;
                 println!(
-                    "run {} ({}), started {} UTC",
+                    "run {} ({}), started {}",
                     data.run.id,
                     format!("{:?}", data.run.status).to_lowercase(),
-                    format_time(data.run.started_unix_ms)
+                    report::format_utc(data.run.started_unix_ms)
                 );
                 println!(
                     "{} · {} ({} threads of {} cores) · {} · hearth {} {}",
@@ -188,17 +182,4 @@ pub fn compare(ctx: &Context, args: CompareArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
-fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = super::bench_cmd::civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }

@@ -123,7 +123,7 @@ pub(super) fn dist4(d: Option<Distribution>) -> String {
 }
 
 /// Civil UTC date and time of a Unix millisecond instant (Howard Hinnant's days-to-civil).
-pub(crate) fn utc(ms: i64) -> String {
+pub fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

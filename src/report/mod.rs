@@ -23,6 +23,8 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
 use crate::store::record::RunData;
 
 pub use compare::{compare, CompareOptions, CompareRow, Comparison, Verdict};
+/// `YYYY-MM-DD HH:MM:SS UTC`, as every report prints times; the CLI shares it.
+pub use html::utc as format_utc;
 pub use json::{ReportDocument, SCHEMA};
 pub use summary::{summarize, LevelSummary, ModelSummary, RunSummary};
 

@@ -1,0 +1,101 @@
+//! Live progress of `hearth bench`: one bar per model on a terminal, a line per model in logs.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use hearth::bench;
+use hearth::store::record::ModelStatus;
+
+/// One progress bar per model on stderr (hidden when stderr is not a terminal, where a line
+/// per model is printed instead).
+#[derive(Clone)]
+pub struct BarsProgress {
+    multi: MultiProgress,
+    bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
+    terminal: bool,
+}
+
+impl BarsProgress {
+    pub fn new() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let multi = MultiProgress::with_draw_target(if terminal {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        Self {
+            multi,
+            bars: Arc::new(Mutex::new(HashMap::new())),
+            terminal,
+        }
+    }
+
+    fn bar(&self, model: &str) -> Option<ProgressBar> {
+        self.bars.lock().expect("bars").get(model).cloned()
+    }
+
+    pub fn clear(&self) {
+        let _ = self.multi.clear();
+    }
+}
+
+impl bench::Progress for BarsProgress {
+    fn model_started(&self, model: &str, planned: u64) {
+        let bar = self.multi.add(ProgressBar::new(planned));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>18.bold} [{bar:30.cyan/blue}] {pos}/{len} requests {msg} ({elapsed})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(model.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bars.lock().expect("bars").insert(model.into(), bar);
+        if !self.terminal {
+            eprintln!("{model}: {planned} requests planned");
+        }
+    }
+
+    fn stage(&self, model: &str, stage: &str) {
+        if let Some(bar) = self.bar(model) {
+            bar.set_message(stage.to_string());
+        }
+    }
+
+    fn request_done(&self, model: &str, ok: bool) {
+        if let Some(bar) = self.bar(model) {
+            bar.inc(1);
+            if !ok {
+                bar.set_message("some requests failed".to_string());
+            }
+        }
+    }
+
+    fn model_finished(&self, model: &str, status: ModelStatus, error: Option<&str>) {
+        let line = match (status, error) {
+            (ModelStatus::Ok, None) => format!("{model}: done"),
+            (_, Some(e)) => format!("{model}: {}: {e}", status_word(status)),
+            (_, None) => format!("{model}: {}", status_word(status)),
+        };
+        if let Some(bar) = self.bar(model) {
+            bar.finish_with_message(line.clone());
+        }
+        if !self.terminal {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn status_word(status: ModelStatus) -> &'static str {
+    match status {
+        ModelStatus::Running => "running",
+        ModelStatus::Ok => "ok",
+        ModelStatus::Failed => "failed",
+        ModelStatus::Interrupted => "interrupted",
+    }
+}
