@@ -50,7 +50,7 @@ log "building hearth (release)"
 cargo build --release --locked >&2
 OUT=$ROOT/target/timings-bench/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
-cp target/release/hearth "$OUT/hearth"
+cp target/release/hearth "$OUT/hearth-bin"
 HOME_DIR=$OUT/home
 mkdir -p "$HOME_DIR"
 python3 -c 'import json, sys; print(json.dumps({sys.argv[1]: {"path": sys.argv[2]}}))' \
@@ -59,7 +59,7 @@ python3 -c 'import json, sys; print(json.dumps({sys.argv[1]: {"path": sys.argv[2
 LLAMA_PID=""
 cleanup() {
   [ -z "$LLAMA_PID" ] || kill "$LLAMA_PID" 2>/dev/null || true
-  rm -f "$OUT/hearth"
+  rm -f "$OUT/hearth-bin"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -82,7 +82,7 @@ run_bench() { # label, extra args...
   log "hearth bench against $label"
   env -u HEARTH_ENDPOINT -u FOUNDRY_LOCAL_ENDPOINT -u BENCH_MODELS -u HEARTH_DB_URL \
     HEARTH_HOME="$HOME_DIR" HEARTH_THREADS="$THREADS" \
-    "$OUT/hearth" bench "${common[@]}" --out "$OUT/$label" "$@" >"$OUT/$label.table" 2>"$OUT/$label.log" ||
+    "$OUT/hearth-bin" bench "${common[@]}" --out "$OUT/$label" "$@" >"$OUT/$label.table" 2>"$OUT/$label.log" ||
     die "hearth bench against $label failed (see $OUT/$label.log)"
 }
 run_bench llama-server --endpoint "http://127.0.0.1:$PORT" --models "$ALIAS" --pid "$LLAMA_PID"

@@ -188,11 +188,24 @@ async fn exchange(
     if let Some(key) = &endpoint.api_key {
         request = request.bearer_auth(key);
     }
+    let again = request.try_clone();
     record.sent_ms = Some(clock.now_ms());
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+    let response = match (request.send().await, again) {
+        (Ok(response), _) => response,
+        // No response at all, typically a pooled keep-alive connection the server closed
+        // just as it was reused (llama-server does): the request never reached the server.
+        // Send it once more on a fresh connection, as OpenAI's own client would; the time
+        // lost stays in the latency, which is measured from the scheduled start.
+        (Err(first), Some(again)) if !first.is_timeout() => {
+            tracing::debug!("resending after a connection error: {}", error_chain(&first));
+            record.sent_ms = Some(clock.now_ms());
+            again
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?
+        }
+        (Err(e), _) => return Err(format!("cannot reach {url}: {}", error_chain(&e))),
+    };
     record.first_byte_ms = Some(clock.now_ms());
     let status = response.status();
     record.http_status = Some(status.as_u16());
