@@ -197,7 +197,10 @@ async fn exchange(
         // Send it once more on a fresh connection, as OpenAI's own client would; the time
         // lost stays in the latency, which is measured from the scheduled start.
         (Err(first), Some(again)) if !first.is_timeout() => {
-            tracing::debug!("resending after a connection error: {}", error_chain(&first));
+            tracing::debug!(
+                "resending after a connection error: {}",
+                error_chain(&first)
+            );
             record.sent_ms = Some(clock.now_ms());
             again
                 .send()
