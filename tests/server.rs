@@ -753,3 +753,39 @@ async fn the_official_openai_python_client_just_works() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("all ok"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenize_counts_with_the_models_tokenizer() {
+    let t = Setup::default().start().await;
+    let (status, body) = t
+        .post(
+            "/tokenize",
+            &json!({"model": MODEL, "content": "Hello world, hello again."}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let tokens = body["tokens"].as_array().unwrap();
+    assert!(!tokens.is_empty() && tokens.len() < 12, "{body}");
+    // The same text the same way; a longer text more tokens.
+    let (_, again) = t
+        .post(
+            "/tokenize",
+            &json!({"model": MODEL, "content": "Hello world, hello again."}),
+        )
+        .await;
+    assert_eq!(again, body);
+    let (_, longer) = t
+        .post(
+            "/tokenize",
+            &json!({"model": MODEL, "content": "Hello world, hello again. And once more."}),
+        )
+        .await;
+    assert!(longer["tokens"].as_array().unwrap().len() > tokens.len());
+    let (status, err) = t
+        .post("/tokenize", &json!({"model": "nope", "content": "x"}))
+        .await;
+    assert_eq!(status, 404, "{err}");
+    let (status, _) = t.post("/tokenize", &json!({"content": "x"})).await;
+    assert_eq!(status, 400);
+    t.server.shutdown().await.unwrap();
+}
