@@ -150,6 +150,40 @@ async fn known_delays_give_the_measured_latencies() {
         assert_eq!(r.completion_tokens, Some(6));
         assert_eq!(r.counted_completion_tokens, Some(6));
     }
+    // The report's percentiles are those of the recorded values (timed rounds only).
+    let ttft: Vec<f64> = data
+        .requests
+        .iter()
+        .filter(|r| r.round > 0)
+        .map(|r| r.first_token_ms.unwrap() - r.scheduled_ms)
+        .collect();
+    let e2e: Vec<f64> = data
+        .requests
+        .iter()
+        .filter(|r| r.round > 0)
+        .map(|r| r.end_ms.unwrap() - r.scheduled_ms)
+        .collect();
+    let report = serde_json::to_value(hearth::report::summarize(&data)).unwrap();
+    let row = &report["levels"][0];
+    assert_eq!(row["completed"], 8);
+    for (field, values, p) in [
+        ("median_ttft_ms", &ttft, 50.0),
+        ("p99_ttft_ms", &ttft, 99.0),
+        ("p95_e2el_ms", &e2e, 95.0),
+    ] {
+        let expected = hearth::stats::percentile(values, p).unwrap();
+        let got = row[field].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() < 1e-9,
+            "{field}: {got} vs {expected}"
+        );
+    }
+    // Six tokens 15 ms apart after a 60 ms first token: E2E ≈ 60 + 5 × 15 ms.
+    let median_e2e = row["median_e2el_ms"].as_f64().unwrap();
+    assert!(
+        (135.0 - 1.0..135.0 + 40.0).contains(&median_e2e),
+        "{median_e2e}"
+    );
     let level = &data.levels[0];
     assert_eq!(level.level, "c=1");
     assert!(!level.samples.is_empty(), "the mock's /metrics is scraped");
