@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod env;
+pub mod eval;
 pub mod gguf;
 pub mod models;
 pub mod report;

@@ -454,10 +454,21 @@ async fn a_full_queue_answers_429_and_nothing_else_breaks() {
     .await;
     let mut long = chat_body("Write a long story about a dragon.", 800);
     long["ignore_eos"] = json!(true);
-    // A occupies the only slot.
+    // A occupies the only slot once it streams generated text (its role chunk comes before
+    // it is admitted, and with TCP_NODELAY it arrives at once).
     let mut a = s.open_stream(&long).await;
-    let first = a.chunk().await.unwrap().unwrap();
-    assert!(first.starts_with(b"data: "));
+    let has_text = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        text.split("\"content\":\"")
+            .skip(1)
+            .any(|rest| !rest.starts_with('"'))
+    };
+    let mut seen = Vec::new();
+    while !has_text(&seen) {
+        let chunk = a.chunk().await.unwrap().expect("A streams until dropped");
+        seen.extend_from_slice(&chunk);
+    }
+    assert!(seen.starts_with(b"data: "));
     // B waits in the queue (its headers arrive once it is queued).
     let short = chat_body("Say hi.", 4);
     let b = s.open_stream(&short).await;

@@ -1,10 +1,13 @@
 //! Prompt sets: the fixed prompts every model answers, so runs compare like with like.
 //! `prompts.json` is either a list of strings or a list of objects
-//! `{id, prompt, max_tokens, facets}` (also accepted under a top-level `"prompts"` key).
+//! `{id, prompt, max_tokens, facets, checks, reference}` (also accepted under a top-level
+//! `"prompts"` key); `checks` are [`Check`]s such as `{"type": "max_sentences", "n": 2}`.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::eval::Check;
 
 /// Why a prompt set could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,12 @@ pub struct PromptSpec {
     /// Points a good answer covers (used by quality checks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub facets: Vec<String>,
+    /// Automatic checks every answer to this prompt is put through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// An example of a good answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +61,9 @@ enum Item {
         max_tokens: Option<u32>,
         #[serde(default)]
         facets: Vec<String>,
+        #[serde(default)]
+        checks: Vec<Check>,
+        reference: Option<String>,
     },
 }
 
@@ -64,32 +76,59 @@ enum File {
 
 /// The built-in set: the meeting-notes summarizer scenario the reference workflow measures.
 pub fn default_set() -> Vec<PromptSpec> {
-    let p = |id: &str, prompt: &str, facets: &[&str]| PromptSpec {
+    let p = |id: &str, prompt: &str, facets: &[&str], checks: Vec<Check>| PromptSpec {
         id: id.into(),
         prompt: prompt.into(),
         max_tokens: None,
         facets: facets.iter().map(|f| f.to_string()).collect(),
+        checks,
+        reference: None,
     };
     vec![
         p(
             "rag-2-sentences",
             "Explain retrieval-augmented generation (RAG) in exactly 2 sentences.",
             &["retrieval of documents", "generation conditioned on retrieved text"],
+            vec![
+                Check::MaxSentences { n: 2 },
+                Check::Contains {
+                    text: "retriev".into(),
+                },
+                Check::Facets { min_share: 0.5 },
+            ],
         ),
         p(
             "local-privacy",
             "List 3 privacy benefits of running language model inference locally instead of in the cloud.",
             &["data stays on the device", "no third-party access", "compliance"],
+            vec![
+                Check::MinSentences { n: 3 },
+                Check::Contains {
+                    text: "privacy".into(),
+                },
+                Check::Facets { min_share: 0.67 },
+            ],
         ),
         p(
             "size-latency",
             "Why does model size drive latency on consumer hardware? Answer briefly.",
             &["more parameters mean more computation", "memory bandwidth", "memory capacity"],
+            vec![
+                Check::MaxWords { n: 150 },
+                Check::Contains {
+                    text: "memory".into(),
+                },
+                Check::Facets { min_share: 0.34 },
+            ],
         ),
         p(
             "slm-vs-llm",
             "Give two cases where a small language model is a better choice than a large one.",
             &["on-device or offline use", "low latency or cost"],
+            vec![
+                Check::MinSentences { n: 2 },
+                Check::Facets { min_share: 0.5 },
+            ],
         ),
     ]
 }
@@ -125,19 +164,30 @@ pub fn parse(text: &str) -> Result<Vec<PromptSpec>, String> {
                 prompt,
                 max_tokens: None,
                 facets: Vec::new(),
+                checks: Vec::new(),
+                reference: None,
             },
             Item::Spec {
                 id,
                 prompt,
                 max_tokens,
                 facets,
+                checks,
+                reference,
             } => PromptSpec {
                 id: id.unwrap_or(default_id),
                 prompt,
                 max_tokens,
                 facets,
+                checks,
+                reference,
             },
         };
+        for check in &spec.checks {
+            check
+                .validate()
+                .map_err(|e| format!("prompt {}: {e}", spec.id))?;
+        }
         if spec.prompt.trim().is_empty() {
             return Err(format!("prompt {} is empty", spec.id));
         }
@@ -171,6 +221,15 @@ mod tests {
         assert!(parse(r#"[{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]"#).is_err());
         assert!(parse(r#"[{"prompt": ""}]"#).is_err());
         assert!(parse("{").is_err());
+        let checked = parse(
+            r#"[{"prompt": "x", "checks": [{"type": "max_words", "n": 5}], "reference": "y"}]"#,
+        )
+        .unwrap();
+        assert_eq!(checked[0].checks, vec![Check::MaxWords { n: 5 }]);
+        let bad =
+            parse(r#"[{"id": "q", "prompt": "x", "checks": [{"type": "regex", "pattern": "("}]}]"#);
+        assert!(bad.unwrap_err().starts_with("prompt q: check regex"));
+        assert!(default_set().iter().all(|p| !p.checks.is_empty()));
         assert_eq!(default_set().len(), 4);
     }
 }

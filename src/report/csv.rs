@@ -58,6 +58,13 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
         "output_throughput",
         num(l.and_then(|l| l.output_throughput)),
     );
+    put("checks_passed", int(l.map(|l| l.quality.checks_passed)));
+    put("checks_total", int(l.map(|l| l.quality.checks_total)));
+    put("check_pass_rate", num(l.and_then(|l| l.quality.pass_rate)));
+    put(
+        "facet_coverage",
+        num(l.and_then(|l| l.quality.facet_coverage)),
+    );
     put(
         "total_token_throughput",
         num(l.and_then(|l| l.total_token_throughput)),

@@ -309,6 +309,27 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
     timeseries_section(&mut out, data, s);
 
     // Models, environment, options, definitions.
+    out.push_str("<h2 id=\"quality\">Quality (automatic checks)</h2>");
+    let row = |cells: &[String]| {
+        let tds: String = cells
+            .iter()
+            .map(|c| format!("<td>{}</td>", esc(c)))
+            .collect();
+        format!("<tr>{tds}</tr>")
+    };
+    let rows: Vec<String> = super::quality::level_rows(&s.levels)
+        .iter()
+        .map(|r| row(r))
+        .collect();
+    table(&mut out, &super::quality::LEVEL_HEADER, &rows);
+    let failed: Vec<String> = super::quality::failure_rows(&s.levels)
+        .iter()
+        .map(|r| row(r))
+        .collect();
+    if !failed.is_empty() {
+        out.push_str("<p class=\"note\">Failed checks, with the reason for the first answer that failed each:</p>");
+        table(&mut out, &super::quality::FAILURE_HEADER, &failed);
+    }
     out.push_str("<h2 id=\"models\">Models</h2>");
     let rows: Vec<String> = s
         .models

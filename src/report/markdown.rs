@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::definitions::DEFINITIONS;
+use super::quality;
 use super::summary::{status_str, RunSummary};
 use super::{fmt_bytes, fmt_num, fmt_pct};
 use crate::stats::Distribution;
@@ -302,6 +303,21 @@ pub(super) fn render(s: &RunSummary) -> String {
         out,
         "Cost is approximate: energy × {price:.2} per kWh (`options.energy_price_per_kwh`).\n"
     );
+
+    out.push_str("## Quality (automatic checks)\n\n");
+    let rows: Vec<Vec<String>> = quality::level_rows(&s.levels)
+        .into_iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
+    table(&mut out, &quality::LEVEL_HEADER, &rows);
+    let failed: Vec<Vec<String>> = quality::failure_rows(&s.levels)
+        .into_iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
+    if !failed.is_empty() {
+        out.push_str("Failed checks:\n\n");
+        table(&mut out, &quality::FAILURE_HEADER, &failed);
+    }
 
     out.push_str("## Models\n\n");
     let rows: Vec<Vec<String>> = s

@@ -11,6 +11,7 @@ mod html_sections;
 pub mod json;
 mod markdown;
 pub mod metrics;
+pub mod quality;
 pub mod summary;
 #[cfg(test)]
 pub(crate) mod testdata;
@@ -150,6 +151,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
         "TPOT mean ms",
         "out tok/s",
         "req tok/s",
+        "checks",
         "peak RSS",
         "size",
         "licence",
@@ -174,6 +176,10 @@ pub fn terminal_table(summary: &RunSummary) -> String {
                         l.per_request_output_throughput.map(|d| d.median),
                         1,
                     )),
+                    Cell::new(format!(
+                        "{}/{}",
+                        l.quality.checks_passed, l.quality.checks_total
+                    )),
                     Cell::new(fmt_bytes(l.resources.peak_rss_bytes)),
                 ]);
             }
@@ -183,7 +189,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
                     Cell::new(summary::status_str(m.status)),
                     Cell::new("0/0"),
                 ]);
-                row.extend((0..9).map(|_| Cell::new("—")));
+                row.extend((0..10).map(|_| Cell::new("—")));
             }
         }
         row.push(Cell::new(fmt_bytes(m.disk_bytes)));

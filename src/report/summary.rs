@@ -12,6 +12,7 @@ pub(crate) use super::metrics::{
     LATENCY_METRICS, LATENCY_STATS,
 };
 
+use super::quality::{self, Quality, Rubric};
 use crate::stats::{coefficient_of_variation, Distribution};
 use crate::store::record::{
     LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, RunData,
@@ -256,6 +257,9 @@ pub struct LevelSummary {
     pub energy: Energy,
     /// The server's own account of the level (from its Prometheus metrics), as stored.
     pub server_metrics: Option<serde_json::Value>,
+    /// Automatic quality checks on the counted answers.
+    #[serde(default)]
+    pub quality: Quality,
 }
 
 /// Summarizes a stored run: the single entry point every report and the terminal table use.
@@ -267,6 +271,7 @@ pub fn summarize(data: &RunData) -> RunSummary {
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(DEFAULT_ENERGY_PRICE_PER_KWH);
     let slo = Slo::from_options(&data.run.options);
+    let rubric = Rubric::of(data);
 
     // Levels: stored level records first, then any (model, level) only seen in requests.
     let mut keys: Vec<(String, String, Option<&LevelRecord>)> = data
@@ -287,7 +292,7 @@ pub fn summarize(data: &RunData) -> RunSummary {
                 .iter()
                 .find(|x| x.model == *m)
                 .map_or(ModelStatus::Ok, |x| x.status);
-            summarize_level(data, m, l, *rec, status, slo, price)
+            summarize_level(data, m, l, *rec, status, slo, price, &rubric)
         })
         .collect();
 
@@ -340,6 +345,7 @@ fn model_summary(m: &ModelRecord, levels: &[LevelSummary]) -> ModelSummary {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn summarize_level(
     data: &RunData,
     model: &str,
@@ -348,6 +354,7 @@ fn summarize_level(
     model_status: ModelStatus,
     slo: Option<Slo>,
     price: f64,
+    rubric: &Rubric,
 ) -> LevelSummary {
     let all: Vec<&RequestRecord> = counted(data, model, level).collect();
     let ok: Vec<&RequestRecord> = all
@@ -514,6 +521,7 @@ fn summarize_level(
         resources,
         energy,
         server_metrics: rec.and_then(|l| l.server_metrics.clone()),
+        quality: quality::assess(rubric, &ok),
     }
 }
 
