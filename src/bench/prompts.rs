@@ -13,15 +13,16 @@ use crate::eval::Check;
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
     /// The file could not be read.
-    #[error("cannot read prompt set {path}: {source}")]
+    #[error("cannot read prompt set {path}")]
     Read {
         /// The file.
         path: String,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// The file is not a prompt set.
-    #[error("{path} is not a prompt set (a list of strings, or of {{\"id\", \"prompt\", \"max_tokens\", \"facets\"}} objects): {reason}")]
+    #[error("{path} is not a prompt set (a list of strings, or of {{\"id\", \"prompt\", \"max_tokens\", \"facets\", \"checks\"}} objects): {reason}")]
     Invalid {
         /// The file.
         path: String,

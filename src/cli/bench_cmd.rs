@@ -32,7 +32,8 @@ pub struct BenchArgs {
     /// A models.json with extra entries (local files, upstream endpoints, tags).
     #[arg(long, value_name = "FILE")]
     models_file: Option<PathBuf>,
-    /// A prompts.json: a list of strings or of {id, prompt, max_tokens, facets} objects
+    /// A prompts.json: a list of strings or of {id, prompt, max_tokens, facets, checks,
+    /// reference} objects
     /// (default: the built-in summarizer set).
     #[arg(long, value_name = "FILE")]
     prompts: Option<PathBuf>,
