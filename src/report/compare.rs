@@ -339,13 +339,38 @@ fn compare_levels(
                 r.note = Some(note.to_string());
                 r
             };
-        rows.push(single(
+        // Aggregate throughput is one number per level, but its noise is known from the
+        // rounds: a change must also exceed twice the two runs' round-to-round variation.
+        let mut throughput = single(
             "output_throughput",
             x.output_throughput,
             y.output_throughput,
             false,
-            "threshold only",
-        ));
+            "beyond threshold and 2× the rounds' CV",
+        );
+        if matches!(
+            throughput.verdict,
+            Verdict::Regression | Verdict::Improvement
+        ) {
+            let noise_pct = match (x.cv.output_throughput, y.cv.output_throughput) {
+                (Some(ca), Some(cb)) => Some(2.0 * (ca + cb) * 100.0),
+                _ => None,
+            };
+            let change = throughput.change_pct.unwrap_or(0.0).abs();
+            match noise_pct {
+                Some(noise) if change > noise => {}
+                Some(noise) => {
+                    throughput.verdict = Verdict::Noise;
+                    throughput.note = Some(format!("within the rounds' noise (±{noise:.1}%)"));
+                }
+                None => {
+                    throughput.verdict = Verdict::Noise;
+                    throughput.note =
+                        Some("noise unknown (fewer than 2 rounds in a run)".to_string());
+                }
+            }
+        }
+        rows.push(throughput);
         rows.push(single(
             "peak_rss_bytes",
             x.resources.peak_rss_bytes.map(|v| v as f64),
@@ -432,7 +457,7 @@ impl Comparison {
             ]);
         }
         format!(
-            "A = {} (baseline), B = {}\n{t}\nSampled metrics compare medians of per-request values (ms; tok/s for output_tok_s_per_request; itl_ms = each request's median chunk gap).\nREGRESSION needs |change| > {}% AND the bootstrap {:.0}% CI of median(B)−median(A) excluding 0 AND Mann–Whitney p < {:.3}; beyond the threshold without both it is noise.\noutput_throughput, peak_rss_bytes and failed_pct are one number per run: their verdict rests on the threshold alone. A model OK in A and failed in B is a regression.\n",
+            "A = {} (baseline), B = {}\n{t}\nSampled metrics compare medians of per-request values (ms; tok/s for output_tok_s_per_request; itl_ms = each request's median chunk gap).\nREGRESSION needs |change| > {}% AND the bootstrap {:.0}% CI of median(B)−median(A) excluding 0 AND Mann–Whitney p < {:.3}; beyond the threshold without both it is noise.\noutput_throughput is one number per level: a regression also needs the change beyond 2× the two runs' CV across rounds. peak_rss_bytes and failed_pct rest on the threshold alone. A model OK in A and failed in B is a regression.\n",
             self.a_run,
             self.b_run,
             self.options.threshold_pct,
