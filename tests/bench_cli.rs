@@ -18,14 +18,10 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn hearth(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("hearth").unwrap();
-    env(&mut cmd, home);
-    cmd
-}
-
-fn env<C: Envs>(cmd: &mut C, home: &Path) {
-    cmd.set("HEARTH_HOME", Some(home.as_os_str()));
+/// The binary with a home of its own and none of the user's benchmark settings.
+fn hearth_std(home: &Path) -> StdCommand {
+    let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("hearth"));
+    cmd.env("HEARTH_HOME", home).env("HEARTH_THREADS", "2");
     for var in [
         "HEARTH_MODELS_FILE",
         "HEARTH_MEMORY_LIMIT_MB",
@@ -36,40 +32,13 @@ fn env<C: Envs>(cmd: &mut C, home: &Path) {
         "BENCH_STREAM",
         "HEARTH_DB_URL",
     ] {
-        cmd.set(var, None);
+        cmd.env_remove(var);
     }
-    cmd.set("HEARTH_THREADS", Some("2".as_ref()));
+    cmd
 }
 
-/// Both assert_cmd's and std's commands take environment changes.
-trait Envs {
-    fn set(&mut self, key: &str, value: Option<&std::ffi::OsStr>);
-}
-
-impl Envs for Command {
-    fn set(&mut self, key: &str, value: Option<&std::ffi::OsStr>) {
-        match value {
-            Some(v) => self.env(key, v),
-            None => self.env_remove(key),
-        };
-    }
-}
-
-impl Envs for StdCommand {
-    fn set(&mut self, key: &str, value: Option<&std::ffi::OsStr>) {
-        match value {
-            Some(v) => self.env(key, v),
-            None => self.env_remove(key),
-        };
-    }
-}
-
-/// A home whose catalog points `smollm2-135m` at the test model file.
-fn home_with_model() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let models = serde_json::json!({"smollm2-135m": {"path": common::model_path()}});
-    std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
-    home
+fn hearth(home: &Path) -> Command {
+    Command::from_std(hearth_std(home))
 }
 
 fn json_out(cmd: &mut Command) -> Value {
@@ -95,7 +64,7 @@ const SHORT: [&str; 10] = [
 /// agrees with the run as re-rendered from the store.
 fn full_run_agrees_with_the_store(db_url: Option<&str>) {
     let _turn = turn();
-    let home = home_with_model();
+    let home = common::home_with_model();
     let out = home.path().join("out");
     let mut cmd = hearth(home.path());
     if let Some(url) = db_url {
@@ -212,7 +181,7 @@ fn full_run_writes_every_report_and_they_agree_with_postgres() {
 #[test]
 fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
     let _turn = turn();
-    let home = home_with_model();
+    let home = common::home_with_model();
     let run = |args: &[&str]| {
         hearth(home.path())
             .args([
@@ -277,11 +246,8 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
 #[test]
 fn sigint_in_the_middle_keeps_finished_requests() {
     let _turn = turn();
-    let home = home_with_model();
-    let bin = assert_cmd::cargo::cargo_bin("hearth");
-    let mut cmd = StdCommand::new(bin);
-    env(&mut cmd, home.path());
-    let mut child = cmd
+    let home = common::home_with_model();
+    let mut child = hearth_std(home.path())
         .args([
             "bench",
             "--rounds",

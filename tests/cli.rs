@@ -18,16 +18,6 @@ fn hearth(home: &Path) -> Command {
     cmd
 }
 
-/// A home whose catalog points `smollm2-135m` at the test model file, without copying it.
-fn home_with_model() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let models = serde_json::json!({
-        "smollm2-135m": {"path": common::model_path()}
-    });
-    std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
-    home
-}
-
 fn json_out(cmd: &mut Command) -> Value {
     let out = cmd.assert().success().get_output().stdout.clone();
     serde_json::from_slice(&out).expect("stdout is JSON")
@@ -89,7 +79,7 @@ fn user_models_json_adds_and_tags_models_without_recompiling() {
 
 #[test]
 fn model_info_shows_metadata_and_a_memory_estimate() {
-    let home = home_with_model();
+    let home = common::home_with_model();
     let info = json_out(hearth(home.path()).args(["model", "info", "smollm2-135m", "--json"]));
     assert_eq!(info["gguf"]["architecture"], "llama");
     let memory = &info["memory"];
@@ -175,7 +165,7 @@ fn model_add_rejects_a_truncated_gguf_and_caches_nothing() {
 
 #[test]
 fn model_run_answers_with_usage_and_timings() {
-    let home = home_with_model();
+    let home = common::home_with_model();
     let run = |extra: &[&str]| {
         json_out(
             hearth(home.path())
@@ -208,7 +198,7 @@ fn model_run_answers_with_usage_and_timings() {
 
 #[test]
 fn interactive_chat_keeps_history_until_bye() {
-    let home = home_with_model();
+    let home = common::home_with_model();
     let out = hearth(home.path())
         .args(["model", "run", "smollm2-135m", "--max-tokens", "16"])
         .write_stdin("My name is Ada.\nWhat is my name?\n/bye\n")
@@ -233,7 +223,7 @@ fn interactive_chat_keeps_history_until_bye() {
 
 #[test]
 fn a_model_too_big_for_the_memory_budget_is_refused_with_a_smaller_suggestion() {
-    let home = home_with_model();
+    let home = common::home_with_model();
     hearth(home.path())
         .env("HEARTH_MEMORY_LIMIT_MB", "150")
         .args([
@@ -323,7 +313,7 @@ fn serve_refuses_a_public_address_without_an_api_key() {
 #[test]
 fn serve_answers_then_exits_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader, Read, Write};
-    let home = home_with_model();
+    let home = common::home_with_model();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
         .env("HEARTH_HOME", home.path())
         .env("HEARTH_THREADS", "2")

@@ -124,30 +124,7 @@ pub async fn execute(
     scheduled: Instant,
     level: &str,
 ) -> RequestRecord {
-    let mut record = RequestRecord {
-        model: endpoint.model.clone(),
-        level: level.to_string(),
-        round: job.round,
-        seq: job.seq,
-        prompt_id: job.prompt_id.clone(),
-        scheduled_ms: clock.ms(scheduled),
-        sent_ms: None,
-        first_byte_ms: None,
-        first_chunk_ms: None,
-        first_token_ms: None,
-        end_ms: None,
-        chunk_ms: Vec::new(),
-        status: RequestStatus::Error,
-        http_status: None,
-        error: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        cached_tokens: None,
-        token_source: TokenSource::Chunks,
-        counted_completion_tokens: None,
-        server_timings: None,
-        output: String::new(),
-    };
+    let mut record = unsent_record(&endpoint.model, level, job, clock.ms(scheduled));
     let body = request_body(endpoint, params, job);
     let exchange = exchange(http, endpoint, params, &body, clock, &mut record);
     match tokio::time::timeout(params.timeout, exchange).await {
@@ -169,6 +146,35 @@ pub async fn execute(
     }
     settle_token_counts(&mut record, params.stream);
     record
+}
+
+/// A request as known before it is sent: scheduled, nothing measured yet, failed until an
+/// answer says otherwise.
+fn unsent_record(model: &str, level: &str, job: &Job, scheduled_ms: f64) -> RequestRecord {
+    RequestRecord {
+        model: model.to_string(),
+        level: level.to_string(),
+        round: job.round,
+        seq: job.seq,
+        prompt_id: job.prompt_id.clone(),
+        scheduled_ms,
+        sent_ms: None,
+        first_byte_ms: None,
+        first_chunk_ms: None,
+        first_token_ms: None,
+        end_ms: None,
+        chunk_ms: Vec::new(),
+        status: RequestStatus::Error,
+        http_status: None,
+        error: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached_tokens: None,
+        token_source: TokenSource::Chunks,
+        counted_completion_tokens: None,
+        server_timings: None,
+        output: String::new(),
+    }
 }
 
 /// The HTTP exchange itself; fills `record` as instants happen.
@@ -461,30 +467,16 @@ mod tests {
     }
 
     fn blank() -> RequestRecord {
-        RequestRecord {
-            model: "m".into(),
-            level: "c=1".into(),
+        let job = Job {
+            prompt_id: "p".into(),
+            prompt: String::new(),
+            max_tokens: 1,
             round: 1,
             seq: 0,
-            prompt_id: "p".into(),
-            scheduled_ms: 0.0,
-            sent_ms: None,
-            first_byte_ms: None,
-            first_chunk_ms: None,
-            first_token_ms: None,
-            end_ms: None,
-            chunk_ms: vec![],
-            status: RequestStatus::Ok,
-            http_status: None,
-            error: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            cached_tokens: None,
-            token_source: TokenSource::Chunks,
-            counted_completion_tokens: None,
-            server_timings: None,
-            output: String::new(),
-        }
+        };
+        let mut record = unsent_record("m", "c=1", &job, 0.0);
+        record.status = RequestStatus::Ok;
+        record
     }
 
     #[test]

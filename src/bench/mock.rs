@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,7 @@ struct MockState {
     scripts: HashMap<String, MockScript>,
     serial: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     log: Arc<Mutex<Vec<MockLogEntry>>>,
-    served: Mutex<u64>,
+    served: AtomicU64,
 }
 
 /// A running mock server, on a thread and runtime of its own (as a real server would be in a
@@ -104,7 +105,7 @@ impl MockServer {
             scripts,
             serial,
             log: log.clone(),
-            served: Mutex::new(0),
+            served: AtomicU64::new(0),
         });
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<std::io::Result<SocketAddr>>();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -206,7 +207,7 @@ async fn tokenize(State(state): State<Arc<MockState>>, body: Bytes) -> Response 
 }
 
 async fn metrics(State(state): State<Arc<MockState>>) -> String {
-    let served = *state.served.lock().expect("served");
+    let served = state.served.load(Ordering::Relaxed);
     format!("# TYPE mock_served counter\nmock_served_total {served}\n")
 }
 
@@ -269,7 +270,7 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
         tokio::time::sleep_until((start + script.ttft + script.itl * n.saturating_sub(1)).into())
             .await;
         log.lock().expect("mock log")[index].first_token = Some(Instant::now());
-        *state.served.lock().expect("served") += 1;
+        state.served.fetch_add(1, Ordering::Relaxed);
         let mut body = json!({
             "id": "mock", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": words(n)}, "finish_reason": "length"}],
@@ -322,7 +323,7 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             let _ = tx.send(Ok(usage)).await;
         }
         let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
-        *state2.served.lock().expect("served") += 1;
+        state2.served.fetch_add(1, Ordering::Relaxed);
     });
     Response::builder()
         .header("content-type", "text/event-stream")

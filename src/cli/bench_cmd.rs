@@ -308,9 +308,10 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => ctx.config.home().join("runs").join(&run_id),
     };
+    // The history first: a run that cannot be stored leaves no empty run folder behind.
+    let store = super::runs_cmd::open_store(ctx)?;
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create the run folder {}", out_dir.display()))?;
-    let store = super::runs_cmd::open_store(ctx)?;
 
     // Runtimes: the client's threads are named so its CPU can be told from the server's.
     let client_rt = tokio::runtime::Builder::new_multi_thread()
@@ -331,8 +332,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         let entry = catalog.get(name).ok();
         if let Some(url) = &endpoint {
             let url = v1_url(url);
-            let mut model = model_record(name, "endpoint", &url, entry);
-            model.disk_bytes = None;
+            let model = model_record(name, "endpoint", &url, entry);
             targets.push(Target {
                 model,
                 endpoint: Endpoint {

@@ -350,22 +350,7 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
             )
         })
         .collect();
-    table(
-        &mut out,
-        &[
-            "model",
-            "status",
-            "backend",
-            "endpoint",
-            "quantisation",
-            "size",
-            "cold load ms",
-            "licence",
-            "tags",
-            "error",
-        ],
-        &rows,
-    );
+    table(&mut out, &super::MODEL_COLUMNS, &rows);
 
     let failures: Vec<String> = s
         .levels

@@ -415,24 +415,7 @@ pub(super) fn detail_sections(out: &mut String, s: &RunSummary) {
             )
         })
         .collect();
-    table(
-        out,
-        &[
-            "model",
-            "level",
-            "peak RSS",
-            "server CPU ms",
-            "client CPU ms",
-            "client lag p99 ms",
-            "client bottleneck",
-            "energy J",
-            "method",
-            "per 1k output tokens",
-            "cost per 1k tokens",
-            "token counts",
-        ],
-        &rows,
-    );
+    table(out, &super::RESOURCE_COLUMNS, &rows);
     let price = s
         .levels
         .first()

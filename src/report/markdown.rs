@@ -281,24 +281,7 @@ pub(super) fn render(s: &RunSummary) -> String {
             ]
         })
         .collect();
-    table(
-        &mut out,
-        &[
-            "model",
-            "level",
-            "peak RSS",
-            "server CPU ms",
-            "client CPU ms",
-            "client lag p99 ms",
-            "client bottleneck",
-            "energy J",
-            "method",
-            "per 1k output tokens",
-            "cost per 1k tokens",
-            "token counts",
-        ],
-        &rows,
-    );
+    table(&mut out, &super::RESOURCE_COLUMNS, &rows);
     let _ = writeln!(
         out,
         "Cost is approximate: energy × {price:.2} per kWh (`options.energy_price_per_kwh`).\n"
@@ -338,22 +321,7 @@ pub(super) fn render(s: &RunSummary) -> String {
             ]
         })
         .collect();
-    table(
-        &mut out,
-        &[
-            "model",
-            "status",
-            "backend",
-            "endpoint",
-            "quantisation",
-            "size",
-            "cold load ms",
-            "licence",
-            "tags",
-            "error",
-        ],
-        &rows,
-    );
+    table(&mut out, &super::MODEL_COLUMNS, &rows);
 
     let failures: Vec<Vec<String>> = s
         .levels

@@ -29,6 +29,37 @@ pub use html::utc as format_utc;
 pub use json::{ReportDocument, SCHEMA};
 pub use summary::{summarize, LevelSummary, ModelSummary, RunSummary};
 
+/// Columns of the models table, the same in the Markdown and HTML reports (each renderer
+/// formats its own cells).
+pub(crate) const MODEL_COLUMNS: [&str; 10] = [
+    "model",
+    "status",
+    "backend",
+    "endpoint",
+    "quantisation",
+    "size",
+    "cold load ms",
+    "licence",
+    "tags",
+    "error",
+];
+
+/// Columns of the resources-and-energy table, the same in the Markdown and HTML reports.
+pub(crate) const RESOURCE_COLUMNS: [&str; 12] = [
+    "model",
+    "level",
+    "peak RSS",
+    "server CPU ms",
+    "client CPU ms",
+    "client lag p99 ms",
+    "client bottleneck",
+    "energy J",
+    "method",
+    "per 1k output tokens",
+    "cost per 1k tokens",
+    "token counts",
+];
+
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -22,3 +22,11 @@ pub fn model_path() -> PathBuf {
     );
     path
 }
+
+/// A HEARTH_HOME whose catalog points `smollm2-135m` at the test model file, without copying it.
+pub fn home_with_model() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let models = serde_json::json!({"smollm2-135m": {"path": model_path()}});
+    std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
+    home
+}
