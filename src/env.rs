@@ -27,6 +27,9 @@ pub const HF_TOKEN: &str = "HF_TOKEN";
 /// API key for `hearth serve` (required when binding beyond loopback) and for the client
 /// commands (`ps`, `load`, `unload`, `service status`) that talk to it.
 pub const HEARTH_API_KEY: &str = "HEARTH_API_KEY";
+/// API key for the judge's endpoint in `hearth bench --judge-endpoint` (kept apart from
+/// `HEARTH_API_KEY`, since the judge often runs somewhere else than the models measured).
+pub const HEARTH_JUDGE_API_KEY: &str = "HEARTH_JUDGE_API_KEY";
 /// Where the client commands find a running server (default `http://127.0.0.1:<port>`).
 pub const HEARTH_ENDPOINT: &str = "HEARTH_ENDPOINT";
 /// Where the run history lives: a `postgres://` URL to share it in PostgreSQL, or a SQLite

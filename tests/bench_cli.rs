@@ -305,3 +305,108 @@ fn sigint_in_the_middle_keeps_finished_requests() {
         .join("report.html")
         .is_file());
 }
+
+/// The default model judges its own answers after the timed part (each answer scored 1–5 or
+/// recorded unscored, never guessed); then people score them through `annotate export` and
+/// `import`, which changes the stored scores and the reports, while a bad file changes nothing.
+#[test]
+fn judge_then_annotate_round_trip() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    let out = home.path().join("out");
+    let run = hearth(home.path())
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--max-tokens",
+            "24",
+            "--requests",
+            "2",
+            "--judge",
+            "smollm2-135m",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("judge smollm2-135m @ http://127.0.0.1:"),
+        "{stderr}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let scorers = report["scorers"].as_array().unwrap();
+    assert_eq!(scorers.len(), 1, "{scorers:?}");
+    assert_eq!(scorers[0]["rubric_version"], "hearth-judge/1");
+    let judged = scorers[0]["scored"].as_u64().unwrap() + scorers[0]["unscored"].as_u64().unwrap();
+    assert_eq!(judged, 2, "both timed answers judged");
+    let q = &report["models"][0]["quality"];
+    if let Some(score) = q["judge_score"].as_f64() {
+        assert!((1.0..=5.0).contains(&score), "{q}");
+    }
+    assert!(report["recommendation"]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("smollm2-135m"));
+
+    // Export, fill every row with 5, import.
+    let exported = hearth(home.path())
+        .args(["annotate", "export", "latest", "--out"])
+        .arg(home.path())
+        .assert()
+        .success();
+    let paths = String::from_utf8_lossy(&exported.get_output().stdout).to_string();
+    let csv_path = paths
+        .lines()
+        .find(|l| l.ends_with(".csv"))
+        .unwrap()
+        .to_string();
+    assert!(paths.lines().any(|l| l.ends_with(".json")));
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let score_col = headers.iter().position(|h| h == "score").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert!(!rows.is_empty());
+    let write = |score: &str| {
+        let mut w = csv::Writer::from_path(&csv_path).unwrap();
+        w.write_record(&headers).unwrap();
+        for row in &rows {
+            let cells: Vec<&str> = row
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if i == score_col { score } else { c })
+                .collect();
+            w.write_record(cells).unwrap();
+        }
+        w.flush().unwrap();
+    };
+    write("5");
+    hearth(home.path())
+        .args(["annotate", "import", &csv_path, "--annotator", "ana"])
+        .assert()
+        .success();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let q = &report["models"][0]["quality"];
+    assert_eq!(q["score"], 5.0, "{q}");
+    assert_eq!(q["scored_by"], "human");
+    assert_eq!(report["recommendation"]["pick"], "smollm2-135m");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("people (ana)"), "reports refreshed on import");
+
+    // A bad file: reported by line, exit 1, nothing changes.
+    write("6");
+    let bad = hearth(home.path())
+        .args(["annotate", "import", &csv_path])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("line 2") && stderr.contains("nothing imported"),
+        "{stderr}"
+    );
+    let stored = json_out(hearth(home.path()).args(["runs", "show", "latest", "--json"]));
+    assert_eq!(stored["models"][0]["quality"]["score"], 5.0);
+}

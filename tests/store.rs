@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use hearth::store::record::{
     Environment, LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus,
-    RunData, RunRecord, RunStatus, Sample, TokenSource,
+    RunData, RunRecord, RunStatus, Sample, ScoreRecord, ScoreSource, TokenSource,
 };
 use hearth::store::{Store, StoreError, SCHEMA_VERSION};
 use serde_json::json;
@@ -151,6 +151,7 @@ on_both!(
     crash_keeps_finished_requests,
     request_batches_are_all_or_nothing,
     unstorable_values_are_refused,
+    scores_round_trip_replace_and_refuse_strays,
 );
 
 fn run(id: &str, started: i64) -> RunRecord {
@@ -327,6 +328,7 @@ fn write_sample_run(store: &mut Store, id: &str, started: i64) -> RunData {
             request("smollm2", "r=2.5", 1, 1),
             b_req,
         ],
+        scores: vec![],
     }
 }
 
@@ -660,4 +662,57 @@ fn postgres_unreachable_is_a_clear_error() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("opened a database on port 1"),
     }
+}
+
+/// Judge and human scores of stored answers: exact round trip in (model, level, round, seq,
+/// source) order, the same source replaces its earlier score, and a batch naming an answer the
+/// run does not have is refused whole.
+fn scores_round_trip_replace_and_refuse_strays(db: Backend) {
+    let mut store = db.open();
+    let id = "20260101-130000-beef";
+    write_sample_run(&mut store, id, 1_767_272_400_000);
+    let score = |seq: u32, source: ScoreSource, score: Option<u8>| ScoreRecord {
+        model: "smollm2".into(),
+        level: "c=1".into(),
+        round: 1,
+        seq,
+        source,
+        scorer: "judge-model @ http://127.0.0.1:1/v1".into(),
+        rubric_version: Some("hearth-judge/1".into()),
+        score,
+        reason: Some("covers \"both\" points; ünïcode".into()),
+        raw: Some(r#"["{\"score\": 4}"]"#.into()),
+        scored_unix_ms: 1_767_272_500_000,
+    };
+    let first = vec![
+        score(2, ScoreSource::Human, Some(5)),
+        score(1, ScoreSource::Judge, None),
+        score(1, ScoreSource::Human, Some(3)),
+    ];
+    store.upsert_scores(id, &first).unwrap();
+    let loaded = store.load_run(id).unwrap().scores;
+    assert_eq!(
+        loaded,
+        vec![first[2].clone(), first[1].clone(), first[0].clone()],
+        "ordered by answer, then source by name (human, judge)"
+    );
+    // The judge scores seq 1 again: replaced, not added.
+    store
+        .upsert_scores(id, &[score(1, ScoreSource::Judge, Some(4))])
+        .unwrap();
+    let loaded = store.load_run(id).unwrap().scores;
+    assert_eq!(loaded.len(), 3);
+    assert_eq!(loaded[1].score, Some(4));
+    // One stray in a batch: nothing of the batch lands.
+    let err = store
+        .upsert_scores(
+            id,
+            &[
+                score(1, ScoreSource::Judge, Some(1)),
+                score(77, ScoreSource::Judge, Some(1)),
+            ],
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AnswerNotFound { .. }), "{err}");
+    assert_eq!(store.load_run(id).unwrap().scores, loaded);
 }

@@ -46,6 +46,9 @@ pub struct MockScript {
     pub serial: bool,
     /// Offer llama-server's `/tokenize` for this model (counts whitespace-separated words).
     pub tokenize: bool,
+    /// Whole (non-streamed) answers, in order: the n-th request to this model gets the n-th
+    /// reply, the last one repeating (a scripted judge). Empty: `tok tok …`.
+    pub replies: Vec<String>,
 }
 
 impl Default for MockScript {
@@ -60,6 +63,7 @@ impl Default for MockScript {
             hang: false,
             serial: false,
             tokenize: false,
+            replies: Vec::new(),
         }
     }
 }
@@ -79,6 +83,7 @@ pub struct MockLogEntry {
 
 struct MockState {
     scripts: HashMap<String, MockScript>,
+    replies_served: Mutex<HashMap<String, usize>>,
     serial: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     log: Arc<Mutex<Vec<MockLogEntry>>>,
     served: AtomicU64,
@@ -103,6 +108,7 @@ impl MockServer {
             .collect();
         let state = Arc::new(MockState {
             scripts,
+            replies_served: Mutex::new(HashMap::new()),
             serial,
             log: log.clone(),
             served: AtomicU64::new(0),
@@ -271,9 +277,18 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             .await;
         log.lock().expect("mock log")[index].first_token = Some(Instant::now());
         state.served.fetch_add(1, Ordering::Relaxed);
+        let content = if script.replies.is_empty() {
+            words(n)
+        } else {
+            let mut served = state.replies_served.lock().expect("mock replies");
+            let k = served.entry(model.clone()).or_default();
+            let reply = script.replies[(*k).min(script.replies.len() - 1)].clone();
+            *k += 1;
+            reply
+        };
         let mut body = json!({
             "id": "mock", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": words(n)}, "finish_reason": "length"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "length"}],
         });
         if script.usage {
             body["usage"] =

@@ -17,6 +17,7 @@ use hearth::bench::{self, prompts, recorder::Recorder, BenchOptions, PromptCache
 use hearth::cache::BarProgress;
 use hearth::catalog::{Catalog, CatalogEntry};
 use hearth::env;
+use hearth::eval::judge::{self, JudgeEndpoint};
 use hearth::models::{self, LoadOptions};
 use hearth::server::{self, Registry, ServerOptions};
 use hearth::store::record::{LoadShape, ModelRecord, ModelStatus, RunRecord, RunStatus};
@@ -111,6 +112,23 @@ pub struct BenchArgs {
     /// Only measure the client against the built-in mock server, print its floor, and exit.
     #[arg(long)]
     calibrate: bool,
+    /// Score every answer 1–5 with this judge model after the timed part: a catalog alias
+    /// (served by hearth), or a model name at --judge-endpoint.
+    #[arg(long, value_name = "MODEL")]
+    judge: Option<String>,
+    /// An OpenAI-compatible server (base URL) that runs the --judge model.
+    #[arg(long, value_name = "URL", requires = "judge")]
+    judge_endpoint: Option<String>,
+    /// API key for --judge-endpoint.
+    #[arg(long, env = env::HEARTH_JUDGE_API_KEY, hide_env_values = true)]
+    judge_api_key: Option<String>,
+    /// Quality bar of the recommendation: lowest acceptable mean score (1–5).
+    #[arg(long, default_value_t = hearth::report::recommend::DEFAULT_MIN_SCORE)]
+    min_score: f64,
+    /// Memory budget of the recommendation, MiB of peak RSS (default: the `memory_limit_mb`
+    /// setting, else this machine's memory).
+    #[arg(long, value_name = "MIB")]
+    memory_budget: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -251,6 +269,13 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
+    if !(1.0..=5.0).contains(&args.min_score) {
+        bail!("--min-score must be between 1 and 5");
+    }
+    let memory_budget_bytes = match args.memory_budget {
+        Some(mib) => Some(mib * 1024 * 1024),
+        None => ctx.config.memory_limit_bytes()?,
+    };
     let shapes = shapes(&args)?;
     let options = BenchOptions {
         prompts,
@@ -395,7 +420,52 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         }
     }
 
-    let running = if local_aliases.is_empty() {
+    // The judge: an external endpoint, a catalog upstream, or a local model served by hearth.
+    let mut judge = match (&args.judge, &args.judge_endpoint) {
+        (None, _) => None,
+        (Some(model), Some(url)) => Some(JudgeEndpoint {
+            base_url: v1_url(url),
+            model: model.clone(),
+            api_key: args.judge_api_key.clone(),
+            constrain: false,
+            timeout: Duration::from_secs_f64(args.timeout),
+        }),
+        (Some(alias), None) => {
+            let entry = catalog
+                .get(alias)
+                .with_context(|| format!("--judge {alias}"))?;
+            Some(match &entry.upstream {
+                Some(upstream) => JudgeEndpoint {
+                    base_url: v1_url(&upstream.base_url),
+                    model: upstream.model.clone(),
+                    api_key: upstream
+                        .api_key_env
+                        .as_deref()
+                        .and_then(|v| std::env::var(v).ok()),
+                    constrain: false,
+                    timeout: Duration::from_secs_f64(args.timeout),
+                },
+                None => {
+                    if models::local_path(&ctx.cache, entry).is_none() {
+                        client_rt
+                            .block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))
+                            .with_context(|| format!("--judge {alias}"))?;
+                    }
+                    // Served by hearth below; hearth constrains the verdict to its schema.
+                    JudgeEndpoint {
+                        base_url: String::new(),
+                        model: alias.clone(),
+                        api_key: None,
+                        constrain: true,
+                        timeout: Duration::from_secs_f64(args.timeout),
+                    }
+                }
+            })
+        }
+    };
+    let judge_is_local = judge.as_ref().is_some_and(|j| j.base_url.is_empty());
+
+    let running = if local_aliases.is_empty() && !judge_is_local {
         None
     } else {
         let parallel = shapes
@@ -431,6 +501,9 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         Some(server_rt.block_on(server::start(options, registry))?)
     };
     let local_url = running.as_ref().map(|r| format!("http://{}/v1", r.addr));
+    if let (Some(j), true) = (judge.as_mut(), judge_is_local) {
+        j.base_url = local_url.clone().unwrap_or_default();
+    }
     let targets: Vec<Target> = targets
         .into_iter()
         .map(|mut t| {
@@ -471,6 +544,12 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             "models": &names,
             "endpoint": &endpoint,
             "out": out_dir.display().to_string(),
+            "quality": {
+                "min_score": args.min_score,
+                "memory_budget_bytes": memory_budget_bytes,
+                "judge": judge.as_ref().map(|j| j.scorer()),
+                "rubric_version": judge.as_ref().map(|_| hearth::eval::judge::RUBRIC_VERSION),
+            },
         }),
         environment: bench::environment::current(threads),
         client: serde_json::json!({
@@ -523,11 +602,16 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     };
     recorder.update_run(&run);
     drop(recorder);
+    let mut store = writer.finish()?;
+    let mut data = store.load_run(&run_id)?;
+    if let (Some(judge), false) = (&judge, interrupted) {
+        if judge_answers(&client_rt, &mut store, &data, judge)? {
+            data = store.load_run(&run_id)?;
+        }
+    }
     if let Some(running) = running {
         let _ = server_rt.block_on(running.shutdown());
     }
-    let mut store = writer.finish()?;
-    let data = store.load_run(&run_id)?;
     let paths = hearth::report::write_all(&data, &out_dir)?;
     let summary = hearth::report::summarize(&data);
     println!("{}", hearth::report::terminal_table(&summary));
@@ -545,6 +629,54 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Scores the run's answers with the judge and stores the scores. Ctrl-C stops judging (the
+/// run is kept, unscored). Returns whether scores were stored.
+fn judge_answers(
+    rt: &tokio::runtime::Runtime,
+    store: &mut hearth::store::Store,
+    data: &hearth::store::record::RunData,
+    judge: &JudgeEndpoint,
+) -> Result<bool> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "judging with {msg} {bar:30} {pos}/{len} distinct answers ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(judge.model.clone());
+    let scores = rt.block_on(async {
+        tokio::select! {
+            scores = judge::judge_run(data, judge, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }) => Some(scores),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    bar.finish_and_clear();
+    let Some(scores) = scores else {
+        eprintln!("judging interrupted: the run is kept without judge scores");
+        return Ok(false);
+    };
+    let unscored = scores.iter().filter(|s| s.score.is_none()).count();
+    eprintln!(
+        "judge {}: {} of {} answers scored (rubric {})",
+        judge.scorer(),
+        scores.len() - unscored,
+        scores.len(),
+        judge::RUBRIC_VERSION
+    );
+    if unscored > 0 {
+        let reason = scores
+            .iter()
+            .find_map(|s| s.score.is_none().then_some(s.reason.as_deref()).flatten())
+            .unwrap_or("");
+        eprintln!("  {unscored} left unscored, e.g. {reason}");
+    }
+    store.upsert_scores(&data.run.id, &scores)?;
+    Ok(!scores.is_empty())
 }
 
 /// A model that cannot be measured at all (unknown alias, failed download): it stays in the

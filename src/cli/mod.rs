@@ -1,6 +1,7 @@
 //! Command-line surface: clap types (what the user typed, no I/O), then [`Context`] (settings
 //! resolved from flags, config file and environment), then one function per command.
 
+mod annotate_cmd;
 mod bench_cmd;
 mod bench_progress;
 mod cache_cmd;
@@ -67,7 +68,7 @@ enum Command {
     Service(serve_cmd::ServiceCommand),
     /// Benchmark models (local or at any OpenAI-compatible endpoint); print the comparison
     /// table, store the run and write its reports.
-    Bench(bench_cmd::BenchArgs),
+    Bench(Box<bench_cmd::BenchArgs>),
     /// Stored benchmark runs.
     #[command(subcommand)]
     Runs(runs_cmd::RunsCommand),
@@ -75,6 +76,9 @@ enum Command {
     Report(runs_cmd::ReportArgs),
     /// Compare two stored runs; exits 1 when B regressed beyond threshold and noise.
     Compare(runs_cmd::CompareArgs),
+    /// Export a run's answers for people to score, and import their scores.
+    #[command(subcommand)]
+    Annotate(annotate_cmd::AnnotateCommand),
 }
 
 /// Settings and shared objects every command needs, resolved once.
@@ -117,10 +121,11 @@ pub fn run() -> Result<ExitCode> {
         Command::Load { alias, client } => serve_cmd::load(&ctx, client, &alias),
         Command::Unload { alias, client } => serve_cmd::unload(&ctx, client, &alias),
         Command::Service(cmd) => serve_cmd::service(&ctx, cmd),
-        Command::Bench(args) => bench_cmd::bench(&ctx, args),
+        Command::Bench(args) => bench_cmd::bench(&ctx, *args),
         Command::Runs(cmd) => runs_cmd::runs(&ctx, cmd),
         Command::Report(args) => runs_cmd::report(&ctx, args),
         Command::Compare(args) => runs_cmd::compare(&ctx, args),
+        Command::Annotate(cmd) => annotate_cmd::annotate(&ctx, cmd),
     }
 }
 

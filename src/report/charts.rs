@@ -189,6 +189,88 @@ pub(crate) fn line_chart(
     Ok(svg)
 }
 
+/// One point of a scatter chart.
+pub(crate) struct Point {
+    /// Label drawn beside the point.
+    pub name: String,
+    /// Colour index.
+    pub color: usize,
+    /// Horizontal position.
+    pub x: f64,
+    /// Vertical position.
+    pub y: f64,
+    /// What the point's area shows (e.g. memory); `None` draws the smallest point.
+    pub size: Option<f64>,
+}
+
+/// A labelled scatter chart whose point area grows with `size`: one point per model, so a
+/// trade-off between three figures (latency, quality, memory) reads at a glance.
+pub(crate) fn scatter_chart(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    y_range: (f64, f64),
+    points: &[Point],
+) -> Result<String, String> {
+    let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.x, p.y)).collect();
+    let ((x0, x1), _) = bounds(xy.iter()).ok_or("no data")?;
+    let (x0, x1) = padded(x0, x1, true);
+    let (x0, x1) = (x0, x1 + (x1 - x0) * 0.15);
+    let largest = points.iter().filter_map(|p| p.size).fold(0.0f64, f64::max);
+    let radius = |size: Option<f64>| match size {
+        Some(v) if largest > 0.0 => 5.0 + 15.0 * (v / largest).sqrt(),
+        _ => 5.0,
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 17))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y_range.0..y_range.1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .light_line_style(LIGHT)
+            .bold_line_style(BOLD)
+            .axis_desc_style((FONT, 13))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        for p in points.iter().filter(|p| p.x.is_finite() && p.y.is_finite()) {
+            let c = color(p.color);
+            let r = radius(p.size);
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (p.x, p.y),
+                    r as i32,
+                    c.mix(0.55).filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (p.x, p.y),
+                    r as i32,
+                    c.stroke_width(1),
+                )))
+                .map_err(err)?;
+            let label = Text::new(truncate(&p.name, 28), (r as i32 + 4, -6), (FONT, 12));
+            chart
+                .draw_series(std::iter::once(EmptyElement::at((p.x, p.y)) + label))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 /// Empirical CDF lines of several samples: the whole latency distribution at a glance, tails
 /// included, which a mean or a box hides.
 pub(crate) fn cdf_chart(

@@ -65,6 +65,17 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
         "facet_coverage",
         num(l.and_then(|l| l.quality.facet_coverage)),
     );
+    put("score", num(l.and_then(|l| l.quality.score)));
+    put(
+        "scored_by",
+        l.and_then(|l| l.quality.scored_by.clone())
+            .unwrap_or_default(),
+    );
+    put("judge_score", num(l.and_then(|l| l.quality.judge_score)));
+    put("judge_scored", int(l.map(|l| l.quality.judge_scored)));
+    put("judge_unscored", int(l.map(|l| l.quality.judge_unscored)));
+    put("human_score", num(l.and_then(|l| l.quality.human_score)));
+    put("human_scored", int(l.map(|l| l.quality.human_scored)));
     put(
         "total_token_throughput",
         num(l.and_then(|l| l.total_token_throughput)),
@@ -192,6 +203,7 @@ fn empty_model() -> ModelSummary {
         completed: 0,
         failed: 0,
         peak_rss_bytes: None,
+        quality: Default::default(),
     }
 }
 

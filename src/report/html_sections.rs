@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::charts::{bar_chart, cdf_chart, dual_axis_chart, line_chart, Line};
+use super::charts::{
+    bar_chart, cdf_chart, dual_axis_chart, line_chart, scatter_chart, Line, Point,
+};
 use super::html::{dist4, esc, figure, table, td_num};
 use super::summary::{counted, e2el_ms, LevelSummary, RunSummary};
 use super::{fmt_bytes, fmt_num, fmt_pct};
@@ -154,7 +156,55 @@ pub(super) fn charts_section(
         }),
         "Largest peak RSS of the serving process over the model's levels.",
     );
+    quality_figure(out, s, color_of);
     out.push_str("</div>");
+}
+
+/// Quality against latency, one point per model sized by its peak memory: the trade-off the
+/// recommendation decides. Mean score when any answer is scored, else the share of automatic
+/// checks passed (said on the axis).
+fn quality_figure(out: &mut String, s: &RunSummary, color_of: &dyn Fn(&str) -> usize) {
+    let r = &s.recommendation;
+    let scored = r.quality_applied;
+    let points: Vec<Point> = r
+        .candidates
+        .iter()
+        .filter_map(|c| {
+            let y = if scored {
+                c.score?
+            } else {
+                c.check_pass_rate? * 100.0
+            };
+            Some(Point {
+                name: c.model.clone(),
+                color: color_of(&c.model),
+                x: c.p95_e2el_ms?,
+                y,
+                size: c.peak_rss_bytes.map(|b| b as f64),
+            })
+        })
+        .collect();
+    if points.is_empty() {
+        // No scores and no checks: there is no quality axis to draw.
+        return;
+    }
+    let level = r.level.as_deref().unwrap_or("the first level");
+    let (y_desc, y_range) = if scored {
+        ("mean score (1–5)", (0.5, 5.5))
+    } else {
+        ("automatic checks passed (%)", (0.0, 105.0))
+    };
+    figure(
+        out,
+        scatter_chart(
+            "Quality against latency",
+            &format!("p95 end-to-end latency at {level} (ms)"),
+            y_desc,
+            y_range,
+            &points,
+        ),
+        "One point per model; the point's area grows with its peak memory. Up and to the left is better.",
+    );
 }
 
 /// Requests in flight over time (sent → end) as a step line, for the counted requests of one

@@ -30,6 +30,13 @@ pub struct ReportDocument {
     pub models: Vec<ModelSummary>,
     /// One entry per model and level.
     pub levels: Vec<LevelSummary>,
+    /// Who scored the answers.
+    #[serde(default)]
+    pub scorers: Vec<super::summary::Scorer>,
+    /// The pick: fastest model meeting the quality bar and memory budget, and why not the
+    /// others.
+    #[serde(default)]
+    pub recommendation: super::recommend::Recommendation,
     /// Warnings a reader must not miss (client bottleneck, failures, token fallbacks).
     pub warnings: Vec<String>,
     /// Metric name → definition.
@@ -66,6 +73,8 @@ impl ReportDocument {
             client: run.client.clone(),
             models: summary.models.clone(),
             levels: summary.levels.clone(),
+            scorers: summary.scorers.clone(),
+            recommendation: summary.recommendation.clone(),
             warnings: summary.warnings(),
             definitions: DEFINITIONS
                 .iter()

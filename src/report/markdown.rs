@@ -287,7 +287,17 @@ pub(super) fn render(s: &RunSummary) -> String {
         "Cost is approximate: energy × {price:.2} per kWh (`options.energy_price_per_kwh`).\n"
     );
 
-    out.push_str("## Quality (automatic checks)\n\n");
+    out.push_str("## Quality\n\n");
+    let scorers = quality::scorer_lines(s);
+    if scorers.is_empty() {
+        out.push_str("No answer has a score yet (`hearth bench --judge MODEL`, or `hearth annotate export` / `import`); automatic checks below.\n\n");
+    } else {
+        out.push_str("Scores 1–5; a person's score replaces the judge's for the same answer.\n\n");
+        for line in scorers {
+            let _ = writeln!(out, "- {}", cell(&line));
+        }
+        out.push('\n');
+    }
     let rows: Vec<Vec<String>> = quality::level_rows(&s.levels)
         .into_iter()
         .map(|r| r.iter().map(|c| cell(c)).collect())
@@ -382,7 +392,20 @@ pub(super) fn render(s: &RunSummary) -> String {
     for (k, v) in DEFINITIONS {
         let _ = writeln!(out, "- **{k}**: {v}");
     }
+    recommendation(&mut out, s);
     out
+}
+
+/// The closing section: the pick and why the others were not picked.
+fn recommendation(out: &mut String, s: &super::RunSummary) {
+    let r = &s.recommendation;
+    out.push_str("\n## Recommendation\n\n");
+    let _ = writeln!(out, "{}\n", cell(&r.explanation));
+    let rows: Vec<Vec<String>> = super::recommend::rows(r)
+        .into_iter()
+        .map(|row| row.iter().map(|c| cell(c)).collect())
+        .collect();
+    table(out, &super::recommend::HEADER, &rows);
 }
 
 /// Keeps JSON from closing its code fence early.

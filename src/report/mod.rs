@@ -12,6 +12,7 @@ pub mod json;
 mod markdown;
 pub mod metrics;
 pub mod quality;
+pub mod recommend;
 pub mod summary;
 #[cfg(test)]
 pub(crate) mod testdata;
@@ -183,6 +184,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
         "out tok/s",
         "req tok/s",
         "checks",
+        "score",
         "peak RSS",
         "size",
         "licence",
@@ -211,6 +213,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
                         "{}/{}",
                         l.quality.checks_passed, l.quality.checks_total
                     )),
+                    Cell::new(l.quality.score_label()),
                     Cell::new(fmt_bytes(l.resources.peak_rss_bytes)),
                 ]);
             }
@@ -220,7 +223,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
                     Cell::new(summary::status_str(m.status)),
                     Cell::new("0/0"),
                 ]);
-                row.extend((0..10).map(|_| Cell::new("—")));
+                row.extend((0..11).map(|_| Cell::new("—")));
             }
         }
         row.push(Cell::new(fmt_bytes(m.disk_bytes)));

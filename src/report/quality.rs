@@ -2,62 +2,47 @@
 //! automatic checks (from the prompt set stored with the run's options), so the report shows
 //! beside latency and memory whether a model answers well enough, and why not.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::eval::checks::{self, Check};
-use crate::store::record::{RequestRecord, RunData};
+pub use crate::eval::Rubric;
+use crate::store::record::{RequestRecord, RunData, ScoreRecord, ScoreSource};
 
-/// The parts of a stored prompt that quality needs.
-#[derive(Clone, Debug, Default, Deserialize)]
-struct StoredPrompt {
-    id: String,
-    #[serde(default)]
-    facets: Vec<String>,
-    #[serde(default)]
-    checks: Vec<Check>,
+/// The scores of a run's answers, by answer: what the judge said and what a person said.
+#[derive(Debug, Default)]
+pub struct Scores<'a> {
+    by_answer: HashMap<(&'a str, &'a str, u32, u32), [Option<&'a ScoreRecord>; 2]>,
 }
 
-/// The run's prompt set, as stored in its options (`options.bench.prompts`).
-#[derive(Clone, Debug, Default)]
-pub struct Rubric {
-    prompts: Vec<StoredPrompt>,
-}
-
-impl Rubric {
-    /// Reads the prompt set stored with `data`; prompts it cannot read have no checks.
-    pub fn of(data: &RunData) -> Self {
-        let prompts = data.run.options["bench"]["prompts"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|p| serde_json::from_value::<StoredPrompt>(p.clone()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self { prompts }
-    }
-
-    fn prompt(&self, id: &str) -> Option<&StoredPrompt> {
-        self.prompts.iter().find(|p| p.id == id)
-    }
-
-    /// The checks of one answer (none when its prompt has none).
-    pub fn check(&self, request: &RequestRecord) -> Vec<checks::CheckOutcome> {
-        match self.prompt(&request.prompt_id) {
-            Some(p) => checks::run_checks(&p.checks, &p.facets, &request.output),
-            None => Vec::new(),
+impl<'a> Scores<'a> {
+    /// Indexes the scores stored with `data`.
+    pub fn of(data: &'a RunData) -> Self {
+        let mut by_answer: HashMap<_, [Option<&ScoreRecord>; 2]> = HashMap::new();
+        for s in &data.scores {
+            let slot = match s.source {
+                ScoreSource::Judge => 0,
+                ScoreSource::Human => 1,
+            };
+            by_answer
+                .entry((s.model.as_str(), s.level.as_str(), s.round, s.seq))
+                .or_default()[slot] = Some(s);
         }
+        Self { by_answer }
     }
 
-    /// Share of the prompt's facets the answer mentions, when the prompt has facets.
-    pub fn facet_share(&self, request: &RequestRecord) -> Option<f64> {
-        let p = self.prompt(&request.prompt_id)?;
-        if p.facets.is_empty() {
-            return None;
+    /// The judge's and the person's score records of one answer.
+    pub fn of_answer(
+        &self,
+        r: &RequestRecord,
+    ) -> (Option<&'a ScoreRecord>, Option<&'a ScoreRecord>) {
+        match self
+            .by_answer
+            .get(&(r.model.as_str(), r.level.as_str(), r.round, r.seq))
+        {
+            Some([judge, human]) => (*judge, *human),
+            None => (None, None),
         }
-        let (mentioned, _) = checks::facet_coverage(&p.facets, &request.output);
-        Some(mentioned.len() as f64 / p.facets.len() as f64)
     }
 }
 
@@ -87,13 +72,51 @@ pub struct Quality {
     pub facet_coverage: Option<f64>,
     /// Failed checks by prompt and check, most frequent first.
     pub failures: Vec<CheckFailure>,
+    /// Mean quality score (1–5) over the answers that have one: a person's score where there
+    /// is one, else the judge's.
+    pub score: Option<f64>,
+    /// Answers that have a score.
+    pub scored: u64,
+    /// Who gave the scores in `score`: `human`, `judge` or `human+judge`.
+    pub scored_by: Option<String>,
+    /// Mean of the judge's scores alone.
+    pub judge_score: Option<f64>,
+    /// Answers the judge scored.
+    pub judge_scored: u64,
+    /// Answers the judge was asked about but gave no readable score for.
+    pub judge_unscored: u64,
+    /// Mean of people's scores alone.
+    pub human_score: Option<f64>,
+    /// Answers people scored.
+    pub human_scored: u64,
 }
 
-/// Checks every successful counted answer in `answers`.
-pub fn assess(rubric: &Rubric, answers: &[&RequestRecord]) -> Quality {
+impl Quality {
+    /// `4.2 (judge)`, or `—` when nothing is scored.
+    pub fn score_label(&self) -> String {
+        match (self.score, &self.scored_by) {
+            (Some(s), Some(by)) => format!("{s:.1} ({by})"),
+            (Some(s), None) => format!("{s:.1}"),
+            _ => "—".into(),
+        }
+    }
+}
+
+/// Checks every successful counted answer in `answers` and gathers their scores.
+pub fn assess(rubric: &Rubric, scores: &Scores, answers: &[&RequestRecord]) -> Quality {
     let mut quality = Quality::default();
     let mut shares = Vec::new();
+    let (mut judged, mut human, mut effective) = (Vec::new(), Vec::new(), Vec::new());
     for request in answers {
+        let (j, h) = scores.of_answer(request);
+        let judge_score = j.and_then(|s| s.score).map(f64::from);
+        let human_score = h.and_then(|s| s.score).map(f64::from);
+        if j.is_some() && judge_score.is_none() {
+            quality.judge_unscored += 1;
+        }
+        judged.extend(judge_score);
+        human.extend(human_score);
+        effective.extend(human_score.or(judge_score));
         for outcome in rubric.check(request) {
             quality.checks_total += 1;
             if outcome.passed {
@@ -119,14 +142,31 @@ pub fn assess(rubric: &Rubric, answers: &[&RequestRecord]) -> Quality {
     quality.pass_rate = (quality.checks_total > 0)
         .then(|| quality.checks_passed as f64 / quality.checks_total as f64);
     quality.facet_coverage = crate::stats::mean(&shares);
+    quality.judge_scored = judged.len() as u64;
+    quality.judge_score = crate::stats::mean(&judged);
+    quality.human_scored = human.len() as u64;
+    quality.human_score = crate::stats::mean(&human);
+    quality.scored = effective.len() as u64;
+    quality.score = crate::stats::mean(&effective);
+    // A person's score wins per answer, so the judge contributes only where nobody scored.
+    let judge_used = effective.len() > human.len();
+    quality.scored_by = match (!human.is_empty(), judge_used) {
+        (true, true) => Some("human+judge".into()),
+        (true, false) => Some("human".into()),
+        (false, true) => Some("judge".into()),
+        (false, false) => None,
+    };
     quality.failures.sort_by_key(|f| std::cmp::Reverse(f.count));
     quality
 }
 
 /// Column names of the per-level quality table in the Markdown and HTML reports.
-pub const LEVEL_HEADER: [&str; 5] = [
+pub const LEVEL_HEADER: [&str; 8] = [
     "model",
     "level",
+    "score (1–5)",
+    "judge",
+    "human",
     "checks passed",
     "pass rate",
     "facet coverage",
@@ -136,14 +176,23 @@ pub const LEVEL_HEADER: [&str; 5] = [
 pub const FAILURE_HEADER: [&str; 6] = ["model", "level", "prompt", "check", "answers", "reason"];
 
 /// The cells of the per-level quality table (plain text; each renderer escapes them).
-pub fn level_rows(levels: &[super::LevelSummary]) -> Vec<[String; 5]> {
+pub fn level_rows(levels: &[super::LevelSummary]) -> Vec<[String; 8]> {
     levels
         .iter()
         .map(|l| {
             let q = &l.quality;
+            let mean_of = |mean: Option<f64>, n: u64, unscored: u64| match mean {
+                Some(m) if unscored > 0 => format!("{m:.2} ({n}; {unscored} unscored)"),
+                Some(m) => format!("{m:.2} ({n})"),
+                None if unscored > 0 => format!("— ({unscored} unscored)"),
+                None => "—".into(),
+            };
             [
                 l.model.clone(),
                 l.level.clone(),
+                q.score_label(),
+                mean_of(q.judge_score, q.judge_scored, q.judge_unscored),
+                mean_of(q.human_score, q.human_scored, 0),
                 format!("{}/{}", q.checks_passed, q.checks_total),
                 percent(q.pass_rate),
                 percent(q.facet_coverage),
@@ -167,6 +216,29 @@ pub fn failure_rows(levels: &[super::LevelSummary]) -> Vec<[String; 6]> {
                     f.reason.clone(),
                 ]
             })
+        })
+        .collect()
+}
+
+/// One line per source of scores: who scored, with what rubric, how many answers.
+pub fn scorer_lines(s: &super::RunSummary) -> Vec<String> {
+    s.scorers
+        .iter()
+        .map(|x| {
+            let what = match x.source {
+                ScoreSource::Judge => format!(
+                    "judge {} (rubric {})",
+                    x.scorer,
+                    x.rubric_version.as_deref().unwrap_or("?")
+                ),
+                ScoreSource::Human => format!("people ({})", x.scorer),
+            };
+            let unscored = if x.unscored > 0 {
+                format!(", {} left unscored (unreadable verdict)", x.unscored)
+            } else {
+                String::new()
+            };
+            format!("{what}: {} answers scored{unscored}", x.scored)
         })
         .collect()
 }
@@ -214,10 +286,7 @@ mod tests {
             "{reasons:?}"
         );
         let md = render(&data, Format::Markdown).unwrap();
-        assert!(
-            md.contains("## Quality (automatic checks)")
-                && md.contains("3 words, at most 2 allowed")
-        );
+        assert!(md.contains("## Quality\n") && md.contains("3 words, at most 2 allowed"));
         let html = render(&data, Format::Html).unwrap();
         assert!(html.contains("id=\"quality\"") && html.contains("3 words, at most 2 allowed"));
         let csv = render(&data, Format::Csv).unwrap();

@@ -12,11 +12,12 @@ pub(crate) use super::metrics::{
     LATENCY_METRICS, LATENCY_STATS,
 };
 
-use super::quality::{self, Quality, Rubric};
+use super::quality::{self, Quality, Rubric, Scores};
+use super::recommend::{recommend, Criteria, Recommendation};
 use crate::stats::{coefficient_of_variation, Distribution};
 use crate::store::record::{
     LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, RunData,
-    RunRecord, TokenSource,
+    RunRecord, ScoreSource, TokenSource,
 };
 
 /// Electricity price used for the cost figure when the run's options name none, per kWh.
@@ -31,6 +32,26 @@ pub struct RunSummary {
     pub models: Vec<ModelSummary>,
     /// One entry per model and load level, in the order they were measured.
     pub levels: Vec<LevelSummary>,
+    /// Who scored the answers (judges with their rubric version, people), for the reader to
+    /// weigh the scores.
+    pub scorers: Vec<Scorer>,
+    /// The pick: fastest model meeting the quality bar and the memory budget.
+    pub recommendation: Recommendation,
+}
+
+/// One source of scores in a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scorer {
+    /// `judge` or `human`.
+    pub source: ScoreSource,
+    /// The judge model and endpoint, or the annotator.
+    pub scorer: String,
+    /// The judge's rubric prompt version.
+    pub rubric_version: Option<String>,
+    /// Answers it gave a score.
+    pub scored: u64,
+    /// Answers it was asked about but gave no readable score.
+    pub unscored: u64,
 }
 
 /// One model's facts: what it is, how it fared, and its totals over all levels.
@@ -62,6 +83,9 @@ pub struct ModelSummary {
     pub failed: u64,
     /// Largest peak RSS over its levels, bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Quality over all its counted answers (checks, judge and human scores).
+    #[serde(default)]
+    pub quality: Quality,
 }
 
 /// One distinct failure message and how often it happened.
@@ -272,6 +296,7 @@ pub fn summarize(data: &RunData) -> RunSummary {
         .unwrap_or(DEFAULT_ENERGY_PRICE_PER_KWH);
     let slo = Slo::from_options(&data.run.options);
     let rubric = Rubric::of(data);
+    let scores = Scores::of(data);
 
     // Levels: stored level records first, then any (model, level) only seen in requests.
     let mut keys: Vec<(String, String, Option<&LevelRecord>)> = data
@@ -292,7 +317,7 @@ pub fn summarize(data: &RunData) -> RunSummary {
                 .iter()
                 .find(|x| x.model == *m)
                 .map_or(ModelStatus::Ok, |x| x.status);
-            summarize_level(data, m, l, *rec, status, slo, price, &rubric)
+            summarize_level(data, m, l, *rec, status, slo, price, (&rubric, &scores))
         })
         .collect();
 
@@ -301,6 +326,14 @@ pub fn summarize(data: &RunData) -> RunSummary {
         .iter()
         .map(|m| model_summary(m, &levels))
         .collect();
+    let assess_model = |model: &str| {
+        let answers: Vec<&RequestRecord> = data
+            .requests
+            .iter()
+            .filter(|r| r.model == model && r.round > 0 && r.status == RequestStatus::Ok)
+            .collect();
+        quality::assess(&rubric, &scores, &answers)
+    };
     // A level whose model has no record still gets a model row, so nothing is dropped.
     for l in &levels {
         if !models.iter().any(|m| m.model == l.model) {
@@ -319,11 +352,41 @@ pub fn summarize(data: &RunData) -> RunSummary {
             models.push(model_summary(&rec, &levels));
         }
     }
-    RunSummary {
+    for m in &mut models {
+        m.quality = assess_model(&m.model);
+    }
+    let mut scorers: Vec<Scorer> = Vec::new();
+    for s in &data.scores {
+        let i = match scorers.iter().position(|x| {
+            x.source == s.source && x.scorer == s.scorer && x.rubric_version == s.rubric_version
+        }) {
+            Some(i) => i,
+            None => {
+                scorers.push(Scorer {
+                    source: s.source,
+                    scorer: s.scorer.clone(),
+                    rubric_version: s.rubric_version.clone(),
+                    scored: 0,
+                    unscored: 0,
+                });
+                scorers.len() - 1
+            }
+        };
+        if s.score.is_some() {
+            scorers[i].scored += 1;
+        } else {
+            scorers[i].unscored += 1;
+        }
+    }
+    let mut summary = RunSummary {
         run: data.run.clone(),
         models,
         levels,
-    }
+        scorers,
+        recommendation: Recommendation::default(),
+    };
+    summary.recommendation = recommend(&summary, Criteria::of(&summary), |_| true);
+    summary
 }
 
 fn model_summary(m: &ModelRecord, levels: &[LevelSummary]) -> ModelSummary {
@@ -342,6 +405,7 @@ fn model_summary(m: &ModelRecord, levels: &[LevelSummary]) -> ModelSummary {
         completed: mine().map(|l| l.completed).sum(),
         failed: mine().map(|l| l.failed).sum(),
         peak_rss_bytes: mine().filter_map(|l| l.resources.peak_rss_bytes).max(),
+        quality: Quality::default(),
     }
 }
 
@@ -354,7 +418,7 @@ fn summarize_level(
     model_status: ModelStatus,
     slo: Option<Slo>,
     price: f64,
-    rubric: &Rubric,
+    (rubric, scores): (&Rubric, &Scores),
 ) -> LevelSummary {
     let all: Vec<&RequestRecord> = counted(data, model, level).collect();
     let ok: Vec<&RequestRecord> = all
@@ -521,7 +585,7 @@ fn summarize_level(
         resources,
         energy,
         server_metrics: rec.and_then(|l| l.server_metrics.clone()),
-        quality: quality::assess(rubric, &ok),
+        quality: quality::assess(rubric, scores, &ok),
     }
 }
 

@@ -210,6 +210,7 @@ pub(crate) fn sample_run() -> RunData {
         models: vec![model(s), qwen, broken],
         levels: vec![level(s, 1), level(s, 4), level("qwen2.5-0.5b", 1), q4],
         requests,
+        scores: vec![],
     }
 }
 
@@ -238,5 +239,6 @@ pub(crate) fn run_with_e2e(id: &str, model_name: &str, e2e: &[f64]) -> RunData {
         models: vec![model(model_name)],
         levels: vec![level(model_name, 1)],
         requests,
+        scores: vec![],
     }
 }

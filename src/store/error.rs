@@ -51,6 +51,15 @@ pub enum StoreError {
     #[error("no run `{0}` in the run history (see `hearth runs list`)")]
     RunNotFound(String),
 
+    /// A score names an answer the run does not have; nothing of its batch was written.
+    #[error("run {run} has no answer {answer}; no score was written")]
+    AnswerNotFound {
+        /// The run.
+        run: String,
+        /// The answer named.
+        answer: String,
+    },
+
     /// A prefix matched several runs, so picking one would be a guess.
     #[error("`{prefix}` matches several runs ({}); give more of the id", candidates.join(", "))]
     AmbiguousRun {

@@ -237,6 +237,62 @@ impl Store {
         })
     }
 
+    /// Records scores of a run's answers, replacing any earlier score from the same source
+    /// for the same answer, all in one transaction: an import or a judging pass lands whole
+    /// or not at all. Every score must name a stored answer of the run, else nothing is
+    /// written and the first stray one is named.
+    pub fn upsert_scores(
+        &mut self,
+        run_id: &str,
+        scores: &[record::ScoreRecord],
+    ) -> Result<(), StoreError> {
+        if scores.is_empty() {
+            return Ok(());
+        }
+        let updates = rows::SCORE_COLUMNS[5..]
+            .iter()
+            .map(|(name, _)| format!("{name} = excluded.{name}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO scores (run_id, {}) VALUES (?, {}) \
+             ON CONFLICT (run_id, model, level, round, seq, source) DO UPDATE SET {updates}",
+            names(rows::SCORE_COLUMNS, ""),
+            marks(rows::SCORE_COLUMNS.len())
+        );
+        let mut batch = Vec::with_capacity(scores.len());
+        for s in scores {
+            let mut values = vec![text(run_id)];
+            values.extend(rows::score_values(s)?);
+            batch.push((s, values));
+        }
+        self.conn.transaction(|conn| {
+            for (score, values) in &batch {
+                let found = conn.query(
+                    "SELECT COUNT(*) FROM requests \
+                     WHERE run_id = ? AND model = ? AND level = ? AND round = ? AND seq = ?",
+                    &values[..5],
+                    &[Kind::I64],
+                )?;
+                let count = match found.into_iter().next() {
+                    Some(mut row) => row.u64("COUNT(requests)")?,
+                    None => 0,
+                };
+                if count == 0 {
+                    return Err(StoreError::AnswerNotFound {
+                        run: run_id.to_string(),
+                        answer: format!(
+                            "{} {} round {} seq {}",
+                            score.model, score.level, score.round, score.seq
+                        ),
+                    });
+                }
+                conn.execute(&sql, values)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Every run, newest first, with its models and request counts: what `hearth runs list`
     /// prints and what `latest` resolves against.
     pub fn list_runs(&mut self) -> Result<Vec<RunListing>, StoreError> {
@@ -343,11 +399,21 @@ impl Store {
                 .into_iter()
                 .map(rows::request_from_row)
                 .collect::<Result<_, _>>()?;
+            let sql = format!(
+                "SELECT {} FROM scores WHERE run_id = ? ORDER BY model, level, round, seq, source",
+                names(rows::SCORE_COLUMNS, "")
+            );
+            let scores = conn
+                .query(&sql, &id_val, &kinds(rows::SCORE_COLUMNS))?
+                .into_iter()
+                .map(rows::score_from_row)
+                .collect::<Result<_, _>>()?;
             Ok(RunData {
                 run,
                 models,
                 levels,
                 requests,
+                scores,
             })
         })
     }

@@ -277,4 +277,48 @@ pub struct RunData {
     pub levels: Vec<LevelRecord>,
     /// Its requests (warm-up included, `round == 0`), ordered by model, level, seq.
     pub requests: Vec<RequestRecord>,
+    /// Quality scores of its answers (judge and human), ordered by model, level, round, seq,
+    /// source (`human` before `judge`). Absent in data written before scores existed.
+    #[serde(default)]
+    pub scores: Vec<ScoreRecord>,
+}
+
+/// Who gave a score. A person's score outranks the judge's wherever both exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreSource {
+    /// A judge model, scoring against the versioned rubric prompt.
+    Judge,
+    /// A person, through `hearth annotate import`.
+    Human,
+}
+
+/// One quality score (1–5) of one stored answer, or the record that it could not be scored.
+/// Kept apart from the request so judging and annotating never rewrite measured data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRecord {
+    /// The answer's model.
+    pub model: String,
+    /// The answer's level.
+    pub level: String,
+    /// The answer's round.
+    pub round: u32,
+    /// The answer's seq within its level.
+    pub seq: u32,
+    /// Judge or human.
+    pub source: ScoreSource,
+    /// Who scored: the judge model and where it ran (`smollm2-135m @ http://…/v1`), or the
+    /// annotator's name.
+    pub scorer: String,
+    /// The judge's rubric prompt version (`hearth-judge/1`), so scores from different prompts
+    /// are never mixed up; `None` for people.
+    pub rubric_version: Option<String>,
+    /// 1–5; `None` when the judge's output could not be read (never guessed).
+    pub score: Option<u8>,
+    /// The judge's reason or the annotator's comment.
+    pub reason: Option<String>,
+    /// The judge's raw output, every attempt, so a doubtful score can be checked.
+    pub raw: Option<String>,
+    /// When it was scored, Unix milliseconds.
+    pub scored_unix_ms: i64,
 }

@@ -5,7 +5,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::driver::{Kind, Row, Val};
-use super::record::{LevelRecord, ModelRecord, RequestRecord, RunRecord};
+use super::record::{LevelRecord, ModelRecord, RequestRecord, RunRecord, ScoreRecord};
 use super::StoreError;
 
 /// `runs` columns, in the order `run_values` binds and `run_from_row` reads them.
@@ -74,6 +74,21 @@ pub(crate) const REQUEST_COLUMNS: &[(&str, Kind)] = &[
     ("counted_completion_tokens", Kind::I64),
     ("server_timings", Kind::Text),
     ("output", Kind::Text),
+];
+
+/// `scores` columns after `run_id`.
+pub(crate) const SCORE_COLUMNS: &[(&str, Kind)] = &[
+    ("model", Kind::Text),
+    ("level", Kind::Text),
+    ("round", Kind::I64),
+    ("seq", Kind::I64),
+    ("source", Kind::Text),
+    ("scorer", Kind::Text),
+    ("rubric_version", Kind::Text),
+    ("score", Kind::I32),
+    ("reason", Kind::Text),
+    ("raw", Kind::Text),
+    ("scored_unix_ms", Kind::I64),
 ];
 
 /// `a, b, c` for a column list, each name prefixed with `prefix`.
@@ -259,6 +274,47 @@ pub(crate) fn request_from_row(mut row: Row) -> Result<RequestRecord, StoreError
             row.opt_text("requests.server_timings")?,
         )?,
         output: row.text("requests.output")?,
+    })
+}
+
+pub(crate) fn score_values(s: &ScoreRecord) -> Result<Vec<Val>, StoreError> {
+    Ok(vec![
+        text(&s.model),
+        text(&s.level),
+        Val::I64(Some(i64::from(s.round))),
+        Val::I64(Some(i64::from(s.seq))),
+        Val::Text(Some(enum_text("scores.source", &s.source)?)),
+        text(&s.scorer),
+        Val::Text(s.rubric_version.clone()),
+        Val::I32(s.score.map(i32::from)),
+        Val::Text(s.reason.clone()),
+        Val::Text(s.raw.clone()),
+        Val::I64(Some(s.scored_unix_ms)),
+    ])
+}
+
+pub(crate) fn score_from_row(mut row: Row) -> Result<ScoreRecord, StoreError> {
+    Ok(ScoreRecord {
+        model: row.text("scores.model")?,
+        level: row.text("scores.level")?,
+        round: row.u32("scores.round")?,
+        seq: row.u32("scores.seq")?,
+        source: from_enum_text("scores.source", row.text("scores.source")?)?,
+        scorer: row.text("scores.scorer")?,
+        rubric_version: row.opt_text("scores.rubric_version")?,
+        score: row
+            .opt_i32("scores.score")?
+            .map(|v| match u8::try_from(v) {
+                Ok(s @ 1..=5) => Ok(s),
+                _ => Err(StoreError::Corrupt {
+                    what: "scores.score",
+                    detail: format!("{v} is not a score from 1 to 5"),
+                }),
+            })
+            .transpose()?,
+        reason: row.opt_text("scores.reason")?,
+        raw: row.opt_text("scores.raw")?,
+        scored_unix_ms: row.i64("scores.scored_unix_ms")?,
     })
 }
 

@@ -92,6 +92,24 @@ CREATE TABLE requests (
     PRIMARY KEY (run_id, model, level, round, seq)
 );
 "#,
+    // 2: quality scores of answers, by a judge model or a person.
+    r#"
+CREATE TABLE scores (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    level TEXT NOT NULL,
+    round BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    scorer TEXT NOT NULL,
+    rubric_version TEXT,
+    score INTEGER,
+    reason TEXT,
+    raw TEXT,
+    scored_unix_ms BIGINT NOT NULL,
+    PRIMARY KEY (run_id, model, level, round, seq, source)
+);
+"#,
 ];
 
 /// The schema version this build writes and reads.

@@ -1,0 +1,253 @@
+//! The decision a run exists for: which model to pick. The fastest model (p95 end-to-end
+//! latency at the run's first load level) among those that meet the quality bar (mean score
+//! ≥ `min_score`) and fit the memory budget (peak RSS), with the reason every other model was
+//! not picked. The same rule serves the reports and capability routing (`auto:TAG`).
+
+use serde::{Deserialize, Serialize};
+
+use super::summary::{status_str, ModelSummary, RunSummary};
+use super::{fmt_bytes, fmt_num};
+use crate::store::record::ModelStatus;
+
+/// The quality bar when the run's options set none: "good" on the 1–5 rubric.
+pub const DEFAULT_MIN_SCORE: f64 = 3.5;
+
+/// What a pick must meet.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Criteria {
+    /// Lowest acceptable mean score (1–5).
+    pub min_score: f64,
+    /// Largest acceptable peak RSS, bytes; `None` = no limit.
+    pub memory_budget_bytes: Option<u64>,
+}
+
+impl Default for Criteria {
+    fn default() -> Self {
+        Criteria {
+            min_score: DEFAULT_MIN_SCORE,
+            memory_budget_bytes: None,
+        }
+    }
+}
+
+impl Criteria {
+    /// Reads `options.quality.{min_score, memory_budget_bytes}`; the memory budget defaults
+    /// to the measured machine's memory.
+    pub fn of(summary: &RunSummary) -> Criteria {
+        let q = &summary.run.options["quality"];
+        let machine = summary.run.environment.memory_bytes;
+        Criteria {
+            min_score: q["min_score"].as_f64().unwrap_or(DEFAULT_MIN_SCORE),
+            memory_budget_bytes: q["memory_budget_bytes"]
+                .as_u64()
+                .or((machine > 0).then_some(machine)),
+        }
+    }
+}
+
+/// One model as the recommendation saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The model.
+    pub model: String,
+    /// p95 end-to-end latency at the level compared, ms.
+    pub p95_e2el_ms: Option<f64>,
+    /// Mean score (1–5) and who gave it.
+    pub score: Option<f64>,
+    /// `human`, `judge` or `human+judge`.
+    pub scored_by: Option<String>,
+    /// Share of automatic checks passed.
+    pub check_pass_rate: Option<f64>,
+    /// Peak RSS over the run, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Why it was not picked; `None` for the pick.
+    pub not_picked: Option<String>,
+}
+
+/// The pick and its explanation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// The model picked, when one qualifies.
+    pub pick: Option<String>,
+    /// The load level whose p95 latency decided (`c=1`).
+    pub level: Option<String>,
+    /// The bar and budget applied.
+    pub criteria: Criteria,
+    /// False when no model in the run has a score: the pick then rests on speed and memory
+    /// only, and says so.
+    pub quality_applied: bool,
+    /// One or two sentences a person reads.
+    pub explanation: String,
+    /// Every model considered, the pick first, then by p95 latency.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Picks among the models of `summary` that `include` accepts.
+pub fn recommend(
+    summary: &RunSummary,
+    criteria: Criteria,
+    include: impl Fn(&ModelSummary) -> bool,
+) -> Recommendation {
+    let models: Vec<&ModelSummary> = summary.models.iter().filter(|m| include(m)).collect();
+    // The level compared: the run's first, the same load for every model.
+    let level = summary
+        .levels
+        .iter()
+        .find(|l| models.iter().any(|m| m.model == l.model) && l.completed > 0)
+        .map(|l| l.level.clone());
+    let quality_applied = models.iter().any(|m| m.quality.score.is_some());
+    let mut candidates: Vec<Candidate> = models
+        .iter()
+        .map(|m| {
+            let p95 = summary
+                .levels
+                .iter()
+                .find(|l| l.model == m.model && Some(&l.level) == level.as_ref())
+                .and_then(|l| l.latency.e2el.map(|d| d.p95));
+            let not_picked = if m.status != ModelStatus::Ok {
+                Some(format!(
+                    "{}{}",
+                    status_str(m.status),
+                    m.error
+                        .as_deref()
+                        .map_or(String::new(), |e| format!(": {e}"))
+                ))
+            } else if p95.is_none() {
+                Some(format!(
+                    "no successful answers at {}",
+                    level.as_deref().unwrap_or("any level")
+                ))
+            } else if let (Some(budget), Some(rss)) =
+                (criteria.memory_budget_bytes, m.peak_rss_bytes)
+            {
+                (rss > budget).then(|| {
+                    format!(
+                        "needs {} of memory, over the {} budget",
+                        fmt_bytes(Some(rss)),
+                        fmt_bytes(Some(budget))
+                    )
+                })
+            } else {
+                None
+            };
+            let not_picked = not_picked.or_else(|| {
+                if !quality_applied {
+                    return None;
+                }
+                match m.quality.score {
+                    None => Some("not scored (no judge or human score)".into()),
+                    Some(s) if s < criteria.min_score => Some(format!(
+                        "mean score {s:.2} is below the bar of {:.1}",
+                        criteria.min_score
+                    )),
+                    Some(_) => None,
+                }
+            });
+            Candidate {
+                model: m.model.clone(),
+                p95_e2el_ms: p95,
+                score: m.quality.score,
+                scored_by: m.quality.scored_by.clone(),
+                check_pass_rate: m.quality.pass_rate,
+                peak_rss_bytes: m.peak_rss_bytes,
+                not_picked,
+            }
+        })
+        .collect();
+    // Qualified first, fastest first; ties go to the smaller footprint.
+    candidates.sort_by(|a, b| {
+        (
+            a.not_picked.is_some(),
+            a.p95_e2el_ms.unwrap_or(f64::INFINITY),
+        )
+            .partial_cmp(&(
+                b.not_picked.is_some(),
+                b.p95_e2el_ms.unwrap_or(f64::INFINITY),
+            ))
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.peak_rss_bytes.cmp(&b.peak_rss_bytes))
+    });
+    let pick = candidates
+        .first()
+        .filter(|c| c.not_picked.is_none())
+        .map(|c| (c.model.clone(), c.p95_e2el_ms, c.score));
+    if let Some((_, fastest, _)) = &pick {
+        for c in candidates.iter_mut().skip(1) {
+            if c.not_picked.is_none() {
+                c.not_picked = Some(format!(
+                    "slower: p95 {} ms against {} ms",
+                    fmt_num(c.p95_e2el_ms, 0),
+                    fmt_num(*fastest, 0)
+                ));
+            }
+        }
+    }
+    let level_text = level.as_deref().unwrap_or("the first level");
+    let budget = criteria
+        .memory_budget_bytes
+        .map_or("no memory limit".to_string(), |b| {
+            format!("a memory budget of {}", fmt_bytes(Some(b)))
+        });
+    let explanation = match (&pick, quality_applied) {
+        (Some((name, p95, Some(score))), true) => format!(
+            "Pick {name}: the fastest model (p95 end-to-end {} ms at {level_text}) with a mean \
+             score of at least {:.1} ({score:.2}) within {budget}.",
+            fmt_num(*p95, 0),
+            criteria.min_score
+        ),
+        (Some((name, p95, _)), _) => format!(
+            "Pick {name}: the fastest model (p95 end-to-end {} ms at {level_text}) within \
+             {budget}. No answer has a quality score, so the quality bar of {:.1} could not be \
+             applied: score the answers with hearth bench --judge MODEL or hearth annotate \
+             before relying on this pick.",
+            fmt_num(*p95, 0),
+            criteria.min_score
+        ),
+        (None, true) => format!(
+            "No model qualifies: none meets the quality bar of {:.1} within {budget} at \
+             {level_text}. Lower --min-score, raise the budget, or try larger models.",
+            criteria.min_score
+        ),
+        (None, false) => format!(
+            "No model qualifies: none answered successfully within {budget} at {level_text}."
+        ),
+    };
+    Recommendation {
+        pick: pick.map(|p| p.0),
+        level,
+        criteria,
+        quality_applied,
+        explanation,
+        candidates,
+    }
+}
+
+/// Column names of the recommendation table in the Markdown and HTML reports.
+pub const HEADER: [&str; 6] = [
+    "model",
+    "p95 e2e ms",
+    "score",
+    "checks passed",
+    "peak RSS",
+    "verdict",
+];
+
+/// The cells of the recommendation table (plain text; each renderer escapes them).
+pub fn rows(r: &Recommendation) -> Vec<[String; 6]> {
+    r.candidates
+        .iter()
+        .map(|c| {
+            [
+                c.model.clone(),
+                fmt_num(c.p95_e2el_ms, 0),
+                match (c.score, &c.scored_by) {
+                    (Some(s), Some(by)) => format!("{s:.2} ({by})"),
+                    _ => "—".into(),
+                },
+                super::quality::percent(c.check_pass_rate),
+                fmt_bytes(c.peak_rss_bytes),
+                c.not_picked.clone().unwrap_or_else(|| "picked".into()),
+            ]
+        })
+        .collect()
+}
