@@ -573,6 +573,47 @@ mod tests {
             .verdict
     }
 
+    /// The run with every counted answer scored `score(i)` by the judge.
+    fn scored(mut data: RunData, score: impl Fn(usize) -> u8) -> RunData {
+        use crate::store::record::{ScoreRecord, ScoreSource};
+        data.scores = data
+            .requests
+            .iter()
+            .filter(|r| r.round > 0)
+            .enumerate()
+            .map(|(i, r)| ScoreRecord {
+                model: r.model.clone(),
+                level: r.level.clone(),
+                round: r.round,
+                seq: r.seq,
+                source: ScoreSource::Judge,
+                scorer: "j".into(),
+                rubric_version: Some("hearth-judge/1".into()),
+                score: Some(score(i)),
+                reason: None,
+                raw: None,
+                scored_unix_ms: 0,
+            })
+            .collect();
+        data
+    }
+
+    #[test]
+    fn a_quality_drop_is_a_regression_and_a_tiny_one_is_not() {
+        let a = scored(run_with_e2e("a", "m", &base()), |i| 4 + (i % 2) as u8);
+        let worse = scored(run_with_e2e("b", "m", &base()), |i| 2 + (i % 2) as u8);
+        let c = compare(&a, &worse, &CompareOptions::default());
+        assert_eq!(verdict(&c, "score"), Verdict::Regression, "{}", c.table());
+        assert!(c.has_regression());
+        // One answer in sixty a point lower: under a quarter point, unchanged.
+        let same = scored(run_with_e2e("b", "m", &base()), |i| {
+            4 + (i % 2) as u8 - u8::from(i == 1)
+        });
+        let c = compare(&a, &same, &CompareOptions::default());
+        assert_eq!(verdict(&c, "score"), Verdict::Unchanged, "{}", c.table());
+        assert!(!c.has_regression(), "{}", c.table());
+    }
+
     #[test]
     fn identical_runs_have_no_regression() {
         let a = run_with_e2e("a", "m", &base());

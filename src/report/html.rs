@@ -68,6 +68,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 18px}
 dt{font-weight:600;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 dd{margin:0;color:#333}
 .note{color:var(--muted);font-size:12px}
+.pick{font-size:16px;font-weight:600;border-left:4px solid #59a14f;padding:6px 10px;background:#f4faf3}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:baseline}
 footer{color:var(--muted);font-size:12px;padding:24px 32px;border-top:1px solid var(--line)}
 "#;

@@ -251,3 +251,68 @@ pub fn rows(r: &Recommendation) -> Vec<[String; 6]> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::summarize;
+    use crate::report::testdata::sample_run;
+
+    #[test]
+    fn the_fastest_model_meeting_the_bar_and_budget_is_picked() {
+        let mut s = summarize(&sample_run());
+        let p95 = |s: &RunSummary, m: &str| {
+            s.levels
+                .iter()
+                .find(|l| l.model == m && l.level == "c=1")
+                .and_then(|l| l.latency.e2el.map(|d| d.p95))
+                .unwrap()
+        };
+        let (fast, slow) = if p95(&s, "smollm2") < p95(&s, "qwen2.5-0.5b") {
+            ("smollm2", "qwen2.5-0.5b")
+        } else {
+            ("qwen2.5-0.5b", "smollm2")
+        };
+        let set = |s: &mut RunSummary, m: &str, score: f64, rss: u64| {
+            let m = s.models.iter_mut().find(|x| x.model == m).unwrap();
+            m.quality.score = Some(score);
+            m.quality.scored_by = Some("judge".into());
+            m.peak_rss_bytes = Some(rss);
+        };
+        let criteria = Criteria {
+            min_score: 3.5,
+            memory_budget_bytes: Some(1 << 30),
+        };
+        // Both good and small: the faster wins, the slower is told why.
+        set(&mut s, fast, 4.0, 100 << 20);
+        set(&mut s, slow, 4.5, 100 << 20);
+        let r = recommend(&s, criteria, |_| true);
+        assert_eq!(r.pick.as_deref(), Some(fast), "{r:?}");
+        assert!(r.quality_applied);
+        let why = |r: &Recommendation, m: &str| {
+            r.candidates
+                .iter()
+                .find(|c| c.model == m)
+                .unwrap()
+                .not_picked
+                .clone()
+                .unwrap_or_default()
+        };
+        assert!(why(&r, slow).starts_with("slower"), "{r:?}");
+        assert!(why(&r, "broken-model").starts_with("failed"), "{r:?}");
+        // The faster one below the bar: the slower one is picked.
+        set(&mut s, fast, 3.0, 100 << 20);
+        let r = recommend(&s, criteria, |_| true);
+        assert_eq!(r.pick.as_deref(), Some(slow));
+        assert!(why(&r, fast).contains("below the bar"), "{r:?}");
+        // The slower one over the memory budget: nobody qualifies, and it says so.
+        set(&mut s, slow, 4.5, 2 << 30);
+        let r = recommend(&s, criteria, |_| true);
+        assert_eq!(r.pick, None);
+        assert!(why(&r, slow).contains("over the"), "{r:?}");
+        assert!(r.explanation.starts_with("No model qualifies"));
+        // A filter (routing by tag) only considers what it lets through.
+        let r = recommend(&s, criteria, |m| m.model == fast);
+        assert_eq!(r.candidates.len(), 1);
+    }
+}
