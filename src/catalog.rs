@@ -133,9 +133,33 @@ pub struct CatalogEntry {
     /// KV-cache bytes per token of context (f16), for memory estimates before download.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_bytes_per_token: Option<u64>,
+    /// How a variant made here (`model quantize`) was made; `None` for everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
     /// Built-in or user.
     #[serde(default)]
     pub origin: EntryOrigin,
+}
+
+/// Where a locally made variant comes from, so its size, speed and quality can be traced to
+/// its source and to how it was made.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Lineage {
+    /// The alias it was made from.
+    pub source_alias: String,
+    /// The source file's name.
+    pub source_file: String,
+    /// The source file's sha256.
+    pub source_sha256: String,
+    /// The source's quantisation (`Q4_1`, `F16`…).
+    pub source_quantization: Option<String>,
+    /// The variant's quantisation.
+    pub quantization: String,
+    /// True when the source was already quantized: the variant cannot be better than it, and
+    /// is usually worse than the same type made from F16/BF16.
+    pub requantized: bool,
+    /// What made it (llama.cpp's quantizer and its version).
+    pub tool: String,
 }
 
 impl CatalogEntry {
@@ -210,6 +234,7 @@ fn builtin(
         path: None,
         upstream: None,
         kv_bytes_per_token: Some(kv_bytes_per_token),
+        lineage: None,
         origin: EntryOrigin::Builtin,
     }
 }

@@ -48,6 +48,8 @@ pub struct LoadOptions {
     pub queue_capacity: usize,
     /// Memory the model must fit in, in bytes.
     pub memory_budget: u64,
+    /// Layers offloaded to a GPU, and which one.
+    pub offload: crate::engine::devices::Offload,
 }
 
 /// Where a model's GGUF is on disk, if it is.
@@ -182,6 +184,7 @@ pub fn open(
             n_ctx,
             parallel,
             queue_capacity: options.queue_capacity,
+            offload: options.offload,
             ..EngineOptions::default()
         },
     )?;

@@ -64,6 +64,7 @@ impl Setup {
             parallel: self.parallel,
             queue_capacity: self.queue,
             memory_budget: u64::MAX,
+            offload: Default::default(),
         };
         let registry = Arc::new(Registry::new(
             catalog,
@@ -617,6 +618,7 @@ async fn binding_beyond_loopback_without_a_key_is_refused() {
         parallel: 1,
         queue_capacity: 1,
         memory_budget: u64::MAX,
+        offload: Default::default(),
     };
     let registry = Arc::new(Registry::new(
         Catalog::builtin(),

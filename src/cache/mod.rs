@@ -279,6 +279,44 @@ impl Cache {
         Ok(model)
     }
 
+    /// A path in the cache's scratch folder for a file hearth makes itself (a quantized
+    /// variant): on the cache's file system, so [`Cache::adopt_file`] can move it in at once.
+    /// Any file left there by an earlier attempt is removed.
+    pub fn scratch_path(&self, name: &str) -> Result<PathBuf> {
+        validate_file_name(name)?;
+        self.ensure_dirs()?;
+        let path = self.tmp_dir().join(name);
+        remove_if_exists(&path)?;
+        Ok(path)
+    }
+
+    /// Moves a file hearth made in the scratch folder (see [`Cache::scratch_path`]) into the
+    /// cache under `alias`, hashing it on the way; `source` records its lineage
+    /// (`quantize:…`). On any error the scratch file is removed, so nothing partial remains.
+    pub fn adopt_file(
+        &self,
+        alias: &str,
+        made: &Path,
+        file_name: &str,
+        source: &str,
+    ) -> Result<CachedModel> {
+        let adopted = (|| {
+            validate_alias(alias)?;
+            validate_file_name(file_name)?;
+            let _lock = self.lock(alias)?;
+            let file = File::open(made).map_err(|e| CacheError::io(made, e))?;
+            let (sha, size) = hash_copy(file, made, io::sink(), made)?;
+            File::open(made)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| CacheError::io(made, e))?;
+            self.place(alias, made, file_name, &sha, size, false, source)
+        })();
+        if adopted.is_err() {
+            let _ = fs::remove_file(made);
+        }
+        adopted
+    }
+
     // ----- layout -----
 
     fn model_dir(&self, alias: &str) -> PathBuf {

@@ -487,6 +487,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             parallel,
             queue_capacity: 1 << 16,
             memory_budget: super::model_cmd::memory_budget(ctx)?,
+            offload: Default::default(),
         };
         let registry = Arc::new(Registry::new(
             catalog.clone(),

@@ -1,4 +1,4 @@
-//! `hearth model list | info | download | add | run`.
+//! `hearth model list | info | download | add | quantize | run`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -55,6 +55,19 @@ pub enum ModelCommand {
         /// Expected sha256 (checked before the file is placed).
         #[arg(long)]
         sha256: Option<String>,
+    },
+    /// Make a quantisation variant ALIAS@TYPE with llama.cpp's quantizer (an F16/BF16 source
+    /// is best; quantizing an already-quantized source is allowed, warned about and recorded).
+    Quantize {
+        /// The source model's alias.
+        alias: String,
+        /// Target type: q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k_s|m|l, q4_k_s|m, q5_k_s|m,
+        /// q6_k, f16, bf16.
+        #[arg(long = "type", value_name = "TYPE")]
+        ty: String,
+        /// CPU threads (default: the `threads` setting).
+        #[arg(long)]
+        threads: Option<u32>,
     },
     /// Run a model: one prompt, or an interactive chat without `--prompt`.
     Run(RunArgs),
@@ -122,6 +135,13 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
             alias,
             sha256,
         } => add(ctx, &file, &alias, sha256.as_deref()),
+        ModelCommand::Quantize { alias, ty, threads } => {
+            let threads = threads.map_or_else(|| ctx.config.threads(), Ok)?;
+            quantize(ctx, &alias, &ty, threads).map(|variant| {
+                println!("{variant}");
+                ExitCode::SUCCESS
+            })
+        }
         ModelCommand::Run(args) => run_model(ctx, args),
     }
 }
@@ -223,6 +243,24 @@ fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
     if let Some(up) = &entry.upstream {
         row("upstream", format!("{} (model {})", up.base_url, up.model));
     }
+    if let Some(l) = &entry.lineage {
+        row(
+            "made from",
+            format!(
+                "{} ({}, {}, sha256 {}){} by {}",
+                l.source_alias,
+                l.source_file,
+                l.source_quantization.as_deref().unwrap_or("?"),
+                &l.source_sha256[..l.source_sha256.len().min(12)],
+                if l.requantized {
+                    ", re-quantized: precision already lost in the source"
+                } else {
+                    ""
+                },
+                l.tool
+            ),
+        );
+    }
     row("sha256", entry.sha256.clone().unwrap_or_else(|| "-".into()));
     row(
         "cached",
@@ -313,6 +351,144 @@ fn add(ctx: &Context, file: &Path, alias: &str, sha256: Option<&str>) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// Makes `ALIAS@TYPE` from `alias` (downloading the source first when needed) and registers
+/// it in the user catalog with its lineage. Returns the variant's alias. Shared with `bench`,
+/// which makes the variants it is asked to compare.
+pub fn quantize(ctx: &Context, alias: &str, ty: &str, threads: u32) -> Result<String> {
+    use hearth::engine::quantize;
+    let ty = quantize::parse_type(ty)?;
+    let catalog = ctx.catalog()?;
+    let entry = catalog.get(alias)?;
+    if entry.upstream.is_some() {
+        bail!("{alias} is served by an upstream endpoint; only local GGUF models can be quantized");
+    }
+    let variant = format!("{alias}@{}", ty.name.to_ascii_lowercase());
+    let source = match models::local_path(&ctx.cache, entry) {
+        Some(p) => p,
+        None => {
+            eprintln!("{alias} is not cached; downloading");
+            runtime()?.block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))?
+        }
+    };
+    let info = gguf::read(&source).with_context(|| format!("cannot quantize {alias}"))?;
+    let requantized = !quantize::is_full_precision(info.quantization.as_deref());
+    if requantized {
+        eprintln!(
+            "warning: {alias} is already quantized ({}); {variant} cannot regain the precision it lost, and is usually worse than {} made from an F16/BF16 source",
+            info.quantization.as_deref().unwrap_or("unknown type"),
+            ty.name
+        );
+    }
+    let source_sha = match ctx.cache.lookup(alias) {
+        Some(cached) => cached.sha256,
+        None => {
+            let file = std::fs::File::open(&source)?;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)?;
+            hex::encode(sha2::Digest::finalize(hasher))
+        }
+    };
+    let file_name = format!(
+        "{}.{}.gguf",
+        source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .trim_end_matches(&format!(".{}", info.quantization.as_deref().unwrap_or(""))),
+        ty.name
+    );
+    let scratch = ctx
+        .cache
+        .scratch_path(&format!("{}.quantizing.gguf", variant.replace('@', "-")))?;
+    // Progress: the quantizer writes the file as it goes; its expected size is the parameter
+    // count at the type's bits per weight.
+    let expected = (info.n_params as f64 * ty.bits_per_weight / 8.0) as u64;
+    let bar = indicatif::ProgressBar::new(expected.max(1)).with_style(
+        indicatif::ProgressStyle::with_template(
+            "quantizing {msg} {bar:30} {bytes}/~{total_bytes} ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(variant.clone());
+    let (src, dst) = (source.clone(), scratch.clone());
+    let worker =
+        std::thread::spawn(move || quantize::quantize(&src, &dst, ty, threads, requantized));
+    while !worker.is_finished() {
+        if let Ok(m) = std::fs::metadata(&scratch) {
+            bar.set_position(m.len().min(expected));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+    let made = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the quantizer thread panicked"))?;
+    let checked = made.map_err(anyhow::Error::from).and_then(|()| {
+        let out = gguf::read(&scratch).context("the quantizer wrote an unreadable file")?;
+        match out.quantization.as_deref() {
+            Some(q) if q.eq_ignore_ascii_case(ty.name) => Ok(out),
+            other => bail!(
+                "the quantizer wrote {} instead of {}",
+                other.unwrap_or("an unknown type"),
+                ty.name
+            ),
+        }
+    });
+    let out = match checked {
+        Ok(out) => out,
+        Err(e) => {
+            let _ = std::fs::remove_file(&scratch);
+            return Err(e.context(format!("cannot make {variant}")));
+        }
+    };
+    let lineage = catalog::Lineage {
+        source_alias: alias.to_string(),
+        source_file: source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        source_sha256: source_sha.clone(),
+        source_quantization: info.quantization.clone(),
+        quantization: ty.name.to_string(),
+        requantized,
+        tool: format!(
+            "llama.cpp llama_model_quantize (llama-cpp-sys-2 {})",
+            env!("HEARTH_LLAMA_CPP_SYS_VERSION")
+        ),
+    };
+    let cached = ctx.cache.adopt_file(
+        &variant,
+        &scratch,
+        &file_name,
+        &format!("quantize:{alias}@sha256:{source_sha}:{}", ty.name),
+    )?;
+    let variant_entry = CatalogEntry {
+        alias: variant.clone(),
+        family: entry.family.clone().or(Some(out.architecture.clone())),
+        parameters: entry
+            .parameters
+            .clone()
+            .or_else(|| Some(gguf::human_params(out.n_params))),
+        quantization: Some(ty.name.to_string()),
+        size_mb: Some(cached.size_bytes as f64 / 1e6),
+        license: entry.license.clone(),
+        capabilities: entry.capabilities.clone(),
+        sha256: Some(cached.sha256.clone()),
+        kv_bytes_per_token: out.kv_bytes_per_token().or(entry.kv_bytes_per_token),
+        lineage: Some(lineage),
+        ..CatalogEntry::default()
+    };
+    catalog::save_user_entry(&ctx.user_models_file(), variant_entry)?;
+    eprintln!(
+        "made {variant}: {} ({:.2}× the size of {alias}, {}), sha256 {}",
+        human_bytes(cached.size_bytes),
+        cached.size_bytes as f64 / info.file_size.max(1) as f64,
+        info.quantization.as_deref().unwrap_or("?"),
+        &cached.sha256[..12]
+    );
+    Ok(variant)
+}
+
 fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
     let catalog = ctx.catalog()?;
     let alias = args
@@ -331,6 +507,7 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         parallel: 1,
         queue_capacity: 4,
         memory_budget: memory_budget(ctx)?,
+        offload: Default::default(),
     };
     let engine = models::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
     let engine = engine.as_ref();

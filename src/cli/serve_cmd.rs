@@ -77,6 +77,7 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         parallel: args.parallel.max(1),
         queue_capacity: args.queue,
         memory_budget: super::model_cmd::memory_budget(ctx)?,
+        offload: Default::default(),
     };
     let idle_ttl = args
         .idle_ttl

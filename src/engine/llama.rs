@@ -44,6 +44,8 @@ pub struct EngineOptions {
     pub n_batch: u32,
     /// Requests allowed to wait for a slot before new ones are refused.
     pub queue_capacity: usize,
+    /// Layers offloaded to a GPU, and which one.
+    pub offload: super::devices::Offload,
 }
 
 impl Default for EngineOptions {
@@ -54,12 +56,13 @@ impl Default for EngineOptions {
             parallel: 1,
             n_batch: 512,
             queue_capacity: 64,
+            offload: super::devices::Offload::default(),
         }
     }
 }
 
 /// llama.cpp's backend may be initialised once per process; keep it for the process lifetime.
-fn llama_backend() -> Result<&'static LlamaBackend, EngineError> {
+pub(crate) fn llama_backend() -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -116,7 +119,19 @@ impl LlamaEngine {
         let started = Instant::now();
         let info = crate::gguf::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
         let backend = llama_backend()?;
-        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        if let Some(why) =
+            super::devices::offload_problem(options.offload.gpu_layers, options.offload.device)
+        {
+            return Err(EngineError::Load(why));
+        }
+        let mut params = LlamaModelParams::default()
+            .with_n_gpu_layers(options.offload.gpu_layers.n_gpu_layers());
+        if let Some(device) = options.offload.device {
+            params = params
+                .with_devices(&[device])
+                .map_err(|e| EngineError::Load(format!("device {device}: {e}")))?;
+        }
+        let model = LlamaModel::load_from_file(backend, path, &params)
             .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
         let model = Arc::new(model);
         let vocab = model.vocab();

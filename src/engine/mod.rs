@@ -8,8 +8,10 @@
 //! [`Event`]s; dropping the stream cancels the request.
 
 pub mod admission;
+pub mod devices;
 pub mod llama;
 pub mod memory;
+pub mod quantize;
 pub mod template;
 pub mod text;
 pub mod upstream;
