@@ -112,6 +112,13 @@ const KEYS: &[KeySpec] = &[
         help: "memory budget a model must fit in (default: available memory)",
     },
     KeySpec {
+        name: "gpu_layers",
+        env: env::HEARTH_GPU_LAYERS,
+        kind: Kind::Text,
+        default: || None,
+        help: "layers offloaded to a GPU: a number or `all` (default: all when a GPU backend is built in and a GPU is found, else 0)",
+    },
+    KeySpec {
         name: "models_file",
         env: env::HEARTH_MODELS_FILE,
         kind: Kind::Text,
@@ -346,6 +353,22 @@ impl Config {
     /// Memory budget in bytes, when the user set one.
     pub fn memory_limit_bytes(&self) -> Result<Option<u64>, ConfigError> {
         Ok(self.count("memory_limit_mb")?.map(|mb| mb * 1024 * 1024))
+    }
+
+    /// Layers to offload to a GPU, when the user set it (else the caller picks the default
+    /// for this build and machine).
+    pub fn gpu_layers(&self) -> Result<Option<crate::engine::devices::GpuLayers>, ConfigError> {
+        match self.get("gpu_layers")? {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|reason| ConfigError::InvalidValue {
+                    key: "gpu_layers".into(),
+                    value: v,
+                    reason,
+                }),
+        }
     }
 
     /// Extra `models.json`, when set.

@@ -174,6 +174,8 @@ fn run(id: &str, started: i64) -> RunRecord {
             hearth_version: "0.1.0".into(),
             llama_cpp_version: "b1234".into(),
             git_commit: None,
+            gpu_backends: vec![],
+            devices: vec!["CPU: Some CPU (CPU, cpu, 8.0 GiB)".into()],
         },
         client: json!({}),
     }

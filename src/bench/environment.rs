@@ -21,6 +21,8 @@ const RELEVANT_FLAGS: [&str; 12] = [
 
 /// Reads the environment of this process; `threads` is what the engine was given.
 pub fn current(threads: u32) -> Environment {
+    use crate::engine::devices;
+    use crate::engine::memory::human_bytes;
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
         cpuinfo.lines().find_map(|l| {
@@ -68,5 +70,22 @@ pub fn current(threads: u32) -> Environment {
             env!("HEARTH_LLAMA_CPP_SYS_VERSION")
         ),
         git_commit: (!commit.is_empty()).then(|| commit.to_string()),
+        gpu_backends: devices::gpu_backends_compiled()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        devices: devices::devices()
+            .into_iter()
+            .map(|d| {
+                format!(
+                    "{}: {} ({}, {}, {})",
+                    d.name,
+                    d.description,
+                    d.backend,
+                    d.kind,
+                    human_bytes(d.memory_total)
+                )
+            })
+            .collect(),
     }
 }

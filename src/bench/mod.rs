@@ -214,8 +214,9 @@ async fn run_target(
 ) -> bool {
     let mut model = target.model.clone();
     let name = model.model.clone();
-    if model.status == ModelStatus::Failed {
-        // Known to fail before measuring (unknown alias, failed download): keep it in the run.
+    if matches!(model.status, ModelStatus::Failed | ModelStatus::Skipped) {
+        // Known to fail (unknown alias, failed download) or not to apply (a GPU setting
+        // without a GPU) before measuring: keep it in the run with its reason.
         recorder.model(&model);
         progress.model_started(&name, 0);
         progress.model_finished(&name, model.status, model.error.as_deref());

@@ -16,6 +16,7 @@ use hearth::bench::resources::{ProcessProbe, CLIENT_THREAD_PREFIX};
 use hearth::bench::{self, prompts, recorder::Recorder, BenchOptions, PromptCache, Target};
 use hearth::cache::BarProgress;
 use hearth::catalog::{Catalog, CatalogEntry};
+use hearth::engine::devices::{self, GpuLayers, Offload};
 use hearth::env;
 use hearth::eval::judge::{self, JudgeEndpoint};
 use hearth::models::{self, LoadOptions};
@@ -125,6 +126,19 @@ pub struct BenchArgs {
     /// Quality bar of the recommendation: lowest acceptable mean score (1–5).
     #[arg(long, default_value_t = hearth::report::recommend::DEFAULT_MIN_SCORE)]
     min_score: f64,
+    /// Offload settings to measure every local model at, comma-separated (`0,all`): each
+    /// model is run once per setting, side by side in one report; settings this build or
+    /// machine cannot run are recorded as skipped with the reason. Default: the `gpu_layers`
+    /// setting, else all layers when a GPU is usable, else 0.
+    #[arg(long, value_delimiter = ',', value_name = "N|all")]
+    gpu_layers: Vec<GpuLayers>,
+    /// The GPU to offload to, by index from `hearth devices`.
+    #[arg(long)]
+    device: Option<usize>,
+    /// Quantisation variants to add for every local model, comma-separated (`q4_0,q8_0`):
+    /// made with `model quantize` when missing, and measured beside their source.
+    #[arg(long, value_delimiter = ',', value_name = "TYPE")]
+    variants: Vec<String>,
     /// Memory budget of the recommendation, MiB of peak RSS (default: the `memory_limit_mb`
     /// setting, else this machine's memory).
     #[arg(long, value_name = "MIB")]
@@ -306,7 +320,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     let mut files = vec![ctx.user_models_file()];
     files.extend(ctx.config.models_file());
     files.extend(args.models_file.clone());
-    let catalog = Catalog::load(&files)?;
+    let mut catalog = Catalog::load(&files)?;
     let endpoint = endpoint_from(&args);
     let mut names = args.models.clone();
     names.retain(|n| !n.trim().is_empty());
@@ -328,6 +342,10 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     }
 
     let threads = args.threads.map_or_else(|| ctx.config.threads(), Ok)?;
+    if !args.variants.is_empty() && endpoint.is_none() {
+        names = with_variants(ctx, &catalog, &names, &args.variants, threads)?;
+        catalog = Catalog::load(&files)?;
+    }
     let run_id = new_run_id();
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -465,57 +483,102 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     };
     let judge_is_local = judge.as_ref().is_some_and(|j| j.base_url.is_empty());
 
-    let running = if local_aliases.is_empty() && !judge_is_local {
-        None
+    // One in-process server per offload setting that can run here; settings that cannot
+    // (no GPU backend, no GPU) are recorded as skipped with the reason, never run on the CPU
+    // under a GPU label.
+    let settings: Vec<GpuLayers> = if args.gpu_layers.is_empty() {
+        vec![ctx
+            .config
+            .gpu_layers()?
+            .unwrap_or_else(devices::default_gpu_layers)]
     } else {
-        let parallel = shapes
-            .iter()
-            .map(|s| match s {
-                LoadShape::Concurrency { concurrency } => *concurrency,
-                LoadShape::Rate {
-                    max_concurrency, ..
-                } => max_concurrency.unwrap_or(8),
-            })
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let load = LoadOptions {
-            threads,
-            n_ctx: args
-                .ctx
-                .map_or_else(|| ctx.config.ctx().map(|c| c.min(4096)), Ok)?,
-            parallel,
-            queue_capacity: 1 << 16,
-            memory_budget: super::model_cmd::memory_budget(ctx)?,
-            offload: Default::default(),
-        };
+        args.gpu_layers.clone()
+    };
+    let labelled = settings.len() > 1;
+    let parallel = shapes
+        .iter()
+        .map(|s| match s {
+            LoadShape::Concurrency { concurrency } => *concurrency,
+            LoadShape::Rate {
+                max_concurrency, ..
+            } => max_concurrency.unwrap_or(8),
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let load = LoadOptions {
+        threads,
+        n_ctx: args
+            .ctx
+            .map_or_else(|| ctx.config.ctx().map(|c| c.min(4096)), Ok)?,
+        parallel,
+        queue_capacity: 1 << 16,
+        memory_budget: super::model_cmd::memory_budget(ctx)?,
+        offload: Offload::default(),
+    };
+    let start_server = |offload: Offload| -> Result<server::RunningServer> {
         let registry = Arc::new(Registry::new(
             catalog.clone(),
             ctx.cache.clone(),
-            load,
+            LoadOptions {
+                offload,
+                ..load.clone()
+            },
             Duration::from_secs(24 * 3600),
         ));
         let options = ServerOptions {
             port: 0,
             ..ServerOptions::default()
         };
-        Some(server_rt.block_on(server::start(options, registry))?)
+        Ok(server_rt.block_on(server::start(options, registry))?)
     };
-    let local_url = running.as_ref().map(|r| format!("http://{}/v1", r.addr));
-    if let (Some(j), true) = (judge.as_mut(), judge_is_local) {
-        j.base_url = local_url.clone().unwrap_or_default();
-    }
-    let targets: Vec<Target> = targets
-        .into_iter()
-        .map(|mut t| {
-            if t.managed {
-                let url = local_url.clone().unwrap_or_default();
-                t.endpoint.base_url = url.clone();
-                t.model.endpoint = url;
+    let mut servers: Vec<(GpuLayers, server::RunningServer)> = Vec::new();
+    let mut expanded = Vec::new();
+    for target in targets {
+        if !target.managed {
+            expanded.push(target);
+            continue;
+        }
+        for &setting in &settings {
+            let mut t = target.clone();
+            if labelled {
+                t.model.model = format!("{} [gpu={setting}]", t.model.model);
             }
-            t
-        })
-        .collect();
+            if let Some(why) = devices::offload_problem(setting, args.device) {
+                t.model.status = ModelStatus::Skipped;
+                t.model.error = Some(format!("--gpu-layers {setting}: {why}"));
+                t.managed = false;
+                expanded.push(t);
+                continue;
+            }
+            let url = match servers.iter().find(|(g, _)| *g == setting) {
+                Some((_, running)) => format!("http://{}/v1", running.addr),
+                None => {
+                    let running = start_server(Offload {
+                        gpu_layers: setting,
+                        device: args.device,
+                    })?;
+                    let url = format!("http://{}/v1", running.addr);
+                    servers.push((setting, running));
+                    url
+                }
+            };
+            t.endpoint.base_url = url.clone();
+            t.model.endpoint = url;
+            expanded.push(t);
+        }
+    }
+    let targets = expanded;
+    if let (Some(j), true) = (judge.as_mut(), judge_is_local) {
+        if servers.is_empty() {
+            let running = start_server(Offload {
+                gpu_layers: settings[0],
+                device: args.device,
+            })?;
+            servers.push((settings[0], running));
+        }
+        j.base_url = format!("http://{}/v1", servers[0].1.addr);
+    }
 
     // The client's floor, measured before the run at the run's widest concurrency.
     let widest = shapes
@@ -610,7 +673,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             data = store.load_run(&run_id)?;
         }
     }
-    if let Some(running) = running {
+    for (_, running) in servers {
         let _ = server_rt.block_on(running.shutdown());
     }
     let paths = hearth::report::write_all(&data, &out_dir)?;
@@ -624,7 +687,10 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     if interrupted {
         return Ok(ExitCode::from(130));
     }
-    let all_ok = data.models.iter().all(|m| m.status == ModelStatus::Ok);
+    let all_ok = data
+        .models
+        .iter()
+        .all(|m| matches!(m.status, ModelStatus::Ok | ModelStatus::Skipped));
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
@@ -678,6 +744,44 @@ fn judge_answers(
     }
     store.upsert_scores(&data.run.id, &scores)?;
     Ok(!scores.is_empty())
+}
+
+/// `names` with, after each local model, its variants of `types` (`alias@q4_0`), made with
+/// `model quantize` when not cached yet. Upstream models and variants themselves get none.
+fn with_variants(
+    ctx: &Context,
+    catalog: &Catalog,
+    names: &[String],
+    types: &[String],
+    threads: u32,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in names {
+        out.push(name.clone());
+        let local = catalog
+            .get(name)
+            .is_ok_and(|e| e.upstream.is_none() && e.lineage.is_none());
+        if !local {
+            continue;
+        }
+        for ty in types {
+            let ty = hearth::engine::quantize::parse_type(ty)?;
+            let variant = format!("{name}@{}", ty.name.to_ascii_lowercase());
+            let cached = catalog
+                .get(&variant)
+                .is_ok_and(|e| models::local_path(&ctx.cache, e).is_some());
+            let variant = if cached {
+                variant
+            } else {
+                eprintln!("making {variant} for the comparison (hearth model quantize)");
+                super::model_cmd::quantize(ctx, name, ty.name, threads)?
+            };
+            if !out.contains(&variant) && !names.contains(&variant) {
+                out.push(variant);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A model that cannot be measured at all (unknown alias, failed download): it stays in the

@@ -97,5 +97,6 @@ fn status_word(status: ModelStatus) -> &'static str {
         ModelStatus::Ok => "ok",
         ModelStatus::Failed => "failed",
         ModelStatus::Interrupted => "interrupted",
+        ModelStatus::Skipped => "skipped",
     }
 }

@@ -76,6 +76,12 @@ enum Command {
     Report(runs_cmd::ReportArgs),
     /// Compare two stored runs; exits 1 when B regressed beyond threshold and noise.
     Compare(runs_cmd::CompareArgs),
+    /// Compute devices llama.cpp sees in this build (CPU, GPUs) with their memory.
+    Devices {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export a run's answers for people to score, and import their scores.
     #[command(subcommand)]
     Annotate(annotate_cmd::AnnotateCommand),
@@ -126,6 +132,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Report(args) => runs_cmd::report(&ctx, args),
         Command::Compare(args) => runs_cmd::compare(&ctx, args),
         Command::Annotate(cmd) => annotate_cmd::annotate(&ctx, cmd),
+        Command::Devices { json } => model_cmd::list_devices(json),
     }
 }
 

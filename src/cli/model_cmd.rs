@@ -8,6 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use hearth::cache::BarProgress;
 use hearth::catalog::{self, CatalogEntry, Filter};
+use hearth::engine::devices::{self, GpuLayers, Offload};
 use hearth::engine::memory::{self, human_bytes};
 use hearth::engine::{
     Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
@@ -37,6 +38,10 @@ pub enum ModelCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Show the memory split for this offload (default: the `gpu_layers` setting, else
+        /// this build's and machine's default).
+        #[arg(long, value_name = "N|all")]
+        gpu_layers: Option<GpuLayers>,
     },
     /// Download models from the Hugging Face hub into the cache.
     #[command(alias = "pull")]
@@ -110,12 +115,104 @@ pub struct RunArgs {
     /// Print one JSON object (text, usage, timings) instead of streaming.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    offload: OffloadArgs,
+}
+
+/// GPU offload flags shared by `model run` and `serve`.
+#[derive(Debug, Args)]
+pub struct OffloadArgs {
+    /// Layers to offload to a GPU: a number or `all` (default: the `gpu_layers` setting,
+    /// else all when a GPU backend is built in and a GPU is found, else 0).
+    #[arg(long, value_name = "N|all")]
+    gpu_layers: Option<GpuLayers>,
+    /// The GPU to use, by index from `hearth devices` (default: llama.cpp's choice).
+    #[arg(long)]
+    device: Option<usize>,
+}
+
+impl OffloadArgs {
+    /// The offload to load models with: the flag, else the setting, else this build's and
+    /// machine's default.
+    pub fn resolve(&self, ctx: &Context) -> Result<Offload> {
+        let gpu_layers = match self.gpu_layers {
+            Some(g) => g,
+            None => ctx
+                .config
+                .gpu_layers()?
+                .unwrap_or_else(devices::default_gpu_layers),
+        };
+        if let Some(why) = devices::offload_problem(gpu_layers, self.device) {
+            bail!("--gpu-layers {gpu_layers}: {why}");
+        }
+        Ok(Offload {
+            gpu_layers,
+            device: self.device,
+        })
+    }
+}
+
+/// `hearth devices`: what llama.cpp can run on in this build, on this machine.
+pub fn list_devices(json: bool) -> Result<ExitCode> {
+    let all = devices::devices();
+    let compiled = devices::gpu_backends_compiled();
+    if json {
+        let value = serde_json::json!({
+            "gpu_backends_compiled": compiled,
+            "default_gpu_layers": devices::default_gpu_layers(),
+            "devices": all,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = super::table(&[
+        "index",
+        "name",
+        "backend",
+        "kind",
+        "description",
+        "memory",
+        "free",
+    ]);
+    for d in &all {
+        let mem = |b: u64| {
+            if b == 0 {
+                "—".to_string()
+            } else {
+                human_bytes(b)
+            }
+        };
+        table.add_row(vec![
+            d.index.to_string(),
+            d.name.clone(),
+            d.backend.clone(),
+            d.kind.clone(),
+            d.description.clone(),
+            mem(d.memory_total),
+            mem(d.memory_free),
+        ]);
+    }
+    println!("{table}");
+    if compiled.is_empty() {
+        println!("GPU backends in this build: none (CPU only). Build with `--features cuda`, `vulkan` or `metal` to offload layers.");
+    } else {
+        println!(
+            "GPU backends in this build: {}; default --gpu-layers: {}",
+            compiled.join(", "),
+            devices::default_gpu_layers()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
     match cmd {
         ModelCommand::List { filter, json } => list(ctx, &filter, json),
-        ModelCommand::Info { alias, json } => info(ctx, &alias, json),
+        ModelCommand::Info {
+            alias,
+            json,
+            gpu_layers,
+        } => info(ctx, &alias, json, gpu_layers),
         ModelCommand::Download { aliases } => {
             let catalog = ctx.catalog()?;
             let rt = runtime()?;
@@ -191,7 +288,27 @@ pub fn memory_budget(ctx: &Context) -> Result<u64> {
         .unwrap_or_else(memory::available_bytes))
 }
 
-fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
+/// Bytes of an estimate that live on the GPU and on the host when `layers` of `blocks`
+/// transformer blocks are offloaded: weights and KV cache split by the share of blocks
+/// offloaded (the output layer goes with `all`); buffers stay on the host.
+fn memory_split(e: &memory::MemoryEstimate, layers: GpuLayers, blocks: u64) -> (u64, u64) {
+    let share = if blocks == 0 {
+        0.0
+    } else {
+        layers.offloaded(blocks) as f64 / blocks as f64
+    };
+    let device = ((e.weights_bytes + e.kv_cache_bytes) as f64 * share) as u64;
+    (e.total_bytes() - device, device)
+}
+
+fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -> Result<ExitCode> {
+    let layers = match gpu_layers {
+        Some(g) => g,
+        None => ctx
+            .config
+            .gpu_layers()?
+            .unwrap_or_else(devices::default_gpu_layers),
+    };
     let catalog = ctx.catalog()?;
     let entry = catalog.get(alias)?;
     let path = models::local_path(&ctx.cache, entry);
@@ -202,6 +319,7 @@ fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
     let n_ctx = models::effective_ctx(ctx.config.ctx()?, file.as_ref());
     let est = models::estimate(entry, file.as_ref(), u64::from(n_ctx));
     let budget = memory_budget(ctx)?;
+    let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
     if json {
         let value = serde_json::json!({
             "entry": entry,
@@ -215,6 +333,9 @@ fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
                 "total_bytes": e.total_bytes(),
                 "available_bytes": budget,
                 "fits": e.fits(budget),
+                "gpu_layers": layers,
+                "host_bytes": memory_split(&e, layers, blocks).0,
+                "device_bytes": memory_split(&e, layers, blocks).1,
             })),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -312,6 +433,20 @@ fn info(ctx: &Context, alias: &str, json: bool) -> Result<ExitCode> {
                     "fits"
                 } else {
                     "does NOT fit"
+                }
+            ),
+        );
+        let (host, device) = memory_split(&e, layers, blocks);
+        row(
+            "placement",
+            format!(
+                "{}/{blocks} layers on a GPU (--gpu-layers {layers}): host {}, device {}{}",
+                layers.offloaded(blocks),
+                human_bytes(host),
+                human_bytes(device),
+                match devices::offload_problem(layers, None) {
+                    Some(why) if !layers.is_cpu() => format!(" (cannot run here: {why})"),
+                    _ => String::new(),
                 }
             ),
         );
@@ -507,7 +642,7 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         parallel: 1,
         queue_capacity: 4,
         memory_budget: memory_budget(ctx)?,
-        offload: Default::default(),
+        offload: args.offload.resolve(ctx)?,
     };
     let engine = models::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
     let engine = engine.as_ref();

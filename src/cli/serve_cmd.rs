@@ -44,6 +44,8 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on every endpoint but /health.
     #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
     api_key: Option<String>,
+    #[command(flatten)]
+    offload: super::model_cmd::OffloadArgs,
 }
 
 /// Where the client commands reach the server.
@@ -77,7 +79,7 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         parallel: args.parallel.max(1),
         queue_capacity: args.queue,
         memory_budget: super::model_cmd::memory_budget(ctx)?,
-        offload: Default::default(),
+        offload: args.offload.resolve(ctx)?,
     };
     let idle_ttl = args
         .idle_ttl
@@ -165,13 +167,23 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = super::table(&[
-        "model", "weights", "ctx", "active", "queued", "slots", "kv used", "idle", "loaded",
+        "model",
+        "weights",
+        "layers on",
+        "ctx",
+        "active",
+        "queued",
+        "slots",
+        "kv used",
+        "idle",
+        "loaded",
     ]);
     for m in value["models"].as_array().into_iter().flatten() {
         let n = |k: &str| m[k].as_u64().unwrap_or(0);
         table.add_row(vec![
             m["model"].as_str().unwrap_or_default().to_string(),
             human_bytes(n("file_bytes")),
+            m["placement"].as_str().unwrap_or("?").to_string(),
             n("n_ctx").to_string(),
             n("active").to_string(),
             n("queued").to_string(),

@@ -401,6 +401,7 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
         ("hearth", e.hearth_version.clone()),
         ("llama.cpp", e.llama_cpp_version.clone()),
         ("git", e.git_commit.clone().unwrap_or_else(|| "—".into())),
+        ("devices", super::devices_text(e)),
         ("run finished", run.finished_unix_ms.map_or("—".into(), utc)),
     ];
     let rows: Vec<String> = env

@@ -377,6 +377,7 @@ pub(super) fn render(s: &RunSummary) -> String {
             cell(&format!("{} / {}", e.hearth_version, e.llama_cpp_version)),
         ],
         vec!["git".into(), cell(e.git_commit.as_deref().unwrap_or("—"))],
+        vec!["devices".into(), cell(&super::devices_text(e))],
     ];
     table(&mut out, &["", ""], &env_rows);
 

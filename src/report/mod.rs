@@ -240,6 +240,20 @@ pub fn terminal_table(summary: &RunSummary) -> String {
     out
 }
 
+/// The run's devices and GPU backends in one line, as the environment tables print them.
+pub(crate) fn devices_text(e: &crate::store::record::Environment) -> String {
+    let backends = if e.gpu_backends.is_empty() {
+        "CPU-only build".to_string()
+    } else {
+        format!("GPU backends: {}", e.gpu_backends.join(", "))
+    };
+    if e.devices.is_empty() {
+        backends
+    } else {
+        format!("{}; {backends}", e.devices.join("; "))
+    }
+}
+
 /// A number with fixed decimals, or `—` when there is none.
 pub(crate) fn fmt_num(v: Option<f64>, decimals: usize) -> String {
     match v {

@@ -681,6 +681,7 @@ pub fn status_str(s: ModelStatus) -> &'static str {
         ModelStatus::Ok => "ok",
         ModelStatus::Failed => "failed",
         ModelStatus::Interrupted => "interrupted",
+        ModelStatus::Skipped => "skipped",
     }
 }
 

@@ -52,6 +52,9 @@ pub struct LoadedInfo {
     pub file_bytes: u64,
     /// Context length per sequence.
     pub n_ctx: usize,
+    /// Where its layers live: `cpu` or `gpu:N|all` (the server's offload setting; upstream
+    /// models run elsewhere and say `remote`).
+    pub placement: String,
     /// Current load.
     #[serde(flatten)]
     pub stats: EngineStats,
@@ -229,6 +232,7 @@ impl Registry {
                 let state = cell.state.lock().expect("cell lock");
                 let l = state.as_ref()?;
                 let facts = l.backend.facts();
+                let remote = self.catalog.get(&alias).is_ok_and(|e| e.upstream.is_some());
                 Some(LoadedInfo {
                     model: alias,
                     loaded_secs: l.loaded_at.elapsed().as_secs_f64(),
@@ -236,6 +240,13 @@ impl Registry {
                     load_ms: facts.load_ms,
                     file_bytes: facts.file_bytes,
                     n_ctx: facts.n_ctx,
+                    placement: if remote {
+                        "remote".into()
+                    } else if self.load.offload.gpu_layers.is_cpu() {
+                        "cpu".into()
+                    } else {
+                        format!("gpu:{}", self.load.offload.gpu_layers)
+                    },
                     stats: l.backend.stats(),
                 })
             })

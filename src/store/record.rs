@@ -31,6 +31,9 @@ pub enum ModelStatus {
     Failed,
     /// The run was stopped while this model was being measured.
     Interrupted,
+    /// Not measured, on purpose: the setting cannot run in this build or on this machine (a
+    /// GPU row without a GPU); `error` says why.
+    Skipped,
 }
 
 /// How one request ended.
@@ -105,6 +108,12 @@ pub struct Environment {
     pub llama_cpp_version: String,
     /// `git describe` of the checkout hearth ran from, when it ran from one.
     pub git_commit: Option<String>,
+    /// GPU backends built into hearth (`cuda`, `vulkan`, `metal`); empty for a CPU-only build.
+    #[serde(default)]
+    pub gpu_backends: Vec<String>,
+    /// Every compute device llama.cpp saw: `CUDA0: NVIDIA H100 80GB (CUDA, gpu, 79.1 GiB)`.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// One model (or external endpoint) in a run.
