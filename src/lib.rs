@@ -14,6 +14,7 @@ pub mod eval;
 pub mod gguf;
 pub mod models;
 pub mod report;
+pub mod routing;
 pub mod server;
 pub mod stats;
 pub mod store;

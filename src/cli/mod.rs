@@ -7,6 +7,7 @@ mod bench_progress;
 mod cache_cmd;
 mod config_cmd;
 mod model_cmd;
+mod route_cmd;
 mod runs_cmd;
 mod serve_cmd;
 
@@ -76,6 +77,9 @@ enum Command {
     Report(runs_cmd::ReportArgs),
     /// Compare two stored runs; exits 1 when B regressed beyond threshold and noise.
     Compare(runs_cmd::CompareArgs),
+    /// Capability routing: which model `auto:TAG` answers with, from stored results.
+    #[command(subcommand)]
+    Route(route_cmd::RouteCommand),
     /// Compute devices llama.cpp sees in this build (CPU, GPUs) with their memory.
     Devices {
         /// Print JSON.
@@ -133,6 +137,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Compare(args) => runs_cmd::compare(&ctx, args),
         Command::Annotate(cmd) => annotate_cmd::annotate(&ctx, cmd),
         Command::Devices { json } => model_cmd::list_devices(json),
+        Command::Route(cmd) => route_cmd::route(&ctx, cmd),
     }
 }
 

@@ -255,7 +255,7 @@ pub(crate) fn devices_text(e: &crate::store::record::Environment) -> String {
 }
 
 /// A number with fixed decimals, or `—` when there is none.
-pub(crate) fn fmt_num(v: Option<f64>, decimals: usize) -> String {
+pub fn fmt_num(v: Option<f64>, decimals: usize) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.decimals$}"),
         _ => "—".to_string(),
@@ -263,7 +263,7 @@ pub(crate) fn fmt_num(v: Option<f64>, decimals: usize) -> String {
 }
 
 /// Bytes as MiB/GiB (binary units), or `—`.
-pub(crate) fn fmt_bytes(v: Option<u64>) -> String {
+pub fn fmt_bytes(v: Option<u64>) -> String {
     match v {
         None => "—".to_string(),
         Some(b) if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
