@@ -121,6 +121,52 @@ pub fn check_fits(
     if need.fits(budget) {
         return Ok(());
     }
+    // A smaller variant of the same model first: a cached one, else one that can be made.
+    let family_of = |e: &CatalogEntry| {
+        e.lineage
+            .as_ref()
+            .map_or(e.alias.clone(), |l| l.source_alias.clone())
+    };
+    let variant = catalog
+        .entries()
+        .iter()
+        .filter(|e| e.alias != entry.alias && family_of(e) == family_of(entry))
+        .filter_map(|e| Some((e, estimate(e, None, n_ctx_total)?)))
+        .filter(|(_, est)| est.fits(budget))
+        .max_by_key(|(_, est)| est.total_bytes());
+    if let Some((e, est)) = variant {
+        return Err(too_big(
+            entry,
+            &need,
+            n_ctx_total,
+            budget,
+            format!(
+                "; try its smaller variant `{}` (needs about {})",
+                e.alias,
+                human_bytes(est.total_bytes())
+            ),
+        ));
+    }
+    let q4_weights = (file.n_params as f64 * 4.5 / 8.0) as u64;
+    let q4 = MemoryEstimate::new(
+        q4_weights,
+        need.kv_cache_bytes / n_ctx_total.max(1),
+        n_ctx_total,
+    );
+    let q4_exists = catalog.get(&format!("{}@q4_0", family_of(entry))).is_ok();
+    if !q4_exists && q4.total_bytes() < need.total_bytes() && q4.fits(budget) {
+        return Err(too_big(
+            entry,
+            &need,
+            n_ctx_total,
+            budget,
+            format!(
+                "; a Q4_0 variant would need about {}: `hearth model quantize {} --type q4_0`",
+                human_bytes(q4.total_bytes()),
+                family_of(entry)
+            ),
+        ));
+    }
     let smaller = catalog
         .entries()
         .iter()
@@ -136,7 +182,17 @@ pub fn check_fits(
         ),
         None => "; no catalog model fits, try a smaller --ctx".to_string(),
     };
-    Err(ModelError::TooBig(format!(
+    Err(too_big(entry, &need, n_ctx_total, budget, hint))
+}
+
+fn too_big(
+    entry: &CatalogEntry,
+    need: &MemoryEstimate,
+    n_ctx_total: u64,
+    budget: u64,
+    hint: String,
+) -> ModelError {
+    ModelError::TooBig(format!(
         "`{}` needs about {} (weights {} + KV cache {} for {} tokens + {} buffers) but only {} is available{}",
         entry.alias,
         human_bytes(need.total_bytes()),
@@ -146,7 +202,7 @@ pub fn check_fits(
         human_bytes(need.overhead_bytes),
         human_bytes(budget),
         hint
-    )))
+    ))
 }
 
 /// Starts the backend for `entry`: an upstream adapter, or the llama.cpp engine on the local

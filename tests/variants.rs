@@ -90,6 +90,16 @@ fn quantize_makes_loadable_variants_with_lineage() {
         "q8_0/q4_1 size ratio {}",
         sizes[1]
     );
+    // The memory refusal names the smaller variant that fits (q8_0 ≈ 324 MiB, the Q4_1 source
+    // ≈ 280 MiB and q4_0 ≈ 274 MiB at ctx 4096).
+    hearth(home.path())
+        .env("HEARTH_MEMORY_LIMIT_MB", "277")
+        .args(["model", "run", "smollm2-135m@q8_0", "--prompt", "hi"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "smaller variant `smollm2-135m@q4_0`",
+        ));
     let list = json_out(hearth(home.path()).args(["model", "list", "--json"]));
     let aliases: Vec<&str> = list
         .as_array()
