@@ -7,6 +7,7 @@
 //! with a reason; the page prints that reason instead of failing the whole report.
 
 use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -65,6 +66,26 @@ fn tick(v: &f64) -> String {
 /// Grid colours: faint minor lines, light major lines.
 const LIGHT: RGBColor = RGBColor(246, 246, 246);
 const BOLD: RGBColor = RGBColor(222, 222, 222);
+
+/// The grid, ticks and axis titles every numeric x/y chart shares.
+fn xy_mesh(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<(), String> {
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(LIGHT)
+        .bold_line_style(BOLD)
+        .axis_desc_style((FONT, 13))
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(err)
+}
 
 fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
@@ -137,18 +158,7 @@ pub(crate) fn line_chart(
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
-            .axis_desc_style((FONT, 13))
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        xy_mesh(&mut chart, x_desc, y_desc)?;
         for l in lines {
             let c = color(l.color);
             let style = c.stroke_width(2);
@@ -232,18 +242,7 @@ pub(crate) fn scatter_chart(
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, y_range.0..y_range.1)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
-            .axis_desc_style((FONT, 13))
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        xy_mesh(&mut chart, x_desc, y_desc)?;
         for p in points.iter().filter(|p| p.x.is_finite() && p.y.is_finite()) {
             let c = color(p.color);
             let r = radius(p.size);
@@ -432,18 +431,7 @@ pub(crate) fn dual_axis_chart(
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(err)?
             .set_secondary_coord(x0..x1, r0..r1);
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the level started")
-            .y_desc(left_desc)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
-            .axis_desc_style((FONT, 13))
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        xy_mesh(&mut chart, "seconds since the level started", left_desc)?;
         if !right.is_empty() {
             chart
                 .configure_secondary_axes()
