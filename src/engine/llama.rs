@@ -15,11 +15,14 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -344,7 +347,7 @@ struct Slot {
     /// Position of the next token to decode.
     n_past: usize,
     last_token: LlamaToken,
-    sampler: LlamaSampler,
+    sampler: Samplers,
     events: UnboundedSender<Event>,
     utf8: Utf8Buffer,
     stop: StopMatcher,
@@ -358,29 +361,61 @@ struct Slot {
     batch_index: Option<i32>,
 }
 
-/// The sequence's sampler chain: the grammar first (it masks tokens the answer may not
-/// continue with, allowing end-of-generation only once the grammar is complete), then the usual
-/// samplers.
-fn sampler_for(
-    params: &SamplingParams,
-    grammar: Option<&str>,
-    model: &LlamaModel,
-) -> Result<LlamaSampler, EngineError> {
-    let mut chain = Vec::new();
-    if let Some(g) = grammar {
-        chain.push(
-            LlamaSampler::grammar(model, g, "root")
-                .map_err(|e| EngineError::InvalidRequest(format!("grammar: {e}")))?,
-        );
+/// The sequence's samplers: its grammar (structured output, forced tool calls), if any, and the
+/// usual chain.
+struct Samplers {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl Samplers {
+    fn new(
+        params: &SamplingParams,
+        grammar: Option<&str>,
+        model: &LlamaModel,
+    ) -> Result<Self, EngineError> {
+        let grammar = grammar
+            .map(|g| {
+                LlamaSampler::grammar(model, g, "root")
+                    .map_err(|e| EngineError::InvalidRequest(format!("grammar: {e}")))
+            })
+            .transpose()?;
+        Ok(Self {
+            chain: sampler_for(params),
+            grammar,
+        })
     }
-    if params.temperature <= 0.0 {
-        chain.push(LlamaSampler::greedy());
-        return Ok(if chain.len() == 1 {
-            chain.remove(0)
+
+    /// Picks the next token. With a grammar, as llama-server does: sample freely, keep the token
+    /// if the grammar allows it, else mask the whole vocabulary with the grammar and sample
+    /// again. Masking every step costs a pass over the vocabulary per token (an order of
+    /// magnitude slower on a small model); most free picks already fit.
+    fn sample(&mut self, ctx: &LlamaContext<'_>, index: i32) -> LlamaToken {
+        let token = self.chain.sample(ctx, index);
+        let Some(grammar) = &mut self.grammar else {
+            return token;
+        };
+        let mut single =
+            LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
+        single.apply_sampler(grammar);
+        let token = if single.data[0].logit().is_finite() {
+            token
         } else {
-            LlamaSampler::chain_simple(chain)
-        });
+            let mut all = ctx.token_data_array_ith(index);
+            all.apply_sampler(grammar);
+            all.apply_sampler(&mut self.chain);
+            all.selected_token().unwrap_or(token)
+        };
+        grammar.accept(token);
+        token
     }
+}
+
+fn sampler_for(params: &SamplingParams) -> LlamaSampler {
+    if params.temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let mut chain = Vec::new();
     if params.top_k > 0 {
         chain.push(LlamaSampler::top_k(params.top_k));
     }
@@ -390,7 +425,7 @@ fn sampler_for(
     chain.push(LlamaSampler::temp(params.temperature));
     let seed = params.seed.unwrap_or_else(rand_seed);
     chain.push(LlamaSampler::dist(seed));
-    Ok(LlamaSampler::chain_simple(chain))
+    LlamaSampler::chain_simple(chain)
 }
 
 /// A seed for requests that gave none (not cryptographic; only needs to differ per request).
@@ -400,7 +435,7 @@ fn rand_seed() -> u32 {
 }
 
 impl Slot {
-    fn new(job: Job, seq: i32, n_ctx: usize, now: Instant, sampler: LlamaSampler) -> Self {
+    fn new(job: Job, seq: i32, n_ctx: usize, now: Instant, sampler: Samplers) -> Self {
         let room = n_ctx - job.tokens.len();
         let max_tokens = job
             .sampling
@@ -610,7 +645,7 @@ fn engine_thread(
             let (Some(job), Some(seq)) = (queue.pop_front(), free_seqs.pop()) else {
                 break;
             };
-            let sampler = match sampler_for(&job.sampling, job.grammar.as_deref(), model) {
+            let sampler = match Samplers::new(&job.sampling, job.grammar.as_deref(), model) {
                 Ok(s) => s,
                 Err(e) => {
                     release_seq(&mut free_seqs, seq);
