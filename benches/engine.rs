@@ -53,6 +53,7 @@ fn run(engine: &LlamaEngine, prompt: &str, max_tokens: u32) -> Result<Completion
             ignore_eos: true,
             ..Default::default()
         },
+        tools: None,
     };
     let mut stream = engine.generate(request).map_err(|e| e.to_string())?;
     while let Some(event) = stream.blocking_next() {

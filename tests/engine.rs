@@ -32,6 +32,7 @@ fn chat(text: &str, max_tokens: u32) -> GenerateRequest {
             max_tokens: Some(max_tokens),
             ..SamplingParams::default()
         },
+        tools: None,
     }
 }
 
@@ -243,6 +244,7 @@ fn empty_chat_and_zero_max_tokens_are_invalid_requests() {
     let empty = GenerateRequest {
         prompt: Prompt::Chat(vec![]),
         sampling: SamplingParams::default(),
+        tools: None,
     };
     assert!(matches!(
         engine.generate(empty),

@@ -278,6 +278,7 @@ fn chat_request() -> GenerateRequest {
             seed: Some(42),
             ..SamplingParams::default()
         },
+        tools: None,
     }
 }
 
@@ -362,6 +363,7 @@ fn text_prompts_use_the_completions_endpoint() {
             top_p: 0.9,
             ..SamplingParams::default()
         },
+        tools: None,
     };
     let (tokens, done) = mock.drain(backend.generate(request).expect("generate"));
     let done = done.expect("the generation succeeds");
@@ -565,6 +567,7 @@ fn bad_settings_and_requests_are_refused_up_front() {
     let empty = GenerateRequest {
         prompt: Prompt::Chat(Vec::new()),
         sampling: SamplingParams::default(),
+        tools: None,
     };
     assert!(matches!(
         backend.generate(empty),

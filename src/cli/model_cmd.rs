@@ -115,6 +115,10 @@ pub struct RunArgs {
     /// Print one JSON object (text, usage, timings) instead of streaming.
     #[arg(long)]
     json: bool,
+    /// Constrain the answer to JSON valid against the JSON Schema in FILE (the same grammar
+    /// path as the server's `response_format`).
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<PathBuf>,
     #[command(flatten)]
     offload: OffloadArgs,
 }
@@ -646,7 +650,22 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
     };
     let engine = models::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
     let engine = engine.as_ref();
+    let response_format = match &args.json_schema {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the JSON schema {}", path.display()))?;
+            let schema: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            let name = path
+                .file_stem()
+                .map_or("schema".into(), |s| s.to_string_lossy().into_owned());
+            Some(serde_json::json!({"type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": true}}))
+        }
+    };
     let sampling = SamplingParams {
+        response_format,
         temperature: args.temperature,
         top_p: args.top_p,
         top_k: args.top_k,
@@ -665,6 +684,7 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         let stream = engine.generate(GenerateRequest {
             prompt: Prompt::Chat(history),
             sampling,
+            tools: None,
         })?;
         if args.json {
             let (text, done) = rt.block_on(stream.collect_text())?;
@@ -754,6 +774,7 @@ fn chat(
         let stream = match engine.generate(GenerateRequest {
             prompt: Prompt::Chat(history.clone()),
             sampling: sampling.clone(),
+            tools: None,
         }) {
             Ok(s) => s,
             Err(e) => {

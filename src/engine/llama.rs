@@ -15,19 +15,23 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::{admit_count, plan_prefill, release_seq};
 use super::template::ChatTemplate;
 use super::text::{StopMatcher, Utf8Buffer};
+use super::tools::{self, ToolRequest};
 use super::{
-    Backend, Completion, EngineError, EngineStats, Event, EventStream, FinishReason,
+    structured, Backend, Completion, EngineError, EngineStats, Event, EventStream, FinishReason,
     GenerateRequest, ModelFacts, Prompt, SamplingParams, Timings, Usage,
 };
 
@@ -84,6 +88,8 @@ struct Shared {
 /// A request handed to the engine thread.
 struct Job {
     tokens: Vec<LlamaToken>,
+    /// GBNF the answer must match (structured output, forced tool calls).
+    grammar: Option<String>,
     sampling: SamplingParams,
     events: UnboundedSender<Event>,
     submitted: Instant,
@@ -168,6 +174,7 @@ impl LlamaEngine {
             n_ctx: options.n_ctx as usize,
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
             file_bytes: info.file_size,
+            tool_format: template.tool_format(),
         };
         tracing::info!(alias, load_ms = facts.load_ms, "model loaded");
         Ok(Self {
@@ -183,6 +190,16 @@ impl LlamaEngine {
 
     /// Renders a prompt into the exact tokens the model will see.
     pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
+        self.tokens_with_tools(prompt, None)
+    }
+
+    /// Renders a prompt with the tools offered (through the model's template when it knows
+    /// tools, else hearth's generic tool prompt) into tokens.
+    fn tokens_with_tools(
+        &self,
+        prompt: &Prompt,
+        tools: Option<&ToolRequest>,
+    ) -> Result<Vec<LlamaToken>, EngineError> {
         let text = match prompt {
             Prompt::Chat(messages) => {
                 if messages.is_empty() {
@@ -190,7 +207,16 @@ impl LlamaEngine {
                         "messages must not be empty".into(),
                     ));
                 }
-                self.template.render(messages, true)?
+                if self.template.tool_format().native() {
+                    let listed = tools.filter(|t| t.active()).map(|t| {
+                        serde_json::Value::Array(t.tools.iter().map(|d| d.to_openai()).collect())
+                    });
+                    self.template
+                        .render_with_tools(messages, listed.as_ref(), true)?
+                } else {
+                    self.template
+                        .render(&tools::generic_messages(messages, tools), true)?
+                }
             }
             Prompt::Text(text) => text.clone(),
         };
@@ -207,13 +233,58 @@ impl LlamaEngine {
     }
 }
 
+impl LlamaEngine {
+    /// The grammar constraining this request's answer: a forced tool call, else the
+    /// `response_format`; checked here (it compiles) so that a bad one is a 400, not a failed
+    /// stream.
+    fn grammar(
+        &self,
+        tools: Option<&ToolRequest>,
+        sampling: &SamplingParams,
+    ) -> Result<Option<String>, EngineError> {
+        let forced = match tools.filter(|t| t.active()) {
+            Some(t) => tools::call_grammar(t, self.template.tool_format()).map_err(|e| {
+                EngineError::InvalidParam {
+                    param: "tools",
+                    message: e.0,
+                }
+            })?,
+            None => None,
+        };
+        let grammar = match (forced, &sampling.response_format) {
+            (Some(g), _) => Some(g),
+            (None, Some(format)) => structured::response_format_grammar(format).map_err(|e| {
+                EngineError::InvalidParam {
+                    param: "response_format",
+                    message: e.0,
+                }
+            })?,
+            (None, None) => None,
+        };
+        if let Some(g) = &grammar {
+            LlamaSampler::grammar(&self.model, g, "root").map_err(|e| {
+                EngineError::InvalidParam {
+                    param: "response_format",
+                    message: format!("the grammar for this request does not compile: {e}"),
+                }
+            })?;
+        }
+        Ok(grammar)
+    }
+}
+
 impl Backend for LlamaEngine {
     fn facts(&self) -> &ModelFacts {
         &self.facts
     }
 
     fn generate(&self, request: GenerateRequest) -> Result<EventStream, EngineError> {
-        let tokens = self.prompt_tokens(&request.prompt)?;
+        let tools = match &request.prompt {
+            Prompt::Chat(_) => request.tools.as_ref(),
+            Prompt::Text(_) => None,
+        };
+        let tokens = self.tokens_with_tools(&request.prompt, tools)?;
+        let grammar = self.grammar(tools, &request.sampling)?;
         let n_ctx = self.options.n_ctx as usize;
         if tokens.len() >= n_ctx {
             return Err(EngineError::ContextOverflow {
@@ -234,6 +305,7 @@ impl Backend for LlamaEngine {
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         let job = Job {
             tokens,
+            grammar,
             sampling: request.sampling,
             events,
             submitted: Instant::now(),
@@ -290,7 +362,7 @@ struct Slot {
     /// Position of the next token to decode.
     n_past: usize,
     last_token: LlamaToken,
-    sampler: LlamaSampler,
+    sampler: Samplers,
     events: UnboundedSender<Event>,
     utf8: Utf8Buffer,
     stop: StopMatcher,
@@ -302,6 +374,56 @@ struct Slot {
     first_token: Option<Instant>,
     /// Index in the current batch whose logits to sample, if any.
     batch_index: Option<i32>,
+}
+
+/// The sequence's samplers: its grammar (structured output, forced tool calls), if any, and the
+/// usual chain.
+struct Samplers {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl Samplers {
+    fn new(
+        params: &SamplingParams,
+        grammar: Option<&str>,
+        model: &LlamaModel,
+    ) -> Result<Self, EngineError> {
+        let grammar = grammar
+            .map(|g| {
+                LlamaSampler::grammar(model, g, "root")
+                    .map_err(|e| EngineError::InvalidRequest(format!("grammar: {e}")))
+            })
+            .transpose()?;
+        Ok(Self {
+            chain: sampler_for(params),
+            grammar,
+        })
+    }
+
+    /// Picks the next token. With a grammar, as llama-server does: sample freely, keep the token
+    /// if the grammar allows it, else mask the whole vocabulary with the grammar and sample
+    /// again. Masking every step costs a pass over the vocabulary per token (an order of
+    /// magnitude slower on a small model); most free picks already fit.
+    fn sample(&mut self, ctx: &LlamaContext<'_>, index: i32) -> LlamaToken {
+        let token = self.chain.sample(ctx, index);
+        let Some(grammar) = &mut self.grammar else {
+            return token;
+        };
+        let mut single =
+            LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
+        single.apply_sampler(grammar);
+        let token = if single.data[0].logit().is_finite() {
+            token
+        } else {
+            let mut all = ctx.token_data_array_ith(index);
+            all.apply_sampler(grammar);
+            all.apply_sampler(&mut self.chain);
+            all.selected_token().unwrap_or(token)
+        };
+        grammar.accept(token);
+        token
+    }
 }
 
 fn sampler_for(params: &SamplingParams) -> LlamaSampler {
@@ -328,7 +450,7 @@ fn rand_seed() -> u32 {
 }
 
 impl Slot {
-    fn new(job: Job, seq: i32, n_ctx: usize, now: Instant) -> Self {
+    fn new(job: Job, seq: i32, n_ctx: usize, now: Instant, sampler: Samplers) -> Self {
         let room = n_ctx - job.tokens.len();
         let max_tokens = job
             .sampling
@@ -340,7 +462,7 @@ impl Slot {
             reused: 0,
             n_past: 0,
             last_token: job.tokens[job.tokens.len() - 1],
-            sampler: sampler_for(&job.sampling),
+            sampler,
             stop: StopMatcher::new(&job.sampling.stop),
             utf8: Utf8Buffer::default(),
             events: job.events,
@@ -538,7 +660,15 @@ fn engine_thread(
             let (Some(job), Some(seq)) = (queue.pop_front(), free_seqs.pop()) else {
                 break;
             };
-            let mut slot = Slot::new(job, seq, n_ctx, now);
+            let sampler = match Samplers::new(&job.sampling, job.grammar.as_deref(), model) {
+                Ok(s) => s,
+                Err(e) => {
+                    release_seq(&mut free_seqs, seq);
+                    let _ = job.events.send(Event::Error(e));
+                    continue;
+                }
+            };
+            let mut slot = Slot::new(job, seq, n_ctx, now, sampler);
             let kept = std::mem::take(&mut retained[seq as usize]);
             // At least the last prompt token is decoded again: its logits pick the first token.
             let reuse = common_prefix(&kept, &slot.prompt).min(slot.prompt.len() - 1);

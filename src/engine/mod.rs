@@ -12,15 +12,20 @@ pub mod devices;
 pub mod llama;
 pub mod memory;
 pub mod quantize;
+pub mod structured;
 pub mod template;
 pub mod text;
+pub mod tools;
 pub mod upstream;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+pub use tools::{ToolCall, ToolChoice, ToolDef, ToolFormat, ToolRequest};
 
 /// Why a generation could not start or did not finish.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
@@ -36,6 +41,15 @@ pub enum EngineError {
     /// The request itself is invalid (empty messages, bad parameter…).
     #[error("{0}")]
     InvalidRequest(String),
+    /// One request parameter cannot be honoured (an unsupported schema keyword in
+    /// `response_format`, say): a 400 that names the parameter.
+    #[error("{message}")]
+    InvalidParam {
+        /// The OpenAI parameter at fault (`response_format`, `tools`…).
+        param: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Too many requests are already waiting.
     #[error("the request queue is full ({0} waiting); retry later")]
     QueueFull(usize),
@@ -62,10 +76,19 @@ pub enum EngineError {
 /// One chat message, as in the OpenAI API.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text.
     pub content: String,
+    /// Calls an assistant message made (history sent back by the client).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// For a `tool` message: the function that produced it (resolved from the call id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
@@ -74,7 +97,39 @@ impl ChatMessage {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
         }
+    }
+
+    /// The message in OpenAI's wire shape; with `arguments_as_json` the calls' arguments are
+    /// objects, as chat templates expect (the API itself sends them as JSON text).
+    pub fn to_openai(&self, arguments_as_json: bool) -> Value {
+        let mut v = json!({"role": self.role, "content": self.content});
+        if !self.tool_calls.is_empty() {
+            let calls: Vec<Value> = self
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    let arguments = if arguments_as_json {
+                        tools::arguments_value(&c.arguments)
+                    } else {
+                        json!(c.arguments)
+                    };
+                    json!({"id": c.id, "type": "function",
+                           "function": {"name": c.name, "arguments": arguments}})
+                })
+                .collect();
+            v["tool_calls"] = json!(calls);
+        }
+        if let Some(id) = &self.tool_call_id {
+            v["tool_call_id"] = json!(id);
+        }
+        if let Some(name) = &self.name {
+            v["name"] = json!(name);
+        }
+        v
     }
 }
 
@@ -105,6 +160,9 @@ pub struct SamplingParams {
     /// Keep generating past end-of-generation tokens (fixed-length benchmark runs, as
     /// llama-bench and vLLM's `--ignore-eos` do).
     pub ignore_eos: bool,
+    /// OpenAI's `response_format` object as the client sent it (`json_object`, `json_schema`,
+    /// `text`): enforced by a grammar in-process, passed on unchanged to an upstream server.
+    pub response_format: Option<Value>,
 }
 
 impl Default for SamplingParams {
@@ -117,6 +175,7 @@ impl Default for SamplingParams {
             max_tokens: None,
             stop: Vec::new(),
             ignore_eos: false,
+            response_format: None,
         }
     }
 }
@@ -128,6 +187,8 @@ pub struct GenerateRequest {
     pub prompt: Prompt,
     /// How to sample.
     pub sampling: SamplingParams,
+    /// Tools the model may call (chat prompts only).
+    pub tools: Option<ToolRequest>,
 }
 
 /// Why generation ended, in OpenAI's vocabulary.
@@ -138,6 +199,9 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` or the context limit.
     Length,
+    /// The answer is one or more tool calls (set by the API layer, which reads them).
+    #[serde(rename = "tool_calls")]
+    ToolCalls,
 }
 
 /// Token counts, counted by the tokenizer, never estimated.
@@ -278,6 +342,8 @@ pub struct ModelFacts {
     pub load_ms: f64,
     /// Bytes of the model file (0 for upstream models).
     pub file_bytes: u64,
+    /// The syntax the model writes tool calls in (from its chat template).
+    pub tool_format: ToolFormat,
 }
 
 /// What every model backend offers. Kept small on purpose: load happens in the constructor,

@@ -3,7 +3,9 @@
 //! such as SmolLM2's default system prompt, so hearth does not use it.
 
 use minijinja::{context, Environment};
+use serde_json::{json, Value};
 
+use super::tools::ToolFormat;
 use super::{ChatMessage, EngineError};
 
 /// Used when a GGUF carries no template: plain ChatML, which most small instruct models know.
@@ -15,6 +17,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    tool_format: ToolFormat,
 }
 
 impl ChatTemplate {
@@ -36,13 +39,33 @@ impl ChatTemplate {
                 ))
             },
         );
-        env.add_template_owned("chat", source.unwrap_or(CHATML).to_string())
+        let source = source.unwrap_or(CHATML);
+        env.add_template_owned("chat", source.to_string())
             .map_err(|e| EngineError::Template(e.to_string()))?;
-        Ok(Self {
+        let mut template = Self {
             env,
             bos_token,
             eos_token,
-        })
+            tool_format: ToolFormat::Generic,
+        };
+        template.tool_format = ToolFormat::detect(source, template.renders_tools());
+        Ok(template)
+    }
+
+    /// The syntax this model writes tool calls in.
+    pub fn tool_format(&self) -> ToolFormat {
+        self.tool_format
+    }
+
+    /// Whether the template shows the model the tools it is given: render a probe tool and
+    /// look for its name, as llama.cpp's template capability check does.
+    fn renders_tools(&self) -> bool {
+        const PROBE: &str = "hearth_probe_function";
+        let tools = json!([{"type": "function", "function": {
+            "name": PROBE, "description": "probe",
+            "parameters": {"type": "object", "properties": {}}}}]);
+        self.render_with_tools(&[ChatMessage::new("user", "hi")], Some(&tools), true)
+            .is_ok_and(|text| text.contains(PROBE))
     }
 
     /// Renders the conversation, ending with the assistant's turn opened when
@@ -52,13 +75,26 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, EngineError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// Renders with `tools` (OpenAI's `tools` array) in the template context, as llama-server
+    /// passes them; messages carry their tool calls with arguments as objects.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
         let template = self
             .env
             .get_template("chat")
             .map_err(|e| EngineError::Template(e.to_string()))?;
+        let messages: Vec<Value> = messages.iter().map(|m| m.to_openai(true)).collect();
         template
             .render(context! {
                 messages => messages,
+                tools => tools,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
@@ -79,6 +115,23 @@ mod tests {
             out,
             "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn tool_support_is_detected_by_rendering_a_probe() {
+        let plain = ChatTemplate::new(None, String::new(), String::new()).unwrap();
+        assert_eq!(plain.tool_format(), ToolFormat::Generic);
+        let hermes = "{% if tools %}<tools>{% for t in tools %}{{ t.function | tojson }}{% endfor %}</tools> Use <tool_call></tool_call>{% endif %}{% for m in messages %}{{ m.role }}: {{ m.content }}{% for c in m.tool_calls or [] %}<tool_call>{{ c.function.name }} {{ c.function.arguments | tojson }}</tool_call>{% endfor %}\n{% endfor %}";
+        let t = ChatTemplate::new(Some(hermes), String::new(), String::new()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::Hermes);
+        let mut call = ChatMessage::new("assistant", "");
+        call.tool_calls = vec![crate::engine::ToolCall {
+            id: "call_1".into(),
+            name: "f".into(),
+            arguments: "{\"x\":1}".into(),
+        }];
+        let out = t.render(&[call], false).unwrap();
+        assert!(out.contains(r#"<tool_call>f {"x":1}</tool_call>"#), "{out}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
-    Backend, ChatMessage, Completion, EngineError, EngineStats, Event, EventStream, FinishReason,
+    Backend, Completion, EngineError, EngineStats, Event, EventStream, FinishReason,
     GenerateRequest, ModelFacts, Prompt, SamplingParams, Timings, Usage,
 };
 use crate::catalog::Upstream;
@@ -136,6 +136,7 @@ impl UpstreamBackend {
                 n_ctx: 0,
                 load_ms: 0.0,
                 file_bytes: 0,
+                tool_format: crate::engine::ToolFormat::Generic,
             },
             target: Arc::new(Target {
                 base_url,
@@ -164,6 +165,15 @@ impl Backend for UpstreamBackend {
             return Err(EngineError::InvalidRequest(
                 "max_tokens must be at least 1".into(),
             ));
+        }
+        if request.tools.as_ref().is_some_and(|t| t.active()) {
+            return Err(EngineError::InvalidParam {
+                param: "tools",
+                message: format!(
+                    "tool calls through the upstream model `{}` are not supported yet",
+                    self.facts.alias
+                ),
+            });
         }
         let submitted = Instant::now();
         let (endpoint, body) = request_body(&self.target.model, &request);
@@ -225,7 +235,7 @@ fn request_body(model: &str, request: &GenerateRequest) -> (Endpoint, Value) {
     body.insert("model".into(), json!(model));
     let endpoint = match &request.prompt {
         Prompt::Chat(messages) => {
-            let messages: Vec<&ChatMessage> = messages.iter().collect();
+            let messages: Vec<Value> = messages.iter().map(|m| m.to_openai(false)).collect();
             body.insert("messages".into(), json!(messages));
             Endpoint::Chat
         }
@@ -260,6 +270,10 @@ fn add_sampling(body: &mut Map<String, Value>, sampling: &SamplingParams) {
     if sampling.ignore_eos {
         // Only sent when asked for (fixed-length benchmarks); vLLM and llama-server honour it.
         body.insert("ignore_eos".into(), json!(true));
+    }
+    if let Some(format) = &sampling.response_format {
+        // Passed on unchanged: the upstream enforces structured output its own way.
+        body.insert("response_format".into(), format.clone());
     }
 }
 
@@ -761,8 +775,9 @@ mod tests {
     #[test]
     fn request_bodies_follow_the_openai_api() {
         let request = GenerateRequest {
-            prompt: Prompt::Chat(vec![ChatMessage::new("user", "hi")]),
+            prompt: Prompt::Chat(vec![crate::engine::ChatMessage::new("user", "hi")]),
             sampling: SamplingParams::default(),
+            tools: None,
         };
         let (endpoint, body) = request_body("m", &request);
         assert_eq!(endpoint, Endpoint::Chat);
@@ -785,8 +800,10 @@ mod tests {
                 max_tokens: Some(16),
                 stop: vec!["\n".into()],
                 ignore_eos: true,
+                response_format: Some(json!({"type": "json_object"})),
                 ..SamplingParams::default()
             },
+            tools: None,
         };
         let (endpoint, body) = request_body("m", &request);
         assert_eq!(endpoint, Endpoint::Completions);
@@ -796,6 +813,7 @@ mod tests {
         assert_eq!(body["max_tokens"], 16);
         assert_eq!(body["stop"], json!(["\n"]));
         assert_eq!(body["ignore_eos"], true);
+        assert_eq!(body["response_format"], json!({"type": "json_object"}));
     }
 
     #[test]

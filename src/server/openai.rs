@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::engine::{ChatMessage, EngineError, SamplingParams};
+use crate::engine::{
+    ChatMessage, EngineError, SamplingParams, ToolCall, ToolChoice, ToolDef, ToolRequest,
+};
 
 /// An error as OpenAI clients expect it.
 #[derive(Debug, Clone)]
@@ -78,6 +80,12 @@ impl From<EngineError> for ApiError {
                 message,
                 param: Some("messages".into()),
                 code: Some("context_length_exceeded"),
+            },
+            EngineError::InvalidParam { param, .. } => Self {
+                status: StatusCode::BAD_REQUEST,
+                message,
+                param: Some(param.to_string()),
+                code: None,
             },
             EngineError::InvalidRequest(_) | EngineError::Template(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
@@ -153,6 +161,8 @@ pub struct CommonParams {
     /// Generate a fixed number of tokens (benchmarks; vLLM extension).
     #[serde(default)]
     pub ignore_eos: bool,
+    /// Structured output: `{"type": "text" | "json_object" | "json_schema", …}`.
+    pub response_format: Option<Value>,
 }
 
 impl CommonParams {
@@ -204,7 +214,35 @@ impl CommonParams {
             }
             Some(Stop::Many(v)) => v.clone(),
         };
+        let response_format = match &self.response_format {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let kind = v.get("type").and_then(Value::as_str);
+                match kind {
+                    Some("text" | "json_object") => Some(v.clone()),
+                    Some("json_schema") => {
+                        if !v.get("json_schema").is_some_and(Value::is_object) {
+                            return Err(response_format_error(
+                                "response_format of type json_schema needs a `json_schema` object with `name` and `schema`",
+                            ));
+                        }
+                        Some(v.clone())
+                    }
+                    Some(other) => {
+                        return Err(response_format_error(format!(
+                            "response_format type `{other}` is not supported (text, json_object, json_schema)"
+                        )))
+                    }
+                    None => {
+                        return Err(response_format_error(
+                            "response_format must be an object with a `type`",
+                        ))
+                    }
+                }
+            }
+        };
         Ok(SamplingParams {
+            response_format,
             temperature: temperature as f32,
             top_p: top_p as f32,
             top_k: top_k.min(i32::MAX as i64) as i32,
@@ -221,6 +259,26 @@ impl CommonParams {
         self.stream_options
             .as_ref()
             .is_some_and(|o| o.include_usage)
+    }
+}
+
+/// A 400 about `response_format`, in the shape OpenAI uses for it (no code).
+fn response_format_error(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: message.into(),
+        param: Some("response_format".into()),
+        code: None,
+    }
+}
+
+/// A 400 about a tool parameter.
+fn tool_error(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: message.into(),
+        param: Some(param.into()),
+        code: None,
     }
 }
 
@@ -241,6 +299,31 @@ pub struct InMessage {
     pub role: String,
     /// Content (may be null for assistant messages).
     pub content: Option<Content>,
+    /// Calls an assistant message made.
+    pub tool_calls: Option<Vec<InToolCall>>,
+    /// For a `tool` message: the call it answers.
+    pub tool_call_id: Option<String>,
+    /// For a `tool` message: the function name (optional in the API).
+    pub name: Option<String>,
+}
+
+/// One call in an assistant message of the history.
+#[derive(Debug, Deserialize)]
+pub struct InToolCall {
+    /// The call id.
+    pub id: Option<String>,
+    /// The function called.
+    pub function: InFunction,
+}
+
+/// The function of a call.
+#[derive(Debug, Deserialize)]
+pub struct InFunction {
+    /// Its name.
+    pub name: String,
+    /// Its arguments: a JSON text (an object is accepted too).
+    #[serde(default)]
+    pub arguments: Value,
 }
 
 /// `POST /v1/chat/completions` body.
@@ -248,6 +331,12 @@ pub struct InMessage {
 pub struct ChatRequest {
     /// The conversation.
     pub messages: Option<Vec<InMessage>>,
+    /// Functions the model may call.
+    pub tools: Option<Vec<Value>>,
+    /// `auto`, `none`, `required` or `{"type": "function", "function": {"name"}}`.
+    pub tool_choice: Option<Value>,
+    /// Whether several calls may come in one answer (default true).
+    pub parallel_tool_calls: Option<bool>,
     /// Everything else.
     #[serde(flatten)]
     pub common: CommonParams,
@@ -301,10 +390,128 @@ impl ChatRequest {
                         text
                     }
                 };
-                Ok(ChatMessage::new(role, content))
+                let mut message = ChatMessage::new(role, content);
+                for (i, call) in m.tool_calls.iter().flatten().enumerate() {
+                    let arguments = match &call.function.arguments {
+                        Value::String(s) => s.clone(),
+                        Value::Null => "{}".to_string(),
+                        other => other.to_string(),
+                    };
+                    message.tool_calls.push(ToolCall {
+                        id: call.id.clone().unwrap_or_else(|| format!("call_{i}")),
+                        name: call.function.name.clone(),
+                        arguments,
+                    });
+                }
+                message.tool_call_id = m.tool_call_id.clone();
+                message.name = m.name.clone();
+                Ok(message)
             })
-            .collect()
+            .collect::<Result<Vec<_>, ApiError>>()
+            .map(name_tool_results)
     }
+
+    /// The tools offered and how to use them; `None` when the request has no tools.
+    pub fn tools(&self) -> Result<Option<ToolRequest>, ApiError> {
+        let Some(list) = &self.tools else {
+            if self
+                .tool_choice
+                .as_ref()
+                .is_some_and(|c| c != "none" && c != "auto")
+            {
+                return Err(tool_error(
+                    "tool_choice",
+                    "tool_choice needs `tools` to choose from",
+                ));
+            }
+            return Ok(None);
+        };
+        let mut tools = Vec::new();
+        for (i, tool) in list.iter().enumerate() {
+            let kind = tool
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("function");
+            if kind != "function" {
+                return Err(tool_error(
+                    "tools",
+                    format!("tools[{i}] has type `{kind}`; only `function` tools are supported"),
+                ));
+            }
+            let function = tool.get("function").unwrap_or(&Value::Null);
+            let Some(name) = function.get("name").and_then(Value::as_str) else {
+                return Err(tool_error(
+                    "tools",
+                    format!("tools[{i}].function.name is required"),
+                ));
+            };
+            tools.push(ToolDef {
+                name: name.to_string(),
+                description: function
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                parameters: function.get("parameters").cloned().unwrap_or(Value::Null),
+            });
+        }
+        let choice = match &self.tool_choice {
+            None => ToolChoice::Auto,
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => ToolChoice::Auto,
+                "none" => ToolChoice::None,
+                "required" => ToolChoice::Required,
+                other => {
+                    return Err(tool_error(
+                        "tool_choice",
+                        format!("tool_choice `{other}` is not one of auto, none, required"),
+                    ))
+                }
+            },
+            Some(v) => {
+                let name = v
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        tool_error(
+                            "tool_choice",
+                            "tool_choice must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": …}}",
+                        )
+                    })?;
+                if !tools.iter().any(|t| t.name == name) {
+                    return Err(tool_error(
+                        "tool_choice",
+                        format!("tool_choice names `{name}`, which is not in `tools`"),
+                    ));
+                }
+                ToolChoice::Function(name.to_string())
+            }
+        };
+        Ok(Some(ToolRequest {
+            tools,
+            choice,
+            parallel: self.parallel_tool_calls.unwrap_or(true),
+        }))
+    }
+}
+
+/// Gives each `tool` message the name of the function whose call it answers (templates and the
+/// generic tool prompt show it; the API only carries the call id).
+fn name_tool_results(mut messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut names = std::collections::HashMap::new();
+    for m in &mut messages {
+        for call in &m.tool_calls {
+            names.insert(call.id.clone(), call.name.clone());
+        }
+        if m.role == "tool" && m.name.is_none() {
+            m.name = m
+                .tool_call_id
+                .as_ref()
+                .and_then(|id| names.get(id))
+                .cloned();
+        }
+    }
+    messages
 }
 
 /// `prompt`: a string or a list holding one string.

@@ -19,7 +19,10 @@ use super::openai::{self, ApiError, ChatRequest, CommonParams, CompletionRequest
 use super::registry::RegistryError;
 use super::{unix_now, AppState};
 use crate::catalog::CatalogError;
-use crate::engine::{Completion, Event, EventStream, GenerateRequest, Prompt};
+use crate::engine::tools::{ParsedCall, ToolStream};
+use crate::engine::{
+    Completion, Event, EventStream, FinishReason, GenerateRequest, Prompt, ToolRequest,
+};
 
 type Shared = State<Arc<AppState>>;
 
@@ -68,11 +71,13 @@ pub(super) async fn chat_completions(
     let result = async {
         let request: ChatRequest = openai::parse_body(&body_bytes(body)?)?;
         let messages = request.messages()?;
+        let tools = request.tools()?;
         generate(
             &state,
             Kind::Chat,
             &request.common,
             Prompt::Chat(messages),
+            tools,
             None,
         )
         .await
@@ -94,6 +99,7 @@ pub(super) async fn completions(
             Kind::Text,
             &request.common,
             Prompt::Text(prompt),
+            None,
             Some(16),
         )
         .await
@@ -128,6 +134,49 @@ fn next_id(kind: Kind) -> String {
         Kind::Text => "cmpl",
     };
     format!("{prefix}-{nanos:x}{n:04x}")
+}
+
+/// An id for a tool call the model made, `call_…` as OpenAI writes them.
+fn call_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("call_{nanos:x}{n:04x}")
+}
+
+/// A call of the answer with its id.
+struct OutCall {
+    id: String,
+    call: ParsedCall,
+}
+
+impl OutCall {
+    fn new(calls: Vec<ParsedCall>) -> Vec<Self> {
+        calls
+            .into_iter()
+            .map(|call| Self {
+                id: call_id(),
+                call,
+            })
+            .collect()
+    }
+
+    fn json(&self) -> Value {
+        json!({"id": self.id, "type": "function",
+               "function": {"name": self.call.name, "arguments": self.call.arguments}})
+    }
+}
+
+/// The finish reason to report: `tool_calls` when the answer is calls.
+fn finish_reason(c: &Completion, calls: &[OutCall]) -> FinishReason {
+    if calls.is_empty() {
+        c.finish_reason
+    } else {
+        FinishReason::ToolCalls
+    }
 }
 
 /// Identifies the backend build in every response, as OpenAI's `system_fingerprint` does.
@@ -197,14 +246,32 @@ impl Turn {
         self.envelope(true, json!([choice]))
     }
 
+    /// Streamed tool calls in OpenAI's delta shape: per call, one chunk opening it (id, name,
+    /// empty arguments) and one with its arguments.
+    fn tool_deltas(&self, calls: &[OutCall]) -> Vec<Value> {
+        let mut chunks = Vec::new();
+        for (index, c) in calls.iter().enumerate() {
+            for call in [
+                json!({"index": index, "id": c.id, "type": "function",
+                       "function": {"name": c.call.name, "arguments": ""}}),
+                json!({"index": index, "function": {"arguments": c.call.arguments}}),
+            ] {
+                let choice = json!({"index": 0, "delta": {"tool_calls": [call]}, "logprobs": null, "finish_reason": null});
+                chunks.push(self.envelope(true, json!([choice])));
+            }
+        }
+        chunks
+    }
+
     /// The chunk carrying `finish_reason` (and engine timings).
-    fn finish_chunk(&self, c: &Completion) -> Value {
+    fn finish_chunk(&self, c: &Completion, calls: &[OutCall]) -> Value {
+        let reason = finish_reason(c, calls);
         let choice = match self.kind {
             Kind::Chat => {
-                json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": c.finish_reason})
+                json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason})
             }
             Kind::Text => {
-                json!({"index": 0, "text": "", "logprobs": null, "finish_reason": c.finish_reason})
+                json!({"index": 0, "text": "", "logprobs": null, "finish_reason": reason})
             }
         };
         let mut v = self.envelope(true, json!([choice]));
@@ -220,8 +287,14 @@ impl Turn {
     }
 
     /// The whole non-streamed response.
-    fn full(&self, text: String, c: &Completion) -> Value {
+    fn full(&self, text: String, calls: &[OutCall], c: &Completion) -> Value {
         let choice = match self.kind {
+            Kind::Chat if !calls.is_empty() => {
+                let text = text.trim();
+                let content = (!text.is_empty()).then_some(text);
+                let calls: Vec<Value> = calls.iter().map(OutCall::json).collect();
+                json!({"index": 0, "message": {"role": "assistant", "content": content, "refusal": null, "tool_calls": calls}, "logprobs": null, "finish_reason": FinishReason::ToolCalls})
+            }
             Kind::Chat => {
                 json!({"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": c.finish_reason})
             }
@@ -241,13 +314,23 @@ async fn generate(
     kind: Kind,
     common: &CommonParams,
     prompt: Prompt,
+    tools: Option<ToolRequest>,
     default_max_tokens: Option<u32>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let model = common.model()?.to_string();
     let sampling = common.sampling(default_max_tokens)?;
     let backend = state.registry.get(&model).await?;
-    let events = backend.generate(GenerateRequest { prompt, sampling })?;
+    // Calls are read back from the text only when the model may make them.
+    let callable = tools
+        .as_ref()
+        .filter(|t| t.active())
+        .map(|t| t.tools.clone());
+    let events = backend.generate(GenerateRequest {
+        prompt,
+        sampling,
+        tools,
+    })?;
     let turn = Turn {
         id: next_id(kind),
         created: unix_now(),
@@ -261,6 +344,7 @@ async fn generate(
             events,
             started,
             common.include_usage(),
+            callable,
         ));
     }
     let mut events = events;
@@ -275,7 +359,17 @@ async fn generate(
             Event::Done(done) => {
                 clock.done(&state.metrics, &done);
                 state.registry.touch(&turn.model);
-                return Ok(Json(turn.full(text, &done)).into_response());
+                let (text, calls) = match &callable {
+                    Some(tools) => {
+                        let mut scan = ToolStream::default();
+                        let mut out = scan.push(&text);
+                        let (rest, calls) = scan.finish(tools);
+                        out.push_str(&rest);
+                        (out, OutCall::new(calls))
+                    }
+                    None => (text, Vec::new()),
+                };
+                return Ok(Json(turn.full(text, &calls, &done)).into_response());
             }
             Event::Error(e) => return Err(e.into()),
         }
@@ -324,6 +418,7 @@ fn stream_response(
     mut events: EventStream,
     started: Instant,
     include_usage: bool,
+    callable: Option<Vec<crate::engine::ToolDef>>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
@@ -332,6 +427,8 @@ fn stream_response(
             return;
         }
         let mut clock = TokenClock::new(started);
+        // With tools, text that may be a call is held back until the end.
+        let mut scan = callable.as_ref().map(|_| ToolStream::default());
         loop {
             let event = tokio::select! {
                 event = events.next() => event,
@@ -343,11 +440,29 @@ fn stream_response(
             let chunks = match event {
                 Some(Event::Token(piece)) => {
                     clock.tick(&state.metrics);
-                    vec![turn.delta(&piece, false)]
+                    let piece = match &mut scan {
+                        Some(scan) => scan.push(&piece),
+                        None => piece,
+                    };
+                    if piece.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![turn.delta(&piece, false)]
+                    }
                 }
                 Some(Event::Done(done)) => {
                     clock.done(&state.metrics, &done);
-                    let mut v = vec![turn.finish_chunk(&done)];
+                    let mut v = Vec::new();
+                    let mut calls = Vec::new();
+                    if let (Some(scan), Some(tools)) = (scan.take(), &callable) {
+                        let (rest, found) = scan.finish(tools);
+                        if !rest.is_empty() {
+                            v.push(turn.delta(&rest, false));
+                        }
+                        calls = OutCall::new(found);
+                        v.extend(turn.tool_deltas(&calls));
+                    }
+                    v.push(turn.finish_chunk(&done, &calls));
                     if include_usage {
                         v.push(turn.usage_chunk(&done));
                     }
