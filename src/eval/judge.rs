@@ -39,7 +39,7 @@ to 5. Reply again with only the JSON object, for example {\"score\": 3, \"reason
 two key points\"}.";
 
 /// Tokens the judge may use for its verdict.
-const VERDICT_MAX_TOKENS: u32 = 160;
+const VERDICT_MAX_TOKENS: u32 = 200;
 
 /// Judge requests in flight at once (a local judge batches them).
 const JUDGE_CONCURRENCY: usize = 4;
@@ -112,7 +112,8 @@ pub fn verdict_schema() -> Value {
         "type": "object",
         "properties": {
             "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-            "reason": {"type": "string"}
+            // Bounded, so a looping judge cannot run past its token budget mid-string.
+            "reason": {"type": "string", "maxLength": 120}
         },
         "required": ["score", "reason"],
         "additionalProperties": false
