@@ -79,6 +79,7 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
                 max_tokens: 16,
                 round,
                 seq: i,
+                response_format: None,
             })
             .collect()
     };

@@ -90,6 +90,8 @@ pub struct Job {
     pub round: u32,
     /// Order within the level.
     pub seq: u32,
+    /// OpenAI `response_format` to send (the prompt's structured output), if any.
+    pub response_format: Option<Value>,
 }
 
 /// The JSON body of a chat completion request for `job`.
@@ -109,6 +111,9 @@ pub fn request_body(endpoint: &Endpoint, params: &RequestParams, job: &Job) -> V
     }
     if params.ignore_eos {
         body["ignore_eos"] = json!(true);
+    }
+    if let Some(format) = &job.response_format {
+        body["response_format"] = format.clone();
     }
     body
 }
@@ -466,6 +471,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_prompts_response_format_goes_into_the_body() {
+        let endpoint = Endpoint {
+            base_url: "http://x".into(),
+            model: "m".into(),
+            api_key: None,
+        };
+        let params = RequestParams {
+            stream: false,
+            temperature: 0.0,
+            seed: None,
+            ignore_eos: false,
+            timeout: Duration::from_secs(1),
+        };
+        let mut job = blank_job();
+        assert!(request_body(&endpoint, &params, &job)
+            .get("response_format")
+            .is_none());
+        job.response_format = Some(json!({"type": "json_object"}));
+        let body = request_body(&endpoint, &params, &job);
+        assert_eq!(body["response_format"], json!({"type": "json_object"}));
+    }
+
+    fn blank_job() -> Job {
+        Job {
+            prompt_id: "p".into(),
+            prompt: String::new(),
+            max_tokens: 1,
+            round: 1,
+            seq: 0,
+            response_format: None,
+        }
+    }
+
     fn blank() -> RequestRecord {
         let job = Job {
             prompt_id: "p".into(),
@@ -473,6 +512,7 @@ mod tests {
             max_tokens: 1,
             round: 1,
             seq: 0,
+            response_format: None,
         };
         let mut record = unsent_record("m", "c=1", &job, 0.0);
         record.status = RequestStatus::Ok;

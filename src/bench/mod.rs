@@ -174,6 +174,7 @@ fn jobs_for_round(options: &BenchOptions, shape: &LoadShape, round: u32, run_id:
                 max_tokens: spec.max_tokens.unwrap_or(options.max_tokens),
                 round,
                 seq,
+                response_format: spec.response_format.clone(),
             }
         })
         .collect()
@@ -317,6 +318,7 @@ async fn prepare(
         max_tokens: 1,
         round: 0,
         seq: 0,
+        response_format: None,
     };
     let clock = Clock::at(started);
     let record = client::execute(

@@ -50,6 +50,9 @@ pub struct PromptSpec {
     /// An example of a good answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// OpenAI `response_format` sent with this prompt (structured output), as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +68,7 @@ enum Item {
         #[serde(default)]
         checks: Vec<Check>,
         reference: Option<String>,
+        response_format: Option<serde_json::Value>,
     },
 }
 
@@ -84,6 +88,7 @@ pub fn default_set() -> Vec<PromptSpec> {
         facets: facets.iter().map(|f| f.to_string()).collect(),
         checks,
         reference: None,
+        response_format: None,
     };
     vec![
         p(
@@ -167,6 +172,7 @@ pub fn parse(text: &str) -> Result<Vec<PromptSpec>, String> {
                 facets: Vec::new(),
                 checks: Vec::new(),
                 reference: None,
+                response_format: None,
             },
             Item::Spec {
                 id,
@@ -175,6 +181,7 @@ pub fn parse(text: &str) -> Result<Vec<PromptSpec>, String> {
                 facets,
                 checks,
                 reference,
+                response_format,
             } => PromptSpec {
                 id: id.unwrap_or(default_id),
                 prompt,
@@ -182,6 +189,7 @@ pub fn parse(text: &str) -> Result<Vec<PromptSpec>, String> {
                 facets,
                 checks,
                 reference,
+                response_format,
             },
         };
         for check in &spec.checks {
@@ -191,6 +199,16 @@ pub fn parse(text: &str) -> Result<Vec<PromptSpec>, String> {
         }
         if spec.prompt.trim().is_empty() {
             return Err(format!("prompt {} is empty", spec.id));
+        }
+        if spec
+            .response_format
+            .as_ref()
+            .is_some_and(|f| !f.get("type").is_some_and(serde_json::Value::is_string))
+        {
+            return Err(format!(
+                "prompt {}: response_format must be an object with a `type`",
+                spec.id
+            ));
         }
         if spec.max_tokens == Some(0) {
             return Err(format!("prompt {} asks for max_tokens 0", spec.id));
@@ -232,5 +250,18 @@ mod tests {
         assert!(bad.unwrap_err().starts_with("prompt q: check regex"));
         assert!(default_set().iter().all(|p| !p.checks.is_empty()));
         assert_eq!(default_set().len(), 4);
+    }
+
+    #[test]
+    fn a_prompt_may_carry_a_response_format() {
+        let specs =
+            parse(r#"[{"prompt": "x", "response_format": {"type": "json_object"}}, "y"]"#).unwrap();
+        assert_eq!(
+            specs[0].response_format,
+            Some(serde_json::json!({"type": "json_object"}))
+        );
+        assert_eq!(specs[1].response_format, None);
+        let bad = parse(r#"[{"prompt": "x", "response_format": "json"}]"#);
+        assert!(bad.unwrap_err().contains("response_format"));
     }
 }

@@ -4,6 +4,7 @@
 //! and turns the backend's event stream into JSON or server-sent events. Batching happens in
 //! the engine; this layer never waits for one request before starting another.
 
+mod body_limit;
 pub mod metrics;
 pub mod openai;
 pub mod registry;
@@ -196,6 +197,11 @@ fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
+        ))
+        // Outermost: an oversized body is read to its end before the 413, whoever sent it.
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            body_limit::enforce,
         ))
         .with_state(state)
 }
