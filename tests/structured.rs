@@ -35,6 +35,7 @@ async fn start(body_limit: usize) -> TestServer {
         parallel: 4,
         queue_capacity: 64,
         memory_budget: u64::MAX,
+        offload: Default::default(),
     };
     let registry = Arc::new(Registry::new(
         catalog,
