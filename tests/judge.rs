@@ -38,6 +38,7 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
             facets: vec!["budget approved".into()],
             checks: vec![],
             reference: Some("The budget was approved.".into()),
+            response_format: None,
         }],
         shapes: vec![LoadShape::Concurrency { concurrency: 1 }],
         warmup: 1,
