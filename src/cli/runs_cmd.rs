@@ -62,15 +62,16 @@ pub struct CompareArgs {
 }
 
 /// The history store: `HEARTH_DB_URL` when set, else `$HEARTH_HOME/history.db`.
-pub fn open_store(ctx: &Context) -> Result<Store> {
-    let url = std::env::var(env::HEARTH_DB_URL)
+/// Where the run history is: `HEARTH_DB_URL`, else `$HEARTH_HOME/history.db`.
+pub fn history_url(ctx: &Context) -> String {
+    std::env::var(env::HEARTH_DB_URL)
         .ok()
-        .filter(|u| !u.trim().is_empty());
-    let store = match url {
-        Some(url) => Store::open(&url),
-        None => Store::open_sqlite(&ctx.config.home().join("history.db")),
-    };
-    store.context("cannot open the run history")
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| ctx.config.home().join("history.db").display().to_string())
+}
+
+pub fn open_store(ctx: &Context) -> Result<Store> {
+    Store::open(&history_url(ctx)).context("cannot open the run history")
 }
 
 pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {

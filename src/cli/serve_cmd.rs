@@ -91,6 +91,7 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         port: args.port.map_or_else(|| ctx.config.port(), Ok)?,
         api_key: args.api_key,
         preload: args.models,
+        history: Some(super::runs_cmd::history_url(ctx)),
         ..ServerOptions::default()
     };
     let rt = super::model_cmd::runtime()?;

@@ -8,6 +8,7 @@ mod body_limit;
 pub mod metrics;
 pub mod openai;
 pub mod registry;
+mod route;
 mod routes;
 
 use std::net::{IpAddr, SocketAddr};
@@ -59,6 +60,9 @@ pub struct ServerOptions {
     pub preload: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// The run history `auto:TAG` routes from (a `Store::open` location); `None` routes
+    /// without stored results.
+    pub history: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -69,6 +73,7 @@ impl Default for ServerOptions {
             api_key: None,
             preload: Vec::new(),
             body_limit: 8 * 1024 * 1024,
+            history: None,
         }
     }
 }
@@ -76,6 +81,7 @@ impl Default for ServerOptions {
 /// Shared by every handler.
 struct AppState {
     registry: Arc<Registry>,
+    router: route::Router,
     metrics: Metrics,
     api_key: Option<String>,
     started: Instant,
@@ -123,6 +129,7 @@ pub async fn start(
         .map_err(|source| ServerError::Bind { addr, source })?;
     let state = Arc::new(AppState {
         registry: Arc::clone(&registry),
+        router: route::Router::new(options.history.clone()),
         metrics: Metrics::new(),
         api_key: options.api_key.clone(),
         started: Instant::now(),

@@ -116,6 +116,11 @@ impl Registry {
         &self.catalog
     }
 
+    /// The memory budget models must fit in, bytes (routing applies it too).
+    pub fn memory_budget(&self) -> u64 {
+        self.load.memory_budget
+    }
+
     /// Whether a model is being loaded right now (health reports 503 meanwhile).
     pub fn is_loading(&self) -> bool {
         self.loading.load(Ordering::SeqCst) > 0

@@ -318,7 +318,32 @@ async fn generate(
     default_max_tokens: Option<u32>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let model = common.model()?.to_string();
+    let asked = common.model()?.to_string();
+    let (model, route) = match crate::routing::route_tag(&asked) {
+        Some(tag) => {
+            let decision = state.router.decide(&state.registry, &tag).await?;
+            (decision.model.clone(), Some(decision.header_value()))
+        }
+        None => (asked, None),
+    };
+    let request = (prompt, tools, default_max_tokens);
+    let mut response = generate_with(state, kind, common, request, model, started).await?;
+    if let Some(value) = route.and_then(|r| axum::http::HeaderValue::from_str(&r).ok()) {
+        response.headers_mut().insert("x-hearth-route", value);
+    }
+    Ok(response)
+}
+
+/// Generates with the model that answers (the one asked for, or the routed one); `started`
+/// is when the request arrived, so routing time counts in the latency metrics.
+async fn generate_with(
+    state: &Arc<AppState>,
+    kind: Kind,
+    common: &CommonParams,
+    (prompt, tools, default_max_tokens): (Prompt, Option<ToolRequest>, Option<u32>),
+    model: String,
+    started: Instant,
+) -> Result<Response, ApiError> {
     let sampling = common.sampling(default_max_tokens)?;
     let backend = state.registry.get(&model).await?;
     // Calls are read back from the text only when the model may make them.

@@ -1,0 +1,152 @@
+//! Capability routing as users meet it, on the real default model: `auto:TAG` answers with
+//! the smallest tagged model (and says so) before any benchmark, then with the model the
+//! stored results pick, which `hearth route explain` shows with its table.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn hearth(home: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("hearth").unwrap();
+    cmd.env("HEARTH_HOME", home)
+        .env("HEARTH_THREADS", "2")
+        .env_remove("HEARTH_MODELS_FILE")
+        .env_remove("HEARTH_DB_URL")
+        .env_remove("HEARTH_GPU_LAYERS")
+        .env_remove("BENCH_MODELS");
+    cmd
+}
+
+/// Starts `hearth serve` on a free port, sends one routed chat request, stops the server and
+/// returns the response's `x-hearth-route` header and body.
+fn routed_request(home: &Path, model: &str) -> (String, Value) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+        .env("HEARTH_HOME", home)
+        .env("HEARTH_THREADS", "2")
+        .env_remove("HEARTH_DB_URL")
+        .args(["serve", "--port", "0", "--parallel", "1", "--ctx", "512"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split('/').next().unwrap().trim().to_string();
+        }
+    };
+    let body = format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hi"}}],"max_tokens":4}}"#
+    );
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let route = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-hearth-route: "))
+        .unwrap_or_default()
+        .to_string();
+    (route, serde_json::from_str(body).expect("JSON body"))
+}
+
+#[test]
+fn auto_routes_by_stored_results_explains_itself_and_falls_back_without_them() {
+    let home = common::home_with_model();
+    // No stored results: the smallest tagged model, and the header says why.
+    let (route, body) = routed_request(home.path(), "auto:summarize");
+    assert_eq!(body["model"], "smollm2-135m");
+    assert!(route.contains("no stored benchmark results"), "{route}");
+
+    // Measure the model and its q4_0 variant (both tagged `summarize`).
+    hearth(home.path())
+        .args(["model", "quantize", "smollm2-135m", "--type", "q4_0"])
+        .assert()
+        .success();
+    hearth(home.path())
+        .args([
+            "bench",
+            "--models",
+            "smollm2-135m,smollm2-135m@q4_0",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--requests",
+            "2",
+            "--max-tokens",
+            "8",
+        ])
+        .assert()
+        .success();
+    let out = hearth(home.path())
+        .args(["route", "explain", "auto:summarize", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let decision: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(decision["from_results"], true, "{decision}");
+    let candidates = decision["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2, "{decision}");
+    assert!(candidates
+        .iter()
+        .all(|c| c["run"].is_string() && c["p95_e2el_ms"].is_number()));
+    // The pick is the measured fastest; the other says why not.
+    let pick = decision["model"].as_str().unwrap().to_string();
+    let p95 = |m: &str| {
+        candidates.iter().find(|c| c["model"] == m).unwrap()["p95_e2el_ms"]
+            .as_f64()
+            .unwrap()
+    };
+    let other = if pick == "smollm2-135m" {
+        "smollm2-135m@q4_0"
+    } else {
+        "smollm2-135m"
+    };
+    assert!(p95(&pick) <= p95(other));
+    let table = hearth(home.path())
+        .args(["route", "explain", "auto:summarize"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8_lossy(&table);
+    assert!(
+        table.contains("slower") && table.contains(&format!("auto:summarize → {pick}")),
+        "{table}"
+    );
+
+    // The server answers with the pick, names it in `model`, and says why.
+    let (route, body) = routed_request(home.path(), "auto:summarize");
+    assert_eq!(body["model"], pick.as_str());
+    assert!(
+        route.starts_with(&pick) && route.contains("stored results"),
+        "{route}"
+    );
+    // An unknown tag is an error, not a guess.
+    hearth(home.path())
+        .args(["route", "explain", "auto:nothing-has-this"])
+        .assert()
+        .failure();
+}
