@@ -54,6 +54,10 @@ enum Command {
     Load {
         /// Model alias.
         alias: String,
+        /// The offload expected (the server's own `--gpu-layers` applies to every model; a
+        /// different value is refused with how to get it).
+        #[arg(long, value_name = "N|all")]
+        gpu_layers: Option<hearth::engine::devices::GpuLayers>,
         #[command(flatten)]
         client: serve_cmd::ClientArgs,
     },
@@ -128,7 +132,11 @@ pub fn run() -> Result<ExitCode> {
         Command::Config(cmd) => config_cmd::run(ctx, cmd),
         Command::Serve(args) => serve_cmd::serve(&ctx, args),
         Command::Ps { client, json } => serve_cmd::ps(&ctx, client, json),
-        Command::Load { alias, client } => serve_cmd::load(&ctx, client, &alias),
+        Command::Load {
+            alias,
+            gpu_layers,
+            client,
+        } => serve_cmd::load(&ctx, client, &alias, gpu_layers),
         Command::Unload { alias, client } => serve_cmd::unload(&ctx, client, &alias),
         Command::Service(cmd) => serve_cmd::service(&ctx, cmd),
         Command::Bench(args) => bench_cmd::bench(&ctx, *args),

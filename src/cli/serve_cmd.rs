@@ -198,13 +198,18 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn load(ctx: &Context, client: ClientArgs, alias: &str) -> Result<ExitCode> {
+pub fn load(
+    ctx: &Context,
+    client: ClientArgs,
+    alias: &str,
+    gpu_layers: Option<hearth::engine::devices::GpuLayers>,
+) -> Result<ExitCode> {
     let client = Client::new(ctx, client)?;
-    let value = client.call(
-        reqwest::Method::POST,
-        "/api/load",
-        Some(serde_json::json!({"model": alias})),
-    )?;
+    let mut body = serde_json::json!({"model": alias});
+    if let Some(g) = gpu_layers {
+        body["gpu_layers"] = serde_json::json!(g);
+    }
+    let value = client.call(reqwest::Method::POST, "/api/load", Some(body))?;
     println!(
         "loaded {} ({:.0} ms)",
         value["model"].as_str().unwrap_or(alias),

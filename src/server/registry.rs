@@ -121,6 +121,11 @@ impl Registry {
         self.load.memory_budget
     }
 
+    /// Where this server puts every model's layers.
+    pub fn offload(&self) -> crate::engine::devices::Offload {
+        self.load.offload
+    }
+
     /// Whether a model is being loaded right now (health reports 503 meanwhile).
     pub fn is_loading(&self) -> bool {
         self.loading.load(Ordering::SeqCst) > 0

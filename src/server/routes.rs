@@ -578,6 +578,10 @@ pub(super) async fn get_model(State(state): Shared, Path(id): Path<String>) -> R
 #[derive(serde::Deserialize)]
 struct ModelBody {
     model: String,
+    /// `/api/load` only: the offload the caller expects. One server offloads every model the
+    /// same way (`serve --gpu-layers`), so a different request is refused, not ignored.
+    #[serde(default)]
+    gpu_layers: Option<crate::engine::devices::GpuLayers>,
 }
 
 pub(super) async fn ps(State(state): Shared) -> Response {
@@ -592,6 +596,15 @@ pub(super) async fn ps(State(state): Shared) -> Response {
 pub(super) async fn load(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let body: ModelBody = openai::parse_body(&body_bytes(body)?)?;
+        let serving = state.registry.offload().gpu_layers;
+        if let Some(asked) = body.gpu_layers.filter(|g| *g != serving) {
+            return Err(ApiError::bad_param(
+                "gpu_layers",
+                format!(
+                    "this server offloads {serving} layers for every model; restart it with `hearth serve --gpu-layers {asked}` to load with {asked}"
+                ),
+            ));
+        }
         let backend = state.registry.get(&body.model).await?;
         let facts = backend.facts();
         Ok(
