@@ -370,7 +370,6 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
 
     // Targets, and hearth's own server for the local ones.
     let mut targets = Vec::new();
-    let mut local_aliases = Vec::new();
     for name in &names {
         let entry = catalog.get(name).ok();
         if let Some(url) = &endpoint {
@@ -422,7 +421,6 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             Ok(path) => {
                 let mut model = model_record(name, "hearth", "", Some(entry));
                 model.disk_bytes = std::fs::metadata(&path).ok().map(|m| m.len());
-                local_aliases.push(name.clone());
                 targets.push(Target {
                     model,
                     endpoint: Endpoint {
