@@ -107,7 +107,8 @@ pub fn estimate(
     Some(MemoryEstimate::new(weights, kv, n_ctx_total))
 }
 
-/// Refuses a model that will not fit in `budget`, naming the largest catalog model that would.
+/// Refuses a model that will not fit in `budget`, naming a smaller variant of it, the
+/// command that would make one, or the largest catalog model that would fit.
 pub fn check_fits(
     catalog: &Catalog,
     entry: &CatalogEntry,
@@ -121,32 +122,22 @@ pub fn check_fits(
     if need.fits(budget) {
         return Ok(());
     }
-    // A smaller variant of the same model first: a cached one, else one that can be made.
+    // A smaller variant of the same model first (a cached one, else one that can be made),
+    // then the largest other catalog model that fits.
     let family_of = |e: &CatalogEntry| {
         e.lineage
             .as_ref()
             .map_or(e.alias.clone(), |l| l.source_alias.clone())
     };
-    let variant = catalog
-        .entries()
-        .iter()
-        .filter(|e| e.alias != entry.alias && family_of(e) == family_of(entry))
-        .filter_map(|e| Some((e, estimate(e, None, n_ctx_total)?)))
-        .filter(|(_, est)| est.fits(budget))
-        .max_by_key(|(_, est)| est.total_bytes());
-    if let Some((e, est)) = variant {
-        return Err(too_big(
-            entry,
-            &need,
-            n_ctx_total,
-            budget,
-            format!(
-                "; try its smaller variant `{}` (needs about {})",
-                e.alias,
-                human_bytes(est.total_bytes())
-            ),
-        ));
-    }
+    let largest_fitting = |keep: &dyn Fn(&CatalogEntry) -> bool| {
+        catalog
+            .entries()
+            .iter()
+            .filter(|e| e.alias != entry.alias && keep(e))
+            .filter_map(|e| Some((e, estimate(e, None, n_ctx_total)?)))
+            .filter(|(_, est)| est.fits(budget))
+            .max_by_key(|(_, est)| est.total_bytes())
+    };
     let q4_weights = (file.n_params as f64 * 4.5 / 8.0) as u64;
     let q4 = MemoryEstimate::new(
         q4_weights,
@@ -154,45 +145,28 @@ pub fn check_fits(
         n_ctx_total,
     );
     let q4_exists = catalog.get(&format!("{}@q4_0", family_of(entry))).is_ok();
-    if !q4_exists && q4.total_bytes() < need.total_bytes() && q4.fits(budget) {
-        return Err(too_big(
-            entry,
-            &need,
-            n_ctx_total,
-            budget,
-            format!(
-                "; a Q4_0 variant would need about {}: `hearth model quantize {} --type q4_0`",
-                human_bytes(q4.total_bytes()),
-                family_of(entry)
-            ),
-        ));
-    }
-    let smaller = catalog
-        .entries()
-        .iter()
-        .filter(|e| e.alias != entry.alias && e.upstream.is_none())
-        .filter_map(|e| Some((e, estimate(e, None, n_ctx_total)?)))
-        .filter(|(_, est)| est.fits(budget))
-        .max_by_key(|(_, est)| est.total_bytes());
-    let hint = match smaller {
-        Some((e, est)) => format!(
+    let hint = if let Some((e, est)) = largest_fitting(&|e| family_of(e) == family_of(entry)) {
+        format!(
+            "; try its smaller variant `{}` (needs about {})",
+            e.alias,
+            human_bytes(est.total_bytes())
+        )
+    } else if !q4_exists && q4.total_bytes() < need.total_bytes() && q4.fits(budget) {
+        format!(
+            "; a Q4_0 variant would need about {}: `hearth model quantize {} --type q4_0`",
+            human_bytes(q4.total_bytes()),
+            family_of(entry)
+        )
+    } else if let Some((e, est)) = largest_fitting(&|e| e.upstream.is_none()) {
+        format!(
             "; try the smaller `{}` (needs about {})",
             e.alias,
             human_bytes(est.total_bytes())
-        ),
-        None => "; no catalog model fits, try a smaller --ctx".to_string(),
+        )
+    } else {
+        "; no catalog model fits, try a smaller --ctx".to_string()
     };
-    Err(too_big(entry, &need, n_ctx_total, budget, hint))
-}
-
-fn too_big(
-    entry: &CatalogEntry,
-    need: &MemoryEstimate,
-    n_ctx_total: u64,
-    budget: u64,
-    hint: String,
-) -> ModelError {
-    ModelError::TooBig(format!(
+    Err(ModelError::TooBig(format!(
         "`{}` needs about {} (weights {} + KV cache {} for {} tokens + {} buffers) but only {} is available{}",
         entry.alias,
         human_bytes(need.total_bytes()),
@@ -202,7 +176,7 @@ fn too_big(
         human_bytes(need.overhead_bytes),
         human_bytes(budget),
         hint
-    ))
+    )))
 }
 
 /// Starts the backend for `entry`: an upstream adapter, or the llama.cpp engine on the local

@@ -3,27 +3,20 @@
 //! without usage falls back and says so, failing models are marked failed while the others
 //! complete, and open-loop arrivals keep their schedule (coordinated omission is accounted).
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hearth::bench::client::Endpoint;
 use hearth::bench::mock::{MockScript, MockServer};
 use hearth::bench::recorder::Recorder;
-use hearth::bench::{self, prompts, BenchOptions, Progress, PromptCache, Target};
+use hearth::bench::{self, prompts, BenchOptions, PromptCache, Target};
 use hearth::store::record::{
-    Environment, LoadShape, ModelRecord, ModelStatus, RequestStatus, RunData, RunRecord, RunStatus,
-    TokenSource,
+    Environment, LoadShape, ModelStatus, RequestStatus, RunData, RunRecord, RunStatus, TokenSource,
 };
 use hearth::store::Store;
 
-struct Quiet;
-
-impl Progress for Quiet {
-    fn model_started(&self, _: &str, _: u64) {}
-    fn stage(&self, _: &str, _: &str) {}
-    fn request_done(&self, _: &str, _: bool) {}
-    fn model_finished(&self, _: &str, _: ModelStatus, _: Option<&str>) {}
-}
+use common::bench::Quiet;
 
 fn options(shapes: Vec<LoadShape>, rounds: u32, requests: Option<u32>) -> BenchOptions {
     BenchOptions {
@@ -46,27 +39,7 @@ fn options(shapes: Vec<LoadShape>, rounds: u32, requests: Option<u32>) -> BenchO
 }
 
 fn target(server: &MockServer, model: &str) -> Target {
-    Target {
-        model: ModelRecord {
-            model: model.into(),
-            backend: "endpoint".into(),
-            endpoint: server.base_url.clone(),
-            license: None,
-            tags: vec![],
-            quantization: None,
-            disk_bytes: None,
-            load_ms: None,
-            status: ModelStatus::Running,
-            error: None,
-        },
-        endpoint: Endpoint {
-            base_url: server.base_url.clone(),
-            model: model.into(),
-            api_key: None,
-        },
-        probe: None,
-        managed: false,
-    }
+    common::bench::endpoint_target(&server.base_url, model)
 }
 
 /// Runs `targets` into a fresh SQLite store and reads the run back from it.

@@ -312,32 +312,9 @@ fn serve_refuses_a_public_address_without_an_api_key() {
 
 #[test]
 fn serve_answers_then_exits_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let home = common::home_with_model();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
-        .env("HEARTH_HOME", home.path())
-        .env("HEARTH_THREADS", "2")
-        .args(["serve", "--port", "0", "--parallel", "2", "--ctx", "512"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-        if let Some(rest) = line.split("http://").nth(1) {
-            break rest
-                .trim()
-                .trim_end_matches("/v1")
-                .trim_end_matches(" (Ctrl-C to stop)")
-                .to_string();
-        }
-    };
-    let addr = addr.split('/').next().unwrap().to_string();
+    let (mut child, addr) = common::spawn_serve(home.path(), &["--parallel", "2", "--ctx", "512"]);
     let body = r#"{"model":"smollm2-135m","messages":[{"role":"user","content":"Say hi"}],"max_tokens":4}"#;
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(

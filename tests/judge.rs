@@ -2,29 +2,21 @@
 //! then well, or badly twice; the scores land in a real SQLite history and in the reports, a
 //! person's score outranks the judge's, and a bad annotation file changes nothing.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hearth::bench::client::Endpoint;
 use hearth::bench::mock::{MockScript, MockServer};
 use hearth::bench::recorder::Recorder;
-use hearth::bench::{self, prompts::PromptSpec, BenchOptions, Progress, PromptCache, Target};
+use hearth::bench::{self, prompts::PromptSpec, BenchOptions, PromptCache};
 use hearth::eval::annotate;
 use hearth::eval::judge::{self, JudgeEndpoint, RUBRIC_VERSION};
 use hearth::report::{self, Format};
-use hearth::store::record::{
-    Environment, LoadShape, ModelRecord, ModelStatus, RunData, RunRecord, RunStatus, ScoreSource,
-};
+use hearth::store::record::{Environment, LoadShape, RunData, RunRecord, RunStatus, ScoreSource};
 use hearth::store::Store;
 
-struct Quiet;
-
-impl Progress for Quiet {
-    fn model_started(&self, _: &str, _: u64) {}
-    fn stage(&self, _: &str, _: &str) {}
-    fn request_done(&self, _: &str, _: bool) {}
-    fn model_finished(&self, _: &str, _: ModelStatus, _: Option<&str>) {}
-}
+use common::bench::Quiet;
 
 const RUN: &str = "judge-run-0001";
 
@@ -65,27 +57,7 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
         environment: Environment::default(),
         client: serde_json::json!({}),
     };
-    let target = Target {
-        model: ModelRecord {
-            model: "answerer".into(),
-            backend: "endpoint".into(),
-            endpoint: server.base_url.clone(),
-            license: None,
-            tags: vec![],
-            quantization: None,
-            disk_bytes: None,
-            load_ms: None,
-            status: ModelStatus::Running,
-            error: None,
-        },
-        endpoint: Endpoint {
-            base_url: server.base_url.clone(),
-            model: "answerer".into(),
-            api_key: None,
-        },
-        probe: None,
-        managed: false,
-    };
+    let target = common::bench::endpoint_target(&server.base_url, "answerer");
     let (recorder, writer) = Recorder::start(store, &run).unwrap();
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     assert!(!bench::run(&options, vec![target], &recorder, &Quiet, stop).await);

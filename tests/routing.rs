@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -24,26 +24,7 @@ fn hearth(home: &Path) -> Command {
 /// Starts `hearth serve` on a free port, sends one routed chat request, stops the server and
 /// returns the response's `x-hearth-route` header and body.
 fn routed_request(home: &Path, model: &str) -> (String, Value) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
-        .env("HEARTH_HOME", home)
-        .env("HEARTH_THREADS", "2")
-        .env_remove("HEARTH_DB_URL")
-        .args(["serve", "--port", "0", "--parallel", "1", "--ctx", "512"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-        if let Some(rest) = line.split("http://").nth(1) {
-            break rest.split('/').next().unwrap().trim().to_string();
-        }
-    };
+    let (mut child, addr) = common::spawn_serve(home, &["--parallel", "1", "--ctx", "512"]);
     let body = format!(
         r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hi"}}],"max_tokens":4}}"#
     );

@@ -506,15 +506,7 @@ mod tests {
     }
 
     fn blank() -> RequestRecord {
-        let job = Job {
-            prompt_id: "p".into(),
-            prompt: String::new(),
-            max_tokens: 1,
-            round: 1,
-            seq: 0,
-            response_format: None,
-        };
-        let mut record = unsent_record("m", "c=1", &job, 0.0);
+        let mut record = unsent_record("m", "c=1", &blank_job(), 0.0);
         record.status = RequestStatus::Ok;
         record
     }

@@ -493,6 +493,11 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         args.gpu_layers.clone()
     };
     let labelled = settings.len() > 1;
+    // Asked once per setting (it enumerates the devices), not once per model.
+    let problems: HashMap<GpuLayers, Option<String>> = settings
+        .iter()
+        .map(|&s| (s, devices::offload_problem(s, args.device)))
+        .collect();
     let parallel = shapes
         .iter()
         .map(|s| match s {
@@ -542,7 +547,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             if labelled {
                 t.model.model = format!("{} [gpu={setting}]", t.model.model);
             }
-            if let Some(why) = devices::offload_problem(setting, args.device) {
+            if let Some(why) = &problems[&setting] {
                 t.model.status = ModelStatus::Skipped;
                 t.model.error = Some(format!("--gpu-layers {setting}: {why}"));
                 t.managed = false;

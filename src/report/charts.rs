@@ -67,6 +67,27 @@ fn tick(v: &f64) -> String {
 const LIGHT: RGBColor = RGBColor(246, 246, 246);
 const BOLD: RGBColor = RGBColor(222, 222, 222);
 
+/// A numeric x/y chart on `root` with the caption, grid, ticks and axis titles every such
+/// chart shares.
+fn xy_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 17))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    xy_mesh(&mut chart, x_desc, y_desc)?;
+    Ok(chart)
+}
+
 /// The grid, ticks and axis titles every numeric x/y chart shares.
 fn xy_mesh(
     chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
@@ -151,14 +172,7 @@ pub(crate) fn line_chart(
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 17))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        xy_mesh(&mut chart, x_desc, y_desc)?;
+        let mut chart = xy_chart(&root, title, x0..x1, y0..y1, x_desc, y_desc)?;
         for l in lines {
             let c = color(l.color);
             let style = c.stroke_width(2);
@@ -235,14 +249,7 @@ pub(crate) fn scatter_chart(
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 17))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y_range.0..y_range.1)
-            .map_err(err)?;
-        xy_mesh(&mut chart, x_desc, y_desc)?;
+        let mut chart = xy_chart(&root, title, x0..x1, y_range.0..y_range.1, x_desc, y_desc)?;
         for p in points.iter().filter(|p| p.x.is_finite() && p.y.is_finite()) {
             let c = color(p.color);
             let r = radius(p.size);

@@ -404,16 +404,10 @@ const SCORE_POINTS: f64 = 0.25;
 /// Each counted answer's score (a person's over the judge's), for one model.
 fn answer_scores(data: &RunData, model: &str) -> Vec<f64> {
     let scores = Scores::of(data);
-    data.requests
-        .iter()
-        .filter(|r| r.model == model && r.round > 0 && r.status == RequestStatus::Ok)
-        .filter_map(|r| {
-            let (judge, human) = scores.of_answer(r);
-            human
-                .and_then(|s| s.score)
-                .or(judge.and_then(|s| s.score))
-                .map(f64::from)
-        })
+    crate::eval::judge::scorable(data)
+        .into_iter()
+        .filter(|r| r.model == model)
+        .filter_map(|r| scores.effective(r))
         .collect()
 }
 

@@ -44,6 +44,15 @@ impl<'a> Scores<'a> {
             None => (None, None),
         }
     }
+
+    /// The score that counts for one answer: a person's where there is one, else the judge's.
+    pub fn effective(&self, r: &RequestRecord) -> Option<f64> {
+        let (judge, human) = self.of_answer(r);
+        human
+            .and_then(|s| s.score)
+            .or(judge.and_then(|s| s.score))
+            .map(f64::from)
+    }
 }
 
 /// A check that failed, with how often and one reason a person can read.
@@ -116,7 +125,7 @@ pub fn assess(rubric: &Rubric, scores: &Scores, answers: &[&RequestRecord]) -> Q
         }
         judged.extend(judge_score);
         human.extend(human_score);
-        effective.extend(human_score.or(judge_score));
+        effective.extend(scores.effective(request));
         for outcome in rubric.check(request) {
             quality.checks_total += 1;
             if outcome.passed {

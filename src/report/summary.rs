@@ -327,10 +327,9 @@ pub fn summarize(data: &RunData) -> RunSummary {
         .map(|m| model_summary(m, &levels))
         .collect();
     let assess_model = |model: &str| {
-        let answers: Vec<&RequestRecord> = data
-            .requests
-            .iter()
-            .filter(|r| r.model == model && r.round > 0 && r.status == RequestStatus::Ok)
+        let answers: Vec<&RequestRecord> = crate::eval::judge::scorable(data)
+            .into_iter()
+            .filter(|r| r.model == model)
             .collect();
         quality::assess(&rubric, &scores, &answers)
     };

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod openapi;
 
 use std::path::PathBuf;
@@ -29,4 +30,34 @@ pub fn home_with_model() -> tempfile::TempDir {
     let models = serde_json::json!({"smollm2-135m": {"path": model_path()}});
     std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
     home
+}
+
+/// Starts `hearth serve --port 0 ARGS` with `home` as HEARTH_HOME and waits for the address it
+/// prints; returns the child (the caller stops it) and `host:port`.
+pub fn spawn_serve(home: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+        .env("HEARTH_HOME", home)
+        .env("HEARTH_THREADS", "2")
+        .env_remove("HEARTH_DB_URL")
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split('/').next().unwrap().trim().to_string();
+        }
+    };
+    // Keep reading what the server prints, so its later writes never meet a closed pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (child, addr)
 }
