@@ -279,6 +279,13 @@ impl Cache {
         Ok(model)
     }
 
+    /// The sha256 of any file, read in the cache's chunk size (for lineage of files the cache
+    /// did not place itself).
+    pub fn sha256_of(path: &Path) -> Result<String> {
+        let file = File::open(path).map_err(|e| CacheError::io(path, e))?;
+        Ok(hash_copy(file, path, io::sink(), path)?.0)
+    }
+
     /// A path in the cache's scratch folder for a file hearth makes itself (a quantized
     /// variant): on the cache's file system, so [`Cache::adopt_file`] can move it in at once.
     /// Any file left there by an earlier attempt is removed.

@@ -352,6 +352,12 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         None => ctx.config.home().join("runs").join(&run_id),
     };
     // The history first: a run that cannot be stored leaves no empty run folder behind.
+    if let (Some(alias), None) = (&args.judge, &args.judge_endpoint) {
+        // Before anything is created: a misspelt judge leaves no run behind.
+        catalog
+            .get(alias)
+            .with_context(|| format!("--judge {alias}"))?;
+    }
     let store = super::runs_cmd::open_store(ctx)?;
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create the run folder {}", out_dir.display()))?;

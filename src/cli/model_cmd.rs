@@ -520,12 +520,7 @@ pub fn quantize(ctx: &Context, alias: &str, ty: &str, threads: u32) -> Result<St
     }
     let source_sha = match ctx.cache.lookup(alias) {
         Some(cached) => cached.sha256,
-        None => {
-            let file = std::fs::File::open(&source)?;
-            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-            std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)?;
-            hex::encode(sha2::Digest::finalize(hasher))
-        }
+        None => hearth::cache::Cache::sha256_of(&source)?,
     };
     let file_name = format!(
         "{}.{}.gguf",

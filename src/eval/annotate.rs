@@ -25,10 +25,13 @@ pub struct AnnotationRow {
     /// `model|prompt_id|hash`: which answer the row scores.
     pub id: String,
     /// The run.
+    #[serde(default)]
     pub run: String,
     /// The model that answered.
+    #[serde(default)]
     pub model: String,
     /// The prompt's id.
+    #[serde(default)]
     pub prompt_id: String,
     /// The prompt, for the annotator to read.
     #[serde(default)]
@@ -72,6 +75,7 @@ pub struct AnnotationFile {
     /// Always [`FORMAT`].
     pub format: String,
     /// The run.
+    #[serde(default)]
     pub run: String,
     /// One row per distinct answer.
     pub rows: Vec<AnnotationRow>,

@@ -268,13 +268,12 @@ pub async fn judge_run(
         .into_iter()
         .filter(|r| rubric.prompt(&r.prompt_id).is_some())
         .collect();
-    let mut distinct: Vec<(&str, &str)> = Vec::new();
-    for r in &answers {
-        let key = (r.prompt_id.as_str(), r.output.as_str());
-        if !distinct.contains(&key) {
-            distinct.push(key);
-        }
-    }
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<(&str, &str)> = answers
+        .iter()
+        .map(|r| (r.prompt_id.as_str(), r.output.as_str()))
+        .filter(|key| seen.insert(*key))
+        .collect();
     let total = distinct.len();
     progress(0, total);
     let http = reqwest::Client::new();
