@@ -119,6 +119,13 @@ const KEYS: &[KeySpec] = &[
         help: "layers offloaded to a GPU: a number or `all` (default: all when a GPU backend is built in and a GPU is found, else 0)",
     },
     KeySpec {
+        name: "speculative",
+        env: env::HEARTH_SPECULATIVE,
+        kind: Kind::Text,
+        default: || Some("ngram".into()),
+        help: "speculative decoding: `ngram` (draft from the text's own n-grams) or `off`",
+    },
+    KeySpec {
         name: "models_file",
         env: env::HEARTH_MODELS_FILE,
         kind: Kind::Text,
@@ -369,6 +376,16 @@ impl Config {
                     reason,
                 }),
         }
+    }
+
+    /// Whether the engine drafts tokens from n-grams (speculative decoding).
+    pub fn speculative(&self) -> Result<crate::engine::speculative::Speculative, ConfigError> {
+        let v = self.get("speculative")?.unwrap_or_else(|| "ngram".into());
+        v.parse().map_err(|reason| ConfigError::InvalidValue {
+            key: "speculative".into(),
+            value: v,
+            reason,
+        })
     }
 
     /// Extra `models.json`, when set.

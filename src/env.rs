@@ -20,6 +20,8 @@ pub const HEARTH_IDLE_TTL_SECS: &str = "HEARTH_IDLE_TTL_SECS";
 pub const HEARTH_MEMORY_LIMIT_MB: &str = "HEARTH_MEMORY_LIMIT_MB";
 /// Overrides the `gpu_layers` config key: layers offloaded to a GPU (`all` or a number).
 pub const HEARTH_GPU_LAYERS: &str = "HEARTH_GPU_LAYERS";
+/// Overrides the `speculative` config key: `ngram` (default) or `off`.
+pub const HEARTH_SPECULATIVE: &str = "HEARTH_SPECULATIVE";
 /// Overrides the `models_file` config key: a `models.json` with user catalog entries.
 pub const HEARTH_MODELS_FILE: &str = "HEARTH_MODELS_FILE";
 /// Hugging Face hub endpoint (mirrors, air-gapped proxies). Same name as the hub's own tools.

@@ -50,6 +50,8 @@ pub struct LoadOptions {
     pub memory_budget: u64,
     /// Layers offloaded to a GPU, and which one.
     pub offload: crate::engine::devices::Offload,
+    /// Whether the engine drafts tokens (speculative decoding).
+    pub speculative: crate::engine::speculative::Speculative,
 }
 
 /// Where a model's GGUF is on disk, if it is.
@@ -215,6 +217,7 @@ pub fn open(
             parallel,
             queue_capacity: options.queue_capacity,
             offload: options.offload,
+            speculative: options.speculative,
             ..EngineOptions::default()
         },
     )?;

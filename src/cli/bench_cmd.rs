@@ -17,6 +17,7 @@ use hearth::bench::{self, prompts, recorder::Recorder, BenchOptions, PromptCache
 use hearth::cache::BarProgress;
 use hearth::catalog::{Catalog, CatalogEntry};
 use hearth::engine::devices::{self, GpuLayers, Offload};
+use hearth::engine::speculative::Speculative;
 use hearth::env;
 use hearth::eval::judge::{self, JudgeEndpoint};
 use hearth::models::{self, LoadOptions};
@@ -135,6 +136,11 @@ pub struct BenchArgs {
     /// The GPU to offload to, by index from `hearth devices`.
     #[arg(long)]
     device: Option<usize>,
+    /// Speculative decoding modes to measure every local model with, comma-separated
+    /// (`off,ngram` runs each model both ways, side by side in one report). Default: the
+    /// `speculative` setting, else ngram.
+    #[arg(long, value_delimiter = ',', value_name = "off|ngram")]
+    speculative: Vec<Speculative>,
     /// Quantisation variants to add for every local model, comma-separated (`q4_0,q8_0`):
     /// made with `model quantize` when missing, and measured beside their source.
     #[arg(long, value_delimiter = ',', value_name = "TYPE")]
@@ -498,7 +504,11 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     } else {
         args.gpu_layers.clone()
     };
-    let labelled = settings.len() > 1;
+    let spec_modes: Vec<Speculative> = if args.speculative.is_empty() {
+        vec![ctx.config.speculative()?]
+    } else {
+        args.speculative.clone()
+    };
     // Asked once per setting (it enumerates the devices), not once per model.
     let problems: HashMap<GpuLayers, Option<String>> = settings
         .iter()
@@ -524,34 +534,48 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         queue_capacity: 1 << 16,
         memory_budget: super::model_cmd::memory_budget(ctx)?,
         offload: Offload::default(),
+        speculative: Speculative::default(),
     };
-    let start_server = |offload: Offload| -> Result<server::RunningServer> {
-        let registry = Arc::new(Registry::new(
-            catalog.clone(),
-            ctx.cache.clone(),
-            LoadOptions {
-                offload,
-                ..load.clone()
-            },
-            Duration::from_secs(24 * 3600),
-        ));
-        let options = ServerOptions {
-            port: 0,
-            ..ServerOptions::default()
+    let start_server =
+        |offload: Offload, speculative: Speculative| -> Result<server::RunningServer> {
+            let registry = Arc::new(Registry::new(
+                catalog.clone(),
+                ctx.cache.clone(),
+                LoadOptions {
+                    offload,
+                    speculative,
+                    ..load.clone()
+                },
+                Duration::from_secs(24 * 3600),
+            ));
+            let options = ServerOptions {
+                port: 0,
+                ..ServerOptions::default()
+            };
+            Ok(server_rt.block_on(server::start(options, registry))?)
         };
-        Ok(server_rt.block_on(server::start(options, registry))?)
-    };
-    let mut servers: Vec<(GpuLayers, server::RunningServer)> = Vec::new();
+    // One server per (offload, speculation) pair in use.
+    let mut servers: Vec<((GpuLayers, Speculative), server::RunningServer)> = Vec::new();
     let mut expanded = Vec::new();
     for target in targets {
         if !target.managed {
             expanded.push(target);
             continue;
         }
-        for &setting in &settings {
+        for (&setting, &spec) in settings
+            .iter()
+            .flat_map(|s| spec_modes.iter().map(move |m| (s, m)))
+        {
             let mut t = target.clone();
-            if labelled {
-                t.model.model = format!("{} [gpu={setting}]", t.model.model);
+            let mut labels = Vec::new();
+            if settings.len() > 1 {
+                labels.push(format!("gpu={setting}"));
+            }
+            if spec_modes.len() > 1 {
+                labels.push(format!("spec={spec}"));
+            }
+            if !labels.is_empty() {
+                t.model.model = format!("{} [{}]", t.model.model, labels.join(" "));
             }
             if let Some(why) = &problems[&setting] {
                 t.model.status = ModelStatus::Skipped;
@@ -560,15 +584,16 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
                 expanded.push(t);
                 continue;
             }
-            let url = match servers.iter().find(|(g, _)| *g == setting) {
+            let url = match servers.iter().find(|(key, _)| *key == (setting, spec)) {
                 Some((_, running)) => format!("http://{}/v1", running.addr),
                 None => {
-                    let running = start_server(Offload {
+                    let offload = Offload {
                         gpu_layers: setting,
                         device: args.device,
-                    })?;
+                    };
+                    let running = start_server(offload, spec)?;
                     let url = format!("http://{}/v1", running.addr);
-                    servers.push((setting, running));
+                    servers.push(((setting, spec), running));
                     url
                 }
             };
@@ -580,11 +605,12 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     let targets = expanded;
     if let (Some(j), true) = (judge.as_mut(), judge_is_local) {
         if servers.is_empty() {
-            let running = start_server(Offload {
-                gpu_layers: settings[0],
+            let key = (settings[0], spec_modes[0]);
+            let offload = Offload {
+                gpu_layers: key.0,
                 device: args.device,
-            })?;
-            servers.push((settings[0], running));
+            };
+            servers.push((key, start_server(offload, key.1)?));
         }
         j.base_url = format!("http://{}/v1", servers[0].1.addr);
     }
@@ -615,6 +641,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             "slo": &options.slo,
             "energy_price_per_kwh": options.energy_price_per_kwh,
             "models": &names,
+            "speculative": &spec_modes,
             "endpoint": &endpoint,
             "out": out_dir.display().to_string(),
             "quality": {

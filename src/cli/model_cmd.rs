@@ -10,6 +10,7 @@ use hearth::cache::BarProgress;
 use hearth::catalog::{self, CatalogEntry, Filter};
 use hearth::engine::devices::{self, GpuLayers, Offload};
 use hearth::engine::memory::{self, human_bytes};
+use hearth::engine::speculative::Speculative;
 use hearth::engine::{
     Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
 };
@@ -121,6 +122,10 @@ pub struct RunArgs {
     json_schema: Option<PathBuf>,
     #[command(flatten)]
     offload: OffloadArgs,
+    /// Speculative decoding: `ngram` drafts tokens from the text's own n-grams, `off` decodes
+    /// one token per step (default: the `speculative` setting, else ngram).
+    #[arg(long, value_name = "off|ngram")]
+    speculative: Option<Speculative>,
 }
 
 /// GPU offload flags shared by `model run` and `serve`.
@@ -642,6 +647,9 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         queue_capacity: 4,
         memory_budget: memory_budget(ctx)?,
         offload: args.offload.resolve(ctx)?,
+        speculative: args
+            .speculative
+            .map_or_else(|| ctx.config.speculative(), Ok)?,
     };
     let engine = models::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
     let engine = engine.as_ref();
@@ -724,8 +732,18 @@ async fn print_stream(mut stream: EventStream) -> Result<(String, Completion)> {
 
 fn timings_line(done: &Completion, load_ms: f64) -> String {
     let t = &done.timings;
+    let drafts = if t.draft_n > 0 {
+        format!(
+            " | drafted {} tok, {} accepted ({:.0}%)",
+            t.draft_n,
+            t.draft_n_accepted,
+            100.0 * t.draft_n_accepted as f64 / t.draft_n as f64
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "[prompt {} tok at {:.1} tok/s | first token {:.0} ms | output {} tok at {:.1} tok/s | load {:.0} ms | {:?}]",
+        "[prompt {} tok at {:.1} tok/s | first token {:.0} ms | output {} tok at {:.1} tok/s{drafts} | load {:.0} ms | {:?}]",
         done.usage.prompt_tokens,
         t.prompt_per_second,
         t.ttft_ms,

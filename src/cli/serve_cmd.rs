@@ -46,6 +46,10 @@ pub struct ServeArgs {
     api_key: Option<String>,
     #[command(flatten)]
     offload: super::model_cmd::OffloadArgs,
+    /// Speculative decoding: `ngram` drafts tokens from the text's own n-grams, `off` decodes
+    /// one token per step (default: the `speculative` setting, else ngram).
+    #[arg(long, value_name = "off|ngram")]
+    speculative: Option<hearth::engine::speculative::Speculative>,
 }
 
 /// Where the client commands reach the server.
@@ -80,6 +84,9 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         queue_capacity: args.queue,
         memory_budget: super::model_cmd::memory_budget(ctx)?,
         offload: args.offload.resolve(ctx)?,
+        speculative: args
+            .speculative
+            .map_or_else(|| ctx.config.speculative(), Ok)?,
     };
     let idle_ttl = args
         .idle_ttl

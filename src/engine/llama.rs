@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -27,6 +27,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::{admit_count, plan_prefill, release_seq};
+use super::speculative::{Acceptance, Drafter, History, Speculative, StepCosts};
 use super::template::ChatTemplate;
 use super::text::{StopMatcher, Utf8Buffer};
 use super::tools::{self, ToolRequest};
@@ -50,6 +51,8 @@ pub struct EngineOptions {
     pub queue_capacity: usize,
     /// Layers offloaded to a GPU, and which one.
     pub offload: super::devices::Offload,
+    /// Whether sequences draft tokens from their own n-grams.
+    pub speculative: Speculative,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +64,7 @@ impl Default for EngineOptions {
             n_batch: 512,
             queue_capacity: 64,
             offload: super::devices::Offload::default(),
+            speculative: Speculative::default(),
         }
     }
 }
@@ -83,6 +87,8 @@ struct Shared {
     queued: AtomicUsize,
     active: AtomicUsize,
     kv_used: AtomicUsize,
+    draft_tokens: AtomicU64,
+    draft_accepted: AtomicU64,
 }
 
 /// A request handed to the engine thread.
@@ -338,6 +344,8 @@ impl Backend for LlamaEngine {
             slots: self.options.parallel as usize,
             kv_used: self.shared.kv_used.load(Ordering::SeqCst),
             kv_capacity: (self.options.n_ctx * self.options.parallel) as usize,
+            draft_tokens: self.shared.draft_tokens.load(Ordering::Relaxed),
+            draft_accepted: self.shared.draft_accepted.load(Ordering::Relaxed),
         }
     }
 }
@@ -374,6 +382,14 @@ struct Slot {
     first_token: Option<Instant>,
     /// Index in the current batch whose logits to sample, if any.
     batch_index: Option<i32>,
+    /// Drafting state, when speculation is on.
+    drafter: Option<Drafter>,
+    /// Tokens drafted for this step; decoded right after `last_token`.
+    draft: Vec<LlamaToken>,
+    /// Tokens drafted and accepted over the request (llama-server's `draft_n`,
+    /// `draft_n_accepted`).
+    draft_n: usize,
+    draft_n_accepted: usize,
 }
 
 /// The sequence's samplers: its grammar (structured output, forced tool calls), if any, and the
@@ -450,7 +466,14 @@ fn rand_seed() -> u32 {
 }
 
 impl Slot {
-    fn new(job: Job, seq: i32, n_ctx: usize, now: Instant, sampler: Samplers) -> Self {
+    fn new(
+        job: Job,
+        seq: i32,
+        n_ctx: usize,
+        now: Instant,
+        sampler: Samplers,
+        speculative: bool,
+    ) -> Self {
         let room = n_ctx - job.tokens.len();
         let max_tokens = job
             .sampling
@@ -473,6 +496,11 @@ impl Slot {
             admitted: now,
             first_token: None,
             batch_index: None,
+            drafter: speculative
+                .then(|| Drafter::new(&job.tokens.iter().map(|t| t.0).collect::<Vec<_>>())),
+            draft: Vec::new(),
+            draft_n: 0,
+            draft_n_accepted: 0,
             prompt: job.tokens,
         }
     }
@@ -500,6 +528,9 @@ impl Slot {
         } else {
             self.n_past += 1;
         }
+        if let Some(drafter) = &mut self.drafter {
+            drafter.push(token.0);
+        }
         let vocab = model.vocab();
         if vocab.is_eog(token) && !self.ignore_eos {
             return Some(FinishReason::Stop);
@@ -516,6 +547,56 @@ impl Slot {
             return Some(FinishReason::Length);
         }
         None
+    }
+
+    /// Most tokens this sequence may draft now: what `max_tokens` leaves after the token the
+    /// step samples anyway, what the context leaves, and its share of the batch.
+    fn draft_room(&self, n_ctx: usize, share: usize) -> usize {
+        let tokens_left = self.max_tokens.saturating_sub(self.generated + 1);
+        let cells_left = n_ctx.saturating_sub(self.n_past + 1);
+        tokens_left.min(cells_left).min(share.saturating_sub(1))
+    }
+
+    /// Samples this step's token at `index`, then walks the draft decoded after it: each
+    /// drafted token that equals what the sequence's own sampler picks at that position is
+    /// kept, up to the first that differs. Sampling stays exactly as without drafts (greedy
+    /// gives the same text; a seeded sampler draws the same numbers). Returns why the sequence
+    /// ends, if it does, and how many drafted tokens were accepted.
+    fn sample_step(
+        &mut self,
+        index: i32,
+        ctx: &LlamaContext<'_>,
+        model: &LlamaModel,
+        now: Instant,
+        acceptance: &mut Acceptance,
+    ) -> (Option<FinishReason>, usize) {
+        let draft = std::mem::take(&mut self.draft);
+        let mut accepted = 0;
+        let mut rejected = false;
+        let finish = loop {
+            let token = self.sampler.sample(ctx, index + accepted as i32);
+            if let Some(reason) = self.accept(token, model, now) {
+                break Some(reason);
+            }
+            match draft.get(accepted) {
+                Some(&guess) if guess == token => accepted += 1,
+                Some(_) => {
+                    rejected = true;
+                    break None;
+                }
+                None => break None,
+            }
+        };
+        if !draft.is_empty() {
+            self.draft_n += draft.len();
+            self.draft_n_accepted += accepted;
+            if let Some(drafter) = &mut self.drafter {
+                // A draft cut short by the end of the answer was not wrong.
+                let tested = if rejected { draft.len() } else { accepted };
+                drafter.verified(acceptance, tested, accepted);
+            }
+        }
+        (finish, accepted)
     }
 
     fn finish(mut self, reason: FinishReason, now: Instant) {
@@ -535,6 +616,8 @@ impl Slot {
             prompt_ms: ms(self.admitted, first),
             ttft_ms: ms(self.submitted, first),
             decode_ms: ms(first, now),
+            draft_n: self.draft_n,
+            draft_n_accepted: self.draft_n_accepted,
             ..Timings::default()
         }
         .with_rates(usage);
@@ -576,6 +659,12 @@ fn engine_thread(
 ) {
     let n_ctx = options.n_ctx as usize;
     let threads = options.threads.max(1) as i32;
+    // Rejected drafts are removed from the KV cache by position, which recurrent state cannot do.
+    let speculative =
+        options.speculative == Speculative::Ngram && !model.is_recurrent() && !model.is_hybrid();
+    let mut acceptance = Acceptance::default();
+    let mut costs = StepCosts::default();
+    let mut history = History::default();
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(options.n_ctx * options.parallel))
         .with_n_batch(options.n_batch)
@@ -668,7 +757,7 @@ fn engine_thread(
                     continue;
                 }
             };
-            let mut slot = Slot::new(job, seq, n_ctx, now, sampler);
+            let mut slot = Slot::new(job, seq, n_ctx, now, sampler, speculative);
             let kept = std::mem::take(&mut retained[seq as usize]);
             // At least the last prompt token is decoded again: its logits pick the first token.
             let reuse = common_prefix(&kept, &slot.prompt).min(slot.prompt.len() - 1);
@@ -697,12 +786,29 @@ fn engine_thread(
         batch.clear();
         let mut add_failed = false;
         let decoding = slots.iter().filter(|s| s.is_decoding()).count();
+        // Drafts for the generating sequences (see `speculative`), priced by what a drafted row
+        // costs at this batch size; none until a draft-free step of this size was timed.
+        if let Some(price) = costs.draft_price(decoding).filter(|_| speculative) {
+            let share = options.n_batch as usize / decoding;
+            for slot in slots.iter_mut().filter(|s| s.is_decoding()) {
+                let room = slot.draft_room(n_ctx, share);
+                if let Some(drafter) = &mut slot.drafter {
+                    slot.draft = drafter
+                        .draft(&acceptance, &history, price, room)
+                        .into_iter()
+                        .map(LlamaToken)
+                        .collect();
+                }
+            }
+        }
+        let drafted: usize = slots.iter().map(|s| s.draft.len()).sum();
         let remaining: Vec<usize> = slots
             .iter()
             .filter(|s| !s.is_decoding())
             .map(|s| s.prompt.len() - s.n_prefilled)
             .collect();
-        let mut chunks = plan_prefill(options.n_batch as usize, decoding, &remaining).into_iter();
+        let mut chunks =
+            plan_prefill(options.n_batch as usize, decoding + drafted, &remaining).into_iter();
         let chunk_of: Vec<usize> = slots
             .iter()
             .map(|s| {
@@ -713,6 +819,7 @@ fn engine_thread(
                 }
             })
             .collect();
+        let prefilled: usize = chunk_of.iter().sum();
         let mut order: Vec<usize> = (0..slots.len()).collect();
         order.sort_by_key(|&i| slots[i].seq);
         for i in order {
@@ -722,6 +829,10 @@ fn engine_thread(
                 add_failed |= batch
                     .add(slot.last_token, slot.n_past as i32, &[slot.seq], true)
                     .is_err();
+                for (i, &guess) in slot.draft.iter().enumerate() {
+                    let pos = (slot.n_past + 1 + i) as i32;
+                    add_failed |= batch.add(guess, pos, &[slot.seq], true).is_err();
+                }
                 continue;
             }
             let chunk = chunk_of[i];
@@ -736,11 +847,17 @@ fn engine_thread(
             }
             slot.n_prefilled += chunk;
         }
+        let started = Instant::now();
         let result = if add_failed {
             Err("batch overflow".to_string())
         } else {
             ctx.decode(&mut batch).map_err(|e| e.to_string())
         };
+        if result.is_ok() && prefilled == 0 {
+            let seconds = started.elapsed().as_secs_f64();
+            costs.record(decoding, drafted, seconds);
+            tracing::trace!(decoding, drafted, ms = seconds * 1000.0, "decode step");
+        }
         if let Err(message) = result {
             tracing::error!(%message, "decode failed");
             for slot in slots.drain(..) {
@@ -761,12 +878,44 @@ fn engine_thread(
                 i += 1;
                 continue;
             };
-            let token = slots[i].sampler.sample(&ctx, index);
-            match slots[i].accept(token, model, now) {
+            let drafted = slots[i].draft.len();
+            let (finish, accepted) = slots[i].sample_step(index, &ctx, model, now, &mut acceptance);
+            if drafted > 0 {
+                shared
+                    .draft_tokens
+                    .fetch_add(drafted as u64, Ordering::Relaxed);
+                shared
+                    .draft_accepted
+                    .fetch_add(accepted as u64, Ordering::Relaxed);
+            }
+            match finish {
+                None if drafted > accepted => {
+                    // Rejected drafted cells leave this sequence's KV cache; the next step
+                    // decodes the sampled token at the first of their positions.
+                    let seq = slots[i].seq;
+                    let from = slots[i].n_past as u32;
+                    if ctx
+                        .clear_kv_cache_seq(Some(seq as u32), Some(from), None)
+                        .unwrap_or(false)
+                    {
+                        i += 1;
+                    } else {
+                        let slot = slots.remove(i);
+                        let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                        release_seq(&mut free_seqs, seq);
+                        publish(shared, &slots);
+                        let _ = slot.events.send(Event::Error(EngineError::Decode(
+                            "the KV cache could not drop rejected draft tokens".into(),
+                        )));
+                    }
+                }
                 None => i += 1,
                 Some(reason) => {
                     // `remove`, not `swap_remove`: slots stay in arrival order for prefill fairness.
                     let slot = slots.remove(i);
+                    if let Some(drafter) = &slot.drafter {
+                        history.remember(drafter);
+                    }
                     // Keep the prompt's KV for the next request on this sequence; generated
                     // tokens are not kept (a next turn re-renders them through the template).
                     let kept = ctx
@@ -793,4 +942,5 @@ fn engine_thread(
     }
     shared.active.store(0, Ordering::SeqCst);
     shared.kv_used.store(0, Ordering::SeqCst);
+    tracing::debug!(?acceptance, ?costs, "speculation learned");
 }

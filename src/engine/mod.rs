@@ -12,6 +12,7 @@ pub mod devices;
 pub mod llama;
 pub mod memory;
 pub mod quantize;
+pub mod speculative;
 pub mod structured;
 pub mod template;
 pub mod text;
@@ -231,6 +232,12 @@ pub struct Timings {
     pub prompt_per_second: f64,
     /// Generated tokens per second after the first.
     pub decode_per_second: f64,
+    /// Tokens drafted by speculative decoding (llama-server's name).
+    #[serde(default)]
+    pub draft_n: usize,
+    /// Drafted tokens the model accepted.
+    #[serde(default)]
+    pub draft_n_accepted: usize,
 }
 
 impl Timings {
@@ -329,6 +336,10 @@ pub struct EngineStats {
     pub kv_used: usize,
     /// KV-cache cells in all.
     pub kv_capacity: usize,
+    /// Tokens drafted by speculative decoding since the model loaded.
+    pub draft_tokens: u64,
+    /// Drafted tokens the model accepted since it loaded.
+    pub draft_accepted: u64,
 }
 
 /// Static facts about a loaded model.

@@ -117,6 +117,12 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
             .and_then(|l| l.per_request_decode_throughput)
             .map(|d| d.median)),
     );
+    put("draft_tokens", int(l.map(|l| l.drafts.drafted)));
+    put("draft_accepted_tokens", int(l.map(|l| l.drafts.accepted)));
+    put(
+        "draft_acceptance",
+        num(l.and_then(|l| l.drafts.acceptance())),
+    );
     put("cv_e2el_mean", num(l.and_then(|l| l.cv.e2el_mean)));
     put(
         "cv_output_throughput",

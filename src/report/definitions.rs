@@ -13,6 +13,7 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ("tpot", "Time per output token = (E2E − TTFT) / (completion_tokens − 1), for requests with at least 2 completion tokens (AIPerf calls this ITL)."),
     ("per_request_output_throughput", "Per-request output tokens/s = completion_tokens / (E2E in seconds)."),
     ("per_request_decode_throughput", "Per-request decode tokens/s = (completion_tokens − 1) / ((end_ms − first_token_ms) in seconds)."),
+    ("drafts accepted", "Speculative decoding: drafted tokens the model accepted, as a share of all drafted tokens (the server's timings.draft_n_accepted / timings.draft_n, summed over counted successful requests); — when the server reports no drafts."),
     ("duration", "Level duration = max(end_ms) − min(scheduled_ms) over counted requests, seconds."),
     ("output_throughput", "Aggregate output tokens/s = Σ completion_tokens of successful counted requests / duration."),
     ("total_token_throughput", "Aggregate (prompt + completion) tokens/s of successful counted requests / duration."),

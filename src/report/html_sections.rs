@@ -366,7 +366,7 @@ pub(super) fn detail_sections(out: &mut String, s: &RunSummary) {
         .iter()
         .map(|l| {
             format!(
-                "<tr><td>{}</td><td>{}</td>{}{}{}{}{}{}{}{}{}{}</tr>",
+                "<tr><td>{}</td><td>{}</td>{}{}{}{}{}{}{}{}{}{}{}</tr>",
                 esc(&l.model),
                 esc(&l.level),
                 td_num(fmt_num(l.duration, 2)),
@@ -377,6 +377,7 @@ pub(super) fn detail_sections(out: &mut String, s: &RunSummary) {
                     l.per_request_decode_throughput.map(|d| d.median),
                     1
                 )),
+                td_num(l.drafts.label()),
                 td_num(if l.slo.is_some() {
                     format!(
                         "{} ({})",
@@ -414,6 +415,7 @@ pub(super) fn detail_sections(out: &mut String, s: &RunSummary) {
             "out tok/s",
             "total tok/s",
             "decode tok/s per request (p50)",
+            "drafts accepted",
             "goodput req/s (share)",
             "cache cold / warm / unknown",
             "TTFT p50 cold / warm ms",

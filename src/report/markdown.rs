@@ -186,6 +186,7 @@ pub(super) fn render(s: &RunSummary) -> String {
                 fmt_num(l.output_throughput, 1),
                 fmt_num(l.total_token_throughput, 1),
                 fmt_num(l.per_request_decode_throughput.map(|d| d.median), 1),
+                l.drafts.label(),
                 match l.slo {
                     Some(_) => format!(
                         "{} ({})",
@@ -221,6 +222,7 @@ pub(super) fn render(s: &RunSummary) -> String {
             "out tok/s",
             "total tok/s",
             "decode tok/s per request (p50)",
+            "drafts accepted",
             "goodput req/s (share)",
             "prompt cache",
             "CV across rounds",

@@ -165,7 +165,7 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<PathBuf>, ReportError
 
 /// The comparison table printed at the end of `hearth bench` (comfy-table): one row per model
 /// and level: model, level, status, ok/failed, mean e2e, p95 e2e, TTFT p50/p95, ITL p50, TPOT
-/// mean, output tok/s (aggregate), per-request tok/s, peak RSS, size, licence; plus warning
+/// mean, output tok/s (aggregate), per-request tok/s, share of drafted tokens accepted, peak RSS, size, licence; plus warning
 /// lines (client bottleneck, failed models with errors, token-count fallbacks).
 pub fn terminal_table(summary: &RunSummary) -> String {
     let mut t = Table::new();
@@ -183,6 +183,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
         "TPOT mean ms",
         "out tok/s",
         "req tok/s",
+        "drafts ok",
         "checks",
         "score",
         "peak RSS",
@@ -209,6 +210,11 @@ pub fn terminal_table(summary: &RunSummary) -> String {
                         l.per_request_output_throughput.map(|d| d.median),
                         1,
                     )),
+                    Cell::new(
+                        l.drafts
+                            .acceptance()
+                            .map_or("—".into(), |a| format!("{:.0}%", a * 100.0)),
+                    ),
                     Cell::new(format!(
                         "{}/{}",
                         l.quality.checks_passed, l.quality.checks_total
@@ -223,7 +229,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
                     Cell::new(summary::status_str(m.status)),
                     Cell::new("0/0"),
                 ]);
-                row.extend((0..11).map(|_| Cell::new("—")));
+                row.extend((0..12).map(|_| Cell::new("—")));
             }
         }
         row.push(Cell::new(fmt_bytes(m.disk_bytes)));

@@ -152,6 +152,49 @@ pub struct PromptCacheCounts {
     pub unknown: u64,
 }
 
+/// Speculative decoding as the server reported it in each response's `timings` (`draft_n`,
+/// `draft_n_accepted`: llama-server's names, which hearth uses too), over counted successful
+/// requests: a draft only speeds decoding up when most of it is accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Drafts {
+    /// Requests whose server reported draft counts.
+    pub reported: u64,
+    /// Tokens drafted.
+    pub drafted: u64,
+    /// Drafted tokens the model accepted.
+    pub accepted: u64,
+}
+
+impl Drafts {
+    fn of(records: &[&RequestRecord]) -> Self {
+        let mut d = Self::default();
+        for r in records {
+            let Some(t) = &r.server_timings else { continue };
+            let (Some(n), Some(a)) = (t["draft_n"].as_u64(), t["draft_n_accepted"].as_u64()) else {
+                continue;
+            };
+            d.reported += 1;
+            d.drafted += n;
+            d.accepted += a;
+        }
+        d
+    }
+
+    /// Share of drafted tokens accepted; `None` when nothing was drafted.
+    pub fn acceptance(&self) -> Option<f64> {
+        (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
+    }
+
+    /// For tables: `71% of 1234`, `none drafted`, or `—` when the server reports no drafts.
+    pub fn label(&self) -> String {
+        match self.acceptance() {
+            Some(a) => format!("{:.0}% of {}", a * 100.0, self.drafted),
+            None if self.reported > 0 => "none drafted".into(),
+            None => "—".into(),
+        }
+    }
+}
+
 /// Run-to-run noise within one level: spread of the per-round figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoundCv {
@@ -265,6 +308,9 @@ pub struct LevelSummary {
     pub per_request_output_throughput: Option<Distribution>,
     /// Per-request decode tokens/s (after the first token).
     pub per_request_decode_throughput: Option<Distribution>,
+    /// Speculative decoding's drafted and accepted tokens, when the server reports them.
+    #[serde(default)]
+    pub drafts: Drafts,
     /// The SLOs applied, when the run set any.
     pub slo: Option<Slo>,
     /// Requests per second that met every SLO.
@@ -572,6 +618,7 @@ fn summarize_level(
         prompt_cache: cache,
         per_request_output_throughput: dist(&output_tps),
         per_request_decode_throughput: dist(&decode_tps),
+        drafts: Drafts::of(&ok),
         slo,
         request_goodput,
         goodput_share,

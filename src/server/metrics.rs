@@ -1,6 +1,9 @@
 //! Prometheus metrics for `GET /metrics`: request counts, tokens, latency histograms (time to
 //! first token, inter-token latency, end-to-end), and load gauges read from the engines at
-//! scrape time (queue length, active requests, KV cache use).
+//! scrape time (queue length, active requests, KV cache use, speculative decoding's drafted and
+//! accepted tokens and their ratio).
+
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,6 +41,9 @@ pub struct Metrics {
     slots: Family<ModelLabels, Gauge>,
     kv_used: Family<ModelLabels, Gauge>,
     kv_capacity: Family<ModelLabels, Gauge>,
+    draft_tokens: Family<ModelLabels, Gauge>,
+    draft_accepted: Family<ModelLabels, Gauge>,
+    draft_acceptance: Family<ModelLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -112,8 +118,29 @@ impl Metrics {
             "KV cache cells in all",
             kv_capacity.clone(),
         );
+        let draft_tokens = Family::<ModelLabels, Gauge>::default();
+        registry.register(
+            "draft_tokens",
+            "Tokens drafted by speculative decoding since the model loaded",
+            draft_tokens.clone(),
+        );
+        let draft_accepted = Family::<ModelLabels, Gauge>::default();
+        registry.register(
+            "draft_accepted_tokens",
+            "Drafted tokens the model accepted since it loaded",
+            draft_accepted.clone(),
+        );
+        let draft_acceptance = Family::<ModelLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "draft_acceptance_ratio",
+            "Share of drafted tokens accepted since the model loaded (0 before any draft)",
+            draft_acceptance.clone(),
+        );
         Self {
             registry,
+            draft_tokens,
+            draft_accepted,
+            draft_acceptance,
             requests,
             prompt_tokens,
             completion_tokens,
@@ -163,9 +190,12 @@ impl Metrics {
             &self.slots,
             &self.kv_used,
             &self.kv_capacity,
+            &self.draft_tokens,
+            &self.draft_accepted,
         ] {
             family.clear();
         }
+        self.draft_acceptance.clear();
         for m in loaded {
             let labels = ModelLabels {
                 model: m.model.clone(),
@@ -178,6 +208,14 @@ impl Metrics {
             set(&self.slots, m.stats.slots);
             set(&self.kv_used, m.stats.kv_used);
             set(&self.kv_capacity, m.stats.kv_capacity);
+            set(&self.draft_tokens, m.stats.draft_tokens as usize);
+            set(&self.draft_accepted, m.stats.draft_accepted as usize);
+            let ratio = if m.stats.draft_tokens > 0 {
+                m.stats.draft_accepted as f64 / m.stats.draft_tokens as f64
+            } else {
+                0.0
+            };
+            self.draft_acceptance.get_or_create(&labels).set(ratio);
         }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

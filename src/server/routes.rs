@@ -207,6 +207,8 @@ fn timings_json(c: &Completion) -> Value {
         "predicted_per_second": t.decode_per_second,
         "ttft_ms": t.ttft_ms,
         "queued_ms": t.queued_ms,
+        "draft_n": t.draft_n,
+        "draft_n_accepted": t.draft_n_accepted,
     })
 }
 
