@@ -634,19 +634,17 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// Makes the slot counters visible to `stats()`.
-fn publish(shared: &Shared, slots: &[Slot]) {
-    let kv_used: usize = slots
-        .iter()
-        .map(|s| {
-            if s.is_decoding() {
-                s.n_past + 1
-            } else {
-                s.n_prefilled
-            }
-        })
+/// Makes the slot counters visible to `stats()`. KV use is read from llama.cpp's cache itself:
+/// every cell a sequence holds, less the prompt prefixes free sequences keep on purpose for
+/// reuse, so a cell left behind (a rejected draft, a cancelled request) shows.
+fn publish(shared: &Shared, ctx: &LlamaContext<'_>, slots: &[Slot], retained: &[Vec<LlamaToken>]) {
+    let held: usize = (0..retained.len() as i32)
+        .map(|seq| (ctx.kv_cache_seq_pos_max(seq) + 1).max(0) as usize)
         .sum();
-    shared.kv_used.store(kv_used, Ordering::SeqCst);
+    let kept: usize = retained.iter().map(Vec::len).sum();
+    shared
+        .kv_used
+        .store(held.saturating_sub(kept), Ordering::SeqCst);
     shared.active.store(slots.len(), Ordering::SeqCst);
 }
 
@@ -774,7 +772,7 @@ fn engine_thread(
             slots.push(slot);
         }
         shared.queued.store(queue.len(), Ordering::SeqCst);
-        publish(shared, &slots);
+        publish(shared, &ctx, &slots, &retained);
         if slots.is_empty() {
             continue;
         }
@@ -903,7 +901,7 @@ fn engine_thread(
                         let slot = slots.remove(i);
                         let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
                         release_seq(&mut free_seqs, seq);
-                        publish(shared, &slots);
+                        publish(shared, &ctx, &slots, &retained);
                         let _ = slot.events.send(Event::Error(EngineError::Decode(
                             "the KV cache could not drop rejected draft tokens".into(),
                         )));
@@ -933,12 +931,12 @@ fn engine_thread(
                     };
                     release_seq(&mut free_seqs, slot.seq);
                     // Publish before the client hears Done, so stats never show a ghost.
-                    publish(shared, &slots);
+                    publish(shared, &ctx, &slots, &retained);
                     slot.finish(reason, now);
                 }
             }
         }
-        publish(shared, &slots);
+        publish(shared, &ctx, &slots, &retained);
     }
     shared.active.store(0, Ordering::SeqCst);
     shared.kv_used.store(0, Ordering::SeqCst);

@@ -258,14 +258,15 @@ impl Acceptance {
     }
 }
 
-/// What decode steps cost, measured by the engine: a step without drafts by the number of
-/// sequences in it, and one drafted row.
+/// What decode steps cost, measured by the engine, by the number of sequences in the step: a
+/// step without drafts, and what one drafted row adds (less in a bigger batch, whose weights
+/// are read once for more rows).
 #[derive(Clone, Debug, Default)]
 pub struct StepCosts {
-    /// Seconds of a draft-free, prefill-free step, by sequences decoded (index = count - 1).
+    /// Seconds of a draft-free, prefill-free step (index = sequences - 1).
     plain: Vec<Option<f64>>,
-    /// Seconds one drafted row adds to a step.
-    per_draft: Option<f64>,
+    /// Seconds one drafted row adds to a step (index = sequences - 1).
+    per_draft: Vec<Option<f64>>,
 }
 
 /// Weight of the newest measurement in the running averages.
@@ -284,13 +285,14 @@ impl StepCosts {
         }
         if self.plain.len() < sequences {
             self.plain.resize(sequences, None);
+            self.per_draft.resize(sequences, None);
         }
-        let plain = &mut self.plain[sequences - 1];
+        let i = sequences - 1;
         if drafted == 0 {
-            *plain = Some(smooth(*plain, seconds));
-        } else if let Some(base) = *plain {
+            self.plain[i] = Some(smooth(self.plain[i], seconds));
+        } else if let Some(base) = self.plain[i] {
             let per = ((seconds - base) / drafted as f64).max(0.0);
-            self.per_draft = Some(smooth(self.per_draft, per));
+            self.per_draft[i] = Some(smooth(self.per_draft[i], per));
         }
     }
 
@@ -302,8 +304,10 @@ impl StepCosts {
         if per_token <= 0.0 {
             return None;
         }
-        // Before any draft was measured, guess half a step (a CPU's cost for a small model).
-        let per_draft = self.per_draft.unwrap_or(plain * 0.5);
+        // Before a draft was measured at this size, guess 0.6 of a token (near a CPU's cost for a
+        // small model): dear enough that only likely drafts are made, cheap enough that some
+        // are, and get measured.
+        let per_draft = self.per_draft[sequences - 1].unwrap_or(per_token * 0.6);
         Some(per_draft / per_token)
     }
 }
@@ -523,14 +527,16 @@ mod tests {
         let mut c = StepCosts::default();
         assert_eq!(c.draft_price(1), None);
         c.record(1, 0, 0.010);
-        // No drafted step yet: half a step.
-        assert!((c.draft_price(1).unwrap() - 0.5).abs() < 1e-9);
+        // No drafted step yet: a guess.
+        assert!((c.draft_price(1).unwrap() - 0.6).abs() < 1e-9);
         c.record(1, 4, 0.026);
         // 4 ms per drafted row against 10 ms per token.
         assert!((c.draft_price(1).unwrap() - 0.4).abs() < 1e-9);
-        // At 8 sequences a token costs 40/8 = 5 ms, so the same row is dearer.
+        // At 8 sequences a token costs 40/8 = 5 ms; drafts there are priced on their own.
         c.record(8, 0, 0.040);
-        assert!((c.draft_price(8).unwrap() - 0.8).abs() < 1e-9);
+        assert!((c.draft_price(8).unwrap() - 0.6).abs() < 1e-9);
+        c.record(8, 8, 0.068);
+        assert!((c.draft_price(8).unwrap() - 0.7).abs() < 1e-9);
         assert_eq!(c.draft_price(4), None);
     }
 

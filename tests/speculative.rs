@@ -1,0 +1,298 @@
+//! N-gram speculative decoding on the real default model: drafts change how many tokens come
+//! out of a decode step, never which tokens (greedy), alone and with eight sequences batched;
+//! they never run past `max_tokens`, a stop string or the context; a cancelled drafting
+//! sequence leaves no KV cells; the server reports drafts in `timings` and `/metrics`.
+//!
+//! Prompt plus answer stay under 512 KV cells here: past that llama.cpp's CPU attention
+//! takes a split-KV path for single-token decoding that a multi-token verification does not,
+//! and rare near-ties in the logits can then go the other way (llama-server shows the same;
+//! `perf/speculative.sh` measures how often).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::thread;
+
+use hearth::engine::llama::{EngineOptions, LlamaEngine};
+use hearth::engine::speculative::Speculative;
+use hearth::engine::{
+    Backend, ChatMessage, Completion, EngineError, Event, EventStream, FinishReason,
+    GenerateRequest, Prompt, SamplingParams,
+};
+use serde_json::Value;
+
+fn engine(parallel: u32, n_ctx: u32, speculative: Speculative) -> LlamaEngine {
+    LlamaEngine::load(
+        &common::model_path(),
+        "smollm2-135m",
+        EngineOptions {
+            threads: 2,
+            n_ctx,
+            parallel,
+            speculative,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("the default model loads")
+}
+
+fn request(text: &str, sampling: SamplingParams) -> GenerateRequest {
+    GenerateRequest {
+        prompt: Prompt::Chat(vec![ChatMessage::new("user", text)]),
+        sampling,
+        tools: None,
+    }
+}
+
+fn greedy(max_tokens: u32) -> SamplingParams {
+    SamplingParams {
+        max_tokens: Some(max_tokens),
+        ..SamplingParams::default()
+    }
+}
+
+fn drain(mut stream: EventStream) -> Result<(String, Completion), EngineError> {
+    let mut text = String::new();
+    while let Some(event) = stream.blocking_next() {
+        match event {
+            Event::Token(t) => text.push_str(&t),
+            Event::Done(c) => return Ok((text, c)),
+            Event::Error(e) => return Err(e),
+        }
+    }
+    panic!("stream ended without Done or Error");
+}
+
+fn run(engine: &LlamaEngine, req: GenerateRequest) -> (String, Completion) {
+    drain(engine.generate(req).unwrap()).unwrap()
+}
+
+/// Prompts whose answers copy from the prompt (names, dates, a list to repeat).
+const COPYING: [&str; 4] = [
+    "Repeat this list exactly, one item per line:\n- Alice Moreno, engineering lead, release 2.4.1 on 28 March\n- Bob Tanaka, design, onboarding test with 40 users on 15 March\n- Carla Singh, sales, Northwind contract worth 120,000 euros on 21 March\n- David Okafor, support, 312 tickets in February",
+    "Copy this address exactly: Northwind Traders, 42 Harbour Street, Unit 7, Bristol BS1 4QA, United Kingdom, phone 0117 496 0321.",
+    "Summarize, keeping the names and numbers: Alice Moreno said release 2.4.1 moves to 28 March. Bob Tanaka said 40 users finished onboarding in 3 minutes 10 seconds. Carla Singh said the Northwind contract is worth 120,000 euros per year.",
+    "Write the numbers from 1 to 30, separated by commas.",
+];
+
+/// Prompts with little to copy.
+const FRESH: [&str; 4] = [
+    "Write a haiku about the sea.",
+    "What is the capital of France?",
+    "Give one tip for sleeping better.",
+    "Name three colours of the rainbow.",
+];
+
+#[test]
+fn greedy_output_is_the_same_with_and_without_drafts() {
+    let off = engine(1, 1024, Speculative::Off);
+    let on = engine(1, 1024, Speculative::Ngram);
+    let mut accepted = 0;
+    for prompt in COPYING.iter().chain(&FRESH) {
+        let (plain, plain_done) = run(&off, request(prompt, greedy(96)));
+        let (drafted, done) = run(&on, request(prompt, greedy(96)));
+        assert_eq!(plain, drafted, "drafts changed the answer to {prompt:?}");
+        assert_eq!(plain_done.usage, done.usage);
+        assert_eq!(plain_done.finish_reason, done.finish_reason);
+        assert_eq!(plain_done.timings.draft_n, 0, "speculation off drafts nothing");
+        assert!(done.timings.draft_n_accepted <= done.timings.draft_n);
+        accepted += done.timings.draft_n_accepted;
+    }
+    assert!(
+        accepted > 20,
+        "copying prompts must have accepted drafts (got {accepted})"
+    );
+    let stats = on.stats();
+    assert!(stats.draft_tokens >= stats.draft_accepted && stats.draft_accepted > 0);
+}
+
+/// Answers of `prompts` submitted together to `engine`.
+fn batched(engine: &LlamaEngine, prompts: &[&str], max_tokens: u32) -> Vec<(String, Completion)> {
+    // Submit all before reading any, so they share decode steps.
+    let streams: Vec<EventStream> = prompts
+        .iter()
+        .map(|p| engine.generate(request(p, greedy(max_tokens))).unwrap())
+        .collect();
+    thread::scope(|s| {
+        let handles: Vec<_> = streams
+            .into_iter()
+            .map(|st| s.spawn(move || drain(st).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Prompts whose answers the model is sure of, token by token (no near-ties in the logits).
+const CONFIDENT: [&str; 8] = [
+    COPYING[0],
+    COPYING[3],
+    "Write the numbers from 31 to 60, separated by commas.",
+    "Write the letters of the alphabet from A to Z, separated by spaces.",
+    "Repeat exactly: red, orange, yellow, green, blue, indigo, violet, red, orange, yellow, green, blue, indigo, violet.",
+    "Write the days of the week, Monday to Sunday, one per line, twice.",
+    "Write the months of the year, January to December, separated by commas.",
+    "Count down from 40 to 10, separated by commas.",
+];
+
+/// Eight sequences decoded together, with and without drafts. Which rows share a decode step
+/// depends on when each request arrives, and llama.cpp's CPU kernels give a batch of rows
+/// slightly different logits than one row, so answers with near-ties can flip between runs
+/// whether drafts are on or off (measured: six of the eight `COPYING` + `FRESH` answers differ
+/// between decoding alone and eight at once, with or without drafts). That is batching, not
+/// speculation; the prompts here are ones the model is sure of.
+#[test]
+fn eight_batched_sequences_answer_the_same_with_and_without_drafts() {
+    let prompts = CONFIDENT;
+    let off = engine(8, 1024, Speculative::Off);
+    let reference = batched(&off, &prompts, 80);
+    drop(off);
+    let on = engine(8, 1024, Speculative::Ngram);
+    // Twice: the second pass also drafts from the first pass's answers (the shared history).
+    for pass in 0..2 {
+        let answers = batched(&on, &prompts, 80);
+        for (i, ((a, _), (t, _))) in reference.iter().zip(&answers).enumerate() {
+            assert_eq!(a, t, "pass {pass}: drafts changed the answer to prompt {i}");
+        }
+        let accepted: usize = answers.iter().map(|(_, c)| c.timings.draft_n_accepted).sum();
+        assert!(accepted > 0, "pass {pass}: nothing was drafted and accepted");
+    }
+    let stats = on.stats();
+    assert_eq!((stats.active, stats.queued, stats.kv_used), (0, 0, 0));
+}
+
+#[test]
+fn drafts_never_run_past_max_tokens_a_stop_string_or_the_context() {
+    let off = engine(1, 256, Speculative::Off);
+    let on = engine(1, 256, Speculative::Ngram);
+    let counting = COPYING[3];
+    // max_tokens: exactly that many tokens, whatever was drafted beyond.
+    for max in [1, 2, 7, 33] {
+        let (plain, _) = run(&off, request(counting, greedy(max)));
+        let (text, done) = run(&on, request(counting, greedy(max)));
+        assert_eq!(done.usage.completion_tokens, max as usize);
+        assert_eq!(done.finish_reason, FinishReason::Length);
+        assert_eq!(plain, text);
+    }
+    // A stop string inside copied text: the answer ends before it, as without drafts.
+    let stop = SamplingParams {
+        stop: vec!["15".into()],
+        ..greedy(120)
+    };
+    let (plain, _) = run(&off, request(counting, stop.clone()));
+    let (text, done) = run(&on, request(counting, stop));
+    assert_eq!(plain, text);
+    assert!(!text.contains("15") && text.contains("14"), "{text}");
+    assert_eq!(done.finish_reason, FinishReason::Stop);
+    // The context: a 256-cell window fills up exactly.
+    let unbounded = SamplingParams {
+        max_tokens: None,
+        ignore_eos: true,
+        ..SamplingParams::default()
+    };
+    let (plain, plain_done) = run(&off, request(counting, unbounded.clone()));
+    let (text, done) = run(&on, request(counting, unbounded));
+    assert_eq!(done.finish_reason, FinishReason::Length);
+    assert_eq!(
+        done.usage.prompt_tokens + done.usage.completion_tokens,
+        256,
+        "prompt and answer fill the context, no more"
+    );
+    assert_eq!((plain, plain_done.usage), (text, done.usage));
+    assert!(done.timings.draft_n_accepted > 0);
+}
+
+#[test]
+fn a_sequence_cancelled_while_drafting_leaves_no_kv_cells() {
+    let on = engine(1, 1024, Speculative::Ngram);
+    let long = SamplingParams {
+        max_tokens: Some(600),
+        ignore_eos: true,
+        ..SamplingParams::default()
+    };
+    let mut stream = on.generate(request(COPYING[0], long)).unwrap();
+    // Read until the engine has drafted for this sequence, then hang up mid-answer.
+    let mut pieces = 0;
+    while on.stats().draft_tokens == 0 || pieces < 8 {
+        match stream.blocking_next() {
+            Some(Event::Token(_)) => pieces += 1,
+            other => panic!("the answer ended before drafting: {other:?}"),
+        }
+    }
+    drop(stream);
+    // One slot: this request starts only once the cancelled one has left.
+    let (text, _) = run(&on, request(FRESH[1], greedy(8)));
+    assert!(!text.is_empty());
+    let stats = on.stats();
+    assert_eq!((stats.active, stats.kv_used), (0, 0), "cells left behind");
+}
+
+/// One chat request to a `hearth serve` at `addr`; returns the parsed body.
+fn post_chat(addr: &str, prompt: &str) -> Value {
+    let body = serde_json::json!({
+        "model": "smollm2-135m",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 80,
+        "temperature": 0,
+    })
+    .to_string();
+    let response = http(
+        addr,
+        &format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).expect("JSON body")
+}
+
+fn http(addr: &str, request: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    let text = http(
+        addr,
+        &format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    );
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+#[test]
+fn the_server_reports_drafts_in_timings_and_metrics_and_can_turn_them_off() {
+    let home = common::home_with_model();
+    let (mut child, addr) = common::spawn_serve(home.path(), &["--parallel", "2"]);
+    let on = post_chat(&addr, COPYING[0]);
+    let ratio = metric(&addr, "hearth_draft_acceptance_ratio");
+    let drafted = metric(&addr, "hearth_draft_tokens");
+    let _ = child.kill();
+    let _ = child.wait();
+    let (n, accepted) = (
+        on["timings"]["draft_n"].as_u64().unwrap(),
+        on["timings"]["draft_n_accepted"].as_u64().unwrap(),
+    );
+    assert!(accepted > 0 && accepted <= n, "{}", on["timings"]);
+    assert_eq!(drafted, n as f64);
+    assert!((ratio - accepted as f64 / n as f64).abs() < 1e-9, "{ratio}");
+
+    let (mut child, addr) = common::spawn_serve(home.path(), &["--speculative", "off"]);
+    let off = post_chat(&addr, COPYING[0]);
+    let drafted = metric(&addr, "hearth_draft_tokens");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(off["timings"]["draft_n"], 0);
+    assert_eq!(drafted, 0.0);
+    assert_eq!(
+        off["choices"][0]["message"]["content"],
+        on["choices"][0]["message"]["content"]
+    );
+}
