@@ -65,6 +65,7 @@ impl Setup {
             queue_capacity: self.queue,
             memory_budget: u64::MAX,
             offload: Default::default(),
+            speculative: Default::default(),
         };
         let registry = Arc::new(Registry::new(
             catalog,
@@ -619,6 +620,7 @@ async fn binding_beyond_loopback_without_a_key_is_refused() {
         queue_capacity: 1,
         memory_budget: u64::MAX,
         offload: Default::default(),
+        speculative: Default::default(),
     };
     let registry = Arc::new(Registry::new(
         Catalog::builtin(),

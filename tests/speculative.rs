@@ -94,7 +94,10 @@ fn greedy_output_is_the_same_with_and_without_drafts() {
         assert_eq!(plain, drafted, "drafts changed the answer to {prompt:?}");
         assert_eq!(plain_done.usage, done.usage);
         assert_eq!(plain_done.finish_reason, done.finish_reason);
-        assert_eq!(plain_done.timings.draft_n, 0, "speculation off drafts nothing");
+        assert_eq!(
+            plain_done.timings.draft_n, 0,
+            "speculation off drafts nothing"
+        );
         assert!(done.timings.draft_n_accepted <= done.timings.draft_n);
         accepted += done.timings.draft_n_accepted;
     }
@@ -153,8 +156,14 @@ fn eight_batched_sequences_answer_the_same_with_and_without_drafts() {
         for (i, ((a, _), (t, _))) in reference.iter().zip(&answers).enumerate() {
             assert_eq!(a, t, "pass {pass}: drafts changed the answer to prompt {i}");
         }
-        let accepted: usize = answers.iter().map(|(_, c)| c.timings.draft_n_accepted).sum();
-        assert!(accepted > 0, "pass {pass}: nothing was drafted and accepted");
+        let accepted: usize = answers
+            .iter()
+            .map(|(_, c)| c.timings.draft_n_accepted)
+            .sum();
+        assert!(
+            accepted > 0,
+            "pass {pass}: nothing was drafted and accepted"
+        );
     }
     let stats = on.stats();
     assert_eq!((stats.active, stats.queued, stats.kv_used), (0, 0, 0));

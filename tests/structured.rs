@@ -36,6 +36,7 @@ async fn start(body_limit: usize) -> TestServer {
         queue_capacity: 64,
         memory_budget: u64::MAX,
         offload: Default::default(),
+        speculative: Default::default(),
     };
     let registry = Arc::new(Registry::new(
         catalog,

@@ -139,6 +139,24 @@ pub fn default_set() -> Vec<PromptSpec> {
     ]
 }
 
+/// Names of the built-in prompt sets, for `--prompt-set`.
+pub const BUILTIN_SETS: [&str; 2] = ["default", "summarize"];
+
+/// A built-in prompt set by name: `default` (short questions about local inference) or
+/// `summarize` (eight summaries of source notes given in the prompt: meeting notes, a
+/// post-mortem, a ticket thread, a sales email, a paper, a changelog, a contract, a trial
+/// note), the scenario where answers copy names, dates and numbers from the prompt.
+pub fn builtin(name: &str) -> Option<Vec<PromptSpec>> {
+    match name {
+        "default" => Some(default_set()),
+        "summarize" => Some(
+            parse(include_str!("prompts/summarize.json"))
+                .expect("the built-in summarize set is valid (unit-tested)"),
+        ),
+        _ => None,
+    }
+}
+
 /// Reads a prompt set from a JSON file.
 pub fn load(path: &Path) -> Result<Vec<PromptSpec>, PromptError> {
     let shown = path.display().to_string();
@@ -224,6 +242,31 @@ pub fn parse(text: &str) -> Result<Vec<PromptSpec>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_in_sets_parse_and_their_checks_can_pass() {
+        for name in BUILTIN_SETS {
+            assert!(!builtin(name).unwrap().is_empty(), "{name}");
+        }
+        assert!(builtin("nope").is_none());
+        let sum = builtin("summarize").unwrap();
+        assert_eq!(sum.len(), 8);
+        for p in &sum {
+            // Source notes are in the prompt, and every required term comes from them.
+            assert!(p.prompt.split_whitespace().count() > 150, "{}", p.id);
+            for c in &p.checks {
+                if let Check::Contains { text } = c {
+                    assert!(
+                        p.prompt.to_lowercase().contains(&text.to_lowercase()),
+                        "{}",
+                        p.id
+                    );
+                }
+            }
+            let reference = p.reference.as_deref().expect("a reference summary");
+            assert!(!reference.is_empty() && p.facets.len() >= 3, "{}", p.id);
+        }
+    }
 
     #[test]
     fn strings_objects_and_wrapped() {

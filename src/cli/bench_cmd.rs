@@ -38,8 +38,12 @@ pub struct BenchArgs {
     /// A prompts.json: a list of strings or of {id, prompt, max_tokens, facets, checks,
     /// reference} objects
     /// (default: the built-in summarizer set).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt_set")]
     prompts: Option<PathBuf>,
+    /// A built-in prompt set instead: `default`, or `summarize` (summaries of source notes
+    /// given in the prompt).
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(prompts::BUILTIN_SETS))]
+    prompt_set: Option<String>,
     /// Stream answers (the default; BENCH_STREAM=1). TTFT and inter-token latency need it.
     #[arg(long, overrides_with = "no_stream")]
     stream: bool,
@@ -282,9 +286,12 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     } else {
         stream_from_env()?.unwrap_or(true)
     };
-    let prompts = match &args.prompts {
-        Some(path) => prompts::load(path)?,
-        None => prompts::default_set(),
+    let prompts = match (&args.prompts, &args.prompt_set) {
+        (Some(path), _) => prompts::load(path)?,
+        (None, Some(name)) => {
+            prompts::builtin(name).with_context(|| format!("no built-in prompt set {name}"))?
+        }
+        (None, None) => prompts::default_set(),
     };
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
