@@ -1,5 +1,6 @@
 //! N-gram speculative decoding on the real default model: drafts change how many tokens come
-//! out of a decode step, never which tokens (greedy), alone and with eight sequences batched;
+//! out of a decode step, never which tokens (greedy, and seeded sampling), alone and with eight
+//! sequences batched;
 //! they never run past `max_tokens`, a stop string or the context; a cancelled drafting
 //! sequence leaves no KV cells; the server reports drafts in `timings` and `/metrics`.
 //!
@@ -107,6 +108,35 @@ fn greedy_output_is_the_same_with_and_without_drafts() {
     );
     let stats = on.stats();
     assert!(stats.draft_tokens >= stats.draft_accepted && stats.draft_accepted > 0);
+}
+
+#[test]
+fn seeded_sampling_draws_the_same_text_with_and_without_drafts() {
+    // A drafted token is kept only when the sequence's own sampler, drawing at that position
+    // as it would without drafts, picks exactly it: the same seed gives the same text.
+    let off = engine(1, 1024, Speculative::Off);
+    let on = engine(1, 1024, Speculative::Ngram);
+    let mut accepted = 0;
+    for (i, prompt) in COPYING.iter().enumerate() {
+        let sampling = SamplingParams {
+            temperature: 0.7,
+            top_p: 0.95,
+            top_k: 40,
+            seed: Some(7 + i as u32),
+            ..greedy(96)
+        };
+        let (plain, _) = run(&off, request(prompt, sampling.clone()));
+        let (drafted, done) = run(&on, request(prompt, sampling));
+        assert_eq!(
+            plain, drafted,
+            "drafts changed the sampled answer to {prompt:?}"
+        );
+        accepted += done.timings.draft_n_accepted;
+    }
+    assert!(
+        accepted > 0,
+        "sampled copying answers must accept some drafts"
+    );
 }
 
 /// Answers of `prompts` submitted together to `engine`.
