@@ -237,7 +237,6 @@ fn drafts_never_run_past_max_tokens_a_stop_string_or_the_context() {
         "prompt and answer fill the context, no more"
     );
     assert_eq!((plain, plain_done.usage), (text, done.usage));
-    assert!(done.timings.draft_n_accepted > 0);
 }
 
 #[test]

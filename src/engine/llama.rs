@@ -27,7 +27,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::{admit_count, plan_prefill, release_seq};
-use super::speculative::{draft_share, Acceptance, Drafter, History, Speculative, StepCosts};
+use super::speculative::{Acceptance, Drafter, History, Speculative, StepCosts};
 use super::template::ChatTemplate;
 use super::text::{StopMatcher, Utf8Buffer};
 use super::tools::{self, ToolRequest};
@@ -787,7 +787,7 @@ fn engine_thread(
         // Drafts for the generating sequences (see `speculative`), priced by what a drafted row
         // costs at this batch size; none until a draft-free step of this size was timed.
         if let Some(price) = costs.draft_price(decoding).filter(|_| speculative) {
-            let share = (options.n_batch as usize / decoding).min(draft_share(decoding));
+            let share = options.n_batch as usize / decoding;
             for slot in slots.iter_mut().filter(|s| s.is_decoding()) {
                 let room = slot.draft_room(n_ctx, share);
                 if let Some(drafter) = &mut slot.drafter {

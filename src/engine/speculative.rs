@@ -73,13 +73,6 @@ const MAX_MATCH: usize = 32;
 /// Most tokens drafted for one sequence in one step.
 pub const MAX_DRAFT: usize = 48;
 
-/// Most tokens one of `decoding` sequences may draft in a step: the whole [`MAX_DRAFT`] alone,
-/// less as more sequences share the step, so the others never wait for one long draft (a
-/// step holds at most about twice `MAX_DRAFT` drafted rows).
-pub fn draft_share(decoding: usize) -> usize {
-    (2 * MAX_DRAFT / decoding.max(1)).clamp(4, MAX_DRAFT)
-}
-
 /// Match-length buckets the acceptance is learned for: 1, 2, 3, 4–5, 6–9, 10–15, 16+.
 const BUCKETS: usize = 7;
 
@@ -328,10 +321,6 @@ const MAX_PAUSE: u32 = 64;
 #[derive(Debug, Default)]
 pub struct Drafter {
     index: NgramIndex,
-    /// Its recent drafted and accepted tokens (older ones fading): a sequence whose drafts are
-    /// accepted less often than they cost pauses, even when some of each draft is kept.
-    recent_drafted: f64,
-    recent_accepted: f64,
     misses: u32,
     pause: u32,
     pauses: u32,
@@ -373,12 +362,6 @@ impl Drafter {
         if limit == 0 {
             return Vec::new();
         }
-        if self.recent_drafted >= 16.0 && self.recent_accepted < price * self.recent_drafted {
-            self.pause_for_a_while();
-            self.recent_drafted = 0.0;
-            self.recent_accepted = 0.0;
-            return Vec::new();
-        }
         // The longer match wins: the sequence's own text, or an earlier request's.
         let seq = &self.index.tokens;
         let own = self.index.find(seq);
@@ -413,25 +396,17 @@ impl Drafter {
         draft
     }
 
-    /// Stops drafting for 8, 16, 32, then 64 steps as pauses repeat.
-    fn pause_for_a_while(&mut self) {
-        self.pauses += 1;
-        self.pause = (4u32 << self.pauses.min(4)).min(MAX_PAUSE);
-    }
-
     /// Learns from the verification of the last draft (`accepted` of `drafted` tokens kept).
     pub fn verified(&mut self, acceptance: &mut Acceptance, drafted: usize, accepted: usize) {
         if drafted == 0 {
             return;
         }
         acceptance.learn(self.pending_match, drafted, accepted);
-        const FADE: f64 = 0.9;
-        self.recent_drafted = self.recent_drafted * FADE + drafted as f64;
-        self.recent_accepted = self.recent_accepted * FADE + accepted as f64;
         if accepted == 0 {
             self.misses += 1;
             if self.misses >= MISSES_BEFORE_PAUSE {
-                self.pause_for_a_while();
+                self.pauses += 1;
+                self.pause = (4u32 << self.pauses.min(4)).min(MAX_PAUSE);
                 self.misses = 0;
             }
         } else {
@@ -525,19 +500,6 @@ mod tests {
         assert_eq!(acc.tried[2] - before[2], 1.0);
         assert_eq!(acc.tried[3], before[3]);
         assert!(acc.rate(3) < 0.5);
-    }
-
-    #[test]
-    fn drafts_accepted_less_often_than_they_cost_pause_drafting() {
-        let mut learned = Acceptance::default();
-        let mut d = Drafter::new(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3]);
-        // Half of every draft kept: fine at a price of 0.4, a loss at 0.6.
-        for _ in 0..4 {
-            assert_eq!(d.draft(&certain(), &History::default(), 0.4, 8).len(), 8);
-            d.verified(&mut learned, 8, 4);
-        }
-        assert!(d.draft(&certain(), &History::default(), 0.6, 8).is_empty());
-        assert!(d.pause > 0);
     }
 
     #[test]
