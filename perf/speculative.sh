@@ -182,11 +182,21 @@ def same_answers(label, a, b):
     keys = sorted(set(ra) & set(rb))
     return sum(ra[k] == rb[k] for k in keys), len(keys)
 
+def answers(label, model=None):
+    return {(r["level"], r["round"], r["prompt"]): r["output"]
+            for c in (True, False) for r in rows(label, model, c)}
+
 print()
 for label, a, b in (("hearth", "smollm2-135m [spec=off]", "smollm2-135m [spec=ngram]"),
                     ("plain", "smollm2-135m [spec=off]", "smollm2-135m [spec=ngram]")):
     same, total = same_answers(label, a, b)
     print(f"greedy answers identical with drafts on and off ({label} run): {same}/{total}")
+plain = answers("llama-server")
+for label in ("llama-server-ngram-mod", "llama-server-ngram-simple"):
+    other = answers(label)
+    keys = sorted(set(plain) & set(other))
+    print(f"greedy answers identical, llama-server plain and {label[13:]}: "
+          f"{sum(plain[k] == other[k] for k in keys)}/{len(keys)}")
 print()
 print("Plain prompt set (default), c=1, decode t/s p50 per prompt (timed rounds):")
 off = {}
