@@ -312,19 +312,10 @@ fn serve_refuses_a_public_address_without_an_api_key() {
 
 #[test]
 fn serve_answers_then_exits_cleanly_on_sigterm() {
-    use std::io::{Read, Write};
     let home = common::home_with_model();
     let (mut child, addr) = common::spawn_serve(home.path(), &["--parallel", "2", "--ctx", "512"]);
     let body = r#"{"model":"smollm2-135m","messages":[{"role":"user","content":"Say hi"}],"max_tokens":4}"#;
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = common::http(&addr, "POST", "/v1/chat/completions", Some(body));
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("chat.completion"));
     let killed = std::process::Command::new("kill")

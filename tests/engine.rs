@@ -5,24 +5,15 @@ mod common;
 
 use std::thread;
 
+use common::engine::{drain, run};
 use hearth::engine::llama::{EngineOptions, LlamaEngine};
 use hearth::engine::{
-    Backend, ChatMessage, Completion, EngineError, Event, EventStream, FinishReason,
-    GenerateRequest, Prompt, SamplingParams,
+    Backend, ChatMessage, EngineError, Event, EventStream, FinishReason, GenerateRequest, Prompt,
+    SamplingParams,
 };
 
 fn engine(parallel: u32, n_ctx: u32) -> LlamaEngine {
-    LlamaEngine::load(
-        &common::model_path(),
-        "smollm2-135m",
-        EngineOptions {
-            threads: 2,
-            n_ctx,
-            parallel,
-            ..EngineOptions::default()
-        },
-    )
-    .expect("the default model loads")
+    common::engine::load(parallel, n_ctx, Default::default())
 }
 
 fn chat(text: &str, max_tokens: u32) -> GenerateRequest {
@@ -34,22 +25,6 @@ fn chat(text: &str, max_tokens: u32) -> GenerateRequest {
         },
         tools: None,
     }
-}
-
-fn drain(mut stream: EventStream) -> Result<(String, Completion), EngineError> {
-    let mut text = String::new();
-    while let Some(event) = stream.blocking_next() {
-        match event {
-            Event::Token(t) => text.push_str(&t),
-            Event::Done(c) => return Ok((text, c)),
-            Event::Error(e) => return Err(e),
-        }
-    }
-    panic!("stream ended without Done or Error");
-}
-
-fn run(engine: &LlamaEngine, request: GenerateRequest) -> (String, Completion) {
-    drain(engine.generate(request).unwrap()).unwrap()
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -28,15 +27,7 @@ fn routed_request(home: &Path, model: &str) -> (String, Value) {
     let body = format!(
         r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hi"}}],"max_tokens":4}}"#
     );
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = common::http(&addr, "POST", "/v1/chat/completions", Some(&body));
     let _ = child.kill();
     let _ = child.wait();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

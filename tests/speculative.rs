@@ -11,30 +11,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::thread;
 
-use hearth::engine::llama::{EngineOptions, LlamaEngine};
+use common::engine::{drain, run};
+use hearth::engine::llama::LlamaEngine;
 use hearth::engine::speculative::Speculative;
 use hearth::engine::{
-    Backend, ChatMessage, Completion, EngineError, Event, EventStream, FinishReason,
-    GenerateRequest, Prompt, SamplingParams,
+    Backend, ChatMessage, Completion, Event, EventStream, FinishReason, GenerateRequest, Prompt,
+    SamplingParams,
 };
 use serde_json::Value;
 
 fn engine(parallel: u32, n_ctx: u32, speculative: Speculative) -> LlamaEngine {
-    LlamaEngine::load(
-        &common::model_path(),
-        "smollm2-135m",
-        EngineOptions {
-            threads: 2,
-            n_ctx,
-            parallel,
-            speculative,
-            ..EngineOptions::default()
-        },
-    )
-    .expect("the default model loads")
+    common::engine::load(parallel, n_ctx, speculative)
 }
 
 fn request(text: &str, sampling: SamplingParams) -> GenerateRequest {
@@ -50,22 +39,6 @@ fn greedy(max_tokens: u32) -> SamplingParams {
         max_tokens: Some(max_tokens),
         ..SamplingParams::default()
     }
-}
-
-fn drain(mut stream: EventStream) -> Result<(String, Completion), EngineError> {
-    let mut text = String::new();
-    while let Some(event) = stream.blocking_next() {
-        match event {
-            Event::Token(t) => text.push_str(&t),
-            Event::Done(c) => return Ok((text, c)),
-            Event::Error(e) => return Err(e),
-        }
-    }
-    panic!("stream ended without Done or Error");
-}
-
-fn run(engine: &LlamaEngine, req: GenerateRequest) -> (String, Completion) {
-    drain(engine.generate(req).unwrap()).unwrap()
 }
 
 /// Prompts whose answers copy from the prompt (names, dates, a list to repeat).
@@ -273,31 +246,14 @@ fn post_chat(addr: &str, prompt: &str) -> Value {
         "temperature": 0,
     })
     .to_string();
-    let response = http(
-        addr,
-        &format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let response = common::http(addr, "POST", "/v1/chat/completions", Some(&body));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
     serde_json::from_str(body).expect("JSON body")
 }
 
-fn http(addr: &str, request: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
 fn metric(addr: &str, name: &str) -> f64 {
-    let text = http(
-        addr,
-        &format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-    );
+    let text = common::http(addr, "GET", "/metrics", None);
     text.lines()
         .find(|l| l.starts_with(name) && !l.starts_with('#'))
         .and_then(|l| l.rsplit(' ').next())

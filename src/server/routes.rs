@@ -123,28 +123,27 @@ struct Turn {
 }
 
 fn next_id(kind: Kind) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let prefix = match kind {
-        Kind::Chat => "chatcmpl",
-        Kind::Text => "cmpl",
-    };
-    format!("{prefix}-{nanos:x}{n:04x}")
+    unique_id(match kind {
+        Kind::Chat => "chatcmpl-",
+        Kind::Text => "cmpl-",
+    })
 }
 
 /// An id for a tool call the model made, `call_…` as OpenAI writes them.
 fn call_id() -> String {
+    unique_id("call_")
+}
+
+/// `prefix` then the time in nanoseconds and a process-wide counter, in hex: unique within
+/// the process and unlikely to repeat across restarts.
+fn unique_id(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    format!("call_{nanos:x}{n:04x}")
+    format!("{prefix}{nanos:x}{n:04x}")
 }
 
 /// A call of the answer with its id.

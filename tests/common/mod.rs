@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod engine;
 pub mod openapi;
 
 use std::path::PathBuf;
@@ -60,4 +61,24 @@ pub fn spawn_serve(home: &std::path::Path, args: &[&str]) -> (std::process::Chil
     // Keep reading what the server prints, so its later writes never meet a closed pipe.
     std::thread::spawn(move || for _ in stderr.lines() {});
     (child, addr)
+}
+
+/// Sends one raw HTTP/1.1 request (`Connection: close`) to `addr` and returns the whole
+/// response, head and body; with a body it is sent as JSON.
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
