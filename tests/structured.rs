@@ -418,8 +418,13 @@ async fn tool_calls_through_the_official_openai_python_client() {
     }
     let s = start(1024 * 1024).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_tools.py");
+    python_passes(&[script, &format!("{}/v1", s.base), MODEL]).await;
+}
+
+/// Runs `python3 ARGS` and fails the test, with its output, unless it exits 0.
+async fn python_passes(args: &[&str]) {
     let out = tokio::process::Command::new("python3")
-        .args([script, &format!("{}/v1", s.base), MODEL])
+        .args(args)
         .output()
         .await
         .expect("python3 runs");
@@ -458,17 +463,7 @@ for chunked in (False, True):
 "#;
     let addr = s.base.strip_prefix("http://").unwrap();
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = tokio::process::Command::new("python3")
-        .args(["-c", script, host, port])
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_passes(&["-c", script, host, port]).await;
     // The server keeps serving.
     let (status, _) = s.post("/v1/chat/completions", &chat("Hi", 4)).await;
     assert_eq!(status, 200);
