@@ -160,7 +160,10 @@ fn run(id: &str, started: i64) -> RunRecord {
         started_unix_ms: started,
         finished_unix_ms: None,
         status: RunStatus::Running,
-        options: json!({"models": ["smollm2", "qwen"], "rounds": 3, "prompts": "default"}),
+        options: serde_json::from_value(
+            json!({"models": ["smollm2", "qwen"], "rounds": 3, "prompts": "default"}),
+        )
+        .unwrap(),
         environment: Environment {
             hostname: "box".into(),
             os: "Debian 12".into(),
@@ -344,7 +347,7 @@ fn round_trip_is_exact(db: Backend) {
     done.status = RunStatus::Complete;
     done.finished_unix_ms = Some(1_767_268_900_000);
     done.client = json!({"floor_ms": 0.25, "bottleneck": false, "lag_p99_ms": [1, 2]});
-    done.options = json!({"rounds": 5});
+    done.options = serde_json::from_value(json!({"rounds": 5})).unwrap();
     store.update_run(&done).unwrap();
     drop(store);
 
