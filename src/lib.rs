@@ -4,6 +4,7 @@
 //! Data flows one way: `cli` → (`server` | `bench`) → `engine`; `bench` → `store` → `report`.
 //! Each module below is one room with one reason to change.
 
+pub mod auto_route;
 pub mod bench;
 pub mod cache;
 pub mod catalog;
@@ -12,9 +13,8 @@ pub mod engine;
 pub mod env;
 pub mod eval;
 pub mod gguf;
-pub mod models;
+pub mod loader;
 pub mod report;
-pub mod routing;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -10,7 +10,7 @@ use crate::cache::{self, BarProgress, Cache};
 use crate::catalog::{self, Catalog, CatalogEntry, CatalogError, Lineage};
 use crate::engine::quantize::{self, QuantType, QuantizeError};
 use crate::gguf::{self, GgufError};
-use crate::models::{self, ModelError};
+use crate::loader::{self, ModelError};
 
 /// Why a variant could not be made; nothing is left in the cache or the catalog then.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ pub fn make(
         return Err(VariantError::Upstream(alias.to_string()));
     }
     let variant = variant_alias(alias, &ty);
-    let source = match models::local_path(cache, entry) {
+    let source = match loader::local_path(cache, entry) {
         Some(p) => p,
         None => {
             observer.notice(&format!("{alias} is not cached; downloading"));
@@ -92,7 +92,7 @@ pub fn make(
                 .enable_all()
                 .build()
                 .map_err(VariantError::Runtime)?;
-            rt.block_on(models::ensure_local(cache, entry, &BarProgress::new()))?
+            rt.block_on(loader::ensure_local(cache, entry, &BarProgress::new()))?
         }
     };
     let info = gguf::read(&source).map_err(|source| VariantError::SourceFile {

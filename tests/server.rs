@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::openapi::assert_matches;
 use hearth::cache::Cache;
 use hearth::catalog::{Catalog, CatalogEntry, Upstream};
-use hearth::models::LoadOptions;
+use hearth::loader::LoadOptions;
 use hearth::server::{self, Registry, RunningServer, ServerOptions};
 use serde_json::{json, Value};
 

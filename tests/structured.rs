@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::openapi::assert_matches;
 use hearth::cache::Cache;
 use hearth::catalog::{Catalog, CatalogEntry};
-use hearth::models::LoadOptions;
+use hearth::loader::LoadOptions;
 use hearth::server::{self, Registry, RunningServer, ServerOptions};
 use serde_json::{json, Value};
 

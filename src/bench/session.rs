@@ -23,7 +23,7 @@ use crate::catalog::{Catalog, CatalogEntry, CatalogError, Upstream};
 use crate::engine::devices::{self, GpuLayers, Offload};
 use crate::engine::speculative::Speculative;
 use crate::eval::judge::{self, JudgeEndpoint};
-use crate::models::{self, LoadOptions, ModelError};
+use crate::loader::{self, LoadOptions, ModelError};
 use crate::server::{self, Registry, ServerError, ServerOptions};
 use crate::store::record::{
     LoadShape, ModelRecord, ModelStatus, QualityOptions, RunData, RunOptions, RunRecord, RunStatus,
@@ -460,10 +460,10 @@ fn target(
             managed: false,
         };
     }
-    let path = match models::local_path(cache, entry) {
+    let path = match loader::local_path(cache, entry) {
         Some(p) => Ok(p),
         None => rt
-            .block_on(models::ensure_local(cache, entry, &BarProgress::new()))
+            .block_on(loader::ensure_local(cache, entry, &BarProgress::new()))
             .map_err(|e| e.to_string()),
     };
     match path {
@@ -554,8 +554,8 @@ fn judge_endpoint(
             timeout,
         }));
     }
-    if models::local_path(cache, entry).is_none() {
-        rt.block_on(models::ensure_local(cache, entry, &BarProgress::new()))
+    if loader::local_path(cache, entry).is_none() {
+        rt.block_on(loader::ensure_local(cache, entry, &BarProgress::new()))
             .map_err(|e: ModelError| judge_error(e.to_string()))?;
     }
     // Served by hearth; hearth constrains the verdict to its schema.
@@ -691,7 +691,7 @@ fn with_variants(
             let variant = variants::variant_alias(name, &parsed);
             let cached = catalog
                 .get(&variant)
-                .is_ok_and(|e| models::local_path(library.cache, e).is_some());
+                .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
             let variant = if cached {
                 variant
             } else {

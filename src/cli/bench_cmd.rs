@@ -18,7 +18,7 @@ use hearth::catalog::{Catalog, EntryOrigin};
 use hearth::engine::devices::{GpuLayers, Offload};
 use hearth::engine::speculative::Speculative;
 use hearth::env;
-use hearth::models::LoadOptions;
+use hearth::loader::LoadOptions;
 use hearth::store::record::{LoadShape, ModelStatus};
 
 use super::progress::BarsProgress;

@@ -15,7 +15,7 @@ use hearth::engine::{
     Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
 };
 use hearth::gguf;
-use hearth::models::{self, LoadOptions};
+use hearth::loader::{self, LoadOptions};
 
 use super::progress::QuantizeBar;
 use super::shared::{runtime, table, OffloadArgs};
@@ -197,10 +197,10 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
             for alias in aliases {
                 let entry = catalog.get(&alias)?;
                 if entry.source.is_none() {
-                    bail!(models::ModelError::NoSource(entry.alias.clone()));
+                    bail!(loader::ModelError::NoSource(entry.alias.clone()));
                 }
                 let path =
-                    rt.block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
+                    rt.block_on(loader::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
                 println!("{alias} → {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -243,7 +243,7 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
         "alias", "family", "params", "quant", "size", "license", "tags", "device", "cached",
     ]);
     for e in &entries {
-        let cached = models::local_path(&ctx.cache, e).is_some();
+        let cached = loader::local_path(&ctx.cache, e).is_some();
         table.add_row(vec![
             e.alias.clone(),
             e.family.clone().unwrap_or_default(),
@@ -280,13 +280,13 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     };
     let catalog = ctx.catalog()?;
     let entry = catalog.get(alias)?;
-    let path = models::local_path(&ctx.cache, entry);
+    let path = loader::local_path(&ctx.cache, entry);
     let file = match &path {
         Some(p) => Some(gguf::read(p)?),
         None => None,
     };
-    let n_ctx = models::effective_ctx(ctx.config.ctx()?, file.as_ref());
-    let est = models::estimate(entry, file.as_ref(), u64::from(n_ctx));
+    let n_ctx = loader::effective_ctx(ctx.config.ctx()?, file.as_ref());
+    let est = loader::estimate(entry, file.as_ref(), u64::from(n_ctx));
     let budget = ctx.memory_budget()?;
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
     if json {
@@ -463,9 +463,9 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| ctx.config.default_model());
     let entry = catalog.get(&alias)?;
     let rt = runtime()?;
-    if models::local_path(&ctx.cache, entry).is_none() && entry.upstream.is_none() {
+    if loader::local_path(&ctx.cache, entry).is_none() && entry.upstream.is_none() {
         eprintln!("{alias} is not cached; downloading");
-        rt.block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
+        rt.block_on(loader::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
     }
     let options = LoadOptions {
         threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
@@ -478,7 +478,7 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
             .speculative
             .map_or_else(|| ctx.config.speculative(), Ok)?,
     };
-    let engine = models::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
+    let engine = loader::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
     let engine = engine.as_ref();
     let response_format = match &args.json_schema {
         None => None,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use hearth::engine::memory::human_bytes;
 use hearth::env;
-use hearth::models::LoadOptions;
+use hearth::loader::LoadOptions;
 use hearth::server::{self, Registry, ServerOptions};
 use serde_json::Value;
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cache::{Cache, NoProgress};
 use crate::catalog::{Catalog, CatalogError};
 use crate::engine::{Backend, EngineStats};
-use crate::models::{self, LoadOptions, ModelError};
+use crate::loader::{self, LoadOptions, ModelError};
 
 /// Why a model could not be handed out.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,7 @@ impl Registry {
         self.catalog
             .entries()
             .iter()
-            .filter(|e| e.upstream.is_some() || models::local_path(&self.cache, e).is_some())
+            .filter(|e| e.upstream.is_some() || loader::local_path(&self.cache, e).is_some())
             .map(|e| e.alias.clone())
             .collect()
     }
@@ -198,7 +198,7 @@ impl Registry {
         entry: &crate::catalog::CatalogEntry,
     ) -> Result<Arc<dyn Backend>, ModelError> {
         if entry.upstream.is_none() {
-            models::ensure_local(&self.cache, entry, &NoProgress).await?;
+            loader::ensure_local(&self.cache, entry, &NoProgress).await?;
         }
         let runtime = tokio::runtime::Handle::current();
         let (catalog, cache, entry, options) = (
@@ -208,7 +208,7 @@ impl Registry {
             self.load.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            models::open(&catalog, &cache, &entry, &options, runtime)
+            loader::open(&catalog, &cache, &entry, &options, runtime)
         })
         .await
         .map_err(|e| ModelError::Engine(crate::engine::EngineError::Load(e.to_string())))?

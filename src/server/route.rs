@@ -1,4 +1,4 @@
-//! `model: "auto:TAG"` in the server: the decision (see `crate::routing`) is made from the run
+//! `model: "auto:TAG"` in the server: the decision (see `crate::auto_route`) is made from the run
 //! history off the async executor (the PostgreSQL client blocks) and kept for a short while,
 //! so a burst of routed requests does not read the history once per request.
 
@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 
 use super::openai::ApiError;
 use super::registry::Registry;
-use crate::routing::{self, RouteDecision, RouteError};
+use crate::auto_route::{self, RouteDecision, RouteError};
 use crate::store::Store;
 
 /// How long a routing decision is reused.
@@ -55,12 +55,12 @@ impl Router {
                 None => Store::open_sqlite(std::path::Path::new(":memory:"))?,
             };
             let servable = registry.available();
-            routing::decide(
+            auto_route::decide(
                 registry.catalog(),
                 |e| servable.contains(&e.alias),
                 &mut store,
                 &tag_owned,
-                routing::default_criteria(registry.memory_budget()),
+                auto_route::default_criteria(registry.memory_budget()),
             )
         })
         .await

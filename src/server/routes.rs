@@ -320,7 +320,7 @@ async fn generate(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let asked = common.model()?.to_string();
-    let (model, route) = match crate::routing::route_tag(&asked) {
+    let (model, route) = match crate::auto_route::route_tag(&asked) {
         Some(tag) => {
             let decision = state.router.decide(&state.registry, &tag).await?;
             (decision.model.clone(), Some(decision.header_value()))
