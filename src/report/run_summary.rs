@@ -99,7 +99,7 @@ pub struct Slo {
 /// How many counted successful requests hit the server's prompt cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PromptCacheCounts {
-    /// `cached_tokens ≥ ¾ · prompt_tokens` (see [`super::summary::is_cache_warm`]).
+    /// `cached_tokens ≥ ¾ · prompt_tokens` (the rule is `is_cache_warm` in `summary.rs`).
     pub warm: u64,
     /// `cached_tokens` known and below three quarters of the prompt.
     pub cold: u64,
