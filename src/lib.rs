@@ -18,3 +18,4 @@ pub mod routing;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod variants;

@@ -51,7 +51,7 @@ async fn run(options: BenchOptions, targets: Vec<Target>) -> RunData {
         started_unix_ms: 0,
         finished_unix_ms: None,
         status: RunStatus::Running,
-        options: serde_json::to_value(&options).unwrap(),
+        options: serde_json::from_value(serde_json::to_value(&options).unwrap()).unwrap(),
         environment: Environment::default(),
         client: serde_json::json!({}),
     };

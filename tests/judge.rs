@@ -53,7 +53,7 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
         started_unix_ms: 0,
         finished_unix_ms: None,
         status: RunStatus::Running,
-        options: serde_json::json!({"bench": &options}),
+        options: serde_json::from_value(serde_json::json!({"bench": &options})).unwrap(),
         environment: Environment::default(),
         client: serde_json::json!({}),
     };

@@ -22,6 +22,7 @@ pub mod prompts;
 pub mod recorder;
 pub mod resources;
 pub mod scrape;
+pub mod session;
 
 pub use calibrate::{calibrate, Calibration};
 

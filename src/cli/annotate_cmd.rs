@@ -37,7 +37,7 @@ pub enum AnnotateCommand {
 }
 
 pub fn annotate(ctx: &Context, cmd: AnnotateCommand) -> Result<ExitCode> {
-    let mut store = super::runs_cmd::open_store(ctx)?;
+    let mut store = ctx.open_store()?;
     match cmd {
         AnnotateCommand::Export { run, out } => {
             let id = store.resolve(&run)?;
@@ -125,7 +125,7 @@ pub fn annotate(ctx: &Context, cmd: AnnotateCommand) -> Result<ExitCode> {
             );
             // Refresh the run's reports where the bench wrote them.
             let data = store.load_run(&id)?;
-            if let Some(dir) = data.run.options["out"].as_str().map(Path::new) {
+            if let Some(dir) = data.run.options.out.as_deref().map(Path::new) {
                 if dir.is_dir() {
                     for path in hearth::report::write_all(&data, dir)? {
                         println!("{}", path.display());

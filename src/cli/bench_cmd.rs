@@ -1,29 +1,27 @@
-//! `hearth bench`: resolves what to measure (models, prompts, load levels) from flags, their
-//! environment twins and defaults, serves local models with hearth's own server on a loopback
-//! port, runs the benchmark, and renders the reports from the store.
+//! `hearth bench`: resolves what to measure (models, prompts, load levels, settings) from
+//! flags, their environment twins and defaults into [`SessionSettings`], runs the session in
+//! the library (`bench::session`), then renders the reports from the stored run and prints
+//! the comparison table.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 
-use hearth::bench::client::Endpoint;
-use hearth::bench::resources::{ProcessProbe, CLIENT_THREAD_PREFIX};
-use hearth::bench::{self, prompts, recorder::Recorder, BenchOptions, PromptCache, Target};
-use hearth::cache::BarProgress;
-use hearth::catalog::{Catalog, CatalogEntry};
-use hearth::engine::devices::{self, GpuLayers, Offload};
+use hearth::bench::resources::CLIENT_THREAD_PREFIX;
+use hearth::bench::session::{self, ExternalEndpoint, JudgeChoice, Library, SessionSettings};
+use hearth::bench::{self, prompts, BenchOptions, PromptCache};
+use hearth::catalog::{Catalog, EntryOrigin};
+use hearth::engine::devices::{GpuLayers, Offload};
 use hearth::engine::speculative::Speculative;
 use hearth::env;
-use hearth::eval::judge::{self, JudgeEndpoint};
-use hearth::models::{self, LoadOptions};
-use hearth::server::{self, Registry, ServerOptions};
-use hearth::store::record::{LoadShape, ModelRecord, ModelStatus, RunRecord, RunStatus};
+use hearth::models::LoadOptions;
+use hearth::store::record::{LoadShape, ModelStatus};
 
+use super::progress::BarsProgress;
 use super::Context;
 
 #[derive(Debug, Args)]
@@ -217,16 +215,6 @@ fn endpoint_from(args: &BenchArgs) -> Option<String> {
         .filter(|e| !e.is_empty())
 }
 
-/// `http://host:port`, `http://host:port/`, `…/v1` → `…/v1`.
-fn v1_url(url: &str) -> String {
-    let base = url.trim_end_matches('/');
-    if base.ends_with("/v1") {
-        base.to_string()
-    } else {
-        format!("{base}/v1")
-    }
-}
-
 fn shapes(args: &BenchArgs) -> Result<Vec<LoadShape>> {
     let mut shapes = Vec::new();
     for &c in &args.concurrency {
@@ -254,31 +242,58 @@ fn shapes(args: &BenchArgs) -> Result<Vec<LoadShape>> {
     Ok(shapes)
 }
 
-/// The model record known before measuring, from the catalog when the name is in it.
-fn model_record(
-    name: &str,
-    backend: &str,
-    endpoint: &str,
-    entry: Option<&CatalogEntry>,
-) -> ModelRecord {
-    ModelRecord {
-        model: name.to_string(),
-        backend: backend.to_string(),
-        endpoint: endpoint.to_string(),
-        license: entry.and_then(|e| e.license.clone()),
-        tags: entry.map(|e| e.capabilities.clone()).unwrap_or_default(),
-        quantization: entry.and_then(|e| e.quantization.clone()),
-        disk_bytes: None,
-        load_ms: None,
-        status: ModelStatus::Running,
-        error: None,
-    }
-}
-
 pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     if args.calibrate {
         return calibrate();
     }
+    let settings = resolve(ctx, &args)?;
+    let store = ctx.open_store()?;
+    let out_dir = settings.out_dir.clone();
+    let files = catalog_files(ctx, &args);
+    let user_models_file = ctx.user_models_file();
+    let progress = Arc::new(BarsProgress::new());
+    let outcome = session::run(
+        settings,
+        Library {
+            catalog_files: &files,
+            user_models_file: &user_models_file,
+            cache: &ctx.cache,
+        },
+        store,
+        progress,
+    )?;
+    let data = &outcome.data;
+    let paths = hearth::report::write_all(data, &out_dir)?;
+    let summary = hearth::report::summarize(data);
+    println!("{}", hearth::report::terminal_table(&summary));
+    eprintln!("run {} stored in {}", data.run.id, outcome.store_location);
+    eprintln!("reports:");
+    for path in paths {
+        eprintln!("  {}", path.display());
+    }
+    if outcome.interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    let all_ok = data
+        .models
+        .iter()
+        .all(|m| matches!(m.status, ModelStatus::Ok | ModelStatus::Skipped));
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The user's catalog files plus `--models-file`.
+fn catalog_files(ctx: &Context, args: &BenchArgs) -> Vec<PathBuf> {
+    let mut files = ctx.catalog_files();
+    files.extend(args.models_file.clone());
+    files
+}
+
+/// Flags, their environment twins, settings and defaults → the session's settings.
+fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     let stream = if args.no_stream {
         false
     } else if args.stream {
@@ -299,11 +314,11 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     if !(1.0..=5.0).contains(&args.min_score) {
         bail!("--min-score must be between 1 and 5");
     }
-    let memory_budget_bytes = match args.memory_budget {
+    let recommend_memory_bytes = match args.memory_budget {
         Some(mib) => Some(mib * 1024 * 1024),
         None => ctx.config.memory_limit_bytes()?,
     };
-    let shapes = shapes(&args)?;
+    let shapes = shapes(args)?;
     let options = BenchOptions {
         prompts,
         shapes: shapes.clone(),
@@ -330,11 +345,9 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         sample_interval_ms: 250,
     };
 
-    let mut files = vec![ctx.user_models_file()];
-    files.extend(ctx.config.models_file());
-    files.extend(args.models_file.clone());
-    let mut catalog = Catalog::load(&files)?;
-    let endpoint = endpoint_from(&args);
+    // Validates every catalog file (a broken --models-file fails here, before anything runs).
+    Catalog::load(&catalog_files(ctx, args))?;
+    let endpoint = endpoint_from(args);
     let mut names = args.models.clone();
     names.retain(|n| !n.trim().is_empty());
     if names.is_empty() {
@@ -342,7 +355,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
             names = Catalog::load(std::slice::from_ref(file))?
                 .entries()
                 .iter()
-                .filter(|e| e.origin != hearth::catalog::EntryOrigin::Builtin)
+                .filter(|e| e.origin != EntryOrigin::Builtin)
                 .map(|e| e.alias.clone())
                 .collect();
         }
@@ -355,494 +368,55 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     }
 
     let threads = args.threads.map_or_else(|| ctx.config.threads(), Ok)?;
-    if !args.variants.is_empty() && endpoint.is_none() {
-        names = with_variants(ctx, &catalog, &names, &args.variants, threads)?;
-        catalog = Catalog::load(&files)?;
-    }
-    let run_id = new_run_id();
+    let run_id = session::new_run_id();
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
         None => ctx.config.home().join("runs").join(&run_id),
     };
-    // The history first: a run that cannot be stored leaves no empty run folder behind.
-    if let (Some(alias), None) = (&args.judge, &args.judge_endpoint) {
-        // Before anything is created: a misspelt judge leaves no run behind.
-        catalog
-            .get(alias)
-            .with_context(|| format!("--judge {alias}"))?;
-    }
-    let store = super::runs_cmd::open_store(ctx)?;
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create the run folder {}", out_dir.display()))?;
-
-    // Runtimes: the client's threads are named so its CPU can be told from the server's.
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(format!("{CLIENT_THREAD_PREFIX}client"))
-        .enable_all()
-        .build()?;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("hearth-server")
-        .enable_all()
-        .build()?;
-
-    // Targets, and hearth's own server for the local ones.
-    let mut targets = Vec::new();
-    for name in &names {
-        let entry = catalog.get(name).ok();
-        if let Some(url) = &endpoint {
-            let url = v1_url(url);
-            let model = model_record(name, "endpoint", &url, entry);
-            targets.push(Target {
-                model,
-                endpoint: Endpoint {
-                    base_url: url,
-                    model: name.clone(),
-                    api_key: args.api_key.clone(),
-                },
-                probe: args.pid.map(ProcessProbe::new),
-                managed: false,
-            });
-            continue;
-        }
-        let Some(entry) = entry else {
-            let error = catalog.get(name).err().map(|e| e.to_string());
-            targets.push(failed_target(name, error));
-            continue;
-        };
-        if let Some(upstream) = &entry.upstream {
-            let url = v1_url(&upstream.base_url);
-            let api_key = upstream
-                .api_key_env
-                .as_deref()
-                .and_then(|v| std::env::var(v).ok());
-            targets.push(Target {
-                model: model_record(name, "upstream", &url, Some(entry)),
-                endpoint: Endpoint {
-                    base_url: url,
-                    model: upstream.model.clone(),
-                    api_key,
-                },
-                probe: None,
-                managed: false,
-            });
-            continue;
-        }
-        // Download what is missing before anything is timed.
-        let path = match models::local_path(&ctx.cache, entry) {
-            Some(p) => Ok(p),
-            None => client_rt
-                .block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))
-                .map_err(|e| e.to_string()),
-        };
-        match path {
-            Ok(path) => {
-                let mut model = model_record(name, "hearth", "", Some(entry));
-                model.disk_bytes = std::fs::metadata(&path).ok().map(|m| m.len());
-                targets.push(Target {
-                    model,
-                    endpoint: Endpoint {
-                        base_url: String::new(),
-                        model: name.clone(),
-                        api_key: None,
-                    },
-                    probe: Some(ProcessProbe::this_process()),
-                    managed: true,
-                });
-            }
-            Err(error) => targets.push(failed_target(name, Some(error))),
-        }
-    }
-
-    // The judge: an external endpoint, a catalog upstream, or a local model served by hearth.
-    let mut judge = match (&args.judge, &args.judge_endpoint) {
-        (None, _) => None,
-        (Some(model), Some(url)) => Some(JudgeEndpoint {
-            base_url: v1_url(url),
-            model: model.clone(),
-            api_key: args.judge_api_key.clone(),
-            constrain: false,
-            timeout: Duration::from_secs_f64(args.timeout),
-        }),
-        (Some(alias), None) => {
-            let entry = catalog
-                .get(alias)
-                .with_context(|| format!("--judge {alias}"))?;
-            Some(match &entry.upstream {
-                Some(upstream) => JudgeEndpoint {
-                    base_url: v1_url(&upstream.base_url),
-                    model: upstream.model.clone(),
-                    api_key: upstream
-                        .api_key_env
-                        .as_deref()
-                        .and_then(|v| std::env::var(v).ok()),
-                    constrain: false,
-                    timeout: Duration::from_secs_f64(args.timeout),
-                },
-                None => {
-                    if models::local_path(&ctx.cache, entry).is_none() {
-                        client_rt
-                            .block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))
-                            .with_context(|| format!("--judge {alias}"))?;
-                    }
-                    // Served by hearth below; hearth constrains the verdict to its schema.
-                    JudgeEndpoint {
-                        base_url: String::new(),
-                        model: alias.clone(),
-                        api_key: None,
-                        constrain: true,
-                        timeout: Duration::from_secs_f64(args.timeout),
-                    }
-                }
-            })
-        }
-    };
-    let judge_is_local = judge.as_ref().is_some_and(|j| j.base_url.is_empty());
-
-    // One in-process server per offload setting that can run here; settings that cannot
-    // (no GPU backend, no GPU) are recorded as skipped with the reason, never run on the CPU
-    // under a GPU label.
-    let settings: Vec<GpuLayers> = if args.gpu_layers.is_empty() {
-        vec![ctx
-            .config
-            .gpu_layers()?
-            .unwrap_or_else(devices::default_gpu_layers)]
+    let gpu_layers = if args.gpu_layers.is_empty() {
+        vec![ctx.default_gpu_layers()?]
     } else {
         args.gpu_layers.clone()
     };
-    let spec_modes: Vec<Speculative> = if args.speculative.is_empty() {
+    let speculative: Vec<Speculative> = if args.speculative.is_empty() {
         vec![ctx.config.speculative()?]
     } else {
         args.speculative.clone()
     };
-    // Asked once per setting (it enumerates the devices), not once per model.
-    let problems: HashMap<GpuLayers, Option<String>> = settings
-        .iter()
-        .map(|&s| (s, devices::offload_problem(s, args.device)))
-        .collect();
-    let parallel = shapes
-        .iter()
-        .map(|s| match s {
-            LoadShape::Concurrency { concurrency } => *concurrency,
-            LoadShape::Rate {
-                max_concurrency, ..
-            } => max_concurrency.unwrap_or(8),
-        })
-        .max()
-        .unwrap_or(1)
-        .max(1);
     let load = LoadOptions {
         threads,
         n_ctx: args
             .ctx
             .map_or_else(|| ctx.config.ctx().map(|c| c.min(4096)), Ok)?,
-        parallel,
+        parallel: session::parallel_for(&shapes),
         queue_capacity: 1 << 16,
-        memory_budget: super::model_cmd::memory_budget(ctx)?,
+        memory_budget: ctx.memory_budget()?,
         offload: Offload::default(),
         speculative: Speculative::default(),
     };
-    let start_server =
-        |offload: Offload, speculative: Speculative| -> Result<server::RunningServer> {
-            let registry = Arc::new(Registry::new(
-                catalog.clone(),
-                ctx.cache.clone(),
-                LoadOptions {
-                    offload,
-                    speculative,
-                    ..load.clone()
-                },
-                Duration::from_secs(24 * 3600),
-            ));
-            let options = ServerOptions {
-                port: 0,
-                ..ServerOptions::default()
-            };
-            Ok(server_rt.block_on(server::start(options, registry))?)
-        };
-    // One server per (offload, speculation) pair in use.
-    let mut servers: Vec<((GpuLayers, Speculative), server::RunningServer)> = Vec::new();
-    let mut expanded = Vec::new();
-    for target in targets {
-        if !target.managed {
-            expanded.push(target);
-            continue;
-        }
-        for (&setting, &spec) in settings
-            .iter()
-            .flat_map(|s| spec_modes.iter().map(move |m| (s, m)))
-        {
-            let mut t = target.clone();
-            let mut labels = Vec::new();
-            if settings.len() > 1 {
-                labels.push(format!("gpu={setting}"));
-            }
-            if spec_modes.len() > 1 {
-                labels.push(format!("spec={spec}"));
-            }
-            if !labels.is_empty() {
-                t.model.model = format!("{} [{}]", t.model.model, labels.join(" "));
-            }
-            if let Some(why) = &problems[&setting] {
-                t.model.status = ModelStatus::Skipped;
-                t.model.error = Some(format!("--gpu-layers {setting}: {why}"));
-                t.managed = false;
-                expanded.push(t);
-                continue;
-            }
-            let url = match servers.iter().find(|(key, _)| *key == (setting, spec)) {
-                Some((_, running)) => format!("http://{}/v1", running.addr),
-                None => {
-                    let offload = Offload {
-                        gpu_layers: setting,
-                        device: args.device,
-                    };
-                    let running = start_server(offload, spec)?;
-                    let url = format!("http://{}/v1", running.addr);
-                    servers.push(((setting, spec), running));
-                    url
-                }
-            };
-            t.endpoint.base_url = url.clone();
-            t.model.endpoint = url;
-            expanded.push(t);
-        }
-    }
-    let targets = expanded;
-    if let (Some(j), true) = (judge.as_mut(), judge_is_local) {
-        if servers.is_empty() {
-            let key = (settings[0], spec_modes[0]);
-            let offload = Offload {
-                gpu_layers: key.0,
-                device: args.device,
-            };
-            servers.push((key, start_server(offload, key.1)?));
-        }
-        j.base_url = format!("http://{}/v1", servers[0].1.addr);
-    }
-
-    // The client's floor, measured before the run at the run's widest concurrency.
-    let widest = shapes
-        .iter()
-        .map(|s| match s {
-            LoadShape::Concurrency { concurrency } => *concurrency,
-            LoadShape::Rate {
-                rate,
-                max_concurrency,
-                ..
-            } => max_concurrency.unwrap_or((rate * 2.0).ceil() as u32),
-        })
-        .max()
-        .unwrap_or(1)
-        .clamp(1, 256);
-    let calibration = client_rt.block_on(bench::calibrate(widest, widest * 2))?;
-
-    let mut run = RunRecord {
-        id: run_id.clone(),
-        started_unix_ms: unix_ms(),
-        finished_unix_ms: None,
-        status: RunStatus::Running,
-        options: serde_json::json!({
-            "bench": &options,
-            "slo": &options.slo,
-            "energy_price_per_kwh": options.energy_price_per_kwh,
-            "models": &names,
-            "speculative": &spec_modes,
-            "endpoint": &endpoint,
-            "out": out_dir.display().to_string(),
-            "quality": {
-                "min_score": args.min_score,
-                "memory_budget_bytes": memory_budget_bytes,
-                "judge": judge.as_ref().map(|j| j.scorer()),
-                "rubric_version": judge.as_ref().map(|_| hearth::eval::judge::RUBRIC_VERSION),
-            },
+    Ok(SessionSettings {
+        options,
+        models: names,
+        endpoint: endpoint.map(|url| ExternalEndpoint {
+            url,
+            api_key: args.api_key.clone(),
+            pid: args.pid,
         }),
-        environment: bench::environment::current(threads),
-        client: serde_json::json!({
-            "calibration": &calibration,
-            "cpu_limit_share": bench::CLIENT_CPU_LIMIT,
-            "lag_limit_ms": bench::CLIENT_LAG_LIMIT_MS,
+        variants: args.variants.clone(),
+        judge: args.judge.as_ref().map(|model| JudgeChoice {
+            model: model.clone(),
+            endpoint: args.judge_endpoint.clone(),
+            api_key: args.judge_api_key.clone(),
         }),
-    };
-    let (recorder, writer) = Recorder::start(store, &run)?;
-    eprintln!(
-        "hearth bench: run {run_id}: {} model(s), {} level(s), {} warm-up + {} timed round(s), {}streaming",
-        targets.len(),
-        shapes.len(),
-        options.warmup,
-        options.rounds,
-        if stream { "" } else { "not " }
-    );
-
-    let progress = super::bench_progress::BarsProgress::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let interrupted = client_rt.block_on(async {
-        let ctrl_c = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\ninterrupted: keeping every finished request (Ctrl-C again to quit at once)"
-                );
-                let _ = stop_tx.send(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        let run = tokio::spawn({
-            let options = options.clone();
-            let recorder = recorder.clone();
-            let progress = progress.clone();
-            async move { bench::run(&options, targets, &recorder, &progress, stop_rx).await }
-        });
-        let interrupted = run.await.unwrap_or(true);
-        ctrl_c.abort();
-        interrupted
-    });
-    progress.clear();
-
-    run.finished_unix_ms = Some(unix_ms());
-    run.status = if interrupted {
-        RunStatus::Interrupted
-    } else {
-        RunStatus::Complete
-    };
-    recorder.update_run(&run);
-    drop(recorder);
-    let mut store = writer.finish()?;
-    let mut data = store.load_run(&run_id)?;
-    if let (Some(judge), false) = (&judge, interrupted) {
-        if judge_answers(&client_rt, &mut store, &data, judge)? {
-            data = store.load_run(&run_id)?;
-        }
-    }
-    for (_, running) in servers {
-        let _ = server_rt.block_on(running.shutdown());
-    }
-    let paths = hearth::report::write_all(&data, &out_dir)?;
-    let summary = hearth::report::summarize(&data);
-    println!("{}", hearth::report::terminal_table(&summary));
-    eprintln!("run {run_id} stored in {}", store.location());
-    eprintln!("reports:");
-    for path in paths {
-        eprintln!("  {}", path.display());
-    }
-    if interrupted {
-        return Ok(ExitCode::from(130));
-    }
-    let all_ok = data
-        .models
-        .iter()
-        .all(|m| matches!(m.status, ModelStatus::Ok | ModelStatus::Skipped));
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        min_score: args.min_score,
+        recommend_memory_bytes,
+        load,
+        gpu_layers,
+        device: args.device,
+        speculative,
+        run_id,
+        out_dir,
     })
-}
-
-/// Scores the run's answers with the judge and stores the scores. Ctrl-C stops judging (the
-/// run is kept, unscored). Returns whether scores were stored.
-fn judge_answers(
-    rt: &tokio::runtime::Runtime,
-    store: &mut hearth::store::Store,
-    data: &hearth::store::record::RunData,
-    judge: &JudgeEndpoint,
-) -> Result<bool> {
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "judging with {msg} {bar:30} {pos}/{len} distinct answers ({elapsed})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(judge.model.clone());
-    let scores = rt.block_on(async {
-        tokio::select! {
-            scores = judge::judge_run(data, judge, |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            }) => Some(scores),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    bar.finish_and_clear();
-    let Some(scores) = scores else {
-        eprintln!("judging interrupted: the run is kept without judge scores");
-        return Ok(false);
-    };
-    let unscored = scores.iter().filter(|s| s.score.is_none()).count();
-    eprintln!(
-        "judge {}: {} of {} answers scored (rubric {})",
-        judge.scorer(),
-        scores.len() - unscored,
-        scores.len(),
-        judge::RUBRIC_VERSION
-    );
-    if unscored > 0 {
-        let reason = scores
-            .iter()
-            .find_map(|s| s.score.is_none().then_some(s.reason.as_deref()).flatten())
-            .unwrap_or("");
-        eprintln!("  {unscored} left unscored, e.g. {reason}");
-    }
-    store.upsert_scores(&data.run.id, &scores)?;
-    Ok(!scores.is_empty())
-}
-
-/// `names` with, after each local model, its variants of `types` (`alias@q4_0`), made with
-/// `model quantize` when not cached yet. Upstream models and variants themselves get none.
-fn with_variants(
-    ctx: &Context,
-    catalog: &Catalog,
-    names: &[String],
-    types: &[String],
-    threads: u32,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for name in names {
-        out.push(name.clone());
-        let local = catalog
-            .get(name)
-            .is_ok_and(|e| e.upstream.is_none() && e.lineage.is_none());
-        if !local {
-            continue;
-        }
-        for ty in types {
-            let ty = hearth::engine::quantize::parse_type(ty)?;
-            let variant = format!("{name}@{}", ty.name.to_ascii_lowercase());
-            let cached = catalog
-                .get(&variant)
-                .is_ok_and(|e| models::local_path(&ctx.cache, e).is_some());
-            let variant = if cached {
-                variant
-            } else {
-                eprintln!("making {variant} for the comparison (hearth model quantize)");
-                super::model_cmd::quantize(ctx, name, ty.name, threads)?
-            };
-            if !out.contains(&variant) && !names.contains(&variant) {
-                out.push(variant);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// A model that cannot be measured at all (unknown alias, failed download): it stays in the
-/// run and in every report with its error.
-fn failed_target(name: &str, error: Option<String>) -> Target {
-    let mut model = model_record(name, "hearth", "", None);
-    model.status = ModelStatus::Failed;
-    model.error = Some(error.unwrap_or_else(|| "unknown model".into()));
-    Target {
-        model,
-        endpoint: Endpoint {
-            base_url: String::new(),
-            model: name.to_string(),
-            api_key: None,
-        },
-        probe: None,
-        managed: false,
-    }
 }
 
 fn calibrate() -> Result<ExitCode> {
@@ -851,7 +425,7 @@ fn calibrate() -> Result<ExitCode> {
         .thread_name(format!("{CLIENT_THREAD_PREFIX}client"))
         .enable_all()
         .build()?;
-    let mut table = super::table(&[
+    let mut table = super::shared::table(&[
         "streams",
         "requests",
         "TTFT error p50 (ms)",
@@ -875,22 +449,4 @@ fn calibrate() -> Result<ExitCode> {
     println!("{table}");
     println!("TTFT error = client-measured TTFT (send to first content token) minus the mock server's own TTFT (request received to first token written), same clock.");
     Ok(ExitCode::SUCCESS)
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `YYYYMMDD-HHMMSS-xxxx` (UTC): sorts by time, unique enough with 16 random bits.
-fn new_run_id() -> String {
-    let stamp: String = hearth::report::format_utc(unix_ms())
-        .trim_end_matches(" UTC")
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == ' ')
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect();
-    let nonce: u16 = rand::random();
-    format!("{stamp}-{nonce:04x}")
 }

@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&models)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut table = super::table(&["alias", "size", "verified", "path"]);
+            let mut table = super::shared::table(&["alias", "size", "verified", "path"]);
             for m in &models {
                 table.add_row(vec![
                     m.alias.clone(),
@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
         }
         CacheCommand::Verify => {
             let mut bad = 0;
-            let mut table = super::table(&["alias", "result"]);
+            let mut table = super::shared::table(&["alias", "result"]);
             for (model, outcome) in ctx.cache.verify()? {
                 let result = match outcome {
                     VerifyOutcome::Ok => "ok".to_string(),

@@ -36,7 +36,7 @@ pub fn run(mut ctx: Context, cmd: ConfigCommand) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&settings)?);
             } else {
-                let mut table = super::table(&["key", "value", "from", "env", "meaning"]);
+                let mut table = super::shared::table(&["key", "value", "from", "env", "meaning"]);
                 for s in settings {
                     table.add_row(vec![
                         s.key.to_string(),

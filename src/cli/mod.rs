@@ -3,23 +3,21 @@
 
 mod annotate_cmd;
 mod bench_cmd;
-mod bench_progress;
 mod cache_cmd;
 mod config_cmd;
 mod model_cmd;
+mod progress;
 mod route_cmd;
 mod runs_cmd;
 mod serve_cmd;
+mod shared;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use hearth::cache::Cache;
-use hearth::catalog::Catalog;
-use hearth::config::{self, Config};
+pub use shared::Context;
 
 /// Discover, fetch, run, serve, benchmark and compare open-source language models locally.
 #[derive(Debug, Parser)]
@@ -95,33 +93,6 @@ enum Command {
     Annotate(annotate_cmd::AnnotateCommand),
 }
 
-/// Settings and shared objects every command needs, resolved once.
-pub struct Context {
-    config: Config,
-    cache: Cache,
-}
-
-impl Context {
-    fn load() -> Result<Self> {
-        let home = config::home_dir();
-        let config = Config::load(&home)?;
-        let cache = Cache::new(&config.cache_dir());
-        Ok(Self { config, cache })
-    }
-
-    /// The user catalog file written by `model add`.
-    fn user_models_file(&self) -> PathBuf {
-        self.config.home().join("models.json")
-    }
-
-    /// Built-ins plus the user's `models.json` files.
-    fn catalog(&self) -> Result<Catalog> {
-        let mut files = vec![self.user_models_file()];
-        files.extend(self.config.models_file());
-        Ok(Catalog::load(&files)?)
-    }
-}
-
 /// Parses the command line and runs the command.
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
@@ -147,14 +118,4 @@ pub fn run() -> Result<ExitCode> {
         Command::Devices { json } => model_cmd::list_devices(json),
         Command::Route(cmd) => route_cmd::route(&ctx, cmd),
     }
-}
-
-/// A table styled the same way everywhere.
-fn table(header: &[&str]) -> comfy_table::Table {
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_header(header);
-    table
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use hearth::cache::BarProgress;
 use hearth::catalog::{self, CatalogEntry, Filter};
-use hearth::engine::devices::{self, GpuLayers, Offload};
+use hearth::engine::devices::{self, GpuLayers};
 use hearth::engine::memory::{self, human_bytes};
 use hearth::engine::speculative::Speculative;
 use hearth::engine::{
@@ -17,6 +17,8 @@ use hearth::engine::{
 use hearth::gguf;
 use hearth::models::{self, LoadOptions};
 
+use super::progress::QuantizeBar;
+use super::shared::{runtime, table, OffloadArgs};
 use super::Context;
 
 #[derive(Debug, Subcommand)]
@@ -128,39 +130,6 @@ pub struct RunArgs {
     speculative: Option<Speculative>,
 }
 
-/// GPU offload flags shared by `model run` and `serve`.
-#[derive(Debug, Args)]
-pub struct OffloadArgs {
-    /// Layers to offload to a GPU: a number or `all` (default: the `gpu_layers` setting,
-    /// else all when a GPU backend is built in and a GPU is found, else 0).
-    #[arg(long, value_name = "N|all")]
-    gpu_layers: Option<GpuLayers>,
-    /// The GPU to use, by index from `hearth devices` (default: llama.cpp's choice).
-    #[arg(long)]
-    device: Option<usize>,
-}
-
-impl OffloadArgs {
-    /// The offload to load models with: the flag, else the setting, else this build's and
-    /// machine's default.
-    pub fn resolve(&self, ctx: &Context) -> Result<Offload> {
-        let gpu_layers = match self.gpu_layers {
-            Some(g) => g,
-            None => ctx
-                .config
-                .gpu_layers()?
-                .unwrap_or_else(devices::default_gpu_layers),
-        };
-        if let Some(why) = devices::offload_problem(gpu_layers, self.device) {
-            bail!("--gpu-layers {gpu_layers}: {why}");
-        }
-        Ok(Offload {
-            gpu_layers,
-            device: self.device,
-        })
-    }
-}
-
 /// `hearth devices`: what llama.cpp can run on in this build, on this machine.
 pub fn list_devices(json: bool) -> Result<ExitCode> {
     let all = devices::devices();
@@ -174,7 +143,7 @@ pub fn list_devices(json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = super::table(&[
+    let mut table = table(&[
         "index",
         "name",
         "backend",
@@ -243,19 +212,20 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
         } => add(ctx, &file, &alias, sha256.as_deref()),
         ModelCommand::Quantize { alias, ty, threads } => {
             let threads = threads.map_or_else(|| ctx.config.threads(), Ok)?;
-            quantize(ctx, &alias, &ty, threads).map(|variant| {
-                println!("{variant}");
-                ExitCode::SUCCESS
-            })
+            let variant = hearth::variants::make(
+                &ctx.catalog()?,
+                &ctx.cache,
+                &ctx.user_models_file(),
+                &alias,
+                &ty,
+                threads,
+                &QuantizeBar::default(),
+            )?;
+            println!("{variant}");
+            Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Run(args) => run_model(ctx, args),
     }
-}
-
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }
 
 fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
@@ -269,7 +239,7 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = super::table(&[
+    let mut table = table(&[
         "alias", "family", "params", "quant", "size", "license", "tags", "device", "cached",
     ]);
     for e in &entries {
@@ -290,13 +260,6 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn memory_budget(ctx: &Context) -> Result<u64> {
-    Ok(ctx
-        .config
-        .memory_limit_bytes()?
-        .unwrap_or_else(memory::available_bytes))
-}
-
 /// Bytes of an estimate that live on the GPU and on the host when `layers` of `blocks`
 /// transformer blocks are offloaded: weights and KV cache split by the share of blocks
 /// offloaded (the output layer goes with `all`); buffers stay on the host.
@@ -313,10 +276,7 @@ fn memory_split(e: &memory::MemoryEstimate, layers: GpuLayers, blocks: u64) -> (
 fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -> Result<ExitCode> {
     let layers = match gpu_layers {
         Some(g) => g,
-        None => ctx
-            .config
-            .gpu_layers()?
-            .unwrap_or_else(devices::default_gpu_layers),
+        None => ctx.default_gpu_layers()?,
     };
     let catalog = ctx.catalog()?;
     let entry = catalog.get(alias)?;
@@ -327,7 +287,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     };
     let n_ctx = models::effective_ctx(ctx.config.ctx()?, file.as_ref());
     let est = models::estimate(entry, file.as_ref(), u64::from(n_ctx));
-    let budget = memory_budget(ctx)?;
+    let budget = ctx.memory_budget()?;
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
     if json {
         let value = serde_json::json!({
@@ -350,7 +310,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = super::table(&["field", "value"]);
+    let mut table = table(&["field", "value"]);
     let mut row = |k: &str, v: String| {
         table.add_row(vec![k.to_string(), v]);
     };
@@ -495,139 +455,6 @@ fn add(ctx: &Context, file: &Path, alias: &str, sha256: Option<&str>) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Makes `ALIAS@TYPE` from `alias` (downloading the source first when needed) and registers
-/// it in the user catalog with its lineage. Returns the variant's alias. Shared with `bench`,
-/// which makes the variants it is asked to compare.
-pub fn quantize(ctx: &Context, alias: &str, ty: &str, threads: u32) -> Result<String> {
-    use hearth::engine::quantize;
-    let ty = quantize::parse_type(ty)?;
-    let catalog = ctx.catalog()?;
-    let entry = catalog.get(alias)?;
-    if entry.upstream.is_some() {
-        bail!("{alias} is served by an upstream endpoint; only local GGUF models can be quantized");
-    }
-    let variant = format!("{alias}@{}", ty.name.to_ascii_lowercase());
-    let source = match models::local_path(&ctx.cache, entry) {
-        Some(p) => p,
-        None => {
-            eprintln!("{alias} is not cached; downloading");
-            runtime()?.block_on(models::ensure_local(&ctx.cache, entry, &BarProgress::new()))?
-        }
-    };
-    let info = gguf::read(&source).with_context(|| format!("cannot quantize {alias}"))?;
-    let requantized = !quantize::is_full_precision(info.quantization.as_deref());
-    if requantized {
-        eprintln!(
-            "warning: {alias} is already quantized ({}); {variant} cannot regain the precision it lost, and is usually worse than {} made from an F16/BF16 source",
-            info.quantization.as_deref().unwrap_or("unknown type"),
-            ty.name
-        );
-    }
-    let source_sha = match ctx.cache.lookup(alias) {
-        Some(cached) => cached.sha256,
-        None => hearth::cache::Cache::sha256_of(&source)?,
-    };
-    let file_name = format!(
-        "{}.{}.gguf",
-        source
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("model")
-            .trim_end_matches(&format!(".{}", info.quantization.as_deref().unwrap_or(""))),
-        ty.name
-    );
-    let scratch = ctx
-        .cache
-        .scratch_path(&format!("{}.quantizing.gguf", variant.replace('@', "-")))?;
-    // Progress: the quantizer writes the file as it goes; its expected size is the parameter
-    // count at the type's bits per weight.
-    let expected = (info.n_params as f64 * ty.bits_per_weight / 8.0) as u64;
-    let bar = indicatif::ProgressBar::new(expected.max(1)).with_style(
-        indicatif::ProgressStyle::with_template(
-            "quantizing {msg} {bar:30} {bytes}/~{total_bytes} ({elapsed})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(variant.clone());
-    let (src, dst) = (source.clone(), scratch.clone());
-    let worker =
-        std::thread::spawn(move || quantize::quantize(&src, &dst, ty, threads, requantized));
-    while !worker.is_finished() {
-        if let Ok(m) = std::fs::metadata(&scratch) {
-            bar.set_position(m.len().min(expected));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    bar.finish_and_clear();
-    let made = worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the quantizer thread panicked"))?;
-    let checked = made.map_err(anyhow::Error::from).and_then(|()| {
-        let out = gguf::read(&scratch).context("the quantizer wrote an unreadable file")?;
-        match out.quantization.as_deref() {
-            Some(q) if q.eq_ignore_ascii_case(ty.name) => Ok(out),
-            other => bail!(
-                "the quantizer wrote {} instead of {}",
-                other.unwrap_or("an unknown type"),
-                ty.name
-            ),
-        }
-    });
-    let out = match checked {
-        Ok(out) => out,
-        Err(e) => {
-            let _ = std::fs::remove_file(&scratch);
-            return Err(e.context(format!("cannot make {variant}")));
-        }
-    };
-    let lineage = catalog::Lineage {
-        source_alias: alias.to_string(),
-        source_file: source
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        source_sha256: source_sha.clone(),
-        source_quantization: info.quantization.clone(),
-        quantization: ty.name.to_string(),
-        requantized,
-        tool: format!(
-            "llama.cpp llama_model_quantize (llama-cpp-sys-2 {})",
-            env!("HEARTH_LLAMA_CPP_SYS_VERSION")
-        ),
-    };
-    let cached = ctx.cache.adopt_file(
-        &variant,
-        &scratch,
-        &file_name,
-        &format!("quantize:{alias}@sha256:{source_sha}:{}", ty.name),
-    )?;
-    let variant_entry = CatalogEntry {
-        alias: variant.clone(),
-        family: entry.family.clone().or(Some(out.architecture.clone())),
-        parameters: entry
-            .parameters
-            .clone()
-            .or_else(|| Some(gguf::human_params(out.n_params))),
-        quantization: Some(ty.name.to_string()),
-        size_mb: Some(cached.size_bytes as f64 / 1e6),
-        license: entry.license.clone(),
-        capabilities: entry.capabilities.clone(),
-        sha256: Some(cached.sha256.clone()),
-        kv_bytes_per_token: out.kv_bytes_per_token().or(entry.kv_bytes_per_token),
-        lineage: Some(lineage),
-        ..CatalogEntry::default()
-    };
-    catalog::save_user_entry(&ctx.user_models_file(), variant_entry)?;
-    eprintln!(
-        "made {variant}: {} ({:.2}× the size of {alias}, {}), sha256 {}",
-        human_bytes(cached.size_bytes),
-        cached.size_bytes as f64 / info.file_size.max(1) as f64,
-        info.quantization.as_deref().unwrap_or("?"),
-        &cached.sha256[..12]
-    );
-    Ok(variant)
-}
-
 fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
     let catalog = ctx.catalog()?;
     let alias = args
@@ -645,7 +472,7 @@ fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
         parallel: 1,
         queue_capacity: 4,
-        memory_budget: memory_budget(ctx)?,
+        memory_budget: ctx.memory_budget()?,
         offload: args.offload.resolve(ctx)?,
         speculative: args
             .speculative

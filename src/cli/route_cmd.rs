@@ -28,8 +28,8 @@ pub fn route(ctx: &Context, cmd: RouteCommand) -> Result<ExitCode> {
         bail!("`{target}` is not a route: use auto:TAG (e.g. auto:summarize) or auto");
     };
     let catalog = ctx.catalog()?;
-    let mut store = super::runs_cmd::open_store(ctx)?;
-    let criteria = routing::default_criteria(super::model_cmd::memory_budget(ctx)?);
+    let mut store = ctx.open_store()?;
+    let criteria = routing::default_criteria(ctx.memory_budget()?);
     let decision = routing::decide(
         &catalog,
         |e| e.upstream.is_some() || hearth::models::local_path(&ctx.cache, e).is_some(),
@@ -41,7 +41,8 @@ pub fn route(ctx: &Context, cmd: RouteCommand) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&decision)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = super::table(&["model", "run", "p95 e2e ms", "score", "peak RSS", "verdict"]);
+    let mut table =
+        super::shared::table(&["model", "run", "p95 e2e ms", "score", "peak RSS", "verdict"]);
     for c in &decision.candidates {
         table.add_row(vec![
             c.model.clone(),

@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
-use hearth::env;
 use hearth::report::{self, CompareOptions, Format};
-use hearth::store::Store;
 
 use super::Context;
 
@@ -63,19 +61,8 @@ pub struct CompareArgs {
 
 /// The history store: `HEARTH_DB_URL` when set, else `$HEARTH_HOME/history.db`.
 /// Where the run history is: `HEARTH_DB_URL`, else `$HEARTH_HOME/history.db`.
-pub fn history_url(ctx: &Context) -> String {
-    std::env::var(env::HEARTH_DB_URL)
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| ctx.config.home().join("history.db").display().to_string())
-}
-
-pub fn open_store(ctx: &Context) -> Result<Store> {
-    Store::open(&history_url(ctx)).context("cannot open the run history")
-}
-
 pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
-    let mut store = open_store(ctx)?;
+    let mut store = ctx.open_store()?;
     match cmd {
         RunsCommand::List { json } => {
             let runs = store.list_runs()?;
@@ -83,7 +70,7 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut table = super::table(&[
+            let mut table = super::shared::table(&[
                 "run", "started", "status", "models", "requests", "failed", "commit",
             ]);
             for listing in &runs {
@@ -144,7 +131,7 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
 
 pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
     let format: Format = args.format.parse()?;
-    let mut store = open_store(ctx)?;
+    let mut store = ctx.open_store()?;
     let id = store.resolve(&args.run)?;
     let data = store.load_run(&id)?;
     let text = report::render(&data, format)?;
@@ -160,7 +147,7 @@ pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
 }
 
 pub fn compare(ctx: &Context, args: CompareArgs) -> Result<ExitCode> {
-    let mut store = open_store(ctx)?;
+    let mut store = ctx.open_store()?;
     let (a, b) = (store.resolve(&args.a)?, store.resolve(&args.b)?);
     let (a, b) = (store.load_run(&a)?, store.load_run(&b)?);
     let options = CompareOptions {

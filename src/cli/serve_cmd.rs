@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
     api_key: Option<String>,
     #[command(flatten)]
-    offload: super::model_cmd::OffloadArgs,
+    offload: super::shared::OffloadArgs,
     /// Speculative decoding: `ngram` drafts tokens from the text's own n-grams, `off` decodes
     /// one token per step (default: the `speculative` setting, else ngram).
     #[arg(long, value_name = "off|ngram")]
@@ -82,7 +82,7 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
         parallel: args.parallel.max(1),
         queue_capacity: args.queue,
-        memory_budget: super::model_cmd::memory_budget(ctx)?,
+        memory_budget: ctx.memory_budget()?,
         offload: args.offload.resolve(ctx)?,
         speculative: args
             .speculative
@@ -98,10 +98,10 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         port: args.port.map_or_else(|| ctx.config.port(), Ok)?,
         api_key: args.api_key,
         preload: args.models,
-        history: Some(super::runs_cmd::history_url(ctx)),
+        history: Some(ctx.history_url()),
         ..ServerOptions::default()
     };
-    let rt = super::model_cmd::runtime()?;
+    let rt = super::shared::runtime()?;
     rt.block_on(async move {
         let running = server::start(options, registry).await?;
         eprintln!(
@@ -174,7 +174,7 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = super::table(&[
+    let mut table = super::shared::table(&[
         "model",
         "weights",
         "layers on",

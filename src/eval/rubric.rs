@@ -36,15 +36,13 @@ impl Rubric {
     /// Reads the prompt set stored with `data`; prompts it cannot read are left out (their
     /// answers then have no checks and cannot be judged).
     pub fn of(data: &RunData) -> Self {
-        let prompts = data.run.options["bench"]["prompts"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|p| serde_json::from_value::<RubricPrompt>(p.clone()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let prompts = data
+            .run
+            .options
+            .prompts()
+            .iter()
+            .filter_map(|p| serde_json::from_value::<RubricPrompt>(p.clone()).ok())
+            .collect();
         Self { prompts }
     }
 

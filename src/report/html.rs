@@ -175,7 +175,7 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
     let _ = write!(
         out,
         "<h3>Options</h3><pre>{}</pre><h3>Client health</h3><pre>{}</pre>",
-        esc(&serde_json::to_string_pretty(&run.options).unwrap_or_default()),
+        esc(&serde_json::to_string_pretty(&run.options.to_json()).unwrap_or_default()),
         esc(&serde_json::to_string_pretty(&run.client).unwrap_or_default())
     );
 

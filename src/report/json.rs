@@ -69,7 +69,7 @@ impl ReportDocument {
                 status: run.status,
             },
             environment: run.environment.clone(),
-            options: run.options.clone(),
+            options: run.options.to_json(),
             client: run.client.clone(),
             models: summary.models.clone(),
             levels: summary.levels.clone(),

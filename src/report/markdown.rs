@@ -124,7 +124,7 @@ pub(super) fn render(s: &RunSummary) -> String {
 
     out.push_str("## Options\n\n```json\n");
     out.push_str(&fenced(
-        &serde_json::to_string_pretty(&run.options).unwrap_or_default(),
+        &serde_json::to_string_pretty(&run.options.to_json()).unwrap_or_default(),
     ));
     out.push_str("\n```\n\nClient health:\n\n```json\n");
     out.push_str(&fenced(

@@ -177,7 +177,7 @@ mod tests {
     fn stored_checks_score_the_stored_answers() {
         let mut data = testdata::sample_run();
         // The sample answers read `hello <world> & "friends"` (3 words, 1 sentence).
-        data.run.options["bench"] = serde_json::json!({"prompts": [
+        data.run.options.bench = serde_json::json!({"prompts": [
             {"id": "p1", "prompt": "x", "facets": ["friendly greeting", "world"],
              "checks": [{"type": "contains", "text": "HELLO"}, {"type": "max_words", "n": 2},
                         {"type": "facets", "min_share": 1.0}]},

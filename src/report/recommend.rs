@@ -12,13 +12,11 @@ impl Criteria {
     /// Reads `options.quality.{min_score, memory_budget_bytes}`; the memory budget defaults
     /// to the measured machine's memory.
     pub fn of(summary: &RunSummary) -> Criteria {
-        let q = &summary.run.options["quality"];
+        let q = &summary.run.options.quality;
         let machine = summary.run.environment.memory_bytes;
         Criteria {
-            min_score: q["min_score"].as_f64().unwrap_or(DEFAULT_MIN_SCORE),
-            memory_budget_bytes: q["memory_budget_bytes"]
-                .as_u64()
-                .or((machine > 0).then_some(machine)),
+            min_score: q.min_score.unwrap_or(DEFAULT_MIN_SCORE),
+            memory_budget_bytes: q.memory_budget_bytes.or((machine > 0).then_some(machine)),
         }
     }
 }

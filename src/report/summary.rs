@@ -18,19 +18,19 @@ pub use super::run_summary::{
 use super::run_summary::{Criteria, Recommendation};
 use crate::stats::{coefficient_of_variation, Distribution};
 use crate::store::record::{
-    LevelRecord, ModelRecord, ModelStatus, RequestRecord, RequestStatus, RunData, TokenSource,
+    LevelRecord, ModelRecord, ModelStatus, RequestRecord, RequestStatus, RunData, RunOptions,
+    TokenSource,
 };
 
 impl Slo {
     /// Reads `options.slo`; `None` when absent or when it sets no limit.
-    pub fn from_options(options: &serde_json::Value) -> Option<Slo> {
-        let slo = options.get("slo")?;
-        let f = |k: &str| slo.get(k).and_then(serde_json::Value::as_f64);
+    pub fn from_options(options: &RunOptions) -> Option<Slo> {
+        let limits = &options.slo;
         let s = Slo {
-            ttft_ms: f("ttft_ms"),
-            e2e_ms: f("e2e_ms"),
-            tpot_ms: f("tpot_ms"),
-            itl_ms: f("itl_ms"),
+            ttft_ms: limits.ttft_ms,
+            e2e_ms: limits.e2e_ms,
+            tpot_ms: limits.tpot_ms,
+            itl_ms: limits.itl_ms,
         };
         (s != Slo::default()).then_some(s)
     }
@@ -73,8 +73,7 @@ pub fn summarize(data: &RunData) -> RunSummary {
     let price = data
         .run
         .options
-        .get("energy_price_per_kwh")
-        .and_then(serde_json::Value::as_f64)
+        .energy_price_per_kwh
         .unwrap_or(DEFAULT_ENERGY_PRICE_PER_KWH);
     let slo = Slo::from_options(&data.run.options);
     let rubric = Rubric::of(data);

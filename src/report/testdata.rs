@@ -118,11 +118,12 @@ pub fn run_record(id: &str) -> RunRecord {
         started_unix_ms: 1_764_300_000_000,
         finished_unix_ms: Some(1_764_300_060_000),
         status: RunStatus::Complete,
-        options: serde_json::json!({
+        options: serde_json::from_value(serde_json::json!({
             "slo": {"ttft_ms": 45, "e2e_ms": 1000},
             "energy_price_per_kwh": 0.25,
             "rounds": 2,
-        }),
+        }))
+        .expect("run options"),
         environment: Environment {
             hostname: "box".into(),
             os: "Linux".into(),

@@ -74,11 +74,101 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// The resolved benchmark options (models, prompts, load shapes, sampling, SLOs…), as given
     /// to the run, so a report can print exactly what was measured.
-    pub options: serde_json::Value,
+    pub options: RunOptions,
     /// The machine and software.
     pub environment: Environment,
     /// The client's own health: calibration floor, CPU use, scheduling lag, bottleneck verdict.
     pub client: serde_json::Value,
+}
+
+/// What a run was asked to do, stored with it and read back by the reports, the rubric and
+/// `annotate`: one type, so the writer and its readers cannot drift apart.
+///
+/// Runs stored by older (or newer) hearths stay readable: every field has a default, and keys
+/// this version does not know are kept in [`RunOptions::other`] and written back unchanged, so
+/// re-rendering an old run prints the options it was stored with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// The benchmark's own settings as `bench::BenchOptions` wrote them (prompt set, load
+    /// shapes, rounds, sampling…). Kept as JSON because the prompt set's checks belong to
+    /// `eval`, which this vocabulary does not depend on; [`RunOptions::prompts`] reads it.
+    #[serde(default)]
+    pub bench: serde_json::Value,
+    /// Service-level objectives for goodput, ms by metric key (`ttft_ms`, `e2e_ms`, …).
+    #[serde(default)]
+    pub slo: SloLimits,
+    /// Price of a kWh behind the cost per 1k tokens.
+    #[serde(default)]
+    pub energy_price_per_kwh: Option<f64>,
+    /// The model names asked for (before offload and speculation settings multiplied them).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Speculative decoding modes measured (`off`, `ngram`).
+    #[serde(default)]
+    pub speculative: Vec<String>,
+    /// The external endpoint measured, when not hearth's own server.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The folder the reports were written to, so `annotate import` can refresh them.
+    #[serde(default)]
+    pub out: Option<String>,
+    /// What the recommendation weighs quality and memory by.
+    #[serde(default)]
+    pub quality: QualityOptions,
+    /// Keys of other hearth versions (or hand-made runs), kept as they were.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RunOptions {
+    /// The prompt set the run sent, as stored (each a `bench::prompts::PromptSpec`); empty
+    /// when the run did not store one.
+    pub fn prompts(&self) -> &[serde_json::Value] {
+        self.bench
+            .get("prompts")
+            .and_then(serde_json::Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The options as a JSON value with sorted keys: what reports print and embed, the same
+    /// bytes whichever hearth version stored them.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// The latency limits a request must meet to count toward goodput, ms; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SloLimits {
+    /// Time to first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// End-to-end latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_ms: Option<f64>,
+    /// Time per output token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    /// Largest gap between content chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_ms: Option<f64>,
+}
+
+/// The recommendation's quality bar and memory budget, and who scored the answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityOptions {
+    /// Lowest acceptable mean score (1–5); `None` takes the report's default.
+    #[serde(default)]
+    pub min_score: Option<f64>,
+    /// Memory budget, bytes of peak RSS; `None` is the measured machine's memory.
+    #[serde(default)]
+    pub memory_budget_bytes: Option<u64>,
+    /// The judge, as `model@endpoint`, when one scored the run.
+    #[serde(default)]
+    pub judge: Option<String>,
+    /// The judge's rubric version, when one scored the run.
+    #[serde(default)]
+    pub rubric_version: Option<String>,
 }
 
 /// The machine and software a run measured.
@@ -330,4 +420,41 @@ pub struct ScoreRecord {
     pub raw: Option<String>,
     /// When it was scored, Unix milliseconds.
     pub scored_unix_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The options blob exactly as `hearth bench` stored it before the options were typed
+    /// (keys as written by its `json!`), abridged prompts.
+    const STORED_BEFORE_TYPING: &str = r#"{"bench":{"energy_price_per_kwh":0.3,"ignore_eos":false,"max_tokens":256,"prompt_cache":"cold","prompts":[{"id":"p1","prompt":"Say hi","facets":["greeting"]}],"requests_per_round":null,"rounds":3,"sample_interval_ms":250,"seed":42,"shapes":[{"concurrency":1}],"slo":{"ttft_ms":500.0},"stream":true,"temperature":0.0,"timeout_secs":300.0,"warmup":1},"endpoint":null,"energy_price_per_kwh":0.3,"models":["smollm2-135m"],"out":"/tmp/runs/x","quality":{"judge":null,"memory_budget_bytes":null,"min_score":3.0,"rubric_version":null},"slo":{"ttft_ms":500.0},"speculative":["ngram"]}"#;
+
+    #[test]
+    fn options_stored_before_typing_read_back_and_render_unchanged() {
+        let stored: serde_json::Value = serde_json::from_str(STORED_BEFORE_TYPING).unwrap();
+        let options: RunOptions = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(options.slo.ttft_ms, Some(500.0));
+        assert_eq!(options.quality.min_score, Some(3.0));
+        assert_eq!(options.out.as_deref(), Some("/tmp/runs/x"));
+        assert_eq!(options.prompts().len(), 1);
+        assert!(options.other.is_empty(), "{:?}", options.other);
+        // What reports print is the same JSON, byte for byte.
+        assert_eq!(
+            serde_json::to_string(&options.to_json()).unwrap(),
+            serde_json::to_string(&stored).unwrap()
+        );
+    }
+
+    #[test]
+    fn options_of_other_versions_keep_unknown_keys_and_default_missing_ones() {
+        let options: RunOptions =
+            serde_json::from_str(r#"{"rounds": 2, "slo": {"e2e_ms": 1000}}"#).unwrap();
+        assert_eq!(options.slo.e2e_ms, Some(1000.0));
+        assert_eq!(options.quality, QualityOptions::default());
+        assert_eq!(options.other["rounds"], 2);
+        assert!(options.prompts().is_empty());
+        let again: RunOptions = serde_json::from_value(options.to_json()).unwrap();
+        assert_eq!(again, options);
+    }
 }

@@ -50,7 +50,7 @@ fn round_trip_is_exact(db: Backend) {
     done.status = RunStatus::Complete;
     done.finished_unix_ms = Some(1_767_268_900_000);
     done.client = json!({"floor_ms": 0.25, "bottleneck": false, "lag_p99_ms": [1, 2]});
-    done.options = json!({"rounds": 5});
+    done.options = serde_json::from_value(json!({"rounds": 5})).unwrap();
     store.update_run(&done).unwrap();
     drop(store);
 

@@ -18,7 +18,10 @@ pub(crate) fn run(id: &str, started: i64) -> RunRecord {
         started_unix_ms: started,
         finished_unix_ms: None,
         status: RunStatus::Running,
-        options: json!({"models": ["smollm2", "qwen"], "rounds": 3, "prompts": "default"}),
+        options: serde_json::from_value(
+            json!({"models": ["smollm2", "qwen"], "rounds": 3, "prompts": "default"}),
+        )
+        .unwrap(),
         environment: Environment {
             os: "Debian 12".into(),
             kernel: "6.1".into(),

