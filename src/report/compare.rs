@@ -3,58 +3,22 @@
 //! is both large (beyond `threshold_pct`) and significant (a seeded bootstrap interval of the
 //! difference of medians excludes zero and a Mann–Whitney test agrees).
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+mod quality;
+mod verdict;
+
 use serde::{Deserialize, Serialize};
 
-use super::quality::{Quality, Scores};
-use super::summary::{
-    self, counted, e2el_ms, itl_gaps, output_tps, tpot_ms, ttft_ms, LevelSummary, ModelSummary,
-    RunSummary,
-};
+use super::latency::{counted, e2el_ms, itl_gaps, output_tps, tpot_ms, ttft_ms};
+use super::run_summary::{status_str, LevelSummary, RunSummary};
+use super::summary::summarize;
+use super::table::{Align, Cell, Row, Table};
+use super::terminal;
 use super::{fmt_bytes, fmt_num};
-use crate::stats::{bootstrap_diff_ci, mann_whitney_p, median, Center};
+use crate::stats::median;
 use crate::store::record::{ModelStatus, RequestRecord, RequestStatus, RunData};
-
-/// Bootstrap resamples per compared metric: enough for a stable 95% interval, cheap for the
-/// few hundred requests a level has.
-const RESAMPLES: usize = 2000;
-
-/// How strict `compare` is.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CompareOptions {
-    /// Smallest change, in percent of A, that can count as a regression or improvement.
-    pub threshold_pct: f64,
-    /// Confidence of the interval and of the test (0.95: p must be below 0.05).
-    pub confidence: f64,
-    /// Seed of the bootstrap, so a comparison is reproducible.
-    pub seed: u64,
-}
-
-impl Default for CompareOptions {
-    fn default() -> Self {
-        CompareOptions {
-            threshold_pct: 5.0,
-            confidence: 0.95,
-            seed: 0,
-        }
-    }
-}
-
-/// What a metric's change means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Worse beyond the threshold, and significant (or the model failed in B).
-    Regression,
-    /// Better beyond the threshold, and significant.
-    Improvement,
-    /// Within the threshold.
-    Unchanged,
-    /// Beyond the threshold but not significant: too few or too noisy samples to tell.
-    Noise,
-    /// Nothing to compare: the model or level is in one run only, or failed in both.
-    Missing,
-}
+use quality::compare_quality;
+use verdict::{change_pct, sampled_row, threshold_verdict};
+pub use verdict::{CompareOptions, Verdict};
 
 /// One metric of one model and level in both runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,73 +92,6 @@ fn row(model: &str, level: &str, metric: &str, verdict: Verdict) -> CompareRow {
     }
 }
 
-fn change_pct(a: f64, b: f64) -> Option<f64> {
-    (a != 0.0).then(|| (b - a) / a.abs() * 100.0)
-}
-
-/// Verdict from the size of a change alone, for single-number metrics.
-fn threshold_verdict(change: Option<f64>, higher_is_worse: bool, threshold: f64) -> Verdict {
-    match change {
-        None => Verdict::Missing,
-        Some(c) if c.abs() <= threshold => Verdict::Unchanged,
-        Some(c) if (c > 0.0) == higher_is_worse => Verdict::Regression,
-        Some(_) => Verdict::Improvement,
-    }
-}
-
-/// Deterministic per-row seed, so rows do not share one random stream yet stay reproducible.
-fn row_seed(seed: u64, key: &str) -> u64 {
-    key.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-fn sampled_row(
-    model: &str,
-    level: &str,
-    metric: &str,
-    a: &[f64],
-    b: &[f64],
-    higher_is_worse: bool,
-    opts: &CompareOptions,
-) -> CompareRow {
-    let mut r = row(model, level, metric, Verdict::Missing);
-    r.a = median(a);
-    r.b = median(b);
-    let (Some(ma), Some(mb)) = (r.a, r.b) else {
-        return r;
-    };
-    r.change_pct = change_pct(ma, mb);
-    let ci = bootstrap_diff_ci(
-        a,
-        b,
-        Center::Median,
-        opts.confidence,
-        RESAMPLES,
-        row_seed(opts.seed, &format!("{model}/{level}/{metric}")),
-    );
-    r.ci_low = ci.map(|c| c.low);
-    r.ci_high = ci.map(|c| c.high);
-    r.p_value = mann_whitney_p(a, b);
-    r.verdict = match r.change_pct {
-        None if ma == mb => Verdict::Unchanged,
-        Some(c) if c.abs() <= opts.threshold_pct => Verdict::Unchanged,
-        _ => {
-            let up = mb > ma;
-            let ci_agrees = ci.is_some_and(|c| if up { c.low > 0.0 } else { c.high < 0.0 });
-            let test_agrees = r.p_value.is_some_and(|p| p < 1.0 - opts.confidence);
-            if !(ci_agrees && test_agrees) {
-                Verdict::Noise
-            } else if up == higher_is_worse {
-                Verdict::Regression
-            } else {
-                Verdict::Improvement
-            }
-        }
-    };
-    r
-}
-
 fn values(data: &RunData, model: &str, level: &str, f: Extract) -> Vec<f64> {
     counted(data, model, level)
         .filter(|r| r.status == RequestStatus::Ok)
@@ -204,7 +101,7 @@ fn values(data: &RunData, model: &str, level: &str, f: Extract) -> Vec<f64> {
 
 /// Compares run B against baseline A, for every model and level of either run.
 pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
-    let (sa, sb) = (summary::summarize(a), summary::summarize(b));
+    let (sa, sb) = (summarize(a), summarize(b));
     let mut rows = Vec::new();
     let mut names: Vec<&str> = sa.models.iter().map(|m| m.model.as_str()).collect();
     for m in &sb.models {
@@ -247,8 +144,8 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
             let mut r = row(name, "", "status", verdict);
             r.note = Some(format!(
                 "A {}, B {}{}",
-                summary::status_str(ma.status),
-                summary::status_str(mb.status),
+                status_str(ma.status),
+                status_str(mb.status),
                 error.as_deref().map_or(String::new(), |e| format!(": {e}"))
             ));
             rows.push(r);
@@ -398,83 +295,6 @@ fn compare_levels(
     }
 }
 
-/// Smallest change of a mean score, in points on the 1–5 scale, that can count as a change.
-const SCORE_POINTS: f64 = 0.25;
-
-/// Each counted answer's score (a person's over the judge's), for one model.
-fn answer_scores(data: &RunData, model: &str) -> Vec<f64> {
-    let scores = Scores::of(data);
-    crate::eval::judge::scorable(data)
-        .into_iter()
-        .filter(|r| r.model == model)
-        .filter_map(|r| scores.effective(r))
-        .collect()
-}
-
-/// Model-wide quality: the mean score (a drop must be at least a quarter point and
-/// significant by Mann–Whitney) and the share of automatic checks passed (change in points,
-/// on the threshold: at temperature 0 answers repeat, so any change is a real one).
-fn compare_quality(
-    a: &RunData,
-    b: &RunData,
-    ma: &ModelSummary,
-    mb: &ModelSummary,
-    opts: &CompareOptions,
-    rows: &mut Vec<CompareRow>,
-) {
-    let model = ma.model.as_str();
-    let (qa, qb) = (&ma.quality, &mb.quality);
-    if qa.score.is_some() || qb.score.is_some() {
-        let mut r = row(model, "all", "score", Verdict::Missing);
-        r.a = qa.score;
-        r.b = qb.score;
-        match (qa.score, qb.score) {
-            (Some(x), Some(y)) => {
-                r.change_pct = change_pct(x, y);
-                r.p_value = mann_whitney_p(&answer_scores(a, model), &answer_scores(b, model));
-                r.verdict = if (y - x).abs() < SCORE_POINTS {
-                    Verdict::Unchanged
-                } else if !r.p_value.is_some_and(|p| p < 1.0 - opts.confidence) {
-                    Verdict::Noise
-                } else if y < x {
-                    Verdict::Regression
-                } else {
-                    Verdict::Improvement
-                };
-                let by = |q: &Quality| q.scored_by.clone().unwrap_or_default();
-                r.note = Some(if by(qa) == by(qb) {
-                    format!(
-                        "mean 1–5 by {}; ≥ {SCORE_POINTS} points and significant",
-                        by(qa)
-                    )
-                } else {
-                    format!(
-                        "scored by {} in A, {} in B: not like for like",
-                        by(qa),
-                        by(qb)
-                    )
-                });
-            }
-            (x, _) => {
-                r.note = Some(format!(
-                    "scored only in run {}",
-                    if x.is_some() { "A" } else { "B" }
-                ));
-            }
-        }
-        rows.push(r);
-    }
-    if let (Some(x), Some(y)) = (qa.pass_rate, qb.pass_rate) {
-        let mut r = row(model, "all", "check_pass_pct", Verdict::Missing);
-        r.a = Some(x * 100.0);
-        r.b = Some(y * 100.0);
-        r.change_pct = Some((y - x) * 100.0);
-        r.verdict = threshold_verdict(r.change_pct, false, opts.threshold_pct);
-        r.note = Some("automatic checks; change in points; threshold only".into());
-        rows.push(r);
-    }
-}
-
 impl Comparison {
     /// True when any row is a regression: what `hearth compare` turns into a failing exit
     /// status for CI.
@@ -482,22 +302,20 @@ impl Comparison {
         self.rows.iter().any(|r| r.verdict == Verdict::Regression)
     }
 
-    /// A terminal table of every row, then how to read it.
-    pub fn table(&self) -> String {
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED);
+    /// Every row as a table: the verdicts a reader scans for REGRESSION.
+    pub(crate) fn rows_table(&self) -> Table {
         let ci_head = format!("{:.0}% CI of B−A", self.options.confidence * 100.0);
-        t.set_header(vec![
-            "model",
-            "level",
-            "metric",
-            "A",
-            "B",
-            "change",
-            ci_head.as_str(),
-            "p",
-            "verdict",
-            "note",
+        let mut t = Table::new(&[
+            ("model", Align::Left),
+            ("level", Align::Left),
+            ("metric", Align::Left),
+            ("A", Align::Right),
+            ("B", Align::Right),
+            ("change", Align::Right),
+            (ci_head.as_str(), Align::Right),
+            ("p", Align::Right),
+            ("verdict", Align::Left),
+            ("note", Align::Left),
         ]);
         for r in &self.rows {
             let v = |x: Option<f64>| {
@@ -523,23 +341,32 @@ impl Comparison {
                 Verdict::Noise => "noise",
                 Verdict::Missing => "missing",
             };
-            t.add_row(vec![
-                r.model.clone(),
-                r.level.clone(),
-                r.metric.clone(),
-                v(r.a),
-                v(r.b),
-                change,
-                ci,
-                r.p_value.map_or("—".into(), |p| format!("{p:.3}")),
-                verdict.into(),
-                r.note.clone().unwrap_or_default(),
-            ]);
+            t.push(Row {
+                cells: vec![
+                    Cell::new(r.model.clone()),
+                    Cell::new(r.level.clone()),
+                    Cell::new(r.metric.clone()),
+                    Cell::new(v(r.a)),
+                    Cell::new(v(r.b)),
+                    Cell::new(change),
+                    Cell::new(ci),
+                    Cell::new(r.p_value.map_or("—".into(), |p| format!("{p:.3}"))),
+                    Cell::new(verdict),
+                    Cell::new(r.note.clone().unwrap_or_default()),
+                ],
+                alert: r.verdict == Verdict::Regression,
+            });
         }
+        t
+    }
+
+    /// A terminal table of every row, then how to read it.
+    pub fn table(&self) -> String {
         format!(
-            "A = {} (baseline), B = {}\n{t}\nSampled metrics compare medians of per-request values (ms; tok/s for output_tok_s_per_request; itl_ms = each request's median chunk gap).\nREGRESSION needs |change| > {}% AND the bootstrap {:.0}% CI of median(B)−median(A) excluding 0 AND Mann–Whitney p < {:.3}; beyond the threshold without both it is noise.\noutput_throughput is one number per level: a regression also needs the change beyond 2× the two runs' CV across rounds. peak_rss_bytes and failed_pct rest on the threshold alone. A model OK in A and failed in B is a regression.\n",
+            "A = {} (baseline), B = {}\n{}\nSampled metrics compare medians of per-request values (ms; tok/s for output_tok_s_per_request; itl_ms = each request's median chunk gap).\nREGRESSION needs |change| > {}% AND the bootstrap {:.0}% CI of median(B)−median(A) excluding 0 AND Mann–Whitney p < {:.3}; beyond the threshold without both it is noise.\noutput_throughput is one number per level: a regression also needs the change beyond 2× the two runs' CV across rounds. peak_rss_bytes and failed_pct rest on the threshold alone. A model OK in A and failed in B is a regression.\n",
             self.a_run,
             self.b_run,
+            terminal::render(&self.rows_table()),
             self.options.threshold_pct,
             self.options.confidence * 100.0,
             1.0 - self.options.confidence

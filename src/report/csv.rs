@@ -1,9 +1,12 @@
 //! `report.csv`: one row per model and level under the JSON report's names, for spreadsheets.
 //! A failed model with no level still gets a row (empty level and figures, its error filled).
+//! The CSV's one table is wider than any page table (every figure, machine names), so it is
+//! built here, as a `Table`, and written by the csv crate.
 
-use super::summary::{
-    stat_of, LevelSummary, ModelSummary, RunSummary, LATENCY_METRICS, LATENCY_STATS,
-};
+use super::latency::{stat_of, LATENCY_METRICS, LATENCY_STATS};
+use super::run_summary::{status_str, LevelSummary, ModelSummary, RunSummary};
+use super::summary::unrecorded;
+use super::table::{Align, Cell, Row, Table};
 use super::ReportError;
 use crate::stats::Distribution;
 use crate::store::record::LoadShape;
@@ -37,7 +40,7 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
     put("mode", mode.to_string());
     put("concurrency", num(conc));
     put("rate", num(rate));
-    put("status", super::summary::status_str(m.status).to_string());
+    put("status", status_str(m.status).to_string());
     put("error", m.error.clone().unwrap_or_default());
     put("completed", int(l.map(|l| l.completed)));
     put("failed", int(l.map(|l| l.failed)));
@@ -172,20 +175,31 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
     cells
 }
 
-/// The CSV text: a header line, then one row per model and level.
-pub(super) fn render(summary: &RunSummary) -> Result<String, ReportError> {
-    let mut w = ::csv::Writer::from_writer(Vec::new());
+/// The data table: one row per model and level, every figure under its JSON name.
+fn table(summary: &RunSummary) -> Table {
     let rows: Vec<_> = summary.rows().into_iter().map(|(m, l)| row(m, l)).collect();
-    let header: Vec<String> = match rows.first() {
+    let names: Vec<String> = match rows.first() {
         Some(r) => r.iter().map(|(k, _)| k.clone()).collect(),
+        // A run without models still names its columns.
         None => row(&empty_model(), None)
             .into_iter()
             .map(|(k, _)| k)
             .collect(),
     };
-    w.write_record(&header)?;
+    let columns: Vec<(&str, Align)> = names.iter().map(|n| (n.as_str(), Align::Left)).collect();
+    let mut t = Table::new(&columns);
     for r in rows {
-        w.write_record(r.iter().map(|(_, v)| v))?;
+        t.push(Row::new(r.into_iter().map(|(_, v)| Cell::new(v)).collect()));
+    }
+    t
+}
+
+/// A table as CSV: the header line, then one line per row (marks and notes do not apply).
+fn write(t: &Table) -> Result<String, ReportError> {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record(t.header())?;
+    for r in &t.rows {
+        w.write_record(r.cells.iter().map(|c| &c.text))?;
     }
     let bytes = w
         .into_inner()
@@ -193,19 +207,15 @@ pub(super) fn render(summary: &RunSummary) -> Result<String, ReportError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The CSV text: a header line, then one row per model and level.
+pub(super) fn render(summary: &RunSummary) -> Result<String, ReportError> {
+    write(&table(summary))
+}
+
 /// A placeholder used only to name the columns of a run without models.
 fn empty_model() -> ModelSummary {
     ModelSummary {
-        model: String::new(),
-        backend: String::new(),
-        endpoint: String::new(),
-        license: None,
-        tags: vec![],
-        quantization: None,
-        disk_bytes: None,
-        load_ms: None,
-        status: crate::store::record::ModelStatus::Ok,
-        error: None,
+        record: unrecorded(""),
         completed: 0,
         failed: 0,
         peak_rss_bytes: None,

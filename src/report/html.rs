@@ -1,32 +1,20 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, no script, no network asset)
 //! that opens offline: banners for what must not be missed, the summary table, charts, detail
-//! tables, the server's time series per level, environment, options and definitions.
+//! tables, the server's time series per level, environment, options and definitions. The
+//! tables come from `sections`; `markup` draws them, `chart_sections` picks the charts.
+
+mod chart_sections;
+mod markup;
 
 use std::fmt::Write;
 
-use super::charts::css_color;
 use super::definitions::DEFINITIONS;
-use super::html_sections::{charts_section, detail_sections, timeseries_section};
-use super::summary::{status_str, LevelSummary, RunSummary};
-use super::{fmt_bytes, fmt_num};
-use crate::stats::Distribution;
+use super::format::{fmt_num, utc};
+use super::run_summary::{status_str, LevelSummary, RunSummary};
+use super::sections;
 use crate::store::record::{ModelStatus, RunData};
-
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use chart_sections::{charts_section, timeseries_section};
+use markup::{esc, table};
 
 const CSS: &str = r#"
 :root{--fg:#1f2328;--muted:#656d76;--line:#d8dee4;--bg:#f6f8fa;--accent:#4e79a7;--warn-bg:#fff8c5;--warn:#9a6700;--bad-bg:#ffebe9;--bad:#cf222e;--ok:#1a7f37}
@@ -73,81 +61,10 @@ dd{margin:0;color:#333}
 footer{color:var(--muted);font-size:12px;padding:24px 32px;border-top:1px solid var(--line)}
 "#;
 
-pub(super) fn pill(s: ModelStatus) -> String {
-    let class = match s {
-        ModelStatus::Ok => "ok",
-        ModelStatus::Failed => "failed",
-        _ => "other",
-    };
-    format!("<span class=\"pill {class}\">{}</span>", status_str(s))
-}
-
-pub(super) fn td_num(v: String) -> String {
-    format!("<td class=\"num\">{v}</td>")
-}
-
-pub(super) fn table(out: &mut String, header: &[&str], rows: &[String]) {
-    out.push_str("<div class=\"scroll\"><table><thead><tr>");
-    for h in header {
-        let _ = write!(out, "<th>{}</th>", esc(h));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for r in rows {
-        out.push_str(r);
-    }
-    out.push_str("</tbody></table></div>");
-}
-
-pub(super) fn figure(out: &mut String, chart: Result<String, String>, caption: &str) {
-    out.push_str("<figure>");
-    match chart {
-        Ok(svg) => out.push_str(&svg),
-        Err(why) => {
-            let _ = write!(
-                out,
-                "<div class=\"nochart\">chart unavailable: {}</div>",
-                esc(&why)
-            );
-        }
-    }
-    let _ = write!(out, "<figcaption>{}</figcaption></figure>", esc(caption));
-}
-
-pub(super) fn dist4(d: Option<Distribution>) -> String {
-    td_num(match d {
-        Some(d) => format!(
-            "{:.1} / {:.1} / {:.1} / {:.1}",
-            d.mean, d.median, d.p95, d.p99
-        ),
-        None => "—".into(),
-    })
-}
-
-/// Civil UTC date and time of a Unix millisecond instant (Howard Hinnant's days-to-civil).
-pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// The HTML page.
 pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
     let run = &s.run;
-    let color_of = |model: &str| s.models.iter().position(|m| m.model == model).unwrap_or(0);
+    let color_of = |model: &str| sections::color_of(s, model);
     let mut out = String::with_capacity(256 * 1024);
     let _ = write!(
         out,
@@ -217,101 +134,22 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
         out.push_str("</ul></div>");
     }
 
-    // Summary table.
     out.push_str("<h2 id=\"summary\">Summary</h2>");
-    let mut rows = Vec::new();
-    for (m, l) in s.rows() {
-        let swatch = format!(
-            "<span class=\"swatch\" style=\"background:{}\"></span>",
-            css_color(color_of(&m.model))
-        );
-        let mut r = format!(
-            "<tr{}><td>{swatch}{}</td>",
-            if m.status == ModelStatus::Failed {
-                " class=\"failed\""
-            } else {
-                ""
-            },
-            esc(&m.model)
-        );
-        match l {
-            Some(l) => {
-                let lat = &l.latency;
-                let _ = write!(
-                    r,
-                    "<td>{}</td><td>{}</td>{}{}{}{}{}{}{}{}",
-                    esc(&l.level),
-                    pill(m.status),
-                    td_num(format!("{}/{}", l.completed, l.failed)),
-                    td_num(fmt_num(lat.e2el.map(|d| d.mean), 1)),
-                    td_num(fmt_num(lat.e2el.map(|d| d.p95), 1)),
-                    td_num(format!(
-                        "{} / {}",
-                        fmt_num(lat.ttft.map(|d| d.median), 1),
-                        fmt_num(lat.ttft.map(|d| d.p95), 1)
-                    )),
-                    td_num(fmt_num(lat.itl.map(|d| d.median), 2)),
-                    td_num(fmt_num(l.output_throughput, 1)),
-                    td_num(fmt_num(
-                        l.per_request_output_throughput.map(|d| d.median),
-                        1
-                    )),
-                    td_num(
-                        fmt_bytes(l.resources.peak_rss_bytes)
-                            + if l.resources.client_bottleneck {
-                                " ⚠"
-                            } else {
-                                ""
-                            }
-                    ),
-                );
-            }
-            None => {
-                let _ = write!(
-                    r,
-                    "<td>—</td><td>{}</td>{}",
-                    pill(m.status),
-                    "<td class=\"num\">—</td>".repeat(8)
-                );
-            }
-        }
-        let _ = write!(
-            r,
-            "{}<td>{}</td><td class=\"err\">{}</td></tr>",
-            td_num(fmt_bytes(m.disk_bytes)),
-            esc(m.license.as_deref().unwrap_or("—")),
-            esc(m.error.as_deref().unwrap_or(""))
-        );
-        rows.push(r);
-    }
-    table(
-        &mut out,
-        &[
-            "model",
-            "level",
-            "status",
-            "ok/failed",
-            "mean e2e ms",
-            "p95 e2e ms",
-            "TTFT p50 / p95 ms",
-            "ITL p50 ms",
-            "out tok/s (aggregate)",
-            "tok/s per request (p50)",
-            "peak RSS",
-            "size",
-            "licence",
-            "error",
-        ],
-        &rows,
-    );
+    table(&mut out, &sections::summary(s));
 
     charts_section(&mut out, data, s, &color_of);
-    detail_sections(&mut out, s);
+    out.push_str("<h2 id=\"latency\">Latency detail</h2>");
+    table(&mut out, &sections::latency(s));
+    out.push_str("<h2 id=\"throughput\">Throughput, goodput, prompt cache and noise</h2>");
+    table(&mut out, &sections::throughput(s));
+    out.push_str("<h2 id=\"resources\">Resources and energy</h2>");
+    table(&mut out, &sections::resources(s));
+    server_metrics(&mut out, s);
     timeseries_section(&mut out, data, s);
 
     // Models, environment, options, definitions.
     out.push_str("<h2 id=\"quality\">Quality</h2>");
-    let scorers = super::quality::scorer_lines(s);
+    let scorers = sections::scorer_lines(s);
     if scorers.is_empty() {
         out.push_str("<p class=\"note\">No answer has a score yet (<code>hearth bench --judge MODEL</code>, or <code>hearth annotate export</code> / <code>import</code>); automatic checks below.</p>");
     } else {
@@ -321,94 +159,19 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
         }
         out.push_str("</ul>");
     }
-    let row = |cells: &[String]| {
-        let tds: String = cells
-            .iter()
-            .map(|c| format!("<td>{}</td>", esc(c)))
-            .collect();
-        format!("<tr>{tds}</tr>")
-    };
-    let rows: Vec<String> = super::quality::level_rows(&s.levels)
-        .iter()
-        .map(|r| row(r))
-        .collect();
-    table(&mut out, &super::quality::LEVEL_HEADER, &rows);
-    let failed: Vec<String> = super::quality::failure_rows(&s.levels)
-        .iter()
-        .map(|r| row(r))
-        .collect();
-    if !failed.is_empty() {
-        out.push_str("<p class=\"note\">Failed checks, with the reason for the first answer that failed each:</p>");
-        table(&mut out, &super::quality::FAILURE_HEADER, &failed);
+    table(&mut out, &sections::quality(&s.levels));
+    if let Some(failed) = sections::check_failures(&s.levels) {
+        table(&mut out, &failed);
     }
     out.push_str("<h2 id=\"models\">Models</h2>");
-    let rows: Vec<String> = s
-        .models
-        .iter()
-        .map(|m| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}<td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
-                esc(&m.model),
-                pill(m.status),
-                esc(&m.backend),
-                esc(&m.endpoint),
-                esc(m.quantization.as_deref().unwrap_or("—")),
-                td_num(fmt_bytes(m.disk_bytes)),
-                td_num(fmt_num(m.load_ms, 0)),
-                esc(m.license.as_deref().unwrap_or("—")),
-                esc(&m.tags.join(", ")),
-                esc(m.error.as_deref().unwrap_or(""))
-            )
-        })
-        .collect();
-    table(&mut out, &super::MODEL_COLUMNS, &rows);
-
-    let failures: Vec<String> = s
-        .levels
-        .iter()
-        .flat_map(|l| {
-            l.failure_reasons.iter().map(move |f| {
-                format!(
-                    "<tr><td>{}</td><td>{}</td>{}<td class=\"err\">{}</td></tr>",
-                    esc(&l.model),
-                    esc(&l.level),
-                    td_num(f.count.to_string()),
-                    esc(&f.error)
-                )
-            })
-        })
-        .collect();
-    if !failures.is_empty() {
+    table(&mut out, &sections::models(s));
+    if let Some(failures) = sections::failed_requests(s) {
         out.push_str("<h3>Failed requests</h3>");
-        table(&mut out, &["model", "level", "count", "error"], &failures);
+        table(&mut out, &failures);
     }
 
     out.push_str("<h2 id=\"environment\">Environment</h2>");
-    let e = &run.environment;
-    let env = [
-        ("host", e.hostname.clone()),
-        ("OS / kernel", format!("{} / {}", e.os, e.kernel)),
-        (
-            "CPU",
-            format!(
-                "{} — {} logical, {} physical",
-                e.cpu_model, e.logical_cpus, e.physical_cores
-            ),
-        ),
-        ("CPU features", e.cpu_features.join(" ")),
-        ("memory", fmt_bytes(Some(e.memory_bytes))),
-        ("engine threads", e.threads.to_string()),
-        ("hearth", e.hearth_version.clone()),
-        ("llama.cpp", e.llama_cpp_version.clone()),
-        ("git", e.git_commit.clone().unwrap_or_else(|| "—".into())),
-        ("devices", super::devices_text(e)),
-        ("run finished", run.finished_unix_ms.map_or("—".into(), utc)),
-    ];
-    let rows: Vec<String> = env
-        .iter()
-        .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v)))
-        .collect();
-    table(&mut out, &["", ""], &rows);
+    table(&mut out, &sections::environment(s));
     let _ = write!(
         out,
         "<h3>Options</h3><pre>{}</pre><h3>Client health</h3><pre>{}</pre>",
@@ -427,20 +190,41 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
         "<h2 id=\"recommendation\">Recommendation</h2><p class=\"pick\">{}</p>",
         esc(&r.explanation)
     );
-    let rows: Vec<String> = super::recommend::rows(r).iter().map(|c| row(c)).collect();
-    table(&mut out, &super::recommend::HEADER, &rows);
+    table(&mut out, &sections::recommendation(r));
     let _ = writeln!(
         out,
         "</main><footer>Generated by hearth {} from stored run {} — every figure is derived from the stored per-request records.</footer></body></html>",
-        esc(&e.hearth_version),
+        esc(&run.environment.hearth_version),
         esc(&run.id)
     );
     out
 }
 
+/// The servers' own account of each level (from their Prometheus metrics), folded away: it is
+/// raw JSON for whoever needs to check a figure against the server.
+fn server_metrics(out: &mut String, s: &RunSummary) {
+    let with_metrics: Vec<&LevelSummary> = s
+        .levels
+        .iter()
+        .filter(|l| l.server_metrics.is_some())
+        .collect();
+    if !with_metrics.is_empty() {
+        out.push_str("<details><summary>The servers' own metrics per level</summary>");
+        for l in with_metrics {
+            let _ = write!(
+                out,
+                "<h3>{} at {}</h3><pre>{}</pre>",
+                esc(&l.model),
+                esc(&l.level),
+                esc(&serde_json::to_string_pretty(&l.server_metrics).unwrap_or_default())
+            );
+        }
+        out.push_str("</details>");
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::report::testdata::sample_run;
     use crate::report::{render, Format};
 
@@ -471,12 +255,5 @@ mod tests {
         assert!(!html.contains("chart unavailable"));
         assert!(html.contains("id=\"definitions\""));
         assert!(html.contains("2025-11-28"));
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_764_300_000_000), "2025-11-28 03:20:00 UTC");
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::definitions::DEFINITIONS;
-use super::summary::{LevelSummary, ModelSummary, RunSummary};
+use super::run_summary::{LevelSummary, ModelSummary, Recommendation, RunSummary, Scorer};
 use super::ReportError;
 use crate::store::record::{Environment, RunStatus};
 
@@ -32,11 +32,11 @@ pub struct ReportDocument {
     pub levels: Vec<LevelSummary>,
     /// Who scored the answers.
     #[serde(default)]
-    pub scorers: Vec<super::summary::Scorer>,
+    pub scorers: Vec<Scorer>,
     /// The pick: fastest model meeting the quality bar and memory budget, and why not the
     /// others.
     #[serde(default)]
-    pub recommendation: super::recommend::Recommendation,
+    pub recommendation: Recommendation,
     /// Warnings a reader must not miss (client bottleneck, failures, token fallbacks).
     pub warnings: Vec<String>,
     /// Metric name → definition.

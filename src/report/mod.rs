@@ -1,65 +1,46 @@
 //! Reports rendered from stored runs (never from a benchmark's memory): JSON, CSV, Markdown, a
 //! self-contained HTML page with charts, the terminal table `hearth bench` prints, and
 //! `compare` between two runs.
+//!
+//! The flow: `summary` turns a stored run into a `run_summary::RunSummary` (the latency
+//! metrics of one request are in `latency`, answer quality in `quality`, the pick in
+//! `recommend`); `sections` builds each table once as a `table::Table`; `markdown`, `html`,
+//! `csv` and `terminal` lay tables out, `json` serializes the summary.
 
 mod charts;
 pub mod compare;
 mod csv;
 pub mod definitions;
+mod format;
 mod html;
-mod html_sections;
 pub mod json;
+pub mod latency;
 mod markdown;
-pub mod metrics;
 pub mod quality;
 pub mod recommend;
+pub mod run_summary;
+mod sections;
 pub mod summary;
-#[cfg(test)]
-pub(crate) mod testdata;
+mod table;
+mod terminal;
+/// Hand-made runs whose every figure can be worked out by hand: the report's unit tests and
+/// the integration tests (`tests/store.rs`) build their records from them. Not part of the
+/// API; public only so the integration tests can share it (it needs no test-only crate).
+#[doc(hidden)]
+pub mod testdata;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
 
 use crate::store::record::RunData;
 
 pub use compare::{compare, CompareOptions, CompareRow, Comparison, Verdict};
 /// `YYYY-MM-DD HH:MM:SS UTC`, as every report prints times; the CLI shares it.
-pub use html::utc as format_utc;
+pub use format::utc as format_utc;
+pub use format::{fmt_bytes, fmt_num, percent};
 pub use json::{ReportDocument, SCHEMA};
 pub use summary::{summarize, LevelSummary, ModelSummary, RunSummary};
-
-/// Columns of the models table, the same in the Markdown and HTML reports (each renderer
-/// formats its own cells).
-pub(crate) const MODEL_COLUMNS: [&str; 10] = [
-    "model",
-    "status",
-    "backend",
-    "endpoint",
-    "quantisation",
-    "size",
-    "cold load ms",
-    "licence",
-    "tags",
-    "error",
-];
-
-/// Columns of the resources-and-energy table, the same in the Markdown and HTML reports.
-pub(crate) const RESOURCE_COLUMNS: [&str; 12] = [
-    "model",
-    "level",
-    "peak RSS",
-    "server CPU ms",
-    "client CPU ms",
-    "client lag p99 ms",
-    "client bottleneck",
-    "energy J",
-    "method",
-    "per 1k output tokens",
-    "cost per 1k tokens",
-    "token counts",
-];
+pub use terminal::terminal_table;
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -163,125 +144,6 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<PathBuf>, ReportError
     Ok(paths)
 }
 
-/// The comparison table printed at the end of `hearth bench` (comfy-table): one row per model
-/// and level: model, level, status, ok/failed, mean e2e, p95 e2e, TTFT p50/p95, ITL p50, TPOT
-/// mean, output tok/s (aggregate), per-request tok/s, share of drafted tokens accepted, peak RSS, size, licence; plus warning
-/// lines (client bottleneck, failed models with errors, token-count fallbacks).
-pub fn terminal_table(summary: &RunSummary) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
-        "model",
-        "level",
-        "status",
-        "ok/failed",
-        "mean e2e ms",
-        "p95 e2e ms",
-        "TTFT p50 ms",
-        "TTFT p95 ms",
-        "ITL p50 ms",
-        "TPOT mean ms",
-        "out tok/s",
-        "req tok/s",
-        "drafts ok",
-        "checks",
-        "score",
-        "peak RSS",
-        "size",
-        "licence",
-    ]);
-    for (m, l) in summary.rows() {
-        let mut row: Vec<Cell> = vec![Cell::new(&m.model)];
-        match l {
-            Some(l) => {
-                let lat = &l.latency;
-                row.extend([
-                    Cell::new(&l.level),
-                    Cell::new(summary::status_str(m.status)),
-                    Cell::new(format!("{}/{}", l.completed, l.failed)),
-                    Cell::new(fmt_num(lat.e2el.map(|d| d.mean), 1)),
-                    Cell::new(fmt_num(lat.e2el.map(|d| d.p95), 1)),
-                    Cell::new(fmt_num(lat.ttft.map(|d| d.median), 1)),
-                    Cell::new(fmt_num(lat.ttft.map(|d| d.p95), 1)),
-                    Cell::new(fmt_num(lat.itl.map(|d| d.median), 2)),
-                    Cell::new(fmt_num(lat.tpot.map(|d| d.mean), 2)),
-                    Cell::new(fmt_num(l.output_throughput, 1)),
-                    Cell::new(fmt_num(
-                        l.per_request_output_throughput.map(|d| d.median),
-                        1,
-                    )),
-                    Cell::new(
-                        l.drafts
-                            .acceptance()
-                            .map_or("—".into(), |a| format!("{:.0}%", a * 100.0)),
-                    ),
-                    Cell::new(format!(
-                        "{}/{}",
-                        l.quality.checks_passed, l.quality.checks_total
-                    )),
-                    Cell::new(l.quality.score_label()),
-                    Cell::new(fmt_bytes(l.resources.peak_rss_bytes)),
-                ]);
-            }
-            None => {
-                row.extend([
-                    Cell::new("—"),
-                    Cell::new(summary::status_str(m.status)),
-                    Cell::new("0/0"),
-                ]);
-                row.extend((0..12).map(|_| Cell::new("—")));
-            }
-        }
-        row.push(Cell::new(fmt_bytes(m.disk_bytes)));
-        row.push(Cell::new(m.license.as_deref().unwrap_or("—")));
-        t.add_row(row);
-    }
-    let mut out = t.to_string();
-    out.push('\n');
-    for w in summary.warnings() {
-        out.push_str("! ");
-        out.push_str(&w);
-        out.push('\n');
-    }
-    out
-}
-
-/// The run's devices and GPU backends in one line, as the environment tables print them.
-pub(crate) fn devices_text(e: &crate::store::record::Environment) -> String {
-    let backends = if e.gpu_backends.is_empty() {
-        "CPU-only build".to_string()
-    } else {
-        format!("GPU backends: {}", e.gpu_backends.join(", "))
-    };
-    if e.devices.is_empty() {
-        backends
-    } else {
-        format!("{}; {backends}", e.devices.join("; "))
-    }
-}
-
-/// A number with fixed decimals, or `—` when there is none.
-pub fn fmt_num(v: Option<f64>, decimals: usize) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.decimals$}"),
-        _ => "—".to_string(),
-    }
-}
-
-/// Bytes as MiB/GiB (binary units), or `—`.
-pub fn fmt_bytes(v: Option<u64>) -> String {
-    match v {
-        None => "—".to_string(),
-        Some(b) if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
-        Some(b) => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-    }
-}
-
-/// A share 0..1 as a percentage, or `—`.
-pub(crate) fn fmt_pct(v: Option<f64>) -> String {
-    v.map_or("—".to_string(), |x| format!("{:.1}%", x * 100.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,16 +176,5 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
-    }
-
-    #[test]
-    fn terminal_table_shows_every_model_and_warnings() {
-        let data = testdata::sample_run();
-        let text = terminal_table(&summarize(&data));
-        assert!(text.contains("smollm2"), "{text}");
-        assert!(text.contains("broken-model"), "{text}");
-        assert!(text.contains("CLIENT BOTTLENECK"), "{text}");
-        assert!(text.contains("MODEL FAILED: broken-model"), "{text}");
-        assert!(text.contains("fell back from usage"), "{text}");
     }
 }

@@ -3,32 +3,10 @@
 //! ≥ `min_score`) and fit the memory budget (peak RSS), with the reason every other model was
 //! not picked. The same rule serves the reports and capability routing (`auto:TAG`).
 
-use serde::{Deserialize, Serialize};
-
-use super::summary::{status_str, ModelSummary, RunSummary};
+use super::run_summary::{status_str, ModelSummary, RunSummary};
+pub use super::run_summary::{Candidate, Criteria, Recommendation, DEFAULT_MIN_SCORE};
 use super::{fmt_bytes, fmt_num};
 use crate::store::record::ModelStatus;
-
-/// The quality bar when the run's options set none: "good" on the 1–5 rubric.
-pub const DEFAULT_MIN_SCORE: f64 = 3.5;
-
-/// What a pick must meet.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Criteria {
-    /// Lowest acceptable mean score (1–5).
-    pub min_score: f64,
-    /// Largest acceptable peak RSS, bytes; `None` = no limit.
-    pub memory_budget_bytes: Option<u64>,
-}
-
-impl Default for Criteria {
-    fn default() -> Self {
-        Criteria {
-            min_score: DEFAULT_MIN_SCORE,
-            memory_budget_bytes: None,
-        }
-    }
-}
 
 impl Criteria {
     /// Reads `options.quality.{min_score, memory_budget_bytes}`; the memory budget defaults
@@ -41,43 +19,6 @@ impl Criteria {
             memory_budget_bytes: q.memory_budget_bytes.or((machine > 0).then_some(machine)),
         }
     }
-}
-
-/// One model as the recommendation saw it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// The model.
-    pub model: String,
-    /// p95 end-to-end latency at the level compared, ms.
-    pub p95_e2el_ms: Option<f64>,
-    /// Mean score (1–5) and who gave it.
-    pub score: Option<f64>,
-    /// `human`, `judge` or `human+judge`.
-    pub scored_by: Option<String>,
-    /// Share of automatic checks passed.
-    pub check_pass_rate: Option<f64>,
-    /// Peak RSS over the run, bytes.
-    pub peak_rss_bytes: Option<u64>,
-    /// Why it was not picked; `None` for the pick.
-    pub not_picked: Option<String>,
-}
-
-/// The pick and its explanation.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Recommendation {
-    /// The model picked, when one qualifies.
-    pub pick: Option<String>,
-    /// The load level whose p95 latency decided (`c=1`).
-    pub level: Option<String>,
-    /// The bar and budget applied.
-    pub criteria: Criteria,
-    /// False when no model in the run has a score: the pick then rests on speed and memory
-    /// only, and says so.
-    pub quality_applied: bool,
-    /// One or two sentences a person reads.
-    pub explanation: String,
-    /// Every model considered, the pick first, then by p95 latency.
-    pub candidates: Vec<Candidate>,
 }
 
 /// Picks among the models of `summary` that `include` accepts.
@@ -218,36 +159,6 @@ pub fn recommend(
         explanation,
         candidates,
     }
-}
-
-/// Column names of the recommendation table in the Markdown and HTML reports.
-pub const HEADER: [&str; 6] = [
-    "model",
-    "p95 e2e ms",
-    "score",
-    "checks passed",
-    "peak RSS",
-    "verdict",
-];
-
-/// The cells of the recommendation table (plain text; each renderer escapes them).
-pub fn rows(r: &Recommendation) -> Vec<[String; 6]> {
-    r.candidates
-        .iter()
-        .map(|c| {
-            [
-                c.model.clone(),
-                fmt_num(c.p95_e2el_ms, 0),
-                match (c.score, &c.scored_by) {
-                    (Some(s), Some(by)) => format!("{s:.2} ({by})"),
-                    _ => "—".into(),
-                },
-                super::quality::percent(c.check_pass_rate),
-                fmt_bytes(c.peak_rss_bytes),
-                c.not_picked.clone().unwrap_or_else(|| "picked".into()),
-            ]
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,114 +1,26 @@
-//! From stored records to the numbers every report prints. Each metric is defined once here
-//! (see docs/report.md and `definitions`), so JSON, CSV, Markdown, HTML, the terminal table and
-//! `compare` can never disagree.
+//! From stored records to the numbers every report prints: `summarize` is the single entry
+//! point; each metric is defined once (see docs/report.md and `definitions`), so JSON, CSV,
+//! Markdown, HTML, the terminal table and `compare` can never disagree. The types it fills are
+//! in `run_summary`.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-pub use super::metrics::Latencies;
-pub(crate) use super::metrics::{
-    counted, decode_tps, e2el_ms, itl_gaps, output_tps, per_s, span_s, stat_of, tpot_ms, ttft_ms,
-    LATENCY_METRICS, LATENCY_STATS,
+pub use super::latency::Latencies;
+use super::latency::{
+    counted, decode_tps, e2el_ms, itl_gaps, output_tps, per_s, span_s, tpot_ms, ttft_ms,
 };
-
-use super::quality::{self, Quality, Rubric, Scores};
-use super::recommend::{recommend, Criteria, Recommendation};
+use super::quality::{self, Rubric, Scores};
+use super::recommend::recommend;
+pub use super::run_summary::{
+    status_str, Drafts, Energy, FailureReason, LevelSummary, ModelSummary, PromptCacheCounts,
+    Resources, RoundCv, RunSummary, Scorer, Slo, TokenCounts, DEFAULT_ENERGY_PRICE_PER_KWH,
+};
+use super::run_summary::{Criteria, Recommendation};
 use crate::stats::{coefficient_of_variation, Distribution};
 use crate::store::record::{
-    LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, RunData,
-    RunOptions, RunRecord, ScoreSource, TokenSource,
+    LevelRecord, ModelRecord, ModelStatus, RequestRecord, RequestStatus, RunData, RunOptions,
+    TokenSource,
 };
-
-/// Electricity price used for the cost figure when the run's options name none, per kWh.
-pub const DEFAULT_ENERGY_PRICE_PER_KWH: f64 = 0.30;
-
-/// Everything a report shows about one run, computed from its stored records only.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunSummary {
-    /// The run as stored (options, environment, client health).
-    pub run: RunRecord,
-    /// One entry per model, failed ones included, in the order they were measured.
-    pub models: Vec<ModelSummary>,
-    /// One entry per model and load level, in the order they were measured.
-    pub levels: Vec<LevelSummary>,
-    /// Who scored the answers (judges with their rubric version, people), for the reader to
-    /// weigh the scores.
-    pub scorers: Vec<Scorer>,
-    /// The pick: fastest model meeting the quality bar and the memory budget.
-    pub recommendation: Recommendation,
-}
-
-/// One source of scores in a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scorer {
-    /// `judge` or `human`.
-    pub source: ScoreSource,
-    /// The judge model and endpoint, or the annotator.
-    pub scorer: String,
-    /// The judge's rubric prompt version.
-    pub rubric_version: Option<String>,
-    /// Answers it gave a score.
-    pub scored: u64,
-    /// Answers it was asked about but gave no readable score.
-    pub unscored: u64,
-}
-
-/// One model's facts: what it is, how it fared, and its totals over all levels.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelSummary {
-    /// Name shown in reports.
-    pub model: String,
-    /// `hearth` or `endpoint`.
-    pub backend: String,
-    /// Base URL requests went to.
-    pub endpoint: String,
-    /// Licence id, when known.
-    pub license: Option<String>,
-    /// Capability tags.
-    pub tags: Vec<String>,
-    /// Quantisation, when known.
-    pub quantization: Option<String>,
-    /// Model file size on disk, bytes.
-    pub disk_bytes: Option<u64>,
-    /// Cold load time, milliseconds.
-    pub load_ms: Option<f64>,
-    /// How the model fared.
-    pub status: ModelStatus,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Successful counted requests over all levels.
-    pub completed: u64,
-    /// Failed counted requests over all levels.
-    pub failed: u64,
-    /// Largest peak RSS over its levels, bytes.
-    pub peak_rss_bytes: Option<u64>,
-    /// Quality over all its counted answers (checks, judge and human scores).
-    #[serde(default)]
-    pub quality: Quality,
-}
-
-/// One distinct failure message and how often it happened.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FailureReason {
-    /// The error (cut to 300 characters).
-    pub error: String,
-    /// Occurrences among counted requests.
-    pub count: u64,
-}
-
-/// Service-level objectives from the run's options (`options.slo`), any subset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Slo {
-    /// Largest acceptable TTFT, ms.
-    pub ttft_ms: Option<f64>,
-    /// Largest acceptable end-to-end latency, ms.
-    pub e2e_ms: Option<f64>,
-    /// Largest acceptable TPOT, ms.
-    pub tpot_ms: Option<f64>,
-    /// Largest acceptable single inter-chunk gap, ms.
-    pub itl_ms: Option<f64>,
-}
 
 impl Slo {
     /// Reads `options.slo`; `None` when absent or when it sets no limit.
@@ -140,30 +52,6 @@ impl Slo {
     }
 }
 
-/// How many counted successful requests hit the server's prompt cache.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PromptCacheCounts {
-    /// `cached_tokens ≥ ¾ · prompt_tokens` (see [`is_cache_warm`]).
-    pub warm: u64,
-    /// `cached_tokens` known and below three quarters of the prompt.
-    pub cold: u64,
-    /// The server did not say.
-    pub unknown: u64,
-}
-
-/// Speculative decoding as the server reported it in each response's `timings` (`draft_n`,
-/// `draft_n_accepted`: llama-server's names, which hearth uses too), over counted successful
-/// requests: a draft only speeds decoding up when most of it is accepted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Drafts {
-    /// Requests whose server reported draft counts.
-    pub reported: u64,
-    /// Tokens drafted.
-    pub drafted: u64,
-    /// Drafted tokens the model accepted.
-    pub accepted: u64,
-}
-
 impl Drafts {
     fn of(records: &[&RequestRecord]) -> Self {
         let mut d = Self::default();
@@ -178,157 +66,6 @@ impl Drafts {
         }
         d
     }
-
-    /// Share of drafted tokens accepted; `None` when nothing was drafted.
-    pub fn acceptance(&self) -> Option<f64> {
-        (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
-    }
-
-    /// For tables: `71% of 1234`, `none drafted`, or `—` when the server reports no drafts.
-    pub fn label(&self) -> String {
-        match self.acceptance() {
-            Some(a) => format!("{:.0}% of {}", a * 100.0, self.drafted),
-            None if self.reported > 0 => "none drafted".into(),
-            None => "—".into(),
-        }
-    }
-}
-
-/// Run-to-run noise within one level: spread of the per-round figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RoundCv {
-    /// Counted rounds that had at least one successful request.
-    pub rounds: u32,
-    /// CV (population std / mean) of the per-round mean E2E latency.
-    pub e2el_mean: Option<f64>,
-    /// CV of the per-round aggregate output throughput.
-    pub output_throughput: Option<f64>,
-}
-
-/// Where the token counts of counted successful requests came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TokenCounts {
-    /// From the server's `usage`.
-    pub usage: u64,
-    /// From hearth's tokenizer (fallback).
-    pub tokenizer: u64,
-    /// One token per content chunk (last resort).
-    pub chunks: u64,
-    /// Requests whose independent count differs from `usage`.
-    pub usage_disagreements: u64,
-}
-
-impl TokenCounts {
-    /// Requests whose counts did not come from `usage`: the numbers are less certain.
-    pub fn fallbacks(&self) -> u64 {
-        self.tokenizer + self.chunks
-    }
-}
-
-/// The serving process's and the client's resource use during a level.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Resources {
-    /// Peak RSS of the serving process, bytes.
-    pub peak_rss_bytes: Option<u64>,
-    /// Server CPU time, ms.
-    pub server_cpu_ms: Option<f64>,
-    /// Client CPU time, ms.
-    pub client_cpu_ms: f64,
-    /// p99 lag of the client's own timer, ms.
-    pub client_lag_p99_ms: f64,
-    /// The client, not the server, limited the measurement: numbers understate the server.
-    pub client_bottleneck: bool,
-}
-
-/// Energy and its approximate cost, per level.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Energy {
-    /// Energy used during the level, joules.
-    pub energy_j: Option<f64>,
-    /// `rapl` (measured) or `estimate: …`.
-    pub method: Option<String>,
-    /// Joules per 1000 output tokens.
-    pub j_per_1k_output_tokens: Option<f64>,
-    /// Watt-hours per 1000 output tokens.
-    pub wh_per_1k_output_tokens: Option<f64>,
-    /// Electricity cost per 1000 output tokens at `price_per_kwh` (approximate).
-    pub cost_per_1k_output_tokens: Option<f64>,
-    /// Price used, per kWh (`options.energy_price_per_kwh`, default 0.30).
-    pub price_per_kwh: f64,
-}
-
-/// One model at one load level: the row every report is made of.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LevelSummary {
-    /// The model.
-    pub model: String,
-    /// The level's label (`c=4`, `r=2`).
-    pub level: String,
-    /// The load shape, when a level record was stored.
-    pub shape: Option<LoadShape>,
-    /// The model's status (repeated here so a row reads on its own).
-    pub model_status: ModelStatus,
-    /// Counted requests that succeeded.
-    pub completed: u64,
-    /// Counted requests that failed (errors + timeouts).
-    pub failed: u64,
-    /// Of `failed`: server errors or broken streams.
-    pub errors: u64,
-    /// Of `failed`: timeouts.
-    pub timeouts: u64,
-    /// Distinct failure messages, most frequent first (at most 5).
-    pub failure_reasons: Vec<FailureReason>,
-    /// Level duration, seconds.
-    pub duration: Option<f64>,
-    /// Σ prompt tokens of counted successful requests.
-    pub total_input_tokens: u64,
-    /// Σ completion tokens of counted successful requests.
-    pub total_output_tokens: u64,
-    /// Successful requests per second.
-    pub request_throughput: Option<f64>,
-    /// Output tokens per second, aggregate.
-    pub output_throughput: Option<f64>,
-    /// Prompt + output tokens per second, aggregate.
-    pub total_token_throughput: Option<f64>,
-    /// TTFT, TPOT, ITL, E2EL under vLLM's names.
-    #[serde(flatten)]
-    pub latency: Latencies,
-    /// Time to first byte, ms.
-    pub ttfb: Option<Distribution>,
-    /// Client wait before sending, ms.
-    pub wait: Option<Distribution>,
-    /// TTFT of cache-cold requests, ms.
-    pub ttft_cold: Option<Distribution>,
-    /// TTFT of cache-warm requests, ms.
-    pub ttft_warm: Option<Distribution>,
-    /// Prompt-cache classification counts.
-    pub prompt_cache: PromptCacheCounts,
-    /// Per-request output tokens/s.
-    pub per_request_output_throughput: Option<Distribution>,
-    /// Per-request decode tokens/s (after the first token).
-    pub per_request_decode_throughput: Option<Distribution>,
-    /// Speculative decoding's drafted and accepted tokens, when the server reports them.
-    #[serde(default)]
-    pub drafts: Drafts,
-    /// The SLOs applied, when the run set any.
-    pub slo: Option<Slo>,
-    /// Requests per second that met every SLO.
-    pub request_goodput: Option<f64>,
-    /// Share (0..1) of counted requests that met every SLO.
-    pub goodput_share: Option<f64>,
-    /// Noise across rounds.
-    pub cv: RoundCv,
-    /// Token-count provenance.
-    pub token_counts: TokenCounts,
-    /// Resource use.
-    pub resources: Resources,
-    /// Energy and cost.
-    pub energy: Energy,
-    /// The server's own account of the level (from its Prometheus metrics), as stored.
-    pub server_metrics: Option<serde_json::Value>,
-    /// Automatic quality checks on the counted answers.
-    #[serde(default)]
-    pub quality: Quality,
 }
 
 /// Summarizes a stored run: the single entry point every report and the terminal table use.
@@ -380,18 +117,7 @@ pub fn summarize(data: &RunData) -> RunSummary {
     // A level whose model has no record still gets a model row, so nothing is dropped.
     for l in &levels {
         if !models.iter().any(|m| m.model == l.model) {
-            let rec = ModelRecord {
-                model: l.model.clone(),
-                backend: String::new(),
-                endpoint: String::new(),
-                license: None,
-                tags: vec![],
-                quantization: None,
-                disk_bytes: None,
-                load_ms: None,
-                status: ModelStatus::Ok,
-                error: None,
-            };
+            let rec = unrecorded(&l.model);
             models.push(model_summary(&rec, &levels));
         }
     }
@@ -432,23 +158,31 @@ pub fn summarize(data: &RunData) -> RunSummary {
     summary
 }
 
+/// The record of a model that has requests or levels but no model record of its own (a run
+/// stopped before the model was written): a name and nothing else, status ok.
+pub(crate) fn unrecorded(model: &str) -> ModelRecord {
+    ModelRecord {
+        model: model.to_string(),
+        backend: String::new(),
+        endpoint: String::new(),
+        license: None,
+        tags: vec![],
+        quantization: None,
+        disk_bytes: None,
+        load_ms: None,
+        status: ModelStatus::Ok,
+        error: None,
+    }
+}
+
 fn model_summary(m: &ModelRecord, levels: &[LevelSummary]) -> ModelSummary {
     let mine = || levels.iter().filter(|l| l.model == m.model);
     ModelSummary {
-        model: m.model.clone(),
-        backend: m.backend.clone(),
-        endpoint: m.endpoint.clone(),
-        license: m.license.clone(),
-        tags: m.tags.clone(),
-        quantization: m.quantization.clone(),
-        disk_bytes: m.disk_bytes,
-        load_ms: m.load_ms,
-        status: m.status,
-        error: m.error.clone(),
+        record: m.clone(),
         completed: mine().map(|l| l.completed).sum(),
         failed: mine().map(|l| l.failed).sum(),
         peak_rss_bytes: mine().filter_map(|l| l.resources.peak_rss_bytes).max(),
-        quality: Quality::default(),
+        quality: Default::default(),
     }
 }
 
@@ -630,102 +364,6 @@ fn summarize_level(
         energy,
         server_metrics: rec.and_then(|l| l.server_metrics.clone()),
         quality: quality::assess(rubric, scores, &ok),
-    }
-}
-
-impl RunSummary {
-    /// Rows for per-model-and-level tables: every level, plus one row (level `None`) for each
-    /// model that has no level at all (typically one that failed to load), so a failed model
-    /// is never dropped from a table.
-    pub fn rows(&self) -> Vec<(&ModelSummary, Option<&LevelSummary>)> {
-        let mut out = Vec::new();
-        for m in &self.models {
-            let mut any = false;
-            for l in self.levels.iter().filter(|l| l.model == m.model) {
-                out.push((m, Some(l)));
-                any = true;
-            }
-            if !any {
-                out.push((m, None));
-            }
-        }
-        out
-    }
-
-    /// Warnings every format must show: client bottlenecks, failed models, token fallbacks.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        for l in self.levels.iter().filter(|l| l.resources.client_bottleneck) {
-            w.push(format!(
-                "CLIENT BOTTLENECK: {} at {}: the benchmark client, not the server, limited this measurement; its throughput and latency understate the server",
-                l.model, l.level
-            ));
-        }
-        for m in self.models.iter().filter(|m| m.status != ModelStatus::Ok) {
-            w.push(format!(
-                "MODEL {}: {} {}",
-                status_str(m.status).to_uppercase(),
-                m.model,
-                m.error
-                    .as_deref()
-                    .map_or(String::new(), |e| format!("— {e}"))
-            ));
-        }
-        for l in self
-            .levels
-            .iter()
-            .filter(|l| l.failed > 0 && l.model_status == ModelStatus::Ok)
-        {
-            let why = l
-                .failure_reasons
-                .first()
-                .map_or(String::new(), |r| format!(" (e.g. {})", r.error));
-            w.push(format!(
-                "{} at {}: {} of {} requests failed{why}",
-                l.model,
-                l.level,
-                l.failed,
-                l.failed + l.completed
-            ));
-        }
-        for l in self
-            .levels
-            .iter()
-            .filter(|l| l.token_counts.fallbacks() > 0)
-        {
-            let t = l.token_counts;
-            w.push(format!(
-                "token counts for {} at {} fell back from usage: {} by tokenizer, {} by counting chunks",
-                l.model, l.level, t.tokenizer, t.chunks
-            ));
-        }
-        for l in self
-            .levels
-            .iter()
-            .filter(|l| l.token_counts.usage_disagreements > 0)
-        {
-            w.push(format!(
-                "{} at {}: {} request(s) where the server's usage disagrees with hearth's own count",
-                l.model, l.level, l.token_counts.usage_disagreements
-            ));
-        }
-        w
-    }
-
-    /// True when any level's client was the bottleneck.
-    pub fn client_bottleneck(&self) -> bool {
-        self.levels.iter().any(|l| l.resources.client_bottleneck)
-    }
-}
-
-/// The snake_case name of a model status.
-pub fn status_str(s: ModelStatus) -> &'static str {
-    match s {
-        ModelStatus::Running => "running",
-        ModelStatus::Ok => "ok",
-        ModelStatus::Failed => "failed",
-        ModelStatus::Interrupted => "interrupted",
-        ModelStatus::Skipped => "skipped",
     }
 }
 

@@ -6,7 +6,7 @@ use crate::store::record::*;
 /// A successful request: sent 0.5 ms after `scheduled`, first byte at TTFT − 1, `tokens`
 /// content chunks `gap` apart starting at TTFT, ending on the last chunk.
 #[allow(clippy::too_many_arguments)] // a test row: reads best as one call with every field
-pub(crate) fn request(
+pub fn request(
     model: &str,
     level: &str,
     round: u32,
@@ -45,7 +45,7 @@ pub(crate) fn request(
 }
 
 /// A failed request that ended `after` ms after its schedule.
-pub(crate) fn failed(
+pub fn failed(
     model: &str,
     level: &str,
     round: u32,
@@ -68,7 +68,7 @@ pub(crate) fn failed(
 }
 
 /// A model record with the usual catalog facts.
-pub(crate) fn model(name: &str) -> ModelRecord {
+pub fn model(name: &str) -> ModelRecord {
     ModelRecord {
         model: name.into(),
         backend: "hearth".into(),
@@ -84,7 +84,7 @@ pub(crate) fn model(name: &str) -> ModelRecord {
 }
 
 /// A closed-loop level record with a few time-series samples.
-pub(crate) fn level(model: &str, concurrency: u32) -> LevelRecord {
+pub fn level(model: &str, concurrency: u32) -> LevelRecord {
     LevelRecord {
         model: model.into(),
         level: format!("c={concurrency}"),
@@ -112,7 +112,7 @@ pub(crate) fn level(model: &str, concurrency: u32) -> LevelRecord {
 }
 
 /// A run record with an SLO (TTFT ≤ 45 ms, E2E ≤ 1000 ms) and a price of 0.25 per kWh.
-pub(crate) fn run_record(id: &str) -> RunRecord {
+pub fn run_record(id: &str) -> RunRecord {
     RunRecord {
         id: id.into(),
         started_unix_ms: 1_764_300_000_000,
@@ -152,7 +152,7 @@ pub(crate) fn run_record(id: &str) -> RunRecord {
 ///
 /// Duration 0.31 s; 12 output tokens, 60 input tokens; SLO met by B and C only (A's TTFT 50 >
 /// 45, D failed): goodput 2/0.31, share 0.5. ITL gaps: seven of 10 and two of 20.
-pub(crate) fn sample_run() -> RunData {
+pub fn sample_run() -> RunData {
     let s = "smollm2";
     let mut a = request(s, "c=1", 1, 1, 100.0, 50.0, 10.0, 5);
     a.cached_tokens = Some(20);
@@ -217,7 +217,7 @@ pub(crate) fn sample_run() -> RunData {
 
 /// One model, one level (`c=1`), one counted request per E2E value: TTFT is a fifth of the
 /// E2E, 10 tokens evenly spaced after it. Used by the `compare` tests.
-pub(crate) fn run_with_e2e(id: &str, model_name: &str, e2e: &[f64]) -> RunData {
+pub fn run_with_e2e(id: &str, model_name: &str, e2e: &[f64]) -> RunData {
     let requests = e2e
         .iter()
         .enumerate()

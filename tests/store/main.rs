@@ -1,134 +1,19 @@
 //! The run history against both databases it supports: every test body below runs once on a
 //! real SQLite file in a temporary folder and once on a real PostgreSQL (in a fresh schema of
-//! the database named by `HEARTH_TEST_PG_URL`, dropped afterwards).
+//! the database named by `HEARTH_TEST_PG_URL`, dropped afterwards). The databases are in
+//! `backend`, the records written and expected in `records`.
 
-use std::path::PathBuf;
+mod backend;
+mod records;
 
+use backend::Backend;
+use hearth::report::{self, testdata, Format};
 use hearth::store::record::{
-    Environment, LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus,
-    RunData, RunRecord, RunStatus, Sample, ScoreRecord, ScoreSource, TokenSource,
+    LoadShape, ModelStatus, RequestRecord, RunStatus, ScoreRecord, ScoreSource,
 };
 use hearth::store::{Store, StoreError, SCHEMA_VERSION};
+use records::{level, model, request, run, write_sample_run};
 use serde_json::json;
-
-const PG_HELP: &str = "HEARTH_TEST_PG_URL is not set, and the store tests run against PostgreSQL \
-as well as SQLite (they are never skipped). Run scripts/setup.sh (it installs and starts \
-PostgreSQL and creates the role hearth/hearth and the database hearth_test), then \
-`export HEARTH_TEST_PG_URL=postgres://hearth:hearth@127.0.0.1:5432/hearth_test`, or run the \
-whole suite with scripts/test.sh, which does both.";
-
-/// One database to test against, with raw access for what the public API must not allow.
-enum Backend {
-    Sqlite {
-        _dir: tempfile::TempDir,
-        path: PathBuf,
-    },
-    Postgres {
-        /// The URL given to `Store::open`: the test URL with `search_path` set to `schema`.
-        url: String,
-        base_url: String,
-        schema: String,
-    },
-}
-
-impl Backend {
-    fn sqlite() -> Backend {
-        let dir = tempfile::tempdir().unwrap();
-        // A folder that does not exist yet: `open` must create it.
-        let path = dir.path().join("nested/history.db");
-        Backend::Sqlite { _dir: dir, path }
-    }
-
-    fn postgres(test: &str) -> Backend {
-        let base_url = std::env::var("HEARTH_TEST_PG_URL").unwrap_or_else(|_| panic!("{PG_HELP}"));
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let schema = format!("hearth_t_{test}_{}_{nanos}", std::process::id());
-        let mut admin =
-            ::postgres::Client::connect(&base_url, ::postgres::NoTls).unwrap_or_else(|e| {
-                panic!("cannot connect to HEARTH_TEST_PG_URL={base_url}: {e}\n{PG_HELP}")
-            });
-        admin
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            ))
-            .unwrap();
-        let sep = if base_url.contains('?') { '&' } else { '?' };
-        let url = format!("{base_url}{sep}options=-c%20search_path%3D{schema}");
-        Backend::Postgres {
-            url,
-            base_url,
-            schema,
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Backend::Sqlite { path, .. } => path.display().to_string(),
-            Backend::Postgres { url, .. } => url.clone(),
-        }
-    }
-
-    fn open(&self) -> Store {
-        Store::open(&self.url()).unwrap_or_else(|e| panic!("open {}: {e}", self.url()))
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Backend::Sqlite { .. } => "sqlite",
-            Backend::Postgres { .. } => "postgres",
-        }
-    }
-
-    /// Runs SQL behind the store's back.
-    fn raw(&self, sql: &str) {
-        match self {
-            Backend::Sqlite { path, .. } => rusqlite::Connection::open(path)
-                .unwrap()
-                .execute_batch(sql)
-                .unwrap(),
-            Backend::Postgres { url, .. } => ::postgres::Client::connect(url, ::postgres::NoTls)
-                .unwrap()
-                .batch_execute(sql)
-                .unwrap(),
-        }
-    }
-
-    /// `(version, applied_unix_ms)` rows of `schema_migrations`, by version.
-    fn migrations(&self) -> Vec<(i64, i64)> {
-        let sql = "SELECT version, applied_unix_ms FROM schema_migrations ORDER BY version";
-        match self {
-            Backend::Sqlite { path, .. } => {
-                let conn = rusqlite::Connection::open(path).unwrap();
-                let mut stmt = conn.prepare(sql).unwrap();
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-                rows.map(Result::unwrap).collect()
-            }
-            Backend::Postgres { url, .. } => ::postgres::Client::connect(url, ::postgres::NoTls)
-                .unwrap()
-                .query(sql, &[])
-                .unwrap()
-                .iter()
-                .map(|r| (i64::from(r.get::<_, i32>(0)), r.get(1)))
-                .collect(),
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        if let Backend::Postgres {
-            base_url, schema, ..
-        } = self
-        {
-            if let Ok(mut admin) = ::postgres::Client::connect(base_url, ::postgres::NoTls) {
-                let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-            }
-        }
-    }
-}
 
 /// Each test body, once per database.
 macro_rules! on_both {
@@ -144,6 +29,7 @@ macro_rules! on_both {
 
 on_both!(
     round_trip_is_exact,
+    report_run_reads_back_the_same,
     upserts_overwrite_and_keep_order,
     list_and_resolve,
     migrations_apply_once,
@@ -153,189 +39,6 @@ on_both!(
     unstorable_values_are_refused,
     scores_round_trip_replace_and_refuse_strays,
 );
-
-fn run(id: &str, started: i64) -> RunRecord {
-    RunRecord {
-        id: id.to_string(),
-        started_unix_ms: started,
-        finished_unix_ms: None,
-        status: RunStatus::Running,
-        options: serde_json::from_value(
-            json!({"models": ["smollm2", "qwen"], "rounds": 3, "prompts": "default"}),
-        )
-        .unwrap(),
-        environment: Environment {
-            hostname: "box".into(),
-            os: "Debian 12".into(),
-            kernel: "6.1".into(),
-            cpu_model: "Some CPU @ 3.0GHz".into(),
-            cpu_features: vec!["avx2".into(), "fma".into()],
-            logical_cpus: 2,
-            physical_cores: 1,
-            memory_bytes: 8 * 1024 * 1024 * 1024,
-            threads: 2,
-            hearth_version: "0.1.0".into(),
-            llama_cpp_version: "b1234".into(),
-            git_commit: None,
-            gpu_backends: vec![],
-            devices: vec!["CPU: Some CPU (CPU, cpu, 8.0 GiB)".into()],
-        },
-        client: json!({}),
-    }
-}
-
-fn model(name: &str, status: ModelStatus, error: Option<&str>) -> ModelRecord {
-    ModelRecord {
-        model: name.to_string(),
-        backend: "hearth".into(),
-        endpoint: "http://127.0.0.1:5273/v1".into(),
-        license: Some("apache-2.0".into()),
-        tags: vec!["chat".into(), "small".into()],
-        quantization: Some("Q4_1".into()),
-        disk_bytes: Some(i64::MAX as u64),
-        load_ms: Some(812.25),
-        status,
-        error: error.map(str::to_string),
-    }
-}
-
-fn level(model: &str, shape: LoadShape, samples: usize) -> LevelRecord {
-    LevelRecord {
-        model: model.to_string(),
-        level: shape.label(),
-        shape,
-        duration_ms: 12_345.678_901_234_567,
-        peak_rss_bytes: Some(123_456_789),
-        server_cpu_ms: None,
-        client_cpu_ms: 0.1 + 0.2,
-        client_lag_p99_ms: 1.0 / 3.0,
-        client_bottleneck: true,
-        energy_j: Some(42.0),
-        energy_method: Some("estimate: 15 W × cpu share".into()),
-        samples: (0..samples)
-            .map(|i| Sample {
-                t_ms: i as f64 * 100.000_000_1 + 0.1,
-                rss_bytes: Some(1 << 30),
-                cpu_cores: Some(1.0 / 7.0),
-                server_queue: None,
-                server_active: Some(i as f64),
-                server_kv_usage: Some(0.123_456_789_012_345_67),
-            })
-            .collect(),
-        server_metrics: Some(json!({"requests": 4, "ttft_mean_ms": 12.5})),
-    }
-}
-
-fn request(model: &str, level: &str, round: u32, seq: u32) -> RequestRecord {
-    let base = seq as f64 * 1000.0 / 3.0;
-    RequestRecord {
-        model: model.to_string(),
-        level: level.to_string(),
-        round,
-        seq,
-        prompt_id: format!("p{seq}"),
-        scheduled_ms: base,
-        sent_ms: Some(base + 0.017),
-        first_byte_ms: Some(base + 2.718_281_9e-3 * 1234.0),
-        first_chunk_ms: Some(base + 4.0),
-        first_token_ms: Some(base + 5.5),
-        end_ms: Some(base + 99.999_999_999),
-        chunk_ms: vec![base + 5.5, base + 17.123_456_789_012_3, base + 99.9],
-        status: RequestStatus::Ok,
-        http_status: Some(200),
-        error: None,
-        prompt_tokens: Some(31),
-        completion_tokens: Some(3),
-        cached_tokens: Some(0),
-        token_source: TokenSource::Usage,
-        counted_completion_tokens: Some(3),
-        server_timings: Some(json!({"prompt_ms": 1.5, "predicted_per_second": 88.125})),
-        output: "Résumé: 会議のメモ — «ok» 🚀\n\"quoted\"\t\\".into(),
-    }
-}
-
-/// A request that got nowhere: every optional field `None`.
-fn failed_request(model: &str, level: &str, round: u32, seq: u32) -> RequestRecord {
-    RequestRecord {
-        sent_ms: None,
-        first_byte_ms: None,
-        first_chunk_ms: None,
-        first_token_ms: None,
-        end_ms: None,
-        chunk_ms: vec![],
-        status: RequestStatus::Timeout,
-        http_status: None,
-        error: Some("no answer within 60 s".into()),
-        prompt_tokens: None,
-        completion_tokens: None,
-        cached_tokens: None,
-        token_source: TokenSource::Chunks,
-        counted_completion_tokens: None,
-        server_timings: None,
-        output: String::new(),
-        ..request(model, level, round, seq)
-    }
-}
-
-/// A run with two models (the second failed), levels with samples, and requests written in
-/// several batches and out of order.
-fn write_sample_run(store: &mut Store, id: &str, started: i64) -> RunData {
-    let run = run(id, started);
-    store.insert_run(&run).unwrap();
-    let a = model("smollm2", ModelStatus::Ok, None);
-    let b = model(
-        "qwen",
-        ModelStatus::Failed,
-        Some("could not load: out of memory"),
-    );
-    store.upsert_model(id, &a).unwrap();
-    store.upsert_model(id, &b).unwrap();
-    let c1 = level("smollm2", LoadShape::Concurrency { concurrency: 1 }, 3);
-    let r2 = level(
-        "smollm2",
-        LoadShape::Rate {
-            rate: 2.5,
-            burstiness: 0.5,
-            max_concurrency: None,
-        },
-        0,
-    );
-    store.upsert_level(id, &c1).unwrap();
-    store.upsert_level(id, &r2).unwrap();
-
-    let mut b_req = failed_request("qwen", "c=1", 0, 0);
-    b_req.status = RequestStatus::Error;
-    b_req.http_status = Some(503);
-    let written = [
-        vec![request("smollm2", "r=2.5", 1, 1), b_req.clone()],
-        vec![
-            request("smollm2", "c=1", 1, 2),
-            request("smollm2", "c=1", 1, 1),
-        ],
-        vec![
-            request("smollm2", "c=1", 0, 0),
-            failed_request("smollm2", "r=2.5", 1, 0),
-        ],
-    ];
-    for batch in &written {
-        store.insert_requests(id, batch).unwrap();
-    }
-    store.insert_requests(id, &[]).unwrap();
-    RunData {
-        run,
-        models: vec![a, b],
-        levels: vec![c1, r2],
-        requests: vec![
-            request("smollm2", "c=1", 0, 0),
-            request("smollm2", "c=1", 1, 1),
-            request("smollm2", "c=1", 1, 2),
-            failed_request("smollm2", "r=2.5", 1, 0),
-            request("smollm2", "r=2.5", 1, 1),
-            b_req,
-        ],
-        scores: vec![],
-    }
-}
 
 fn round_trip_is_exact(db: Backend) {
     let mut store = db.open();
@@ -368,6 +71,38 @@ fn round_trip_is_exact(db: Backend) {
         store.load_run("nope"),
         Err(StoreError::RunNotFound(_))
     ));
+}
+
+/// The run every report test is worked out on, stored and read back: the same records (in the
+/// store's order: model, level, round, seq) and, from them, the same JSON report.
+fn report_run_reads_back_the_same(db: Backend) {
+    let mut store = db.open();
+    let mut data = testdata::sample_run();
+    let id = data.run.id.clone();
+    store.insert_run(&data.run).unwrap();
+    for m in &data.models {
+        store.upsert_model(&id, m).unwrap();
+    }
+    for l in &data.levels {
+        store.upsert_level(&id, l).unwrap();
+    }
+    store.insert_requests(&id, &data.requests).unwrap();
+    let loaded = db.open().load_run(&id).unwrap();
+    let place = |r: &RequestRecord| {
+        let level = data
+            .levels
+            .iter()
+            .position(|l| l.model == r.model && l.level == r.level);
+        (level, r.round, r.seq)
+    };
+    let mut requests = data.requests.clone();
+    requests.sort_by_key(place);
+    data.requests = requests;
+    assert_eq!(loaded, data);
+    assert_eq!(
+        report::render(&loaded, Format::Json).unwrap(),
+        report::render(&data, Format::Json).unwrap()
+    );
 }
 
 fn upserts_overwrite_and_keep_order(db: Backend) {

@@ -1,14 +1,14 @@
-//! The HTML report's larger sections: which charts the page shows and from which records (the
-//! drawing itself is in `charts`), and the detail tables.
+//! The HTML page's chart sections: which charts the page shows and from which records (the
+//! drawing itself is in `report/charts.rs`); the page's tables come from `sections`.
 
 use std::fmt::Write;
 
-use super::charts::{
+use super::super::charts::{
     bar_chart, cdf_chart, dual_axis_chart, line_chart, scatter_chart, Line, Point,
 };
-use super::html::{dist4, esc, figure, table, td_num};
-use super::summary::{counted, e2el_ms, LevelSummary, RunSummary};
-use super::{fmt_bytes, fmt_num, fmt_pct};
+use super::super::latency::{counted, e2el_ms};
+use super::super::run_summary::{LevelSummary, RunSummary};
+use super::markup::{esc, figure};
 use crate::store::record::{LoadShape, RequestStatus, RunData};
 
 /// x position of a level on the load axis, and that axis's name.
@@ -322,176 +322,6 @@ pub(super) fn timeseries_section(out: &mut String, data: &RunData, s: &RunSummar
         };
         figure(out, chart, "Resident memory of the serving process (left) and the share of its KV cache in use (right, dashed).");
         out.push_str("</div></details>");
-    }
-}
-
-/// Latency detail, throughput/goodput/cache/noise, and resources/energy tables.
-pub(super) fn detail_sections(out: &mut String, s: &RunSummary) {
-    out.push_str("<h2 id=\"latency\">Latency detail</h2><p class=\"note\">Each cell: mean / p50 / p95 / p99, milliseconds.</p>");
-    let rows: Vec<String> = s
-        .levels
-        .iter()
-        .map(|l| {
-            format!(
-                "<tr><td>{}</td><td>{}</td>{}{}{}{}{}{}</tr>",
-                esc(&l.model),
-                esc(&l.level),
-                dist4(l.latency.ttft),
-                dist4(l.latency.tpot),
-                dist4(l.latency.itl),
-                dist4(l.latency.e2el),
-                dist4(l.wait),
-                dist4(l.ttfb)
-            )
-        })
-        .collect();
-    table(
-        out,
-        &[
-            "model",
-            "level",
-            "TTFT",
-            "TPOT",
-            "ITL",
-            "E2E",
-            "client wait",
-            "TTFB",
-        ],
-        &rows,
-    );
-
-    out.push_str("<h2 id=\"throughput\">Throughput, goodput, prompt cache and noise</h2>");
-    let rows: Vec<String> = s
-        .levels
-        .iter()
-        .map(|l| {
-            format!(
-                "<tr><td>{}</td><td>{}</td>{}{}{}{}{}{}{}{}{}{}{}</tr>",
-                esc(&l.model),
-                esc(&l.level),
-                td_num(fmt_num(l.duration, 2)),
-                td_num(fmt_num(l.request_throughput, 2)),
-                td_num(fmt_num(l.output_throughput, 1)),
-                td_num(fmt_num(l.total_token_throughput, 1)),
-                td_num(fmt_num(
-                    l.per_request_decode_throughput.map(|d| d.median),
-                    1
-                )),
-                td_num(l.drafts.label()),
-                td_num(if l.slo.is_some() {
-                    format!(
-                        "{} ({})",
-                        fmt_num(l.request_goodput, 2),
-                        fmt_pct(l.goodput_share)
-                    )
-                } else {
-                    "no SLO".into()
-                }),
-                td_num(format!(
-                    "{} / {} / {}",
-                    l.prompt_cache.cold, l.prompt_cache.warm, l.prompt_cache.unknown
-                )),
-                td_num(format!(
-                    "{} / {}",
-                    fmt_num(l.ttft_cold.map(|d| d.median), 1),
-                    fmt_num(l.ttft_warm.map(|d| d.median), 1)
-                )),
-                td_num(format!(
-                    "{} / {}",
-                    fmt_pct(l.cv.e2el_mean),
-                    fmt_pct(l.cv.output_throughput)
-                )),
-                td_num(l.cv.rounds.to_string()),
-            )
-        })
-        .collect();
-    table(
-        out,
-        &[
-            "model",
-            "level",
-            "duration s",
-            "req/s",
-            "out tok/s",
-            "total tok/s",
-            "decode tok/s per request (p50)",
-            "drafts accepted",
-            "goodput req/s (share)",
-            "cache cold / warm / unknown",
-            "TTFT p50 cold / warm ms",
-            "CV E2E / tok/s",
-            "rounds",
-        ],
-        &rows,
-    );
-    if let Some(slo) = s.levels.iter().find_map(|l| l.slo) {
-        let _ = write!(out, "<p class=\"note\">SLO: TTFT ≤ {} ms, E2E ≤ {} ms, TPOT ≤ {} ms, ITL ≤ {} ms (— = not set).</p>", fmt_num(slo.ttft_ms, 0), fmt_num(slo.e2e_ms, 0), fmt_num(slo.tpot_ms, 1), fmt_num(slo.itl_ms, 1));
-    }
-
-    out.push_str("<h2 id=\"resources\">Resources and energy</h2>");
-    let rows: Vec<String> = s
-        .levels
-        .iter()
-        .map(|l| {
-            let (r, e, t) = (&l.resources, &l.energy, &l.token_counts);
-            format!(
-                "<tr{}><td>{}</td><td>{}</td>{}{}{}{}<td>{}</td>{}<td>{}</td>{}{}<td>{}</td></tr>",
-                if r.client_bottleneck {
-                    " class=\"failed\""
-                } else {
-                    ""
-                },
-                esc(&l.model),
-                esc(&l.level),
-                td_num(fmt_bytes(r.peak_rss_bytes)),
-                td_num(fmt_num(r.server_cpu_ms, 0)),
-                td_num(fmt_num(Some(r.client_cpu_ms), 0)),
-                td_num(fmt_num(Some(r.client_lag_p99_ms), 2)),
-                if r.client_bottleneck {
-                    "<b>YES</b>"
-                } else {
-                    "no"
-                },
-                td_num(fmt_num(e.energy_j, 1)),
-                esc(e.method.as_deref().unwrap_or("—")),
-                td_num(format!(
-                    "{} J / {} Wh",
-                    fmt_num(e.j_per_1k_output_tokens, 1),
-                    fmt_num(e.wh_per_1k_output_tokens, 4)
-                )),
-                td_num(fmt_num(e.cost_per_1k_output_tokens, 6)),
-                esc(&format!(
-                    "{} usage / {} tokenizer / {} chunks; {} disagree",
-                    t.usage, t.tokenizer, t.chunks, t.usage_disagreements
-                )),
-            )
-        })
-        .collect();
-    table(out, &super::RESOURCE_COLUMNS, &rows);
-    let price = s
-        .levels
-        .first()
-        .map_or(super::summary::DEFAULT_ENERGY_PRICE_PER_KWH, |l| {
-            l.energy.price_per_kwh
-        });
-    let _ = write!(out, "<p class=\"note\">Cost is approximate: energy × {price:.2} per kWh (options.energy_price_per_kwh; default 0.30).</p>");
-    let with_metrics: Vec<&LevelSummary> = s
-        .levels
-        .iter()
-        .filter(|l| l.server_metrics.is_some())
-        .collect();
-    if !with_metrics.is_empty() {
-        out.push_str("<details><summary>The servers' own metrics per level</summary>");
-        for l in with_metrics {
-            let _ = write!(
-                out,
-                "<h3>{} at {}</h3><pre>{}</pre>",
-                esc(&l.model),
-                esc(&l.level),
-                esc(&serde_json::to_string_pretty(&l.server_metrics).unwrap_or_default())
-            );
-        }
-        out.push_str("</details>");
     }
 }
 

@@ -1,0 +1,428 @@
+//! What a summary of a stored run holds: the types every renderer, `compare` and capability
+//! routing read. They are apart from the summariser (`summary`) so that the recommendation can
+//! read a summary while the summariser calls the recommendation, without the two files
+//! importing each other.
+
+use std::ops::Deref;
+
+use serde::{Deserialize, Serialize};
+
+use super::latency::Latencies;
+use super::quality::Quality;
+use crate::stats::Distribution;
+use crate::store::record::{LoadShape, ModelRecord, ModelStatus, RunRecord, ScoreSource};
+
+/// Electricity price used for the cost figure when the run's options name none, per kWh.
+pub const DEFAULT_ENERGY_PRICE_PER_KWH: f64 = 0.30;
+
+/// Everything a report shows about one run, computed from its stored records only.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// The run as stored (options, environment, client health).
+    pub run: RunRecord,
+    /// One entry per model, failed ones included, in the order they were measured.
+    pub models: Vec<ModelSummary>,
+    /// One entry per model and load level, in the order they were measured.
+    pub levels: Vec<LevelSummary>,
+    /// Who scored the answers (judges with their rubric version, people), for the reader to
+    /// weigh the scores.
+    pub scorers: Vec<Scorer>,
+    /// The pick: fastest model meeting the quality bar and the memory budget.
+    pub recommendation: Recommendation,
+}
+
+/// One source of scores in a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scorer {
+    /// `judge` or `human`.
+    pub source: ScoreSource,
+    /// The judge model and endpoint, or the annotator.
+    pub scorer: String,
+    /// The judge's rubric prompt version.
+    pub rubric_version: Option<String>,
+    /// Answers it gave a score.
+    pub scored: u64,
+    /// Answers it was asked about but gave no readable score.
+    pub unscored: u64,
+}
+
+/// One model's facts: its stored record (what it is, how it fared) and its totals over all
+/// levels. The record is held, not copied field by field, so a field added to `ModelRecord`
+/// reaches every report; flattened, so the JSON keeps one flat object per model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// The model as stored: name, backend, endpoint, licence, tags, quantisation, size, load
+    /// time, status and error.
+    #[serde(flatten)]
+    pub record: ModelRecord,
+    /// Successful counted requests over all levels.
+    pub completed: u64,
+    /// Failed counted requests over all levels.
+    pub failed: u64,
+    /// Largest peak RSS over its levels, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Quality over all its counted answers (checks, judge and human scores).
+    #[serde(default)]
+    pub quality: Quality,
+}
+
+/// `summary.model`, `summary.status`: a summary reads as the record it extends.
+impl Deref for ModelSummary {
+    type Target = ModelRecord;
+    fn deref(&self) -> &ModelRecord {
+        &self.record
+    }
+}
+
+/// One distinct failure message and how often it happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailureReason {
+    /// The error (cut to 300 characters).
+    pub error: String,
+    /// Occurrences among counted requests.
+    pub count: u64,
+}
+
+/// Service-level objectives from the run's options (`options.slo`), any subset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Slo {
+    /// Largest acceptable TTFT, ms.
+    pub ttft_ms: Option<f64>,
+    /// Largest acceptable end-to-end latency, ms.
+    pub e2e_ms: Option<f64>,
+    /// Largest acceptable TPOT, ms.
+    pub tpot_ms: Option<f64>,
+    /// Largest acceptable single inter-chunk gap, ms.
+    pub itl_ms: Option<f64>,
+}
+
+/// How many counted successful requests hit the server's prompt cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptCacheCounts {
+    /// `cached_tokens ≥ ¾ · prompt_tokens` (the rule is `is_cache_warm` in `summary.rs`).
+    pub warm: u64,
+    /// `cached_tokens` known and below three quarters of the prompt.
+    pub cold: u64,
+    /// The server did not say.
+    pub unknown: u64,
+}
+
+/// Speculative decoding as the server reported it in each response's `timings` (`draft_n`,
+/// `draft_n_accepted`: llama-server's names, which hearth uses too), over counted successful
+/// requests: a draft only speeds decoding up when most of it is accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Drafts {
+    /// Requests whose server reported draft counts.
+    pub reported: u64,
+    /// Tokens drafted.
+    pub drafted: u64,
+    /// Drafted tokens the model accepted.
+    pub accepted: u64,
+}
+
+impl Drafts {
+    /// Share of drafted tokens accepted; `None` when nothing was drafted.
+    pub fn acceptance(&self) -> Option<f64> {
+        (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
+    }
+
+    /// For tables: `71% of 1234`, `none drafted`, or `—` when the server reports no drafts.
+    pub fn label(&self) -> String {
+        match self.acceptance() {
+            Some(a) => format!("{:.0}% of {}", a * 100.0, self.drafted),
+            None if self.reported > 0 => "none drafted".into(),
+            None => "—".into(),
+        }
+    }
+}
+
+/// Run-to-run noise within one level: spread of the per-round figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundCv {
+    /// Counted rounds that had at least one successful request.
+    pub rounds: u32,
+    /// CV (population std / mean) of the per-round mean E2E latency.
+    pub e2el_mean: Option<f64>,
+    /// CV of the per-round aggregate output throughput.
+    pub output_throughput: Option<f64>,
+}
+
+/// Where the token counts of counted successful requests came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    /// From the server's `usage`.
+    pub usage: u64,
+    /// From hearth's tokenizer (fallback).
+    pub tokenizer: u64,
+    /// One token per content chunk (last resort).
+    pub chunks: u64,
+    /// Requests whose independent count differs from `usage`.
+    pub usage_disagreements: u64,
+}
+
+impl TokenCounts {
+    /// Requests whose counts did not come from `usage`: the numbers are less certain.
+    pub fn fallbacks(&self) -> u64 {
+        self.tokenizer + self.chunks
+    }
+}
+
+/// The serving process's and the client's resource use during a level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Peak RSS of the serving process, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Server CPU time, ms.
+    pub server_cpu_ms: Option<f64>,
+    /// Client CPU time, ms.
+    pub client_cpu_ms: f64,
+    /// p99 lag of the client's own timer, ms.
+    pub client_lag_p99_ms: f64,
+    /// The client, not the server, limited the measurement: numbers understate the server.
+    pub client_bottleneck: bool,
+}
+
+/// Energy and its approximate cost, per level.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Energy {
+    /// Energy used during the level, joules.
+    pub energy_j: Option<f64>,
+    /// `rapl` (measured) or `estimate: …`.
+    pub method: Option<String>,
+    /// Joules per 1000 output tokens.
+    pub j_per_1k_output_tokens: Option<f64>,
+    /// Watt-hours per 1000 output tokens.
+    pub wh_per_1k_output_tokens: Option<f64>,
+    /// Electricity cost per 1000 output tokens at `price_per_kwh` (approximate).
+    pub cost_per_1k_output_tokens: Option<f64>,
+    /// Price used, per kWh (`options.energy_price_per_kwh`, default 0.30).
+    pub price_per_kwh: f64,
+}
+
+/// One model at one load level: the row every report is made of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelSummary {
+    /// The model.
+    pub model: String,
+    /// The level's label (`c=4`, `r=2`).
+    pub level: String,
+    /// The load shape, when a level record was stored.
+    pub shape: Option<LoadShape>,
+    /// The model's status (repeated here so a row reads on its own).
+    pub model_status: ModelStatus,
+    /// Counted requests that succeeded.
+    pub completed: u64,
+    /// Counted requests that failed (errors + timeouts).
+    pub failed: u64,
+    /// Of `failed`: server errors or broken streams.
+    pub errors: u64,
+    /// Of `failed`: timeouts.
+    pub timeouts: u64,
+    /// Distinct failure messages, most frequent first (at most 5).
+    pub failure_reasons: Vec<FailureReason>,
+    /// Level duration, seconds.
+    pub duration: Option<f64>,
+    /// Σ prompt tokens of counted successful requests.
+    pub total_input_tokens: u64,
+    /// Σ completion tokens of counted successful requests.
+    pub total_output_tokens: u64,
+    /// Successful requests per second.
+    pub request_throughput: Option<f64>,
+    /// Output tokens per second, aggregate.
+    pub output_throughput: Option<f64>,
+    /// Prompt + output tokens per second, aggregate.
+    pub total_token_throughput: Option<f64>,
+    /// TTFT, TPOT, ITL, E2EL under vLLM's names.
+    #[serde(flatten)]
+    pub latency: Latencies,
+    /// Time to first byte, ms.
+    pub ttfb: Option<Distribution>,
+    /// Client wait before sending, ms.
+    pub wait: Option<Distribution>,
+    /// TTFT of cache-cold requests, ms.
+    pub ttft_cold: Option<Distribution>,
+    /// TTFT of cache-warm requests, ms.
+    pub ttft_warm: Option<Distribution>,
+    /// Prompt-cache classification counts.
+    pub prompt_cache: PromptCacheCounts,
+    /// Per-request output tokens/s.
+    pub per_request_output_throughput: Option<Distribution>,
+    /// Per-request decode tokens/s (after the first token).
+    pub per_request_decode_throughput: Option<Distribution>,
+    /// Speculative decoding's drafted and accepted tokens, when the server reports them.
+    #[serde(default)]
+    pub drafts: Drafts,
+    /// The SLOs applied, when the run set any.
+    pub slo: Option<Slo>,
+    /// Requests per second that met every SLO.
+    pub request_goodput: Option<f64>,
+    /// Share (0..1) of counted requests that met every SLO.
+    pub goodput_share: Option<f64>,
+    /// Noise across rounds.
+    pub cv: RoundCv,
+    /// Token-count provenance.
+    pub token_counts: TokenCounts,
+    /// Resource use.
+    pub resources: Resources,
+    /// Energy and cost.
+    pub energy: Energy,
+    /// The server's own account of the level (from its Prometheus metrics), as stored.
+    pub server_metrics: Option<serde_json::Value>,
+    /// Automatic quality checks on the counted answers.
+    #[serde(default)]
+    pub quality: Quality,
+}
+
+impl RunSummary {
+    /// Rows for per-model-and-level tables: every level, plus one row (level `None`) for each
+    /// model that has no level at all (typically one that failed to load), so a failed model
+    /// is never dropped from a table.
+    pub fn rows(&self) -> Vec<(&ModelSummary, Option<&LevelSummary>)> {
+        let mut out = Vec::new();
+        for m in &self.models {
+            let mut any = false;
+            for l in self.levels.iter().filter(|l| l.model == m.model) {
+                out.push((m, Some(l)));
+                any = true;
+            }
+            if !any {
+                out.push((m, None));
+            }
+        }
+        out
+    }
+
+    /// Warnings every format must show: client bottlenecks, failed models, token fallbacks.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for l in self.levels.iter().filter(|l| l.resources.client_bottleneck) {
+            w.push(format!(
+                "CLIENT BOTTLENECK: {} at {}: the benchmark client, not the server, limited this measurement; its throughput and latency understate the server",
+                l.model, l.level
+            ));
+        }
+        for m in self.models.iter().filter(|m| m.status != ModelStatus::Ok) {
+            w.push(format!(
+                "MODEL {}: {} {}",
+                status_str(m.status).to_uppercase(),
+                m.model,
+                m.error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!("— {e}"))
+            ));
+        }
+        for l in self
+            .levels
+            .iter()
+            .filter(|l| l.failed > 0 && l.model_status == ModelStatus::Ok)
+        {
+            let why = l
+                .failure_reasons
+                .first()
+                .map_or(String::new(), |r| format!(" (e.g. {})", r.error));
+            w.push(format!(
+                "{} at {}: {} of {} requests failed{why}",
+                l.model,
+                l.level,
+                l.failed,
+                l.failed + l.completed
+            ));
+        }
+        for l in self
+            .levels
+            .iter()
+            .filter(|l| l.token_counts.fallbacks() > 0)
+        {
+            let t = l.token_counts;
+            w.push(format!(
+                "token counts for {} at {} fell back from usage: {} by tokenizer, {} by counting chunks",
+                l.model, l.level, t.tokenizer, t.chunks
+            ));
+        }
+        for l in self
+            .levels
+            .iter()
+            .filter(|l| l.token_counts.usage_disagreements > 0)
+        {
+            w.push(format!(
+                "{} at {}: {} request(s) where the server's usage disagrees with hearth's own count",
+                l.model, l.level, l.token_counts.usage_disagreements
+            ));
+        }
+        w
+    }
+
+    /// True when any level's client was the bottleneck.
+    pub fn client_bottleneck(&self) -> bool {
+        self.levels.iter().any(|l| l.resources.client_bottleneck)
+    }
+}
+
+/// The snake_case name of a model status.
+pub fn status_str(s: ModelStatus) -> &'static str {
+    match s {
+        ModelStatus::Running => "running",
+        ModelStatus::Ok => "ok",
+        ModelStatus::Failed => "failed",
+        ModelStatus::Interrupted => "interrupted",
+        ModelStatus::Skipped => "skipped",
+    }
+}
+
+/// The quality bar when the run's options set none: "good" on the 1–5 rubric.
+pub const DEFAULT_MIN_SCORE: f64 = 3.5;
+
+/// What a pick must meet.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Criteria {
+    /// Lowest acceptable mean score (1–5).
+    pub min_score: f64,
+    /// Largest acceptable peak RSS, bytes; `None` = no limit.
+    pub memory_budget_bytes: Option<u64>,
+}
+
+impl Default for Criteria {
+    fn default() -> Self {
+        Criteria {
+            min_score: DEFAULT_MIN_SCORE,
+            memory_budget_bytes: None,
+        }
+    }
+}
+
+/// One model as the recommendation saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The model.
+    pub model: String,
+    /// p95 end-to-end latency at the level compared, ms.
+    pub p95_e2el_ms: Option<f64>,
+    /// Mean score (1–5) and who gave it.
+    pub score: Option<f64>,
+    /// `human`, `judge` or `human+judge`.
+    pub scored_by: Option<String>,
+    /// Share of automatic checks passed.
+    pub check_pass_rate: Option<f64>,
+    /// Peak RSS over the run, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Why it was not picked; `None` for the pick.
+    pub not_picked: Option<String>,
+}
+
+/// The pick and its explanation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// The model picked, when one qualifies.
+    pub pick: Option<String>,
+    /// The load level whose p95 latency decided (`c=1`).
+    pub level: Option<String>,
+    /// The bar and budget applied.
+    pub criteria: Criteria,
+    /// False when no model in the run has a score: the pick then rests on speed and memory
+    /// only, and says so.
+    pub quality_applied: bool,
+    /// One or two sentences a person reads.
+    pub explanation: String,
+    /// Every model considered, the pick first, then by p95 latency.
+    pub candidates: Vec<Candidate>,
+}

@@ -1,0 +1,142 @@
+//! One table, many renderers: every report section is built once as a [`Table`] (header,
+//! rows of cells, and what a renderer needs beyond the text: alignment, a marker, a note),
+//! and the Markdown, HTML, CSV and terminal renderers only lay it out. Before this layer each
+//! renderer built its own copy of each table and their headers drifted apart.
+
+use crate::store::record::ModelStatus;
+
+/// How a column's cells line up. Only the HTML page aligns today; the Markdown and terminal
+/// tables keep their left-aligned layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    /// Text.
+    Left,
+    /// Figures, so that digits line up.
+    Right,
+}
+
+/// A column: its header text and how its cells line up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    /// The header cell, the same words in every format.
+    pub name: String,
+    /// Figures align right.
+    pub align: Align,
+}
+
+/// What a cell is beyond its text, for the renderers that can show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Plain text.
+    None,
+    /// A model status: a coloured pill in HTML, bold in Markdown when it is not `ok`.
+    Status(ModelStatus),
+    /// A model name led by its chart colour (the `i`-th series), so the page's table reads as
+    /// the legend of its charts.
+    Swatch(usize),
+    /// A warning a reader must not miss (`YES` under client bottleneck): bold.
+    Strong,
+    /// An error message: wraps and shows in red on the page.
+    Error,
+    /// The row's name in a key/value table (environment): a header cell on the page.
+    Key,
+}
+
+/// One cell: plain text (each renderer escapes it) and its mark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// The text, unescaped.
+    pub text: String,
+    /// What else the cell is.
+    pub mark: Mark,
+}
+
+impl Cell {
+    /// A plain cell.
+    pub fn new(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            mark: Mark::None,
+        }
+    }
+
+    /// A cell with a mark.
+    pub fn marked(text: impl Into<String>, mark: Mark) -> Cell {
+        Cell {
+            text: text.into(),
+            mark,
+        }
+    }
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Cell {
+        Cell::new(text)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Cell {
+        Cell::new(text)
+    }
+}
+
+/// One row, with whether it is the row a reader must look at (a failed model, a level the
+/// client limited): highlighted on the page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The cells, one per column.
+    pub cells: Vec<Cell>,
+    /// Highlight the row.
+    pub alert: bool,
+}
+
+impl Row {
+    /// A row of cells.
+    pub fn new(cells: Vec<Cell>) -> Row {
+        Row {
+            cells,
+            alert: false,
+        }
+    }
+}
+
+/// A report table: how to read it, the header, the rows, and what qualifies the figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// How to read the cells, printed above the table.
+    pub intro: Option<String>,
+    /// The header.
+    pub columns: Vec<Column>,
+    /// The rows, each with one cell per column.
+    pub rows: Vec<Row>,
+    /// What qualifies the figures (the SLO, the energy price), printed below the table.
+    pub notes: Vec<String>,
+}
+
+impl Table {
+    /// A table with these columns, each `(name, align)`, and no rows yet.
+    pub fn new(columns: &[(&str, Align)]) -> Table {
+        Table {
+            columns: columns
+                .iter()
+                .map(|(name, align)| Column {
+                    name: (*name).to_string(),
+                    align: *align,
+                })
+                .collect(),
+            ..Table::default()
+        }
+    }
+
+    /// Adds a row; its cell count must match the header.
+    pub fn push(&mut self, row: Row) {
+        debug_assert_eq!(row.cells.len(), self.columns.len(), "{:?}", self.columns);
+        self.rows.push(row);
+    }
+
+    /// The header texts.
+    pub fn header(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+}
