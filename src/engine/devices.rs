@@ -138,7 +138,7 @@ pub fn gpu_backends_compiled() -> Vec<&'static str> {
 
 /// Every device llama.cpp sees (the CPU included).
 pub fn devices() -> Vec<Device> {
-    if super::llama::llama_backend().is_err() {
+    if super::backend::llama_backend().is_err() {
         return Vec::new();
     }
     llama_cpp_2::list_llama_ggml_backend_devices()

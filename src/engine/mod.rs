@@ -8,6 +8,7 @@
 //! [`Event`]s; dropping the stream cancels the request.
 
 pub mod admission;
+mod backend;
 pub mod devices;
 pub mod llama;
 pub mod memory;

@@ -1,0 +1,562 @@
+//! The engine thread: continuous batching over one llama.cpp context.
+//!
+//! [`run`] owns the context, the batch and every slot (none of them is `Send`) and is steered
+//! only by the handle's messages. Each turn of its loop is a list of named steps, each a method
+//! over the thread's own state ([`Scheduler`]):
+//!
+//! 1. [`intake`](Scheduler::intake): take new requests (block only when idle), stop when the
+//!    handle is gone;
+//! 2. [`leave_cancelled`](Scheduler::leave_cancelled): drop requests whose client went away;
+//! 3. [`admit`](Scheduler::admit): give waiting requests free sequences, reusing the KV of a
+//!    common prompt prefix;
+//! 4. [`build_batch`](Scheduler::build_batch): drafts, then each generating sequence's next
+//!    token and prompt chunks of the others, in ascending sequence id;
+//! 5. [`decode`](Scheduler::decode): one forward pass, timed for the draft pricing;
+//! 6. [`sample`](Scheduler::sample): each sequence with logits samples (and verifies its draft),
+//!    emits its text, and then keeps going, drops its rejected draft cells, or finishes.
+//!
+//! The batch composition, the order of adds and the KV removals are what llama.cpp's output
+//! depends on (batch shapes change the floating-point sums); the pure decisions among them
+//! (which prompt chunk each slot gets, the batch order, what a sample's outcome means for the
+//! KV cache) are plain functions with unit tests below.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use super::slot::{Samplers, Slot};
+use super::{Command, EngineOptions, Job, Shared};
+use crate::engine::admission::{admit_count, plan_prefill, release_seq};
+use crate::engine::backend::llama_backend;
+use crate::engine::speculative::{Acceptance, History, Speculative, StepCosts};
+use crate::engine::{EngineError, Event, FinishReason};
+
+/// The engine thread's body: creates the context (reporting success or failure on `ready`),
+/// then runs the step loop until the handle is dropped.
+pub(super) fn run(
+    model: &LlamaModel,
+    options: &EngineOptions,
+    commands: &std_mpsc::Receiver<Command>,
+    shared: &Shared,
+    ready: &std_mpsc::Sender<Result<(), EngineError>>,
+) {
+    let mut engine = match Scheduler::start(model, options, commands, shared) {
+        Ok(engine) => {
+            let _ = ready.send(Ok(()));
+            engine
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    while engine.intake() {
+        engine.leave_cancelled();
+        engine.admit();
+        if engine.slots.is_empty() {
+            continue;
+        }
+        let step = engine.build_batch();
+        if engine.decode(&step) {
+            engine.sample();
+        }
+    }
+    engine.stop();
+}
+
+/// Everything the engine thread owns: the llama.cpp context and batch, the sequences, the
+/// queue, and what speculation has learned so far. (Fields drop in order: the slots and their
+/// samplers before the batch and the context, as the loop's locals did before this split.)
+struct Scheduler<'m> {
+    /// Admitted requests, in arrival order (prefill fairness).
+    slots: Vec<Slot>,
+    /// Requests waiting for a sequence, in arrival order.
+    queue: VecDeque<Job>,
+    /// Context length per sequence.
+    n_ctx: usize,
+    /// Most tokens in one decode.
+    n_batch: usize,
+    /// Whether sequences draft (asked for, and possible with this model's cache).
+    speculative: bool,
+    acceptance: Acceptance,
+    costs: StepCosts,
+    history: History,
+    /// Free sequence ids, descending, so `pop()` hands out the lowest (see `admission`).
+    free_seqs: Vec<i32>,
+    /// Prompt tokens whose KV a free sequence still holds, by sequence id: a new request on
+    /// that sequence skips the common prefix (the chat template's preamble, a shared system
+    /// prompt, an earlier turn of the same conversation), as llama-server's prompt cache does.
+    retained: Vec<Vec<LlamaToken>>,
+    batch: LlamaBatch<'m>,
+    ctx: LlamaContext<'m>,
+    model: &'m LlamaModel,
+    commands: &'m std_mpsc::Receiver<Command>,
+    shared: &'m Shared,
+}
+
+/// What [`Scheduler::build_batch`] put into the batch, for timing and error handling.
+struct Step {
+    /// Sequences adding their next token.
+    decoding: usize,
+    /// Drafted tokens added after them.
+    drafted: usize,
+    /// Prompt tokens added.
+    prefilled: usize,
+    /// A token did not fit (the batch is sized so that it should never happen).
+    add_failed: bool,
+}
+
+impl<'m> Scheduler<'m> {
+    /// Creates the context: one KV stream per sequence, `n_ctx` cells each.
+    fn start(
+        model: &'m LlamaModel,
+        options: &EngineOptions,
+        commands: &'m std_mpsc::Receiver<Command>,
+        shared: &'m Shared,
+    ) -> Result<Self, EngineError> {
+        let threads = options.threads.max(1) as i32;
+        // Rejected drafts are removed from the KV cache by position, which recurrent state
+        // cannot do.
+        let speculative = options.speculative == Speculative::Ngram
+            && !model.is_recurrent()
+            && !model.is_hybrid();
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(options.n_ctx * options.parallel))
+            .with_n_batch(options.n_batch)
+            .with_n_ubatch(options.n_batch)
+            .with_n_seq_max(options.parallel)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads)
+            // One KV stream per sequence: a sequence's attention never sees another's cells,
+            // which keeps greedy output identical whether it runs alone or batched.
+            .with_kv_unified(false);
+        let backend = llama_backend()?;
+        let ctx = model
+            .new_context(backend, params)
+            .map_err(|e| EngineError::Load(format!("cannot create context: {e}")))?;
+        Ok(Self {
+            model,
+            commands,
+            shared,
+            ctx,
+            batch: LlamaBatch::new(options.n_batch as usize, 1),
+            n_ctx: options.n_ctx as usize,
+            n_batch: options.n_batch as usize,
+            speculative,
+            acceptance: Acceptance::default(),
+            costs: StepCosts::default(),
+            history: History::default(),
+            free_seqs: (0..options.parallel as i32).rev().collect(),
+            retained: vec![Vec::new(); options.parallel as usize],
+            queue: VecDeque::new(),
+            slots: Vec::new(),
+        })
+    }
+
+    /// Takes every waiting command, blocking only when there is nothing to do. Returns false
+    /// when the thread should stop: the handle is gone, and whatever was left has been failed
+    /// (nobody will read its results).
+    fn intake(&mut self) -> bool {
+        if self.slots.is_empty() && self.queue.is_empty() {
+            match self.commands.recv() {
+                Ok(Command::Generate(job)) => self.queue.push_back(job),
+                Err(_) => return false,
+            }
+        }
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Generate(job)) => self.queue.push_back(job),
+                Err(std_mpsc::TryRecvError::Empty) => return true,
+                Err(std_mpsc::TryRecvError::Disconnected) => {
+                    for job in self.queue.drain(..) {
+                        let _ = job.events.send(Event::Error(EngineError::Shutdown));
+                    }
+                    for slot in self.slots.drain(..) {
+                        let _ = slot.events.send(Event::Error(EngineError::Shutdown));
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Forgets queued requests whose client went away, and frees the cells of admitted ones.
+    fn leave_cancelled(&mut self) {
+        self.queue.retain(|job| !job.events.is_closed());
+        let (ctx, free_seqs) = (&mut self.ctx, &mut self.free_seqs);
+        self.slots.retain(|slot| {
+            let keep = !slot.events.is_closed();
+            if !keep {
+                let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                release_seq(free_seqs, slot.seq);
+                tracing::debug!(seq = slot.seq, "request cancelled");
+            }
+            keep
+        });
+    }
+
+    /// Moves waiting requests onto free sequences (lowest id first), keeping the KV of the
+    /// prompt prefix the sequence already holds, then publishes the counters.
+    fn admit(&mut self) {
+        let now = Instant::now();
+        for _ in 0..admit_count(self.free_seqs.len(), self.queue.len()) {
+            let (Some(job), Some(seq)) = (self.queue.pop_front(), self.free_seqs.pop()) else {
+                break;
+            };
+            let sampler = match Samplers::new(&job.sampling, job.grammar.as_deref(), self.model) {
+                Ok(s) => s,
+                Err(e) => {
+                    release_seq(&mut self.free_seqs, seq);
+                    let _ = job.events.send(Event::Error(e));
+                    continue;
+                }
+            };
+            let mut slot = Slot::new(job, seq, self.n_ctx, now, sampler, self.speculative);
+            let kept = std::mem::take(&mut self.retained[seq as usize]);
+            let reuse = reusable_prefix(&kept, &slot.prompt);
+            let trimmed = self
+                .ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None)
+                .unwrap_or(false);
+            if trimmed {
+                slot.n_prefilled = reuse;
+                slot.reused = reuse;
+            } else {
+                // Some caches (sliding-window, recurrent) cannot drop a suffix: start clean.
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            }
+            self.slots.push(slot);
+        }
+        self.shared.queued.store(self.queue.len(), Ordering::SeqCst);
+        self.publish();
+    }
+
+    /// Lays out this step's batch. Prefill budgets are planned in arrival order (generating
+    /// sequences and their drafts first), then the batch is laid out in ascending sequence id:
+    /// with per-sequence KV streams llama.cpp splits a batch into ubatches of consecutive
+    /// increasing sequence ids (`split_equal(.., sequential)`), so any other order costs one
+    /// full forward pass per out-of-order sequence.
+    fn build_batch(&mut self) -> Step {
+        self.batch.clear();
+        let mut add_failed = false;
+        let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
+        self.draft(decoding);
+        let drafted: usize = self.slots.iter().map(|s| s.draft.len()).sum();
+        let remaining: Vec<Option<usize>> = self
+            .slots
+            .iter()
+            .map(|s| (!s.is_decoding()).then(|| s.prompt.len() - s.n_prefilled))
+            .collect();
+        let chunk_of = prefill_chunks(self.n_batch, decoding + drafted, &remaining);
+        let prefilled: usize = chunk_of.iter().sum();
+        let seqs: Vec<i32> = self.slots.iter().map(|s| s.seq).collect();
+        for i in batch_order(&seqs) {
+            let slot = &mut self.slots[i];
+            if slot.is_decoding() {
+                slot.batch_index = Some(self.batch.n_tokens());
+                add_failed |= self
+                    .batch
+                    .add(slot.last_token, slot.n_past as i32, &[slot.seq], true)
+                    .is_err();
+                for (i, &guess) in slot.draft.iter().enumerate() {
+                    let pos = (slot.n_past + 1 + i) as i32;
+                    add_failed |= self.batch.add(guess, pos, &[slot.seq], true).is_err();
+                }
+                continue;
+            }
+            let chunk = chunk_of[i];
+            for pos in slot.n_prefilled..slot.n_prefilled + chunk {
+                let last = pos + 1 == slot.prompt.len();
+                add_failed |= self
+                    .batch
+                    .add(slot.prompt[pos], pos as i32, &[slot.seq], last)
+                    .is_err();
+                if last {
+                    slot.batch_index = Some(self.batch.n_tokens() - 1);
+                }
+            }
+            slot.n_prefilled += chunk;
+        }
+        Step {
+            decoding,
+            drafted,
+            prefilled,
+            add_failed,
+        }
+    }
+
+    /// Drafts for the generating sequences (see `speculative`), priced by what a drafted row
+    /// costs at this batch size; none until a draft-free step of this size was timed.
+    fn draft(&mut self, decoding: usize) {
+        let Some(price) = self
+            .costs
+            .draft_price(decoding)
+            .filter(|_| self.speculative)
+        else {
+            return;
+        };
+        let share = self.n_batch / decoding;
+        for slot in self.slots.iter_mut().filter(|s| s.is_decoding()) {
+            let room = slot.draft_room(self.n_ctx, share);
+            if let Some(drafter) = &mut slot.drafter {
+                slot.draft = drafter
+                    .draft(&self.acceptance, &self.history, price, room)
+                    .into_iter()
+                    .map(LlamaToken)
+                    .collect();
+            }
+        }
+    }
+
+    /// Runs the forward pass; a step without prompt tokens is timed for the draft pricing. On
+    /// failure every slot fails and frees its sequence. Returns whether there are logits to
+    /// sample.
+    fn decode(&mut self, step: &Step) -> bool {
+        let started = Instant::now();
+        let result = if step.add_failed {
+            Err("batch overflow".to_string())
+        } else {
+            self.ctx.decode(&mut self.batch).map_err(|e| e.to_string())
+        };
+        if result.is_ok() && step.prefilled == 0 {
+            let seconds = started.elapsed().as_secs_f64();
+            self.costs.record(step.decoding, step.drafted, seconds);
+            tracing::trace!(
+                decoding = step.decoding,
+                drafted = step.drafted,
+                ms = seconds * 1000.0,
+                "decode step"
+            );
+        }
+        let Err(message) = result else {
+            return true;
+        };
+        tracing::error!(%message, "decode failed");
+        for slot in self.slots.drain(..) {
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+            release_seq(&mut self.free_seqs, slot.seq);
+            let _ = slot
+                .events
+                .send(Event::Error(EngineError::Decode(message.clone())));
+        }
+        false
+    }
+
+    /// Samples every sequence that has logits in this batch, in arrival order; each one's
+    /// outcome is settled before the next is sampled, so a finished request hears `Done`
+    /// as early as possible.
+    fn sample(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.slots.len() {
+            let Some(index) = self.slots[i].batch_index.take() else {
+                i += 1;
+                continue;
+            };
+            let drafted = self.slots[i].draft.len();
+            let (finish, accepted) =
+                self.slots[i].sample_step(index, &self.ctx, self.model, now, &mut self.acceptance);
+            if drafted > 0 {
+                self.shared
+                    .draft_tokens
+                    .fetch_add(drafted as u64, Ordering::Relaxed);
+                self.shared
+                    .draft_accepted
+                    .fetch_add(accepted as u64, Ordering::Relaxed);
+            }
+            let stays = match settle(finish, drafted, accepted) {
+                Settle::Continue => true,
+                Settle::DropRejectedDraft => self.drop_rejected_draft(i),
+                Settle::Finish(reason) => {
+                    self.finish(i, reason, now);
+                    false
+                }
+            };
+            if stays {
+                i += 1;
+            }
+        }
+        self.publish();
+    }
+
+    /// Removes slot `i`'s rejected drafted cells from its KV cache; the next step decodes the
+    /// sampled token at the first of their positions. A cache that cannot drop them fails the
+    /// request. Returns whether the slot stays.
+    fn drop_rejected_draft(&mut self, i: usize) -> bool {
+        let seq = self.slots[i].seq;
+        let from = self.slots[i].n_past as u32;
+        if self
+            .ctx
+            .clear_kv_cache_seq(Some(seq as u32), Some(from), None)
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        let slot = self.slots.remove(i);
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        release_seq(&mut self.free_seqs, seq);
+        self.publish();
+        let _ = slot.events.send(Event::Error(EngineError::Decode(
+            "the KV cache could not drop rejected draft tokens".into(),
+        )));
+        false
+    }
+
+    /// Ends slot `i`: its drafter's n-grams are remembered, the prompt's KV is kept for the
+    /// next request on its sequence, and the client hears `Done` after the counters are
+    /// published (so stats never show a ghost).
+    fn finish(&mut self, i: usize, reason: FinishReason, now: Instant) {
+        // `remove`, not `swap_remove`: slots stay in arrival order for prefill fairness.
+        let slot = self.slots.remove(i);
+        if let Some(drafter) = &slot.drafter {
+            self.history.remember(drafter);
+        }
+        // Keep the prompt's KV for the next request on this sequence; generated tokens are
+        // not kept (a next turn re-renders them through the template).
+        let kept = self
+            .ctx
+            .clear_kv_cache_seq(Some(slot.seq as u32), Some(slot.prompt.len() as u32), None)
+            .unwrap_or(false);
+        self.retained[slot.seq as usize] = if kept {
+            slot.prompt.clone()
+        } else {
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+            Vec::new()
+        };
+        release_seq(&mut self.free_seqs, slot.seq);
+        self.publish();
+        slot.finish(reason, now);
+    }
+
+    /// Makes the slot counters visible to `stats()`. KV use is read from llama.cpp's cache
+    /// itself: every cell a sequence holds, less the prompt prefixes free sequences keep on
+    /// purpose for reuse, so a cell left behind (a rejected draft, a cancelled request) shows.
+    fn publish(&self) {
+        let held: usize = (0..self.retained.len() as i32)
+            .map(|seq| (self.ctx.kv_cache_seq_pos_max(seq) + 1).max(0) as usize)
+            .sum();
+        let kept: usize = self.retained.iter().map(Vec::len).sum();
+        self.shared
+            .kv_used
+            .store(held.saturating_sub(kept), Ordering::SeqCst);
+        self.shared.active.store(self.slots.len(), Ordering::SeqCst);
+    }
+
+    /// Leaves the counters at rest once the thread ends.
+    fn stop(self) {
+        self.shared.active.store(0, Ordering::SeqCst);
+        self.shared.kv_used.store(0, Ordering::SeqCst);
+        tracing::debug!(acceptance = ?self.acceptance, costs = ?self.costs, "speculation learned");
+    }
+}
+
+/// Prompt tokens of `kept` (what the sequence's KV holds) that a new `prompt` can reuse: the
+/// common prefix, but at least the last prompt token is decoded again, since its logits pick
+/// the first token.
+fn reusable_prefix(kept: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
+    let common = kept.iter().zip(prompt).take_while(|(x, y)| x == y).count();
+    common.min(prompt.len() - 1)
+}
+
+/// Each slot's prompt chunk this step, in slot (arrival) order: `remaining` is `None` for a
+/// generating slot (it gets 0) and the prompt tokens still to prefill otherwise; `reserved`
+/// rows (generated tokens and drafts) are served first (see [`plan_prefill`]).
+fn prefill_chunks(n_batch: usize, reserved: usize, remaining: &[Option<usize>]) -> Vec<usize> {
+    let prefilling: Vec<usize> = remaining.iter().flatten().copied().collect();
+    let mut chunks = plan_prefill(n_batch, reserved, &prefilling).into_iter();
+    remaining
+        .iter()
+        .map(|r| match r {
+            Some(_) => chunks.next().unwrap_or(0),
+            None => 0,
+        })
+        .collect()
+}
+
+/// Slot indices in ascending sequence id: the order llama.cpp fuses into one ubatch.
+fn batch_order(seqs: &[i32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| seqs[i]);
+    order
+}
+
+/// What a sampled sequence does next.
+#[derive(Debug, PartialEq)]
+enum Settle {
+    /// Keeps generating; every drafted cell it decoded is now its own.
+    Continue,
+    /// Keeps generating, but some drafted cells were wrong and must leave its KV cache.
+    DropRejectedDraft,
+    /// The answer is over.
+    Finish(FinishReason),
+}
+
+/// The decision after sampling a sequence that drafted `drafted` tokens of which `accepted`
+/// were kept. A finished sequence frees its cells anyway, rejected draft or not.
+fn settle(finish: Option<FinishReason>, drafted: usize, accepted: usize) -> Settle {
+    match finish {
+        Some(reason) => Settle::Finish(reason),
+        None if drafted > accepted => Settle::DropRejectedDraft,
+        None => Settle::Continue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generating_slots_get_no_chunk_and_prompts_share_the_rest_in_arrival_order() {
+        // Slots: prefilling 300, generating, prefilling 300, prefilling 5; 1 generated row and
+        // 3 drafted rows come first.
+        let remaining = [Some(300), None, Some(300), Some(5)];
+        assert_eq!(prefill_chunks(512, 4, &remaining), vec![300, 0, 208, 0]);
+        assert_eq!(prefill_chunks(512, 0, &[None, None]), vec![0, 0]);
+        assert_eq!(prefill_chunks(8, 8, &[Some(3)]), vec![0]);
+        assert_eq!(prefill_chunks(512, 0, &[]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn the_batch_is_laid_out_in_ascending_sequence_id() {
+        assert_eq!(batch_order(&[2, 0, 3, 1]), vec![1, 3, 0, 2]);
+        assert_eq!(batch_order(&[0, 1]), vec![0, 1]);
+        assert_eq!(batch_order(&[]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn at_least_the_last_prompt_token_is_decoded_again() {
+        let t = |v: &[i32]| v.iter().map(|&x| LlamaToken(x)).collect::<Vec<_>>();
+        assert_eq!(reusable_prefix(&t(&[]), &t(&[1, 2, 3])), 0);
+        assert_eq!(reusable_prefix(&t(&[1, 2, 9, 9]), &t(&[1, 2, 3])), 2);
+        assert_eq!(reusable_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 3])), 2);
+        assert_eq!(reusable_prefix(&t(&[1, 2, 3, 4]), &t(&[1, 2])), 1);
+        assert_eq!(reusable_prefix(&t(&[5]), &t(&[1])), 0);
+    }
+
+    #[test]
+    fn a_finished_sequence_frees_its_cells_whatever_its_draft_did() {
+        assert_eq!(settle(None, 0, 0), Settle::Continue);
+        assert_eq!(settle(None, 4, 4), Settle::Continue);
+        assert_eq!(settle(None, 4, 1), Settle::DropRejectedDraft);
+        assert_eq!(
+            settle(Some(FinishReason::Stop), 4, 1),
+            Settle::Finish(FinishReason::Stop)
+        );
+        assert_eq!(
+            settle(Some(FinishReason::Length), 0, 0),
+            Settle::Finish(FinishReason::Length)
+        );
+    }
+}
