@@ -164,7 +164,7 @@ pub fn quantize(
             .map_err(|_| QuantizeError::BadPath(p.display().to_string()))
     };
     let (src_c, dst_c) = (c(src)?, c(dst)?);
-    super::llama::llama_backend().map_err(|e| QuantizeError::Failed {
+    super::backend::llama_backend().map_err(|e| QuantizeError::Failed {
         source_path: src.display().to_string(),
         reason: e.to_string(),
     })?;

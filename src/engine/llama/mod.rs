@@ -67,10 +67,7 @@ impl Default for EngineOptions {
     }
 }
 
-/// Kept under its old path, `engine::llama::llama_backend`, for `quantize.rs`; new code should
-/// import it from `engine::backend`, where it lives so that `devices.rs` need not reach into
-/// this module.
-pub(crate) use super::backend::llama_backend;
+use super::backend::llama_backend;
 
 /// Counters the engine thread publishes for `stats()`.
 #[derive(Debug, Default)]
