@@ -8,6 +8,7 @@ mod config_cmd;
 mod model_cmd;
 mod progress;
 mod route_cmd;
+mod run_cmd;
 mod runs_cmd;
 mod serve_cmd;
 mod shared;

@@ -7,30 +7,33 @@
 //! [`run`]; reports are rendered by the caller from the returned data, which was read back
 //! from the store.
 
-use std::collections::HashMap;
+mod servers;
+mod targets;
+
+pub use targets::v1_url;
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 
-use super::client::Endpoint;
 use super::recorder::Recorder;
-use super::resources::{ProcessProbe, CLIENT_THREAD_PREFIX};
+use super::resources::CLIENT_THREAD_PREFIX;
 use super::{BenchError, BenchOptions, Progress, Target};
-use crate::cache::{BarProgress, Cache};
-use crate::catalog::{Catalog, CatalogEntry, CatalogError, Upstream};
-use crate::engine::devices::{self, GpuLayers, Offload};
+use crate::cache::Cache;
+use crate::catalog::{Catalog, CatalogError};
+use crate::engine::devices::GpuLayers;
 use crate::engine::speculative::Speculative;
 use crate::eval::judge::{self, JudgeEndpoint};
-use crate::loader::{self, LoadOptions, ModelError};
-use crate::server::{self, Registry, ServerError, ServerOptions};
+use crate::loader::LoadOptions;
+use crate::server::ServerError;
 use crate::store::record::{
-    LoadShape, ModelRecord, ModelStatus, QualityOptions, RunData, RunOptions, RunRecord, RunStatus,
-    SloLimits,
+    LoadShape, QualityOptions, RunData, RunOptions, RunRecord, RunStatus, SloLimits,
 };
 use crate::store::{Store, StoreError};
-use crate::variants::{self, QuantizeObserver, VariantError};
+use crate::variants::{QuantizeObserver, VariantError};
+use servers::Servers;
+use targets::{judge_endpoint, target, with_variants};
 
 /// Why a session could not run or finish (one model failing is not this: it is recorded and
 /// the run goes on).
@@ -213,14 +216,13 @@ pub fn run(
     let mut judge = judge_endpoint(&settings, &catalog, library.cache, &client_rt)?;
     let judge_is_local = judge.as_ref().is_some_and(|j| j.base_url.is_empty());
 
-    let mut servers = Servers {
-        catalog: &catalog,
-        cache: library.cache,
-        load: &settings.load,
-        device: settings.device,
-        runtime: &server_rt,
-        running: Vec::new(),
-    };
+    let mut servers = Servers::new(
+        &catalog,
+        library.cache,
+        &settings.load,
+        settings.device,
+        &server_rt,
+    );
     let targets = servers.serve(targets, &settings.gpu_layers, &settings.speculative)?;
     if let (Some(j), true) = (judge.as_mut(), judge_is_local) {
         j.base_url = servers.any_url((settings.gpu_layers[0], settings.speculative[0]))?;
@@ -275,9 +277,7 @@ pub fn run(
             data = store.load_run(&settings.run_id)?;
         }
     }
-    for (_, running) in servers.running {
-        let _ = server_rt.block_on(running.shutdown());
-    }
+    servers.shutdown();
     Ok(SessionOutcome {
         data,
         interrupted,
@@ -391,329 +391,6 @@ pub fn parallel_for(shapes: &[LoadShape]) -> u32 {
         .max()
         .unwrap_or(1)
         .max(1)
-}
-
-/// `http://host:port`, `http://host:port/`, `…/v1` → `…/v1`.
-pub fn v1_url(url: &str) -> String {
-    let base = url.trim_end_matches('/');
-    if base.ends_with("/v1") {
-        base.to_string()
-    } else {
-        format!("{base}/v1")
-    }
-}
-
-/// The model record known before measuring, from the catalog when the name is in it.
-fn model_record(
-    name: &str,
-    backend: &str,
-    endpoint: &str,
-    entry: Option<&CatalogEntry>,
-) -> ModelRecord {
-    ModelRecord {
-        model: name.to_string(),
-        backend: backend.to_string(),
-        endpoint: endpoint.to_string(),
-        license: entry.and_then(|e| e.license.clone()),
-        tags: entry.map(|e| e.capabilities.clone()).unwrap_or_default(),
-        quantization: entry.and_then(|e| e.quantization.clone()),
-        disk_bytes: None,
-        load_ms: None,
-        status: ModelStatus::Running,
-        error: None,
-    }
-}
-
-/// What `name` is measured as: a model at the external endpoint, a catalog upstream, or a
-/// local model (downloaded now, before anything is timed) that hearth will serve.
-fn target(
-    name: &str,
-    settings: &SessionSettings,
-    catalog: &Catalog,
-    cache: &Cache,
-    rt: &tokio::runtime::Runtime,
-) -> Target {
-    let entry = catalog.get(name).ok();
-    if let Some(external) = &settings.endpoint {
-        let url = v1_url(&external.url);
-        return Target {
-            model: model_record(name, "endpoint", &url, entry),
-            endpoint: Endpoint {
-                base_url: url,
-                model: name.to_string(),
-                api_key: external.api_key.clone(),
-            },
-            probe: external.pid.map(ProcessProbe::new),
-            managed: false,
-        };
-    }
-    let Some(entry) = entry else {
-        let error = catalog.get(name).err().map(|e| e.to_string());
-        return failed_target(name, error);
-    };
-    if let Some(upstream) = &entry.upstream {
-        let endpoint = upstream_endpoint(upstream);
-        return Target {
-            model: model_record(name, "upstream", &endpoint.base_url, Some(entry)),
-            endpoint,
-            probe: None,
-            managed: false,
-        };
-    }
-    let path = match loader::local_path(cache, entry) {
-        Some(p) => Ok(p),
-        None => rt
-            .block_on(loader::ensure_local(cache, entry, &BarProgress::new()))
-            .map_err(|e| e.to_string()),
-    };
-    match path {
-        Ok(path) => {
-            let mut model = model_record(name, "hearth", "", Some(entry));
-            model.disk_bytes = std::fs::metadata(&path).ok().map(|m| m.len());
-            Target {
-                model,
-                endpoint: served_by_hearth(name),
-                probe: Some(ProcessProbe::this_process()),
-                managed: true,
-            }
-        }
-        Err(error) => failed_target(name, Some(error)),
-    }
-}
-
-/// A model that cannot be measured at all (unknown alias, failed download): it stays in the
-/// run and in every report with its error.
-fn failed_target(name: &str, error: Option<String>) -> Target {
-    let mut model = model_record(name, "hearth", "", None);
-    model.status = ModelStatus::Failed;
-    model.error = Some(error.unwrap_or_else(|| "unknown model".into()));
-    Target {
-        model,
-        endpoint: served_by_hearth(name),
-        probe: None,
-        managed: false,
-    }
-}
-
-/// Where a catalog upstream entry is asked: its server, its model name there, and the key
-/// from the environment variable it names.
-fn upstream_endpoint(upstream: &Upstream) -> Endpoint {
-    Endpoint {
-        base_url: v1_url(&upstream.base_url),
-        model: upstream.model.clone(),
-        api_key: upstream
-            .api_key_env
-            .as_deref()
-            .and_then(|v| std::env::var(v).ok()),
-    }
-}
-
-/// A model hearth serves for the run; its base URL is filled in once its server runs.
-fn served_by_hearth(name: &str) -> Endpoint {
-    Endpoint {
-        base_url: String::new(),
-        model: name.to_string(),
-        api_key: None,
-    }
-}
-
-/// The judge: an external endpoint, a catalog upstream, or a local model served by hearth
-/// (its base URL is filled in once a server runs).
-fn judge_endpoint(
-    settings: &SessionSettings,
-    catalog: &Catalog,
-    cache: &Cache,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Option<JudgeEndpoint>, SessionError> {
-    let Some(choice) = &settings.judge else {
-        return Ok(None);
-    };
-    let timeout = Duration::from_secs_f64(settings.options.timeout_secs);
-    if let Some(url) = &choice.endpoint {
-        return Ok(Some(JudgeEndpoint {
-            base_url: v1_url(url),
-            model: choice.model.clone(),
-            api_key: choice.api_key.clone(),
-            constrain: false,
-            timeout,
-        }));
-    }
-    let alias = &choice.model;
-    let judge_error = |reason: String| SessionError::Judge {
-        alias: alias.clone(),
-        reason,
-    };
-    let entry = catalog.get(alias).map_err(|e| judge_error(e.to_string()))?;
-    if let Some(upstream) = &entry.upstream {
-        let at = upstream_endpoint(upstream);
-        return Ok(Some(JudgeEndpoint {
-            base_url: at.base_url,
-            model: at.model,
-            api_key: at.api_key,
-            constrain: false,
-            timeout,
-        }));
-    }
-    if loader::local_path(cache, entry).is_none() {
-        rt.block_on(loader::ensure_local(cache, entry, &BarProgress::new()))
-            .map_err(|e: ModelError| judge_error(e.to_string()))?;
-    }
-    // Served by hearth; hearth constrains the verdict to its schema.
-    Ok(Some(JudgeEndpoint {
-        base_url: String::new(),
-        model: alias.clone(),
-        api_key: None,
-        constrain: true,
-        timeout,
-    }))
-}
-
-/// hearth's own servers for the run: one per (offload, speculation) pair in use.
-struct Servers<'a> {
-    catalog: &'a Catalog,
-    cache: &'a Cache,
-    load: &'a LoadOptions,
-    device: Option<usize>,
-    runtime: &'a tokio::runtime::Runtime,
-    running: Vec<((GpuLayers, Speculative), server::RunningServer)>,
-}
-
-impl Servers<'_> {
-    /// The base URL of the server for `key`, started when none runs yet.
-    fn url(&mut self, key: (GpuLayers, Speculative)) -> Result<String, SessionError> {
-        if let Some((_, running)) = self.running.iter().find(|(k, _)| *k == key) {
-            return Ok(format!("http://{}/v1", running.addr));
-        }
-        let registry = Arc::new(Registry::new(
-            self.catalog.clone(),
-            self.cache.clone(),
-            LoadOptions {
-                offload: Offload {
-                    gpu_layers: key.0,
-                    device: self.device,
-                },
-                speculative: key.1,
-                ..self.load.clone()
-            },
-            Duration::from_secs(24 * 3600),
-        ));
-        let options = ServerOptions {
-            port: 0,
-            ..ServerOptions::default()
-        };
-        let running = self.runtime.block_on(server::start(options, registry))?;
-        let url = format!("http://{}/v1", running.addr);
-        self.running.push((key, running));
-        Ok(url)
-    }
-
-    /// A running server's URL (the first), or one started for `key` when none runs.
-    fn any_url(&mut self, key: (GpuLayers, Speculative)) -> Result<String, SessionError> {
-        match self.running.first() {
-            Some((_, running)) => Ok(format!("http://{}/v1", running.addr)),
-            None => self.url(key),
-        }
-    }
-
-    /// Every local target once per offload setting and speculation mode that can run here,
-    /// labelled when there are several; settings that cannot (no GPU backend, no GPU) are
-    /// recorded as skipped with the reason, never run on the CPU under a GPU label.
-    fn serve(
-        &mut self,
-        targets: Vec<Target>,
-        settings: &[GpuLayers],
-        spec_modes: &[Speculative],
-    ) -> Result<Vec<Target>, SessionError> {
-        // Asked once per setting (it enumerates the devices), not once per model.
-        let problems: HashMap<GpuLayers, Option<String>> = settings
-            .iter()
-            .map(|&s| (s, devices::offload_problem(s, self.device)))
-            .collect();
-        let mut expanded = Vec::new();
-        for target in targets {
-            if !target.managed {
-                expanded.push(target);
-                continue;
-            }
-            for (&setting, &spec) in settings
-                .iter()
-                .flat_map(|s| spec_modes.iter().map(move |m| (s, m)))
-            {
-                let mut t = target.clone();
-                let mut labels = Vec::new();
-                if settings.len() > 1 {
-                    labels.push(format!("gpu={setting}"));
-                }
-                if spec_modes.len() > 1 {
-                    labels.push(format!("spec={spec}"));
-                }
-                if !labels.is_empty() {
-                    t.model.model = format!("{} [{}]", t.model.model, labels.join(" "));
-                }
-                if let Some(why) = &problems[&setting] {
-                    t.model.status = ModelStatus::Skipped;
-                    t.model.error = Some(format!("--gpu-layers {setting}: {why}"));
-                    t.managed = false;
-                    expanded.push(t);
-                    continue;
-                }
-                let url = self.url((setting, spec))?;
-                t.endpoint.base_url = url.clone();
-                t.model.endpoint = url;
-                expanded.push(t);
-            }
-        }
-        Ok(expanded)
-    }
-}
-
-/// `names` with, after each local model, its variants of the session's types
-/// (`alias@q4_0`), made when not cached yet. Upstream models and variants themselves get
-/// none.
-fn with_variants(
-    settings: &SessionSettings,
-    library: &Library<'_>,
-    catalog: &Catalog,
-    names: &[String],
-    observer: &dyn SessionObserver,
-) -> Result<Vec<String>, SessionError> {
-    let mut out = Vec::new();
-    for name in names {
-        out.push(name.clone());
-        let local = catalog
-            .get(name)
-            .is_ok_and(|e| e.upstream.is_none() && e.lineage.is_none());
-        if !local {
-            continue;
-        }
-        for ty in &settings.variants {
-            let parsed = crate::engine::quantize::parse_type(ty).map_err(VariantError::from)?;
-            let variant = variants::variant_alias(name, &parsed);
-            let cached = catalog
-                .get(&variant)
-                .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
-            let variant = if cached {
-                variant
-            } else {
-                observer.notice(&format!(
-                    "making {variant} for the comparison (hearth model quantize)"
-                ));
-                variants::make(
-                    catalog,
-                    library.cache,
-                    library.user_models_file,
-                    name,
-                    parsed.name,
-                    settings.load.threads,
-                    observer,
-                )?
-            };
-            if !out.contains(&variant) && !names.contains(&variant) {
-                out.push(variant);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Scores the run's answers with the judge and stores the scores. Ctrl-C stops judging (the

@@ -1,0 +1,240 @@
+//! What each name in a session is measured as (a model at an external endpoint, a catalog
+//! upstream, a local model hearth serves, or a failure kept in the report), the judge's
+//! endpoint, and the variants made before measuring.
+
+use super::{Library, SessionError, SessionObserver, SessionSettings};
+use crate::bench::client::Endpoint;
+use crate::bench::resources::ProcessProbe;
+use crate::bench::Target;
+use crate::cache::{BarProgress, Cache};
+use crate::catalog::{Catalog, CatalogEntry, Upstream};
+use crate::eval::judge::JudgeEndpoint;
+use crate::loader::{self, ModelError};
+use crate::store::record::{ModelRecord, ModelStatus};
+use crate::variants::{self, VariantError};
+
+use std::time::Duration;
+
+/// `http://host:port`, `http://host:port/`, `…/v1` → `…/v1`.
+pub fn v1_url(url: &str) -> String {
+    let base = url.trim_end_matches('/');
+    if base.ends_with("/v1") {
+        base.to_string()
+    } else {
+        format!("{base}/v1")
+    }
+}
+
+/// The model record known before measuring, from the catalog when the name is in it.
+fn model_record(
+    name: &str,
+    backend: &str,
+    endpoint: &str,
+    entry: Option<&CatalogEntry>,
+) -> ModelRecord {
+    ModelRecord {
+        model: name.to_string(),
+        backend: backend.to_string(),
+        endpoint: endpoint.to_string(),
+        license: entry.and_then(|e| e.license.clone()),
+        tags: entry.map(|e| e.capabilities.clone()).unwrap_or_default(),
+        quantization: entry.and_then(|e| e.quantization.clone()),
+        disk_bytes: None,
+        load_ms: None,
+        status: ModelStatus::Running,
+        error: None,
+    }
+}
+
+/// What `name` is measured as: a model at the external endpoint, a catalog upstream, or a
+/// local model (downloaded now, before anything is timed) that hearth will serve.
+pub(super) fn target(
+    name: &str,
+    settings: &SessionSettings,
+    catalog: &Catalog,
+    cache: &Cache,
+    rt: &tokio::runtime::Runtime,
+) -> Target {
+    let entry = catalog.get(name).ok();
+    if let Some(external) = &settings.endpoint {
+        let url = v1_url(&external.url);
+        return Target {
+            model: model_record(name, "endpoint", &url, entry),
+            endpoint: Endpoint {
+                base_url: url,
+                model: name.to_string(),
+                api_key: external.api_key.clone(),
+            },
+            probe: external.pid.map(ProcessProbe::new),
+            managed: false,
+        };
+    }
+    let Some(entry) = entry else {
+        let error = catalog.get(name).err().map(|e| e.to_string());
+        return failed_target(name, error);
+    };
+    if let Some(upstream) = &entry.upstream {
+        let endpoint = upstream_endpoint(upstream);
+        return Target {
+            model: model_record(name, "upstream", &endpoint.base_url, Some(entry)),
+            endpoint,
+            probe: None,
+            managed: false,
+        };
+    }
+    let path = match loader::local_path(cache, entry) {
+        Some(p) => Ok(p),
+        None => rt
+            .block_on(loader::ensure_local(cache, entry, &BarProgress::new()))
+            .map_err(|e| e.to_string()),
+    };
+    match path {
+        Ok(path) => {
+            let mut model = model_record(name, "hearth", "", Some(entry));
+            model.disk_bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+            Target {
+                model,
+                endpoint: served_by_hearth(name),
+                probe: Some(ProcessProbe::this_process()),
+                managed: true,
+            }
+        }
+        Err(error) => failed_target(name, Some(error)),
+    }
+}
+
+/// A model that cannot be measured at all (unknown alias, failed download): it stays in the
+/// run and in every report with its error.
+fn failed_target(name: &str, error: Option<String>) -> Target {
+    let mut model = model_record(name, "hearth", "", None);
+    model.status = ModelStatus::Failed;
+    model.error = Some(error.unwrap_or_else(|| "unknown model".into()));
+    Target {
+        model,
+        endpoint: served_by_hearth(name),
+        probe: None,
+        managed: false,
+    }
+}
+
+/// Where a catalog upstream entry is asked: its server, its model name there, and the key
+/// from the environment variable it names.
+fn upstream_endpoint(upstream: &Upstream) -> Endpoint {
+    Endpoint {
+        base_url: v1_url(&upstream.base_url),
+        model: upstream.model.clone(),
+        api_key: upstream
+            .api_key_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok()),
+    }
+}
+
+/// A model hearth serves for the run; its base URL is filled in once its server runs.
+fn served_by_hearth(name: &str) -> Endpoint {
+    Endpoint {
+        base_url: String::new(),
+        model: name.to_string(),
+        api_key: None,
+    }
+}
+
+/// The judge: an external endpoint, a catalog upstream, or a local model served by hearth
+/// (its base URL is filled in once a server runs).
+pub(super) fn judge_endpoint(
+    settings: &SessionSettings,
+    catalog: &Catalog,
+    cache: &Cache,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Option<JudgeEndpoint>, SessionError> {
+    let Some(choice) = &settings.judge else {
+        return Ok(None);
+    };
+    let timeout = Duration::from_secs_f64(settings.options.timeout_secs);
+    if let Some(url) = &choice.endpoint {
+        return Ok(Some(JudgeEndpoint {
+            base_url: v1_url(url),
+            model: choice.model.clone(),
+            api_key: choice.api_key.clone(),
+            constrain: false,
+            timeout,
+        }));
+    }
+    let alias = &choice.model;
+    let judge_error = |reason: String| SessionError::Judge {
+        alias: alias.clone(),
+        reason,
+    };
+    let entry = catalog.get(alias).map_err(|e| judge_error(e.to_string()))?;
+    if let Some(upstream) = &entry.upstream {
+        let at = upstream_endpoint(upstream);
+        return Ok(Some(JudgeEndpoint {
+            base_url: at.base_url,
+            model: at.model,
+            api_key: at.api_key,
+            constrain: false,
+            timeout,
+        }));
+    }
+    if loader::local_path(cache, entry).is_none() {
+        rt.block_on(loader::ensure_local(cache, entry, &BarProgress::new()))
+            .map_err(|e: ModelError| judge_error(e.to_string()))?;
+    }
+    // Served by hearth; hearth constrains the verdict to its schema.
+    Ok(Some(JudgeEndpoint {
+        base_url: String::new(),
+        model: alias.clone(),
+        api_key: None,
+        constrain: true,
+        timeout,
+    }))
+}
+
+/// `names` with, after each local model, its variants of the session's types
+/// (`alias@q4_0`), made when not cached yet. Upstream models and variants themselves get
+/// none.
+pub(super) fn with_variants(
+    settings: &SessionSettings,
+    library: &Library<'_>,
+    catalog: &Catalog,
+    names: &[String],
+    observer: &dyn SessionObserver,
+) -> Result<Vec<String>, SessionError> {
+    let mut out = Vec::new();
+    for name in names {
+        out.push(name.clone());
+        let local = catalog
+            .get(name)
+            .is_ok_and(|e| e.upstream.is_none() && e.lineage.is_none());
+        if !local {
+            continue;
+        }
+        for ty in &settings.variants {
+            let parsed = crate::engine::quantize::parse_type(ty).map_err(VariantError::from)?;
+            let variant = variants::variant_alias(name, &parsed);
+            let cached = catalog
+                .get(&variant)
+                .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
+            let variant = if cached {
+                variant
+            } else {
+                observer.notice(&format!(
+                    "making {variant} for the comparison (hearth model quantize)"
+                ));
+                variants::make(
+                    catalog,
+                    library.cache,
+                    library.user_models_file,
+                    name,
+                    parsed.name,
+                    settings.load.threads,
+                    observer,
+                )?
+            };
+            if !out.contains(&variant) && !names.contains(&variant) {
+                out.push(variant);
+            }
+        }
+    }
+    Ok(out)
+}
