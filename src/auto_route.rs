@@ -250,7 +250,7 @@ pub fn default_criteria(memory_budget_bytes: u64) -> Criteria {
 mod tests {
     use super::*;
 
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
     use crate::store::record::RunData;
 
     fn stored(data: &RunData, dir: &std::path::Path) -> Store {

@@ -314,7 +314,7 @@ pub fn import_scores(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
 
     #[test]
     fn export_then_fill_then_import() {

@@ -377,7 +377,7 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::{run_with_e2e, sample_run};
+    use crate::store::testdata::{run_with_e2e, sample_run};
 
     /// 60 E2E values around 1000 ms with ±15% deterministic spread.
     fn base() -> Vec<f64> {

@@ -225,7 +225,7 @@ fn server_metrics(out: &mut String, s: &RunSummary) {
 
 #[cfg(test)]
 mod tests {
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
     use crate::report::{render, Format};
 
     #[test]

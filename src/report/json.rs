@@ -94,7 +94,7 @@ pub(super) fn render(summary: &RunSummary) -> Result<String, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
     use crate::report::{render as render_any, Format};
 
     fn close(a: Option<f64>, b: f64) -> bool {

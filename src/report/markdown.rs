@@ -150,7 +150,7 @@ fn fenced(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
     use crate::report::{render, Format};
 
     #[test]

@@ -23,11 +23,6 @@ mod sections;
 pub mod summary;
 mod table;
 mod terminal;
-/// Hand-made runs whose every figure can be worked out by hand: the report's unit tests and
-/// the integration tests (`tests/store.rs`) build their records from them. Not part of the
-/// API; public only so the integration tests can share it (it needs no test-only crate).
-#[doc(hidden)]
-pub mod testdata;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -147,6 +142,7 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<PathBuf>, ReportError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testdata;
 
     #[test]
     fn formats_parse_and_name_files() {

@@ -171,7 +171,8 @@ pub fn assess(rubric: &Rubric, scores: &Scores, answers: &[&RequestRecord]) -> Q
 
 #[cfg(test)]
 mod tests {
-    use super::super::{render, summarize, testdata, Format};
+    use super::super::{render, summarize, Format};
+    use crate::store::testdata;
 
     #[test]
     fn stored_checks_score_the_stored_answers() {

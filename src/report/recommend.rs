@@ -165,7 +165,7 @@ pub fn recommend(
 mod tests {
     use super::*;
     use crate::report::summarize;
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
 
     #[test]
     fn the_fastest_model_meeting_the_bar_and_budget_is_picked() {

@@ -460,7 +460,7 @@ pub fn recommendation(r: &Recommendation) -> Table {
 mod tests {
     use super::*;
     use crate::report::summarize;
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
 
     #[test]
     fn every_row_has_a_cell_per_column() {

@@ -37,7 +37,8 @@ pub fn terminal_table(summary: &RunSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{summarize, testdata};
+    use crate::report::summarize;
+    use crate::store::testdata;
 
     #[test]
     fn terminal_table_shows_every_model_and_warnings() {

@@ -10,6 +10,11 @@ mod error;
 pub mod record;
 mod rows;
 mod schema;
+/// Hand-made runs whose every figure can be worked out by hand: the report's and the store's
+/// tests (unit and integration) build their records from them. Not part of the API; public
+/// only so the integration tests can share it (it needs no test-only crate).
+#[doc(hidden)]
+pub mod testdata;
 
 use std::path::Path;
 use std::time::Duration;

@@ -7,7 +7,8 @@ mod backend;
 mod records;
 
 use backend::Backend;
-use hearth::report::{self, testdata, Format};
+use hearth::report::{self, Format};
+use hearth::store::testdata;
 use hearth::store::record::{
     LoadShape, ModelStatus, RequestRecord, RunStatus, ScoreRecord, ScoreSource,
 };

@@ -1,6 +1,6 @@
 //! The records the store tests write and expect back.
 
-use hearth::report::testdata;
+use hearth::store::testdata;
 use hearth::store::record::{
     Environment, LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus,
     RunData, RunRecord, RunStatus, Sample, TokenSource,
@@ -8,7 +8,7 @@ use hearth::store::record::{
 use hearth::store::Store;
 use serde_json::json;
 
-// The records below start from the report tests' hand-made ones (`hearth::report::testdata`)
+// The records below start from the report tests' hand-made ones (`hearth::store::testdata`)
 // and put awkward values where a driver could lose them: floats that do not round-trip
 // through a naive decimal, `u64` at the edge of `BIGINT`, Unicode, empty and absent fields.
 

@@ -328,7 +328,7 @@ pub(super) fn timeseries_section(out: &mut String, data: &RunData, s: &RunSummar
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::sample_run;
+    use crate::store::testdata::sample_run;
 
     #[test]
     fn in_flight_steps_up_and_down() {
