@@ -71,7 +71,6 @@ fn request_params(sampling: &SamplingParams) -> openai::RequestParams {
         ignore_eos: sampling.ignore_eos,
         // Passed on unchanged: the upstream enforces structured output its own way.
         response_format: sampling.response_format.clone(),
-        ..openai::RequestParams::default()
     }
 }
 
