@@ -455,3 +455,67 @@ pub struct TokenizeResponse<T = i32> {
     /// One entry per token.
     pub tokens: Vec<T>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nullable_keys_are_written_and_optional_ones_left_out() {
+        let chunk = ChatCompletionChunk {
+            id: "c".into(),
+            object: "chat.completion.chunk".into(),
+            choices: vec![ChunkChoice {
+                delta: Delta {
+                    content: Some("Hi".into()),
+                    ..Delta::default()
+                },
+                ..ChunkChoice::default()
+            }],
+            ..ChatCompletionChunk::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&chunk).unwrap(),
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "",
+                   "choices": [{"index": 0, "delta": {"content": "Hi"}, "logprobs": null,
+                                "finish_reason": null}]})
+        );
+        let answer = ChatCompletion {
+            choices: vec![ChatChoice {
+                finish_reason: Some(FinishReason::ToolCalls),
+                ..ChatChoice::default()
+            }],
+            ..ChatCompletion::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap()["choices"][0],
+            json!({"index": 0, "message": {"role": "assistant", "content": null, "refusal": null},
+                   "logprobs": null, "finish_reason": "tool_calls"})
+        );
+    }
+
+    #[test]
+    fn a_foreign_chunk_with_odd_fields_still_reads() {
+        let text = r#"{"id": 5, "created": "now", "choices": [{"delta": {"content": "a",
+            "tool_calls": "?"}, "finish_reason": "eos"}],
+            "usage": {"prompt_tokens": "n", "completion_tokens": 3}, "timings": "soon"}"#;
+        let chunk: ChatCompletionChunk = crate::openai::read(text).unwrap();
+        assert_eq!((chunk.id.as_str(), chunk.created), ("", 0));
+        let choice = &chunk.choices[0];
+        assert_eq!(choice.delta.content.as_deref(), Some("a"));
+        assert_eq!(choice.delta.tool_calls, None);
+        assert_eq!(choice.finish_reason, Some(FinishReason::Other));
+        let usage = chunk.usage.unwrap();
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            (None, Some(3))
+        );
+        assert_eq!(chunk.timings, None);
+        assert!(crate::openai::read::<ChatCompletionChunk>("not json").is_err());
+        assert_eq!(
+            crate::openai::read::<ChatCompletionChunk>("[1]").unwrap(),
+            ChatCompletionChunk::default()
+        );
+    }
+}
