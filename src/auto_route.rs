@@ -250,8 +250,8 @@ pub fn default_criteria(memory_budget_bytes: u64) -> Criteria {
 mod tests {
     use super::*;
 
-    use crate::store::testdata::sample_run;
     use crate::store::record::RunData;
+    use crate::store::testdata::sample_run;
 
     fn stored(data: &RunData, dir: &std::path::Path) -> Store {
         let mut store = Store::open_sqlite(&dir.join("history.db")).unwrap();

@@ -6,98 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::openapi::assert_matches;
+use common::server::{Setup, TestServer, MODEL};
 use hearth::cache::Cache;
 use hearth::catalog::{Catalog, CatalogEntry, Upstream};
 use hearth::loader::LoadOptions;
-use hearth::server::{self, Registry, RunningServer, ServerOptions};
+use hearth::server::{self, Registry, ServerOptions};
 use serde_json::{json, Value};
-
-const MODEL: &str = "smollm2-135m";
-
-struct Setup {
-    parallel: u32,
-    queue: usize,
-    ctx: u32,
-    api_key: Option<String>,
-    body_limit: usize,
-    idle_ttl: Duration,
-    extra: Vec<CatalogEntry>,
-    preload: bool,
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Self {
-            parallel: 4,
-            queue: 16,
-            ctx: 1024,
-            api_key: None,
-            body_limit: 64 * 1024,
-            idle_ttl: Duration::from_secs(600),
-            extra: Vec::new(),
-            preload: true,
-        }
-    }
-}
-
-struct TestServer {
-    server: RunningServer,
-    base: String,
-    http: reqwest::Client,
-    _home: tempfile::TempDir,
-}
-
-impl Setup {
-    async fn start(self) -> TestServer {
-        let home = tempfile::tempdir().unwrap();
-        let mut catalog = Catalog::builtin();
-        let mut entries = vec![CatalogEntry {
-            alias: MODEL.into(),
-            path: Some(common::model_path()),
-            ..CatalogEntry::default()
-        }];
-        entries.extend(self.extra);
-        catalog.overlay(entries);
-        let load = LoadOptions {
-            threads: 2,
-            n_ctx: self.ctx,
-            parallel: self.parallel,
-            queue_capacity: self.queue,
-            memory_budget: u64::MAX,
-            offload: Default::default(),
-            speculative: Default::default(),
-        };
-        let registry = Arc::new(Registry::new(
-            catalog,
-            Cache::new(home.path()),
-            load,
-            self.idle_ttl,
-        ));
-        let options = ServerOptions {
-            port: 0,
-            api_key: self.api_key,
-            preload: if self.preload {
-                vec![MODEL.into()]
-            } else {
-                vec![]
-            },
-            body_limit: self.body_limit,
-            ..ServerOptions::default()
-        };
-        let server = server::start(options, registry).await.unwrap();
-        let base = format!("http://{}", server.addr);
-        let t = TestServer {
-            server,
-            base,
-            http: reqwest::Client::new(),
-            _home: home,
-        };
-        if self.preload {
-            t.wait_healthy().await;
-        }
-        t
-    }
-}
 
 fn chat_body(prompt: &str, max_tokens: u32) -> Value {
     json!({
@@ -109,41 +23,6 @@ fn chat_body(prompt: &str, max_tokens: u32) -> Value {
 }
 
 impl TestServer {
-    /// Polls /health until the preload finished (the server says so; no fixed sleep).
-    async fn wait_healthy(&self) {
-        for _ in 0..600 {
-            let r = self.http.get(self.url("/health")).send().await.unwrap();
-            if r.status() == 200 {
-                return;
-            }
-            assert_eq!(r.status(), 503);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("server never became healthy");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
     async fn chat_text(&self, prompt: &str, max_tokens: u32) -> String {
         let (status, body) = self
             .post("/v1/chat/completions", &chat_body(prompt, max_tokens))

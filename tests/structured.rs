@@ -3,74 +3,25 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::openapi::assert_matches;
-use hearth::cache::Cache;
-use hearth::catalog::{Catalog, CatalogEntry};
-use hearth::loader::LoadOptions;
-use hearth::server::{self, Registry, RunningServer, ServerOptions};
+use common::server::{Setup, TestServer, MODEL};
 use serde_json::{json, Value};
 
-const MODEL: &str = "smollm2-135m";
-
-struct TestServer {
-    _server: RunningServer,
-    base: String,
-    http: reqwest::Client,
-    _home: tempfile::TempDir,
-}
-
+/// The server these tests use: longer contexts, a deeper queue, `body_limit`, and the model
+/// loaded on first use.
 async fn start(body_limit: usize) -> TestServer {
-    let home = tempfile::tempdir().unwrap();
-    let mut catalog = Catalog::builtin();
-    catalog.overlay(vec![CatalogEntry {
-        alias: MODEL.into(),
-        path: Some(common::model_path()),
-        ..CatalogEntry::default()
-    }]);
-    let load = LoadOptions {
-        threads: 2,
-        n_ctx: 2048,
-        parallel: 4,
-        queue_capacity: 64,
-        memory_budget: u64::MAX,
-        offload: Default::default(),
-        speculative: Default::default(),
-    };
-    let registry = Arc::new(Registry::new(
-        catalog,
-        Cache::new(home.path()),
-        load,
-        std::time::Duration::from_secs(600),
-    ));
-    let options = ServerOptions {
-        port: 0,
+    Setup {
+        ctx: 2048,
+        queue: 64,
         body_limit,
-        ..ServerOptions::default()
-    };
-    let server = server::start(options, registry).await.unwrap();
-    TestServer {
-        base: format!("http://{}", server.addr),
-        _server: server,
-        http: reqwest::Client::new(),
-        _home: home,
+        preload: false,
+        ..Setup::default()
     }
+    .start()
+    .await
 }
 
 impl TestServer {
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
     /// A streamed chat: every chunk, parsed (the `[DONE]` marker checked and dropped).
     async fn stream(&self, body: &Value) -> Vec<Value> {
         let mut body = body.clone();

@@ -9,8 +9,12 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde::de::IgnoredAny;
+use serde_json::Value;
 
+use crate::error_chain::error_chain;
+use crate::openai::sse::{SseEvent, SseParser};
+use crate::openai::{self, ErrorBody};
 use crate::store::record::{RequestRecord, RequestStatus, TokenSource};
 
 /// One level's time origin: every instant of every request in the level is measured from here.
@@ -94,28 +98,28 @@ pub struct Job {
     pub response_format: Option<Value>,
 }
 
-/// The JSON body of a chat completion request for `job`.
-pub fn request_body(endpoint: &Endpoint, params: &RequestParams, job: &Job) -> Value {
-    let mut body = json!({
-        "model": endpoint.model,
-        "messages": [{"role": "user", "content": job.prompt}],
-        "max_tokens": job.max_tokens,
-        "temperature": params.temperature,
-        "stream": params.stream,
-    });
-    if let Some(seed) = params.seed {
-        body["seed"] = json!(seed);
+/// The chat completion request for `job`.
+pub fn request_body(
+    endpoint: &Endpoint,
+    params: &RequestParams,
+    job: &Job,
+) -> openai::ChatCompletionRequest {
+    openai::ChatCompletionRequest {
+        model: endpoint.model.clone(),
+        messages: vec![openai::RequestMessage::new("user", job.prompt.clone())],
+        params: openai::RequestParams {
+            max_tokens: Some(job.max_tokens.into()),
+            temperature: Some(params.temperature),
+            stream: params.stream,
+            seed: params.seed,
+            stream_options: params.stream.then_some(openai::StreamOptions {
+                include_usage: true,
+            }),
+            ignore_eos: params.ignore_eos,
+            response_format: job.response_format.clone(),
+            ..openai::RequestParams::default()
+        },
     }
-    if params.stream {
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    if params.ignore_eos {
-        body["ignore_eos"] = json!(true);
-    }
-    if let Some(format) = &job.response_format {
-        body["response_format"] = format.clone();
-    }
-    body
 }
 
 /// Sends `job` and records it. `scheduled` is when the load shape meant it to start; the send
@@ -187,7 +191,7 @@ async fn exchange(
     http: &reqwest::Client,
     endpoint: &Endpoint,
     params: &RequestParams,
-    body: &Value,
+    body: &openai::ChatCompletionRequest,
     clock: Clock,
     record: &mut RequestRecord,
 ) -> Result<(), String> {
@@ -226,9 +230,8 @@ async fn exchange(
     if !status.is_success() {
         let text = response.text().await.unwrap_or_default();
         record.end_ms = Some(clock.now_ms());
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        let message = ErrorBody::read(&text)
+            .and_then(|e| e.message().map(str::to_string))
             .unwrap_or_else(|| text.chars().take(300).collect());
         return Err(format!("HTTP {status}: {message}"));
     }
@@ -239,32 +242,35 @@ async fn exchange(
         record.end_ms = Some(now);
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("response is not JSON: {e}"))?;
-        if let Some(message) = value["error"]["message"].as_str() {
+        let reply: openai::ChatCompletion = openai::read_value(&value);
+        if let Some(message) = reply.error.as_ref().and_then(|e| e.message()) {
             return Err(message.to_string());
         }
-        let message = &value["choices"][0]["message"];
-        record.output = message["content"].as_str().unwrap_or_default().to_string();
-        take_usage(record, &value);
+        let message = reply.choices.into_iter().next().map(|c| c.message);
+        record.output = message.and_then(|m| m.content).unwrap_or_default();
+        take_usage(record, reply.usage);
         take_timings(record, &value);
         return Ok(());
     }
     let mut sse = SseParser::default();
     let mut stream = response.bytes_stream();
+    // When the last network chunk arrived: the instant of an event the body's end completes.
+    let mut last = None;
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| format!("stream broken: {}", error_chain(&e)))?;
         let now = clock.now_ms();
+        last = Some(now);
         record.first_chunk_ms.get_or_insert(now);
         for event in sse.push(&piece) {
-            match event {
-                SseEvent::Done => {
-                    record.end_ms = Some(clock.now_ms());
-                    return Ok(());
-                }
-                SseEvent::Data(value) => apply_chunk(record, &value, now)?,
-                SseEvent::Invalid(line) => {
-                    return Err(format!("malformed SSE data: {}", truncate(&line, 200)))
-                }
+            if take_event(record, event, now, clock)? {
+                return Ok(());
             }
+        }
+    }
+    // A last event whose closing blank line never came.
+    if let (Some(event), Some(now)) = (sse.finish(), last) {
+        if take_event(record, event, now, clock)? {
+            return Ok(());
         }
     }
     record.end_ms = Some(clock.now_ms());
@@ -276,50 +282,70 @@ async fn exchange(
     Ok(())
 }
 
+/// Folds one server-sent event, its bytes arrived at `now` ms, into the record; `true` at
+/// `[DONE]` (the end, timed when it is read).
+fn take_event(
+    record: &mut RequestRecord,
+    event: SseEvent,
+    now: f64,
+    clock: Clock,
+) -> Result<bool, String> {
+    let data = match event {
+        SseEvent::Done => {
+            record.end_ms = Some(clock.now_ms());
+            return Ok(true);
+        }
+        SseEvent::Data(data) => data,
+    };
+    let value: Value = serde_json::from_str(&data)
+        .map_err(|_| format!("malformed SSE data: {}", truncate(&data, 200)))?;
+    apply_chunk(record, &value, now)?;
+    Ok(false)
+}
+
 /// Folds one streamed JSON chunk into the record, arrived at `now` ms.
 fn apply_chunk(record: &mut RequestRecord, value: &Value, now: f64) -> Result<(), String> {
-    if let Some(error) = value.get("error") {
-        let message = error["message"].as_str().unwrap_or("error event in stream");
+    let chunk: openai::ChatCompletionChunk = openai::read_value(value);
+    if let Some(error) = &chunk.error {
+        let message = error.message().unwrap_or("error event in stream");
         return Err(message.to_string());
     }
-    if let Some(choice) = value["choices"].get(0) {
-        let delta = &choice["delta"];
-        let content = delta["content"]
-            .as_str()
-            .or_else(|| choice["text"].as_str())
-            .unwrap_or_default();
+    if let Some(choice) = chunk.choices.into_iter().next() {
+        let delta = choice.delta;
+        let content = delta.content.or(choice.text).unwrap_or_default();
         // Reasoning models stream their thinking apart from the answer; those are generated
         // tokens too, so they end the wait for the first token.
-        let reasoning = delta["reasoning_content"]
-            .as_str()
-            .or_else(|| delta["reasoning"].as_str())
+        let reasoning = delta
+            .reasoning_content
+            .or(delta.reasoning)
             .unwrap_or_default();
         if !content.is_empty() || !reasoning.is_empty() {
             record.first_token_ms.get_or_insert(now);
             record.chunk_ms.push(now);
-            record.output.push_str(content);
+            record.output.push_str(&content);
         }
     }
-    take_usage(record, value);
+    take_usage(record, chunk.usage);
     take_timings(record, value);
     Ok(())
 }
 
-fn take_usage(record: &mut RequestRecord, value: &Value) {
-    let usage = &value["usage"];
-    if usage.is_object() {
-        record.prompt_tokens = usage["prompt_tokens"].as_u64();
-        record.completion_tokens = usage["completion_tokens"].as_u64();
-        record.cached_tokens = usage["prompt_tokens_details"]["cached_tokens"].as_u64();
+fn take_usage(record: &mut RequestRecord, usage: Option<openai::Usage>) {
+    if let Some(usage) = usage {
+        record.prompt_tokens = usage.prompt_tokens;
+        record.completion_tokens = usage.completion_tokens;
+        record.cached_tokens = usage.prompt_tokens_details.and_then(|d| d.cached_tokens);
         if record.completion_tokens.is_some() {
             record.token_source = TokenSource::Usage;
         }
     }
 }
 
+/// The server's own `timings`, stored verbatim: each server has its own fields (llama-server's
+/// `cache_n`, hearth's `draft_n`…), and the report reads them from the store.
 fn take_timings(record: &mut RequestRecord, value: &Value) {
-    if value["timings"].is_object() {
-        record.server_timings = Some(value["timings"].clone());
+    if let Some(timings) = value.get("timings").filter(|t| t.is_object()) {
+        record.server_timings = Some(timings.clone());
     }
 }
 
@@ -367,7 +393,11 @@ pub async fn tokenizer_count(
 ) -> Option<u64> {
     let mut request = http
         .post(tokenize_url(endpoint))
-        .json(&json!({"model": endpoint.model, "content": text, "add_special": false}))
+        .json(&openai::TokenizeRequest {
+            model: endpoint.model.clone(),
+            content: text.to_string(),
+            add_special: Some(false),
+        })
         .timeout(Duration::from_secs(10));
     if let Some(key) = &endpoint.api_key {
         request = request.bearer_auth(key);
@@ -376,8 +406,9 @@ pub async fn tokenizer_count(
     if !response.status().is_success() {
         return None;
     }
-    let value: Value = response.json().await.ok()?;
-    value["tokens"].as_array().map(|t| t.len() as u64)
+    // Only counted: llama-server may send `{"id", "piece"}` objects in place of ids.
+    let reply: openai::TokenizeResponse<IgnoredAny> = response.json().await.ok()?;
+    Some(reply.tokens.len() as u64)
 }
 
 /// Whether the server can count tokens for us (asked once per model).
@@ -387,89 +418,14 @@ pub async fn has_tokenizer(http: &reqwest::Client, endpoint: &Endpoint) -> bool 
         .is_some_and(|n| n > 0)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-/// One server-sent event's payload.
-#[derive(Debug, PartialEq)]
-pub enum SseEvent {
-    /// A `data:` line holding JSON.
-    Data(Value),
-    /// `data: [DONE]`.
-    Done,
-    /// A `data:` line that is not JSON.
-    Invalid(String),
-}
-
-/// An incremental parser for the `data:` lines of an SSE body; bytes may arrive split anywhere,
-/// even inside a UTF-8 sequence. Comments, `event:`/`id:` fields and blank lines are skipped.
-/// Hand-written because it is twenty lines and must time every line the moment it completes.
-#[derive(Debug, Default)]
-pub struct SseParser {
-    buffer: Vec<u8>,
-}
-
-impl SseParser {
-    /// Feeds bytes; returns the events completed by them.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buffer.extend_from_slice(bytes);
-        let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\r', '\n']);
-            let Some(data) = line.strip_prefix("data:") else {
-                continue;
-            };
-            let data = data.trim_start();
-            if data == "[DONE]" {
-                events.push(SseEvent::Done);
-            } else if !data.is_empty() {
-                events.push(match serde_json::from_str(data) {
-                    Ok(v) => SseEvent::Data(v),
-                    Err(_) => SseEvent::Invalid(data.to_string()),
-                });
-            }
-        }
-        events
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_lines_split_anywhere() {
-        let body = "data: {\"a\":1}\r\n\r\n: comment\n\ndata: {\"b\":\"é\"}\n\ndata: [DONE]\n\n";
-        let bytes = body.as_bytes();
-        for cut in 0..bytes.len() {
-            let mut p = SseParser::default();
-            let mut events = p.push(&bytes[..cut]);
-            events.extend(p.push(&bytes[cut..]));
-            assert_eq!(
-                events,
-                vec![
-                    SseEvent::Data(json!({"a": 1})),
-                    SseEvent::Data(json!({"b": "é"})),
-                    SseEvent::Done
-                ],
-                "cut at {cut}"
-            );
-        }
-    }
+    use serde_json::json;
 
     #[test]
     fn a_prompts_response_format_goes_into_the_body() {
@@ -486,11 +442,10 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         let mut job = blank_job();
-        assert!(request_body(&endpoint, &params, &job)
-            .get("response_format")
-            .is_none());
+        let body = |job: &Job| serde_json::to_value(request_body(&endpoint, &params, job)).unwrap();
+        assert!(body(&job).get("response_format").is_none());
         job.response_format = Some(json!({"type": "json_object"}));
-        let body = request_body(&endpoint, &params, &job);
+        let body = body(&job);
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
     }
 

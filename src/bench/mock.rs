@@ -22,8 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+use crate::openai::{self, sse, ErrorBody, ErrorDetail};
 
 /// How one mock model answers.
 #[derive(Clone, Debug)]
@@ -186,27 +187,21 @@ impl Drop for MockServer {
     }
 }
 
-async fn models(State(state): State<Arc<MockState>>) -> Json<Value> {
-    let data: Vec<Value> = state
+async fn models(State(state): State<Arc<MockState>>) -> Json<openai::ModelList> {
+    let data = state
         .scripts
         .keys()
-        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "mock"}))
+        .map(|id| openai::Model::new(id, 0, "mock", None))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(openai::ModelList::new(data))
 }
 
 async fn tokenize(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
-    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let model = request["model"].as_str().unwrap_or_default();
-    match state.scripts.get(model) {
+    let request: openai::TokenizeRequest = serde_json::from_slice(&body).unwrap_or_default();
+    match state.scripts.get(&request.model) {
         Some(script) if script.tokenize => {
-            let text = request["content"].as_str().unwrap_or_default();
-            let tokens: Vec<usize> = text
-                .split_whitespace()
-                .enumerate()
-                .map(|(i, _)| i)
-                .collect();
-            Json(json!({"tokens": tokens})).into_response()
+            let tokens = (0..request.content.split_whitespace().count() as i32).collect();
+            Json(openai::TokenizeResponse { tokens }).into_response()
         }
         _ => error(StatusCode::NOT_FOUND, "no tokenizer"),
     }
@@ -218,28 +213,29 @@ async fn metrics(State(state): State<Arc<MockState>>) -> String {
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}})),
-    )
-        .into_response()
+    let body = ErrorBody::from(ErrorDetail {
+        message: message.into(),
+        kind: "mock_error".into(),
+        param: None,
+        code: None,
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     let received = Instant::now();
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(request) = openai::read::<openai::ChatCompletionRequest>(&body) else {
         return error(StatusCode::BAD_REQUEST, "malformed JSON");
     };
-    let model = request["model"].as_str().unwrap_or_default().to_string();
+    let model = request.model.clone();
     let Some(script) = state.scripts.get(&model).cloned() else {
         return error(StatusCode::NOT_FOUND, &format!("no model {model}"));
     };
-    let prompt = request["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let prompt = request
+        .messages
+        .last()
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
     let index = {
         let mut log = state.log.lock().expect("mock log");
         log.push(MockLogEntry {
@@ -257,12 +253,14 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     if script.hang {
         std::future::pending::<()>().await;
     }
-    let stream = request["stream"].as_bool().unwrap_or(false);
-    let include_usage = request["stream_options"]["include_usage"]
-        .as_bool()
-        .unwrap_or(false);
-    let n = request["max_tokens"]
-        .as_u64()
+    let stream = request.params.stream;
+    let include_usage = request
+        .params
+        .stream_options
+        .is_some_and(|o| o.include_usage);
+    let n = request
+        .params
+        .max_tokens
         .map_or(script.tokens, |m| script.tokens.min(m as u32));
     let serial = state.serial.get(&model).cloned().expect("serial lock");
     let log = state.log.clone();
@@ -286,32 +284,52 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             *k += 1;
             reply
         };
-        let mut body = json!({
-            "id": "mock", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "length"}],
-        });
+        let choice = openai::ChatChoice {
+            message: openai::ResponseMessage {
+                content: Some(content),
+                ..openai::ResponseMessage::default()
+            },
+            finish_reason: Some(openai::FinishReason::Length),
+            ..openai::ChatChoice::default()
+        };
+        let mut body = envelope(&model, "chat.completion", vec![choice]);
         if script.usage {
-            body["usage"] =
-                json!({"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n});
+            body.usage = Some(usage(n));
         }
         return Json(body).into_response();
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    let chunk = |delta: Value, finish: Value| {
-        Bytes::from(format!(
-            "data: {}\n\n",
-            json!({"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": model,
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        ))
+    let chunk = |delta: openai::Delta, finish: Option<openai::FinishReason>| {
+        let choice = openai::ChunkChoice {
+            delta,
+            finish_reason: finish,
+            ..openai::ChunkChoice::default()
+        };
+        Bytes::from(sse::frame(&envelope(
+            &model,
+            "chat.completion.chunk",
+            vec![choice],
+        )))
     };
-    let role = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
-    let token = chunk(json!({"content": "tok "}), Value::Null);
-    let finish = chunk(json!({}), json!("length"));
-    let usage = Bytes::from(format!(
-        "data: {}\n\n",
-        json!({"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
-               "usage": {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}})
-    ));
+    let role = chunk(
+        openai::Delta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+            ..openai::Delta::default()
+        },
+        None,
+    );
+    let token = chunk(
+        openai::Delta {
+            content: Some("tok ".into()),
+            ..openai::Delta::default()
+        },
+        None,
+    );
+    let finish = chunk(openai::Delta::default(), Some(openai::FinishReason::Length));
+    let mut usage_only = envelope::<openai::ChunkChoice>(&model, "chat.completion.chunk", vec![]);
+    usage_only.usage = Some(usage(n));
+    let usage = Bytes::from(sse::frame(&usage_only));
     let state2 = state.clone();
     tokio::spawn(async move {
         let _turn = if script.serial {
@@ -337,7 +355,9 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
         if script.usage && include_usage {
             let _ = tx.send(Ok(usage)).await;
         }
-        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        let _ = tx
+            .send(Ok(Bytes::from_static(sse::DONE_FRAME.as_bytes())))
+            .await;
         state2.served.fetch_add(1, Ordering::Relaxed);
     });
     Response::builder()
@@ -346,6 +366,32 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         ))
         .expect("valid response")
+}
+
+/// The mock's answer or chunk: a fixed id and time, no fingerprint.
+fn envelope<C>(model: &str, object: &str, choices: Vec<C>) -> openai::Response<C> {
+    openai::Response {
+        id: "mock".into(),
+        object: object.into(),
+        created: 0,
+        model: model.into(),
+        system_fingerprint: None,
+        choices,
+        usage: None,
+        timings: None,
+        error: None,
+    }
+}
+
+/// The scripted counts: 10 prompt tokens, `n` generated.
+fn usage(n: u32) -> openai::Usage {
+    let n = u64::from(n);
+    openai::Usage {
+        prompt_tokens: Some(10),
+        completion_tokens: Some(n),
+        total_tokens: Some(10 + n),
+        prompt_tokens_details: None,
+    }
 }
 
 fn words(n: u32) -> String {

@@ -514,22 +514,10 @@ fn content_range(headers: &HeaderMap) -> Option<(Option<u64>, Option<u64>)> {
 }
 
 /// The messages of an error's sources, outermost first, which is where reqwest keeps the useful
-/// part ("tcp connect error: Connection refused").
+/// part ("tcp connect error: Connection refused"); its own outermost message only repeats the
+/// URL the [`CacheError::Network`] names already.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = e.source();
-    while let Some(err) = current {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = err.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
-    }
+    crate::error_chain::error_chain(e.source().unwrap_or(e))
 }
 
 /// The innermost error message ("Connection refused (os error 111)"), which is the one a user

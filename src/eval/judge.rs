@@ -15,6 +15,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::rubric::{Rubric, RubricPrompt};
+use crate::openai::{self, ErrorBody, RequestMessage};
 use crate::store::record::{RequestRecord, RequestStatus, RunData, ScoreRecord, ScoreSource};
 
 /// The rubric prompt's version. Change it whenever [`SYSTEM_PROMPT`] or the user message
@@ -80,7 +81,7 @@ pub struct Verdict {
 }
 
 /// The chat messages that ask the judge to score `answer` to `prompt`.
-pub fn messages(prompt: &RubricPrompt, answer: &str) -> Vec<Value> {
+pub fn messages(prompt: &RubricPrompt, answer: &str) -> Vec<RequestMessage> {
     let mut user = format!(
         "The task given to the assistant:\n<task>\n{}\n</task>\n",
         prompt.prompt
@@ -101,8 +102,8 @@ pub fn messages(prompt: &RubricPrompt, answer: &str) -> Vec<Value> {
          the JSON object only."
     ));
     vec![
-        json!({"role": "system", "content": SYSTEM_PROMPT}),
-        json!({"role": "user", "content": user}),
+        RequestMessage::new("system", SYSTEM_PROMPT),
+        RequestMessage::new("user", user),
     ]
 }
 
@@ -170,7 +171,7 @@ pub async fn judge_answer(
     let mut last_problem = String::new();
     for attempt in 0..2 {
         if attempt == 1 {
-            messages.push(json!({"role": "user", "content": RETRY_PROMPT}));
+            messages.push(RequestMessage::new("user", RETRY_PROMPT));
         }
         match ask(http, judge, &messages).await {
             Ok(content) => {
@@ -185,7 +186,7 @@ pub async fn judge_answer(
                     }
                     Err(problem) => {
                         last_problem = problem;
-                        messages.push(json!({"role": "assistant", "content": content}));
+                        messages.push(RequestMessage::new("assistant", content));
                     }
                 }
             }
@@ -206,22 +207,25 @@ pub async fn judge_answer(
 async fn ask(
     http: &reqwest::Client,
     judge: &JudgeEndpoint,
-    messages: &[Value],
+    messages: &[RequestMessage],
 ) -> Result<String, String> {
-    let mut body = json!({
-        "model": judge.model,
-        "messages": messages,
-        "temperature": 0.0,
-        "seed": 0,
-        "max_tokens": VERDICT_MAX_TOKENS,
-        "stream": false,
-    });
-    if judge.constrain {
-        body["response_format"] = json!({
-            "type": "json_schema",
-            "json_schema": {"name": "verdict", "schema": verdict_schema(), "strict": true},
-        });
-    }
+    let body = openai::ChatCompletionRequest {
+        model: judge.model.clone(),
+        messages: messages.to_vec(),
+        params: openai::RequestParams {
+            temperature: Some(0.0),
+            seed: Some(0),
+            max_tokens: Some(VERDICT_MAX_TOKENS.into()),
+            stream: false,
+            response_format: judge.constrain.then(|| {
+                json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": "verdict", "schema": verdict_schema(), "strict": true},
+                })
+            }),
+            ..openai::RequestParams::default()
+        },
+    };
     let mut request = http
         .post(format!("{}/chat/completions", judge.base_url))
         .timeout(judge.timeout)
@@ -233,17 +237,18 @@ async fn ask(
     let status = response.status();
     let text = response.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        let message = ErrorBody::read(&text)
+            .and_then(|e| e.message().map(str::to_string))
             .unwrap_or_else(|| text.chars().take(300).collect());
         return Err(format!("HTTP {}: {message}", status.as_u16()));
     }
-    let reply: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("the judge's response is not JSON: {e}"))?;
-    reply["choices"][0]["message"]["content"]
-        .as_str()
-        .map(str::to_string)
+    let reply: openai::ChatCompletion =
+        openai::read(&text).map_err(|e| format!("the judge's response is not JSON: {e}"))?;
+    reply
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|c| c.message.content)
         .ok_or_else(|| "the judge's response has no message content".into())
 }
 
@@ -365,7 +370,7 @@ mod tests {
         };
         let m = messages(&prompt, "Budget ok.");
         assert_eq!(m.len(), 2);
-        let user = m[1]["content"].as_str().unwrap();
+        let user = &m[1].content;
         for part in [
             "Summarize the notes.",
             "- budget approved",
@@ -374,6 +379,6 @@ mod tests {
         ] {
             assert!(user.contains(part), "{part} missing from {user}");
         }
-        assert!(m[0]["content"].as_str().unwrap().contains("\"score\""));
+        assert!(m[0].content.contains("\"score\""));
     }
 }

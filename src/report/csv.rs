@@ -225,8 +225,8 @@ fn empty_model() -> ModelSummary {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testdata::sample_run;
     use crate::report::{render, Format};
+    use crate::store::testdata::sample_run;
 
     #[test]
     fn csv_has_a_header_and_one_row_per_model_and_level() {

@@ -225,8 +225,8 @@ fn server_metrics(out: &mut String, s: &RunSummary) {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testdata::sample_run;
     use crate::report::{render, Format};
+    use crate::store::testdata::sample_run;
 
     #[test]
     fn html_is_self_contained_escaped_and_has_charts() {

@@ -94,8 +94,8 @@ pub(super) fn render(summary: &RunSummary) -> Result<String, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testdata::sample_run;
     use crate::report::{render as render_any, Format};
+    use crate::store::testdata::sample_run;
 
     fn close(a: Option<f64>, b: f64) -> bool {
         a.is_some_and(|a| (a - b).abs() < 1e-6)

@@ -150,8 +150,8 @@ fn fenced(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testdata::sample_run;
     use crate::report::{render, Format};
+    use crate::store::testdata::sample_run;
 
     #[test]
     fn markdown_has_every_section_and_escapes_text() {

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use super::openai::ApiError;
+use super::error::ApiError;
 
 /// Most bytes of an oversized body read and discarded before answering.
 pub const DRAIN_CAP: usize = 64 * 1024 * 1024;

@@ -4,12 +4,14 @@
 //! and turns the backend's event stream into JSON or server-sent events. Batching happens in
 //! the engine; this layer never waits for one request before starting another.
 
+mod auto_route_cache;
 mod body_limit;
-pub mod metrics;
-pub mod openai;
+pub mod error;
+mod generation;
+mod handlers;
+pub mod prometheus;
 pub mod registry;
-mod route;
-mod routes;
+pub mod request;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,8 +29,9 @@ use tokio::task::JoinHandle;
 
 pub use registry::{LoadedInfo, Registry};
 
-use metrics::Metrics;
-use openai::ApiError;
+use auto_route_cache::AutoRouteCache;
+use error::ApiError;
+use prometheus::Metrics;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +84,7 @@ impl Default for ServerOptions {
 /// Shared by every handler.
 struct AppState {
     registry: Arc<Registry>,
-    router: route::Router,
+    auto_routes: AutoRouteCache,
     metrics: Metrics,
     api_key: Option<String>,
     started: Instant,
@@ -129,7 +132,7 @@ pub async fn start(
         .map_err(|source| ServerError::Bind { addr, source })?;
     let state = Arc::new(AppState {
         registry: Arc::clone(&registry),
-        router: route::Router::new(options.history.clone()),
+        auto_routes: AutoRouteCache::new(options.history.clone()),
         metrics: Metrics::new(),
         api_key: options.api_key.clone(),
         started: Instant::now(),
@@ -188,18 +191,18 @@ pub async fn start(
 
 fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     Router::new()
-        .route("/v1/models", get(routes::list_models))
-        .route("/v1/models/{*id}", get(routes::get_model))
-        .route("/v1/chat/completions", post(routes::chat_completions))
-        .route("/v1/completions", post(routes::completions))
-        .route("/api/ps", get(routes::ps))
-        .route("/api/load", post(routes::load))
-        .route("/api/unload", post(routes::unload))
-        .route("/api/status", get(routes::status))
-        .route("/tokenize", post(routes::tokenize))
-        .route("/metrics", get(routes::metrics))
-        .route("/health", get(routes::health))
-        .fallback(routes::not_found)
+        .route("/v1/models", get(handlers::list_models))
+        .route("/v1/models/{*id}", get(handlers::get_model))
+        .route("/v1/chat/completions", post(handlers::chat_completions))
+        .route("/v1/completions", post(handlers::completions))
+        .route("/api/ps", get(handlers::ps))
+        .route("/api/load", post(handlers::load))
+        .route("/api/unload", post(handlers::unload))
+        .route("/api/status", get(handlers::status))
+        .route("/tokenize", post(handlers::tokenize))
+        .route("/metrics", get(handlers::metrics))
+        .route("/health", get(handlers::health))
+        .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),

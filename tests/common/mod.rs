@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod engine;
 pub mod openapi;
+pub mod server;
 
 use std::path::PathBuf;
 

@@ -8,10 +8,10 @@ mod records;
 
 use backend::Backend;
 use hearth::report::{self, Format};
-use hearth::store::testdata;
 use hearth::store::record::{
     LoadShape, ModelStatus, RequestRecord, RunStatus, ScoreRecord, ScoreSource,
 };
+use hearth::store::testdata;
 use hearth::store::{Store, StoreError, SCHEMA_VERSION};
 use records::{level, model, request, run, write_sample_run};
 use serde_json::json;

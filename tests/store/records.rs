@@ -1,10 +1,10 @@
 //! The records the store tests write and expect back.
 
-use hearth::store::testdata;
 use hearth::store::record::{
     Environment, LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus,
     RunData, RunRecord, RunStatus, Sample, TokenSource,
 };
+use hearth::store::testdata;
 use hearth::store::Store;
 use serde_json::json;
 

@@ -1,118 +1,16 @@
-//! OpenAI wire types: requests as clients send them (lenient: unknown fields are ignored), and
-//! the error shape `{"error": {"message", "type", "param", "code"}}` with its HTTP status.
+//! Requests as clients send them to hearth's server, checked and turned into engine types.
+//!
+//! Kept apart from the shared wire types (`crate::openai`) on purpose: the server accepts more
+//! shapes than hearth ever sends (content parts, `developer` roles, a stop string or a list,
+//! arguments as text or object), ignores unknown fields, and answers every invalid value with
+//! a 400 that names the parameter.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::engine::{
-    ChatMessage, EngineError, SamplingParams, ToolCall, ToolChoice, ToolDef, ToolRequest,
-};
-
-/// An error as OpenAI clients expect it.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Human-readable message.
-    pub message: String,
-    /// The offending request parameter, if any.
-    pub param: Option<String>,
-    /// Machine-readable code, if any.
-    pub code: Option<&'static str>,
-}
-
-impl ApiError {
-    /// A 400 about `param`.
-    pub fn bad_param(param: &str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            param: Some(param.to_string()),
-            code: Some("invalid_value"),
-        }
-    }
-
-    /// Any status with a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            param: None,
-            code: Some(code),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.status {
-            StatusCode::UNAUTHORIZED => "authentication_error",
-            StatusCode::NOT_FOUND => "not_found_error",
-            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
-            s if s.is_server_error() => "server_error",
-            _ => "invalid_request_error",
-        }
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> Value {
-        json!({"error": {
-            "message": self.message,
-            "type": self.kind(),
-            "param": self.param,
-            "code": self.code,
-        }})
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
-    }
-}
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        let message = e.to_string();
-        match e {
-            EngineError::ContextOverflow { .. } => Self {
-                status: StatusCode::BAD_REQUEST,
-                message,
-                param: Some("messages".into()),
-                code: Some("context_length_exceeded"),
-            },
-            EngineError::InvalidParam { param, .. } => Self {
-                status: StatusCode::BAD_REQUEST,
-                message,
-                param: Some(param.to_string()),
-                code: None,
-            },
-            EngineError::InvalidRequest(_) | EngineError::Template(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-            }
-            EngineError::QueueFull(_) => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", message)
-            }
-            EngineError::Shutdown => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
-            }
-            EngineError::Load(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "model_load_failed",
-                message,
-            ),
-            EngineError::Upstream(_) => {
-                Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
-            }
-            EngineError::Unsupported(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "unsupported", message)
-            }
-            EngineError::Decode(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "decode_failed", message)
-            }
-        }
-    }
-}
+use super::error::ApiError;
+use crate::engine::{ChatMessage, SamplingParams, ToolCall, ToolChoice, ToolDef, ToolRequest};
 
 /// `stop`: a string or a list of strings.
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 
-use super::openai::ApiError;
+use super::error::ApiError;
 use super::registry::Registry;
 use crate::auto_route::{self, RouteDecision, RouteError};
 use crate::store::Store;
@@ -18,12 +18,12 @@ const DECISION_TTL: Duration = Duration::from_secs(30);
 
 /// Routes `auto:TAG` requests from the run history at `history` (a `Store::open` location).
 #[derive(Debug)]
-pub struct Router {
+pub struct AutoRouteCache {
     history: Option<String>,
     decisions: Mutex<HashMap<String, (Instant, RouteDecision)>>,
 }
 
-impl Router {
+impl AutoRouteCache {
     /// A router reading the run history at `history`; `None` routes without stored results
     /// (always the smallest tagged model, and it says so).
     pub fn new(history: Option<String>) -> Self {

@@ -1,0 +1,153 @@
+//! An in-process `hearth serve` on 127.0.0.1 with the real default model, for the tests that
+//! talk to it over HTTP (server, structured output): one builder with the options they vary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth::cache::Cache;
+use hearth::catalog::{Catalog, CatalogEntry};
+use hearth::loader::LoadOptions;
+use hearth::server::{self, Registry, RunningServer, ServerOptions};
+use serde_json::Value;
+
+/// The alias the default model is served under.
+pub const MODEL: &str = "smollm2-135m";
+
+/// How to start a test server; `Setup::default()` and change what the test is about.
+pub struct Setup {
+    /// Sequences decoded together.
+    pub parallel: u32,
+    /// Requests waiting beyond those.
+    pub queue: usize,
+    /// Context tokens per sequence.
+    pub ctx: u32,
+    /// Bearer key required, if any.
+    pub api_key: Option<String>,
+    /// Largest request body.
+    pub body_limit: usize,
+    /// Unload a model idle this long.
+    pub idle_ttl: Duration,
+    /// Catalog entries beside the default model.
+    pub extra: Vec<CatalogEntry>,
+    /// Load the model at start (and wait for `/health`) instead of on first use.
+    pub preload: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            parallel: 4,
+            queue: 16,
+            ctx: 1024,
+            api_key: None,
+            body_limit: 64 * 1024,
+            idle_ttl: Duration::from_secs(600),
+            extra: Vec::new(),
+            preload: true,
+        }
+    }
+}
+
+/// A running test server and a client for it.
+pub struct TestServer {
+    /// The server (take it to shut it down).
+    pub server: RunningServer,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A client for it.
+    pub http: reqwest::Client,
+    _home: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Starts the server in a fresh HEARTH_HOME; with `preload`, returns once it is healthy.
+    pub async fn start(self) -> TestServer {
+        let home = tempfile::tempdir().unwrap();
+        let mut catalog = Catalog::builtin();
+        let mut entries = vec![CatalogEntry {
+            alias: MODEL.into(),
+            path: Some(super::model_path()),
+            ..CatalogEntry::default()
+        }];
+        entries.extend(self.extra);
+        catalog.overlay(entries);
+        let load = LoadOptions {
+            threads: 2,
+            n_ctx: self.ctx,
+            parallel: self.parallel,
+            queue_capacity: self.queue,
+            memory_budget: u64::MAX,
+            offload: Default::default(),
+            speculative: Default::default(),
+        };
+        let registry = Arc::new(Registry::new(
+            catalog,
+            Cache::new(home.path()),
+            load,
+            self.idle_ttl,
+        ));
+        let options = ServerOptions {
+            port: 0,
+            api_key: self.api_key,
+            preload: if self.preload {
+                vec![MODEL.into()]
+            } else {
+                vec![]
+            },
+            body_limit: self.body_limit,
+            ..ServerOptions::default()
+        };
+        let server = server::start(options, registry).await.unwrap();
+        let base = format!("http://{}", server.addr);
+        let t = TestServer {
+            server,
+            base,
+            http: reqwest::Client::new(),
+            _home: home,
+        };
+        if self.preload {
+            t.wait_healthy().await;
+        }
+        t
+    }
+}
+
+impl TestServer {
+    /// Polls /health until the preload finished (the server says so; no fixed sleep).
+    pub async fn wait_healthy(&self) {
+        for _ in 0..600 {
+            let r = self.http.get(self.url("/health")).send().await.unwrap();
+            if r.status() == 200 {
+                return;
+            }
+            assert_eq!(r.status(), 503);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server never became healthy");
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs JSON; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// GETs; the status and the JSON answer.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+}
