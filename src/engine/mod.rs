@@ -105,22 +105,18 @@ impl ChatMessage {
         }
     }
 
-    /// The message in OpenAI's wire shape; with `arguments_as_json` the calls' arguments are
-    /// objects, as chat templates expect (the API itself sends them as JSON text).
-    pub fn to_openai(&self, arguments_as_json: bool) -> Value {
+    /// The message as chat templates expect it: OpenAI's message shape, with the calls'
+    /// arguments as objects (the API itself sends them as JSON text; `openai/` has that form).
+    pub fn to_template_value(&self) -> Value {
         let mut v = json!({"role": self.role, "content": self.content});
         if !self.tool_calls.is_empty() {
             let calls: Vec<Value> = self
                 .tool_calls
                 .iter()
                 .map(|c| {
-                    let arguments = if arguments_as_json {
-                        tools::arguments_value(&c.arguments)
-                    } else {
-                        json!(c.arguments)
-                    };
                     json!({"id": c.id, "type": "function",
-                           "function": {"name": c.name, "arguments": arguments}})
+                           "function": {"name": c.name,
+                                        "arguments": tools::arguments_value(&c.arguments)}})
                 })
                 .collect();
             v["tool_calls"] = json!(calls);

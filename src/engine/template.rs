@@ -90,7 +90,7 @@ impl ChatTemplate {
             .env
             .get_template("chat")
             .map_err(|e| EngineError::Template(e.to_string()))?;
-        let messages: Vec<Value> = messages.iter().map(|m| m.to_openai(true)).collect();
+        let messages: Vec<Value> = messages.iter().map(|m| m.to_template_value()).collect();
         template
             .render(context! {
                 messages => messages,
