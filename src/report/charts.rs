@@ -6,9 +6,9 @@
 //! A chart that cannot be drawn (no data, a degenerate range plotters rejects) is an `Err`
 //! with a reason; the page prints that reason instead of failing the whole report.
 
+use plotters::chart::SeriesLabelStyle;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::coord::types::RangedCoordf64;
-use plotters::chart::SeriesLabelStyle;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -201,7 +201,10 @@ pub(crate) fn line_chart(
                     .map_err(err)?;
             }
         }
-        draw_legend(chart.configure_series_labels(), SeriesLabelPosition::UpperLeft)?;
+        draw_legend(
+            chart.configure_series_labels(),
+            SeriesLabelPosition::UpperLeft,
+        )?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -468,7 +471,10 @@ pub(crate) fn dual_axis_chart(
                     DashedPathElement::new(vec![(x, y), (x + 18, y)], 5, 3, c.stroke_width(2))
                 });
         }
-        draw_legend(chart.configure_series_labels(), SeriesLabelPosition::UpperRight)?;
+        draw_legend(
+            chart.configure_series_labels(),
+            SeriesLabelPosition::UpperRight,
+        )?;
         root.present().map_err(err)?;
     }
     Ok(svg)
