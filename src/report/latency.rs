@@ -1,7 +1,7 @@
 //! Latency and throughput of requests: the metric functions of one request (TTFT, TPOT, ITL
 //! gaps, E2E, tokens/s) and a level's latency distributions under vLLM's flat JSON names —
 //! the definitions in docs/report.md, written once, for the summary and for `compare`. (The
-//! server's own Prometheus metrics are another thing: `server/metrics.rs`.)
+//! server's own Prometheus metrics are another thing: `server/prometheus.rs`.)
 
 use std::collections::BTreeMap;
 
