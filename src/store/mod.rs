@@ -369,27 +369,26 @@ impl Store {
                 Some(row) => rows::run_from_row(row)?,
                 None => return Err(StoreError::RunNotFound(id.to_string())),
             };
-            let sql = format!(
+            let models = select_all(
+                conn,
                 "SELECT {} FROM models WHERE run_id = ? ORDER BY ordinal, model",
-                names(rows::MODEL_COLUMNS, "")
-            );
-            let models = conn
-                .query(&sql, &id_val, &kinds(rows::MODEL_COLUMNS))?
-                .into_iter()
-                .map(rows::model_from_row)
-                .collect::<Result<_, _>>()?;
-            let sql = format!(
+                "",
+                &id_val,
+                rows::MODEL_COLUMNS,
+                rows::model_from_row,
+            )?;
+            let levels = select_all(
+                conn,
                 "SELECT {} FROM levels WHERE run_id = ? ORDER BY ordinal, model, level",
-                names(rows::LEVEL_COLUMNS, "")
-            );
-            let levels = conn
-                .query(&sql, &id_val, &kinds(rows::LEVEL_COLUMNS))?
-                .into_iter()
-                .map(rows::level_from_row)
-                .collect::<Result<_, _>>()?;
+                "",
+                &id_val,
+                rows::LEVEL_COLUMNS,
+                rows::level_from_row,
+            )?;
             // Requests whose model or level was never written (a crash between the two) sort
             // after the known ones instead of being lost.
-            let sql = format!(
+            let requests = select_all(
+                conn,
                 "SELECT {} FROM requests r \
                  LEFT JOIN models m ON m.run_id = r.run_id AND m.model = r.model \
                  LEFT JOIN levels l ON l.run_id = r.run_id AND l.model = r.model \
@@ -397,22 +396,19 @@ impl Store {
                  WHERE r.run_id = ? \
                  ORDER BY COALESCE(m.ordinal, 2147483647), r.model, \
                      COALESCE(l.ordinal, 2147483647), r.level, r.round, r.seq",
-                names(rows::REQUEST_COLUMNS, "r.")
-            );
-            let requests = conn
-                .query(&sql, &id_val, &kinds(rows::REQUEST_COLUMNS))?
-                .into_iter()
-                .map(rows::request_from_row)
-                .collect::<Result<_, _>>()?;
-            let sql = format!(
+                "r.",
+                &id_val,
+                rows::REQUEST_COLUMNS,
+                rows::request_from_row,
+            )?;
+            let scores = select_all(
+                conn,
                 "SELECT {} FROM scores WHERE run_id = ? ORDER BY model, level, round, seq, source",
-                names(rows::SCORE_COLUMNS, "")
-            );
-            let scores = conn
-                .query(&sql, &id_val, &kinds(rows::SCORE_COLUMNS))?
-                .into_iter()
-                .map(rows::score_from_row)
-                .collect::<Result<_, _>>()?;
+                "",
+                &id_val,
+                rows::SCORE_COLUMNS,
+                rows::score_from_row,
+            )?;
             Ok(RunData {
                 run,
                 models,
@@ -524,6 +520,23 @@ fn redact(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
+}
+
+/// Every row `sql` selects, read into records by `from_row`: `sql` holds `{}` where the
+/// `columns` go, each with `prefix` (a table alias such as `r.`).
+fn select_all<T>(
+    conn: &mut Conn,
+    sql: &str,
+    prefix: &str,
+    params: &[Val],
+    columns: &[(&str, Kind)],
+    from_row: fn(driver::Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let sql = sql.replacen("{}", &names(columns, prefix), 1);
+    conn.query(&sql, params, &kinds(columns))?
+        .into_iter()
+        .map(from_row)
+        .collect()
 }
 
 #[cfg(test)]
