@@ -74,11 +74,10 @@ pub fn make(
     cache: &Cache,
     user_models_file: &Path,
     alias: &str,
-    ty: &str,
+    ty: QuantType,
     threads: u32,
     observer: &dyn QuantizeObserver,
 ) -> Result<String, VariantError> {
-    let ty = quantize::parse_type(ty)?;
     let entry = catalog.get(alias)?;
     if entry.upstream.is_some() {
         return Err(VariantError::Upstream(alias.to_string()));

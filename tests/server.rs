@@ -38,26 +38,14 @@ impl TestServer {
     async fn open_stream(&self, body: &Value) -> reqwest::Response {
         let mut body = body.clone();
         body["stream"] = json!(true);
-        let r = self
-            .http
-            .post(self.url("/v1/chat/completions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.send_json("/v1/chat/completions", &body).await;
         assert_eq!(r.status(), 200);
         r
     }
 
     /// The raw SSE body of a streamed request.
     async fn stream_raw(&self, path: &str, body: &Value) -> String {
-        let r = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.send_json(path, body).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "text/event-stream");
         r.text().await.unwrap()

@@ -27,12 +27,8 @@ impl TestServer {
         let mut body = body.clone();
         body["stream"] = json!(true);
         let text = self
-            .http
-            .post(format!("{}/v1/chat/completions", self.base))
-            .json(&body)
-            .send()
+            .send_json("/v1/chat/completions", &body)
             .await
-            .unwrap()
             .text()
             .await
             .unwrap();

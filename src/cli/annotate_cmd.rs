@@ -100,20 +100,21 @@ pub fn annotate(ctx: &Context, cmd: AnnotateCommand) -> Result<ExitCode> {
                 .or_else(|| std::env::var("USER").ok())
                 .filter(|a| !a.trim().is_empty())
                 .unwrap_or_else(|| "human".into());
-            let scores = match annotate::import_scores(&data, &rows, &annotator, unix_ms()) {
-                Ok(scores) => scores,
-                Err(errors) => {
-                    eprintln!(
-                        "{}: {} bad row(s), nothing imported:",
-                        file.display(),
-                        errors.len()
-                    );
-                    for e in &errors {
-                        eprintln!("  {e}");
+            let scores =
+                match annotate::import_scores(&data, &rows, &annotator, hearth::store::unix_ms()) {
+                    Ok(scores) => scores,
+                    Err(errors) => {
+                        eprintln!(
+                            "{}: {} bad row(s), nothing imported:",
+                            file.display(),
+                            errors.len()
+                        );
+                        for e in &errors {
+                            eprintln!("  {e}");
+                        }
+                        return Ok(ExitCode::FAILURE);
                     }
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
+                };
             store.upsert_scores(&id, &scores)?;
             let scored_rows = rows
                 .iter()
@@ -139,10 +140,4 @@ pub fn annotate(ctx: &Context, cmd: AnnotateCommand) -> Result<ExitCode> {
 
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -345,8 +345,6 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         sample_interval_ms: 250,
     };
 
-    // Validates every catalog file (a broken --models-file fails here, before anything runs).
-    Catalog::load(&catalog_files(ctx, args))?;
     let endpoint = endpoint_from(args);
     let mut names = args.models.clone();
     names.retain(|n| !n.trim().is_empty());

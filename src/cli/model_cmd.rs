@@ -159,12 +159,13 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
         } => add(ctx, &file, &alias, sha256.as_deref()),
         ModelCommand::Quantize { alias, ty, threads } => {
             let threads = threads.map_or_else(|| ctx.config.threads(), Ok)?;
+            let ty = hearth::engine::quantize::parse_type(&ty)?;
             let variant = hearth::variants::make(
                 &ctx.catalog()?,
                 &ctx.cache,
                 &ctx.user_models_file(),
                 &alias,
-                &ty,
+                ty,
                 threads,
                 &QuantizeBar::default(),
             )?;

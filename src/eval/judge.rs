@@ -297,7 +297,7 @@ pub async fn judge_run(
         progress(verdicts.len(), total);
     }
     let scorer = judge.scorer();
-    let now = now_unix_ms();
+    let now = crate::store::unix_ms();
     answers
         .iter()
         .map(|r| {
@@ -317,12 +317,6 @@ pub async fn judge_run(
             }
         })
         .collect()
-}
-
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

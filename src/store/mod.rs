@@ -522,6 +522,14 @@ fn redact(url: &str) -> String {
     out
 }
 
+/// Now, in Unix milliseconds: the wall-clock stamp every stored record carries (run start and
+/// end, scores, schema migrations).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Every row `sql` selects, read into records by `from_row`: `sql` holds `{}` where the
 /// `columns` go, each with `prefix` (a table alias such as `r.`).
 fn select_all<T>(

@@ -10,8 +10,6 @@
 //! by the caller. Nested or variable-size values are JSON in TEXT columns; what reports filter
 //! or aggregate on is a real column.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::driver::{Conn, Kind, Val};
 use super::StoreError;
 
@@ -149,16 +147,9 @@ pub(crate) fn migrate(conn: &mut Conn, location: &str) -> Result<(), StoreError>
             conn.batch(sql)?;
             conn.execute(
                 "INSERT INTO schema_migrations (version, applied_unix_ms) VALUES (?, ?)",
-                &[Val::I32(Some(version)), Val::I64(Some(now_unix_ms()))],
+                &[Val::I32(Some(version)), Val::I64(Some(super::unix_ms()))],
             )?;
         }
         Ok(())
     })
-}
-
-fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -131,15 +131,19 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
-    /// POSTs JSON; the status and the JSON answer.
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
+    /// POSTs JSON; the response as soon as its headers arrive.
+    pub async fn send_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
             .post(self.url(path))
             .json(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// POSTs JSON; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.send_json(path, body).await;
         let status = r.status().as_u16();
         (status, r.json().await.unwrap())
     }

@@ -30,7 +30,7 @@ use crate::server::ServerError;
 use crate::store::record::{
     LoadShape, QualityOptions, RunData, RunOptions, RunRecord, RunStatus, SloLimits,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{unix_ms, Store, StoreError};
 use crate::variants::{QuantizeObserver, VariantError};
 use servers::Servers;
 use targets::{judge_endpoint, target, with_variants};
@@ -432,13 +432,6 @@ fn judge_answers(
     }
     store.upsert_scores(&data.run.id, &scores)?;
     Ok(!scores.is_empty())
-}
-
-/// Now, in Unix milliseconds.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `YYYYMMDD-HHMMSS-xxxx` (UTC): sorts by time, unique enough with 16 random bits.

@@ -226,7 +226,7 @@ pub(super) fn with_variants(
                     library.cache,
                     library.user_models_file,
                     name,
-                    parsed.name,
+                    parsed,
                     settings.load.threads,
                     observer,
                 )?
