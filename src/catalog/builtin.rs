@@ -1,7 +1,7 @@
 //! The built-in catalog: the models hearth knows by name without any user file, with their
 //! hub source, size, licence and the KV bytes per token behind memory estimates.
 
-use super::{main_revision, CatalogEntry, EntryOrigin, HubSource};
+use super::{main_revision, CatalogEntry, EntryOrigin, HubSource, Shape};
 
 /// Compact constructor for the built-in table.
 #[allow(clippy::too_many_arguments)]
@@ -17,6 +17,7 @@ fn builtin(
     file: &str,
     sha256: Option<&str>,
     kv_bytes_per_token: u64,
+    shape: Shape,
 ) -> CatalogEntry {
     CatalogEntry {
         alias: alias.into(),
@@ -36,7 +37,46 @@ fn builtin(
         upstream: None,
         kv_bytes_per_token: Some(kv_bytes_per_token),
         lineage: None,
+        shape: Some(shape),
+        synthetic: None,
         origin: EntryOrigin::Builtin,
+    }
+}
+
+/// Compact constructor for a published config's shape (rope and norm constants, then the
+/// dense-model defaults: no sliding window, no experts, no soft-capping).
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    architecture: &str,
+    layers: u32,
+    embedding: u32,
+    heads: u32,
+    kv_heads: u32,
+    ffn: u32,
+    vocab: u32,
+    context: u32,
+    tied_embeddings: bool,
+    rope_theta: f32,
+    rms_eps: f32,
+) -> Shape {
+    Shape {
+        architecture: architecture.into(),
+        layers,
+        embedding,
+        heads,
+        kv_heads,
+        head_dim: None,
+        ffn,
+        vocab,
+        context,
+        tied_embeddings,
+        rope_theta,
+        rms_eps,
+        sliding_window: None,
+        experts: None,
+        experts_used: None,
+        attn_softcap: None,
+        final_softcap: None,
     }
 }
 
@@ -63,6 +103,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             Some(DEFAULT_MODEL_SHA256),
             2 * 30 * 3 * 64 * 2,
+            shape(
+                "llama", 30, 576, 9, 3, 1536, 49152, 8192, true, 100_000.0, 1e-5,
+            ),
         ),
         builtin(
             "qwen2.5-0.5b",
@@ -76,6 +119,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "qwen2.5-0.5b-instruct-q4_k_m.gguf",
             None,
             2 * 24 * 2 * 64 * 2,
+            shape(
+                "qwen2", 24, 896, 14, 2, 4864, 151_936, 32768, true, 1e6, 1e-6,
+            ),
         ),
         builtin(
             "qwen2.5-1.5b",
@@ -89,6 +135,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "qwen2.5-1.5b-instruct-q4_k_m.gguf",
             None,
             2 * 28 * 2 * 128 * 2,
+            shape(
+                "qwen2", 28, 1536, 12, 2, 8960, 151_936, 32768, true, 1e6, 1e-6,
+            ),
         ),
         builtin(
             "gemma-2-2b",
@@ -102,6 +151,15 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "gemma-2-2b-it-Q4_K_M.gguf",
             None,
             2 * 26 * 4 * 256 * 2,
+            Shape {
+                head_dim: Some(256),
+                sliding_window: Some(4096),
+                attn_softcap: Some(50.0),
+                final_softcap: Some(30.0),
+                ..shape(
+                    "gemma2", 26, 2304, 8, 4, 9216, 256_000, 8192, true, 10_000.0, 1e-6,
+                )
+            },
         ),
         builtin(
             "llama-3.2-1b",
@@ -115,6 +173,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
             None,
             2 * 16 * 8 * 64 * 2,
+            shape(
+                "llama", 16, 2048, 32, 8, 8192, 128_256, 131_072, true, 500_000.0, 1e-5,
+            ),
         ),
         builtin(
             "phi-3.5-mini",
@@ -128,6 +189,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "Phi-3.5-mini-instruct-Q4_K_M.gguf",
             None,
             2 * 32 * 32 * 96 * 2,
+            shape(
+                "phi3", 32, 3072, 32, 32, 8192, 32064, 131_072, false, 10_000.0, 1e-5,
+            ),
         ),
         builtin(
             "mistral-7b",
@@ -141,6 +205,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "Mistral-7B-Instruct-v0.3-Q4_K_M.gguf",
             None,
             2 * 32 * 8 * 128 * 2,
+            shape(
+                "llama", 32, 4096, 32, 8, 14336, 32768, 32768, false, 1e6, 1e-5,
+            ),
         ),
         builtin(
             "deepseek-r1-distill-qwen-1.5b",
@@ -154,6 +221,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
             None,
             2 * 28 * 2 * 128 * 2,
+            shape(
+                "qwen2", 28, 1536, 12, 2, 8960, 151_936, 131_072, false, 10_000.0, 1e-6,
+            ),
         ),
     ]
 }

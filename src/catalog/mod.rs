@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 
 mod builtin;
 mod filter;
+mod shape;
 
 pub use builtin::{builtin_entries, DEFAULT_MODEL, DEFAULT_MODEL_SHA256};
 pub use filter::Filter;
+pub use shape::{Shape, ShapeError, SyntheticOrigin, ARCHITECTURES, SHAPE_SUFFIX};
 
 /// Why the catalog could not be read or a lookup failed.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +147,13 @@ pub struct CatalogEntry {
     /// How a variant made here (`model quantize`) was made; `None` for everything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lineage: Option<Lineage>,
+    /// The architecture's shape, from which `model synth` makes a random-weights twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
+    /// Set on shape models (random weights, made by `model synth`): how it was made. Their
+    /// speed and memory are real, their answers are noise, so nothing scores or routes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticOrigin>,
     /// Built-in or user.
     #[serde(default)]
     pub origin: EntryOrigin,
@@ -181,6 +190,11 @@ impl CatalogEntry {
         }
     }
 
+    /// True for a shape model: random weights, measured for speed and memory only.
+    pub fn is_shape_model(&self) -> bool {
+        self.synthetic.is_some()
+    }
+
     /// Size in bytes, when known.
     pub fn size_bytes(&self) -> Option<u64> {
         self.size_mb.map(|mb| (mb * 1e6) as u64)
@@ -201,7 +215,8 @@ impl CatalogEntry {
             sha256,
             path,
             upstream,
-            kv_bytes_per_token
+            kv_bytes_per_token,
+            shape
         );
         for tag in other.capabilities {
             if !self.capabilities.contains(&tag) {

@@ -1,5 +1,5 @@
-//! `hearth model list | info | download | add | quantize` (and `hearth devices`); `model run`
-//! is in `run_cmd`.
+//! `hearth model list | info | download | add | quantize | synth` (and `hearth devices`);
+//! `model run` is in `run_cmd`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use hearth::engine::devices::{self, GpuLayers};
 use hearth::engine::memory::{self, human_bytes};
 use hearth::gguf;
 use hearth::loader;
+use hearth::synth;
 
 use super::progress::QuantizeBar;
 use super::shared::{runtime, table};
@@ -72,6 +73,33 @@ pub enum ModelCommand {
         /// CPU threads (default: the `threads` setting).
         #[arg(long)]
         threads: Option<u32>,
+    },
+    /// Make a shape model ALIAS~shape: the architecture of a catalog model (or of a Hugging
+    /// Face config.json) with random weights, to measure its speed and memory here without
+    /// downloading it. Its answers are noise: quality needs the real weights.
+    #[command(
+        after_help = "Examples:\n  hearth model synth mistral-7b\n  hearth model synth qwen2.5-1.5b --type q8_0\n  hearth model synth --from-config config.json --name my-model"
+    )]
+    Synth {
+        /// The catalog model whose shape to use (every built-in has one).
+        #[arg(
+            required_unless_present = "from_config",
+            conflicts_with = "from_config"
+        )]
+        alias: Option<String>,
+        /// Read the shape from a Hugging Face config.json instead.
+        #[arg(long, value_name = "CONFIG_JSON", requires = "name")]
+        from_config: Option<PathBuf>,
+        /// The name a --from-config model gets (it becomes NAME~shape).
+        #[arg(long)]
+        name: Option<String>,
+        /// Quantisation to write (default: the catalog entry's own, else Q4_K_M): f16, q8_0,
+        /// q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0.
+        #[arg(long = "type", value_name = "TYPE")]
+        ty: Option<String>,
+        /// Seed of the random weights (the same seed makes the same file).
+        #[arg(long, default_value_t = hearth::synth::DEFAULT_SEED)]
+        seed: u64,
     },
     /// Run a model: one prompt, or an interactive chat without `--prompt`.
     Run(super::run_cmd::RunArgs),
@@ -170,6 +198,34 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
                 &QuantizeBar::default(),
             )?;
             println!("{variant}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Synth {
+            alias,
+            from_config,
+            name,
+            ty,
+            seed,
+        } => {
+            let source = match (alias, from_config, name) {
+                (_, Some(path), Some(name)) => synth::ShapeSource::Config { path, name },
+                (Some(alias), _, _) => synth::ShapeSource::Catalog(alias),
+                _ => bail!("name a catalog model, or give --from-config with --name"),
+            };
+            let request = synth::SynthRequest {
+                source,
+                ty,
+                seed,
+                memory: Some((ctx.memory_budget()?, u64::from(ctx.config.ctx()?))),
+            };
+            let made = synth::make(
+                &ctx.catalog()?,
+                &ctx.cache,
+                &ctx.user_models_file(),
+                &request,
+                &QuantizeBar::default(),
+            )?;
+            println!("{made}");
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Run(args) => super::run_cmd::run_model(ctx, args),
