@@ -99,6 +99,8 @@ pub fn decide(
         .entries()
         .iter()
         .filter(|e| e.capabilities.iter().any(|c| c.eq_ignore_ascii_case(tag)) && servable(e))
+        // A shape model's answers are noise: never a route, whatever its tags and speed.
+        .filter(|e| !e.is_shape_model())
         .collect();
     if tagged.is_empty() {
         return Err(RouteError::NoCandidates(tag.to_string()));
@@ -340,6 +342,47 @@ mod tests {
         .unwrap();
         assert_ne!(d.model, fastest);
         assert!(decide(&catalog, |_| true, &mut store, "nope", criteria).is_err());
+    }
+
+    #[test]
+    fn shape_models_are_never_routed_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalog = catalog();
+        // The smallest model tagged `notes`, and a shape model: the fallback would pick it.
+        catalog.overlay(vec![CatalogEntry {
+            alias: "tiny~shape".into(),
+            capabilities: vec!["notes".into(), crate::catalog::SHAPE_TAG.into()],
+            size_mb: Some(1.0),
+            ..CatalogEntry::default()
+        }]);
+        let mut empty = Store::open_sqlite(&dir.path().join("empty.db")).unwrap();
+        let d = decide(
+            &catalog,
+            |_| true,
+            &mut empty,
+            "notes",
+            default_criteria(64 << 30),
+        )
+        .unwrap();
+        assert_eq!(d.model, "unmeasured");
+        assert!(d.candidates.iter().all(|c| c.model != "tiny~shape"));
+        let only_shape = {
+            let mut c = Catalog::builtin();
+            c.overlay(vec![CatalogEntry {
+                alias: "tiny~shape".into(),
+                capabilities: vec!["shapes-only".into()],
+                ..CatalogEntry::default()
+            }]);
+            c
+        };
+        let err = decide(
+            &only_shape,
+            |_| true,
+            &mut empty,
+            "shapes-only",
+            default_criteria(64 << 30),
+        );
+        assert!(err.is_err());
     }
 
     #[test]

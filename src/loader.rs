@@ -217,7 +217,13 @@ pub fn open(
             parallel,
             queue_capacity: options.queue_capacity,
             offload: options.offload,
-            speculative: options.speculative,
+            // A shape model's noise falls into loops that n-gram drafts predict perfectly,
+            // which would flatter its speed: it always decodes one token at a time.
+            speculative: if entry.is_shape_model() {
+                crate::engine::speculative::Speculative::Off
+            } else {
+                options.speculative
+            },
             ..EngineOptions::default()
         },
     )?;

@@ -390,7 +390,9 @@ async fn run_level(
             stream: options.stream,
             temperature: options.temperature,
             seed: Some(options.seed),
-            ignore_eos: options.ignore_eos,
+            // A shape model's text is noise and may hit its end-of-text token anywhere: it
+            // always runs to max_tokens, so every request has the same output length.
+            ignore_eos: options.ignore_eos || crate::catalog::is_shape_alias(&name),
             timeout: Duration::from_secs_f64(options.timeout_secs.max(0.001)),
         },
         clock,

@@ -24,7 +24,10 @@ mod shape;
 
 pub use builtin::{builtin_entries, DEFAULT_MODEL, DEFAULT_MODEL_SHA256};
 pub use filter::Filter;
-pub use shape::{Shape, ShapeError, SyntheticOrigin, ARCHITECTURES, SHAPE_SUFFIX};
+pub use shape::{
+    is_shape_alias, real_alias_of, Shape, ShapeError, SyntheticOrigin, ARCHITECTURES, SHAPE_SUFFIX,
+    SHAPE_TAG,
+};
 
 /// Why the catalog could not be read or a lookup failed.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +195,7 @@ impl CatalogEntry {
 
     /// True for a shape model: random weights, measured for speed and memory only.
     pub fn is_shape_model(&self) -> bool {
-        self.synthetic.is_some()
+        self.synthetic.is_some() || is_shape_alias(&self.alias)
     }
 
     /// Size in bytes, when known.

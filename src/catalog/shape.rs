@@ -13,6 +13,20 @@ pub const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma2", "gemma
 /// its name does.
 pub const SHAPE_SUFFIX: &str = "~shape";
 
+/// The capability tag every shape model carries (`--filter tag=shape`).
+pub const SHAPE_TAG: &str = "shape";
+
+/// True for the name of a shape model (`mistral-7b~shape`, `x~shape@q8_0`): what reports,
+/// scoring and routing go by, since a run's records carry names, not catalog entries.
+pub fn is_shape_alias(name: &str) -> bool {
+    name.contains(SHAPE_SUFFIX)
+}
+
+/// The real model a shape model stands for (`mistral-7b` for `mistral-7b~shape@q8_0`).
+pub fn real_alias_of(name: &str) -> Option<&str> {
+    name.split_once(SHAPE_SUFFIX).map(|(real, _)| real)
+}
+
 /// How a shape model was made: its shape's source, type and seed (the same three make the
 /// same file), and which real model confirms its quality.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -147,6 +147,11 @@ pub struct BenchArgs {
     /// made with `model quantize` when missing, and measured beside their source.
     #[arg(long, value_delimiter = ',', value_name = "TYPE")]
     variants: Vec<String>,
+    /// Add the shape twin of every catalog model (`ALIAS~shape`: its architecture with random
+    /// weights, made with `model synth` when missing): the speed and memory of models you have
+    /// not downloaded. Their answers are noise: never scored, never recommended.
+    #[arg(long)]
+    shapes: bool,
     /// Memory budget of the recommendation, MiB of peak RSS (default: the `memory_limit_mb`
     /// setting, else this machine's memory).
     #[arg(long, value_name = "MIB")]
@@ -401,6 +406,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
             pid: args.pid,
         }),
         variants: args.variants.clone(),
+        shapes: args.shapes,
         judge: args.judge.as_ref().map(|model| JudgeChoice {
             model: model.clone(),
             endpoint: args.judge_endpoint.clone(),

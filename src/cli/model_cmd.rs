@@ -261,8 +261,14 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
         ]);
     }
     println!("{table}");
+    if entries.iter().any(|e| e.is_shape_model()) {
+        println!("{SHAPE_NOTE}");
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// What a listing that holds shape models says under its table.
+const SHAPE_NOTE: &str = "~shape: shape models, speed only: random weights (their answers are noise; quality needs the real model)";
 
 /// Bytes of an estimate that live on the GPU and on the host when `layers` of `blocks`
 /// transformer blocks are offloaded: weights and KV cache split by the share of blocks
@@ -336,6 +342,19 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     }
     if let Some(up) = &entry.upstream {
         row("upstream", format!("{} (model {})", up.base_url, up.model));
+    }
+    if let Some(s) = &entry.synthetic {
+        row(
+            "weights",
+            format!(
+                "RANDOM — shape model of {} ({}, seed {}, {}): speed and memory only; download {} to measure quality",
+                s.shape_source,
+                s.quantization,
+                s.seed,
+                s.tool,
+                s.real_alias.as_deref().unwrap_or("the real model")
+            ),
+        );
     }
     if let Some(l) = &entry.lineage {
         row(

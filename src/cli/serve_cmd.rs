@@ -186,11 +186,15 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
         "idle",
         "loaded",
     ]);
+    let mut shapes = false;
     for m in value["models"].as_array().into_iter().flatten() {
         let n = |k: &str| m[k].as_u64().unwrap_or(0);
+        let name = m["model"].as_str().unwrap_or_default();
+        let shape = hearth::catalog::is_shape_alias(name);
+        shapes |= shape;
         table.add_row(vec![
-            m["model"].as_str().unwrap_or_default().to_string(),
-            human_bytes(n("file_bytes")),
+            name.to_string(),
+            human_bytes(n("file_bytes")) + if shape { " (random)" } else { "" },
             m["placement"].as_str().unwrap_or("?").to_string(),
             n("n_ctx").to_string(),
             n("active").to_string(),
@@ -202,6 +206,9 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
         ]);
     }
     println!("{table}");
+    if shapes {
+        println!("~shape: shape models, speed only: random weights (their answers are noise)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

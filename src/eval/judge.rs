@@ -252,11 +252,13 @@ async fn ask(
         .ok_or_else(|| "the judge's response has no message content".into())
 }
 
-/// The answers of a run that get scores: counted (not warm-up) and successful.
+/// The answers of a run that get scores: counted (not warm-up), successful, and from a model
+/// with real weights (a shape model's answers are noise: never checked or judged).
 pub fn scorable(data: &RunData) -> Vec<&RequestRecord> {
     data.requests
         .iter()
         .filter(|r| r.round > 0 && r.status == RequestStatus::Ok)
+        .filter(|r| !crate::catalog::is_shape_alias(&r.model))
         .collect()
 }
 

@@ -43,7 +43,9 @@ pub fn recommend(
                 .iter()
                 .find(|l| l.model == m.model && Some(&l.level) == level.as_ref())
                 .and_then(|l| l.latency.e2el.map(|d| d.p95));
-            let not_picked = if m.status != ModelStatus::Ok {
+            let not_picked = if crate::catalog::is_shape_alias(&m.model) {
+                Some("shape model (random weights): speed and memory only".to_string())
+            } else if m.status != ModelStatus::Ok {
                 Some(format!(
                     "{}{}",
                     status_str(m.status),
@@ -151,6 +153,10 @@ pub fn recommend(
             "No model qualifies: none answered successfully within {budget} at {level_text}."
         ),
     };
+    let explanation = match shape_note(&models) {
+        Some(note) => format!("{explanation} {note}"),
+        None => explanation,
+    };
     Recommendation {
         pick: pick.map(|p| p.0),
         level,
@@ -159,6 +165,24 @@ pub fn recommend(
         explanation,
         candidates,
     }
+}
+
+/// Which real models to download to confirm the quality of the shape models in the run (their
+/// speed is measured; their quality cannot be).
+fn shape_note(models: &[&ModelSummary]) -> Option<String> {
+    let mut real: Vec<&str> = models
+        .iter()
+        .filter_map(|m| crate::catalog::real_alias_of(&m.model))
+        .collect();
+    real.dedup();
+    if real.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Shape models (random weights) were measured for speed and memory only and are never          picked; to confirm quality, download the real model{}: hearth model download {}.",
+        if real.len() == 1 { "" } else { "s" },
+        real.join(" ")
+    ))
 }
 
 #[cfg(test)]
@@ -223,5 +247,72 @@ mod tests {
         // A filter (routing by tag) only considers what it lets through.
         let r = recommend(&s, criteria, |m| m.model == fast);
         assert_eq!(r.candidates.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod shape_model_tests {
+    use super::*;
+    use crate::report::{sections, summarize, terminal, Format};
+    use crate::store::testdata::sample_run;
+
+    /// The sample run with its second model renamed as the shape twin of `qwen2.5-0.5b`.
+    fn with_shape_model() -> crate::store::record::RunData {
+        let mut data = sample_run();
+        let rename = |m: &mut String| {
+            if m == "qwen2.5-0.5b" {
+                *m = "qwen2.5-0.5b~shape".into();
+            }
+        };
+        data.models.iter_mut().for_each(|m| rename(&mut m.model));
+        data.levels.iter_mut().for_each(|l| rename(&mut l.model));
+        data.requests.iter_mut().for_each(|r| rename(&mut r.model));
+        data
+    }
+
+    #[test]
+    fn shape_models_are_never_scored_or_picked_and_the_report_says_so() {
+        let data = with_shape_model();
+        assert!(crate::eval::judge::scorable(&data)
+            .iter()
+            .all(|r| r.model != "qwen2.5-0.5b~shape"));
+        let s = summarize(&data);
+        let shape = s
+            .models
+            .iter()
+            .find(|m| m.model == "qwen2.5-0.5b~shape")
+            .unwrap();
+        assert_eq!(shape.quality.checks_total, 0);
+        let criteria = Criteria {
+            min_score: 3.0,
+            memory_budget_bytes: None,
+        };
+        // Even when it is the only model that answered, it is not picked.
+        let r = recommend(&s, criteria, |m| m.model == "qwen2.5-0.5b~shape");
+        assert_eq!(r.pick, None, "{r:?}");
+        assert!(r.candidates[0]
+            .not_picked
+            .as_deref()
+            .unwrap()
+            .contains("random weights"));
+        assert!(
+            r.explanation
+                .contains("hearth model download qwen2.5-0.5b."),
+            "{}",
+            r.explanation
+        );
+        let table = terminal::terminal_table(&s);
+        assert!(table.contains(sections::RANDOM_WEIGHTS), "{table}");
+        assert!(table.contains("SPEED ONLY: qwen2.5-0.5b~shape"), "{table}");
+        for format in [Format::Markdown, Format::Html, Format::Json] {
+            let text = crate::report::render(&data, format).unwrap();
+            assert!(text.contains("SPEED ONLY"), "{format:?}");
+            assert!(
+                text.contains("hearth model download qwen2.5-0.5b"),
+                "{format:?}"
+            );
+        }
+        let html = crate::report::render(&data, Format::Html).unwrap();
+        assert!(html.contains(sections::RANDOM_WEIGHTS));
     }
 }

@@ -295,6 +295,18 @@ impl RunSummary {
     /// Warnings every format must show: client bottlenecks, failed models, token fallbacks.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
+        for m in self
+            .models
+            .iter()
+            .filter(|m| crate::catalog::is_shape_alias(&m.model))
+        {
+            w.push(format!(
+                "SPEED ONLY: {} is a shape model (random weights{}): its latency, throughput and memory are real, its answers are noise and were not scored",
+                m.model,
+                crate::catalog::real_alias_of(&m.model)
+                    .map_or(String::new(), |real| format!(", the architecture of {real}"))
+            ));
+        }
         for l in self.levels.iter().filter(|l| l.resources.client_bottleneck) {
             w.push(format!(
                 "CLIENT BOTTLENECK: {} at {}: the benchmark client, not the server, limited this measurement; its throughput and latency understate the server",

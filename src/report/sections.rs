@@ -67,11 +67,8 @@ pub fn summary(s: &RunSummary) -> Table {
                             .acceptance()
                             .map_or("—".into(), |a| format!("{:.0}%", a * 100.0)),
                     ),
-                    Cell::new(format!(
-                        "{}/{}",
-                        l.quality.checks_passed, l.quality.checks_total
-                    )),
-                    Cell::new(l.quality.score_label()),
+                    Cell::new(checks_label(l)),
+                    Cell::new(score_label(l)),
                     Cell::new(
                         fmt_bytes(l.resources.peak_rss_bytes)
                             + if l.resources.client_bottleneck {
@@ -95,6 +92,25 @@ pub fn summary(s: &RunSummary) -> Table {
         });
     }
     t
+}
+
+/// What a shape model's quality cells say instead of a figure.
+pub const RANDOM_WEIGHTS: &str = "n/a — random weights";
+
+fn checks_label(l: &LevelSummary) -> String {
+    if crate::catalog::is_shape_alias(&l.model) {
+        RANDOM_WEIGHTS.into()
+    } else {
+        format!("{}/{}", l.quality.checks_passed, l.quality.checks_total)
+    }
+}
+
+fn score_label(l: &LevelSummary) -> String {
+    if crate::catalog::is_shape_alias(&l.model) {
+        RANDOM_WEIGHTS.into()
+    } else {
+        l.quality.score_label()
+    }
 }
 
 fn p50_p95(d: Option<Distribution>, decimals: usize) -> String {
@@ -314,13 +330,19 @@ pub fn quality(levels: &[LevelSummary]) -> Table {
             None if unscored > 0 => format!("— ({unscored} unscored)"),
             None => "—".into(),
         };
+        if crate::catalog::is_shape_alias(&l.model) {
+            let mut cells = vec![Cell::new(l.model.clone()), Cell::new(l.level.clone())];
+            cells.extend((0..6).map(|_| Cell::new(RANDOM_WEIGHTS)));
+            t.push(Row::new(cells));
+            continue;
+        }
         t.push(Row::new(vec![
             Cell::new(l.model.clone()),
             Cell::new(l.level.clone()),
-            Cell::new(q.score_label()),
+            Cell::new(score_label(l)),
             Cell::new(mean_of(q.judge_score, q.judge_scored, q.judge_unscored)),
             Cell::new(mean_of(q.human_score, q.human_scored, 0)),
-            Cell::new(format!("{}/{}", q.checks_passed, q.checks_total)),
+            Cell::new(checks_label(l)),
             Cell::new(percent(q.pass_rate)),
             Cell::new(percent(q.facet_coverage)),
         ]));

@@ -9,7 +9,7 @@ pub use super::latency::Latencies;
 use super::latency::{
     counted, decode_tps, e2el_ms, itl_gaps, output_tps, per_s, span_s, tpot_ms, ttft_ms,
 };
-use super::quality::{self, Rubric, Scores};
+use super::quality::{self, Quality, Rubric, Scores};
 use super::recommend::recommend;
 pub use super::run_summary::{
     status_str, Drafts, Energy, FailureReason, LevelSummary, ModelSummary, PromptCacheCounts,
@@ -363,7 +363,12 @@ fn summarize_level(
         resources,
         energy,
         server_metrics: rec.and_then(|l| l.server_metrics.clone()),
-        quality: quality::assess(rubric, scores, &ok),
+        // A shape model's answers are noise: never checked or scored.
+        quality: if crate::catalog::is_shape_alias(model) {
+            Quality::default()
+        } else {
+            quality::assess(rubric, scores, &ok)
+        },
     }
 }
 

@@ -287,7 +287,7 @@ pub fn make(
         .as_ref()
         .map(|e| e.capabilities.clone())
         .unwrap_or_default();
-    capabilities.push("shape".into());
+    capabilities.push(catalog::SHAPE_TAG.into());
     let entry = CatalogEntry {
         alias: alias.clone(),
         family: real

@@ -33,7 +33,7 @@ use crate::store::record::{
 use crate::store::{unix_ms, Store, StoreError};
 use crate::variants::{QuantizeObserver, VariantError};
 use servers::Servers;
-use targets::{judge_endpoint, target, with_variants};
+use targets::{judge_endpoint, make_named_shapes, target, with_shapes, with_variants};
 
 /// Why a session could not run or finish (one model failing is not this: it is recorded and
 /// the run goes on).
@@ -112,6 +112,9 @@ pub struct SessionSettings {
     /// Quantisation types whose variants are made (when missing) and measured beside each
     /// local model.
     pub variants: Vec<String>,
+    /// Add each catalog model's shape twin (random weights: speed and memory only), made
+    /// when missing.
+    pub shapes: bool,
     /// The judge, when answers are scored.
     pub judge: Option<JudgeChoice>,
     /// The recommendation's quality bar (1–5).
@@ -175,6 +178,15 @@ pub fn run(
     let mut names = settings.models.clone();
     if !settings.variants.is_empty() && settings.endpoint.is_none() {
         names = with_variants(&settings, &library, &catalog, &names, observer.as_ref())?;
+        catalog = Catalog::load(library.catalog_files)?;
+    }
+    if settings.endpoint.is_none()
+        && make_named_shapes(&settings, &library, &catalog, &names, observer.as_ref())
+    {
+        catalog = Catalog::load(library.catalog_files)?;
+    }
+    if settings.shapes && settings.endpoint.is_none() {
+        names = with_shapes(&settings, &library, &catalog, &names, observer.as_ref());
         catalog = Catalog::load(library.catalog_files)?;
     }
     if let Some(JudgeChoice {

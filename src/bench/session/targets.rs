@@ -11,6 +11,7 @@ use crate::catalog::{Catalog, CatalogEntry, Upstream};
 use crate::eval::judge::JudgeEndpoint;
 use crate::loader::{self, ModelError};
 use crate::store::record::{ModelRecord, ModelStatus};
+use crate::synth;
 use crate::variants::{self, VariantError};
 
 use std::time::Duration;
@@ -237,4 +238,111 @@ pub(super) fn with_variants(
         }
     }
     Ok(out)
+}
+
+/// Makes the shape models `names` asks for by name (`qwen2.5-1.5b~shape`,
+/// `mistral-7b~shape@q8_0`) that are not made yet; returns whether any was made. One that
+/// cannot be made stays unknown and is reported as a failed model, like any unknown name.
+pub(super) fn make_named_shapes(
+    settings: &SessionSettings,
+    library: &Library<'_>,
+    catalog: &Catalog,
+    names: &[String],
+    observer: &dyn SessionObserver,
+) -> bool {
+    let mut made = false;
+    for name in names {
+        let Some(real) = crate::catalog::real_alias_of(name) else {
+            continue;
+        };
+        if catalog.get(name).is_ok() || catalog.get(real).is_err() {
+            continue;
+        }
+        let ty = name
+            .split_once(crate::catalog::SHAPE_SUFFIX)
+            .and_then(|(_, rest)| rest.strip_prefix('@'))
+            .map(str::to_string);
+        observer.notice(&format!(
+            "making {name} (hearth model synth: random weights, speed only)"
+        ));
+        let request = synth::SynthRequest {
+            source: synth::ShapeSource::Catalog(real.to_string()),
+            ty,
+            seed: synth::DEFAULT_SEED,
+            memory: Some((settings.load.memory_budget, u64::from(settings.load.n_ctx))),
+        };
+        match synth::make(
+            catalog,
+            library.cache,
+            library.user_models_file,
+            &request,
+            observer,
+        ) {
+            Ok(_) => made = true,
+            Err(e) => observer.notice(&format!("cannot make {name}: {e}")),
+        }
+    }
+    made
+}
+
+/// `names` with, after each catalog model that has a shape, its shape twin (`alias~shape`,
+/// random weights in the model's own type), made when not cached yet: its speed and memory on
+/// this machine without downloading it. A twin that cannot be made (too big for this machine's
+/// memory or disk) is left out with a note, and the run goes on.
+pub(super) fn with_shapes(
+    settings: &SessionSettings,
+    library: &Library<'_>,
+    catalog: &Catalog,
+    names: &[String],
+    observer: &dyn SessionObserver,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        out.push(name.clone());
+        let Ok(entry) = catalog.get(name) else {
+            continue;
+        };
+        if entry.upstream.is_some() || entry.lineage.is_some() || entry.is_shape_model() {
+            continue;
+        }
+        let Some(mix) = entry
+            .shape
+            .as_ref()
+            .and(entry.quantization.as_deref())
+            .and_then(synth::mixture)
+            .or_else(|| entry.shape.as_ref().and(synth::mixture("Q4_K_M")))
+        else {
+            continue;
+        };
+        let twin = synth::shape_alias(&entry.alias, mix, entry.quantization.as_deref());
+        let cached = catalog
+            .get(&twin)
+            .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
+        let twin = if cached {
+            Ok(twin)
+        } else {
+            observer.notice(&format!(
+                "making {twin} for the comparison (hearth model synth: random weights, speed only)"
+            ));
+            let request = synth::SynthRequest {
+                source: synth::ShapeSource::Catalog(entry.alias.clone()),
+                ty: Some(mix.name.to_string()),
+                seed: synth::DEFAULT_SEED,
+                memory: Some((settings.load.memory_budget, u64::from(settings.load.n_ctx))),
+            };
+            synth::make(
+                catalog,
+                library.cache,
+                library.user_models_file,
+                &request,
+                observer,
+            )
+        };
+        match twin {
+            Ok(twin) if !out.contains(&twin) && !names.contains(&twin) => out.push(twin),
+            Ok(_) => {}
+            Err(e) => observer.notice(&format!("leaving out the shape twin of {name}: {e}")),
+        }
+    }
+    out
 }
