@@ -11,13 +11,15 @@
 //! * `HEARTH_BENCH_THREADS` CPU threads (default 2)
 //! * `BENCH_REPS`           measured repetitions per test, after one warm-up (default 5)
 //!
-//! stdout: one JSON line `{"pp512": {"mean", "stddev", "samples"}, "tg128": {..}, "threads"}`;
+//! stdout: one JSON line `{"pp512": {"mean", "stddev", "samples"}, "tg128": {..}, "threads",
+//! "peak_rss_bytes", "n_ctx"}`;
 //! stderr: the same in words.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hearth::engine::llama::{EngineOptions, LlamaEngine};
+use hearth::engine::speculative::Speculative;
 use hearth::engine::{Backend, Completion, Event, GenerateRequest, Prompt, SamplingParams};
 
 /// Tokens in the prompt-processing test (llama-bench `-p 512`).
@@ -146,10 +148,13 @@ fn bench() -> Result<(), String> {
         return Err("HEARTH_BENCH_THREADS and BENCH_REPS must be at least 1".into());
     }
 
+    // Speculation off: tg128 is llama-bench's one token per step, and drafts accepted from
+    // a text's own n-grams would time the text, not the model (a shape model's noise loops).
     let options = EngineOptions {
         threads,
         n_ctx: N_CTX,
         parallel: 1,
+        speculative: Speculative::Off,
         ..Default::default()
     };
     let engine = LlamaEngine::load(&model, "bench", options).map_err(|e| e.to_string())?;
@@ -196,6 +201,12 @@ fn bench() -> Result<(), String> {
                 c.usage.completion_tokens
             ));
         }
+        if c.timings.draft_n > 0 {
+            return Err(format!(
+                "tg128 repetition {rep} decoded {} drafted tokens; that would time speculation, not decoding",
+                c.timings.draft_n
+            ));
+        }
         if rep > 0 {
             tg.push(c.timings.decode_per_second);
         }
@@ -203,6 +214,7 @@ fn bench() -> Result<(), String> {
 
     let pp = summarize(pp);
     let tg = summarize(tg);
+    let peak_rss = peak_rss_bytes();
     eprintln!("pp512: {:8.1} ± {:6.1} tokens/s", pp.mean, pp.stddev);
     eprintln!("tg128: {:8.1} ± {:6.1} tokens/s", tg.mean, tg.stddev);
     let json = |s: &Summary| serde_json::json!({ "mean": s.mean, "stddev": s.stddev, "samples": s.samples });
@@ -211,9 +223,20 @@ fn bench() -> Result<(), String> {
         serde_json::json!({
             "pp512": json(&pp), "tg128": json(&tg), "threads": threads,
             "pp512_cached_tokens_max": cached_max,
+            "peak_rss_bytes": peak_rss,
+            "n_ctx": N_CTX,
         })
     );
     Ok(())
+}
+
+/// This process's peak resident memory (`VmHWM`, Linux): the model's weights, KV cache and
+/// buffers after both tests; `None` where /proc is not there.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn main() -> ExitCode {
