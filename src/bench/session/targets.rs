@@ -192,8 +192,8 @@ pub(super) fn judge_endpoint(
 }
 
 /// `names` with, after each local model, its variants of the session's types
-/// (`alias@q4_0`), made when not cached yet. Upstream models and variants themselves get
-/// none.
+/// (`alias@q4_0`), made when not cached yet. Upstream models, variants themselves and shape
+/// models (random weights: nothing to compare a quantisation of) get none.
 pub(super) fn with_variants(
     settings: &SessionSettings,
     library: &Library<'_>,
@@ -206,7 +206,7 @@ pub(super) fn with_variants(
         out.push(name.clone());
         let local = catalog
             .get(name)
-            .is_ok_and(|e| e.upstream.is_none() && e.lineage.is_none());
+            .is_ok_and(|e| e.upstream.is_none() && e.lineage.is_none() && !e.is_shape_model());
         if !local {
             continue;
         }
