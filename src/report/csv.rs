@@ -25,6 +25,13 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
     let mut cells: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| cells.push((k.to_string(), v));
     put("model", m.model.clone());
+    // A shape model's row says so, and leaves its (unscored) quality cells empty.
+    let shape = crate::catalog::is_shape_alias(&m.model);
+    put(
+        "weights",
+        if shape { "random (speed only)" } else { "real" }.to_string(),
+    );
+    let l_quality = l.filter(|_| !shape);
     put("level", l.map_or(String::new(), |l| l.level.clone()));
     let (mode, conc, rate) = match l.and_then(|l| l.shape) {
         Some(LoadShape::Concurrency { concurrency }) => {
@@ -61,24 +68,49 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
         "output_throughput",
         num(l.and_then(|l| l.output_throughput)),
     );
-    put("checks_passed", int(l.map(|l| l.quality.checks_passed)));
-    put("checks_total", int(l.map(|l| l.quality.checks_total)));
-    put("check_pass_rate", num(l.and_then(|l| l.quality.pass_rate)));
+    put(
+        "checks_passed",
+        int(l_quality.map(|l| l.quality.checks_passed)),
+    );
+    put(
+        "checks_total",
+        int(l_quality.map(|l| l.quality.checks_total)),
+    );
+    put(
+        "check_pass_rate",
+        num(l_quality.and_then(|l| l.quality.pass_rate)),
+    );
     put(
         "facet_coverage",
-        num(l.and_then(|l| l.quality.facet_coverage)),
+        num(l_quality.and_then(|l| l.quality.facet_coverage)),
     );
-    put("score", num(l.and_then(|l| l.quality.score)));
+    put("score", num(l_quality.and_then(|l| l.quality.score)));
     put(
         "scored_by",
-        l.and_then(|l| l.quality.scored_by.clone())
+        l_quality
+            .and_then(|l| l.quality.scored_by.clone())
             .unwrap_or_default(),
     );
-    put("judge_score", num(l.and_then(|l| l.quality.judge_score)));
-    put("judge_scored", int(l.map(|l| l.quality.judge_scored)));
-    put("judge_unscored", int(l.map(|l| l.quality.judge_unscored)));
-    put("human_score", num(l.and_then(|l| l.quality.human_score)));
-    put("human_scored", int(l.map(|l| l.quality.human_scored)));
+    put(
+        "judge_score",
+        num(l_quality.and_then(|l| l.quality.judge_score)),
+    );
+    put(
+        "judge_scored",
+        int(l_quality.map(|l| l.quality.judge_scored)),
+    );
+    put(
+        "judge_unscored",
+        int(l_quality.map(|l| l.quality.judge_unscored)),
+    );
+    put(
+        "human_score",
+        num(l_quality.and_then(|l| l.quality.human_score)),
+    );
+    put(
+        "human_scored",
+        int(l_quality.map(|l| l.quality.human_scored)),
+    );
     put(
         "total_token_throughput",
         num(l.and_then(|l| l.total_token_throughput)),

@@ -312,6 +312,11 @@ mod shape_model_tests {
                 "{format:?}"
             );
         }
+        let csv = crate::report::render(&data, Format::Csv).unwrap();
+        assert!(
+            csv.contains("qwen2.5-0.5b~shape,random (speed only)"),
+            "{csv}"
+        );
         let html = crate::report::render(&data, Format::Html).unwrap();
         assert!(html.contains(sections::RANDOM_WEIGHTS));
     }
