@@ -62,6 +62,11 @@ pub struct GgufInfo {
     /// The model's own Jinja chat template.
     #[serde(skip)]
     pub chat_template: Option<String>,
+    /// Vocabulary size (rows of the embedding matrix).
+    pub vocab_size: Option<u64>,
+    /// Bytes of weights llama.cpp's CPU backend repacks on this machine (counted twice in
+    /// memory; see `engine::memory::repacked_bytes`).
+    pub repacked_bytes: u64,
     /// Number of tensors.
     pub n_tensors: u64,
     /// Parameter count: elements summed over all tensors.
@@ -102,6 +107,7 @@ const T_I16: u32 = 3;
 const T_U32: u32 = 4;
 const T_I32: u32 = 5;
 const T_STRING: u32 = 8;
+const T_ARRAY: u32 = 9;
 const T_U64: u32 = 10;
 const T_I64: u32 = 11;
 
@@ -134,6 +140,13 @@ impl Context {
                 _ => return None,
             })
         }
+    }
+
+    fn array_len(&self, key: &str) -> Option<u64> {
+        let id = self.key(key)?;
+        // SAFETY: id was returned by gguf_find_key; the length of a non-array is not asked.
+        (self.kind(id) == T_ARRAY)
+            .then(|| unsafe { llama_cpp_sys_2::gguf_get_arr_n(self.0, id) } as u64)
     }
 
     fn string(&self, key: &str) -> Option<String> {
@@ -211,6 +224,23 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
         return Err(GgufError::Corrupt(path.to_path_buf()));
     }
     let ctx = Context(raw);
+    // SAFETY: valid context; tensor ids are within 0..n_tensors; names are NUL-terminated
+    // strings llama.cpp owns.
+    let tensors: Vec<crate::engine::memory::TensorBytes> = unsafe {
+        (0..llama_cpp_sys_2::gguf_get_n_tensors(ctx.0).max(0))
+            .map(|i| {
+                let ne =
+                    std::slice::from_raw_parts(llama_cpp_sys_2::gguf_get_tensor_ne(ctx.0, i), 4);
+                let name = CStr::from_ptr(llama_cpp_sys_2::gguf_get_tensor_name(ctx.0, i));
+                crate::engine::memory::TensorBytes {
+                    ggml_type: llama_cpp_sys_2::gguf_get_tensor_type(ctx.0, i) as u32,
+                    rows: ne[1].max(1) as u64,
+                    bytes: llama_cpp_sys_2::gguf_get_tensor_size(ctx.0, i) as u64,
+                    embedding: name.to_bytes() == b"token_embd.weight",
+                }
+            })
+            .collect()
+    };
     // SAFETY: valid context; tensor ids are within 0..n_tensors.
     let (n_tensors, data_end, n_params) = unsafe {
         let n = llama_cpp_sys_2::gguf_get_n_tensors(ctx.0).max(0);
@@ -257,6 +287,8 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
             .and_then(ftype_name)
             .map(Into::into),
         chat_template: ctx.string("tokenizer.chat_template"),
+        vocab_size: arch("vocab_size").or_else(|| ctx.array_len("tokenizer.ggml.tokens")),
+        repacked_bytes: crate::engine::memory::repacked_bytes(&tensors),
         n_tensors,
         n_params,
         file_size,

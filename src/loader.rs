@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::cache::{self, Cache, DownloadProgress, DownloadSpec, HubConfig};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::engine::llama::{EngineOptions, LlamaEngine};
-use crate::engine::memory::{human_bytes, MemoryEstimate};
+use crate::engine::memory::{self, human_bytes, MemoryEstimate};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::{self, GgufInfo};
 
@@ -96,17 +96,47 @@ pub fn effective_ctx(requested: u32, file: Option<&GgufInfo>) -> u32 {
     }
 }
 
-/// Estimates memory from the GGUF when it is on disk, else from the catalog.
+/// Estimates memory from the GGUF when it is on disk (its tensors say what the CPU backend
+/// repacks; its vocabulary and width size the working buffers), else from the catalog (with a
+/// shape, from the tensors a file of that shape and type would hold).
 pub fn estimate(
     entry: &CatalogEntry,
     file: Option<&GgufInfo>,
     n_ctx_total: u64,
 ) -> Option<MemoryEstimate> {
-    let weights = file.map(|f| f.file_size).or_else(|| entry.size_bytes())?;
     let kv = file
         .and_then(|f| f.kv_bytes_per_token())
         .or(entry.kv_bytes_per_token)?;
-    Some(MemoryEstimate::new(weights, kv, n_ctx_total))
+    if let Some(f) = file {
+        return Some(match (f.vocab_size, f.embedding_length) {
+            (Some(vocab), Some(width)) => MemoryEstimate::measured_model(
+                f.file_size,
+                f.repacked_bytes,
+                kv,
+                n_ctx_total,
+                memory::working_bytes(vocab, width),
+            ),
+            _ => MemoryEstimate::new(f.file_size, kv, n_ctx_total),
+        });
+    }
+    let weights = entry.size_bytes()?;
+    Some(match &entry.shape {
+        Some(shape) => {
+            let repacked = entry
+                .quantization
+                .as_deref()
+                .and_then(|q| crate::synth::tensor_bytes(shape, q))
+                .map_or(0, |t| memory::repacked_bytes(&t));
+            MemoryEstimate::measured_model(
+                weights,
+                repacked,
+                kv,
+                n_ctx_total,
+                memory::working_bytes(u64::from(shape.vocab), u64::from(shape.embedding)),
+            )
+        }
+        None => MemoryEstimate::new(weights, kv, n_ctx_total),
+    })
 }
 
 /// Refuses a model that will not fit in `budget`, naming a smaller variant of it, the

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cache::{self, BarProgress, Cache};
+use crate::cache::{self, BarProgress, Cache, MakeObserver};
 use crate::catalog::{self, Catalog, CatalogEntry, CatalogError, Lineage};
 use crate::engine::quantize::{self, QuantType, QuantizeError};
 use crate::gguf::{self, GgufError};
@@ -51,16 +51,6 @@ pub enum VariantError {
     },
 }
 
-/// What a person watching a quantisation sees: notes, and the file growing.
-pub trait QuantizeObserver {
-    /// A line worth saying (a download first, a source already quantized, the result).
-    fn notice(&self, line: &str);
-    /// The quantizer has written `written` of about `expected` bytes of `variant`.
-    fn writing(&self, variant: &str, written: u64, expected: u64);
-    /// The quantizer stopped writing (the bar can go).
-    fn written(&self);
-}
-
 /// The alias a variant of `alias` in `ty` gets: `smollm2-135m@q4_0`.
 pub fn variant_alias(alias: &str, ty: &QuantType) -> String {
     format!("{alias}@{}", ty.name.to_ascii_lowercase())
@@ -76,7 +66,7 @@ pub fn make(
     alias: &str,
     ty: QuantType,
     threads: u32,
-    observer: &dyn QuantizeObserver,
+    observer: &dyn MakeObserver,
 ) -> Result<String, VariantError> {
     let entry = catalog.get(alias)?;
     if entry.upstream.is_some() {

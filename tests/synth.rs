@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use hearth::cache::Cache;
+use hearth::cache::MakeObserver;
 use hearth::catalog::Catalog;
 use hearth::engine::llama::{EngineOptions, LlamaEngine};
 use hearth::engine::speculative::Speculative;
 use hearth::engine::{ChatMessage, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth::synth::{self, ShapeSource, SynthRequest};
-use hearth::variants::QuantizeObserver;
 
 struct Quiet;
 
-impl QuantizeObserver for Quiet {
+impl MakeObserver for Quiet {
     fn notice(&self, _line: &str) {}
     fn writing(&self, _variant: &str, _written: u64, _expected: u64) {}
     fn written(&self) {}

@@ -23,7 +23,7 @@ mod progress;
 
 pub use download::{download, DownloadSpec, HubConfig};
 pub use error::CacheError;
-pub use progress::{BarProgress, DownloadProgress, NoProgress};
+pub use progress::{BarProgress, DownloadProgress, MakeObserver, NoProgress};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

@@ -98,3 +98,14 @@ impl DownloadProgress for BarProgress {
         }
     }
 }
+
+/// What a person watching hearth make a model file (a quantized variant, a shape model) sees:
+/// notes, and the file growing.
+pub trait MakeObserver {
+    /// A line worth saying (a download first, a source already quantized, the result).
+    fn notice(&self, line: &str);
+    /// `written` of about `expected` bytes of `model` are on disk.
+    fn writing(&self, model: &str, written: u64, expected: u64);
+    /// Writing stopped (the bar can go).
+    fn written(&self);
+}

@@ -280,7 +280,9 @@ fn memory_split(e: &memory::MemoryEstimate, layers: GpuLayers, blocks: u64) -> (
         layers.offloaded(blocks) as f64 / blocks as f64
     };
     let device = ((e.weights_bytes + e.kv_cache_bytes) as f64 * share) as u64;
-    (e.total_bytes() - device, device)
+    // Only the layers left on the CPU are repacked.
+    let not_repacked = (e.repacked_bytes as f64 * share) as u64;
+    (e.total_bytes() - device - not_repacked, device)
 }
 
 fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -> Result<ExitCode> {
@@ -307,6 +309,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
             "memory": est.map(|e| serde_json::json!({
                 "ctx": n_ctx,
                 "weights_bytes": e.weights_bytes,
+                "repacked_bytes": e.repacked_bytes,
                 "kv_cache_bytes": e.kv_cache_bytes,
                 "overhead_bytes": e.overhead_bytes,
                 "total_bytes": e.total_bytes(),
@@ -414,10 +417,18 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         row(
             "memory estimate",
             format!(
-                "{} at ctx {} (weights {}, KV {}, buffers {}); {} available: {}",
+                "{} at ctx {} (weights {}{}, KV {}, buffers {}); {} available: {}",
                 human_bytes(e.total_bytes()),
                 n_ctx,
                 human_bytes(e.weights_bytes),
+                if e.repacked_bytes > 0 {
+                    format!(
+                        " + {} repacked for the CPU's faster kernels",
+                        human_bytes(e.repacked_bytes)
+                    )
+                } else {
+                    String::new()
+                },
                 human_bytes(e.kv_cache_bytes),
                 human_bytes(e.overhead_bytes),
                 human_bytes(budget),

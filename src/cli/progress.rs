@@ -10,8 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use hearth::bench;
 use hearth::bench::session::SessionObserver;
+use hearth::cache::MakeObserver;
 use hearth::store::record::ModelStatus;
-use hearth::variants::QuantizeObserver;
 
 /// One progress bar per model on stderr (hidden when stderr is not a terminal, where a line
 /// per model is printed instead).
@@ -108,7 +108,7 @@ fn status_word(status: ModelStatus) -> &'static str {
     }
 }
 
-impl QuantizeObserver for BarsProgress {
+impl MakeObserver for BarsProgress {
     fn notice(&self, line: &str) {
         eprintln!("{line}");
     }
@@ -157,7 +157,7 @@ pub struct QuantizeBar {
     bar: Arc<Mutex<Option<ProgressBar>>>,
 }
 
-impl QuantizeObserver for QuantizeBar {
+impl MakeObserver for QuantizeBar {
     fn notice(&self, line: &str) {
         eprintln!("{line}");
     }

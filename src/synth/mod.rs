@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
 
+use crate::cache::MakeObserver;
 use crate::cache::{self, Cache};
 use crate::catalog::{
     self, Catalog, CatalogEntry, CatalogError, Shape, ShapeError, SyntheticOrigin,
 };
-use crate::engine::memory::{human_bytes, MemoryEstimate};
+use crate::engine::memory::{self, human_bytes, MemoryEstimate, TensorBytes};
 use crate::gguf;
-use crate::variants::QuantizeObserver;
 
 mod blocks;
 pub mod gguf_writer;
@@ -134,6 +134,23 @@ pub struct SynthRequest {
     pub memory: Option<(u64, u64)>,
 }
 
+/// The tensors a file of `shape` in mixture `ty` holds, as the memory estimate needs them
+/// (before anything is downloaded or made); `None` for a type synth does not write.
+pub fn tensor_bytes(shape: &Shape, ty: &str) -> Option<Vec<TensorBytes>> {
+    let mix = mixture(ty)?;
+    Some(
+        plan::tensors(shape, mix)
+            .iter()
+            .map(|t| TensorBytes {
+                ggml_type: t.ty.ggml_id(),
+                rows: t.dims.get(1).copied().unwrap_or(1),
+                bytes: t.bytes(),
+                embedding: t.name == "token_embd.weight",
+            })
+            .collect(),
+    )
+}
+
 /// The alias of `base`'s shape model in `mix` when that is not `base`'s own type.
 pub fn shape_alias(base: &str, mix: Mixture, own_type: Option<&str>) -> String {
     match own_type {
@@ -190,7 +207,7 @@ pub fn make(
     cache: &Cache,
     user_models_file: &Path,
     request: &SynthRequest,
-    observer: &dyn QuantizeObserver,
+    observer: &dyn MakeObserver,
 ) -> Result<String, SynthError> {
     let (shape, shape_source, real, base) = resolve(catalog, &request.source)?;
     let own_type = real.as_ref().and_then(|e| e.quantization.clone());
@@ -225,7 +242,14 @@ pub fn make(
     let total = header.len() as u64 + data;
 
     if let Some((budget, n_ctx)) = request.memory {
-        let need = MemoryEstimate::new(total, shape.kv_bytes_per_token(), n_ctx);
+        let repacked = tensor_bytes(&shape, mix.name).map_or(0, |t| memory::repacked_bytes(&t));
+        let need = MemoryEstimate::measured_model(
+            total,
+            repacked,
+            shape.kv_bytes_per_token(),
+            n_ctx,
+            memory::working_bytes(u64::from(shape.vocab), u64::from(shape.embedding)),
+        );
         if !need.fits(budget) {
             return Err(SynthError::Memory {
                 alias,
@@ -388,7 +412,7 @@ fn write_file(
     seed: u64,
     total: u64,
     alias: &str,
-    observer: &dyn QuantizeObserver,
+    observer: &dyn MakeObserver,
 ) -> Result<(), SynthError> {
     let err = |source| SynthError::Write {
         alias: alias.to_string(),

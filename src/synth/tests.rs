@@ -11,7 +11,7 @@ struct Seen {
     last: RefCell<(u64, u64)>,
 }
 
-impl QuantizeObserver for Seen {
+impl MakeObserver for Seen {
     fn notice(&self, line: &str) {
         self.notices.borrow_mut().push(line.to_string());
     }

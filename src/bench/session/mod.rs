@@ -21,6 +21,7 @@ use super::recorder::Recorder;
 use super::resources::CLIENT_THREAD_PREFIX;
 use super::{BenchError, BenchOptions, Progress, Target};
 use crate::cache::Cache;
+use crate::cache::MakeObserver;
 use crate::catalog::{Catalog, CatalogError};
 use crate::engine::devices::GpuLayers;
 use crate::engine::speculative::Speculative;
@@ -31,7 +32,7 @@ use crate::store::record::{
     LoadShape, QualityOptions, RunData, RunOptions, RunRecord, RunStatus, SloLimits,
 };
 use crate::store::{unix_ms, Store, StoreError};
-use crate::variants::{QuantizeObserver, VariantError};
+use crate::variants::VariantError;
 use servers::Servers;
 use targets::{judge_endpoint, make_named_shapes, target, with_shapes, with_variants};
 
@@ -148,7 +149,7 @@ pub struct Library<'a> {
 
 /// What the person running the session sees: live progress of the requests, notes, the
 /// quantizer and the judge.
-pub trait SessionObserver: Progress + QuantizeObserver {
+pub trait SessionObserver: Progress + MakeObserver {
     /// The timed part is over: live bars can go before the table is printed.
     fn measured(&self);
     /// The judge has scored `done` of `total` distinct answers.
