@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 mod builtin;
 mod filter;
 
-pub use builtin::{builtin_entries, DEFAULT_MODEL, DEFAULT_MODEL_SHA256};
+pub use builtin::{
+    builtin_entries, DEFAULT_MODEL, DEFAULT_MODEL_SHA256, GEMMA3_270M, GEMMA3_270M_SHA256,
+};
 pub use filter::Filter;
 
 /// Why the catalog could not be read or a lookup failed.
@@ -375,6 +377,7 @@ mod tests {
         let catalog = Catalog::builtin();
         for alias in [
             "smollm2-135m",
+            "gemma3-270m",
             "qwen2.5-0.5b",
             "qwen2.5-1.5b",
             "gemma-2-2b",
@@ -386,6 +389,19 @@ mod tests {
             let e = catalog.get(alias).unwrap();
             assert!(e.source.is_some() && e.license.is_some() && e.size_mb.is_some());
         }
+    }
+
+    #[test]
+    fn gemma3_is_a_checksummed_base_model_not_a_chat_one() {
+        let catalog = Catalog::builtin();
+        let gemma = catalog.get(GEMMA3_270M).unwrap();
+        assert_eq!(gemma.family.as_deref(), Some("gemma3"));
+        assert_eq!(gemma.license.as_deref(), Some("Gemma"));
+        assert_eq!(gemma.sha256.as_deref(), Some(GEMMA3_270M_SHA256));
+        assert!(gemma.capabilities.iter().any(|t| t == "base"));
+        assert!(!gemma.capabilities.iter().any(|t| t == "chat"));
+        let chat = catalog.filter(&filters(&["tag=chat"]));
+        assert!(chat.iter().all(|e| e.alias != GEMMA3_270M));
     }
 
     #[test]

@@ -269,7 +269,14 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         "quantization",
         entry.quantization.clone().unwrap_or_default(),
     );
-    row("license", entry.license.clone().unwrap_or_default());
+    row(
+        "license",
+        entry
+            .license
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.license.clone()))
+            .unwrap_or_default(),
+    );
     row("capabilities", entry.capabilities.join(", "));
     row("device", entry.device().to_string());
     if let Some(src) = &entry.source {
