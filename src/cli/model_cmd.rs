@@ -10,6 +10,7 @@ use hearth::cache::BarProgress;
 use hearth::catalog::{self, CatalogEntry, Filter};
 use hearth::engine::devices::{self, GpuLayers};
 use hearth::engine::memory::{self, human_bytes};
+use hearth::engine::template::TemplateChoice;
 use hearth::gguf;
 use hearth::loader;
 
@@ -242,6 +243,9 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
             "entry": entry,
             "path": path,
             "gguf": file,
+            "chat_template": file.as_ref().map(|f| {
+                TemplateChoice::for_model(f.chat_template.as_deref(), &f.architecture)
+            }),
             "memory": est.map(|e| serde_json::json!({
                 "ctx": n_ctx,
                 "weights_bytes": e.weights_bytes,
@@ -332,12 +336,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         );
         row(
             "chat template",
-            if f.chat_template.is_some() {
-                "embedded"
-            } else {
-                "none (ChatML)"
-            }
-            .into(),
+            TemplateChoice::for_model(f.chat_template.as_deref(), &f.architecture).to_string(),
         );
     } else if let Some(size) = entry.size_bytes() {
         row("size", human_bytes(size));
