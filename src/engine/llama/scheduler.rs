@@ -39,16 +39,27 @@ use crate::engine::backend::llama_backend;
 use crate::engine::speculative::{Acceptance, History, Speculative, StepCosts};
 use crate::engine::{EngineError, Event, FinishReason};
 
+/// What the engine thread needs to know about the model beyond llama.cpp's own view of it.
+pub(super) struct ModelInfo {
+    /// Tokens that end an answer besides llama.cpp's end-of-generation set (the chat
+    /// template's end-of-turn token).
+    pub(super) end_of_turn: Vec<LlamaToken>,
+    /// Tokens a sliding-window layer attends to, for models that have such layers: bounds
+    /// which cached positions a reused prompt prefix needs.
+    pub(super) sliding_window: Option<u64>,
+}
+
 /// The engine thread's body: creates the context (reporting success or failure on `ready`),
 /// then runs the step loop until the handle is dropped.
 pub(super) fn run(
     model: &LlamaModel,
+    info: &ModelInfo,
     options: &EngineOptions,
     commands: &std_mpsc::Receiver<Command>,
     shared: &Shared,
     ready: &std_mpsc::Sender<Result<(), EngineError>>,
 ) {
-    let mut engine = match Scheduler::start(model, options, commands, shared) {
+    let mut engine = match Scheduler::start(model, info, options, commands, shared) {
         Ok(engine) => {
             let _ = ready.send(Ok(()));
             engine
@@ -86,6 +97,10 @@ struct Scheduler<'m> {
     n_batch: usize,
     /// Whether sequences draft (asked for, and possible with this model's cache).
     speculative: bool,
+    /// Tokens that end an answer besides llama.cpp's end-of-generation set.
+    end_of_turn: Vec<LlamaToken>,
+    /// The model's attention window, for models with sliding-window layers.
+    sliding_window: Option<usize>,
     acceptance: Acceptance,
     costs: StepCosts,
     history: History,
@@ -118,6 +133,7 @@ impl<'m> Scheduler<'m> {
     /// Creates the context: one KV stream per sequence, `n_ctx` cells each.
     fn start(
         model: &'m LlamaModel,
+        info: &ModelInfo,
         options: &EngineOptions,
         commands: &'m std_mpsc::Receiver<Command>,
         shared: &'m Shared,
@@ -135,6 +151,15 @@ impl<'m> Scheduler<'m> {
             .with_n_seq_max(options.parallel)
             .with_n_threads(threads)
             .with_n_threads_batch(threads)
+            // A full-size cache for sliding-window layers (Gemma 2 and 3), as llama.cpp's own
+            // default: every position stays until hearth removes it. A window-sized cache
+            // (llama-server's default) overwrites positions that slid out of the window, so a
+            // prompt kept for reuse loses its older cells once an answer outgrows the window,
+            // and `seq_rm` of a rejected draft still returns true after llama.cpp pruned what
+            // the rolled-back position needs. The cost is memory: those layers keep the whole
+            // context (which is what the memory estimate counts), e.g. 72 MiB instead of 27 MiB
+            // per 4096-token sequence for Gemma 3 270M.
+            .with_swa_full(true)
             // One KV stream per sequence: a sequence's attention never sees another's cells,
             // which keeps greedy output identical whether it runs alone or batched.
             .with_kv_unified(false);
@@ -151,6 +176,8 @@ impl<'m> Scheduler<'m> {
             n_ctx: options.n_ctx as usize,
             n_batch: options.n_batch as usize,
             speculative,
+            end_of_turn: info.end_of_turn.clone(),
+            sliding_window: info.sliding_window.map(|w| w as usize),
             acceptance: Acceptance::default(),
             costs: StepCosts::default(),
             history: History::default(),
@@ -226,11 +253,17 @@ impl<'m> Scheduler<'m> {
                 .ctx
                 .clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None)
                 .unwrap_or(false);
-            if trimmed {
+            // Some caches (recurrent) cannot drop a suffix; a window-sized sliding-window cache
+            // drops the oldest positions on its own: either way, start clean rather than
+            // attend to cells that are not there.
+            let pos_min = self.ctx.kv_cache_seq_pos_min(seq);
+            if trimmed && prefix_intact(pos_min, reuse, self.sliding_window) {
                 slot.n_prefilled = reuse;
                 slot.reused = reuse;
             } else {
-                // Some caches (sliding-window, recurrent) cannot drop a suffix: start clean.
+                if trimmed {
+                    tracing::debug!(seq, reuse, pos_min, "cached prefix incomplete; prefilling");
+                }
                 let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             }
             self.slots.push(slot);
@@ -364,8 +397,14 @@ impl<'m> Scheduler<'m> {
                 continue;
             };
             let drafted = self.slots[i].draft.len();
-            let (finish, accepted) =
-                self.slots[i].sample_step(index, &self.ctx, self.model, now, &mut self.acceptance);
+            let (finish, accepted) = self.slots[i].sample_step(
+                index,
+                &self.ctx,
+                self.model,
+                &self.end_of_turn,
+                now,
+                &mut self.acceptance,
+            );
             if drafted > 0 {
                 self.shared
                     .draft_tokens
@@ -470,6 +509,19 @@ fn reusable_prefix(kept: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
     common.min(prompt.len() - 1)
 }
 
+/// Whether a sequence's cache still holds every position the token after a reused prefix of
+/// `reuse` tokens attends to, given the cache's lowest position (`pos_min`, -1 when empty): all
+/// of them for full attention, the last `window` for sliding-window layers (llama.cpp masks a
+/// cell when `query_pos - cell_pos >= window`). Full-attention layers of a mixed model never
+/// lose their prefix; `pos_min` is the sliding-window cache's then.
+fn prefix_intact(pos_min: i32, reuse: usize, window: Option<usize>) -> bool {
+    if reuse == 0 {
+        return true;
+    }
+    let needed = window.map_or(0, |w| (reuse + 1).saturating_sub(w));
+    usize::try_from(pos_min).is_ok_and(|min| min <= needed)
+}
+
 /// Each slot's prompt chunk this step, in slot (arrival) order: `remaining` is `None` for a
 /// generating slot (it gets 0) and the prompt tokens still to prefill otherwise; `reserved`
 /// rows (generated tokens and drafts) are served first (see [`plan_prefill`]).
@@ -543,6 +595,24 @@ mod tests {
         assert_eq!(reusable_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 3])), 2);
         assert_eq!(reusable_prefix(&t(&[1, 2, 3, 4]), &t(&[1, 2])), 1);
         assert_eq!(reusable_prefix(&t(&[5]), &t(&[1])), 0);
+    }
+
+    #[test]
+    fn a_reused_prefix_needs_every_cell_its_next_token_attends_to() {
+        // Nothing reused: nothing needed.
+        assert!(prefix_intact(-1, 0, None));
+        // Full attention: the prefix from position 0.
+        assert!(prefix_intact(0, 100, None));
+        assert!(!prefix_intact(1, 100, None));
+        assert!(!prefix_intact(-1, 100, None));
+        // A 512-token window: the token at position 1000 sees positions 489..=1000.
+        assert!(prefix_intact(489, 1000, Some(512)));
+        assert!(!prefix_intact(490, 1000, Some(512)));
+        // A prefix shorter than the window needs it all.
+        assert!(prefix_intact(0, 100, Some(512)));
+        assert!(!prefix_intact(1, 100, Some(512)));
+        // The window's cells were all pruned.
+        assert!(!prefix_intact(-1, 1000, Some(512)));
     }
 
     #[test]

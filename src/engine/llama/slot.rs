@@ -184,11 +184,14 @@ impl Slot {
         }
     }
 
-    /// Handles a sampled token; returns why the sequence ends, if it does.
+    /// Handles a sampled token; returns why the sequence ends, if it does: an
+    /// end-of-generation token (llama.cpp's set, plus the template's `end_of_turn` ones), a
+    /// stop string, or `max_tokens`.
     fn accept(
         &mut self,
         token: LlamaToken,
         model: &LlamaModel,
+        end_of_turn: &[LlamaToken],
         now: Instant,
     ) -> Option<FinishReason> {
         if self.first_token.is_none() {
@@ -201,7 +204,7 @@ impl Slot {
             drafter.push(token.0);
         }
         let vocab = model.vocab();
-        if vocab.is_eog(token) && !self.ignore_eos {
+        if (vocab.is_eog(token) || end_of_turn.contains(&token)) && !self.ignore_eos {
             return Some(FinishReason::Stop);
         }
         self.generated += 1;
@@ -234,6 +237,7 @@ impl Slot {
         index: i32,
         ctx: &LlamaContext<'_>,
         model: &LlamaModel,
+        end_of_turn: &[LlamaToken],
         now: Instant,
         acceptance: &mut Acceptance,
     ) -> (Option<FinishReason>, usize) {
@@ -242,7 +246,7 @@ impl Slot {
         let mut rejected = false;
         let finish = loop {
             let token = self.sampler.sample(ctx, index + accepted as i32);
-            if let Some(reason) = self.accept(token, model, now) {
+            if let Some(reason) = self.accept(token, model, end_of_turn, now) {
                 break Some(reason);
             }
             match draft.get(accepted) {

@@ -143,6 +143,7 @@ impl UpstreamBackend {
                 load_ms: 0.0,
                 file_bytes: 0,
                 tool_format: crate::engine::ToolFormat::Generic,
+                template: None,
             },
             target: Arc::new(Target {
                 base_url,
