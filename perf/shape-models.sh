@@ -19,8 +19,9 @@
 # Environment:
 #   HEARTH_BENCH_THREADS  CPU threads (default 2)
 #   BENCH_REPS            repetitions per test after one warm-up (twin default 3, ladder 1)
-#   BENCH_ROUNDS          alternating rounds of real and twin (default 3)
-#   SHAPES                ladder shapes (default: qwen2.5-0.5b llama-3.2-1b qwen2.5-1.5b phi-3.5-mini)
+#   BENCH_ROUNDS          alternating rounds of real and twin (default 4; medians are compared)
+#   SHAPES                ladder shapes (default: qwen2.5-0.5b llama-3.2-1b qwen2.5-1.5b phi-3.5-mini;
+#                         empty: the real models only)
 #   SHAPES_7B=1           add mistral-7b~shape (about 4.4 GB on disk; minutes per test on 2 cores)
 # Only stdout carries the tables; progress goes to stderr. Shape models are made in a private
 # HEARTH_HOME under target/shape-perf (kept between runs: synthesising is seconds, not minutes).
@@ -30,10 +31,10 @@ cd "$(dirname "$0")/.."
 log() { echo "shape-perf: $*" >&2; }
 
 THREADS=${HEARTH_BENCH_THREADS:-2}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-4}
 TWIN_REPS=${BENCH_REPS:-3}
 LADDER_REPS=${BENCH_REPS:-1}
-SHAPES=${SHAPES:-qwen2.5-0.5b llama-3.2-1b qwen2.5-1.5b phi-3.5-mini}
+SHAPES=${SHAPES-qwen2.5-0.5b llama-3.2-1b qwen2.5-1.5b phi-3.5-mini}
 [ "${SHAPES_7B:-0}" = 1 ] && SHAPES="$SHAPES mistral-7b"
 CTX=1024 # benches/engine.rs's context; the estimate is asked for the same
 
@@ -87,8 +88,9 @@ for line in open(sys.argv[1]):
     who, js = line.split(" ", 1)
     rows[who].append(json.loads(js))
 def mean(who, key):
-    vals = [s for r in rows[who] for s in (r[key]["samples"] if key != "peak_rss_bytes" else [r[key]])]
-    return sum(vals) / len(vals)
+    # The median of every sample over all rounds: this VM's noise is ±20 % between runs.
+    vals = sorted(s for r in rows[who] for s in (r[key]["samples"] if key != "peak_rss_bytes" else [r[key]]))
+    return vals[len(vals) // 2]
 print("## Shape twin of the default model (SmolLM2-135M-Instruct Q4_1), same run\n")
 print("| figure | real | shape twin | twin / real | limit | verdict |")
 print("|---|---|---|---|---|---|")
@@ -103,7 +105,7 @@ for key, name, limit, fmt in [("pp512", "prefill tok/s (512-token prompt)", 0.05
     good = abs(ratio - 1) <= limit
     ok &= good
     print(f"| {name} | {fmt.format(r)} | {fmt.format(t)} | {ratio:.3f} | ±{limit:.0%} | {'PASS' if good else 'FAIL'} |")
-print(f"\n{len(rows['real'])} alternating rounds per file.\n")
+print(f"\n{len(rows['real'])} alternating rounds per file; medians of all repetitions.\n")
 sys.exit(0 if ok else 3)
 PY
 

@@ -133,6 +133,11 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             "gemma-3-270m-q4_k_m.gguf",
             Some(GEMMA3_270M_SHA256),
             2 * 18 * 256 * 2,
+            Shape {
+                head_dim: Some(256),
+                sliding_window: Some(512),
+                ..shape("gemma3", 18, 640, 4, 1, 2048, 262_144, 32768, true, 1e6, 1e-6)
+            },
         ),
         builtin(
             "qwen2.5-0.5b",
