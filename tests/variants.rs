@@ -90,16 +90,16 @@ fn quantize_makes_loadable_variants_with_lineage() {
         "q8_0/q4_1 size ratio {}",
         sizes[1]
     );
-    // The memory refusal names the smaller variant that fits (q8_0 ≈ 324 MiB, the Q4_1 source
-    // ≈ 280 MiB and q4_0 ≈ 274 MiB at ctx 4096).
+    // The memory refusal names the smaller variant that fits. At ctx 4096 on an AVX2 machine
+    // the Q4_1 source needs ≈ 229 MiB, q8_0 ≈ 274 MiB and q4_0 ≈ 280 MiB: llama.cpp repacks
+    // Q4_0 for its AVX2 kernels and the mapped original stays resident, so the smaller file
+    // takes more memory (measured: 236, 279 and 286 MiB peak RSS).
     hearth(home.path())
-        .env("HEARTH_MEMORY_LIMIT_MB", "277")
+        .env("HEARTH_MEMORY_LIMIT_MB", "250")
         .args(["model", "run", "smollm2-135m@q8_0", "--prompt", "hi"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains(
-            "smaller variant `smollm2-135m@q4_0`",
-        ));
+        .stderr(predicate::str::contains("smaller variant `smollm2-135m`"));
     let list = json_out(hearth(home.path()).args(["model", "list", "--json"]));
     let aliases: Vec<&str> = list
         .as_array()

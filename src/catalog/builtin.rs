@@ -136,7 +136,9 @@ pub fn builtin_entries() -> Vec<CatalogEntry> {
             Shape {
                 head_dim: Some(256),
                 sliding_window: Some(512),
-                ..shape("gemma3", 18, 640, 4, 1, 2048, 262_144, 32768, true, 1e6, 1e-6)
+                ..shape(
+                    "gemma3", 18, 640, 4, 1, 2048, 262_144, 32768, true, 1e6, 1e-6,
+                )
             },
         ),
         builtin(

@@ -167,6 +167,7 @@ impl LlamaEngine {
             std::thread::Builder::new()
                 .name(format!("engine-{alias}"))
                 .spawn(move || {
+                    super::backend::flush_denormals_to_zero();
                     scheduler::run(&model, &model_info, &options, &rx, &shared, &ready_tx)
                 })
                 .map_err(|e| EngineError::Load(e.to_string()))?
