@@ -156,13 +156,16 @@ impl Shape {
         if self.vocab < 300 {
             return bad("the vocabulary needs at least 300 tokens (the byte-level base)");
         }
-        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return bad("heads must be a multiple of kv_heads");
         }
-        if self.head_dim.is_none() && self.embedding % self.heads != 0 {
+        if self.head_dim.is_none() && !self.embedding.is_multiple_of(self.heads) {
             return bad("embedding must be a multiple of heads (or give head_dim)");
         }
-        if self.embedding % 32 != 0 || self.ffn % 32 != 0 || self.head_size() % 32 != 0 {
+        if !self.embedding.is_multiple_of(32)
+            || !self.ffn.is_multiple_of(32)
+            || !self.head_size().is_multiple_of(32)
+        {
             return bad(
                 "embedding, ffn and head size must be multiples of 32 (a quantisation block)",
             );

@@ -66,7 +66,7 @@ pub fn repacked_bytes(tensors: &[TensorBytes]) -> u64 {
     }
     tensors
         .iter()
-        .filter(|t| !t.embedding && t.rows % 8 == 0 && types.contains(&t.ggml_type))
+        .filter(|t| !t.embedding && t.rows.is_multiple_of(8) && types.contains(&t.ggml_type))
         .map(|t| t.bytes)
         .sum()
 }

@@ -78,7 +78,7 @@ impl BlockType {
     /// The 32-element type llama.cpp's quantizer falls back to when a row is not a whole
     /// number of 256-element super-blocks (`tensor_type_fallback` in llama-quant.cpp).
     pub fn fallback_for_row(self, row_len: u64) -> BlockType {
-        if row_len % self.block_len() == 0 {
+        if row_len.is_multiple_of(self.block_len()) {
             return self;
         }
         match self {

@@ -147,7 +147,7 @@ fn matrix_type(mix: Mixture, role: Role, layer: u32, layers: u32, row_len: u64) 
     let more = use_more_bits(layer, layers);
     let ty = match (role, mix.name) {
         (Role::Output, _) if base == BlockType::Q8_0 => BlockType::Q8_0,
-        (Role::Output, _) if row_len % base.block_len() != 0 => BlockType::Q8_0,
+        (Role::Output, _) if !row_len.is_multiple_of(base.block_len()) => BlockType::Q8_0,
         (Role::Output, _) => BlockType::Q6K,
         (Role::AttnV | Role::FfnDown, "Q4_K_M" | "Q5_K_M") if more => BlockType::Q6K,
         (Role::AttnV, "Q4_K_S") if layer < 4 => BlockType::Q5K,
