@@ -9,7 +9,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // llama.cpp's own warnings (full-size SWA cache, tokenizer notes…) are for
+                // people debugging it: HEARTH_LOG=warn shows them; hearth reports its errors.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,llama-cpp-2=error")),
         )
         .with_writer(std::io::stderr)
         .init();

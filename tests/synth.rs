@@ -182,3 +182,51 @@ fn the_cli_makes_shape_models_and_refuses_bad_input_in_one_line() {
     let listed = Cache::new(home.path()).list().unwrap();
     assert_eq!(listed.len(), 1, "only the good one is cached: {listed:?}");
 }
+
+#[test]
+fn a_bench_makes_a_named_shape_model_and_reports_it_as_speed_only() {
+    let home = common::home_with_model();
+    let out = home.path().join("out");
+    let run = hearth(home.path())
+        .args([
+            "bench",
+            "--models",
+            "smollm2-135m,smollm2-135m~shape",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--max-tokens",
+            "8",
+            "--requests",
+            "3",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&run.get_output().stdout).to_string();
+    assert!(stdout.contains("n/a — random weights"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let level = report["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["model"] == "smollm2-135m~shape")
+        .expect("the shape model was made and measured");
+    // Every request ran to max_tokens (end-of-text ignored), without drafts.
+    assert_eq!(level["completed"], 3);
+    assert_eq!(level["total_output_tokens"], 24);
+    assert_eq!(level["quality"]["checks_total"], 0);
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("SPEED ONLY: smollm2-135m~shape"),
+        "{warnings}"
+    );
+    assert_ne!(report["recommendation"]["pick"], "smollm2-135m~shape");
+    assert!(report["recommendation"]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("hearth model download smollm2-135m"));
+}

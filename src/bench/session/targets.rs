@@ -305,12 +305,15 @@ pub(super) fn with_shapes(
         if entry.upstream.is_some() || entry.lineage.is_some() || entry.is_shape_model() {
             continue;
         }
+        if entry.shape.is_none() {
+            continue;
+        }
+        // The model's own type when synth writes it, else Q4_K_M (what `model synth` does).
         let Some(mix) = entry
-            .shape
-            .as_ref()
-            .and(entry.quantization.as_deref())
+            .quantization
+            .as_deref()
             .and_then(synth::mixture)
-            .or_else(|| entry.shape.as_ref().and(synth::mixture("Q4_K_M")))
+            .or_else(|| synth::mixture("Q4_K_M"))
         else {
             continue;
         };
