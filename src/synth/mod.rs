@@ -137,18 +137,20 @@ pub struct SynthRequest {
 /// The tensors a file of `shape` in mixture `ty` holds, as the memory estimate needs them
 /// (before anything is downloaded or made); `None` for a type synth does not write.
 pub fn tensor_bytes(shape: &Shape, ty: &str) -> Option<Vec<TensorBytes>> {
-    let mix = mixture(ty)?;
-    Some(
-        plan::tensors(shape, mix)
-            .iter()
-            .map(|t| TensorBytes {
-                ggml_type: t.ty.ggml_id(),
-                rows: t.dims.get(1).copied().unwrap_or(1),
-                bytes: t.bytes(),
-                embedding: t.name == "token_embd.weight",
-            })
-            .collect(),
-    )
+    Some(facts(&plan::tensors(shape, mixture(ty)?)))
+}
+
+/// What the memory estimate needs of planned tensors.
+fn facts(tensors: &[plan::TensorPlan]) -> Vec<TensorBytes> {
+    tensors
+        .iter()
+        .map(|t| TensorBytes {
+            ggml_type: t.ty.ggml_id(),
+            rows: t.dims.get(1).copied().unwrap_or(1),
+            bytes: t.bytes(),
+            embedding: t.name == "token_embd.weight",
+        })
+        .collect()
 }
 
 /// The alias of `base`'s shape model in `mix` when that is not `base`'s own type.
@@ -242,7 +244,7 @@ pub fn make(
     let total = header.len() as u64 + data;
 
     if let Some((budget, n_ctx)) = request.memory {
-        let repacked = tensor_bytes(&shape, mix.name).map_or(0, |t| memory::repacked_bytes(&t));
+        let repacked = memory::repacked_bytes(&facts(&tensors));
         let need = MemoryEstimate::measured_model(
             total,
             repacked,

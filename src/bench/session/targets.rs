@@ -262,22 +262,7 @@ pub(super) fn make_named_shapes(
             .split_once(crate::catalog::SHAPE_SUFFIX)
             .and_then(|(_, rest)| rest.strip_prefix('@'))
             .map(str::to_string);
-        observer.notice(&format!(
-            "making {name} (hearth model synth: random weights, speed only)"
-        ));
-        let request = synth::SynthRequest {
-            source: synth::ShapeSource::Catalog(real.to_string()),
-            ty,
-            seed: synth::DEFAULT_SEED,
-            memory: Some((settings.load.memory_budget, u64::from(settings.load.n_ctx))),
-        };
-        match synth::make(
-            catalog,
-            library.cache,
-            library.user_models_file,
-            &request,
-            observer,
-        ) {
+        match make_shape(settings, library, catalog, name, real, ty, observer) {
             Ok(_) => made = true,
             Err(e) => observer.notice(&format!("cannot make {name}: {e}")),
         }
@@ -324,20 +309,14 @@ pub(super) fn with_shapes(
         let twin = if cached {
             Ok(twin)
         } else {
-            observer.notice(&format!(
-                "making {twin} for the comparison (hearth model synth: random weights, speed only)"
-            ));
-            let request = synth::SynthRequest {
-                source: synth::ShapeSource::Catalog(entry.alias.clone()),
-                ty: Some(mix.name.to_string()),
-                seed: synth::DEFAULT_SEED,
-                memory: Some((settings.load.memory_budget, u64::from(settings.load.n_ctx))),
-            };
-            synth::make(
+            let ty = Some(mix.name.to_string());
+            make_shape(
+                settings,
+                library,
                 catalog,
-                library.cache,
-                library.user_models_file,
-                &request,
+                &twin,
+                &entry.alias,
+                ty,
                 observer,
             )
         };
@@ -348,4 +327,33 @@ pub(super) fn with_shapes(
         }
     }
     out
+}
+
+/// Makes `alias` (a shape model of the catalog's `real`, in `ty` or its own type) for the run,
+/// checked against the memory the run's server will load it with.
+fn make_shape(
+    settings: &SessionSettings,
+    library: &Library<'_>,
+    catalog: &Catalog,
+    alias: &str,
+    real: &str,
+    ty: Option<String>,
+    observer: &dyn SessionObserver,
+) -> Result<String, synth::SynthError> {
+    observer.notice(&format!(
+        "making {alias} for the comparison (hearth model synth: random weights, speed only)"
+    ));
+    let request = synth::SynthRequest {
+        source: synth::ShapeSource::Catalog(real.to_string()),
+        ty,
+        seed: synth::DEFAULT_SEED,
+        memory: Some((settings.load.memory_budget, u64::from(settings.load.n_ctx))),
+    };
+    synth::make(
+        catalog,
+        library.cache,
+        library.user_models_file,
+        &request,
+        observer,
+    )
 }
