@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::client::{Clock, Endpoint};
+use super::gpu::{self, GpuMeter, GpuReading};
 use super::resources::{self, EnergyMeter, ProcessProbe};
 use super::{load, scrape, BenchOptions, Target, CLIENT_CPU_LIMIT, CLIENT_LAG_LIMIT_MS};
 use crate::store::record::{LevelRecord, LoadShape, Sample};
@@ -14,6 +15,7 @@ use crate::store::record::{LevelRecord, LoadShape, Sample};
 pub(super) struct Sampler {
     samples: Arc<Mutex<Vec<Sample>>>,
     peak_rss: Arc<Mutex<Option<u64>>>,
+    gpu: Arc<Mutex<Vec<(f64, GpuReading)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -21,7 +23,8 @@ impl Sampler {
     fn start(http: reqwest::Client, target: &Target, clock: Clock, interval: Duration) -> Self {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let peak_rss = Arc::new(Mutex::new(None::<u64>));
-        let (s, p) = (samples.clone(), peak_rss.clone());
+        let gpu_samples = Arc::new(Mutex::new(Vec::new()));
+        let (s, p, g) = (samples.clone(), peak_rss.clone(), gpu_samples.clone());
         let probe = target.probe.clone();
         let endpoint = target.endpoint.clone();
         let task = tokio::spawn(async move {
@@ -49,6 +52,13 @@ impl Sampler {
                     let mut guard = p.lock().expect("peak lock");
                     *guard = (*guard).max(peak);
                 }
+                if let Some(meter) = GpuMeter::shared() {
+                    let reading = meter.read();
+                    sample.gpu_memory_bytes = Some(reading.memory_used_bytes);
+                    sample.gpu_utilization_pct = Some(reading.utilization_pct);
+                    sample.gpu_power_w = Some(reading.power_w);
+                    g.lock().expect("gpu lock").push((sample.t_ms, reading));
+                }
                 if has_metrics {
                     match scrape::scrape(&http, &endpoint.base_url, endpoint.api_key.as_deref())
                         .await
@@ -68,15 +78,17 @@ impl Sampler {
         Self {
             samples,
             peak_rss,
+            gpu: gpu_samples,
             task,
         }
     }
 
-    fn finish(self) -> (Vec<Sample>, Option<u64>) {
+    fn finish(self) -> (Vec<Sample>, Option<u64>, Vec<(f64, GpuReading)>) {
         self.task.abort();
         let samples = std::mem::take(&mut *self.samples.lock().expect("samples lock"));
         let peak = *self.peak_rss.lock().expect("peak lock");
-        (samples, peak)
+        let gpu = std::mem::take(&mut *self.gpu.lock().expect("gpu lock"));
+        (samples, peak, gpu)
     }
 }
 
@@ -87,6 +99,7 @@ pub(super) struct Measurement {
     server_cpu_before: Option<f64>,
     client_cpu_before: f64,
     energy: Option<(EnergyMeter, Vec<u64>)>,
+    gpu_before: Option<GpuReading>,
     scrape_before: Option<scrape::Scrape>,
     sampler: Sampler,
     lag: load::LagMonitor,
@@ -115,8 +128,10 @@ impl Measurement {
             target.endpoint.api_key.as_deref(),
         )
         .await;
+        let gpu_before = GpuMeter::shared().map(GpuMeter::read);
         Self {
             started: Instant::now(),
+            gpu_before,
             server_cpu_before: probe.as_ref().and_then(|p| p.read().cpu_ms),
             probe,
             client_cpu_before: resources::client_cpu_ms(),
@@ -137,7 +152,16 @@ impl Measurement {
     pub(super) async fn end(self, shape: &LoadShape, level: &str, model: &str) -> LevelRecord {
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let lag_p99 = self.lag.finish();
-        let (samples, sampled_peak) = self.sampler.finish();
+        let (samples, sampled_peak, gpu_samples) = self.sampler.finish();
+        let gpu = match (GpuMeter::shared(), self.gpu_before) {
+            (Some(meter), Some(before)) => gpu::summarize(
+                meter.names(),
+                before,
+                &gpu_samples,
+                (duration_ms, meter.read()),
+            ),
+            _ => None,
+        };
         let reading = self.probe.as_ref().map(ProcessProbe::read);
         let server_cpu_ms = match (reading.and_then(|r| r.cpu_ms), self.server_cpu_before) {
             (Some(after), Some(before)) => Some(after - before),
@@ -158,6 +182,18 @@ impl Measurement {
                 (Some(j), Some(method))
             }
             (None, None) => (None, None),
+        };
+        // A GPU that ran kernels in this level adds its own measured energy; an idle one
+        // beside a CPU-only level does not (its idle draw is not the level's work).
+        let (energy_j, energy_method) = match gpu.as_ref().filter(|g| g.busy()) {
+            Some(g) => (
+                Some(g.energy_j + energy_j.unwrap_or(0.0)),
+                Some(match energy_method {
+                    Some(cpu) => format!("{} ({:.1} J) + CPU {cpu}", g.energy_method, g.energy_j),
+                    None => format!("{} (CPU not measured)", g.energy_method),
+                }),
+            ),
+            None => (energy_j, energy_method),
         };
         let server_metrics = match &self.scrape_before {
             Some(before) => scrape::scrape(
@@ -191,6 +227,7 @@ impl Measurement {
             energy_method,
             samples,
             server_metrics,
+            gpu,
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod calibrate;
 pub mod client;
 pub mod environment;
+pub mod gpu;
 pub mod load;
 mod measure;
 pub mod mock;

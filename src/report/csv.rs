@@ -170,7 +170,7 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
         "usage_disagreements",
         int(l.map(|l| l.token_counts.usage_disagreements)),
     );
-    let r = l.map(|l| l.resources);
+    let r = l.map(|l| &l.resources);
     put("peak_rss_bytes", int(r.and_then(|r| r.peak_rss_bytes)));
     put("server_cpu_ms", num(r.and_then(|r| r.server_cpu_ms)));
     put("client_cpu_ms", num(r.map(|r| r.client_cpu_ms)));
@@ -179,6 +179,14 @@ fn row(m: &ModelSummary, l: Option<&LevelSummary>) -> Vec<(String, String)> {
         "client_bottleneck",
         r.map_or(String::new(), |r| r.client_bottleneck.to_string()),
     );
+    let g = r.and_then(|r| r.gpu.as_ref());
+    put("gpu_memory_peak_bytes", int(g.map(|g| g.peak_memory_bytes)));
+    put(
+        "gpu_utilization_mean_pct",
+        num(g.map(|g| g.mean_utilization_pct)),
+    );
+    put("gpu_power_mean_w", num(g.map(|g| g.mean_power_w)));
+    put("gpu_energy_j", num(g.map(|g| g.energy_j)));
     let e = l.map(|l| &l.energy);
     put("energy_j", num(e.and_then(|e| e.energy_j)));
     put(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::latency::Latencies;
 use super::quality::Quality;
 use crate::stats::Distribution;
-use crate::store::record::{LoadShape, ModelRecord, ModelStatus, RunRecord, ScoreSource};
+use crate::store::record::{GpuLevel, LoadShape, ModelRecord, ModelStatus, RunRecord, ScoreSource};
 
 /// Electricity price used for the cost figure when the run's options name none, per kWh.
 pub const DEFAULT_ENERGY_PRICE_PER_KWH: f64 = 0.30;
@@ -168,7 +168,7 @@ impl TokenCounts {
 }
 
 /// The serving process's and the client's resource use during a level.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     /// Peak RSS of the serving process, bytes.
     pub peak_rss_bytes: Option<u64>,
@@ -180,6 +180,9 @@ pub struct Resources {
     pub client_lag_p99_ms: f64,
     /// The client, not the server, limited the measurement: numbers understate the server.
     pub client_bottleneck: bool,
+    /// GPU memory, utilisation, power and energy (NVML), on machines with a GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuLevel>,
 }
 
 /// Energy and its approximate cost, per level.

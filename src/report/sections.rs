@@ -230,12 +230,24 @@ pub fn throughput(s: &RunSummary) -> Table {
 }
 
 /// Memory, CPU, the client's health, energy and its cost, and where token counts came from.
+/// GPU columns (memory peak, utilisation, power) appear only when some level was measured on a
+/// machine with a GPU.
 pub fn resources(s: &RunSummary) -> Table {
-    let mut t = Table::new(&[
+    let with_gpu = s.levels.iter().any(|l| l.resources.gpu.is_some());
+    let mut columns = vec![
         ("model", L),
         ("level", L),
         ("peak RSS", R),
         ("server CPU ms", R),
+    ];
+    if with_gpu {
+        columns.extend([
+            ("GPU mem peak", R),
+            ("GPU util mean / peak", R),
+            ("GPU power mean / peak", R),
+        ]);
+    }
+    columns.extend([
         ("client CPU ms", R),
         ("client lag p99 ms", R),
         ("client bottleneck", L),
@@ -245,36 +257,68 @@ pub fn resources(s: &RunSummary) -> Table {
         ("cost per 1k tokens", R),
         ("token counts", L),
     ]);
+    let mut t = Table::new(&columns);
     for l in &s.levels {
         let (r, e, tc) = (&l.resources, &l.energy, &l.token_counts);
+        let mut cells = vec![
+            Cell::new(l.model.clone()),
+            Cell::new(l.level.clone()),
+            Cell::new(fmt_bytes(r.peak_rss_bytes)),
+            Cell::new(fmt_num(r.server_cpu_ms, 0)),
+        ];
+        if with_gpu {
+            let g = r.gpu.as_ref();
+            cells.extend([
+                Cell::new(fmt_bytes(g.map(|g| g.peak_memory_bytes))),
+                Cell::new(g.map_or("—".into(), |g| {
+                    format!(
+                        "{:.0} % / {:.0} %",
+                        g.mean_utilization_pct, g.peak_utilization_pct
+                    )
+                })),
+                Cell::new(g.map_or("—".into(), |g| {
+                    format!("{:.0} W / {:.0} W", g.mean_power_w, g.peak_power_w)
+                })),
+            ]);
+        }
+        cells.extend([
+            Cell::new(fmt_num(Some(r.client_cpu_ms), 0)),
+            Cell::new(fmt_num(Some(r.client_lag_p99_ms), 2)),
+            if r.client_bottleneck {
+                Cell::marked("YES", Mark::Strong)
+            } else {
+                Cell::new("no")
+            },
+            Cell::new(fmt_num(e.energy_j, 1)),
+            Cell::new(e.method.as_deref().unwrap_or("—")),
+            Cell::new(format!(
+                "{} J / {} Wh",
+                fmt_num(e.j_per_1k_output_tokens, 1),
+                fmt_num(e.wh_per_1k_output_tokens, 4)
+            )),
+            Cell::new(fmt_num(e.cost_per_1k_output_tokens, 6)),
+            Cell::new(format!(
+                "{} usage / {} tokenizer / {} chunks; {} disagree",
+                tc.usage, tc.tokenizer, tc.chunks, tc.usage_disagreements
+            )),
+        ]);
         t.push(Row {
-            cells: vec![
-                Cell::new(l.model.clone()),
-                Cell::new(l.level.clone()),
-                Cell::new(fmt_bytes(r.peak_rss_bytes)),
-                Cell::new(fmt_num(r.server_cpu_ms, 0)),
-                Cell::new(fmt_num(Some(r.client_cpu_ms), 0)),
-                Cell::new(fmt_num(Some(r.client_lag_p99_ms), 2)),
-                if r.client_bottleneck {
-                    Cell::marked("YES", Mark::Strong)
-                } else {
-                    Cell::new("no")
-                },
-                Cell::new(fmt_num(e.energy_j, 1)),
-                Cell::new(e.method.as_deref().unwrap_or("—")),
-                Cell::new(format!(
-                    "{} J / {} Wh",
-                    fmt_num(e.j_per_1k_output_tokens, 1),
-                    fmt_num(e.wh_per_1k_output_tokens, 4)
-                )),
-                Cell::new(fmt_num(e.cost_per_1k_output_tokens, 6)),
-                Cell::new(format!(
-                    "{} usage / {} tokenizer / {} chunks; {} disagree",
-                    tc.usage, tc.tokenizer, tc.chunks, tc.usage_disagreements
-                )),
-            ],
+            cells,
             alert: r.client_bottleneck,
         });
+    }
+    if with_gpu {
+        let names: Vec<&str> = s
+            .levels
+            .iter()
+            .filter_map(|l| l.resources.gpu.as_ref())
+            .flat_map(|g| g.devices.iter().map(String::as_str))
+            .take(4)
+            .collect();
+        t.notes.push(format!(
+            "GPU figures are NVML's, whole-device ({}): memory in use by every process, utilisation = share of time a kernel ran. A level whose GPU ran kernels adds the GPU's measured energy to its energy (method column); an idle GPU's draw is left out.",
+            if names.is_empty() { "no name".to_string() } else { names.join(", ") }
+        ));
     }
     let price = s
         .levels
@@ -512,5 +556,52 @@ mod tests {
             .unwrap();
         assert!(broken.alert);
         assert_eq!(broken.cells[2].mark, Mark::Status(ModelStatus::Failed));
+    }
+
+    #[test]
+    fn gpu_columns_only_where_a_gpu_was_measured() {
+        let mut data = sample_run();
+        let cpu = resources(&summarize(&data));
+        assert!(!cpu.header().iter().any(|h| h.contains("GPU")));
+        assert!(cpu.notes.iter().all(|n| !n.contains("NVML")));
+
+        data.levels[0].gpu = Some(crate::store::record::GpuLevel {
+            devices: vec!["NVIDIA H200".into()],
+            peak_memory_bytes: 3 << 30,
+            mean_utilization_pct: 41.6,
+            peak_utilization_pct: 97.0,
+            mean_power_w: 250.4,
+            peak_power_w: 480.0,
+            energy_j: 99.0,
+            energy_method: "nvml: GPU energy counter".into(),
+        });
+        let gpu = resources(&summarize(&data));
+        let header = gpu.header();
+        let mem = header.iter().position(|h| *h == "GPU mem peak").unwrap();
+        let util = header
+            .iter()
+            .position(|h| *h == "GPU util mean / peak")
+            .unwrap();
+        let power = header
+            .iter()
+            .position(|h| *h == "GPU power mean / peak")
+            .unwrap();
+        let row = gpu
+            .rows
+            .iter()
+            .find(|r| {
+                r.cells[0].text == data.levels[0].model && r.cells[1].text == data.levels[0].level
+            })
+            .unwrap();
+        assert_eq!(row.cells[mem].text, "3.00 GiB");
+        assert_eq!(row.cells[util].text, "42 % / 97 %");
+        assert_eq!(row.cells[power].text, "250 W / 480 W");
+        // A level measured without a GPU shows dashes, not zeros.
+        let other = gpu.rows.iter().find(|r| !std::ptr::eq(*r, row)).unwrap();
+        assert_eq!(other.cells[util].text, "—");
+        assert!(gpu.notes.iter().any(|n| n.contains("NVIDIA H200")));
+        for r in &gpu.rows {
+            assert_eq!(r.cells.len(), gpu.columns.len());
+        }
     }
 }

@@ -307,6 +307,7 @@ fn summarize_level(
         client_cpu_ms: l.client_cpu_ms,
         client_lag_p99_ms: l.client_lag_p99_ms,
         client_bottleneck: l.client_bottleneck,
+        gpu: l.gpu.clone(),
     });
     let energy_j = rec.and_then(|l| l.energy_j);
     let j_per_1k = energy_j

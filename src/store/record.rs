@@ -294,6 +294,38 @@ pub struct LevelRecord {
     /// histograms between start and end (requests, tokens, mean server-side TTFT…), when it
     /// exposes `/metrics`. Free-form JSON because every server names these differently.
     pub server_metrics: Option<serde_json::Value>,
+    /// GPU memory, utilisation, power and energy while the level ran, where NVML sees a GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuLevel>,
+}
+
+/// A level's GPU figures, as stored with the level.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuLevel {
+    /// The GPUs measured (`NVIDIA H200`).
+    pub devices: Vec<String>,
+    /// Highest device memory in use while the level ran, bytes.
+    pub peak_memory_bytes: u64,
+    /// Mean utilisation over the level's samples, percent.
+    pub mean_utilization_pct: f64,
+    /// Highest utilisation sampled, percent: above 0 means the GPU did work in this level.
+    pub peak_utilization_pct: f64,
+    /// Mean board power over the level's samples, watts.
+    pub mean_power_w: f64,
+    /// Highest board power sampled, watts.
+    pub peak_power_w: f64,
+    /// GPU energy during the level, joules.
+    pub energy_j: f64,
+    /// How the energy was obtained (`nvml: GPU energy counter`, or power samples integrated).
+    pub energy_method: String,
+}
+
+impl GpuLevel {
+    /// True when the GPU ran kernels during the level, so its energy belongs to the level's
+    /// work (an idle GPU beside a CPU-only level draws power the level did not cause).
+    pub fn busy(&self) -> bool {
+        self.peak_utilization_pct > 0.0
+    }
 }
 
 /// One point of a level's time series, on the same clock as the requests.
@@ -311,6 +343,15 @@ pub struct Sample {
     pub server_active: Option<f64>,
     /// Share of the server's KV cache in use, 0..1.
     pub server_kv_usage: Option<f64>,
+    /// GPU memory in use (every watched GPU), bytes; only where NVML sees a GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_bytes: Option<u64>,
+    /// GPU utilisation, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_utilization_pct: Option<f64>,
+    /// GPU board power, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_power_w: Option<f64>,
 }
 
 /// One request, with raw instants in milliseconds since its level started (one monotonic

@@ -48,6 +48,7 @@ pub(crate) const LEVEL_COLUMNS: &[(&str, Kind)] = &[
     ("energy_method", Kind::Text),
     ("samples", Kind::Text),
     ("server_metrics", Kind::Text),
+    ("gpu", Kind::Text),
 ];
 
 /// `requests` columns after `run_id`.
@@ -182,6 +183,7 @@ pub(crate) fn level_values(l: &LevelRecord) -> Result<Vec<Val>, StoreError> {
             "levels.server_metrics",
             l.server_metrics.as_ref(),
         )?),
+        Val::Text(opt_json("levels.gpu", l.gpu.as_ref())?),
     ])
 }
 
@@ -203,6 +205,7 @@ pub(crate) fn level_from_row(mut row: Row) -> Result<LevelRecord, StoreError> {
             "levels.server_metrics",
             row.opt_text("levels.server_metrics")?,
         )?,
+        gpu: opt_from_json("levels.gpu", row.opt_text("levels.gpu")?)?,
     })
 }
 

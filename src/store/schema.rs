@@ -108,6 +108,10 @@ CREATE TABLE scores (
     PRIMARY KEY (run_id, model, level, round, seq, source)
 );
 "#,
+    // 3: a level's GPU figures (NVML), JSON; NULL on machines without a GPU.
+    r#"
+ALTER TABLE levels ADD COLUMN gpu TEXT;
+"#,
 ];
 
 /// The schema version this build writes and reads.

@@ -105,9 +105,11 @@ pub fn level(model: &str, concurrency: u32) -> LevelRecord {
                 server_queue: Some((i % 3) as f64),
                 server_active: Some((i % 2 + 1) as f64),
                 server_kv_usage: Some(i as f64 / 10.0),
+                ..Sample::default()
             })
             .collect(),
         server_metrics: Some(serde_json::json!({"requests": 4, "mean_ttft_ms": 38.5})),
+        gpu: None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The records the store tests write and expect back.
 
 use hearth::store::record::{
-    Environment, LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus,
-    RunData, RunRecord, RunStatus, Sample, TokenSource,
+    Environment, GpuLevel, LevelRecord, LoadShape, ModelRecord, ModelStatus, RequestRecord,
+    RequestStatus, RunData, RunRecord, RunStatus, Sample, TokenSource,
 };
 use hearth::store::testdata;
 use hearth::store::Store;
@@ -68,9 +68,23 @@ pub(crate) fn level(model: &str, shape: LoadShape, samples: usize) -> LevelRecor
                 server_queue: None,
                 server_active: Some(i as f64),
                 server_kv_usage: Some(0.123_456_789_012_345_67),
+                gpu_memory_bytes: Some((20 << 30) + i as u64),
+                gpu_utilization_pct: Some(97.5),
+                gpu_power_w: Some(612.345_678_9),
             })
             .collect(),
         server_metrics: Some(json!({"requests": 4, "ttft_mean_ms": 12.5})),
+        // A GPU level survives the store exactly (JSON in its own column).
+        gpu: Some(GpuLevel {
+            devices: vec!["NVIDIA H200".into()],
+            peak_memory_bytes: 21 << 30,
+            mean_utilization_pct: 88.8,
+            peak_utilization_pct: 100.0,
+            mean_power_w: 455.123_456_789,
+            peak_power_w: 690.0,
+            energy_j: 1.0 / 3.0,
+            energy_method: "nvml: GPU energy counter".into(),
+        }),
         ..testdata::level(model, 1)
     }
 }

@@ -92,7 +92,9 @@ impl<'a> Servers<'a> {
 
     /// Every local target once per offload setting and speculation mode that can run here,
     /// labelled when there are several; settings that cannot (no GPU backend, no GPU) are
-    /// recorded as skipped with the reason, never run on the CPU under a GPU label.
+    /// recorded as skipped with the reason, never run on the CPU under a GPU label. Settings
+    /// come in the order given, each over every model (`--gpu-layers all,0` measures every
+    /// model on the GPU before the slow CPU rows, so a run cut short keeps the GPU figures).
     pub(super) fn serve(
         &mut self,
         targets: Vec<Target>,
@@ -105,15 +107,18 @@ impl<'a> Servers<'a> {
             .map(|&s| (s, devices::offload_problem(s, self.device)))
             .collect();
         let mut expanded = Vec::new();
-        for target in targets {
-            if !target.managed {
-                expanded.push(target);
-                continue;
-            }
-            for (&setting, &spec) in settings
+        for (pass, &setting) in settings.iter().enumerate() {
+            for (target, &spec) in targets
                 .iter()
-                .flat_map(|s| spec_modes.iter().map(move |m| (s, m)))
+                .flat_map(|t| spec_modes.iter().map(move |m| (t, m)))
             {
+                if !target.managed {
+                    // Endpoints and failed entries are measured once, in their place.
+                    if pass == 0 && spec == spec_modes[0] {
+                        expanded.push(target.clone());
+                    }
+                    continue;
+                }
                 let mut t = target.clone();
                 let mut labels = Vec::new();
                 if settings.len() > 1 {

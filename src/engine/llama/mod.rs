@@ -129,7 +129,14 @@ impl LlamaEngine {
         }
         let mut params = LlamaModelParams::default()
             .with_n_gpu_layers(options.offload.gpu_layers.n_gpu_layers());
-        if let Some(device) = options.offload.device {
+        if options.offload.gpu_layers.is_cpu() {
+            // No GPU at all. With every weight in RAM llama.cpp would still send large prompt
+            // batches to a GPU ("op offload"), and a `--gpu-layers 0` row would not be the
+            // CPU-only figure it is labelled as.
+            params = params
+                .with_devices(&[])
+                .map_err(|e| EngineError::Load(format!("CPU only: {e}")))?;
+        } else if let Some(device) = options.offload.device {
             params = params
                 .with_devices(&[device])
                 .map_err(|e| EngineError::Load(format!("device {device}: {e}")))?;
