@@ -256,4 +256,21 @@ mod tests {
         assert!(html.contains("id=\"definitions\""));
         assert!(html.contains("2025-11-28"));
     }
+
+    #[test]
+    fn gpu_samples_add_a_gpu_chart_to_their_level() {
+        let mut data = sample_run();
+        let html = render(&data, Format::Html).unwrap();
+        assert!(!html.contains("GPU — "));
+        let svgs = html.matches("<svg").count();
+        for (i, s) in data.levels[0].samples.iter_mut().enumerate() {
+            s.gpu_memory_bytes = Some((4 + i as u64) << 30);
+            s.gpu_utilization_pct = Some(50.0 + i as f64);
+            s.gpu_power_w = Some(200.0 + 10.0 * i as f64);
+        }
+        let html = render(&data, Format::Html).unwrap();
+        assert_eq!(html.matches("<svg").count(), svgs + 1);
+        assert!(html.contains("GPU memory in use (GiB)"));
+        assert!(!html.contains("chart unavailable"));
+    }
 }

@@ -321,6 +321,23 @@ pub(super) fn timeseries_section(out: &mut String, data: &RunData, s: &RunSummar
             )
         };
         figure(out, chart, "Resident memory of the serving process (left) and the share of its KV cache in use (right, dashed).");
+        let gpu_mem = series(&|p| p.gpu_memory_bytes.map(|b| b as f64 / (1u64 << 30) as f64));
+        if !gpu_mem.is_empty() {
+            let line = |name: &str, color, points, dashed| Line {
+                name: name.into(),
+                color,
+                points,
+                dashed,
+                markers: false,
+            };
+            let util = series(&|p| p.gpu_utilization_pct);
+            let power = series(&|p| p.gpu_power_w);
+            let right = [
+                line("GPU utilisation (%)", 1, util, true),
+                line("GPU power (W)", 3, power, true),
+            ];
+            figure(out, dual_axis_chart(&format!("GPU — {} at {}", l.model, l.level), "GPU memory in use (GiB)", &[line("GPU memory (GiB)", 0, gpu_mem, false)], "utilisation (%) / power (W)", &right, None), "NVML, whole device: memory in use (left), utilisation and board power (right, dashed).");
+        }
         out.push_str("</div></details>");
     }
 }
