@@ -243,6 +243,56 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
         && r["verdict"] == "regression"));
 }
 
+/// The seeds' models.json shape (alias → description), naming a variant before the built-in
+/// model it comes from: both are measured, in the file's order, and the variant is made first.
+#[test]
+fn models_file_in_the_seeds_shape_measures_every_model_in_order() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    let file = home.path().join("seeds-models.json");
+    std::fs::write(
+        &file,
+        r#"{"smollm2-135m@q4_0": {"capabilities": ["chat", "tiny"], "size_mb": 80},
+            "smollm2-135m": {"capabilities": ["chat", "summarize"], "size_mb": 98}}"#,
+    )
+    .unwrap();
+    let out = home.path().join("out");
+    hearth(home.path())
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--max-tokens",
+            "8",
+            "--requests",
+            "2",
+            "--models-file",
+        ])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let models: Vec<(&str, &str)> = report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["model"].as_str().unwrap(), m["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        models,
+        [("smollm2-135m@q4_0", "ok"), ("smollm2-135m", "ok")],
+        "{report:#}"
+    );
+    for level in report["levels"].as_array().unwrap() {
+        assert_eq!(level["completed"], 2, "{level}");
+    }
+}
+
 #[test]
 fn sigint_in_the_middle_keeps_finished_requests() {
     let _turn = turn();

@@ -13,7 +13,6 @@
 //! Rooms: the entry types, lookups and user files here; the built-in table in `builtin`;
 //! `--filter` in `filter`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -238,12 +237,12 @@ pub fn parse_models_json(text: &str) -> Result<Vec<CatalogEntry>, String> {
     enum Shape {
         Full { models: Vec<CatalogEntry> },
         List(Vec<CatalogEntry>),
-        Map(BTreeMap<String, CatalogEntry>),
+        Map(InFileOrder),
     }
     let shape: Shape = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut entries = match shape {
         Shape::Full { models } | Shape::List(models) => models,
-        Shape::Map(map) => map
+        Shape::Map(InFileOrder(map)) => map
             .into_iter()
             .map(|(alias, mut entry)| {
                 entry.alias = alias;
@@ -258,6 +257,35 @@ pub fn parse_models_json(text: &str) -> Result<Vec<CatalogEntry>, String> {
         entry.origin = EntryOrigin::User;
     }
     Ok(entries)
+}
+
+/// The simple shape's entries in the file's order: the order a user lists models in is the order
+/// `bench --models-file` measures them, and a sorted map would lose it. Hand-written because
+/// serde_json keeps object order only under a crate-wide feature that would reorder every other
+/// JSON value hearth writes.
+struct InFileOrder(Vec<(String, CatalogEntry)>);
+
+impl<'de> Deserialize<'de> for InFileOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = InFileOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of alias → entry")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<InFileOrder, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, CatalogEntry>()? {
+                    entries.push(entry);
+                }
+                Ok(InFileOrder(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
 }
 
 /// All entries a user can name: built-ins overlaid with user files, in a stable order.
@@ -461,6 +489,19 @@ mod tests {
         let mine = catalog.get("my-model").unwrap();
         assert_eq!(mine.size_mb, Some(12.5));
         assert_eq!(mine.origin, EntryOrigin::User);
+    }
+
+    #[test]
+    fn simple_shape_keeps_the_file_order() {
+        // Not alphabetical: the order a user lists models in is the order they are measured.
+        let entries = parse_models_json(
+            r#"{"smollm2-135m@q4_0": {"size_mb": 80}, "smollm2-135m": {"size_mb": 98},
+                "a-model": {}}"#,
+        )
+        .unwrap();
+        let aliases: Vec<_> = entries.iter().map(|e| e.alias.as_str()).collect();
+        assert_eq!(aliases, ["smollm2-135m@q4_0", "smollm2-135m", "a-model"]);
+        assert!(parse_models_json(r#"{"x": 3}"#).is_err());
     }
 
     #[test]

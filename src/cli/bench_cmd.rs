@@ -14,7 +14,6 @@ use clap::{Args, ValueEnum};
 use hearth::bench::resources::CLIENT_THREAD_PREFIX;
 use hearth::bench::session::{self, ExternalEndpoint, JudgeChoice, Library, SessionSettings};
 use hearth::bench::{self, prompts, BenchOptions, PromptCache};
-use hearth::catalog::{Catalog, EntryOrigin};
 use hearth::engine::devices::{GpuLayers, Offload};
 use hearth::engine::speculative::Speculative;
 use hearth::env;
@@ -355,11 +354,14 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     names.retain(|n| !n.trim().is_empty());
     if names.is_empty() {
         if let Some(file) = &args.models_file {
-            names = Catalog::load(std::slice::from_ref(file))?
-                .entries()
-                .iter()
-                .filter(|e| e.origin != EntryOrigin::Builtin)
-                .map(|e| e.alias.clone())
+            // Every model the file names, in its order: built-in aliases it only describes
+            // (size, tags) and variants included. The catalog has merged the same entries.
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            names = hearth::catalog::parse_models_json(&text)
+                .map_err(|message| anyhow::anyhow!("{}: {message}", file.display()))?
+                .into_iter()
+                .map(|e| e.alias)
                 .collect();
         }
     }

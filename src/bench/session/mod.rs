@@ -34,7 +34,9 @@ use crate::store::record::{
 use crate::store::{unix_ms, Store, StoreError};
 use crate::variants::VariantError;
 use servers::Servers;
-use targets::{judge_endpoint, make_named_shapes, target, with_shapes, with_variants};
+use targets::{
+    judge_endpoint, make_named_shapes, make_named_variants, target, with_shapes, with_variants,
+};
 
 /// Why a session could not run or finish (one model failing is not this: it is recorded and
 /// the run goes on).
@@ -179,6 +181,11 @@ pub fn run(
     let mut names = settings.models.clone();
     if !settings.variants.is_empty() && settings.endpoint.is_none() {
         names = with_variants(&settings, &library, &catalog, &names, observer.as_ref())?;
+        catalog = Catalog::load(library.catalog_files)?;
+    }
+    if settings.endpoint.is_none()
+        && make_named_variants(&settings, &library, &catalog, &names, observer.as_ref())
+    {
         catalog = Catalog::load(library.catalog_files)?;
     }
     if settings.endpoint.is_none()

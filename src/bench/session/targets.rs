@@ -240,6 +240,53 @@ pub(super) fn with_variants(
     Ok(out)
 }
 
+/// Makes the variants `names` asks for by name (`smollm2-135m@q4_0`, as a models.json lists
+/// them) that are not made yet, as `--variants` would; returns whether any was made. One that
+/// cannot be made is reported as a failed model with its reason when the run reaches it.
+pub(super) fn make_named_variants(
+    settings: &SessionSettings,
+    library: &Library<'_>,
+    catalog: &Catalog,
+    names: &[String],
+    observer: &dyn SessionObserver,
+) -> bool {
+    let mut made = false;
+    for name in names {
+        if crate::catalog::is_shape_alias(name) {
+            continue;
+        }
+        let Some((base, ty)) = name.rsplit_once('@') else {
+            continue;
+        };
+        let Ok(parsed) = crate::engine::quantize::parse_type(ty) else {
+            continue;
+        };
+        let cached = catalog
+            .get(name)
+            .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
+        let base_is_local = catalog
+            .get(base)
+            .is_ok_and(|e| e.upstream.is_none() && !e.is_shape_model());
+        if cached || !base_is_local {
+            continue;
+        }
+        observer.notice(&format!("making {name} (hearth model quantize)"));
+        match variants::make(
+            catalog,
+            library.cache,
+            library.user_models_file,
+            base,
+            parsed,
+            settings.load.threads,
+            observer,
+        ) {
+            Ok(_) => made = true,
+            Err(e) => observer.notice(&format!("cannot make {name}: {e}")),
+        }
+    }
+    made
+}
+
 /// Makes the shape models `names` asks for by name (`qwen2.5-1.5b~shape`,
 /// `mistral-7b~shape@q8_0`) that are not made yet; returns whether any was made. One that
 /// cannot be made stays unknown and is reported as a failed model, like any unknown name.
