@@ -293,6 +293,76 @@ fn models_file_in_the_seeds_shape_measures_every_model_in_order() {
     }
 }
 
+/// A server killed in the middle of a run: the requests after it fail, the model is `degraded`
+/// with its failure share, and the exit code says so (a CI job must not pass on lost answers).
+#[test]
+fn a_server_killed_mid_run_degrades_the_model_and_fails_the_exit_code() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    let (mut server, addr) = common::spawn_serve(home.path(), &[]);
+    let bench_home = tempfile::tempdir().unwrap();
+    let out = bench_home.path().join("out");
+    let mut bench = hearth_std(bench_home.path())
+        .args([
+            "bench",
+            "--endpoint",
+            &format!("http://{addr}/v1"),
+            "--models",
+            "smollm2-135m",
+            "--rounds",
+            "40",
+            "--warmup",
+            "0",
+            "--requests",
+            "2",
+            "--max-tokens",
+            "8",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        let runs = json_out(hearth(bench_home.path()).args(["runs", "list", "--json"]));
+        let n = runs
+            .as_array()
+            .and_then(|r| r.first())
+            .map_or(0, |r| r["requests"].as_u64().unwrap());
+        if n >= 4 {
+            break;
+        }
+        if let Some(status) = bench.try_wait().unwrap() {
+            panic!("the benchmark ended ({status}) before the server could be killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let output = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("degraded"), "{stderr}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let model = &report["models"][0];
+    assert_eq!(model["status"], "degraded", "{model}");
+    assert!(model["error"]
+        .as_str()
+        .unwrap()
+        .contains("counted requests failed"));
+    let level = &report["levels"][0];
+    assert!(level["completed"].as_u64().unwrap() >= 4);
+    assert!(level["failed"].as_u64().unwrap() > 0);
+    assert!(report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().starts_with("MODEL DEGRADED")));
+}
+
 #[test]
 fn sigint_in_the_middle_keeps_finished_requests() {
     let _turn = turn();

@@ -219,10 +219,14 @@ async fn failing_models_are_marked_and_the_others_complete() {
     broken.fail_status = Some(500);
     let mut hanging = script(5, 1, 3);
     hanging.hang = true;
+    // A server dying mid-answer: 4 tokens, then the connection closes (no finish, no [DONE]).
+    let mut cut = script(5, 1, 8);
+    cut.cut_after = Some(4);
     let server = MockServer::start(HashMap::from([
         ("good".to_string(), script(5, 1, 3)),
         ("broken".to_string(), broken),
         ("hanging".to_string(), hanging),
+        ("cut".to_string(), cut),
     ]))
     .await
     .unwrap();
@@ -233,6 +237,7 @@ async fn failing_models_are_marked_and_the_others_complete() {
         target(&server, "hanging"),
         target(&server, "good"),
         target(&server, "absent"),
+        target(&server, "cut"),
     ];
     let data = run(opts, targets).await;
     let status: HashMap<&str, (ModelStatus, Option<&str>)> = data
@@ -241,12 +246,21 @@ async fn failing_models_are_marked_and_the_others_complete() {
         .map(|m| (m.model.as_str(), (m.status, m.error.as_deref())))
         .collect();
     assert_eq!(status["good"].0, ModelStatus::Ok);
-    for bad in ["broken", "hanging", "absent"] {
+    for bad in ["broken", "hanging", "absent", "cut"] {
         assert_eq!(status[bad].0, ModelStatus::Failed, "{bad}");
     }
     assert!(status["broken"].1.unwrap().contains("500"));
     assert!(status["hanging"].1.unwrap().contains("no complete answer"));
     assert!(status["absent"].1.unwrap().contains("404"));
+    // A cut stream is a failed request, never a short success; what came is kept.
+    assert!(status["cut"].1.unwrap().contains("stream ended early"));
+    let cut: Vec<_> = data.requests.iter().filter(|r| r.model == "cut").collect();
+    assert_eq!(cut.len(), 4);
+    for r in cut {
+        assert_eq!(r.status, RequestStatus::Error);
+        assert_eq!(r.output, "tok tok tok tok ");
+        assert_eq!(r.chunk_ms.len(), 4);
+    }
     let good: Vec<_> = data.requests.iter().filter(|r| r.model == "good").collect();
     assert_eq!(good.len(), 4);
     assert!(good.iter().all(|r| r.status == RequestStatus::Ok));

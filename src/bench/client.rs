@@ -256,30 +256,40 @@ async fn exchange(
     let mut stream = response.bytes_stream();
     // When the last network chunk arrived: the instant of an event the body's end completes.
     let mut last = None;
+    // Whether a chunk said why generation stopped (`finish_reason`).
+    let mut finished = false;
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| format!("stream broken: {}", error_chain(&e)))?;
         let now = clock.now_ms();
         last = Some(now);
         record.first_chunk_ms.get_or_insert(now);
         for event in sse.push(&piece) {
-            if take_event(record, event, now, clock)? {
+            if take_event(record, event, now, clock, &mut finished)? {
                 return Ok(());
             }
         }
     }
     // A last event whose closing blank line never came.
     if let (Some(event), Some(now)) = (sse.finish(), last) {
-        if take_event(record, event, now, clock)? {
+        if take_event(record, event, now, clock, &mut finished)? {
             return Ok(());
         }
     }
     record.end_ms = Some(clock.now_ms());
-    // A server that closes the stream without `[DONE]` but sent a finish is still complete
-    // (some servers omit the terminator); one that sent nothing at all is not.
-    if record.chunk_ms.is_empty() && record.completion_tokens.is_none() {
+    // A server that closes the stream without `[DONE]` but said why it stopped (or sent the
+    // final usage) is still complete: some servers omit the terminator. One that just stops
+    // mid-answer died: its tokens so far stay in the record's output, for inspection, but it
+    // is a failed request, never a short success.
+    if finished || record.completion_tokens.is_some() {
+        return Ok(());
+    }
+    if record.chunk_ms.is_empty() {
         return Err("stream ended before any content or [DONE]".into());
     }
-    Ok(())
+    Err(format!(
+        "stream ended early: the connection closed after {} content chunks with no finish_reason and no [DONE]",
+        record.chunk_ms.len()
+    ))
 }
 
 /// Folds one server-sent event, its bytes arrived at `now` ms, into the record; `true` at
@@ -289,6 +299,7 @@ fn take_event(
     event: SseEvent,
     now: f64,
     clock: Clock,
+    finished: &mut bool,
 ) -> Result<bool, String> {
     let data = match event {
         SseEvent::Done => {
@@ -299,18 +310,21 @@ fn take_event(
     };
     let value: Value = serde_json::from_str(&data)
         .map_err(|_| format!("malformed SSE data: {}", truncate(&data, 200)))?;
-    apply_chunk(record, &value, now)?;
+    *finished |= apply_chunk(record, &value, now)?;
     Ok(false)
 }
 
-/// Folds one streamed JSON chunk into the record, arrived at `now` ms.
-fn apply_chunk(record: &mut RequestRecord, value: &Value, now: f64) -> Result<(), String> {
+/// Folds one streamed JSON chunk into the record, arrived at `now` ms; true when the chunk
+/// says why generation stopped.
+fn apply_chunk(record: &mut RequestRecord, value: &Value, now: f64) -> Result<bool, String> {
     let chunk: openai::ChatCompletionChunk = openai::read_value(value);
     if let Some(error) = &chunk.error {
         let message = error.message().unwrap_or("error event in stream");
         return Err(message.to_string());
     }
+    let mut finish = false;
     if let Some(choice) = chunk.choices.into_iter().next() {
+        finish = choice.finish_reason.is_some();
         let delta = choice.delta;
         let content = delta.content.or(choice.text).unwrap_or_default();
         // Reasoning models stream their thinking apart from the answer; those are generated
@@ -327,7 +341,7 @@ fn apply_chunk(record: &mut RequestRecord, value: &Value, now: f64) -> Result<()
     }
     take_usage(record, chunk.usage);
     take_timings(record, value);
-    Ok(())
+    Ok(finish)
 }
 
 fn take_usage(record: &mut RequestRecord, usage: Option<openai::Usage>) {

@@ -43,6 +43,9 @@ pub struct MockScript {
     pub fail_status: Option<u16>,
     /// Accept the request and never answer.
     pub hang: bool,
+    /// Close a streamed answer's connection after this many content tokens, with no
+    /// `finish_reason`, usage or `[DONE]`: a server dying mid-answer.
+    pub cut_after: Option<u32>,
     /// Serve one request at a time (others wait): a server slower than its arrivals.
     pub serial: bool,
     /// Offer llama-server's `/tokenize` for this model (counts whitespace-separated words).
@@ -62,6 +65,7 @@ impl Default for MockScript {
             usage: true,
             fail_status: None,
             hang: false,
+            cut_after: None,
             serial: false,
             tokenize: false,
             replies: Vec::new(),
@@ -348,6 +352,9 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
                 log.lock().expect("mock log")[index].first_token = Some(Instant::now());
             }
             if tx.send(Ok(token.clone())).await.is_err() {
+                return;
+            }
+            if script.cut_after == Some(i + 1) {
                 return;
             }
         }

@@ -243,7 +243,8 @@ async fn run_target(
     recorder.model(&model);
     let tokenizer = client::has_tokenizer(http, &target.endpoint).await;
 
-    let (mut ok, mut first_error, mut interrupted) = (0u64, None::<String>, false);
+    let (mut ok, mut failed, mut first_error, mut interrupted) =
+        (0u64, 0u64, None::<String>, false);
     for shape in &options.shapes {
         let level = Level {
             options,
@@ -253,6 +254,7 @@ async fn run_target(
         };
         let outcome = run_level(level, http, recorder, progress, stop).await;
         ok += outcome.ok;
+        failed += outcome.failed;
         if first_error.is_none() {
             first_error = outcome.first_error;
         }
@@ -268,14 +270,24 @@ async fn run_target(
         ModelStatus::Interrupted
     } else if ok == 0 {
         ModelStatus::Failed
+    } else if failed > 0 {
+        ModelStatus::Degraded
     } else {
         ModelStatus::Ok
     };
-    if model.status == ModelStatus::Failed {
-        model.error = Some(first_error.unwrap_or_else(|| "no request succeeded".into()));
-    } else if let Some(e) = first_error {
-        model.error = Some(format!("some requests failed; first error: {e}"));
-    }
+    model.error = match (model.status, first_error) {
+        (ModelStatus::Failed, e) => Some(e.unwrap_or_else(|| "no request succeeded".into())),
+        (ModelStatus::Degraded, e) => Some(format!(
+            "{failed} of {} counted requests failed ({:.1}%); first error: {}",
+            ok + failed,
+            failed as f64 * 100.0 / (ok + failed) as f64,
+            e.unwrap_or_default()
+        )),
+        // Only warm-up requests failed: the figures are whole, the note stays.
+        (ModelStatus::Ok, Some(e)) => Some(format!("a warm-up request failed: {e}")),
+        (_, Some(e)) => Some(format!("some requests failed; first error: {e}")),
+        (_, None) => None,
+    };
     recorder.model(&model);
     progress.model_finished(&name, model.status, model.error.as_deref());
     interrupted
@@ -355,6 +367,8 @@ async fn unload(http: &reqwest::Client, target: &Target) {
 
 struct LevelOutcome {
     ok: u64,
+    /// Counted (timed) requests that failed.
+    failed: u64,
     first_error: Option<String>,
     interrupted: bool,
 }
@@ -402,6 +416,7 @@ async fn run_level(
     };
     let mut outcome = LevelOutcome {
         ok: 0,
+        failed: 0,
         first_error: None,
         interrupted: false,
     };
@@ -478,8 +493,12 @@ fn take_record(
     // Records carry the name the report shows, which may differ from the name sent.
     record.model = model.to_string();
     let ok = record.status == RequestStatus::Ok;
-    if ok && record.round > 0 {
-        outcome.ok += 1;
+    if record.round > 0 {
+        if ok {
+            outcome.ok += 1;
+        } else {
+            outcome.failed += 1;
+        }
     }
     if !ok && outcome.first_error.is_none() {
         outcome.first_error = record.error.clone();

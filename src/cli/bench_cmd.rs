@@ -18,7 +18,7 @@ use hearth::engine::devices::{GpuLayers, Offload};
 use hearth::engine::speculative::Speculative;
 use hearth::env;
 use hearth::loader::LoadOptions;
-use hearth::store::record::{LoadShape, ModelStatus};
+use hearth::store::record::{LoadShape, ModelStatus, RequestStatus, RunData};
 
 use super::progress::BarsProgress;
 use super::Context;
@@ -97,6 +97,11 @@ pub struct BenchArgs {
     /// Service-level objectives for goodput, e.g. `ttft=500ms,e2e=5s,tpot=50ms,itl=100ms`.
     #[arg(long)]
     slo: Option<String>,
+    /// Share of a model's counted requests (0–1) that may fail before the exit code says so:
+    /// by default any failed request makes the run fail (a model is `degraded`), so a CI job
+    /// does not pass on a server that lost answers.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    max_failure_share: f64,
     /// Give up on a request after this many seconds.
     #[arg(long, default_value_t = 300.0)]
     timeout: f64,
@@ -278,15 +283,53 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     if outcome.interrupted {
         return Ok(ExitCode::from(130));
     }
-    let all_ok = data
+    let failing: Vec<String> = data
         .models
         .iter()
-        .all(|m| matches!(m.status, ModelStatus::Ok | ModelStatus::Skipped));
-    Ok(if all_ok {
-        ExitCode::SUCCESS
+        .filter_map(|m| match m.status {
+            ModelStatus::Ok | ModelStatus::Skipped => None,
+            ModelStatus::Degraded => {
+                let share = failure_share(data, &m.model);
+                (share > args.max_failure_share).then(|| {
+                    format!(
+                        "{} (degraded: {:.1}% of requests failed)",
+                        m.model,
+                        share * 100.0
+                    )
+                })
+            }
+            status => Some(format!(
+                "{} ({})",
+                m.model,
+                hearth::report::run_summary::status_str(status)
+            )),
+        })
+        .collect();
+    if failing.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "exit status 1: {} (--max-failure-share {} allows a share of failed requests)",
+        failing.join(", "),
+        args.max_failure_share
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+/// Failed share of `model`'s counted (timed) requests.
+fn failure_share(data: &RunData, model: &str) -> f64 {
+    let counted = data
+        .requests
+        .iter()
+        .filter(|r| r.model == model && r.round > 0);
+    let (total, failed) = counted.fold((0u64, 0u64), |(t, f), r| {
+        (t + 1, f + u64::from(r.status != RequestStatus::Ok))
+    });
+    if total == 0 {
+        0.0
     } else {
-        ExitCode::FAILURE
-    })
+        failed as f64 / total as f64
+    }
 }
 
 /// The user's catalog files plus `--models-file`.
@@ -314,6 +357,9 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     };
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.max_failure_share) {
+        bail!("--max-failure-share is a share between 0 and 1");
     }
     if !(1.0..=5.0).contains(&args.min_score) {
         bail!("--min-score must be between 1 and 5");

@@ -102,6 +102,7 @@ fn status_word(status: ModelStatus) -> &'static str {
     match status {
         ModelStatus::Running => "running",
         ModelStatus::Ok => "ok",
+        ModelStatus::Degraded => "degraded",
         ModelStatus::Failed => "failed",
         ModelStatus::Interrupted => "interrupted",
         ModelStatus::Skipped => "skipped",

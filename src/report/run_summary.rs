@@ -326,11 +326,9 @@ impl RunSummary {
                     .map_or(String::new(), |e| format!("— {e}"))
             ));
         }
-        for l in self
-            .levels
-            .iter()
-            .filter(|l| l.failed > 0 && l.model_status == ModelStatus::Ok)
-        {
+        for l in self.levels.iter().filter(|l| {
+            l.failed > 0 && matches!(l.model_status, ModelStatus::Ok | ModelStatus::Degraded)
+        }) {
             let why = l
                 .failure_reasons
                 .first()
@@ -378,6 +376,7 @@ pub fn status_str(s: ModelStatus) -> &'static str {
     match s {
         ModelStatus::Running => "running",
         ModelStatus::Ok => "ok",
+        ModelStatus::Degraded => "degraded",
         ModelStatus::Failed => "failed",
         ModelStatus::Interrupted => "interrupted",
         ModelStatus::Skipped => "skipped",

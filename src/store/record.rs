@@ -25,8 +25,11 @@ pub enum RunStatus {
 pub enum ModelStatus {
     /// Not finished yet (or the process died).
     Running,
-    /// Loaded and answered; individual requests may still have failed.
+    /// Loaded, and every counted request answered.
     Ok,
+    /// Answered, but some counted requests failed (errors, timeouts, streams cut short);
+    /// `error` gives their share and the first error. Its figures cover the answers that came.
+    Degraded,
     /// Could not be loaded, or no request succeeded; `error` says why.
     Failed,
     /// The run was stopped while this model was being measured.
