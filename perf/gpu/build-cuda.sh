@@ -194,6 +194,8 @@ make_driver_stub() {
 
 # --- 2. hearth with --features cuda ----------------------------------------------------------
 export CUDA_PATH=$CUDA
+# find_cuda_helper (llama-cpp-sys-2's build script) looks for lib64/ under this one.
+export CUDA_LIBRARY_PATH=$CUDA
 export CUDACXX=$CUDA/bin/nvcc
 export CMAKE_CUDA_COMPILER=$CUDA/bin/nvcc
 export CMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS
