@@ -32,17 +32,24 @@ fn device_script_rehearsal_returns_every_file_with_figures() {
     let hearth = Path::new(env!("CARGO_BIN_EXE_hearth"));
     // The user's own hearth home must stay untouched: the script works under /tmp.
     let home = tempfile::tempdir().unwrap();
+    // A kit of its own: one built for the GPU in target/gpu-kit stays as it is.
+    let work = tempfile::tempdir().unwrap();
+    let kit = work.path().join("kit");
     run_script(
         "perf/gpu/build-cuda.sh",
         &["--rehearsal"],
-        &[("HEARTH_BIN", hearth), ("HEARTH_HOME", home.path())],
+        &[
+            ("HEARTH_BIN", hearth),
+            ("HEARTH_HOME", home.path()),
+            ("HEARTH_GPU_KIT", &kit),
+        ],
     );
-    let out = tempfile::tempdir().unwrap();
-    let out_dir = out.path().join("device-out");
+    assert!(kit.join("kit.tar.xz").is_file());
+    let out_dir = work.path().join("device-out");
     run_script(
         "perf/gpu/device.sh",
         &[out_dir.to_str().unwrap(), "--rehearsal"],
-        &[("HEARTH_HOME", home.path())],
+        &[("HEARTH_HOME", home.path()), ("HEARTH_GPU_KIT", &kit)],
     );
 
     // What comes back from the device: eight flat files.

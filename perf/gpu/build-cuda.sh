@@ -16,9 +16,10 @@
 #    llama-cpp-sys-2 crate ships llama.cpp without the tools' sources, so llama-bench.cpp and
 #    main.cpp come from the reference llama.cpp of perf/engine-vs-llama-bench.sh (the
 #    llama-cpp-python sdist, pip) and are compiled against the crate's own headers.
-# 4. The kit: target/gpu-kit/carry/ — hearth, llama-bench, libgomp (OpenMP runtime, in case the
-#    GPU machine lacks it) and MANIFEST. Under the 64 MiB a device call carries; see
-#    perf/gpu/README.md for how to start device.sh with it.
+# 4. The kit: hearth, llama-bench, libgomp (OpenMP runtime, in case the GPU machine lacks it)
+#    and MANIFEST, staged in target/gpu-kit/stage and packed into target/gpu-kit/carry/
+#    kit.tar.xz: under the 64 MiB a device call carries; see perf/gpu/README.md for how to
+#    start device.sh with it.
 #
 # Usage: perf/gpu/build-cuda.sh [--rehearsal]
 #   --rehearsal   pack the kit from the CPU build instead (target/release/hearth, and llama-bench
@@ -29,6 +30,8 @@
 #                toolkit supports: CUDA_ARCHS="75-real;80-real;86-real;89-real;90-real;100-real;120"
 #   JOBS         parallel compile jobs (default: the number of cores)
 #   HEARTH_BIN   the CPU hearth a rehearsal kit takes (default target/release/hearth)
+#   HEARTH_GPU_KIT  where the kit goes (default target/gpu-kit/carry; the test suite's
+#                rehearsal uses its own, so a CUDA kit built here is never overwritten)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -47,28 +50,42 @@ case "${1:-}" in
 esac
 
 KIT=$ROOT/target/gpu-kit
-CARRY=$KIT/carry
+CARRY=${HEARTH_GPU_KIT:-$KIT/carry} # what travels: kit.tar.xz and a copy of MANIFEST
+STAGE=$CARRY.stage                  # the kit unpacked: bin/, lib/, MANIFEST
 CUDA_ARCHS=${CUDA_ARCHS:-90}
 JOBS=${JOBS:-$(nproc)}
 
-# The libgomp the binaries were linked against: carried, because the GPU image need not have
-# GCC's OpenMP runtime (it is 300 KB).
-pack_common() {
+# Packs $STAGE into $CARRY/kit.tar.xz. The libgomp the binaries were linked against goes in
+# too: the GPU image need not have GCC's OpenMP runtime (300 KB). hearth and llama-bench hold
+# the same CUDA kernels; xz with a dictionary larger than hearth finds the second copy, which
+# halves the archive (a plain xz -9 misses it).
+pack() {
   local gomp
-  gomp=$(ldd "$CARRY/bin/hearth" | awk '$1 == "libgomp.so.1" { print $3 }')
-  mkdir -p "$CARRY/lib"
-  if [ -n "$gomp" ]; then cp -L "$gomp" "$CARRY/lib/"; fi
+  gomp=$(ldd "$STAGE/bin/hearth" | awk '$1 == "libgomp.so.1" { print $3 }')
+  mkdir -p "$STAGE/lib"
+  if [ -n "$gomp" ]; then cp -L "$gomp" "$STAGE/lib/"; fi
   {
     echo "kit: $1"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m), $(nproc) cores"
     echo "hearth commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
     echo "files:"
-    (cd "$CARRY" && find . -type f -printf '  %p %s bytes\n' | sort)
+    (cd "$STAGE" && find bin lib -type f -printf '  %p %s bytes\n' | sort)
     echo "ldd bin/hearth:"
-    ldd "$CARRY/bin/hearth" | sed 's/^/ /'
-  } >"$CARRY/MANIFEST"
-  log "kit in $CARRY: $(du -sb "$CARRY" | cut -f1) bytes"
+    ldd "$STAGE/bin/hearth" | sed 's/^/ /'
+    shift
+    for line in "$@"; do echo "$line"; done
+  } >"$STAGE/MANIFEST"
+  rm -rf "$CARRY"
+  mkdir -p "$CARRY"
+  log "packing $(du -sb "$STAGE" | cut -f1) bytes with xz (dictionary 256 MiB; a minute or two)"
+  tar -C "$STAGE" -cf - bin lib MANIFEST | xz --lzma2=preset=9e,dict=256MiB -T1 >"$CARRY/kit.tar.xz"
+  cp "$STAGE/MANIFEST" "$CARRY/MANIFEST"
+  echo "carried: kit.tar.xz $(stat -c %s "$CARRY/kit.tar.xz") bytes" >>"$CARRY/MANIFEST"
   cat "$CARRY/MANIFEST" >&2
+  local size
+  size=$(du -sb "$CARRY" | cut -f1)
+  log "kit in $CARRY: $size bytes ($((size / 1048576)) MiB of the 64 MiB a device call carries)"
+  [ "$size" -lt $((60 * 1048576)) ] || die "the kit is too big to carry beside the repository"
 }
 
 # llama-bench's two source files, from the reference llama.cpp (see step 3).
@@ -113,7 +130,7 @@ print(os.path.join(os.path.dirname(pkgs[0]["manifest_path"]), "llama.cpp") if pk
   done
   [ "${#archives[@]}" -ge 6 ] || die "llama.cpp's libraries are missing under $build"
   # OpenSSL: llama.cpp's common library downloads models over HTTPS (never used here).
-  g++ -O2 -std=c++17 -fopenmp -I"$llama/include" -I"$llama/ggml/include" -I"$llama/common" \
+  g++ -O3 -DNDEBUG -std=c++17 -fopenmp -I"$llama/include" -I"$llama/ggml/include" -I"$llama/common" \
     -I"$llama/vendor" "$src/llama-bench.cpp" "$src/main.cpp" -o "$out" \
     -Wl,--start-group "${archives[@]}" -Wl,--end-group "$@" -lssl -lcrypto -lpthread -ldl -lrt \
     >"$KIT/llama-bench-build.log" 2>&1 || {
@@ -134,12 +151,12 @@ if [ "$REHEARSAL" = 1 ]; then
   hearth_bin=${HEARTH_BIN:-target/release/hearth}
   [ -x "$hearth_bin" ] || die "no $hearth_bin: cargo build --release first"
   mkdir -p "$KIT"
-  rm -rf "$CARRY"
-  mkdir -p "$CARRY/bin"
-  cp "$hearth_bin" "$CARRY/bin/hearth"
-  link_llama_bench "$(llama_build_tree "$ROOT/target")" "$CARRY/bin/llama-bench"
-  strip "$CARRY/bin/hearth" "$CARRY/bin/llama-bench"
-  pack_common "rehearsal (CPU build)"
+  rm -rf "$STAGE"
+  mkdir -p "$STAGE/bin"
+  cp "$hearth_bin" "$STAGE/bin/hearth"
+  link_llama_bench "$(llama_build_tree "$ROOT/target")" "$STAGE/bin/llama-bench"
+  strip "$STAGE/bin/hearth" "$STAGE/bin/llama-bench"
+  pack "rehearsal (CPU build)"
   exit 0
 fi
 
@@ -222,14 +239,11 @@ link_llama_bench "$(llama_build_tree "$CARGO_TARGET_DIR")" "$KIT/llama-bench" \
 llama_bench=$KIT/llama-bench
 
 # --- 4. the kit -------------------------------------------------------------------------------
-rm -rf "$CARRY"
-mkdir -p "$CARRY/bin"
-cp "$CARGO_TARGET_DIR/release/hearth" "$llama_bench" "$CARRY/bin/"
-strip "$CARRY/bin/hearth" "$CARRY/bin/llama-bench"
+rm -rf "$STAGE"
+mkdir -p "$STAGE/bin"
+cp "$CARGO_TARGET_DIR/release/hearth" "$llama_bench" "$STAGE/bin/"
+strip "$STAGE/bin/hearth" "$STAGE/bin/llama-bench"
 total=$(($(date +%s) - started))
-pack_common "CUDA (archs $CUDA_ARCHS, toolkit wheels 13.0)"
-{
-  echo "build seconds: hearth $hearth_seconds, with llama-bench $total (-j $JOBS)"
-  echo "hearth size unstripped: $(stat -c %s "$CARGO_TARGET_DIR/release/hearth") bytes"
-} >>"$CARRY/MANIFEST"
-tail -n 2 "$CARRY/MANIFEST" >&2
+pack "CUDA (archs $CUDA_ARCHS, toolkit wheels 13.0)" \
+  "this invocation took: $hearth_seconds s to hearth, $total s in all (-j $JOBS)" \
+  "hearth size unstripped: $(stat -c %s "$CARGO_TARGET_DIR/release/hearth") bytes"

@@ -25,6 +25,7 @@
 #   SHAPES                shape models to make (default: qwen2.5-0.5b qwen2.5-1.5b mistral-7b
 #                         smollm2-135m; rehearsal: smollm2-135m)
 #   THREADS               CPU threads (default: the number of cores)
+#   HEARTH_GPU_KIT        the kit's folder (default target/gpu-kit/carry)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -57,10 +58,11 @@ THREADS=${THREADS:-$(nproc)}
 # Seconds kept back at the end for the reports and the summary.
 RESERVE=25
 
-KIT=$ROOT/target/gpu-kit/carry
+ARCHIVE=${HEARTH_GPU_KIT:-$ROOT/target/gpu-kit/carry}/kit.tar.xz
+WORK=$(mktemp -d /tmp/hearth-device.XXXXXX)
+KIT=$WORK/kit
 HEARTH=$KIT/bin/hearth
 LLAMA_BENCH=$KIT/bin/llama-bench
-WORK=$(mktemp -d /tmp/hearth-device.XXXXXX)
 export HEARTH_HOME=$WORK/home
 export TMPDIR=$WORK/tmp
 mkdir -p "$HEARTH_HOME" "$TMPDIR"
@@ -102,10 +104,22 @@ step() {
 } >"$SUMMARY"
 
 # --- 1. the machine --------------------------------------------------------------------------
-[ -x "$HEARTH" ] && [ -x "$LLAMA_BENCH" ] || {
-  log "no kit at $KIT: run perf/gpu/build-cuda.sh (or --rehearsal) first, and carry target/gpu-kit/carry"
+[ -f "$ARCHIVE" ] || {
+  log "no kit at $ARCHIVE: run perf/gpu/build-cuda.sh (or --rehearsal) first, and carry target/gpu-kit/carry"
   exit 1
 }
+mkdir -p "$KIT"
+# xz where the image has it, else Python's lzma (both read the 256 MiB dictionary).
+if command -v xz >/dev/null; then
+  xz -dc "$ARCHIVE" | tar -xf - -C "$KIT"
+else
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$ARCHIVE" | tar -xf - -C "$KIT"
+fi
+[ -x "$HEARTH" ] && [ -x "$LLAMA_BENCH" ] || {
+  log "the kit at $ARCHIVE did not unpack"
+  exit 1
+}
+log "kit unpacked ($(du -sh "$KIT" | cut -f1))"
 export LD_LIBRARY_PATH=$KIT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if [ "$MODE" = gpu ]; then
   # cuBLAS 13 from the machine's CUDA toolkit or PyTorch's wheels (the kit does not carry it).
@@ -244,10 +258,12 @@ print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for l in report["levels"]:
     alias, gpu = split(l["model"])
     dec = (l.get("per_request_decode_throughput") or {}).get("median")
-    tg = anchors.get((alias, gpu, "tg"))
-    pp = anchors.get((alias, gpu, "pp"))
+    # The anchor is one stream, like c=1: shown on that row only.
+    first = l["level"] == "c=1"
+    tg = anchors.get((alias, gpu, "tg")) if first else None
+    pp = anchors.get((alias, gpu, "pp")) if first else None
     g = (l.get("resources") or {}).get("gpu")
-    ratio = f"{dec / tg:.2f}" if dec and tg and l["level"] == "c=1" else ""
+    ratio = f"{dec / tg:.2f}" if dec and tg else ""
     fmt = lambda v, d=1: "—" if v is None else f"{v:.{d}f}"
     print(f"| {alias} | {'GPU' if gpu else 'CPU'} | {l['level']} | {fmt(l.get('output_throughput'))} | {fmt(dec)} | {fmt(l.get('median_ttft_ms'))} | {fmt(tg)} | {ratio} | {fmt(pp)} | "
           + (f"{g['peak_memory_bytes'] / 2**30:.2f} GiB | {g['mean_utilization_pct']:.0f} % | {g['mean_power_w']:.0f} W |" if g else "— | — | — |"))
