@@ -363,6 +363,62 @@ fn a_server_killed_mid_run_degrades_the_model_and_fails_the_exit_code() {
         .any(|w| w.as_str().unwrap().starts_with("MODEL DEGRADED")));
 }
 
+/// Upstream entries of a models file are measured with their server's process: the entry's
+/// own `pid`, or `--pid` for one that names none.
+#[test]
+fn upstream_entries_are_measured_with_their_servers_process() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    let (mut server, addr) = common::spawn_serve(home.path(), &[]);
+    let bench_home = tempfile::tempdir().unwrap();
+    let file = bench_home.path().join("remote.json");
+    let upstream = |pid: Option<u32>| serde_json::json!({"base_url": format!("http://{addr}/v1"), "model": "smollm2-135m", "pid": pid});
+    // Written by hand: serde_json's objects would sort the two entries.
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"own-pid": {{"upstream": {}}}, "flag-pid": {{"upstream": {}}}}}"#,
+            upstream(Some(server.id())),
+            upstream(None)
+        ),
+    )
+    .unwrap();
+    let out = bench_home.path().join("out");
+    hearth(bench_home.path())
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--max-tokens",
+            "8",
+        ])
+        .args(["--requests", "2", "--pid", &server.id().to_string()])
+        .arg("--models-file")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let levels = report["levels"].as_array().unwrap();
+    let names: Vec<&str> = levels
+        .iter()
+        .map(|l| l["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["own-pid", "flag-pid"]);
+    for l in levels {
+        // The server process holds the model: far more than the bench client's own memory.
+        let rss = l["resources"]["peak_rss_bytes"].as_u64();
+        assert!(rss.is_some_and(|b| b > 50 << 20), "{l}");
+        assert!(l["resources"]["server_cpu_ms"].as_f64().unwrap() > 0.0);
+    }
+}
+
 #[test]
 fn sigint_in_the_middle_keeps_finished_requests() {
     let _turn = turn();

@@ -586,6 +586,8 @@ async fn an_upstream_adapter_is_served_through_the_same_api_with_streaming() {
                 base_url: format!("{}/v1", origin.base),
                 model: MODEL.into(),
                 api_key_env: None,
+                pid: None,
+                process: None,
             }),
             ..CatalogEntry::default()
         }],

@@ -98,6 +98,8 @@ impl Mock {
                 base_url: self.base_url.clone(),
                 model: "mock-model".into(),
                 api_key_env: api_key_env.map(str::to_string),
+                pid: None,
+                process: None,
             },
             self.runtime.handle().clone(),
         )
@@ -484,6 +486,8 @@ fn connection_refused_names_the_base_url() {
             base_url: base_url.clone(),
             model: "m".into(),
             api_key_env: None,
+            pid: None,
+            process: None,
         },
         runtime.handle().clone(),
     )
@@ -547,6 +551,8 @@ fn bad_settings_and_requests_are_refused_up_front() {
         base_url: base_url.into(),
         model: "m".into(),
         api_key_env: api_key_env.map(str::to_string),
+        pid: None,
+        process: None,
     };
 
     let missing = "HEARTH_TEST_UPSTREAM_KEY_THAT_IS_NEVER_SET";

@@ -96,6 +96,13 @@ pub struct Upstream {
     /// Environment variable holding the upstream's API key, if it needs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// The serving process's id, so `hearth bench` can measure its memory and CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Or its process name (`llama-server`, `ollama`): the bench watches the process of that
+    /// name when exactly one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 /// Whether an entry ships with hearth or came from the user.

@@ -54,7 +54,9 @@ pub struct BenchArgs {
     /// API key for --endpoint.
     #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
     api_key: Option<String>,
-    /// Process id of the external server, to measure its memory and CPU.
+    /// Process id of the external server, to measure its memory and CPU: the --endpoint's,
+    /// or the one behind upstream entries of --models-file (an entry's own `pid` or `process`
+    /// wins).
     #[arg(long)]
     pid: Option<u32>,
     /// Timed rounds per load level.
@@ -453,6 +455,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
             api_key: args.api_key.clone(),
             pid: args.pid,
         }),
+        server_pid: args.pid,
         variants: args.variants.clone(),
         shapes: args.shapes,
         judge: args.judge.as_ref().map(|model| JudgeChoice {

@@ -154,6 +154,14 @@ mod tests {
         assert_eq!(l.token_counts.usage, 2);
         assert_eq!(l.token_counts.tokenizer, 1);
         assert_eq!(l.token_counts.usage_disagreements, 1);
+        // Which request, both counts, and the likely cause (usage = chunks + 1: a stop token).
+        let d = &l.token_counts.disagreements[0];
+        assert_eq!((d.round, d.seq, d.usage, d.counted), (2, 3, 4, 5));
+        assert!(d.likely.contains("usage is right"), "{}", d.likely);
+        assert!(doc
+            .warnings
+            .iter()
+            .any(|w| w.contains("round 2 #3: usage 4 vs 5 chunks")));
         // 36 J over 12 tokens: 3000 J per 1k, at 0.25 per kWh.
         assert!(close(l.energy.j_per_1k_output_tokens, 3000.0));
         assert!(close(l.energy.wh_per_1k_output_tokens, 3000.0 / 3600.0));

@@ -1,7 +1,9 @@
 //! The decision a run exists for: which model to pick. The fastest model (p95 end-to-end
 //! latency at the run's first load level) among those that meet the quality bar (mean score
 //! ≥ `min_score`) and fit the memory budget (peak RSS), with the reason every other model was
-//! not picked. The same rule serves the reports and capability routing (`auto:TAG`).
+//! not picked. Without scores, the automatic checks stand in: a model whose pass rate is more
+//! than [`CHECK_MARGIN`] below the best model's is not picked. The same rule serves the reports
+//! and capability routing (`auto:TAG`).
 
 use super::run_summary::{status_str, ModelSummary, RunSummary};
 pub use super::run_summary::{Candidate, Criteria, Recommendation, DEFAULT_MIN_SCORE};
@@ -21,6 +23,11 @@ impl Criteria {
     }
 }
 
+/// Without scores, how far (as a share, 0.10 = 10 points) a model's automatic-check pass rate
+/// may fall below the best model's and still be picked: checks are coarse (a few per prompt),
+/// so small gaps are noise, but a clearly worse pass rate is the only quality signal there is.
+pub const CHECK_MARGIN: f64 = 0.10;
+
 /// Picks among the models of `summary` that `include` accepts.
 pub fn recommend(
     summary: &RunSummary,
@@ -35,6 +42,20 @@ pub fn recommend(
         .find(|l| models.iter().any(|m| m.model == l.model) && l.completed > 0)
         .map(|l| l.level.clone());
     let quality_applied = models.iter().any(|m| m.quality.score.is_some());
+    // The checks' best pass rate among models that could be picked, when nothing is scored.
+    let best_checks = (!quality_applied)
+        .then(|| {
+            models
+                .iter()
+                .filter(|m| {
+                    m.status == ModelStatus::Ok && !crate::catalog::is_shape_alias(&m.model)
+                })
+                .filter_map(|m| m.quality.pass_rate)
+                .fold(None, |best: Option<f64>, r| {
+                    Some(best.map_or(r, |b| b.max(r)))
+                })
+        })
+        .flatten();
     let mut candidates: Vec<Candidate> = models
         .iter()
         .map(|m| {
@@ -73,7 +94,15 @@ pub fn recommend(
             };
             let not_picked = not_picked.or_else(|| {
                 if !quality_applied {
-                    return None;
+                    let (best, rate) = (best_checks?, m.quality.pass_rate?);
+                    return (best - rate > CHECK_MARGIN).then(|| {
+                        format!(
+                            "passed {:.0}% of the automatic checks, more than {:.0} points below the best model's {:.0}% (no scores: checks stand in)",
+                            rate * 100.0,
+                            CHECK_MARGIN * 100.0,
+                            best * 100.0
+                        )
+                    });
                 }
                 match m.quality.score {
                     None => Some("not scored (no judge or human score)".into()),
@@ -136,13 +165,23 @@ pub fn recommend(
             fmt_num(*p95, 0),
             criteria.min_score
         ),
+        (Some((name, p95, _)), _) if best_checks.is_some() => format!(
+            "Pick {name}: the fastest model (p95 end-to-end {} ms at {level_text}) within \
+             {budget} whose automatic-check pass rate is within {:.0} points of the best \
+             ({:.0}%). The checks decided the quality side: no answer has a score, so the bar of \
+             {:.1} could not be applied; score the answers with hearth bench --judge MODEL or \
+             hearth annotate for a stronger signal.",
+            fmt_num(*p95, 0),
+            CHECK_MARGIN * 100.0,
+            best_checks.unwrap_or(0.0) * 100.0,
+            criteria.min_score
+        ),
         (Some((name, p95, _)), _) => format!(
             "Pick {name}: the fastest model (p95 end-to-end {} ms at {level_text}) within \
-             {budget}. No answer has a quality score, so the quality bar of {:.1} could not be \
-             applied: score the answers with hearth bench --judge MODEL or hearth annotate \
-             before relying on this pick.",
+             {budget}. No answer has a quality score and no prompt has automatic checks, so \
+             speed alone decided: score the answers with hearth bench --judge MODEL or hearth \
+             annotate before relying on this pick.",
             fmt_num(*p95, 0),
-            criteria.min_score
         ),
         (None, true) => format!(
             "No model qualifies: none meets the quality bar of {:.1} within {budget} at \
@@ -179,7 +218,8 @@ fn shape_note(models: &[&ModelSummary]) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Shape models (random weights) were measured for speed and memory only and are never          picked; to confirm quality, download the real model{}: hearth model download {}.",
+        "Shape models (random weights) were measured for speed and memory only and are never \
+         picked; to confirm quality, download the real model{}: hearth model download {}.",
         if real.len() == 1 { "" } else { "s" },
         real.join(" ")
     ))
@@ -247,6 +287,58 @@ mod tests {
         // A filter (routing by tag) only considers what it lets through.
         let r = recommend(&s, criteria, |m| m.model == fast);
         assert_eq!(r.candidates.len(), 1);
+    }
+
+    #[test]
+    fn without_scores_a_clearly_worse_check_pass_rate_is_not_picked() {
+        let mut s = summarize(&sample_run());
+        let p95 = |s: &RunSummary, m: &str| {
+            s.levels
+                .iter()
+                .find(|l| l.model == m && l.level == "c=1")
+                .and_then(|l| l.latency.e2el.map(|d| d.p95))
+                .unwrap()
+        };
+        let (fast, slow) = if p95(&s, "smollm2") < p95(&s, "qwen2.5-0.5b") {
+            ("smollm2", "qwen2.5-0.5b")
+        } else {
+            ("qwen2.5-0.5b", "smollm2")
+        };
+        let checks = |s: &mut RunSummary, m: &str, rate: f64| {
+            let m = s.models.iter_mut().find(|x| x.model == m).unwrap();
+            m.quality.score = None;
+            m.quality.pass_rate = Some(rate);
+        };
+        let criteria = Criteria {
+            min_score: 3.5,
+            memory_budget_bytes: None,
+        };
+        // The faster model passed 27 % of the checks, the slower 42 %: the slower is picked,
+        // and the text says the checks decided.
+        checks(&mut s, fast, 0.27);
+        checks(&mut s, slow, 0.42);
+        let r = recommend(&s, criteria, |_| true);
+        assert_eq!(r.pick.as_deref(), Some(slow), "{r:?}");
+        assert!(!r.quality_applied);
+        assert!(
+            r.explanation.contains("checks decided"),
+            "{}",
+            r.explanation
+        );
+        let fast_reason = r
+            .candidates
+            .iter()
+            .find(|c| c.model == fast)
+            .and_then(|c| c.not_picked.clone())
+            .unwrap();
+        assert!(
+            fast_reason.contains("27%") && fast_reason.contains("42%"),
+            "{fast_reason}"
+        );
+        // Within the margin, speed decides again.
+        checks(&mut s, fast, 0.38);
+        let r = recommend(&s, criteria, |_| true);
+        assert_eq!(r.pick.as_deref(), Some(fast), "{r:?}");
     }
 }
 

@@ -148,7 +148,7 @@ pub struct RoundCv {
 }
 
 /// Where the token counts of counted successful requests came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TokenCounts {
     /// From the server's `usage`.
     pub usage: u64,
@@ -158,6 +158,43 @@ pub struct TokenCounts {
     pub chunks: u64,
     /// Requests whose independent count differs from `usage`.
     pub usage_disagreements: u64,
+    /// Those requests, so each can be looked up in the stored records (at most
+    /// [`MAX_LISTED_DISAGREEMENTS`] per level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<TokenDisagreement>,
+}
+
+/// Disagreeing requests listed per level; the count says how many there were in all.
+pub const MAX_LISTED_DISAGREEMENTS: usize = 20;
+
+/// One request whose server `usage` and hearth's own count (content chunks) differ, and the
+/// likely reason: the reader needs to know which number to trust.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenDisagreement {
+    /// Round of the request.
+    pub round: u32,
+    /// Its order in the level.
+    pub seq: u32,
+    /// `usage.completion_tokens`.
+    pub usage: u64,
+    /// hearth's count (content chunks).
+    pub counted: u64,
+    /// The probable cause, and which side is right.
+    pub likely: String,
+}
+
+impl TokenDisagreement {
+    /// What a difference between the server's count and the chunk count usually means. The
+    /// server's `usage` counts tokens; a chunk holds zero, one or several of them.
+    pub fn likely(usage: u64, counted: u64) -> &'static str {
+        if usage == counted + 1 {
+            "usage counts a last token that streamed no text (an end or stop token): usage is right"
+        } else if usage > counted {
+            "some chunks carried several tokens (drafted tokens, or text held back and sent together): usage is right"
+        } else {
+            "more content chunks than tokens (a character split across chunks, or chunks of whitespace): usage is right, the chunk count is high"
+        }
+    }
 }
 
 impl TokenCounts {
@@ -346,7 +383,7 @@ impl RunSummary {
             .iter()
             .filter(|l| l.token_counts.fallbacks() > 0)
         {
-            let t = l.token_counts;
+            let t = &l.token_counts;
             w.push(format!(
                 "token counts for {} at {} fell back from usage: {} by tokenizer, {} by counting chunks",
                 l.model, l.level, t.tokenizer, t.chunks
@@ -357,9 +394,29 @@ impl RunSummary {
             .iter()
             .filter(|l| l.token_counts.usage_disagreements > 0)
         {
+            let listed: Vec<String> = l
+                .token_counts
+                .disagreements
+                .iter()
+                .take(5)
+                .map(|d| {
+                    format!(
+                        "round {} #{}: usage {} vs {} chunks — {}",
+                        d.round, d.seq, d.usage, d.counted, d.likely
+                    )
+                })
+                .collect();
             w.push(format!(
-                "{} at {}: {} request(s) where the server's usage disagrees with hearth's own count",
-                l.model, l.level, l.token_counts.usage_disagreements
+                "{} at {}: {} request(s) where the server's usage disagrees with hearth's own count ({}{})",
+                l.model,
+                l.level,
+                l.token_counts.usage_disagreements,
+                listed.join("; "),
+                if l.token_counts.usage_disagreements > listed.len() as u64 {
+                    "; … the rest in report.json's token_counts.disagreements"
+                } else {
+                    ""
+                }
             ));
         }
         w

@@ -13,7 +13,8 @@ use super::quality::{self, Quality, Rubric, Scores};
 use super::recommend::recommend;
 pub use super::run_summary::{
     status_str, Drafts, Energy, FailureReason, LevelSummary, ModelSummary, PromptCacheCounts,
-    Resources, RoundCv, RunSummary, Scorer, Slo, TokenCounts, DEFAULT_ENERGY_PRICE_PER_KWH,
+    Resources, RoundCv, RunSummary, Scorer, Slo, TokenCounts, TokenDisagreement,
+    DEFAULT_ENERGY_PRICE_PER_KWH, MAX_LISTED_DISAGREEMENTS,
 };
 use super::run_summary::{Criteria, Recommendation};
 use crate::stats::{coefficient_of_variation, Distribution};
@@ -290,6 +291,19 @@ fn summarize_level(
             && r.counted_completion_tokens != r.completion_tokens
         {
             tokens.usage_disagreements += 1;
+            if let (Some(usage), Some(counted), true) = (
+                r.completion_tokens,
+                r.counted_completion_tokens,
+                tokens.disagreements.len() < MAX_LISTED_DISAGREEMENTS,
+            ) {
+                tokens.disagreements.push(TokenDisagreement {
+                    round: r.round,
+                    seq: r.seq,
+                    usage,
+                    counted,
+                    likely: TokenDisagreement::likely(usage, counted).to_string(),
+                });
+            }
         }
     }
 

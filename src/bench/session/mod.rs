@@ -112,6 +112,9 @@ pub struct SessionSettings {
     pub models: Vec<String>,
     /// Measure these at an external server instead of hearth's own.
     pub endpoint: Option<ExternalEndpoint>,
+    /// The external server's process (`--pid`), watched for memory and CPU: the endpoint's,
+    /// and every catalog upstream's that names no process of its own.
+    pub server_pid: Option<u32>,
     /// Quantisation types whose variants are made (when missing) and measured beside each
     /// local model.
     pub variants: Vec<String>,

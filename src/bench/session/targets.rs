@@ -76,10 +76,14 @@ pub(super) fn target(
     };
     if let Some(upstream) = &entry.upstream {
         let endpoint = upstream_endpoint(upstream);
+        let pid = upstream
+            .pid
+            .or_else(|| upstream.process.as_deref().and_then(process_by_name))
+            .or(settings.server_pid);
         return Target {
             model: model_record(name, "upstream", &endpoint.base_url, Some(entry)),
             endpoint,
-            probe: None,
+            probe: pid.map(ProcessProbe::new),
             managed: false,
         };
     }
@@ -101,6 +105,32 @@ pub(super) fn target(
             }
         }
         Err(error) => failed_target(name, Some(error)),
+    }
+}
+
+/// The id of the one running process called `name`; None (with a note in the log) when none
+/// or several are.
+fn process_by_name(name: &str) -> Option<u32> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+    let mut system = System::new();
+    system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
+    let pids: Vec<u32> = system
+        .processes_by_exact_name(std::ffi::OsStr::new(name))
+        .map(|p| p.pid().as_u32())
+        .collect();
+    match pids.as_slice() {
+        [pid] => Some(*pid),
+        [] => {
+            tracing::warn!("no running process is called {name}: its resources are not measured");
+            None
+        }
+        _ => {
+            tracing::warn!(
+                "{} processes are called {name}: name the server with `pid` instead",
+                pids.len()
+            );
+            None
+        }
     }
 }
 
