@@ -27,6 +27,19 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every request record of a run (all instants, tokens, status, answer), for pandas,
+    /// notebooks and spreadsheets.
+    Export {
+        /// Run id, unique prefix, `latest` or `latest~N`.
+        #[arg(default_value = "latest")]
+        run: String,
+        /// jsonl (the stored records, exactly) or csv (flat, with ttft_ms and e2el_ms).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +109,31 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                 );
             } else {
                 println!("{table}");
+            }
+        }
+        RunsCommand::Export { run, format, out } => {
+            let format: report::export::ExportFormat = format.parse()?;
+            let id = store.resolve(&run)?;
+            let data = store.load_run(&id)?;
+            let text = report::export::export_requests(&data, format)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "{} request records of run {id} written to {}",
+                        data.requests.len(),
+                        path.display()
+                    );
+                }
+                None => {
+                    // `| head` closing the pipe early is not an error.
+                    use std::io::Write as _;
+                    match std::io::stdout().lock().write_all(text.as_bytes()) {
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                        other => other.context("writing to standard output")?,
+                    }
+                }
             }
         }
         RunsCommand::Show { run, json } => {

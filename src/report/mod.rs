@@ -11,6 +11,7 @@ mod charts;
 pub mod compare;
 mod csv;
 pub mod definitions;
+pub mod export;
 mod format;
 mod html;
 pub mod json;
@@ -43,6 +44,9 @@ pub enum ReportError {
     /// The format name is not one of json, csv, md, markdown, html.
     #[error("unknown report format {0:?} (expected json, csv, md or html)")]
     UnknownFormat(String),
+    /// The export format name is not jsonl or csv.
+    #[error("unknown export format {0:?} (expected jsonl or csv)")]
+    UnknownExportFormat(String),
     /// Serializing the JSON report failed.
     #[error("JSON report: {0}")]
     Json(#[from] serde_json::Error),
