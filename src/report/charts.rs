@@ -165,10 +165,28 @@ pub(crate) fn line_chart(
     lines: &[Line],
     y_from_zero: bool,
 ) -> Result<String, String> {
+    line_chart_in(title, x_desc, y_desc, lines, y_from_zero, None)
+}
+
+/// [`line_chart`] with a fixed y range (a share: 0–100 %), the legend then in the lower right
+/// where a rising curve leaves room, instead of room added above the data.
+fn line_chart_in(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: &[Line],
+    y_from_zero: bool,
+    y_fixed: Option<(f64, f64)>,
+) -> Result<String, String> {
     let ((x0, x1), (y0, y1)) =
         bounds(lines.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
     let (x0, x1) = padded(x0, x1, false);
-    let (y0, y1) = with_legend_room(padded(y0, y1, y_from_zero));
+    let (y0, y1) = y_fixed.unwrap_or_else(|| with_legend_room(padded(y0, y1, y_from_zero)));
+    let legend_at = if y_fixed.is_some() {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperLeft
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
@@ -201,10 +219,7 @@ pub(crate) fn line_chart(
                     .map_err(err)?;
             }
         }
-        draw_legend(
-            chart.configure_series_labels(),
-            SeriesLabelPosition::UpperLeft,
-        )?;
+        draw_legend(chart.configure_series_labels(), legend_at)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -317,7 +332,15 @@ pub(crate) fn cdf_chart(
     if lines.is_empty() {
         return Err("no successful requests".into());
     }
-    line_chart(title, x_desc, "% of requests at or below", &lines, true)
+    // A share: the axis ends at 100 %.
+    line_chart_in(
+        title,
+        x_desc,
+        "% of requests at or below",
+        &lines,
+        true,
+        Some((0.0, 100.0)),
+    )
 }
 
 /// A horizontal bar chart, one bar per label: long model names stay readable.

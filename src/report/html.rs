@@ -73,12 +73,17 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
     );
     let _ = write!(
         out,
-        "<header><h1>hearth benchmark report</h1><div class=\"meta\">run <b>{}</b> · {:?} · started {} · {} model(s) · {} level(s) · {}</div></header>",
+        "<header><h1>hearth benchmark report</h1><div class=\"meta\">run <b>{}</b> · {:?} · started {} · {} model(s) · {} load level(s) · {}</div></header>",
         esc(&run.id),
         run.status,
         utc(run.started_unix_ms),
         s.models.len(),
-        s.levels.len(),
+        // Load levels (c=1, c=8…), not model × level rows.
+        s.levels
+            .iter()
+            .map(|l| l.level.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         esc(&run.environment.cpu_model)
     );
     out.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#latency\">Latency</a><a href=\"#throughput\">Throughput</a><a href=\"#resources\">Resources &amp; energy</a><a href=\"#timeseries\">Time series</a><a href=\"#models\">Models</a><a href=\"#environment\">Environment</a><a href=\"#definitions\">Definitions</a><a href=\"#recommendation\">Recommendation</a></nav><main>");
@@ -255,6 +260,38 @@ mod tests {
         assert!(!html.contains("chart unavailable"));
         assert!(html.contains("id=\"definitions\""));
         assert!(html.contains("2025-11-28"));
+    }
+
+    #[test]
+    fn a_run_with_one_level_gets_bars_not_lone_points_and_shares_end_at_100() {
+        let mut data = sample_run();
+        data.levels.retain(|l| l.level == "c=1");
+        data.requests.retain(|r| r.level == "c=1");
+        let html = render(&data, Format::Html).unwrap();
+        assert!(html.contains("TTFT p50 at c=1"), "bars at the one level");
+        assert!(html.contains("Output throughput at c=1"));
+        assert!(!html.contains("TTFT against concurrency"));
+        assert!(!html.contains("chart unavailable"));
+        // "2 model(s) · 1 load level(s)": levels, not model × level rows.
+        assert!(
+            html.contains("· 1 load level(s) ·"),
+            "header counts load levels"
+        );
+        // The CDF's y axis is a share: no tick beyond 100 %.
+        let cdf_start = html.find("End-to-end latency distribution at c=1").unwrap();
+        let cdf = &html[cdf_start..cdf_start + html[cdf_start..].find("</svg>").unwrap()];
+        let ticks: Vec<f64> = cdf
+            .split("</text>")
+            .filter_map(|s| s.rsplit('>').next()?.trim().parse().ok())
+            .collect();
+        // The y axis's ticks come first (rising), then the x axis's (latency, ms).
+        let y_ticks: Vec<f64> = ticks
+            .iter()
+            .zip(std::iter::once(f64::NEG_INFINITY).chain(ticks.iter().copied()))
+            .take_while(|(t, before)| **t > *before)
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(y_ticks.last(), Some(&100.0), "{ticks:?}");
     }
 
     #[test]

@@ -62,6 +62,18 @@ pub(super) fn charts_section(
             continue;
         }
         let x_desc = load_x(of_mode[0]).map_or("", |(_, d)| d);
+        let mut xs: Vec<f64> = of_mode
+            .iter()
+            .filter_map(|l| load_x(l).map(|x| x.0))
+            .collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        if xs.len() < 2 {
+            // One load level: a line "against load" would be a lone point on an axis around
+            // it. Bars compare the models at that level instead.
+            level_bars(out, &of_mode, color_of);
+            continue;
+        }
         let mut ttft = Vec::new();
         let mut tput = Vec::new();
         for (mi, m) in s.models.iter().enumerate() {
@@ -158,6 +170,37 @@ pub(super) fn charts_section(
     );
     quality_figure(out, s, color_of);
     out.push_str("</div>");
+}
+
+/// TTFT and output throughput per model at a run's only load level.
+fn level_bars(out: &mut String, levels: &[&LevelSummary], color_of: &dyn Fn(&str) -> usize) {
+    let label = levels.first().map_or("", |l| l.level.as_str());
+    let bars = |f: &dyn Fn(&LevelSummary) -> Option<f64>| {
+        levels
+            .iter()
+            .filter_map(|l| f(l).map(|v| (l.model.clone(), color_of(&l.model), v)))
+            .collect::<Vec<_>>()
+    };
+    figure(
+        out,
+        bar_chart(
+            &format!("TTFT p50 at {label}"),
+            "TTFT (ms)",
+            &bars(&|l| l.latency.ttft.map(|d| d.median)),
+            &|v| format!("{v:.0} ms"),
+        ),
+        "Median time to first token at the run's one load level (more levels draw it against load).",
+    );
+    figure(
+        out,
+        bar_chart(
+            &format!("Output throughput at {label}"),
+            "output tokens/s (aggregate)",
+            &bars(&|l| l.output_throughput),
+            &|v| format!("{v:.1}"),
+        ),
+        "Σ output tokens of successful requests / level duration.",
+    );
 }
 
 /// Quality against latency, one point per model sized by its peak memory: the trade-off the
