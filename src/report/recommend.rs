@@ -231,21 +231,26 @@ mod tests {
     use crate::report::summarize;
     use crate::store::testdata::sample_run;
 
-    #[test]
-    fn the_fastest_model_meeting_the_bar_and_budget_is_picked() {
-        let mut s = summarize(&sample_run());
-        let p95 = |s: &RunSummary, m: &str| {
+    /// The sample run's two models, the faster (lower p95 at c=1) first.
+    fn fast_and_slow(s: &RunSummary) -> (&'static str, &'static str) {
+        let p95 = |m: &str| {
             s.levels
                 .iter()
                 .find(|l| l.model == m && l.level == "c=1")
                 .and_then(|l| l.latency.e2el.map(|d| d.p95))
                 .unwrap()
         };
-        let (fast, slow) = if p95(&s, "smollm2") < p95(&s, "qwen2.5-0.5b") {
+        if p95("smollm2") < p95("qwen2.5-0.5b") {
             ("smollm2", "qwen2.5-0.5b")
         } else {
             ("qwen2.5-0.5b", "smollm2")
-        };
+        }
+    }
+
+    #[test]
+    fn the_fastest_model_meeting_the_bar_and_budget_is_picked() {
+        let mut s = summarize(&sample_run());
+        let (fast, slow) = fast_and_slow(&s);
         let set = |s: &mut RunSummary, m: &str, score: f64, rss: u64| {
             let m = s.models.iter_mut().find(|x| x.model == m).unwrap();
             m.quality.score = Some(score);
@@ -292,18 +297,7 @@ mod tests {
     #[test]
     fn without_scores_a_clearly_worse_check_pass_rate_is_not_picked() {
         let mut s = summarize(&sample_run());
-        let p95 = |s: &RunSummary, m: &str| {
-            s.levels
-                .iter()
-                .find(|l| l.model == m && l.level == "c=1")
-                .and_then(|l| l.latency.e2el.map(|d| d.p95))
-                .unwrap()
-        };
-        let (fast, slow) = if p95(&s, "smollm2") < p95(&s, "qwen2.5-0.5b") {
-            ("smollm2", "qwen2.5-0.5b")
-        } else {
-            ("qwen2.5-0.5b", "smollm2")
-        };
+        let (fast, slow) = fast_and_slow(&s);
         let checks = |s: &mut RunSummary, m: &str, rate: f64| {
             let m = s.models.iter_mut().find(|x| x.model == m).unwrap();
             m.quality.score = None;
