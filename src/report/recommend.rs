@@ -28,6 +28,10 @@ impl Criteria {
 /// so small gaps are noise, but a clearly worse pass rate is the only quality signal there is.
 pub const CHECK_MARGIN: f64 = 0.10;
 
+/// Automatic checks a model needs (and the best model needs) before its pass rate can rule it
+/// out: a handful of short answers says little, and speed then decides as before.
+pub const MIN_CHECKS: u64 = 20;
+
 /// Picks among the models of `summary` that `include` accepts.
 pub fn recommend(
     summary: &RunSummary,
@@ -48,7 +52,9 @@ pub fn recommend(
             models
                 .iter()
                 .filter(|m| {
-                    m.status == ModelStatus::Ok && !crate::catalog::is_shape_alias(&m.model)
+                    m.status == ModelStatus::Ok
+                        && !crate::catalog::is_shape_alias(&m.model)
+                        && m.quality.checks_total >= MIN_CHECKS
                 })
                 .filter_map(|m| m.quality.pass_rate)
                 .fold(None, |best: Option<f64>, r| {
@@ -95,7 +101,8 @@ pub fn recommend(
             let not_picked = not_picked.or_else(|| {
                 if !quality_applied {
                     let (best, rate) = (best_checks?, m.quality.pass_rate?);
-                    return (best - rate > CHECK_MARGIN).then(|| {
+                    let enough = m.quality.checks_total >= MIN_CHECKS;
+                    return (enough && best - rate > CHECK_MARGIN).then(|| {
                         format!(
                             "passed {:.0}% of the automatic checks, more than {:.0} points below the best model's {:.0}% (no scores: checks stand in)",
                             rate * 100.0,
@@ -178,10 +185,12 @@ pub fn recommend(
         ),
         (Some((name, p95, _)), _) => format!(
             "Pick {name}: the fastest model (p95 end-to-end {} ms at {level_text}) within \
-             {budget}. No answer has a quality score and no prompt has automatic checks, so \
-             speed alone decided: score the answers with hearth bench --judge MODEL or hearth \
-             annotate before relying on this pick.",
+             {budget}. No answer has a quality score, so the quality bar of {:.1} could not be \
+             applied, and there are too few automatic checks to tell the models apart (at least \
+             {MIN_CHECKS} per model): speed alone decided. Score the answers with hearth bench \
+             --judge MODEL or hearth annotate before relying on this pick.",
             fmt_num(*p95, 0),
+            criteria.min_score
         ),
         (None, true) => format!(
             "No model qualifies: none meets the quality bar of {:.1} within {budget} at \
@@ -298,10 +307,11 @@ mod tests {
     fn without_scores_a_clearly_worse_check_pass_rate_is_not_picked() {
         let mut s = summarize(&sample_run());
         let (fast, slow) = fast_and_slow(&s);
-        let checks = |s: &mut RunSummary, m: &str, rate: f64| {
+        let checks = |s: &mut RunSummary, m: &str, rate: f64, total: u64| {
             let m = s.models.iter_mut().find(|x| x.model == m).unwrap();
             m.quality.score = None;
             m.quality.pass_rate = Some(rate);
+            m.quality.checks_total = total;
         };
         let criteria = Criteria {
             min_score: 3.5,
@@ -309,8 +319,8 @@ mod tests {
         };
         // The faster model passed 27 % of the checks, the slower 42 %: the slower is picked,
         // and the text says the checks decided.
-        checks(&mut s, fast, 0.27);
-        checks(&mut s, slow, 0.42);
+        checks(&mut s, fast, 0.27, 60);
+        checks(&mut s, slow, 0.42, 60);
         let r = recommend(&s, criteria, |_| true);
         assert_eq!(r.pick.as_deref(), Some(slow), "{r:?}");
         assert!(!r.quality_applied);
@@ -330,7 +340,12 @@ mod tests {
             "{fast_reason}"
         );
         // Within the margin, speed decides again.
-        checks(&mut s, fast, 0.38);
+        checks(&mut s, fast, 0.38, 60);
+        let r = recommend(&s, criteria, |_| true);
+        assert_eq!(r.pick.as_deref(), Some(fast), "{r:?}");
+        // Too few checks to tell (a handful of short answers): speed decides.
+        checks(&mut s, fast, 0.0, 4);
+        checks(&mut s, slow, 1.0, 4);
         let r = recommend(&s, criteria, |_| true);
         assert_eq!(r.pick.as_deref(), Some(fast), "{r:?}");
     }
