@@ -60,6 +60,19 @@ const SHORT: [&str; 10] = [
     "--requests",
 ];
 
+/// The smallest complete benchmark: one timed round of two requests, no warm-up, 8 tokens.
+const TINY: [&str; 9] = [
+    "bench",
+    "--rounds",
+    "1",
+    "--warmup",
+    "0",
+    "--max-tokens",
+    "8",
+    "--requests",
+    "2",
+];
+
 /// Runs a short bench into `out` and checks that every report format is there, parses, and
 /// agrees with the run as re-rendered from the store.
 fn full_run_agrees_with_the_store(db_url: Option<&str>) {
@@ -258,18 +271,8 @@ fn models_file_in_the_seeds_shape_measures_every_model_in_order() {
     .unwrap();
     let out = home.path().join("out");
     hearth(home.path())
-        .args([
-            "bench",
-            "--rounds",
-            "1",
-            "--warmup",
-            "0",
-            "--max-tokens",
-            "8",
-            "--requests",
-            "2",
-            "--models-file",
-        ])
+        .args(TINY)
+        .arg("--models-file")
         .arg(&file)
         .arg("--out")
         .arg(&out)
@@ -385,16 +388,8 @@ fn upstream_entries_are_measured_with_their_servers_process() {
     .unwrap();
     let out = bench_home.path().join("out");
     hearth(bench_home.path())
-        .args([
-            "bench",
-            "--rounds",
-            "1",
-            "--warmup",
-            "0",
-            "--max-tokens",
-            "8",
-        ])
-        .args(["--requests", "2", "--pid", &server.id().to_string()])
+        .args(TINY)
+        .args(["--pid", &server.id().to_string()])
         .arg("--models-file")
         .arg(&file)
         .arg("--out")

@@ -65,6 +65,9 @@ impl GpuMeter {
             .find_map(|lib| Nvml::builder().lib_path(OsStr::new(lib)).init().ok())?;
         let count = nvml.device_count().ok()?;
         let devices = visible_devices(visible, count);
+        if devices.is_empty() {
+            return None;
+        }
         let names = devices
             .iter()
             .map(|&i| {
@@ -73,9 +76,6 @@ impl GpuMeter {
                     .unwrap_or_else(|_| format!("GPU {i}"))
             })
             .collect::<Vec<_>>();
-        if devices.is_empty() {
-            return None;
-        }
         tracing::debug!(?names, "NVML: measuring GPUs");
         Some(Self {
             nvml,

@@ -242,32 +242,43 @@ pub(super) fn with_variants(
         }
         for ty in &settings.variants {
             let parsed = crate::engine::quantize::parse_type(ty).map_err(VariantError::from)?;
-            let variant = variants::variant_alias(name, &parsed);
-            let cached = catalog
-                .get(&variant)
-                .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
-            let variant = if cached {
-                variant
-            } else {
-                observer.notice(&format!(
-                    "making {variant} for the comparison (hearth model quantize)"
-                ));
-                variants::make(
-                    catalog,
-                    library.cache,
-                    library.user_models_file,
-                    name,
-                    parsed,
-                    settings.load.threads,
-                    observer,
-                )?
-            };
+            let (variant, _) = ensure_variant(settings, library, catalog, name, parsed, observer)?;
             if !out.contains(&variant) && !names.contains(&variant) {
                 out.push(variant);
             }
         }
     }
     Ok(out)
+}
+
+/// The variant of `base` in `ty`, made (`hearth model quantize`) when it is not cached yet;
+/// returns its alias and whether it was made now.
+fn ensure_variant(
+    settings: &SessionSettings,
+    library: &Library<'_>,
+    catalog: &Catalog,
+    base: &str,
+    ty: crate::engine::quantize::QuantType,
+    observer: &dyn SessionObserver,
+) -> Result<(String, bool), VariantError> {
+    let variant = variants::variant_alias(base, &ty);
+    let cached = catalog
+        .get(&variant)
+        .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
+    if cached {
+        return Ok((variant, false));
+    }
+    observer.notice(&format!("making {variant} (hearth model quantize)"));
+    let made = variants::make(
+        catalog,
+        library.cache,
+        library.user_models_file,
+        base,
+        ty,
+        settings.load.threads,
+        observer,
+    )?;
+    Ok((made, true))
 }
 
 /// Makes the variants `names` asks for by name (`smollm2-135m@q4_0`, as a models.json lists
@@ -291,26 +302,14 @@ pub(super) fn make_named_variants(
         let Ok(parsed) = crate::engine::quantize::parse_type(ty) else {
             continue;
         };
-        let cached = catalog
-            .get(name)
-            .is_ok_and(|e| loader::local_path(library.cache, e).is_some());
         let base_is_local = catalog
             .get(base)
             .is_ok_and(|e| e.upstream.is_none() && !e.is_shape_model());
-        if cached || !base_is_local {
+        if !base_is_local {
             continue;
         }
-        observer.notice(&format!("making {name} (hearth model quantize)"));
-        match variants::make(
-            catalog,
-            library.cache,
-            library.user_models_file,
-            base,
-            parsed,
-            settings.load.threads,
-            observer,
-        ) {
-            Ok(_) => made = true,
+        match ensure_variant(settings, library, catalog, base, parsed, observer) {
+            Ok((_, now)) => made |= now,
             Err(e) => observer.notice(&format!("cannot make {name}: {e}")),
         }
     }
