@@ -336,8 +336,13 @@ fn a_server_killed_mid_run_degrades_the_model_and_fails_the_exit_code() {
         if n >= 4 {
             break;
         }
-        if let Some(status) = bench.try_wait().unwrap() {
-            panic!("the benchmark ended ({status}) before the server could be killed");
+        if bench.try_wait().unwrap().is_some() {
+            let output = bench.wait_with_output().unwrap();
+            panic!(
+                "the benchmark ended ({}) before the server could be killed:\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -94,9 +94,7 @@ impl Store {
         };
         let conn = rusqlite::Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(open_err)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(open_err)?;
+        let mode = switch_to_wal(&conn).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             // In-memory databases and some file systems cannot do WAL; still usable.
             tracing::debug!(%location, %mode, "SQLite journal mode is not WAL");
@@ -545,6 +543,28 @@ fn select_all<T>(
         .into_iter()
         .map(from_row)
         .collect()
+}
+
+/// Switches a connection to WAL and returns the journal mode it ended in. The switch needs an
+/// exclusive lock, and SQLite answers `SQLITE_BUSY` at once (without its busy handler) when
+/// another process is opening the same new file at that moment: two `hearth` commands started
+/// together on a fresh home. So the switch is retried, with short pauses, for as long as any
+/// other statement would wait on a lock.
+fn switch_to_wal(conn: &rusqlite::Connection) -> Result<String, rusqlite::Error> {
+    let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -457,3 +457,36 @@ fn scores_round_trip_replace_and_refuse_strays(db: Backend) {
     assert!(matches!(err, StoreError::AnswerNotFound { .. }), "{err}");
     assert_eq!(store.load_run(id).unwrap().scores, loaded);
 }
+
+/// Several processes opening one new SQLite file at the same moment (two `hearth` commands
+/// started together on a fresh home) all get the history: none is told the file is locked.
+/// Threads stand in for the processes; each opens its own connection, as a process would.
+#[test]
+fn sqlite_a_new_file_opened_by_many_at_once_opens_for_all() {
+    const OPENERS: usize = 6;
+    for round in 0..40 {
+        let db = Backend::sqlite();
+        let url = db.url();
+        let start = std::sync::Barrier::new(OPENERS);
+        std::thread::scope(|scope| {
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        Store::open(&url).map(|_| ())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                if let Err(e) = opener.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+        });
+        assert_eq!(
+            db.migrations().len() as i64,
+            SCHEMA_VERSION,
+            "round {round}"
+        );
+    }
+}
