@@ -35,6 +35,8 @@ fn options(shapes: Vec<LoadShape>, rounds: u32, requests: Option<u32>) -> BenchO
         slo: HashMap::new(),
         energy_price_per_kwh: 0.3,
         sample_interval_ms: 50,
+        sweep: None,
+        stop_over_saturated_secs: None,
     }
 }
 
@@ -51,7 +53,10 @@ async fn run(options: BenchOptions, targets: Vec<Target>) -> RunData {
         started_unix_ms: 0,
         finished_unix_ms: None,
         status: RunStatus::Running,
-        options: serde_json::from_value(serde_json::to_value(&options).unwrap()).unwrap(),
+        options: hearth::store::record::RunOptions {
+            bench: serde_json::to_value(&options).unwrap(),
+            ..Default::default()
+        },
         environment: Environment::default(),
         client: serde_json::json!({}),
     };
@@ -270,7 +275,7 @@ async fn failing_models_are_marked_and_the_others_complete() {
 async fn open_loop_keeps_its_schedule_and_queueing_shows_as_latency() {
     // The server takes ~50 ms per request, one at a time (20/s); arrivals come at 40/s.
     let mut slow = script(10, 10, 5);
-    slow.serial = true;
+    slow.slots = Some(1);
     let server = MockServer::start(HashMap::from([("slow".to_string(), slow)]))
         .await
         .unwrap();
@@ -335,4 +340,83 @@ async fn calibration_compares_the_client_with_the_server() {
         "{c:?}"
     );
     assert!(c.ttft_error_p99_ms >= c.ttft_error_p50_ms);
+}
+
+/// A sweep against a server of known capacity (4 slots, 100 ms an answer: 40 requests/s):
+/// its bounds are the synchronous rate and the capacity, its rates run from one to one step
+/// past the other, the level past the capacity is stopped as over-saturated (recorded, not a
+/// failure), and the knee (the highest rate kept up with) is within one rate step of the
+/// capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_finds_the_knee_of_a_server_with_known_capacity() {
+    let mut limited = script(30, 10, 8);
+    limited.slots = Some(4);
+    let server = MockServer::start(HashMap::from([("cap40".to_string(), limited)]))
+        .await
+        .unwrap();
+    let mut opts = options(vec![], 1, None);
+    opts.warmup = 0;
+    opts.sweep = Some(bench::Sweep {
+        rates: 3,
+        max_concurrency: 16,
+        burstiness: 1.0,
+    });
+    opts.stop_over_saturated_secs = Some(1.5);
+    let data = run(opts, vec![target(&server, "cap40")]).await;
+    assert_eq!(
+        data.models[0].status,
+        ModelStatus::Ok,
+        "{:?}",
+        data.models[0].error
+    );
+    let labels: Vec<&str> = data.levels.iter().map(|l| l.level.as_str()).collect();
+    assert_eq!(labels.len(), 5, "{labels:?}");
+    assert_eq!(&labels[..2], ["c=1", "c=16"]);
+
+    let summary = hearth::report::summarize(&data);
+    let sweep = &summary.sweeps[0];
+    let sync = sweep.synchronous_rate.unwrap();
+    let (max, at) = sweep.maximum_rate.clone().unwrap();
+    assert!((7.0..=10.5).contains(&sync), "synchronous {sync:.1}/s");
+    assert!((30.0..=40.5).contains(&max), "maximum {max:.1}/s");
+    assert_eq!(at, "c=16");
+    let rates: Vec<f64> = data
+        .levels
+        .iter()
+        .filter_map(|l| match l.shape {
+            LoadShape::Rate { rate, .. } => Some(rate),
+            LoadShape::Concurrency { .. } => None,
+        })
+        .collect();
+    let step = (max - sync) / 2.0;
+    assert!(
+        (rates[1] - max).abs() < 0.01 * max + 0.1,
+        "{rates:?} against {max}"
+    );
+    assert!(
+        (rates[2] - (max + step)).abs() < 0.01 * rates[2] + 0.1,
+        "{rates:?}"
+    );
+
+    // Past the capacity: stopped, with its evidence, and nothing failed.
+    let last = data.levels.last().unwrap();
+    let evidence = last
+        .stopped
+        .as_deref()
+        .unwrap_or_else(|| panic!("{last:?}"));
+    assert!(evidence.starts_with("over-saturated"), "{evidence}");
+    assert_eq!(sweep.over_saturated.last().unwrap().level, last.level);
+    assert!(data.requests.iter().all(|r| r.status == RequestStatus::Ok));
+    // Well below it: kept up with.
+    assert!(
+        data.levels[2].stopped.is_none(),
+        "{:?}",
+        data.levels[2].stopped
+    );
+    let knee = sweep.knee.as_ref().unwrap();
+    assert!(
+        knee.rate <= 40.0 * 1.05 && knee.rate >= 40.0 - step - 2.0,
+        "knee at {} (step {step:.1})",
+        knee.rate
+    );
 }

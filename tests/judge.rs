@@ -46,6 +46,8 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
         slo: HashMap::new(),
         energy_price_per_kwh: 0.3,
         sample_interval_ms: 50,
+        sweep: None,
+        stop_over_saturated_secs: None,
     };
     let store = Store::open_sqlite(db).unwrap();
     let run = RunRecord {

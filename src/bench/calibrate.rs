@@ -87,7 +87,7 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
     // Warm-up: one closed-loop round opens `concurrency` connections.
     let (warm_tx, _warm_rx) = mpsc::unbounded_channel();
     let warm = LoadShape::Concurrency { concurrency };
-    load::run_round(&ctx, warm, jobs(0, concurrency), &warm_tx, &mut stop).await;
+    load::run_round(&ctx, warm, jobs(0, concurrency), &warm_tx, &mut stop, None).await;
     let requests = requests.max(1);
     let shape = LoadShape::Rate {
         rate: f64::from(concurrency) / busy.as_secs_f64(),
@@ -98,7 +98,7 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
     let (_stop_tx, mut stop) = watch::channel(false);
     let cpu_before = resources::client_cpu_ms();
     let lag = load::LagMonitor::start(Duration::from_millis(10));
-    load::run_round(&ctx, shape, jobs(1, requests), &tx, &mut stop).await;
+    load::run_round(&ctx, shape, jobs(1, requests), &tx, &mut stop, None).await;
     let lag_p99_ms = lag.finish();
     let cpu = resources::client_cpu_ms() - cpu_before;
     drop(tx);

@@ -56,16 +56,36 @@ pub struct LevelContext {
     pub seed: u64,
 }
 
+/// How a round ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoundEnd {
+    /// Every job was sent and answered (or failed).
+    Done,
+    /// `stop` turned true (Ctrl-C): requests in flight were dropped.
+    Interrupted,
+    /// The server fell behind the arrivals (the detector's evidence): requests in flight were
+    /// dropped, since waiting for an unbounded queue to drain measures nothing more.
+    OverSaturated(String),
+}
+
 /// Runs one round of `jobs` with `shape`; every finished request goes to `records` at once.
-/// Returns early (dropping requests in flight) when `stop` turns true; returns whether it did.
+/// Returns early (dropping requests in flight) when `stop` turns true, or, for open-loop
+/// arrivals with a `saturation` window, when the server falls behind them.
 pub async fn run_round(
     ctx: &LevelContext,
     shape: LoadShape,
     jobs: Vec<Job>,
     records: &mpsc::UnboundedSender<RequestRecord>,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
+    saturation: Option<Duration>,
+) -> RoundEnd {
     let mut tasks = JoinSet::new();
+    let round_start = Instant::now();
+    // Arrived and not yet answered, by scheduled instant: the queue the detector watches.
+    let waiting: Arc<Mutex<std::collections::BTreeSet<(Instant, u32)>>> = Default::default();
+    let (saturated_tx, mut saturated_rx) = watch::channel(None::<String>);
+    // Watches the queue of an open-loop round; stopped with the round.
+    let mut detector = None;
     let round = jobs.first().map_or(0, |j| j.round);
     match shape {
         LoadShape::Concurrency { concurrency } => {
@@ -106,14 +126,45 @@ pub async fn run_round(
             let offsets =
                 arrival_offsets(jobs.len(), rate, burstiness, ctx.seed ^ u64::from(round));
             let slots = max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1) as usize)));
+            if let Some(window) = saturation {
+                let (waiting, saturated_tx) = (waiting.clone(), saturated_tx.clone());
+                detector = Some(AbortOnDrop(tokio::spawn(async move {
+                    let mut detector = SaturationDetector::new(window, rate);
+                    let mut tick = tokio::time::interval(window / SaturationDetector::TICKS);
+                    loop {
+                        tick.tick().await;
+                        let now = Instant::now();
+                        let (queue, oldest) = {
+                            let waiting = waiting.lock().expect("waiting lock");
+                            let oldest = waiting.first().map(|(t, _)| now.duration_since(*t));
+                            (waiting.len(), oldest.unwrap_or_default())
+                        };
+                        let at = now.duration_since(round_start).as_secs_f64();
+                        if let Some(evidence) = detector.observe(at, queue, oldest.as_secs_f64()) {
+                            let _ = saturated_tx.send(Some(evidence));
+                            break;
+                        }
+                    }
+                })));
+            }
             let start = Instant::now();
             for (job, offset) in jobs.into_iter().zip(offsets) {
                 let scheduled = start + offset;
                 tokio::select! {
                     _ = tokio::time::sleep_until(scheduled.into()) => {}
-                    _ = stop.wait_for(|s| *s) => return true,
+                    _ = stop.wait_for(|s| *s) => return RoundEnd::Interrupted,
+                    Ok(evidence) = saturated_rx.wait_for(Option::is_some) => {
+                        let evidence = evidence.clone().unwrap_or_default();
+                        tasks.abort_all();
+                        return RoundEnd::OverSaturated(evidence);
+                    }
                 }
-                let (ctx, records, slots) = (ctx.clone(), records.clone(), slots.clone());
+                waiting
+                    .lock()
+                    .expect("waiting lock")
+                    .insert((scheduled, job.seq));
+                let (ctx, records, slots, waiting) =
+                    (ctx.clone(), records.clone(), slots.clone(), waiting.clone());
                 tasks.spawn(async move {
                     let _permit = match &slots {
                         Some(s) => Some(s.clone().acquire_owned().await.expect("open semaphore")),
@@ -129,23 +180,104 @@ pub async fn run_round(
                         &ctx.level,
                     )
                     .await;
+                    waiting
+                        .lock()
+                        .expect("waiting lock")
+                        .remove(&(scheduled, job.seq));
                     let _ = records.send(record);
                 });
             }
         }
     }
+    let _detector = detector;
     loop {
         tokio::select! {
             joined = tasks.join_next() => {
                 if joined.is_none() {
-                    return false;
+                    return RoundEnd::Done;
                 }
             }
             _ = stop.wait_for(|s| *s) => {
                 tasks.abort_all();
-                return true;
+                return RoundEnd::Interrupted;
+            }
+            Ok(evidence) = saturated_rx.wait_for(Option::is_some) => {
+                let evidence = evidence.clone().unwrap_or_default();
+                tasks.abort_all();
+                return RoundEnd::OverSaturated(evidence);
             }
         }
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Decides that open-loop arrivals have outrun the server: over the last `window`, the
+/// requests waiting (arrived, unanswered) grew by a clear margin and the oldest of them kept
+/// ageing, at every check of the last few. A server that keeps up lets both fluctuate around
+/// a level; one that cannot lets both grow without bound, and measuring longer would only
+/// measure the queue (GuideLLM's `--stop-over-saturated` answers the same question).
+///
+/// Hand-written: no crate offers an over-saturation test for a live arrival process.
+#[derive(Debug)]
+pub struct SaturationDetector {
+    window: f64,
+    rate: f64,
+    /// (seconds since the round began, requests waiting, age of the oldest in seconds).
+    samples: std::collections::VecDeque<(f64, usize, f64)>,
+    streak: u32,
+}
+
+impl SaturationDetector {
+    /// Checks per window.
+    pub const TICKS: u32 = 10;
+    /// Consecutive checks that must agree, so one burst of Poisson arrivals is not a verdict.
+    const STREAK: u32 = 3;
+
+    /// A detector for arrivals at `rate` per second, judging growth over `window`.
+    pub fn new(window: Duration, rate: f64) -> Self {
+        Self {
+            window: window.as_secs_f64(),
+            rate,
+            samples: Default::default(),
+            streak: 0,
+        }
+    }
+
+    /// Takes one observation; returns the evidence once the queue is judged to grow without
+    /// bound.
+    pub fn observe(&mut self, at: f64, waiting: usize, oldest_age: f64) -> Option<String> {
+        self.samples.push_back((at, waiting, oldest_age));
+        while self.samples.get(1).is_some_and(|s| s.0 <= at - self.window) {
+            self.samples.pop_front();
+        }
+        let &(since, waiting_then, age_then) = self.samples.front()?;
+        if at - since < self.window * 0.999 {
+            return None;
+        }
+        // Growth a queue that keeps up would rarely show: a tenth of the window's arrivals.
+        let margin = (0.1 * self.rate * self.window).max(4.0);
+        let grew = waiting as f64 - waiting_then as f64 >= margin;
+        let aged = oldest_age > age_then + 0.05 * self.window;
+        self.streak = if grew && aged { self.streak + 1 } else { 0 };
+        (self.streak >= Self::STREAK).then(|| {
+            format!(
+                "over-saturated: requests waiting grew from {waiting_then} to {waiting} in {:.1} s \
+                 ({:.1}/s at {:.2} arrivals/s) and the oldest waited {:.1} s (was {:.1} s)",
+                at - since,
+                (waiting as f64 - waiting_then as f64) / (at - since),
+                self.rate,
+                oldest_age,
+                age_then
+            )
+        })
     }
 }
 
@@ -205,6 +337,37 @@ mod tests {
         assert!((cv - 1.0).abs() < 0.05, "cv {cv}");
         assert_eq!(offsets, arrival_offsets(20_000, 4.0, 1.0, 7));
         assert_ne!(offsets, arrival_offsets(20_000, 4.0, 1.0, 8));
+    }
+
+    #[test]
+    fn saturation_is_a_queue_that_grows_and_ages_not_a_burst() {
+        let window = Duration::from_secs(2);
+        let tick = 0.2;
+        // Kept up: the queue fluctuates around 6, even with one burst of 10.
+        let mut steady = SaturationDetector::new(window, 20.0);
+        for i in 0..100u32 {
+            let queue = if i == 50 { 16 } else { 6 + i as usize % 3 };
+            assert_eq!(
+                steady.observe(f64::from(i) * tick, queue, 0.3),
+                None,
+                "tick {i}"
+            );
+        }
+        // Fell behind: 5 more waiting every second, the oldest ageing with them.
+        let mut growing = SaturationDetector::new(window, 20.0);
+        let verdict = (0..100).find_map(|i| {
+            let at = f64::from(i) * tick;
+            growing.observe(at, 6 + (5.0 * at) as usize, 0.3 + 0.25 * at)
+        });
+        let verdict = verdict.expect("a growing queue is over-saturated");
+        assert!(verdict.starts_with("over-saturated"), "{verdict}");
+        // A queue that grows while its oldest request does not age (a burst being served in
+        // order) is no verdict either.
+        let mut young = SaturationDetector::new(window, 20.0);
+        for i in 0..100 {
+            let at = f64::from(i) * tick;
+            assert_eq!(young.observe(at, 6 + (5.0 * at) as usize, 0.3), None);
+        }
     }
 
     #[test]

@@ -228,6 +228,7 @@ impl Measurement {
             samples,
             server_metrics,
             gpu,
+            stopped: None,
         }
     }
 }

@@ -46,8 +46,9 @@ pub struct MockScript {
     /// Close a streamed answer's connection after this many content tokens, with no
     /// `finish_reason`, usage or `[DONE]`: a server dying mid-answer.
     pub cut_after: Option<u32>,
-    /// Serve one request at a time (others wait): a server slower than its arrivals.
-    pub serial: bool,
+    /// Serve at most this many requests at once, the others waiting in arrival order: a
+    /// server with a known capacity (`Some(1)`: one at a time).
+    pub slots: Option<u32>,
     /// Offer llama-server's `/tokenize` for this model (counts whitespace-separated words).
     pub tokenize: bool,
     /// Whole (non-streamed) answers, in order: the n-th request to this model gets the n-th
@@ -66,7 +67,7 @@ impl Default for MockScript {
             fail_status: None,
             hang: false,
             cut_after: None,
-            serial: false,
+            slots: None,
             tokenize: false,
             replies: Vec::new(),
         }
@@ -89,7 +90,7 @@ pub struct MockLogEntry {
 struct MockState {
     scripts: HashMap<String, MockScript>,
     replies_served: Mutex<HashMap<String, usize>>,
-    serial: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    slots: HashMap<String, Arc<tokio::sync::Semaphore>>,
     log: Arc<Mutex<Vec<MockLogEntry>>>,
     served: AtomicU64,
 }
@@ -107,14 +108,19 @@ impl MockServer {
     /// Starts on 127.0.0.1 on a free port, serving `scripts` by model name.
     pub async fn start(scripts: HashMap<String, MockScript>) -> std::io::Result<Self> {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let serial = scripts
-            .keys()
-            .map(|k| (k.clone(), Arc::new(tokio::sync::Mutex::new(()))))
+        let slots = scripts
+            .iter()
+            .map(|(k, s)| {
+                let n = s
+                    .slots
+                    .map_or(tokio::sync::Semaphore::MAX_PERMITS, |n| n.max(1) as usize);
+                (k.clone(), Arc::new(tokio::sync::Semaphore::new(n)))
+            })
             .collect();
         let state = Arc::new(MockState {
             scripts,
             replies_served: Mutex::new(HashMap::new()),
-            serial,
+            slots,
             log: log.clone(),
             served: AtomicU64::new(0),
         });
@@ -266,14 +272,10 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
         .params
         .max_tokens
         .map_or(script.tokens, |m| script.tokens.min(m as u32));
-    let serial = state.serial.get(&model).cloned().expect("serial lock");
+    let slots = state.slots.get(&model).cloned().expect("mock slots");
     let log = state.log.clone();
     if !stream {
-        let _turn = if script.serial {
-            Some(serial.lock_owned().await)
-        } else {
-            None
-        };
+        let _turn = slots.acquire_owned().await.expect("open semaphore");
         let start = Instant::now();
         tokio::time::sleep_until((start + script.ttft + script.itl * n.saturating_sub(1)).into())
             .await;
@@ -336,11 +338,7 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     let usage = Bytes::from(sse::frame(&usage_only));
     let state2 = state.clone();
     tokio::spawn(async move {
-        let _turn = if script.serial {
-            Some(serial.lock_owned().await)
-        } else {
-            None
-        };
+        let _turn = slots.acquire_owned().await.expect("open semaphore");
         let start = Instant::now();
         if script.role_chunk && tx.send(Ok(role)).await.is_err() {
             return;

@@ -101,6 +101,62 @@ pub struct BenchOptions {
     pub energy_price_per_kwh: f64,
     /// How often resources and server metrics are sampled, milliseconds.
     pub sample_interval_ms: u64,
+    /// Find each model's saturation instead of measuring `shapes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
+    /// End an open-loop level early once the server falls behind its arrivals, judged over
+    /// this many seconds (on in sweeps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_over_saturated_secs: Option<f64>,
+}
+
+/// A sweep, as GuideLLM's: the synchronous point (one request at a time), the most the
+/// server can do (many requests in flight), then open-loop rates spread between the two and
+/// one step past the top, so the report shows where latency turns up (the knee) and which
+/// rate the server no longer keeps up with.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Sweep {
+    /// Open-loop rates measured after the two bounds.
+    pub rates: u32,
+    /// Requests in flight for the throughput bound.
+    pub max_concurrency: u32,
+    /// Arrival burstiness of the rate levels (1 = Poisson).
+    pub burstiness: f64,
+}
+
+impl Sweep {
+    /// The sweep's open-loop rates, requests/s, from the two measured bounds: `rates` evenly
+    /// spaced steps above the synchronous rate, the last but one at the maximum and the last
+    /// one step beyond it. Rounded to three significant digits, so level labels stay short.
+    /// Empty when a bound is missing (nothing succeeded there).
+    pub fn rates_between(&self, synchronous: f64, maximum: f64) -> Vec<f64> {
+        if !(synchronous > 0.0 && maximum > 0.0) || self.rates == 0 {
+            return Vec::new();
+        }
+        let top = maximum.max(synchronous);
+        let step = if self.rates == 1 {
+            top - synchronous
+        } else {
+            (top - synchronous) / f64::from(self.rates - 1)
+        };
+        // A server whose maximum is no better than one request at a time still gets a rate
+        // a tenth past it, so its saturation is shown.
+        let step = step.max(synchronous * 0.1);
+        let mut rates: Vec<f64> = (1..=self.rates)
+            .map(|i| round_significant(synchronous + step * f64::from(i), 3))
+            .collect();
+        rates.dedup();
+        rates
+    }
+}
+
+/// `x` rounded to `digits` significant digits.
+fn round_significant(x: f64, digits: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(digits - 1 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
 }
 
 /// One thing to measure.
@@ -141,15 +197,36 @@ pub fn requests_per_round(options: &BenchOptions, shape: &LoadShape) -> u32 {
             rate,
             max_concurrency,
             ..
-        } => max_concurrency.unwrap_or(0).max((rate * 4.0).ceil() as u32),
+        } => {
+            // Arrivals must outlast two saturation windows for the detector to judge them.
+            let seconds = options
+                .stop_over_saturated_secs
+                .map_or(4.0, |w| (2.0 * w).max(4.0));
+            max_concurrency
+                .unwrap_or(0)
+                .max((rate * seconds).ceil() as u32)
+        }
     };
     prompts.max(width).max(1)
 }
 
-/// Requests planned for one model in all.
+/// The load levels of a model: the asked shapes, or a sweep's two bounds (its rates are
+/// known only once the bounds are measured).
+fn first_shapes(options: &BenchOptions) -> Vec<LoadShape> {
+    match options.sweep {
+        Some(sweep) => vec![
+            LoadShape::Concurrency { concurrency: 1 },
+            LoadShape::Concurrency {
+                concurrency: sweep.max_concurrency.max(2),
+            },
+        ],
+        None => options.shapes.clone(),
+    }
+}
+
+/// Requests planned for one model in all (a sweep's rate levels counted once they are known).
 pub fn planned_requests(options: &BenchOptions) -> u64 {
-    options
-        .shapes
+    first_shapes(options)
         .iter()
         .map(|s| {
             u64::from(requests_per_round(options, s)) * u64::from(options.warmup + options.rounds)
@@ -245,14 +322,30 @@ async fn run_target(
 
     let (mut ok, mut failed, mut first_error, mut interrupted) =
         (0u64, 0u64, None::<String>, false);
-    for shape in &options.shapes {
+    let mut shapes = first_shapes(options);
+    let mut bounds = Vec::new();
+    let mut i = 0;
+    while let Some(shape) = shapes.get(i).copied() {
+        i += 1;
         let level = Level {
             options,
             target: &target,
-            shape,
+            shape: &shape,
             tokenizer,
         };
         let outcome = run_level(level, http, recorder, progress, stop).await;
+        if let (Some(sweep), true) = (options.sweep, i <= 2) {
+            bounds.push(outcome.request_rate);
+            if i == 2 {
+                let rates = sweep.rates_between(bounds[0], bounds[1]);
+                tracing::info!(model = %name, synchronous = bounds[0], maximum = bounds[1], ?rates, "sweep bounds measured");
+                shapes.extend(rates.into_iter().map(|rate| LoadShape::Rate {
+                    rate,
+                    burstiness: sweep.burstiness,
+                    max_concurrency: None,
+                }));
+            }
+        }
         ok += outcome.ok;
         failed += outcome.failed;
         if first_error.is_none() {
@@ -367,6 +460,8 @@ async fn unload(http: &reqwest::Client, target: &Target) {
 
 struct LevelOutcome {
     ok: u64,
+    /// Successful counted requests per second of the timed rounds (0 when none).
+    request_rate: f64,
     /// Counted (timed) requests that failed.
     failed: u64,
     first_error: Option<String>,
@@ -415,6 +510,7 @@ async fn run_level(
         seed: options.seed,
     };
     let mut outcome = LevelOutcome {
+        request_rate: 0.0,
         ok: 0,
         failed: 0,
         first_error: None,
@@ -423,6 +519,13 @@ async fn run_level(
     let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
     let mut measure = None;
     let total_rounds = options.warmup + options.rounds;
+    let saturation = match shape {
+        LoadShape::Rate { .. } => options
+            .stop_over_saturated_secs
+            .map(|s| Duration::from_secs_f64(s.max(0.1))),
+        LoadShape::Concurrency { .. } => None,
+    };
+    let mut stopped = None;
     for round_index in 0..total_rounds {
         let warmup = round_index < options.warmup;
         // Warm-up rounds are all recorded as round 0; timed rounds count from 1.
@@ -444,12 +547,12 @@ async fn run_level(
         for job in &mut jobs {
             job.round = round;
         }
-        let run = load::run_round(&ctx, *shape, jobs, &tx, stop);
+        let run = load::run_round(&ctx, *shape, jobs, &tx, stop, saturation);
         tokio::pin!(run);
         // Answers without usage are counted with the server's tokenizer after the round, so
         // the HTTP calls never delay the round's own schedule.
         let mut uncounted = Vec::new();
-        let interrupted = loop {
+        let end = loop {
             tokio::select! {
                 done = &mut run => break done,
                 Some(record) = rx.recv() => {
@@ -471,13 +574,26 @@ async fn run_level(
             }
             take_record(record, &name, recorder, progress, &mut outcome);
         }
-        if interrupted {
-            outcome.interrupted = true;
-            break;
+        match end {
+            load::RoundEnd::Done => {}
+            load::RoundEnd::Interrupted => {
+                outcome.interrupted = true;
+                break;
+            }
+            load::RoundEnd::OverSaturated(evidence) => {
+                progress.stage(&name, &format!("{level} {evidence}"));
+                tracing::info!(model = %name, %level, %evidence, "level stopped");
+                stopped = Some(evidence);
+                break;
+            }
         }
     }
     if let Some(measure) = measure {
-        let record = measure.end(shape, &level, &name).await;
+        let mut record = measure.end(shape, &level, &name).await;
+        record.stopped = stopped;
+        if record.duration_ms > 0.0 {
+            outcome.request_rate = outcome.ok as f64 * 1000.0 / record.duration_ms;
+        }
         recorder.level(&record);
     }
     outcome
@@ -511,3 +627,27 @@ fn take_record(
 pub const CLIENT_CPU_LIMIT: f64 = 0.8;
 /// Timer lag (p99, ms) above which the client's instants are no longer trusted to the ms.
 pub const CLIENT_LAG_LIMIT_MS: f64 = 5.0;
+
+#[cfg(test)]
+mod tests {
+    use super::Sweep;
+
+    fn sweep(rates: u32) -> Sweep {
+        Sweep {
+            rates,
+            max_concurrency: 32,
+            burstiness: 1.0,
+        }
+    }
+
+    #[test]
+    fn sweep_rates_reach_one_step_past_the_maximum() {
+        assert_eq!(sweep(4).rates_between(1.0, 4.0), [2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(sweep(1).rates_between(1.0, 4.0), [4.0]);
+        // Three significant digits, so labels stay short.
+        assert_eq!(sweep(2).rates_between(0.7, 2.23456), [2.23, 3.77]);
+        // No better than one at a time: still a rate a tenth past it.
+        assert_eq!(sweep(2).rates_between(2.0, 1.9), [2.2, 2.4]);
+        assert!(sweep(3).rates_between(0.0, 5.0).is_empty());
+    }
+}

@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use hearth::bench::resources::CLIENT_THREAD_PREFIX;
 use hearth::bench::session::{self, ExternalEndpoint, JudgeChoice, Library, SessionSettings};
-use hearth::bench::{self, prompts, BenchOptions, PromptCache};
+use hearth::bench::{self, prompts, BenchOptions, PromptCache, Sweep};
 use hearth::engine::devices::{GpuLayers, Offload};
 use hearth::engine::speculative::Speculative;
 use hearth::env;
@@ -80,6 +80,21 @@ pub struct BenchArgs {
     /// Cap on requests in flight for --rate (their wait for a slot is reported apart).
     #[arg(long)]
     max_concurrency: Option<u32>,
+    /// Find how much load each model takes here: measure one request at a time, then
+    /// --sweep-max-concurrency at once, then N open-loop rates spread between the two and one
+    /// step past the top, each stopped early once the server falls behind (the report draws
+    /// latency against throughput and marks the knee). Replaces --concurrency and --rate.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "5",
+          conflicts_with_all = ["concurrency", "rate", "max_concurrency"])]
+    sweep: Option<u32>,
+    /// Requests in flight for the sweep's throughput bound.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    sweep_max_concurrency: u32,
+    /// End an open-loop level early once the server falls behind its arrivals: the requests
+    /// waiting and the age of the oldest grow over this many seconds (on in sweeps, 10 s).
+    /// The level is recorded as over-saturated, not as failed.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "10")]
+    stop_over_saturated: Option<f64>,
     /// Sampling temperature.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -226,6 +241,10 @@ fn endpoint_from(args: &BenchArgs) -> Option<String> {
         .filter(|e| !e.is_empty())
 }
 
+/// The over-saturation window of a sweep, seconds: long enough to span several answers of a
+/// small model on a CPU, short enough that a saturated level ends soon.
+const DEFAULT_SATURATION_WINDOW_SECS: f64 = 10.0;
+
 fn shapes(args: &BenchArgs) -> Result<Vec<LoadShape>> {
     let mut shapes = Vec::new();
     for &c in &args.concurrency {
@@ -251,6 +270,27 @@ fn shapes(args: &BenchArgs) -> Result<Vec<LoadShape>> {
         shapes.push(LoadShape::Concurrency { concurrency: 1 });
     }
     Ok(shapes)
+}
+
+/// The sweep asked for, checked.
+fn sweep(args: &BenchArgs) -> Result<Option<Sweep>> {
+    let Some(rates) = args.sweep else {
+        return Ok(None);
+    };
+    if rates == 0 {
+        bail!("--sweep needs at least one rate between its bounds");
+    }
+    if args.sweep_max_concurrency < 2 {
+        bail!("--sweep-max-concurrency must be at least 2");
+    }
+    if !args.burstiness.is_finite() || args.burstiness <= 0.0 {
+        bail!("--burstiness must be positive");
+    }
+    Ok(Some(Sweep {
+        rates,
+        max_concurrency: args.sweep_max_concurrency,
+        burstiness: args.burstiness,
+    }))
 }
 
 pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
@@ -371,6 +411,14 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         None => ctx.config.memory_limit_bytes()?,
     };
     let shapes = shapes(args)?;
+    let sweep = sweep(args)?;
+    let stop_over_saturated_secs = match args.stop_over_saturated {
+        Some(secs) if !(secs.is_finite() && secs > 0.0) => {
+            bail!("--stop-over-saturated takes a positive number of seconds")
+        }
+        Some(secs) => Some(secs),
+        None => sweep.map(|_| DEFAULT_SATURATION_WINDOW_SECS),
+    };
     let options = BenchOptions {
         prompts,
         shapes: shapes.clone(),
@@ -395,6 +443,8 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
             .unwrap_or_default(),
         energy_price_per_kwh: args.energy_price,
         sample_interval_ms: 250,
+        sweep,
+        stop_over_saturated_secs,
     };
 
     let endpoint = endpoint_from(args);

@@ -37,6 +37,9 @@ pub struct ReportDocument {
     /// others.
     #[serde(default)]
     pub recommendation: Recommendation,
+    /// Where each model saturates (sweeps and runs that judged open-loop levels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<super::sweep::SweepSummary>,
     /// Warnings a reader must not miss (client bottleneck, failures, token fallbacks).
     pub warnings: Vec<String>,
     /// Metric name → definition.
@@ -75,6 +78,7 @@ impl ReportDocument {
             levels: summary.levels.clone(),
             scorers: summary.scorers.clone(),
             recommendation: summary.recommendation.clone(),
+            sweeps: summary.sweeps.clone(),
             warnings: summary.warnings(),
             definitions: DEFINITIONS
                 .iter()

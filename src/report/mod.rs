@@ -22,6 +22,7 @@ pub mod recommend;
 pub mod run_summary;
 mod sections;
 pub mod summary;
+pub mod sweep;
 mod table;
 mod terminal;
 

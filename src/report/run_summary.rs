@@ -29,6 +29,8 @@ pub struct RunSummary {
     pub scorers: Vec<Scorer>,
     /// The pick: fastest model meeting the quality bar and the memory budget.
     pub recommendation: Recommendation,
+    /// Where each model saturates, for runs that judged open-loop levels for it (sweeps).
+    pub sweeps: Vec<super::sweep::SweepSummary>,
 }
 
 /// One source of scores in a run.
@@ -311,6 +313,9 @@ pub struct LevelSummary {
     /// Automatic quality checks on the counted answers.
     #[serde(default)]
     pub quality: Quality,
+    /// Why the level ended before its planned requests (`over-saturated: …`), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl RunSummary {

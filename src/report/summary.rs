@@ -154,7 +154,9 @@ pub fn summarize(data: &RunData) -> RunSummary {
         levels,
         scorers,
         recommendation: Recommendation::default(),
+        sweeps: Vec::new(),
     };
+    summary.sweeps = super::sweep::sweeps(&data.run.options, &summary.levels);
     summary.recommendation = recommend(&summary, Criteria::of(&summary), |_| true);
     summary
 }
@@ -384,6 +386,7 @@ fn summarize_level(
         } else {
             quality::assess(rubric, scores, &ok)
         },
+        stopped: rec.and_then(|l| l.stopped.clone()),
     }
 }
 

@@ -300,6 +300,11 @@ pub struct LevelRecord {
     /// GPU memory, utilisation, power and energy while the level ran, where NVML sees a GPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuLevel>,
+    /// Why the level ended before its planned requests, when it did: the server fell behind
+    /// its arrivals (`over-saturated: …`, with the evidence). Such a level is the sweep's
+    /// answer to "how much load is too much", not a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// A level's GPU figures, as stored with the level.

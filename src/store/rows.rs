@@ -49,6 +49,7 @@ pub(crate) const LEVEL_COLUMNS: &[(&str, Kind)] = &[
     ("samples", Kind::Text),
     ("server_metrics", Kind::Text),
     ("gpu", Kind::Text),
+    ("stopped", Kind::Text),
 ];
 
 /// `requests` columns after `run_id`.
@@ -184,6 +185,7 @@ pub(crate) fn level_values(l: &LevelRecord) -> Result<Vec<Val>, StoreError> {
             l.server_metrics.as_ref(),
         )?),
         Val::Text(opt_json("levels.gpu", l.gpu.as_ref())?),
+        Val::Text(l.stopped.clone()),
     ])
 }
 
@@ -206,6 +208,7 @@ pub(crate) fn level_from_row(mut row: Row) -> Result<LevelRecord, StoreError> {
             row.opt_text("levels.server_metrics")?,
         )?,
         gpu: opt_from_json("levels.gpu", row.opt_text("levels.gpu")?)?,
+        stopped: row.opt_text("levels.stopped")?,
     })
 }
 

@@ -112,6 +112,10 @@ CREATE TABLE scores (
     r#"
 ALTER TABLE levels ADD COLUMN gpu TEXT;
 "#,
+    // 4: why a level ended before its planned requests (over-saturated); NULL when it ran out.
+    r#"
+ALTER TABLE levels ADD COLUMN stopped TEXT;
+"#,
 ];
 
 /// The schema version this build writes and reads.

@@ -1,0 +1,130 @@
+//! What a sweep (or any run with open-loop levels judged for over-saturation) says about each
+//! model: the synchronous and maximum request rates, the knee (the highest offered rate the
+//! server kept up with), the levels it fell behind at, and the highest rate that still met the
+//! SLOs. Computed from the level summaries only, so an old run re-rendered reads the same.
+
+use serde::{Deserialize, Serialize};
+
+use super::run_summary::LevelSummary;
+use crate::store::record::{LoadShape, RunOptions};
+
+/// Share of a level's requests that may fail and the level still count as kept up with.
+const KEPT_UP_MAX_FAILED: f64 = 0.05;
+/// Share of a level's requests that must meet the SLOs for its rate to be sustainable.
+const SUSTAINABLE_SLO_SHARE: f64 = 0.9;
+
+/// One model's answer to "how much load does it take here".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepSummary {
+    /// The model.
+    pub model: String,
+    /// Successful requests per second one at a time (its `c=1` level).
+    pub synchronous_rate: Option<f64>,
+    /// The most successful requests per second any closed-loop level reached, and that level.
+    pub maximum_rate: Option<(f64, String)>,
+    /// The highest open-loop rate the server kept up with (not over-saturated, at most 5 %
+    /// failed): where latency stops being the server's and starts being the queue's.
+    pub knee: Option<SweepPoint>,
+    /// Open-loop levels stopped because the server fell behind, lowest rate first.
+    pub over_saturated: Vec<SweepPoint>,
+    /// The highest kept-up rate at which at least 90 % of requests met every SLO (only when
+    /// the run set SLOs).
+    pub max_rate_under_slo: Option<SweepPoint>,
+}
+
+/// An open-loop level of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// The level's label (`r=12.5`).
+    pub level: String,
+    /// Offered arrivals, requests per second.
+    pub rate: f64,
+    /// What the server delivered, successful requests per second.
+    pub achieved: Option<f64>,
+    /// Median end-to-end latency, ms.
+    pub e2e_p50_ms: Option<f64>,
+}
+
+/// Sweeps of every model with open-loop levels, when the run judged over-saturation (without
+/// the judgement, an open-loop level that fell behind looks like one that kept up).
+pub fn sweeps(options: &RunOptions, levels: &[LevelSummary]) -> Vec<SweepSummary> {
+    let judged = options
+        .bench
+        .get("stop_over_saturated_secs")
+        .is_some_and(|v| v.is_number());
+    if !judged {
+        return Vec::new();
+    }
+    let mut models: Vec<&str> = Vec::new();
+    for l in levels {
+        if !models.contains(&l.model.as_str()) {
+            models.push(&l.model);
+        }
+    }
+    models
+        .into_iter()
+        .filter_map(|m| {
+            let mine: Vec<&LevelSummary> = levels.iter().filter(|l| l.model == m).collect();
+            sweep_of(m, &mine)
+        })
+        .collect()
+}
+
+fn sweep_of(model: &str, levels: &[&LevelSummary]) -> Option<SweepSummary> {
+    let mut rates: Vec<(f64, &LevelSummary)> = levels
+        .iter()
+        .filter_map(|l| match l.shape? {
+            LoadShape::Rate { rate, .. } => Some((rate, *l)),
+            LoadShape::Concurrency { .. } => None,
+        })
+        .collect();
+    if rates.is_empty() {
+        return None;
+    }
+    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let point = |(rate, l): &(f64, &LevelSummary)| SweepPoint {
+        level: l.level.clone(),
+        rate: *rate,
+        achieved: l.request_throughput,
+        e2e_p50_ms: l.latency.e2el.map(|d| d.median),
+    };
+    let kept_up = |l: &LevelSummary| {
+        let counted = l.completed + l.failed;
+        l.stopped.is_none()
+            && l.completed > 0
+            && (l.failed as f64) <= KEPT_UP_MAX_FAILED * counted as f64
+    };
+    let closed: Vec<(u32, &LevelSummary)> = levels
+        .iter()
+        .filter_map(|l| match l.shape? {
+            LoadShape::Concurrency { concurrency } => Some((concurrency, *l)),
+            LoadShape::Rate { .. } => None,
+        })
+        .collect();
+    Some(SweepSummary {
+        model: model.to_string(),
+        synchronous_rate: closed
+            .iter()
+            .find(|(c, _)| *c == 1)
+            .and_then(|(_, l)| l.request_throughput),
+        maximum_rate: closed
+            .iter()
+            .filter_map(|(_, l)| l.request_throughput.map(|r| (r, l.level.clone())))
+            .max_by(|a, b| a.0.total_cmp(&b.0)),
+        knee: rates.iter().rev().find(|(_, l)| kept_up(l)).map(point),
+        over_saturated: rates
+            .iter()
+            .filter(|(_, l)| l.stopped.is_some())
+            .map(point)
+            .collect(),
+        max_rate_under_slo: rates
+            .iter()
+            .rev()
+            .find(|(_, l)| {
+                kept_up(l)
+                    && l.slo.is_some()
+                    && l.goodput_share.is_some_and(|s| s >= SUSTAINABLE_SLO_SHARE)
+            })
+            .map(point),
+    })
+}
