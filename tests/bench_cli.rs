@@ -601,3 +601,50 @@ fn judge_then_annotate_round_trip() {
     let stored = json_out(hearth(home.path()).args(["runs", "show", "latest", "--json"]));
     assert_eq!(stored["models"][0]["quality"]["score"], 5.0);
 }
+
+/// `--sweep` from the command line: the two bounds, then the rates between them, every report
+/// carries the sweep, and a sweep with fixed levels is refused before anything runs.
+#[test]
+fn a_sweep_from_the_command_line_measures_its_bounds_then_rates() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    let out = home.path().join("out");
+    let assert = hearth(home.path())
+        .args(TINY)
+        .args(["--sweep", "2", "--sweep-max-concurrency", "4", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(stdout.contains("knee"), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = report["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert_eq!(&labels[..2], ["c=1", "c=4"]);
+    assert!(
+        labels[2..].iter().all(|l| l.starts_with("r=")),
+        "{labels:?}"
+    );
+    let sweep = &report["sweeps"][0];
+    assert_eq!(sweep["model"], "smollm2-135m");
+    assert!(sweep["synchronous_rate"].as_f64().unwrap() > 0.0, "{sweep}");
+    assert_eq!(sweep["maximum_rate"][1], "c=4", "{sweep}");
+    assert_eq!(report["options"]["bench"]["stop_over_saturated_secs"], 10.0);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Sweep"), "{md}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Latency against throughput"));
+
+    let refused = hearth(home.path())
+        .args(["bench", "--sweep", "--concurrency", "2"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(stderr.contains("--sweep"), "{stderr}");
+}

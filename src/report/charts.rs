@@ -213,7 +213,17 @@ fn line_chart_in(
                     .label(&l.name)
                     .legend(legend);
             }
-            if l.markers {
+            if l.markers && l.points.len() == 1 {
+                // A lone marked point highlights a point of another line (a sweep's knee):
+                // a ring around it, not a dot on top of it.
+                chart
+                    .draw_series(
+                        l.points
+                            .iter()
+                            .map(|&p| Circle::new(p, 8, c.stroke_width(2))),
+                    )
+                    .map_err(err)?;
+            } else if l.markers {
                 chart
                     .draw_series(l.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
                     .map_err(err)?;

@@ -142,6 +142,11 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
     out.push_str("<h2 id=\"summary\">Summary</h2>");
     table(&mut out, &sections::summary(s));
 
+    if let Some(sweep) = sections::sweep(s) {
+        out.push_str("<h2 id=\"sweep\">Sweep: how much load each model takes</h2>");
+        let _ = write!(out, "<p class=\"note\">{}</p>", esc(sections::SWEEP_NOTE));
+        table(&mut out, &sweep);
+    }
     charts_section(&mut out, data, s, &color_of);
     out.push_str("<h2 id=\"latency\">Latency detail</h2>");
     table(&mut out, &sections::latency(s));

@@ -90,6 +90,11 @@ pub(super) fn render(s: &RunSummary) -> String {
 
     out.push_str("## Summary\n\n");
     table(&mut out, &sections::summary(s));
+    if let Some(sweep) = sections::sweep(s) {
+        out.push_str("## Sweep: how much load each model takes\n\n");
+        let _ = writeln!(out, "{}\n", sections::SWEEP_NOTE);
+        table(&mut out, &sweep);
+    }
     out.push_str("## Latency detail (ms)\n\n");
     table(&mut out, &sections::latency(s));
     out.push_str("## Throughput, goodput, prompt cache and noise\n\n");

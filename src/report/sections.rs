@@ -6,6 +6,7 @@ use super::format::{devices_text, fmt_bytes, fmt_num, fmt_pct, percent, utc};
 use super::run_summary::{
     status_str, LevelSummary, Recommendation, RunSummary, DEFAULT_ENERGY_PRICE_PER_KWH,
 };
+use super::sweep::SweepPoint;
 use super::table::{Align, Cell, Mark, Row, Table};
 use crate::stats::Distribution;
 use crate::store::record::{ModelStatus, ScoreSource};
@@ -49,7 +50,12 @@ pub fn summary(s: &RunSummary) -> Table {
             Some(l) => {
                 let lat = &l.latency;
                 cells.extend([
-                    Cell::new(l.level.clone()),
+                    match &l.stopped {
+                        Some(_) => {
+                            Cell::marked(format!("{} ⚠ over-saturated", l.level), Mark::Error)
+                        }
+                        None => Cell::new(l.level.clone()),
+                    },
                     status,
                     Cell::new(format!("{}/{}", l.completed, l.failed)),
                     Cell::new(fmt_num(lat.e2el.map(|d| d.mean), 1)),
@@ -452,6 +458,70 @@ pub fn models(s: &RunSummary) -> Table {
 }
 
 /// Distinct failure messages per level; `None` when no counted request failed.
+/// Where each model saturates (a sweep's answer), one row per model; `None` for runs that did
+/// not judge open-loop levels for over-saturation.
+pub fn sweep(s: &RunSummary) -> Option<Table> {
+    if s.sweeps.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(&[
+        ("model", L),
+        ("one at a time req/s", R),
+        ("most req/s (level)", R),
+        ("knee: highest rate kept up with", R),
+        ("e2e p50 at the knee ms", R),
+        ("over-saturated at", L),
+        ("highest rate meeting the SLO", R),
+    ]);
+    let rate = |p: &SweepPoint| {
+        format!(
+            "{} ({} req/s done)",
+            p.level,
+            fmt_num(p.achieved, 2).trim_end_matches(".00")
+        )
+    };
+    for w in &s.sweeps {
+        let slo = if s.levels.iter().any(|l| l.slo.is_some()) {
+            w.max_rate_under_slo.as_ref().map_or("none".into(), rate)
+        } else {
+            "— (no --slo)".into()
+        };
+        t.push(Row::new(vec![
+            Cell::marked(w.model.clone(), Mark::Swatch(color_of(s, &w.model))),
+            Cell::new(fmt_num(w.synchronous_rate, 2)),
+            Cell::new(
+                w.maximum_rate
+                    .as_ref()
+                    .map_or("—".into(), |(r, at)| format!("{r:.2} ({at})")),
+            ),
+            Cell::new(w.knee.as_ref().map_or("none".into(), rate)),
+            Cell::new(fmt_num(w.knee.as_ref().and_then(|k| k.e2e_p50_ms), 0)),
+            if w.over_saturated.is_empty() {
+                Cell::new("none")
+            } else {
+                Cell::marked(
+                    w.over_saturated
+                        .iter()
+                        .map(|p| p.level.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    Mark::Error,
+                )
+            },
+            Cell::new(slo),
+        ]));
+    }
+    Some(t)
+}
+
+/// One line saying how to read the sweep table.
+pub const SWEEP_NOTE: &str =
+    "A sweep measures one request at a time, then many at once (the most the server \
+can do), then open-loop arrival rates between the two and one step past the top. A level is \
+over-saturated when its queue of waiting requests and the age of the oldest grew for a whole \
+window: it was stopped early, and the server cannot sustain that rate here. The knee is the \
+highest rate it kept up with.";
+
 pub fn failed_requests(s: &RunSummary) -> Option<Table> {
     let mut t = Table::new(&[("model", L), ("level", L), ("count", R), ("error", L)]);
     for l in &s.levels {

@@ -26,6 +26,11 @@ pub(crate) fn render(table: &Table) -> String {
 pub fn terminal_table(summary: &RunSummary) -> String {
     let mut out = render(&sections::summary(summary));
     out.push('\n');
+    if let Some(sweep) = sections::sweep(summary) {
+        out.push_str("Sweep (the knee: the highest arrival rate the server kept up with):\n");
+        out.push_str(&render(&sweep));
+        out.push('\n');
+    }
     for w in summary.warnings() {
         out.push_str("! ");
         out.push_str(&w);

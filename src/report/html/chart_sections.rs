@@ -136,6 +136,7 @@ pub(super) fn charts_section(
             "Σ output tokens of successful requests / level duration.",
         );
     }
+    sweep_chart(out, s, color_of);
     // Per-model bars.
     let mut tps = Vec::new();
     let mut rss = Vec::new();
@@ -170,6 +171,64 @@ pub(super) fn charts_section(
     );
     quality_figure(out, s, color_of);
     out.push_str("</div>");
+}
+
+/// A sweep's picture: median end-to-end latency against the request rate achieved, each model
+/// a line through all its levels; the knee (highest rate kept up with) and the over-saturated
+/// levels are marked, so where latency turns from the server's into the queue's is seen.
+fn sweep_chart(out: &mut String, s: &RunSummary, color_of: &dyn Fn(&str) -> usize) {
+    if s.sweeps.is_empty() {
+        return;
+    }
+    let mut lines = Vec::new();
+    for w in &s.sweeps {
+        let color = color_of(&w.model);
+        let mut points: Vec<(f64, f64)> = s
+            .levels
+            .iter()
+            .filter(|l| l.model == w.model)
+            .filter_map(|l| Some((l.request_throughput?, l.latency.e2el?.median)))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        lines.push(Line {
+            name: w.model.clone(),
+            color,
+            points,
+            dashed: false,
+            markers: true,
+        });
+        let marked = |p: &super::super::sweep::SweepPoint| Some((p.achieved?, p.e2e_p50_ms?));
+        if let Some(knee) = w.knee.as_ref().and_then(|k| marked(k).map(|p| (k, p))) {
+            lines.push(Line {
+                name: format!("knee: {} at {}", w.model, knee.0.level),
+                color,
+                points: vec![knee.1],
+                dashed: true,
+                markers: true,
+            });
+        }
+        let saturated: Vec<(f64, f64)> = w.over_saturated.iter().filter_map(marked).collect();
+        if !saturated.is_empty() {
+            lines.push(Line {
+                name: format!("{} over-saturated", w.model),
+                color,
+                points: saturated,
+                dashed: true,
+                markers: true,
+            });
+        }
+    }
+    figure(
+        out,
+        line_chart(
+            "Latency against throughput (sweep)",
+            "requests/s completed",
+            "E2E latency p50 (ms)",
+            &lines,
+            true,
+        ),
+        "Each point is a load level; latency stays flat while the server keeps up and turns up at the knee. Over-saturated levels were stopped early: their figures cover the requests that finished.",
+    );
 }
 
 /// TTFT and output throughput per model at a run's only load level.
