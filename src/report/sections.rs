@@ -468,8 +468,9 @@ pub fn sweep(s: &RunSummary) -> Option<Table> {
         ("model", L),
         ("one at a time req/s", R),
         ("most req/s (level)", R),
-        ("knee: highest rate kept up with", R),
+        ("knee (most req/s per latency)", R),
         ("e2e p50 at the knee ms", R),
+        ("highest rate kept up with", R),
         ("over-saturated at", L),
         ("highest rate meeting the SLO", R),
     ]);
@@ -496,6 +497,7 @@ pub fn sweep(s: &RunSummary) -> Option<Table> {
             ),
             Cell::new(w.knee.as_ref().map_or("none".into(), rate)),
             Cell::new(fmt_num(w.knee.as_ref().and_then(|k| k.e2e_p50_ms), 0)),
+            Cell::new(w.max_sustainable.as_ref().map_or("none".into(), rate)),
             if w.over_saturated.is_empty() {
                 Cell::new("none")
             } else {
@@ -520,7 +522,8 @@ pub const SWEEP_NOTE: &str =
 can do), then open-loop arrival rates between the two and one step past the top. A level is \
 over-saturated when its queue of waiting requests and the age of the oldest grew for a whole \
 window: it was stopped early, and the server cannot sustain that rate here. The knee is the \
-highest rate it kept up with.";
+level with the most requests/s per second of median latency: past it, latency grows faster \
+than throughput.";
 
 pub fn failed_requests(s: &RunSummary) -> Option<Table> {
     let mut t = Table::new(&[("model", L), ("level", L), ("count", R), ("error", L)]);

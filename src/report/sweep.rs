@@ -1,7 +1,7 @@
 //! What a sweep (or any run with open-loop levels judged for over-saturation) says about each
-//! model: the synchronous and maximum request rates, the knee (the highest offered rate the
-//! server kept up with), the levels it fell behind at, and the highest rate that still met the
-//! SLOs. Computed from the level summaries only, so an old run re-rendered reads the same.
+//! model: the synchronous and maximum request rates, the knee of its latency-throughput curve,
+//! the highest offered rate the server kept up with, the levels it fell behind at, and the
+//! highest rate that still met the SLOs. Computed from the level summaries only, so an old run re-rendered reads the same.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,9 +22,13 @@ pub struct SweepSummary {
     pub synchronous_rate: Option<f64>,
     /// The most successful requests per second any closed-loop level reached, and that level.
     pub maximum_rate: Option<(f64, String)>,
-    /// The highest open-loop rate the server kept up with (not over-saturated, at most 5 %
-    /// failed): where latency stops being the server's and starts being the queue's.
+    /// The knee of the latency-throughput curve: the kept-up level with the most requests/s
+    /// per second of median latency (Kleinrock's "power"), beyond which latency grows faster
+    /// than throughput.
     pub knee: Option<SweepPoint>,
+    /// The highest open-loop rate the server kept up with (not over-saturated, at most 5 %
+    /// failed): the most it sustains here, at whatever latency.
+    pub max_sustainable: Option<SweepPoint>,
     /// Open-loop levels stopped because the server fell behind, lowest rate first.
     pub over_saturated: Vec<SweepPoint>,
     /// The highest kept-up rate at which at least 90 % of requests met every SLO (only when
@@ -37,8 +41,8 @@ pub struct SweepSummary {
 pub struct SweepPoint {
     /// The level's label (`r=12.5`).
     pub level: String,
-    /// Offered arrivals, requests per second.
-    pub rate: f64,
+    /// Offered arrivals, requests per second (open-loop levels only).
+    pub rate: Option<f64>,
     /// What the server delivered, successful requests per second.
     pub achieved: Option<f64>,
     /// Median end-to-end latency, ms.
@@ -82,9 +86,12 @@ fn sweep_of(model: &str, levels: &[&LevelSummary]) -> Option<SweepSummary> {
         return None;
     }
     rates.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let point = |(rate, l): &(f64, &LevelSummary)| SweepPoint {
+    let point = |l: &LevelSummary| SweepPoint {
         level: l.level.clone(),
-        rate: *rate,
+        rate: match l.shape {
+            Some(LoadShape::Rate { rate, .. }) => Some(rate),
+            _ => None,
+        },
         achieved: l.request_throughput,
         e2e_p50_ms: l.latency.e2el.map(|d| d.median),
     };
@@ -111,11 +118,21 @@ fn sweep_of(model: &str, levels: &[&LevelSummary]) -> Option<SweepSummary> {
             .iter()
             .filter_map(|(_, l)| l.request_throughput.map(|r| (r, l.level.clone())))
             .max_by(|a, b| a.0.total_cmp(&b.0)),
-        knee: rates.iter().rev().find(|(_, l)| kept_up(l)).map(point),
+        knee: levels
+            .iter()
+            .filter(|l| kept_up(l))
+            .filter_map(|l| Some((l.request_throughput? / l.latency.e2el?.median, *l)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, l)| point(l)),
+        max_sustainable: rates
+            .iter()
+            .rev()
+            .find(|(_, l)| kept_up(l))
+            .map(|(_, l)| point(l)),
         over_saturated: rates
             .iter()
             .filter(|(_, l)| l.stopped.is_some())
-            .map(point)
+            .map(|(_, l)| point(l))
             .collect(),
         max_rate_under_slo: rates
             .iter()
@@ -125,6 +142,6 @@ fn sweep_of(model: &str, levels: &[&LevelSummary]) -> Option<SweepSummary> {
                     && l.slo.is_some()
                     && l.goodput_share.is_some_and(|s| s >= SUSTAINABLE_SLO_SHARE)
             })
-            .map(point),
+            .map(|(_, l)| point(l)),
     })
 }

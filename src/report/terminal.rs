@@ -27,7 +27,7 @@ pub fn terminal_table(summary: &RunSummary) -> String {
     let mut out = render(&sections::summary(summary));
     out.push('\n');
     if let Some(sweep) = sections::sweep(summary) {
-        out.push_str("Sweep (the knee: the highest arrival rate the server kept up with):\n");
+        out.push_str("Sweep (the knee: past it, latency grows faster than throughput):\n");
         out.push_str(&render(&sweep));
         out.push('\n');
     }

@@ -272,11 +272,17 @@ pub fn run(
         }),
     };
     let (recorder, writer) = Recorder::start(store, &run)?;
+    let levels = match options.sweep {
+        Some(sweep) => format!(
+            "a sweep (c=1, c={}, then {} rates between; levels stop once over-saturated)",
+            sweep.max_concurrency, sweep.rates
+        ),
+        None => format!("{} level(s)", options.shapes.len()),
+    };
     observer.notice(&format!(
-        "hearth bench: run {}: {} model(s), {} level(s), {} warm-up + {} timed round(s), {}streaming",
+        "hearth bench: run {}: {} model(s), {levels}, {} warm-up + {} timed round(s), {}streaming",
         settings.run_id,
         targets.len(),
-        options.shapes.len(),
         options.warmup,
         options.rounds,
         if options.stream { "" } else { "not " }

@@ -174,7 +174,7 @@ pub(super) fn charts_section(
 }
 
 /// A sweep's picture: median end-to-end latency against the request rate achieved, each model
-/// a line through all its levels; the knee (highest rate kept up with) and the over-saturated
+/// a line through all its levels; the knee (most requests/s per latency) and the over-saturated
 /// levels are marked, so where latency turns from the server's into the queue's is seen.
 fn sweep_chart(out: &mut String, s: &RunSummary, color_of: &dyn Fn(&str) -> usize) {
     if s.sweeps.is_empty() {
