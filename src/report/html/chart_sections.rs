@@ -142,10 +142,16 @@ pub(super) fn charts_section(
     let mut rss = Vec::new();
     for m in &s.models {
         let mine: Vec<&LevelSummary> = s.levels.iter().filter(|l| l.model == m.model).collect();
+        // The lightest load: one at a time when measured, else the fewest in flight, else
+        // the lowest rate.
+        let lightness = |l: &LevelSummary| match l.shape {
+            Some(LoadShape::Concurrency { concurrency }) => (0, f64::from(concurrency)),
+            Some(LoadShape::Rate { rate, .. }) => (1, rate),
+            None => (2, 0.0),
+        };
         let lowest = mine.iter().min_by(|a, b| {
-            load_x(a)
-                .map_or(f64::MAX, |x| x.0)
-                .total_cmp(&load_x(b).map_or(f64::MAX, |x| x.0))
+            let (a, b) = (lightness(a), lightness(b));
+            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
         });
         if let Some(v) = lowest.and_then(|l| {
             l.per_request_output_throughput
@@ -183,20 +189,43 @@ fn sweep_chart(out: &mut String, s: &RunSummary, color_of: &dyn Fn(&str) -> usiz
     let mut lines = Vec::new();
     for w in &s.sweeps {
         let color = color_of(&w.model);
-        let mut points: Vec<(f64, f64)> = s
+        // The line follows the offered load: one at a time, then the rates upwards. The
+        // many-at-once bound is a point of its own: its latency is its own queue's.
+        let mut offered: Vec<(f64, &LevelSummary)> = s
             .levels
             .iter()
             .filter(|l| l.model == w.model)
-            .filter_map(|l| Some((l.request_throughput?, l.latency.e2el?.median)))
+            .filter_map(|l| match l.shape? {
+                LoadShape::Concurrency { concurrency: 1 } => Some((0.0, l)),
+                LoadShape::Rate { rate, .. } => Some((rate, l)),
+                LoadShape::Concurrency { .. } => None,
+            })
             .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        offered.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let xy = |l: &LevelSummary| Some((l.request_throughput?, l.latency.e2el?.median));
         lines.push(Line {
             name: w.model.clone(),
             color,
-            points,
+            points: offered.iter().filter_map(|(_, l)| xy(l)).collect(),
             dashed: false,
             markers: true,
         });
+        if let Some((_, at)) = &w.maximum_rate {
+            let bound = s
+                .levels
+                .iter()
+                .find(|l| l.model == w.model && l.level == *at);
+            if let Some(p) = bound.and_then(xy).filter(|_| at != "c=1") {
+                lines.push(Line {
+                    name: format!("{} at {at} (the most it can do)", w.model),
+                    color,
+                    // Twice: a lone point is drawn as a ring (a highlight), this is a dot.
+                    points: vec![p, p],
+                    dashed: true,
+                    markers: true,
+                });
+            }
+        }
         let marked = |p: &super::super::sweep::SweepPoint| Some((p.achieved?, p.e2e_p50_ms?));
         if let Some(knee) = w.knee.as_ref().and_then(|k| marked(k).map(|p| (k, p))) {
             lines.push(Line {
