@@ -648,3 +648,122 @@ fn a_sweep_from_the_command_line_measures_its_bounds_then_rates() {
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
     assert!(stderr.contains("--sweep"), "{stderr}");
 }
+
+/// Every counted request record of the newest run in `home`, through `runs export`.
+fn exported_requests(home: &std::path::Path) -> Vec<Value> {
+    let out = hearth(home)
+        .args(["runs", "export", "latest", "--format", "jsonl"])
+        .assert()
+        .success();
+    String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["round"].as_u64() > Some(0))
+        .collect()
+}
+
+/// `--input-tokens` and `--output-tokens` on the real model: every prompt has the asked
+/// length by the model's own tokenizer (plus the chat template's fixed tokens, the same for
+/// all), every answer the asked length, and no prompt is served from the cache.
+#[test]
+fn generated_prompts_and_answers_have_the_asked_token_lengths() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    hearth(home.path())
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--requests",
+            "3",
+            "--input-tokens",
+            "48",
+            "--output-tokens",
+            "12",
+            "--out",
+        ])
+        .arg(home.path().join("out"))
+        .assert()
+        .success();
+    let records = exported_requests(home.path());
+    assert_eq!(records.len(), 3);
+    let prompt_tokens: Vec<u64> = records
+        .iter()
+        .map(|r| r["prompt_tokens"].as_u64().unwrap())
+        .collect();
+    assert!(
+        prompt_tokens.iter().all(|&t| t == prompt_tokens[0]),
+        "{prompt_tokens:?}"
+    );
+    assert!(
+        (48..48 + 64).contains(&prompt_tokens[0]),
+        "{prompt_tokens:?}"
+    );
+    for r in &records {
+        assert_eq!(r["completion_tokens"], 12, "{r}");
+        assert!(r["cached_tokens"].as_u64().unwrap_or(0) < 40, "{r}");
+    }
+}
+
+/// `--dataset` with the project's own ShareGPT sample: each conversation's first question is
+/// asked and answered at the recorded answer's length (four characters a token).
+#[test]
+fn a_sharegpt_dataset_runs_at_the_recorded_answer_lengths() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample-sharegpt.json");
+    hearth(home.path())
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--requests",
+            "2",
+            "--dataset",
+        ])
+        .arg(&file)
+        .arg("--out")
+        .arg(home.path().join("out"))
+        .assert()
+        .success();
+    let dataset: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let expected = |id: &str| {
+        let c = dataset
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap();
+        (c["conversations"][1]["value"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count() as u64)
+            .div_ceil(4)
+    };
+    let records = exported_requests(home.path());
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let id = r["prompt_id"].as_str().unwrap();
+        assert!(id.starts_with("hearth-sample-"), "{r}");
+        assert_eq!(
+            r["completion_tokens"].as_u64().unwrap(),
+            expected(id),
+            "{r}"
+        );
+    }
+    // A file that is not a conversation list is refused with what is wrong.
+    let bad = home.path().join("bad.json");
+    std::fs::write(&bad, r#"{"not": "a list"}"#).unwrap();
+    let refused = hearth(home.path())
+        .args(["bench", "--dataset"])
+        .arg(&bad)
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(stderr.contains("ShareGPT"), "{stderr}");
+}

@@ -37,6 +37,8 @@ fn options(shapes: Vec<LoadShape>, rounds: u32, requests: Option<u32>) -> BenchO
         sample_interval_ms: 50,
         sweep: None,
         stop_over_saturated_secs: None,
+        input_tokens: None,
+        output_tokens: None,
     }
 }
 
@@ -422,4 +424,71 @@ async fn a_sweep_finds_the_knee_of_a_server_with_known_capacity() {
     // requests in flight raise throughput faster than latency until the slots fill.
     let knee = sweep.knee.as_ref().unwrap();
     assert!(knee.rate.is_some_and(|r| r <= sustained), "{knee:?}");
+}
+
+/// `--input-tokens 200:40 --output-tokens 30:8`: the stored records have those distributions
+/// (prompts counted by the server, here one token a word as its `/tokenize` counts), every
+/// prompt is distinct, and the same seed gives the same lengths again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_workloads_have_the_asked_length_distributions() {
+    let mut long = script(2, 1, 1000);
+    long.tokenize = true;
+    let server = MockServer::start(HashMap::from([("m".to_string(), long)]))
+        .await
+        .unwrap();
+    let mut opts = options(
+        vec![LoadShape::Concurrency { concurrency: 8 }],
+        1,
+        Some(120),
+    );
+    opts.warmup = 0;
+    opts.input_tokens = Some("200:40".parse().unwrap());
+    opts.output_tokens = Some("30:8".parse().unwrap());
+    let data = run(opts.clone(), vec![target(&server, "m")]).await;
+    assert_eq!(data.requests.len(), 120);
+    let stats = |v: Vec<f64>| {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        (mean, sd)
+    };
+    let (pm, psd) = stats(
+        data.requests
+            .iter()
+            .map(|r| r.prompt_tokens.unwrap() as f64)
+            .collect(),
+    );
+    assert!(
+        (pm - 200.0).abs() < 12.0 && (psd - 40.0).abs() < 9.0,
+        "input {pm:.1} ± {psd:.1}"
+    );
+    let (om, osd) = stats(
+        data.requests
+            .iter()
+            .map(|r| r.completion_tokens.unwrap() as f64)
+            .collect(),
+    );
+    assert!(
+        (om - 30.0).abs() < 2.5 && (osd - 8.0).abs() < 2.0,
+        "output {om:.1} ± {osd:.1}"
+    );
+    let log = server.log();
+    let prompts: std::collections::HashSet<&str> = log
+        .iter()
+        .filter(|e| e.prompt != "Hi")
+        .map(|e| e.prompt.as_str())
+        .collect();
+    assert_eq!(prompts.len(), 120, "every generated prompt is distinct");
+
+    let again = run(opts, vec![target(&server, "m")]).await;
+    let lengths = |d: &RunData| {
+        let mut v: Vec<(u32, Option<u64>, Option<u64>)> = d
+            .requests
+            .iter()
+            .map(|r| (r.seq, r.prompt_tokens, r.completion_tokens))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(lengths(&data), lengths(&again));
 }

@@ -48,6 +48,8 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
         sample_interval_ms: 50,
         sweep: None,
         stop_over_saturated_secs: None,
+        input_tokens: None,
+        output_tokens: None,
     };
     let store = Store::open_sqlite(db).unwrap();
     let run = RunRecord {

@@ -246,6 +246,7 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
         .last()
         .map(|m| m.content.clone())
         .unwrap_or_default();
+    let prompt_words = prompt.split_whitespace().count() as u64;
     let index = {
         let mut log = state.log.lock().expect("mock log");
         log.push(MockLogEntry {
@@ -300,7 +301,7 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
         };
         let mut body = envelope(&model, "chat.completion", vec![choice]);
         if script.usage {
-            body.usage = Some(usage(n));
+            body.usage = Some(usage(prompt_words, n));
         }
         return Json(body).into_response();
     }
@@ -334,7 +335,7 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     );
     let finish = chunk(openai::Delta::default(), Some(openai::FinishReason::Length));
     let mut usage_only = envelope::<openai::ChunkChoice>(&model, "chat.completion.chunk", vec![]);
-    usage_only.usage = Some(usage(n));
+    usage_only.usage = Some(usage(prompt_words, n));
     let usage = Bytes::from(sse::frame(&usage_only));
     let state2 = state.clone();
     tokio::spawn(async move {
@@ -388,13 +389,14 @@ fn envelope<C>(model: &str, object: &str, choices: Vec<C>) -> openai::Response<C
     }
 }
 
-/// The scripted counts: 10 prompt tokens, `n` generated.
-fn usage(n: u32) -> openai::Usage {
+/// The scripted counts: a prompt token per word of the last message (as its `/tokenize`
+/// counts), `n` generated.
+fn usage(prompt: u64, n: u32) -> openai::Usage {
     let n = u64::from(n);
     openai::Usage {
-        prompt_tokens: Some(10),
+        prompt_tokens: Some(prompt),
         completion_tokens: Some(n),
-        total_tokens: Some(10 + n),
+        total_tokens: Some(prompt + n),
         prompt_tokens_details: None,
     }
 }

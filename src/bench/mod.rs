@@ -24,6 +24,7 @@ pub mod recorder;
 pub mod resources;
 pub mod scrape;
 pub mod session;
+pub mod workload;
 
 pub use calibrate::{calibrate, Calibration};
 
@@ -101,6 +102,13 @@ pub struct BenchOptions {
     pub energy_price_per_kwh: f64,
     /// How often resources and server metrics are sampled, milliseconds.
     pub sample_interval_ms: u64,
+    /// Prompt lengths to generate instead of the prompt set's texts (filler fitted with the
+    /// server's tokenizer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<workload::TokenLengths>,
+    /// Answer lengths to ask for (end-of-sequence ignored, so each answer has its length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<workload::TokenLengths>,
     /// Find each model's saturation instead of measuring `shapes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
@@ -257,6 +265,56 @@ fn jobs_for_round(options: &BenchOptions, shape: &LoadShape, round: u32, run_id:
             }
         })
         .collect()
+}
+
+/// Gives a round's jobs the workload's lengths: generated prompts of the drawn token lengths
+/// (each distinct, beginning with the cold-cache nonce when there is one) and answers of the
+/// drawn lengths. Counts in `misses` prompts that could not be fitted exactly.
+async fn shape_jobs(
+    options: &BenchOptions,
+    ctx: &load::LevelContext,
+    tokenizer: bool,
+    jobs: &mut [Job],
+    misses: &mut u32,
+) {
+    // Per level, so two levels never send the same text.
+    let level_seed = ctx
+        .level
+        .bytes()
+        .fold(options.seed, |h, b| h.rotate_left(5) ^ u64::from(b));
+    let per_round = jobs.len().max(1) as u64;
+    for job in jobs.iter_mut() {
+        // Warm: the same lengths and texts every round, so later rounds hit the prompt cache.
+        let seq = match options.prompt_cache {
+            PromptCache::Cold => u64::from(job.seq),
+            PromptCache::Warm => u64::from(job.seq) % per_round,
+        };
+        if let Some(output) = options.output_tokens {
+            job.max_tokens = output.draw(options.seed ^ 0x6f75_7470, seq);
+        }
+        if let Some(input) = options.input_tokens {
+            let tokens = input.draw(options.seed ^ 0x696e_7075, seq);
+            let prefix = match options.prompt_cache {
+                PromptCache::Cold => job
+                    .prompt
+                    .split_once(") ")
+                    .map_or(String::new(), |(nonce, _)| format!("{nonce}) ")),
+                PromptCache::Warm => String::new(),
+            };
+            let seed = match options.prompt_cache {
+                PromptCache::Cold => level_seed,
+                PromptCache::Warm => options.seed,
+            } ^ seq.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let (prompt, exact) =
+                workload::fitted_prompt(&ctx.http, &ctx.endpoint, tokenizer, &prefix, tokens, seed)
+                    .await;
+            if !exact {
+                *misses += 1;
+            }
+            job.prompt_id = format!("generated-{tokens}");
+            job.prompt = prompt;
+        }
+    }
 }
 
 /// Runs every target in turn. Returns true when the run was interrupted by `stop`.
@@ -502,7 +560,9 @@ async fn run_level(
             seed: Some(options.seed),
             // A shape model's text is noise and may hit its end-of-text token anywhere: it
             // always runs to max_tokens, so every request has the same output length.
-            ignore_eos: options.ignore_eos || crate::catalog::is_shape_alias(&name),
+            ignore_eos: options.ignore_eos
+                || options.output_tokens.is_some()
+                || crate::catalog::is_shape_alias(&name),
             timeout: Duration::from_secs_f64(options.timeout_secs.max(0.001)),
         },
         clock,
@@ -518,6 +578,7 @@ async fn run_level(
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
     let mut measure = None;
+    let mut fit_misses = 0u32;
     let total_rounds = options.warmup + options.rounds;
     let saturation = match shape {
         LoadShape::Rate { .. } => options
@@ -526,6 +587,15 @@ async fn run_level(
         LoadShape::Concurrency { .. } => None,
     };
     let mut stopped = None;
+    // Every round's requests, made before the level's clock matters: fitting generated
+    // prompts to their lengths asks the server's tokenizer.
+    let mut planned = Vec::with_capacity(total_rounds as usize);
+    for round_index in 0..total_rounds {
+        let mut jobs = jobs_for_round(options, shape, round_index, recorder.run_id());
+        shape_jobs(options, &ctx, tokenizer, &mut jobs, &mut fit_misses).await;
+        planned.push(jobs);
+    }
+    let mut planned = planned.into_iter();
     for round_index in 0..total_rounds {
         let warmup = round_index < options.warmup;
         // Warm-up rounds are all recorded as round 0; timed rounds count from 1.
@@ -543,7 +613,7 @@ async fn run_level(
             format!("{level} round {round}/{}", options.rounds)
         };
         progress.stage(&name, &stage);
-        let mut jobs = jobs_for_round(options, shape, round_index, recorder.run_id());
+        let mut jobs = planned.next().unwrap_or_default();
         for job in &mut jobs {
             job.round = round;
         }
@@ -587,6 +657,9 @@ async fn run_level(
                 break;
             }
         }
+    }
+    if fit_misses > 0 {
+        tracing::warn!(model = %name, %level, fit_misses, "generated prompts not fitted exactly to their token lengths (no tokenizer at the endpoint, or a fit that did not settle)");
     }
     if let Some(measure) = measure {
         let mut record = measure.end(shape, &level, &name).await;

@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 
 use hearth::bench::resources::CLIENT_THREAD_PREFIX;
 use hearth::bench::session::{self, ExternalEndpoint, JudgeChoice, Library, SessionSettings};
+use hearth::bench::workload::TokenLengths;
 use hearth::bench::{self, prompts, BenchOptions, PromptCache, Sweep};
 use hearth::engine::devices::{GpuLayers, Offload};
 use hearth::engine::speculative::Speculative;
@@ -80,6 +81,21 @@ pub struct BenchArgs {
     /// Cap on requests in flight for --rate (their wait for a slot is reported apart).
     #[arg(long)]
     max_concurrency: Option<u32>,
+    /// Generate prompts of this many tokens instead of the prompt set's (`MEAN` or
+    /// `MEAN:SPREAD`, normal, seeded): distinct filler fitted to each drawn length with the
+    /// server's tokenizer (`/tokenize`), so every runtime gets the same lengths.
+    #[arg(long, value_name = "MEAN[:SPREAD]", conflicts_with = "dataset")]
+    input_tokens: Option<TokenLengths>,
+    /// Ask for answers of this many tokens (`MEAN` or `MEAN:SPREAD`, normal, seeded), with
+    /// end-of-sequence ignored so each answer has its drawn length.
+    #[arg(long, value_name = "MEAN[:SPREAD]")]
+    output_tokens: Option<TokenLengths>,
+    /// A ShareGPT-style conversation file (a JSON list of `{"conversations": [{"from":
+    /// "human", "value": …}, {"from": "gpt", "value": …}]}`, or `messages` of role/content):
+    /// each conversation's first user turn is a prompt, answered with as many tokens as its
+    /// recorded answer (about 4 characters a token; end-of-sequence ignored).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompts", "prompt_set"])]
+    dataset: Option<PathBuf>,
     /// Find how much load each model takes here: measure one request at a time, then
     /// --sweep-max-concurrency at once, then N open-loop rates spread between the two and one
     /// step past the top, each stopped early once the server falls behind (the report draws
@@ -391,6 +407,9 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         stream_from_env()?.unwrap_or(true)
     };
     let prompts = match (&args.prompts, &args.prompt_set) {
+        _ if args.dataset.is_some() => {
+            bench::workload::dataset_prompts(args.dataset.as_deref().expect("checked"))?
+        }
         (Some(path), _) => prompts::load(path)?,
         (None, Some(name)) => {
             prompts::builtin(name).with_context(|| format!("no built-in prompt set {name}"))?
@@ -429,7 +448,8 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         stream,
         temperature: args.temperature,
         seed: args.seed,
-        ignore_eos: args.ignore_eos,
+        // A dataset's answers are as long as the recorded ones, whatever the model would say.
+        ignore_eos: args.ignore_eos || args.dataset.is_some(),
         timeout_secs: args.timeout,
         prompt_cache: match args.prompt_cache {
             CacheArg::Cold => PromptCache::Cold,
@@ -445,6 +465,8 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         sample_interval_ms: 250,
         sweep,
         stop_over_saturated_secs,
+        input_tokens: args.input_tokens,
+        output_tokens: args.output_tokens,
     };
 
     let endpoint = endpoint_from(args);
