@@ -767,3 +767,64 @@ fn a_sharegpt_dataset_runs_at_the_recorded_answer_lengths() {
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
     assert!(stderr.contains("ShareGPT"), "{stderr}");
 }
+
+/// `hearth report A B C`: three stored runs in one report, in every format it offers; each
+/// run's figures in it are those of the run's own report, and the later runs are judged
+/// against the first.
+#[test]
+fn a_report_of_three_runs_shows_each_runs_own_figures() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    for levels in ["1", "1,2", "2"] {
+        hearth(home.path())
+            .args(TINY)
+            .args(["--concurrency", levels, "--out"])
+            .arg(home.path().join(format!("out-{levels}")))
+            .assert()
+            .success();
+    }
+    let ids: Vec<String> = json_out(hearth(home.path()).args(["runs", "list", "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run"]["id"].as_str().unwrap().to_string())
+        .rev()
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let render = |format: &str| {
+        let out = hearth(home.path())
+            .arg("report")
+            .args(&ids)
+            .args(["--format", format])
+            .assert()
+            .success();
+        String::from_utf8_lossy(&out.get_output().stdout).to_string()
+    };
+    let multi: Value = serde_json::from_str(&render("json")).unwrap();
+    assert_eq!(multi["schema"], "hearth.bench.multi/1");
+    for (i, id) in ids.iter().enumerate() {
+        let own = json_out(hearth(home.path()).args(["report", id, "--format", "json"]));
+        let there = &multi["runs"][i];
+        assert_eq!(there["run"]["id"], own["run"]["id"]);
+        assert_eq!(there["levels"], own["levels"], "run {id}");
+        assert_eq!(there["models"], own["models"], "run {id}");
+    }
+    let comparisons = multi["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2);
+    assert_eq!(comparisons[0]["a_run"], ids[0].as_str());
+    assert_eq!(comparisons[1]["b_run"], ids[2].as_str());
+
+    let md = render("md");
+    assert!(ids.iter().all(|id| md.contains(id.as_str())), "{md}");
+    assert!(md.contains("## Side by side"));
+    let html = render("html");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.matches("<svg").count() >= 2, "overlaid charts");
+    let refused = hearth(home.path())
+        .arg("report")
+        .args(&ids)
+        .args(["--format", "csv"])
+        .assert()
+        .failure();
+    assert!(String::from_utf8_lossy(&refused.get_output().stderr).contains("runs export"));
+}

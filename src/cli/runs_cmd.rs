@@ -44,9 +44,11 @@ pub enum RunsCommand {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Run id, unique prefix, `latest` or `latest~N`.
-    #[arg(default_value = "latest")]
-    run: String,
+    /// Run id, unique prefix, `latest` or `latest~N`. Several runs make one report that puts
+    /// them side by side, the first as the baseline the others are judged against (json, md
+    /// or html).
+    #[arg(default_value = "latest", num_args = 1..)]
+    runs: Vec<String>,
     /// json, csv, md or html.
     #[arg(long, default_value = "md")]
     format: String,
@@ -170,9 +172,15 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
 pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
     let format: Format = args.format.parse()?;
     let mut store = ctx.open_store()?;
-    let id = store.resolve(&args.run)?;
-    let data = store.load_run(&id)?;
-    let text = report::render(&data, format)?;
+    let mut runs = Vec::with_capacity(args.runs.len());
+    for run in &args.runs {
+        let id = store.resolve(run)?;
+        runs.push(store.load_run(&id)?);
+    }
+    let text = match runs.as_slice() {
+        [one] => report::render(one, format)?,
+        many => report::multi::render_many(many, format)?,
+    };
     match args.out {
         Some(path) => {
             std::fs::write(&path, text)

@@ -14,9 +14,9 @@ use super::run_summary::{status_str, LevelSummary, RunSummary};
 use super::sections;
 use crate::store::record::{ModelStatus, RunData};
 use chart_sections::{charts_section, timeseries_section};
-use markup::{esc, table};
+pub(crate) use markup::{esc, figure, table};
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--fg:#1f2328;--muted:#656d76;--line:#d8dee4;--bg:#f6f8fa;--accent:#4e79a7;--warn-bg:#fff8c5;--warn:#9a6700;--bad-bg:#ffebe9;--bad:#cf222e;--ok:#1a7f37}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;color:var(--fg);background:#fff}

@@ -37,7 +37,7 @@ pub(crate) fn cell(s: &str) -> String {
 
 /// A table as GitHub-flavoured Markdown: its intro, the pipe table, its notes. Marks that
 /// Markdown can show are bold (a status other than ok, a warning); the rest is plain text.
-fn table(out: &mut String, t: &Table) {
+pub(crate) fn table(out: &mut String, t: &Table) {
     if let Some(intro) = &t.intro {
         let _ = writeln!(out, "{}\n", cell(intro));
     }

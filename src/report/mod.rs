@@ -17,6 +17,7 @@ mod html;
 pub mod json;
 pub mod latency;
 mod markdown;
+pub mod multi;
 pub mod quality;
 pub mod recommend;
 pub mod run_summary;
