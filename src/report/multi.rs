@@ -223,7 +223,7 @@ fn markdown(s: &[RunSummary], comparisons: &[Comparison]) -> String {
 }
 
 fn html(s: &[RunSummary], comparisons: &[Comparison]) -> String {
-    use super::html::{esc, figure, table, CSS};
+    use super::html::{esc, table, CSS};
     let mut out = String::with_capacity(128 * 1024);
     let _ = write!(
         out,
@@ -237,7 +237,7 @@ fn html(s: &[RunSummary], comparisons: &[Comparison]) -> String {
     out.push_str("<h2>Side by side</h2>");
     table(&mut out, &side_by_side(s));
     out.push_str("<h2>Charts</h2><div class=\"grid\">");
-    overlaid_charts(&mut out, s, &figure);
+    overlaid_charts(&mut out, s);
     out.push_str("</div>");
     for c in comparisons {
         let _ = write!(
@@ -266,11 +266,8 @@ fn load(l: &LevelSummary) -> Option<(&'static str, f64)> {
 
 /// Per load mode with two or more levels, TTFT p50 and output tokens/s against load, one line
 /// per run and model; otherwise bars per run, model and level.
-fn overlaid_charts(
-    out: &mut String,
-    s: &[RunSummary],
-    figure: &dyn Fn(&mut String, Result<String, String>, &str),
-) {
+fn overlaid_charts(out: &mut String, s: &[RunSummary]) {
+    use super::html::figure;
     let mut lined = false;
     for mode in ["concurrency", "rate"] {
         let mut ttft = Vec::new();
