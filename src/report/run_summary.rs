@@ -120,12 +120,45 @@ pub struct Drafts {
     pub drafted: u64,
     /// Drafted tokens the model accepted.
     pub accepted: u64,
+    /// Output tokens of the successful streamed requests (for tokens per chunk).
+    #[serde(default)]
+    pub streamed_tokens: u64,
+    /// Content chunks those requests arrived in.
+    #[serde(default)]
+    pub streamed_chunks: u64,
+    /// Gaps between consecutive chunks of those requests.
+    #[serde(default)]
+    pub chunk_gaps: u64,
+    /// Of those, gaps under a fifth of their request's time per token: chunks that came as
+    /// one burst (accepted drafts sent one token a chunk, back to back).
+    #[serde(default)]
+    pub burst_gaps: u64,
 }
 
 impl Drafts {
     /// Share of drafted tokens accepted; `None` when nothing was drafted.
     pub fn acceptance(&self) -> Option<f64> {
         (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
+    }
+
+    /// Output tokens per streamed chunk: above 1, tokens arrive in bursts (accepted drafts,
+    /// or a server that batches its stream), and ITL — the gap between chunks — is no longer
+    /// a time per token (TPOT is). `None` without streamed counted tokens.
+    pub fn tokens_per_chunk(&self) -> Option<f64> {
+        (self.streamed_chunks > 0)
+            .then(|| self.streamed_tokens as f64 / self.streamed_chunks as f64)
+    }
+
+    /// Share of chunk gaps inside a burst; `None` without gaps.
+    pub fn burst_share(&self) -> Option<f64> {
+        (self.chunk_gaps > 0).then(|| self.burst_gaps as f64 / self.chunk_gaps as f64)
+    }
+
+    /// True when tokens clearly arrive in bursts: several to a chunk, or many chunks back to
+    /// back.
+    pub fn bursty(&self) -> bool {
+        self.tokens_per_chunk().is_some_and(|t| t > 1.05)
+            || self.burst_share().is_some_and(|b| b > 0.2)
     }
 
     /// For tables: `71% of 1234`, `none drafted`, or `—` when the server reports no drafts.

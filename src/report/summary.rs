@@ -57,6 +57,16 @@ impl Drafts {
     fn of(records: &[&RequestRecord]) -> Self {
         let mut d = Self::default();
         for r in records {
+            if let (Some(tokens), false) = (r.completion_tokens, r.chunk_ms.is_empty()) {
+                d.streamed_tokens += tokens;
+                d.streamed_chunks += r.chunk_ms.len() as u64;
+                if let Some(tpot) = tpot_ms(r).filter(|t| *t > 0.0) {
+                    for gap in r.chunk_ms.windows(2).map(|w| w[1] - w[0]) {
+                        d.chunk_gaps += 1;
+                        d.burst_gaps += u64::from(gap < tpot / 5.0);
+                    }
+                }
+            }
             let Some(t) = &r.server_timings else { continue };
             let (Some(n), Some(a)) = (t["draft_n"].as_u64(), t["draft_n_accepted"].as_u64()) else {
                 continue;
@@ -401,7 +411,39 @@ pub fn is_cache_warm(cached_tokens: u64, prompt_tokens: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_cache_warm;
+    use super::{is_cache_warm, summarize};
+    use crate::store::testdata::sample_run;
+
+    #[test]
+    fn drafts_sent_back_to_back_are_bursts_and_the_table_says_so() {
+        let mut data = sample_run();
+        let steady = summarize(&data);
+        assert!(steady.levels.iter().all(|l| !l.drafts.bursty()));
+        // Four chunks 0.1 ms apart, then 40 ms to the next four: accepted drafts.
+        for r in data.requests.iter_mut().filter(|r| !r.chunk_ms.is_empty()) {
+            let first = r.chunk_ms[0];
+            let n = r.chunk_ms.len();
+            r.chunk_ms = (0..n)
+                .map(|i| first + (i / 4) as f64 * 40.0 + (i % 4) as f64 * 0.1)
+                .collect();
+            r.end_ms = r.chunk_ms.last().copied();
+        }
+        let bursty = summarize(&data);
+        let level = bursty
+            .levels
+            .iter()
+            .find(|l| l.drafts.chunk_gaps > 0)
+            .unwrap();
+        assert!(level.drafts.bursty());
+        let share = level.drafts.burst_share().unwrap();
+        assert!(share > 0.2 && share <= 0.75, "{share}");
+        let table = crate::report::sections::summary(&bursty);
+        assert!(table.notes.iter().any(|n| n.contains("TPOT")));
+        assert!(table
+            .rows
+            .iter()
+            .any(|r| r.cells.iter().any(|c| c.text.contains("in bursts"))));
+    }
 
     #[test]
     fn a_cached_template_preamble_is_not_a_warm_prompt() {
