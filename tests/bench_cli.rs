@@ -828,3 +828,49 @@ fn a_report_of_three_runs_shows_each_runs_own_figures() {
         .failure();
     assert!(String::from_utf8_lossy(&refused.get_output().stderr).contains("runs export"));
 }
+
+/// `--depth 0,256`: each level is measured at both depths, the deep prompts carry 256 more
+/// tokens by the model's tokenizer (± the joint), none of them is served from the prompt
+/// cache beyond the chat template, and the report shows speed against depth.
+#[test]
+fn depth_levels_put_each_prompt_behind_distinct_context_of_that_length() {
+    let _turn = turn();
+    let home = common::home_with_model();
+    let out = home.path().join("out");
+    hearth(home.path())
+        .args(TINY)
+        .args(["--depth", "0,256", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let levels: Vec<(&str, u64)> = report["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["level"].as_str().unwrap(), l["depth"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(levels, [("c=1 d=0", 0), ("c=1 d=256", 256)]);
+    let records = exported_requests(home.path());
+    let tokens = |level: &str| -> Vec<u64> {
+        records
+            .iter()
+            .filter(|r| r["level"] == level)
+            .map(|r| r["prompt_tokens"].as_u64().unwrap())
+            .collect()
+    };
+    let (shallow, deep) = (tokens("c=1 d=0"), tokens("c=1 d=256"));
+    assert_eq!((shallow.len(), deep.len()), (2, 2));
+    for (s, d) in shallow.iter().zip(&deep) {
+        assert!(
+            (256 - 4..=256 + 6).contains(&(d - s)),
+            "{shallow:?} → {deep:?}"
+        );
+    }
+    for r in records.iter().filter(|r| r["level"] == "c=1 d=256") {
+        assert!(r["cached_tokens"].as_u64().unwrap_or(0) < 64, "{r}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Speed against context depth"), "{md}");
+}

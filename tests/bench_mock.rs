@@ -39,6 +39,7 @@ fn options(shapes: Vec<LoadShape>, rounds: u32, requests: Option<u32>) -> BenchO
         stop_over_saturated_secs: None,
         input_tokens: None,
         output_tokens: None,
+        depths: Vec::new(),
     }
 }
 

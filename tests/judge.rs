@@ -50,6 +50,7 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
         stop_over_saturated_secs: None,
         input_tokens: None,
         output_tokens: None,
+        depths: Vec::new(),
     };
     let store = Store::open_sqlite(db).unwrap();
     let run = RunRecord {

@@ -229,6 +229,7 @@ impl Measurement {
             server_metrics,
             gpu,
             stopped: None,
+            depth: None,
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct BenchOptions {
     /// Answer lengths to ask for (end-of-sequence ignored, so each answer has its length).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<workload::TokenLengths>,
+    /// Context depths, tokens: each level is measured once per depth, every prompt behind
+    /// that much distinct filler context (empty: prompts as they are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depths: Vec<u32>,
     /// Find each model's saturation instead of measuring `shapes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
@@ -268,12 +272,15 @@ fn jobs_for_round(options: &BenchOptions, shape: &LoadShape, round: u32, run_id:
 }
 
 /// Gives a round's jobs the workload's lengths: generated prompts of the drawn token lengths
-/// (each distinct, beginning with the cold-cache nonce when there is one) and answers of the
-/// drawn lengths. Counts in `misses` prompts that could not be fitted exactly.
+/// (each distinct, beginning with the cold-cache nonce when there is one), answers of the
+/// drawn lengths, and `depth` tokens of filler context before each prompt (distinct per
+/// request when cold, so no prefix cache flatters a depth). Counts in `misses` texts that
+/// could not be fitted exactly.
 async fn shape_jobs(
     options: &BenchOptions,
     ctx: &load::LevelContext,
     tokenizer: bool,
+    depth: Option<u32>,
     jobs: &mut [Job],
     misses: &mut u32,
 ) {
@@ -313,6 +320,24 @@ async fn shape_jobs(
             }
             job.prompt_id = format!("generated-{tokens}");
             job.prompt = prompt;
+        }
+        if let Some(depth) = depth.filter(|d| *d > 0) {
+            let seed = match options.prompt_cache {
+                PromptCache::Cold => level_seed,
+                PromptCache::Warm => options.seed,
+            } ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ 0x6465_7074;
+            let (context, exact) =
+                workload::fitted_prompt(&ctx.http, &ctx.endpoint, tokenizer, "", depth, seed).await;
+            if !exact {
+                *misses += 1;
+            }
+            // The nonce stays first, so even the context's first words differ per request.
+            let (nonce, rest) = match job.prompt.split_once(") ") {
+                Some((n, r)) if n.starts_with("(ref ") => (format!("{n}) "), r.to_string()),
+                _ => (String::new(), job.prompt.clone()),
+            };
+            job.prompt = format!("{nonce}{context}\n\n{rest}");
         }
     }
 }
@@ -380,15 +405,24 @@ async fn run_target(
 
     let (mut ok, mut failed, mut first_error, mut interrupted) =
         (0u64, 0u64, None::<String>, false);
-    let mut shapes = first_shapes(options);
+    let depths: Vec<Option<u32>> = if options.depths.is_empty() {
+        vec![None]
+    } else {
+        options.depths.iter().copied().map(Some).collect()
+    };
+    let mut shapes: Vec<(LoadShape, Option<u32>)> = first_shapes(options)
+        .into_iter()
+        .flat_map(|s| depths.iter().map(move |d| (s, *d)))
+        .collect();
     let mut bounds = Vec::new();
     let mut i = 0;
-    while let Some(shape) = shapes.get(i).copied() {
+    while let Some((shape, depth)) = shapes.get(i).copied() {
         i += 1;
         let level = Level {
             options,
             target: &target,
             shape: &shape,
+            depth,
             tokenizer,
         };
         let outcome = run_level(level, http, recorder, progress, stop).await;
@@ -397,10 +431,13 @@ async fn run_target(
             if i == 2 {
                 let rates = sweep.rates_between(bounds[0], bounds[1]);
                 tracing::info!(model = %name, synchronous = bounds[0], maximum = bounds[1], ?rates, "sweep bounds measured");
-                shapes.extend(rates.into_iter().map(|rate| LoadShape::Rate {
-                    rate,
-                    burstiness: sweep.burstiness,
-                    max_concurrency: None,
+                shapes.extend(rates.into_iter().map(|rate| {
+                    let rate = LoadShape::Rate {
+                        rate,
+                        burstiness: sweep.burstiness,
+                        max_concurrency: None,
+                    };
+                    (rate, None)
                 }));
             }
         }
@@ -531,6 +568,8 @@ struct Level<'a> {
     options: &'a BenchOptions,
     target: &'a Target,
     shape: &'a LoadShape,
+    /// Tokens of filler context before every prompt, when measuring at a depth.
+    depth: Option<u32>,
     /// The endpoint counts tokens (`/tokenize`) for answers that came without usage.
     tokenizer: bool,
 }
@@ -546,10 +585,14 @@ async fn run_level(
         options,
         target,
         shape,
+        depth,
         tokenizer,
     } = level;
     let name = target.model.model.clone();
-    let level = shape.label();
+    let level = match depth {
+        Some(d) => format!("{} d={d}", shape.label()),
+        None => shape.label(),
+    };
     let clock = Clock::start();
     let ctx = load::LevelContext {
         http: http.clone(),
@@ -592,7 +635,7 @@ async fn run_level(
     let mut planned = Vec::with_capacity(total_rounds as usize);
     for round_index in 0..total_rounds {
         let mut jobs = jobs_for_round(options, shape, round_index, recorder.run_id());
-        shape_jobs(options, &ctx, tokenizer, &mut jobs, &mut fit_misses).await;
+        shape_jobs(options, &ctx, tokenizer, depth, &mut jobs, &mut fit_misses).await;
         planned.push(jobs);
     }
     let mut planned = planned.into_iter();
@@ -664,6 +707,7 @@ async fn run_level(
     if let Some(measure) = measure {
         let mut record = measure.end(shape, &level, &name).await;
         record.stopped = stopped;
+        record.depth = depth;
         if record.duration_ms > 0.0 {
             outcome.request_rate = outcome.ok as f64 * 1000.0 / record.duration_ms;
         }

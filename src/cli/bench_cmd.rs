@@ -96,6 +96,17 @@ pub struct BenchArgs {
     /// recorded answer (about 4 characters a token; end-of-sequence ignored).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompts", "prompt_set"])]
     dataset: Option<PathBuf>,
+    /// Context depths to measure every level at, tokens, comma-separated (`0,2048,8192`):
+    /// each prompt is put behind that much filler context (counted with the server's
+    /// tokenizer, distinct per request so no prefix cache hit flatters it unless
+    /// `--prompt-cache warm`); the report shows prefill and decode speed against depth.
+    #[arg(
+        long = "depth",
+        value_name = "TOKENS",
+        value_delimiter = ',',
+        conflicts_with = "sweep"
+    )]
+    depths: Vec<u32>,
     /// Find how much load each model takes here: measure one request at a time, then
     /// --sweep-max-concurrency at once, then N open-loop rates spread between the two and one
     /// step past the top, each stopped early once the server falls behind (the report draws
@@ -466,6 +477,11 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         sweep,
         stop_over_saturated_secs,
         input_tokens: args.input_tokens,
+        depths: {
+            let mut d = args.depths.clone();
+            d.dedup();
+            d
+        },
         output_tokens: args.output_tokens,
     };
 
@@ -510,9 +526,19 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     };
     let load = LoadOptions {
         threads,
-        n_ctx: args
-            .ctx
-            .map_or_else(|| ctx.config.ctx().map(|c| c.min(4096)), Ok)?,
+        n_ctx: match args.ctx {
+            Some(n) => n,
+            // Deep contexts need room: the deepest, the prompt and the answer (rounded up).
+            None => {
+                let deepest = args.depths.iter().max().copied().unwrap_or(0);
+                let asked = ctx.config.ctx()?.min(4096);
+                if deepest > 0 {
+                    asked.max((deepest + args.max_tokens + 1024).next_multiple_of(1024))
+                } else {
+                    asked
+                }
+            }
+        },
         parallel: session::parallel_for(&shapes),
         queue_capacity: 1 << 16,
         memory_budget: ctx.memory_budget()?,

@@ -147,6 +147,11 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
         let _ = write!(out, "<p class=\"note\">{}</p>", esc(sections::SWEEP_NOTE));
         table(&mut out, &sweep);
     }
+    if let Some(depth) = sections::depth(s) {
+        out.push_str("<h2 id=\"depth\">Speed against context depth</h2>");
+        let _ = write!(out, "<p class=\"note\">{}</p>", esc(sections::DEPTH_NOTE));
+        table(&mut out, &depth);
+    }
     charts_section(&mut out, data, s, &color_of);
     out.push_str("<h2 id=\"latency\">Latency detail</h2>");
     table(&mut out, &sections::latency(s));

@@ -95,6 +95,11 @@ pub(super) fn render(s: &RunSummary) -> String {
         let _ = writeln!(out, "{}\n", sections::SWEEP_NOTE);
         table(&mut out, &sweep);
     }
+    if let Some(depth) = sections::depth(s) {
+        out.push_str("## Speed against context depth\n\n");
+        let _ = writeln!(out, "{}\n", sections::DEPTH_NOTE);
+        table(&mut out, &depth);
+    }
     out.push_str("## Latency detail (ms)\n\n");
     table(&mut out, &sections::latency(s));
     out.push_str("## Throughput, goodput, prompt cache and noise\n\n");

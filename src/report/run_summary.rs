@@ -349,6 +349,13 @@ pub struct LevelSummary {
     /// Why the level ended before its planned requests (`over-saturated: …`), when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Tokens of filler context before every prompt (`--depth`), when measured at a depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+    /// Per-request prompt tokens per second of TTFT: how fast the prompt (and its context)
+    /// was taken in, queueing included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_request_prefill_throughput: Option<Distribution>,
 }
 
 impl RunSummary {

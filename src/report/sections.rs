@@ -538,6 +538,53 @@ pub fn sweep(s: &RunSummary) -> Option<Table> {
     Some(t)
 }
 
+/// Speed against context depth (`--depth`), one row per model and level measured at a depth;
+/// `None` when no level was.
+pub fn depth(s: &RunSummary) -> Option<Table> {
+    let mut t = Table::new(&[
+        ("model", L),
+        ("level", L),
+        ("depth tokens", R),
+        ("prompt tokens (mean)", R),
+        ("TTFT p50 ms", R),
+        ("prefill tok/s (p50)", R),
+        ("decode tok/s per request (p50)", R),
+        ("cache-warm prompts", R),
+    ]);
+    for l in s.levels.iter().filter(|l| l.depth.is_some()) {
+        t.push(Row::new(vec![
+            Cell::marked(l.model.clone(), Mark::Swatch(color_of(s, &l.model))),
+            Cell::new(l.level.clone()),
+            Cell::new(l.depth.unwrap_or(0).to_string()),
+            Cell::new(fmt_num(
+                (l.completed > 0).then(|| l.total_input_tokens as f64 / l.completed as f64),
+                0,
+            )),
+            Cell::new(fmt_num(l.latency.ttft.map(|d| d.median), 1)),
+            Cell::new(fmt_num(
+                l.per_request_prefill_throughput.map(|d| d.median),
+                0,
+            )),
+            Cell::new(fmt_num(
+                l.per_request_decode_throughput.map(|d| d.median),
+                1,
+            )),
+            Cell::new(format!(
+                "{} of {}",
+                l.prompt_cache.warm,
+                l.prompt_cache.warm + l.prompt_cache.cold
+            )),
+        ]));
+    }
+    (!t.rows.is_empty()).then_some(t)
+}
+
+/// How to read the depth table.
+pub const DEPTH_NOTE: &str = "Each prompt was put behind the level's depth in tokens of filler \
+context (counted with the server's tokenizer, distinct per request unless the prompt cache is \
+warm). Prefill tok/s = prompt tokens / TTFT per request (queueing included); decode tok/s = \
+tokens after the first / time after the first.";
+
 /// One line saying how to read the sweep table.
 pub const SWEEP_NOTE: &str =
     "A sweep measures one request at a time, then many at once (the most the server \

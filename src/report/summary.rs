@@ -397,6 +397,11 @@ fn summarize_level(
             quality::assess(rubric, scores, &ok)
         },
         stopped: rec.and_then(|l| l.stopped.clone()),
+        depth: rec.and_then(|l| l.depth),
+        per_request_prefill_throughput: dist(&|r| {
+            let ttft = ttft_ms(r)?;
+            (ttft > 0.0).then_some(r.prompt_tokens? as f64 * 1000.0 / ttft)
+        }),
     }
 }
 

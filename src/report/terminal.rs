@@ -26,6 +26,11 @@ pub(crate) fn render(table: &Table) -> String {
 pub fn terminal_table(summary: &RunSummary) -> String {
     let mut out = render(&sections::summary(summary));
     out.push('\n');
+    if let Some(depth) = sections::depth(summary) {
+        out.push_str("Speed against context depth:\n");
+        out.push_str(&render(&depth));
+        out.push('\n');
+    }
     if let Some(sweep) = sections::sweep(summary) {
         out.push_str("Sweep (the knee: past it, latency grows faster than throughput):\n");
         out.push_str(&render(&sweep));

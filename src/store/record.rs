@@ -305,6 +305,9 @@ pub struct LevelRecord {
     /// answer to "how much load is too much", not a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Tokens of filler context before every prompt of the level (`--depth`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
 }
 
 /// A level's GPU figures, as stored with the level.

@@ -50,6 +50,7 @@ pub(crate) const LEVEL_COLUMNS: &[(&str, Kind)] = &[
     ("server_metrics", Kind::Text),
     ("gpu", Kind::Text),
     ("stopped", Kind::Text),
+    ("depth", Kind::I64),
 ];
 
 /// `requests` columns after `run_id`.
@@ -186,6 +187,7 @@ pub(crate) fn level_values(l: &LevelRecord) -> Result<Vec<Val>, StoreError> {
         )?),
         Val::Text(opt_json("levels.gpu", l.gpu.as_ref())?),
         Val::Text(l.stopped.clone()),
+        Val::I64(l.depth.map(i64::from)),
     ])
 }
 
@@ -209,6 +211,9 @@ pub(crate) fn level_from_row(mut row: Row) -> Result<LevelRecord, StoreError> {
         )?,
         gpu: opt_from_json("levels.gpu", row.opt_text("levels.gpu")?)?,
         stopped: row.opt_text("levels.stopped")?,
+        depth: row
+            .opt_u64("levels.depth")?
+            .map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
     })
 }
 

@@ -116,6 +116,10 @@ ALTER TABLE levels ADD COLUMN gpu TEXT;
     r#"
 ALTER TABLE levels ADD COLUMN stopped TEXT;
 "#,
+    // 5: the context depth a level was measured at (`--depth`); NULL without one.
+    r#"
+ALTER TABLE levels ADD COLUMN depth BIGINT;
+"#,
 ];
 
 /// The schema version this build writes and reads.

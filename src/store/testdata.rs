@@ -111,6 +111,7 @@ pub fn level(model: &str, concurrency: u32) -> LevelRecord {
         server_metrics: Some(serde_json::json!({"requests": 4, "mean_ttft_ms": 38.5})),
         gpu: None,
         stopped: None,
+        depth: None,
     }
 }
 

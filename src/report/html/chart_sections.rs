@@ -137,6 +137,7 @@ pub(super) fn charts_section(
         );
     }
     sweep_chart(out, s, color_of);
+    depth_chart(out, s, color_of);
     // Per-model bars.
     let mut tps = Vec::new();
     let mut rss = Vec::new();
@@ -257,6 +258,58 @@ fn sweep_chart(out: &mut String, s: &RunSummary, color_of: &dyn Fn(&str) -> usiz
             true,
         ),
         "Each point is a load level; latency stays flat while the server keeps up and turns up at the knee. Over-saturated levels were stopped early: their figures cover the requests that finished.",
+    );
+}
+
+/// Prefill (solid) and decode (dashed) tokens/s against context depth, per model and load
+/// level: how speed falls as the context fills.
+fn depth_chart(out: &mut String, s: &RunSummary, color_of: &dyn Fn(&str) -> usize) {
+    let mut series: Vec<(String, usize, Vec<&LevelSummary>)> = Vec::new();
+    for l in s.levels.iter().filter(|l| l.depth.is_some()) {
+        let load = l.shape.map_or(String::new(), |sh| sh.label());
+        let name = format!("{} {load}", l.model);
+        match series.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, _, v)) => v.push(l),
+            None => series.push((name, color_of(&l.model), vec![l])),
+        }
+    }
+    if series.iter().all(|(_, _, v)| v.len() < 2) {
+        return;
+    }
+    let mut lines = Vec::new();
+    for (name, color, mut levels) in series {
+        levels.sort_by_key(|l| l.depth);
+        let at = |f: &dyn Fn(&LevelSummary) -> Option<f64>| -> Vec<(f64, f64)> {
+            levels
+                .iter()
+                .filter_map(|l| Some((f64::from(l.depth?), f(l)?)))
+                .collect()
+        };
+        lines.push(Line {
+            name: format!("{name} prefill"),
+            color,
+            points: at(&|l| l.per_request_prefill_throughput.map(|d| d.median)),
+            dashed: false,
+            markers: true,
+        });
+        lines.push(Line {
+            name: format!("{name} decode"),
+            color,
+            points: at(&|l| l.per_request_decode_throughput.map(|d| d.median)),
+            dashed: true,
+            markers: true,
+        });
+    }
+    figure(
+        out,
+        line_chart(
+            "Speed against context depth",
+            "context depth (tokens before the prompt)",
+            "tokens/s per request (median)",
+            &lines,
+            true,
+        ),
+        "Solid: prefill (prompt tokens / TTFT); dashed: decode (tokens after the first / time after the first).",
     );
 }
 
