@@ -83,6 +83,8 @@ pub async fn run_round(
     let round_start = Instant::now();
     // Arrived and not yet answered, by scheduled instant: the queue the detector watches.
     let waiting: Arc<Mutex<std::collections::BTreeSet<(Instant, u32)>>> = Default::default();
+    // Latencies of the answers, seconds, for the detector to date the end of the ramp-up.
+    let (answered_tx, mut answered_rx) = mpsc::unbounded_channel::<f64>();
     let (saturated_tx, mut saturated_rx) = watch::channel(None::<String>);
     // Watches the queue of an open-loop round; stopped with the round.
     let mut detector = None;
@@ -133,6 +135,9 @@ pub async fn run_round(
                     let mut tick = tokio::time::interval(window / SaturationDetector::TICKS);
                     loop {
                         tick.tick().await;
+                        while let Ok(latency) = answered_rx.try_recv() {
+                            detector.answered(latency);
+                        }
                         let now = Instant::now();
                         let (queue, oldest) = {
                             let waiting = waiting.lock().expect("waiting lock");
@@ -163,8 +168,13 @@ pub async fn run_round(
                     .lock()
                     .expect("waiting lock")
                     .insert((scheduled, job.seq));
-                let (ctx, records, slots, waiting) =
-                    (ctx.clone(), records.clone(), slots.clone(), waiting.clone());
+                let (ctx, records, slots, waiting, answered) = (
+                    ctx.clone(),
+                    records.clone(),
+                    slots.clone(),
+                    waiting.clone(),
+                    answered_tx.clone(),
+                );
                 tasks.spawn(async move {
                     let _permit = match &slots {
                         Some(s) => Some(s.clone().acquire_owned().await.expect("open semaphore")),
@@ -184,6 +194,7 @@ pub async fn run_round(
                         .lock()
                         .expect("waiting lock")
                         .remove(&(scheduled, job.seq));
+                    let _ = answered.send(scheduled.elapsed().as_secs_f64());
                     let _ = records.send(record);
                 });
             }
@@ -233,6 +244,10 @@ pub struct SaturationDetector {
     /// (seconds since the round began, requests waiting, age of the oldest in seconds).
     samples: std::collections::VecDeque<(f64, usize, f64)>,
     streak: u32,
+    /// Latencies of the first answers, seconds, until the ramp-up is known.
+    first_latencies: Vec<f64>,
+    /// When the round's ramp-up is over and observations count (`None`: not yet known).
+    settled_at: Option<f64>,
 }
 
 impl SaturationDetector {
@@ -240,6 +255,8 @@ impl SaturationDetector {
     pub const TICKS: u32 = 10;
     /// Consecutive checks that must agree, so one burst of Poisson arrivals is not a verdict.
     const STREAK: u32 = 3;
+    /// Answers whose latency dates the end of the ramp-up.
+    const SETTLING_ANSWERS: usize = 3;
 
     /// A detector for arrivals at `rate` per second, judging growth over `window`.
     pub fn new(window: Duration, rate: f64) -> Self {
@@ -248,12 +265,32 @@ impl SaturationDetector {
             rate,
             samples: Default::default(),
             streak: 0,
+            first_latencies: Vec::new(),
+            settled_at: None,
+        }
+    }
+
+    /// Takes an answer's latency (scheduled start to end, seconds). A round starts with an
+    /// empty queue that fills to its steady size (arrival rate × latency, Little's law) over
+    /// about one latency: growth a healthy server shows at every start. Observations count
+    /// from twice the median latency of the first answers on.
+    pub fn answered(&mut self, latency: f64) {
+        if self.settled_at.is_some() {
+            return;
+        }
+        self.first_latencies.push(latency);
+        if self.first_latencies.len() >= Self::SETTLING_ANSWERS {
+            let median = crate::stats::percentile(&self.first_latencies, 50.0).unwrap_or(0.0);
+            self.settled_at = Some(2.0 * median);
         }
     }
 
     /// Takes one observation; returns the evidence once the queue is judged to grow without
     /// bound.
     pub fn observe(&mut self, at: f64, waiting: usize, oldest_age: f64) -> Option<String> {
+        if self.settled_at.is_none_or(|settled| at < settled) {
+            return None;
+        }
         self.samples.push_back((at, waiting, oldest_age));
         while self.samples.get(1).is_some_and(|s| s.0 <= at - self.window) {
             self.samples.pop_front();
@@ -339,12 +376,21 @@ mod tests {
         assert_ne!(offsets, arrival_offsets(20_000, 4.0, 1.0, 8));
     }
 
+    /// A detector whose first three answers took `latency` seconds.
+    fn settled(window: Duration, rate: f64, latency: f64) -> SaturationDetector {
+        let mut d = SaturationDetector::new(window, rate);
+        for _ in 0..3 {
+            d.answered(latency);
+        }
+        d
+    }
+
     #[test]
     fn saturation_is_a_queue_that_grows_and_ages_not_a_burst() {
         let window = Duration::from_secs(2);
         let tick = 0.2;
         // Kept up: the queue fluctuates around 6, even with one burst of 10.
-        let mut steady = SaturationDetector::new(window, 20.0);
+        let mut steady = settled(window, 20.0, 0.3);
         for i in 0..100u32 {
             let queue = if i == 50 { 16 } else { 6 + i as usize % 3 };
             assert_eq!(
@@ -354,7 +400,7 @@ mod tests {
             );
         }
         // Fell behind: 5 more waiting every second, the oldest ageing with them.
-        let mut growing = SaturationDetector::new(window, 20.0);
+        let mut growing = settled(window, 20.0, 0.3);
         let verdict = (0..100).find_map(|i| {
             let at = f64::from(i) * tick;
             growing.observe(at, 6 + (5.0 * at) as usize, 0.3 + 0.25 * at)
@@ -363,11 +409,34 @@ mod tests {
         assert!(verdict.starts_with("over-saturated"), "{verdict}");
         // A queue that grows while its oldest request does not age (a burst being served in
         // order) is no verdict either.
-        let mut young = SaturationDetector::new(window, 20.0);
+        let mut young = settled(window, 20.0, 0.3);
         for i in 0..100 {
             let at = f64::from(i) * tick;
             assert_eq!(young.observe(at, 6 + (5.0 * at) as usize, 0.3), None);
         }
+        // A round's ramp-up on a server with long answers (3 s at 20/s: the queue fills to
+        // 60 over 3 s, the oldest ages to 3 s, then both hold) is no verdict; judged before
+        // the latency is known, it would be.
+        let ramp = |at: f64| ((20.0 * at.min(3.0)) as usize, at.min(3.0));
+        let mut fresh = SaturationDetector::new(window, 20.0);
+        for i in 0..100u32 {
+            let at = f64::from(i) * tick;
+            if i == 16 {
+                (0..3).for_each(|_| fresh.answered(3.0));
+            }
+            let (waiting, oldest) = ramp(at);
+            assert_eq!(fresh.observe(at, waiting, oldest), None, "at {at:.1} s");
+        }
+        let mut hasty = settled(window, 20.0, 0.0);
+        let judged = (0..100u32).find_map(|i| {
+            let at = f64::from(i) * tick;
+            let (waiting, oldest) = ramp(at);
+            hasty.observe(at, waiting, oldest)
+        });
+        assert!(
+            judged.is_some(),
+            "the ramp is what the settling guards against"
+        );
     }
 
     #[test]
