@@ -141,13 +141,37 @@ async fn chat_completion_matches_openai_schema_and_is_deterministic() {
     );
     assert!(usage["completion_tokens"].as_u64().unwrap() <= 24);
     let timings = &body["timings"];
-    assert_eq!(timings["prompt_n"], usage["prompt_tokens"]);
+    // llama-server's meaning: prompt_n computed, cache_n reused, together the whole prompt.
+    assert_eq!(
+        timings["prompt_n"].as_u64().unwrap() + timings["cache_n"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        timings["cache_n"],
+        usage["prompt_tokens_details"]["cached_tokens"]
+    );
     assert_eq!(timings["predicted_n"], usage["completion_tokens"]);
     assert!(timings["prompt_ms"].as_f64().unwrap() > 0.0);
+    let (_, again) = s
+        .post(
+            "/v1/chat/completions",
+            &chat_body("What is the capital of France?", 24),
+        )
+        .await;
     assert_eq!(
-        s.chat_text("What is the capital of France?", 24).await,
+        again["choices"][0]["message"]["content"].as_str().unwrap(),
         text,
         "temperature 0 repeats"
+    );
+    // The repeat reuses the cached prompt: cache_n counts it, prompt_n only what was computed.
+    let (t, u) = (&again["timings"], &again["usage"]);
+    let cached = u["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(t["cache_n"].as_u64().unwrap(), cached);
+    assert_eq!(
+        t["prompt_n"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() - cached
     );
     // max_completion_tokens and stop are honoured.
     let mut limited = chat_body("Write a long story about a dragon.", 100);

@@ -181,8 +181,12 @@ fn timings_line(done: &Completion, load_ms: f64) -> String {
         String::new()
     };
     format!(
-        "[prompt {} tok at {:.1} tok/s | first token {:.0} ms | output {} tok at {:.1} tok/s{drafts} | load {:.0} ms | {:?}]",
+        "[prompt {} tok{} at {:.1} tok/s | first token {:.0} ms | output {} tok at {:.1} tok/s{drafts} | load {:.0} ms | {:?}]",
         done.usage.prompt_tokens,
+        match done.usage.cached_prompt_tokens {
+            0 => String::new(),
+            cached => format!(" ({cached} from the cache)"),
+        },
         t.prompt_per_second,
         t.ttft_ms,
         done.usage.completion_tokens,

@@ -225,7 +225,8 @@ pub struct Timings {
     pub ttft_ms: f64,
     /// From the first token to the last.
     pub decode_ms: f64,
-    /// Prompt tokens per second of prefill.
+    /// Prompt tokens computed per second of prefill (tokens reused from the prompt cache
+    /// took no prefill time and are not counted).
     pub prompt_per_second: f64,
     /// Generated tokens per second after the first.
     pub decode_per_second: f64,
@@ -247,7 +248,12 @@ impl Timings {
                 0.0
             }
         };
-        self.prompt_per_second = rate(usage.prompt_tokens, self.prompt_ms);
+        self.prompt_per_second = rate(
+            usage
+                .prompt_tokens
+                .saturating_sub(usage.cached_prompt_tokens),
+            self.prompt_ms,
+        );
         self.decode_per_second = rate(usage.completion_tokens.saturating_sub(1), self.decode_ms);
         self
     }

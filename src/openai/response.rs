@@ -263,13 +263,17 @@ pub struct PromptTokensDetails {
 /// speculative drafts were accepted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
-    /// Prompt tokens.
+    /// Prompt tokens computed by this request's prefill, as llama-server means it; the whole
+    /// prompt is `prompt_n + cache_n` (= `usage.prompt_tokens`).
     #[serde(default, deserialize_with = "lenient")]
     pub prompt_n: u64,
+    /// Prompt tokens reused from the prompt cache (llama-server's `cache_n`), not computed.
+    #[serde(default, deserialize_with = "lenient")]
+    pub cache_n: u64,
     /// Prefill time.
     #[serde(default, deserialize_with = "lenient")]
     pub prompt_ms: f64,
-    /// Prefill time per prompt token.
+    /// Prefill time per computed prompt token.
     #[serde(default, deserialize_with = "lenient")]
     pub prompt_per_token_ms: f64,
     /// Prefill rate.

@@ -224,10 +224,14 @@ fn timings(c: &Completion) -> openai::Timings {
     let t = &c.timings;
     let per = |ms: f64, n: usize| if n > 0 { ms / n as f64 } else { 0.0 };
     let predicted = c.usage.completion_tokens.saturating_sub(1);
+    // llama-server's meaning: prompt_n is what this request computed, cache_n what it reused.
+    let cached = c.usage.cached_prompt_tokens.min(c.usage.prompt_tokens);
+    let computed = c.usage.prompt_tokens - cached;
     openai::Timings {
-        prompt_n: c.usage.prompt_tokens as u64,
+        prompt_n: computed as u64,
+        cache_n: cached as u64,
         prompt_ms: t.prompt_ms,
-        prompt_per_token_ms: per(t.prompt_ms, c.usage.prompt_tokens),
+        prompt_per_token_ms: per(t.prompt_ms, computed),
         prompt_per_second: t.prompt_per_second,
         predicted_n: c.usage.completion_tokens as u64,
         predicted_ms: t.decode_ms,
