@@ -60,6 +60,9 @@ const SHORT: [&str; 10] = [
     "--requests",
 ];
 
+/// One timed round, no warm-up: the start of the shortest runs below.
+const ONE_ROUND: [&str; 5] = ["bench", "--rounds", "1", "--warmup", "0"];
+
 /// The smallest complete benchmark: one timed round of two requests, no warm-up, 8 tokens.
 const TINY: [&str; 9] = [
     "bench",
@@ -670,12 +673,8 @@ fn generated_prompts_and_answers_have_the_asked_token_lengths() {
     let _turn = turn();
     let home = common::home_with_model();
     hearth(home.path())
+        .args(ONE_ROUND)
         .args([
-            "bench",
-            "--rounds",
-            "1",
-            "--warmup",
-            "0",
             "--requests",
             "3",
             "--input-tokens",
@@ -715,16 +714,8 @@ fn a_sharegpt_dataset_runs_at_the_recorded_answer_lengths() {
     let home = common::home_with_model();
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample-sharegpt.json");
     hearth(home.path())
-        .args([
-            "bench",
-            "--rounds",
-            "1",
-            "--warmup",
-            "0",
-            "--requests",
-            "2",
-            "--dataset",
-        ])
+        .args(ONE_ROUND)
+        .args(["--requests", "2", "--dataset"])
         .arg(&file)
         .arg("--out")
         .arg(home.path().join("out"))

@@ -164,10 +164,14 @@ pub async fn run_round(
                         return RoundEnd::OverSaturated(evidence);
                     }
                 }
-                waiting
-                    .lock()
-                    .expect("waiting lock")
-                    .insert((scheduled, job.seq));
+                // The queue is tracked only for the detector.
+                let judged = saturation.is_some();
+                if judged {
+                    waiting
+                        .lock()
+                        .expect("waiting lock")
+                        .insert((scheduled, job.seq));
+                }
                 let (ctx, records, slots, waiting, answered) = (
                     ctx.clone(),
                     records.clone(),
@@ -190,11 +194,13 @@ pub async fn run_round(
                         &ctx.level,
                     )
                     .await;
-                    waiting
-                        .lock()
-                        .expect("waiting lock")
-                        .remove(&(scheduled, job.seq));
-                    let _ = answered.send(scheduled.elapsed().as_secs_f64());
+                    if judged {
+                        waiting
+                            .lock()
+                            .expect("waiting lock")
+                            .remove(&(scheduled, job.seq));
+                        let _ = answered.send(scheduled.elapsed().as_secs_f64());
+                    }
                     let _ = records.send(record);
                 });
             }

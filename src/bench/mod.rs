@@ -271,6 +271,15 @@ fn jobs_for_round(options: &BenchOptions, shape: &LoadShape, round: u32, run_id:
         .collect()
 }
 
+/// A cold-cache prompt split into its nonce (`(ref …) `, as `jobs_for_round` writes it) and
+/// the rest; `("", prompt)` for a prompt without one.
+fn split_nonce(prompt: &str) -> (&str, &str) {
+    match prompt.split_once(") ") {
+        Some((nonce, _)) if nonce.starts_with("(ref ") => prompt.split_at(nonce.len() + 2),
+        _ => ("", prompt),
+    }
+}
+
 /// Gives a round's jobs the workload's lengths: generated prompts of the drawn token lengths
 /// (each distinct, beginning with the cold-cache nonce when there is one), answers of the
 /// drawn lengths, and `depth` tokens of filler context before each prompt (distinct per
@@ -299,21 +308,17 @@ async fn shape_jobs(
         if let Some(output) = options.output_tokens {
             job.max_tokens = output.draw(options.seed ^ 0x6f75_7470, seq);
         }
+        // Cold: texts differ per level and request; warm: the same every round and level.
+        let text_seed = match options.prompt_cache {
+            PromptCache::Cold => level_seed,
+            PromptCache::Warm => options.seed,
+        };
         if let Some(input) = options.input_tokens {
             let tokens = input.draw(options.seed ^ 0x696e_7075, seq);
-            let prefix = match options.prompt_cache {
-                PromptCache::Cold => job
-                    .prompt
-                    .split_once(") ")
-                    .map_or(String::new(), |(nonce, _)| format!("{nonce}) ")),
-                PromptCache::Warm => String::new(),
-            };
-            let seed = match options.prompt_cache {
-                PromptCache::Cold => level_seed,
-                PromptCache::Warm => options.seed,
-            } ^ seq.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let (nonce, _) = split_nonce(&job.prompt);
+            let seed = text_seed ^ seq.wrapping_mul(0x2545_F491_4F6C_DD1D);
             let (prompt, exact) =
-                workload::fitted_prompt(&ctx.http, &ctx.endpoint, tokenizer, &prefix, tokens, seed)
+                workload::fitted_prompt(&ctx.http, &ctx.endpoint, tokenizer, nonce, tokens, seed)
                     .await;
             if !exact {
                 *misses += 1;
@@ -322,21 +327,14 @@ async fn shape_jobs(
             job.prompt = prompt;
         }
         if let Some(depth) = depth.filter(|d| *d > 0) {
-            let seed = match options.prompt_cache {
-                PromptCache::Cold => level_seed,
-                PromptCache::Warm => options.seed,
-            } ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ 0x6465_7074;
+            let seed = text_seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x6465_7074;
             let (context, exact) =
                 workload::fitted_prompt(&ctx.http, &ctx.endpoint, tokenizer, "", depth, seed).await;
             if !exact {
                 *misses += 1;
             }
             // The nonce stays first, so even the context's first words differ per request.
-            let (nonce, rest) = match job.prompt.split_once(") ") {
-                Some((n, r)) if n.starts_with("(ref ") => (format!("{n}) "), r.to_string()),
-                _ => (String::new(), job.prompt.clone()),
-            };
+            let (nonce, rest) = split_nonce(&job.prompt);
             job.prompt = format!("{nonce}{context}\n\n{rest}");
         }
     }

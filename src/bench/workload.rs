@@ -30,11 +30,12 @@ pub enum WorkloadError {
     #[error("{0:?} is not a token length: write MEAN or MEAN:SPREAD in tokens, e.g. 512:128")]
     BadLength(String),
     /// The file could not be read.
-    #[error("cannot read the dataset {path}: {source}")]
+    #[error("cannot read the dataset {path}")]
     Read {
         /// The file.
         path: String,
-        /// Why.
+        /// Why (printed by the error chain).
+        #[source]
         source: std::io::Error,
     },
     /// The file is not a list of conversations.

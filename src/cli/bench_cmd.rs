@@ -446,6 +446,9 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         Some(secs) if !(secs.is_finite() && secs > 0.0) => {
             bail!("--stop-over-saturated takes a positive number of seconds")
         }
+        Some(_) if sweep.is_none() && args.rate.is_empty() => {
+            bail!("--stop-over-saturated judges open-loop levels: use it with --rate or --sweep")
+        }
         Some(secs) => Some(secs),
         None => sweep.map(|_| DEFAULT_SATURATION_WINDOW_SECS),
     };

@@ -16,7 +16,7 @@ use crate::store::record::{ModelStatus, RunData};
 use chart_sections::{charts_section, timeseries_section};
 pub(crate) use markup::{esc, figure, table};
 
-pub(crate) const CSS: &str = r#"
+const CSS: &str = r#"
 :root{--fg:#1f2328;--muted:#656d76;--line:#d8dee4;--bg:#f6f8fa;--accent:#4e79a7;--warn-bg:#fff8c5;--warn:#9a6700;--bad-bg:#ffebe9;--bad:#cf222e;--ok:#1a7f37}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;color:var(--fg);background:#fff}
@@ -61,16 +61,22 @@ dd{margin:0;color:#333}
 footer{color:var(--muted);font-size:12px;padding:24px 32px;border-top:1px solid var(--line)}
 "#;
 
+/// The start of every hearth HTML page (one run's, several runs'): doctype, head with the
+/// title and the inline CSS, and the opening body tag.
+pub(crate) fn page_start(out: &mut String, title: &str) {
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>hearth report — {}</title><style>{CSS}</style></head><body>",
+        esc(title)
+    );
+}
+
 /// The HTML page.
 pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
     let run = &s.run;
     let color_of = |model: &str| sections::color_of(s, model);
     let mut out = String::with_capacity(256 * 1024);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>hearth report — {}</title><style>{CSS}</style></head><body>",
-        esc(&run.id)
-    );
+    page_start(&mut out, &run.id);
     let _ = write!(
         out,
         "<header><h1>hearth benchmark report</h1><div class=\"meta\">run <b>{}</b> · {:?} · started {} · {} model(s) · {} load level(s) · {}</div></header>",

@@ -46,6 +46,9 @@ pub enum ReportError {
     /// The format name is not one of json, csv, md, markdown, html.
     #[error("unknown report format {0:?} (expected json, csv, md or html)")]
     UnknownFormat(String),
+    /// CSV was asked for a report of several runs, which has no one table to be.
+    #[error("a report of several runs is json, md or html, not csv (`hearth runs export RUN --format csv` gives each run's request records)")]
+    SeveralRunsAsCsv,
     /// The export format name is not jsonl or csv.
     #[error("unknown export format {0:?} (expected jsonl or csv)")]
     UnknownExportFormat(String),

@@ -50,9 +50,7 @@ pub fn render_many(runs: &[RunData], format: Format) -> Result<String, ReportErr
         }
         Format::Markdown => Ok(markdown(&summaries, &comparisons)),
         Format::Html => Ok(html(&summaries, &comparisons)),
-        Format::Csv => Err(ReportError::UnknownFormat(
-            "csv (a report of several runs is json, md or html; `hearth runs export` gives each run's records as CSV)".into(),
-        )),
+        Format::Csv => Err(ReportError::SeveralRunsAsCsv),
     }
 }
 
@@ -223,12 +221,12 @@ fn markdown(s: &[RunSummary], comparisons: &[Comparison]) -> String {
 }
 
 fn html(s: &[RunSummary], comparisons: &[Comparison]) -> String {
-    use super::html::{esc, table, CSS};
+    use super::html::{esc, page_start, table};
     let mut out = String::with_capacity(128 * 1024);
+    page_start(&mut out, &format!("{} runs", s.len()));
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>hearth report — {} runs</title><style>{CSS}</style></head><body><header><h1>hearth benchmark report: {} runs</h1><div class=\"meta\">baseline {} · one colour per run in every table and chart</div></header><main>",
-        s.len(),
+        "<header><h1>hearth benchmark report: {} runs</h1><div class=\"meta\">baseline {} · one colour per run in every table and chart</div></header><main>",
         s.len(),
         esc(&s[0].run.id)
     );
