@@ -64,6 +64,82 @@ fn a_repeated_prompt_prefix_is_not_computed_again() {
 }
 
 #[test]
+fn the_next_turn_of_a_chat_reuses_the_previous_answer_too() {
+    let engine = engine(1, 1024);
+    let question = ChatMessage::new("user", "Name three colours of the rainbow.");
+    let (answer, first) = run(
+        &engine,
+        GenerateRequest {
+            prompt: Prompt::Chat(vec![question.clone()]),
+            ..chat("", 32)
+        },
+    );
+    assert!(first.usage.completion_tokens >= 8, "{answer:?}");
+    let history = vec![
+        question,
+        ChatMessage::new("assistant", answer.trim()),
+        ChatMessage::new("user", "And three more?"),
+    ];
+    let (_, second) = run(
+        &engine,
+        GenerateRequest {
+            prompt: Prompt::Chat(history),
+            ..chat("", 8)
+        },
+    );
+    // The previous prompt and (up to how the template re-renders it) the previous answer.
+    let reused = second.usage.cached_prompt_tokens;
+    assert!(
+        reused > first.usage.prompt_tokens + first.usage.completion_tokens / 2,
+        "reused {reused} of a history of {} prompt + {} answer tokens",
+        first.usage.prompt_tokens,
+        first.usage.completion_tokens
+    );
+    assert!(reused < second.usage.prompt_tokens);
+}
+
+#[test]
+fn a_prompt_finds_its_prefix_after_its_sequence_served_another() {
+    let engine = engine(2, 1024);
+    let a = chat(
+        "Write a short poem about the sea, the wind and the boats.",
+        16,
+    );
+    let b = chat(
+        "List three yellow fruits and say why each one is yellow.",
+        16,
+    );
+    // One at a time, everything runs on the lowest sequence: B replaces A there, so A's
+    // state comes back from the prompt cache.
+    let (a_text, a_first) = run(&engine, a.clone());
+    run(&engine, b.clone());
+    let (again_text, again) = run(&engine, a.clone());
+    assert_eq!(
+        again.usage.cached_prompt_tokens,
+        again.usage.prompt_tokens - 1
+    );
+    assert!(a_first.usage.cached_prompt_tokens < a_first.usage.prompt_tokens / 2);
+    assert_eq!(
+        again_text, a_text,
+        "a restored prefix answers as a computed one"
+    );
+    // Two at once: B runs on the second sequence and stays there; alone again, B starts on
+    // the first sequence and finds its prefix on the second.
+    let streams = [
+        engine.generate(a).unwrap(),
+        engine.generate(b.clone()).unwrap(),
+    ];
+    for stream in streams {
+        drain(stream).unwrap();
+    }
+    let (_, b_again) = run(&engine, b);
+    assert_eq!(
+        b_again.usage.cached_prompt_tokens,
+        b_again.usage.prompt_tokens - 1
+    );
+}
+
+#[test]
 fn seeded_sampling_is_repeatable_and_differs_from_greedy_somewhere() {
     let engine = engine(1, 1024);
     let sampled = |seed| {

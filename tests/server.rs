@@ -173,6 +173,9 @@ async fn chat_completion_matches_openai_schema_and_is_deterministic() {
         t["prompt_n"].as_u64().unwrap(),
         u["prompt_tokens"].as_u64().unwrap() - cached
     );
+    // /metrics counts the reused tokens too (this server is the test's own: nothing else ran).
+    assert!(cached > 0);
+    assert!(s.metric("hearth_prompt_tokens_cached_total").await >= cached as f64);
     // max_completion_tokens and stop are honoured.
     let mut limited = chat_body("Write a long story about a dragon.", 100);
     limited["max_completion_tokens"] = json!(3);

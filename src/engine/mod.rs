@@ -12,6 +12,7 @@ mod backend;
 pub mod devices;
 pub mod llama;
 pub mod memory;
+pub mod prompt_cache;
 pub mod quantize;
 pub mod speculative;
 pub mod structured;

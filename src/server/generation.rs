@@ -436,11 +436,7 @@ impl TokenClock {
     }
 
     fn done(&self, metrics: &Metrics, c: &Completion) {
-        metrics.generation(
-            c.usage.prompt_tokens,
-            c.usage.completion_tokens,
-            self.started.elapsed().as_secs_f64(),
-        );
+        metrics.generation(&c.usage, self.started.elapsed().as_secs_f64());
     }
 }
 

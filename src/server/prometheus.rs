@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::registry::LoadedInfo;
+use crate::engine::Usage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -32,6 +33,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     prompt_tokens: Counter,
+    prompt_tokens_cached: Counter,
     completion_tokens: Counter,
     ttft: Histogram,
     inter_token: Histogram,
@@ -67,6 +69,12 @@ impl Metrics {
             "prompt_tokens",
             "Prompt tokens processed",
             prompt_tokens.clone(),
+        );
+        let prompt_tokens_cached = Counter::default();
+        registry.register(
+            "prompt_tokens_cached",
+            "Prompt tokens reused from a cached prefix instead of computed (a share of prompt_tokens)",
+            prompt_tokens_cached.clone(),
         );
         let completion_tokens = Counter::default();
         registry.register(
@@ -143,6 +151,7 @@ impl Metrics {
             draft_acceptance,
             requests,
             prompt_tokens,
+            prompt_tokens_cached,
             completion_tokens,
             ttft,
             inter_token,
@@ -165,8 +174,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a finished generation.
-    pub fn generation(&self, prompt_tokens: usize, completion_tokens: usize, seconds: f64) {
+    /// Records a finished generation; `usage.cached_prompt_tokens` of its prompt were reused,
+    /// the rest computed.
+    pub fn generation(&self, usage: &Usage, seconds: f64) {
+        let prompt_tokens = usage.prompt_tokens;
+        let completion_tokens = usage.completion_tokens;
+        self.prompt_tokens_cached
+            .inc_by(usage.cached_prompt_tokens.min(prompt_tokens) as u64);
         self.prompt_tokens.inc_by(prompt_tokens as u64);
         self.completion_tokens.inc_by(completion_tokens as u64);
         self.e2e.observe(seconds);

@@ -170,6 +170,7 @@ impl LlamaEngine {
             let model_info = scheduler::ModelInfo {
                 end_of_turn,
                 sliding_window: info.sliding_window,
+                kv_bytes_per_token: info.kv_bytes_per_token(),
             };
             std::thread::Builder::new()
                 .name(format!("engine-{alias}"))

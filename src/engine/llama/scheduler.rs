@@ -27,6 +27,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -36,6 +37,7 @@ use super::slot::{Samplers, Slot};
 use super::{Command, EngineOptions, Job, Shared};
 use crate::engine::admission::{admit_count, plan_prefill, release_seq};
 use crate::engine::backend::llama_backend;
+use crate::engine::prompt_cache::{reusable_prefix, PromptCache, Saved, MIN_GAIN_TOKENS};
 use crate::engine::speculative::{Acceptance, History, Speculative, StepCosts};
 use crate::engine::{EngineError, Event, FinishReason};
 
@@ -47,6 +49,8 @@ pub(super) struct ModelInfo {
     /// Tokens a sliding-window layer attends to, for models that have such layers: bounds
     /// which cached positions a reused prompt prefix needs.
     pub(super) sliding_window: Option<u64>,
+    /// KV bytes one token takes (from the GGUF), which sizes the prompt cache.
+    pub(super) kv_bytes_per_token: Option<u64>,
 }
 
 /// The engine thread's body: creates the context (reporting success or failure on `ready`),
@@ -110,6 +114,11 @@ struct Scheduler<'m> {
     /// that sequence skips the common prefix (the chat template's preamble, a shared system
     /// prompt, an earlier turn of the same conversation), as llama-server's prompt cache does.
     retained: Vec<Vec<LlamaToken>>,
+    /// Prompt and answer states of requests whose sequence went to another prompt.
+    prompt_cache: PromptCache<LlamaToken, SeqState>,
+    /// Whether prefixes move between sequences and the prompt cache: not for recurrent state,
+    /// which cannot be cut back to a shared prefix.
+    cache_across: bool,
     batch: LlamaBatch<'m>,
     ctx: LlamaContext<'m>,
     model: &'m LlamaModel,
@@ -183,6 +192,8 @@ impl<'m> Scheduler<'m> {
             history: History::default(),
             free_seqs: (0..options.parallel as i32).rev().collect(),
             retained: vec![Vec::new(); options.parallel as usize],
+            prompt_cache: PromptCache::new(prompt_cache_bytes(info, options)),
+            cache_across: !model.is_recurrent() && !model.is_hybrid(),
             queue: VecDeque::new(),
             slots: Vec::new(),
         })
@@ -230,8 +241,8 @@ impl<'m> Scheduler<'m> {
         });
     }
 
-    /// Moves waiting requests onto free sequences (lowest id first), keeping the KV of the
-    /// prompt prefix the sequence already holds, then publishes the counters.
+    /// Moves waiting requests onto free sequences (lowest id first), starting each from the
+    /// longest cached prefix of its prompt, then publishes the counters.
     fn admit(&mut self) {
         let now = Instant::now();
         for _ in 0..admit_count(self.free_seqs.len(), self.queue.len()) {
@@ -247,6 +258,9 @@ impl<'m> Scheduler<'m> {
                 }
             };
             let mut slot = Slot::new(job, seq, self.n_ctx, now, sampler, self.speculative);
+            if self.cache_across {
+                self.bring_best_prefix(seq, &slot.prompt);
+            }
             let kept = std::mem::take(&mut self.retained[seq as usize]);
             let reuse = reusable_prefix(&kept, &slot.prompt);
             let trimmed = self
@@ -270,6 +284,78 @@ impl<'m> Scheduler<'m> {
         }
         self.shared.queued.store(self.queue.len(), Ordering::SeqCst);
         self.publish();
+    }
+
+    /// Before a request starts on free sequence `seq`: if another free sequence or the prompt
+    /// cache holds a longer prefix of `prompt` (by [`MIN_GAIN_TOKENS`]) than `seq` itself, its
+    /// state is copied onto `seq`. What `seq` held is saved to the prompt cache first when the
+    /// request would otherwise overwrite a part of it worth keeping. Sequence ids stay as they
+    /// are (the lowest free one), since llama.cpp fuses only consecutive ids into one ubatch:
+    /// the prefix moves to the request, not the request to the prefix.
+    fn bring_best_prefix(&mut self, seq: i32, prompt: &[LlamaToken]) {
+        let own = reusable_prefix(&self.retained[seq as usize], prompt);
+        let other_seq = self
+            .free_seqs
+            .iter()
+            .map(|&other| {
+                (
+                    other,
+                    reusable_prefix(&self.retained[other as usize], prompt),
+                )
+            })
+            .max_by_key(|&(other, reuse)| (reuse, std::cmp::Reverse(other)))
+            .filter(|&(_, reuse)| reuse >= own + MIN_GAIN_TOKENS);
+        // Saved before the lookup: saving may evict entries.
+        let held = self.retained[seq as usize].len();
+        if held >= own + MIN_GAIN_TOKENS {
+            self.save_to_cache(seq);
+        }
+        let cached = self
+            .prompt_cache
+            .best_match(prompt)
+            .filter(|hit| hit.reuse >= own + MIN_GAIN_TOKENS);
+        let from_cache = match (&cached, other_seq) {
+            (Some(hit), Some((_, reuse))) => hit.reuse > reuse,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let restored = if from_cache {
+            let hit = cached.expect("from_cache implies a hit");
+            let (tokens, state) = self.prompt_cache.take_hit(&hit);
+            let tokens = tokens.to_vec();
+            self.ctx.state_seq_set(state, seq).map(|()| tokens)
+        } else if let Some((other, _)) = other_seq {
+            self.ctx
+                .state_seq_get(other, LlamaStateSeqFlags::empty())
+                .and_then(|state| self.ctx.state_seq_set(&state, seq))
+                .map(|()| self.retained[other as usize].clone())
+        } else {
+            return;
+        };
+        match restored {
+            Ok(tokens) => {
+                tracing::debug!(seq, from_cache, tokens = tokens.len(), "prefix restored");
+                self.retained[seq as usize] = tokens;
+            }
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "cannot restore a cached prefix; prefilling");
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                self.retained[seq as usize].clear();
+            }
+        }
+    }
+
+    /// Copies what free sequence `seq` holds into the prompt cache, unless the cache already
+    /// has it (or more).
+    fn save_to_cache(&mut self, seq: i32) {
+        let tokens = &self.retained[seq as usize];
+        if tokens.is_empty() || self.prompt_cache.covers(tokens) {
+            return;
+        }
+        match self.ctx.state_seq_get(seq, LlamaStateSeqFlags::empty()) {
+            Ok(state) => self.prompt_cache.insert(tokens.clone(), state),
+            Err(e) => tracing::warn!(seq, error = %e, "cannot save a prefix to the prompt cache"),
+        }
     }
 
     /// Lays out this step's batch. Prefill budgets are planned in arrival order (generating
@@ -451,8 +537,8 @@ impl<'m> Scheduler<'m> {
         false
     }
 
-    /// Ends slot `i`: its drafter's n-grams are remembered, the prompt's KV is kept for the
-    /// next request on its sequence, and the client hears `Done` after the counters are
+    /// Ends slot `i`: its drafter's n-grams are remembered, the KV of its prompt and answer is
+    /// kept for the next request on its sequence, and the client hears `Done` after the counters are
     /// published (so stats never show a ghost).
     fn finish(&mut self, i: usize, reason: FinishReason, now: Instant) {
         // `remove`, not `swap_remove`: slots stay in arrival order for prefill fairness.
@@ -460,14 +546,16 @@ impl<'m> Scheduler<'m> {
         if let Some(drafter) = &slot.drafter {
             self.history.remember(drafter);
         }
-        // Keep the prompt's KV for the next request on this sequence; generated tokens are
-        // not kept (a next turn re-renders them through the template).
+        // Keep the KV of the prompt and the answer for the next request on this sequence (or
+        // the prompt cache): the next turn of a chat resends both. Drafted cells past the last
+        // decoded token go.
+        let tokens = slot.decoded_tokens();
         let kept = self
             .ctx
-            .clear_kv_cache_seq(Some(slot.seq as u32), Some(slot.prompt.len() as u32), None)
+            .clear_kv_cache_seq(Some(slot.seq as u32), Some(tokens.len() as u32), None)
             .unwrap_or(false);
         self.retained[slot.seq as usize] = if kept {
-            slot.prompt.clone()
+            tokens
         } else {
             let _ = self
                 .ctx
@@ -501,12 +589,20 @@ impl<'m> Scheduler<'m> {
     }
 }
 
-/// Prompt tokens of `kept` (what the sequence's KV holds) that a new `prompt` can reuse: the
-/// common prefix, but at least the last prompt token is decoded again, since its logits pick
-/// the first token.
-fn reusable_prefix(kept: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
-    let common = kept.iter().zip(prompt).take_while(|(x, y)| x == y).count();
-    common.min(prompt.len() - 1)
+impl Saved for SeqState {
+    fn byte_len(&self) -> usize {
+        SeqState::byte_len(self)
+    }
+}
+
+/// Host memory for the prompt cache: half of what the slots' KV cache takes (so it holds about
+/// half as many tokens as all slots together), or 256 MiB when the model's KV size is unknown.
+fn prompt_cache_bytes(info: &ModelInfo, options: &EngineOptions) -> usize {
+    const UNKNOWN: u64 = 256 << 20;
+    let kv = info.kv_bytes_per_token.map_or(UNKNOWN * 2, |per_token| {
+        per_token * u64::from(options.n_ctx) * u64::from(options.parallel)
+    });
+    usize::try_from(kv / 2).unwrap_or(usize::MAX)
 }
 
 /// Whether a sequence's cache still holds every position the token after a reused prefix of
@@ -585,16 +681,6 @@ mod tests {
         assert_eq!(batch_order(&[2, 0, 3, 1]), vec![1, 3, 0, 2]);
         assert_eq!(batch_order(&[0, 1]), vec![0, 1]);
         assert_eq!(batch_order(&[]), Vec::<usize>::new());
-    }
-
-    #[test]
-    fn at_least_the_last_prompt_token_is_decoded_again() {
-        let t = |v: &[i32]| v.iter().map(|&x| LlamaToken(x)).collect::<Vec<_>>();
-        assert_eq!(reusable_prefix(&t(&[]), &t(&[1, 2, 3])), 0);
-        assert_eq!(reusable_prefix(&t(&[1, 2, 9, 9]), &t(&[1, 2, 3])), 2);
-        assert_eq!(reusable_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 3])), 2);
-        assert_eq!(reusable_prefix(&t(&[1, 2, 3, 4]), &t(&[1, 2])), 1);
-        assert_eq!(reusable_prefix(&t(&[5]), &t(&[1])), 0);
     }
 
     #[test]

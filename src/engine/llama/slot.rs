@@ -25,6 +25,9 @@ pub(super) struct Slot {
     pub(super) seq: i32,
     pub(super) prompt: Vec<LlamaToken>,
     pub(super) n_prefilled: usize,
+    /// Every token sampled so far, end-of-generation tokens included: with the prompt, what
+    /// the sequence's KV cells hold (all but the last sampled one, which is decoded next).
+    answer: Vec<LlamaToken>,
     /// Prompt tokens whose KV was kept from the sequence's previous request.
     pub(super) reused: usize,
     /// Position of the next token to decode.
@@ -147,6 +150,7 @@ impl Slot {
         Self {
             seq,
             n_prefilled: 0,
+            answer: Vec::new(),
             reused: 0,
             n_past: 0,
             last_token: job.tokens[job.tokens.len() - 1],
@@ -200,6 +204,7 @@ impl Slot {
         } else {
             self.n_past += 1;
         }
+        self.answer.push(token);
         if let Some(drafter) = &mut self.drafter {
             drafter.push(token.0);
         }
@@ -219,6 +224,17 @@ impl Slot {
             return Some(FinishReason::Length);
         }
         None
+    }
+
+    /// The tokens whose KV the sequence holds once it is trimmed to `n_past` cells: the
+    /// prompt and the answer but its last token (sampled, never decoded). Kept after the
+    /// request ends, so the next turn of a chat, which resends this answer, reuses it too.
+    pub(super) fn decoded_tokens(&self) -> Vec<LlamaToken> {
+        let mut tokens = Vec::with_capacity(self.n_past);
+        tokens.extend_from_slice(&self.prompt);
+        tokens.extend_from_slice(&self.answer);
+        tokens.truncate(self.n_past);
+        tokens
     }
 
     /// Most tokens this sequence may draft now: what `max_tokens` leaves after the token the
