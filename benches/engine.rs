@@ -6,13 +6,25 @@
 //! `perf/engine-vs-llama-bench.sh`, which puts the figures next to llama.cpp's own
 //! `llama-bench`.
 //!
+//! Both tests run with speculation off (`Speculative::Off`): llama-bench decodes one token per
+//! sequence and step, and n-gram drafts accepted from a text's own repetitions would time the
+//! text, not the kernels (with drafts on, tg128 once read 220.5 t/s against llama-bench's 91.9).
+//! A repetition that drafted anyway is refused, and the JSON says how many tokens were drafted
+//! (`tg128_draft_tokens_max`, 0) so a caller can refuse the result too. With `BENCH_TG_DRAFTS=1`
+//! a second engine, loaded with the default n-gram drafts, runs tg128 once more; that figure
+//! (`tg128_drafts_on`) is what a request to `hearth serve` gets by default, not a kernel
+//! comparison.
+//!
 //! Environment:
 //! * `HEARTH_BENCH_MODEL`   the GGUF to load (required)
 //! * `HEARTH_BENCH_THREADS` CPU threads (default 2)
 //! * `BENCH_REPS`           measured repetitions per test, after one warm-up (default 5)
+//! * `BENCH_TG_DRAFTS`      1 = also run tg128 with n-gram drafts on (default 0)
 //!
 //! stdout: one JSON line `{"pp512": {"mean", "stddev", "samples"}, "tg128": {..}, "threads",
-//! "peak_rss_bytes", "n_ctx"}`;
+//! "speculative": "off", "pp512_cached_tokens_max", "tg128_draft_tokens_max", "peak_rss_bytes",
+//! "n_ctx", "tg128_drafts_on": null or {"mean", "stddev", "samples", "draft_tokens",
+//! "draft_accepted"}}` (`peak_rss_bytes` is measured before the drafts-on engine loads);
 //! stderr: the same in words.
 
 use std::path::PathBuf;
@@ -147,6 +159,11 @@ fn bench() -> Result<(), String> {
     if threads == 0 || reps == 0 {
         return Err("HEARTH_BENCH_THREADS and BENCH_REPS must be at least 1".into());
     }
+    let drafts_on = match env_number::<u8>("BENCH_TG_DRAFTS", 0)? {
+        0 => false,
+        1 => true,
+        n => return Err(format!("BENCH_TG_DRAFTS={n}: use 0 or 1")),
+    };
 
     // Speculation off: tg128 is llama-bench's one token per step, and drafts accepted from
     // a text's own n-grams would time the text, not the model (a shape model's noise loops).
@@ -157,7 +174,7 @@ fn bench() -> Result<(), String> {
         speculative: Speculative::Off,
         ..Default::default()
     };
-    let engine = LlamaEngine::load(&model, "bench", options).map_err(|e| e.to_string())?;
+    let engine = LlamaEngine::load(&model, "bench", options.clone()).map_err(|e| e.to_string())?;
     eprintln!(
         "engine: {} loaded in {:.0} ms, {threads} threads, {reps} reps after one warm-up",
         model.display(),
@@ -190,44 +207,97 @@ fn bench() -> Result<(), String> {
         }
     }
 
-    // tg128: a short prompt, 128 tokens with end-of-generation ignored; the rate is the 127
-    // tokens after the first over the time from first to last (prefill excluded).
-    let mut tg = Vec::with_capacity(reps);
+    let tg = tg128(&engine, reps, false)?;
+    let tg_draft_max = tg.draft_max;
+    let tg = summarize(tg.rates);
+    let pp = summarize(pp);
+    let peak_rss = peak_rss_bytes();
+    eprintln!("pp512: {:8.1} ± {:6.1} tokens/s", pp.mean, pp.stddev);
+    eprintln!("tg128: {:8.1} ± {:6.1} tokens/s", tg.mean, tg.stddev);
+    drop(engine);
+
+    // The same decode test with the default n-gram drafts: what `hearth serve` gives such a
+    // request, reported apart from the kernel comparison.
+    let drafted = if drafts_on {
+        let options = EngineOptions {
+            speculative: Speculative::Ngram,
+            ..options
+        };
+        let engine = LlamaEngine::load(&model, "bench", options).map_err(|e| e.to_string())?;
+        let t = tg128(&engine, reps, true)?;
+        let s = summarize(t.rates);
+        eprintln!(
+            "tg128, n-gram drafts on (not a kernel comparison): {:8.1} ± {:6.1} tokens/s, \
+             {} drafted, {} accepted",
+            s.mean, s.stddev, t.drafted, t.accepted
+        );
+        Some(serde_json::json!({
+            "mean": s.mean, "stddev": s.stddev, "samples": s.samples,
+            "draft_tokens": t.drafted, "draft_accepted": t.accepted,
+        }))
+    } else {
+        None
+    };
+
+    let json = |s: &Summary| serde_json::json!({ "mean": s.mean, "stddev": s.stddev, "samples": s.samples });
+    println!(
+        "{}",
+        serde_json::json!({
+            "pp512": json(&pp), "tg128": json(&tg), "threads": threads,
+            "speculative": Speculative::Off.to_string(),
+            "pp512_cached_tokens_max": cached_max,
+            "tg128_draft_tokens_max": tg_draft_max,
+            "peak_rss_bytes": peak_rss,
+            "n_ctx": N_CTX,
+            "tg128_drafts_on": drafted,
+        })
+    );
+    Ok(())
+}
+
+/// What the tg128 repetitions measured.
+struct Decode {
+    /// Decode tokens per second of each measured repetition.
+    rates: Vec<f64>,
+    /// Most tokens one repetition drafted (warm-up included).
+    draft_max: usize,
+    /// Drafted and accepted tokens of the measured repetitions.
+    drafted: usize,
+    accepted: usize,
+}
+
+/// tg128: a short prompt, 128 tokens with end-of-generation ignored; the rate is the 127
+/// tokens after the first over the time from first to last (prefill excluded). Unless
+/// `allow_drafts`, a repetition that drafted a token is refused.
+fn tg128(engine: &LlamaEngine, reps: usize, allow_drafts: bool) -> Result<Decode, String> {
+    let mut d = Decode {
+        rates: Vec::with_capacity(reps),
+        draft_max: 0,
+        drafted: 0,
+        accepted: 0,
+    };
     for rep in 0..=reps {
-        let c = run(&engine, "Once upon a time", TG_TOKENS)?;
+        let c = run(engine, "Once upon a time", TG_TOKENS)?;
         if c.usage.completion_tokens != TG_TOKENS as usize {
             return Err(format!(
                 "tg128 generated {} tokens, not {TG_TOKENS}",
                 c.usage.completion_tokens
             ));
         }
-        if c.timings.draft_n > 0 {
+        d.draft_max = d.draft_max.max(c.timings.draft_n);
+        if !allow_drafts && c.timings.draft_n > 0 {
             return Err(format!(
                 "tg128 repetition {rep} decoded {} drafted tokens; that would time speculation, not decoding",
                 c.timings.draft_n
             ));
         }
         if rep > 0 {
-            tg.push(c.timings.decode_per_second);
+            d.rates.push(c.timings.decode_per_second);
+            d.drafted += c.timings.draft_n;
+            d.accepted += c.timings.draft_n_accepted;
         }
     }
-
-    let pp = summarize(pp);
-    let tg = summarize(tg);
-    let peak_rss = peak_rss_bytes();
-    eprintln!("pp512: {:8.1} ± {:6.1} tokens/s", pp.mean, pp.stddev);
-    eprintln!("tg128: {:8.1} ± {:6.1} tokens/s", tg.mean, tg.stddev);
-    let json = |s: &Summary| serde_json::json!({ "mean": s.mean, "stddev": s.stddev, "samples": s.samples });
-    println!(
-        "{}",
-        serde_json::json!({
-            "pp512": json(&pp), "tg128": json(&tg), "threads": threads,
-            "pp512_cached_tokens_max": cached_max,
-            "peak_rss_bytes": peak_rss,
-            "n_ctx": N_CTX,
-        })
-    );
-    Ok(())
+    Ok(d)
 }
 
 /// This process's peak resident memory (`VmHWM`, Linux): the model's weights, KV cache and
