@@ -350,6 +350,15 @@ impl Config {
         Ok(self.count("ctx")?.unwrap_or(4096).clamp(16, 1 << 20) as u32)
     }
 
+    /// The `ctx` setting, when the user made one (file or environment); `None` leaves hearth
+    /// free to size the context itself.
+    pub fn ctx_setting(&self) -> Result<Option<u32>, ConfigError> {
+        match self.resolve(spec("ctx")?).1 {
+            Origin::Default => Ok(None),
+            Origin::File | Origin::Env => self.ctx().map(Some),
+        }
+    }
+
     /// Idle time before a served model unloads.
     pub fn idle_ttl(&self) -> Result<std::time::Duration, ConfigError> {
         Ok(std::time::Duration::from_secs(

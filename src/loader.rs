@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::cache::{self, Cache, DownloadProgress, DownloadSpec, HubConfig};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::engine::llama::{EngineOptions, LlamaEngine};
-use crate::engine::memory::{self, human_bytes, MemoryEstimate};
+use crate::engine::memory::{self, human_bytes, MemoryEstimate, SlotPlan, SlotWish};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::{self, GgufInfo};
 
@@ -44,6 +44,11 @@ pub struct LoadOptions {
     pub n_ctx: u32,
     /// Sequences decoded together.
     pub parallel: u32,
+    /// Whether the user left `parallel` to hearth: it may then be lowered to fit the memory
+    /// budget (see [`memory::plan_slots`]).
+    pub auto_parallel: bool,
+    /// Whether the user left `n_ctx` to hearth: it may then be shortened to fit.
+    pub auto_ctx: bool,
     /// Waiting requests allowed before refusing new ones.
     pub queue_capacity: usize,
     /// Memory the model must fit in, in bytes.
@@ -211,33 +216,78 @@ pub fn check_fits(
     )))
 }
 
+/// The slots `entry` gets under `options`: what the user set is kept, the rest sized from the
+/// memory budget ([`memory::plan_slots`]). Without a KV size (no file, no catalog figure) the
+/// wish stands.
+pub fn plan_slots(
+    entry: &CatalogEntry,
+    file: Option<&GgufInfo>,
+    options: &LoadOptions,
+) -> Result<SlotPlan, ModelError> {
+    let wanted_ctx = effective_ctx(options.n_ctx, file);
+    let parallel = options.parallel.max(1);
+    let as_asked = SlotPlan {
+        parallel,
+        n_ctx: wanted_ctx,
+        why: "as asked".into(),
+    };
+    let kv = file
+        .and_then(GgufInfo::kv_bytes_per_token)
+        .or(entry.kv_bytes_per_token);
+    let (Some(kv), Some(fixed)) = (kv, estimate(entry, file, 0)) else {
+        return Ok(as_asked);
+    };
+    let wish = SlotWish {
+        parallel: (!options.auto_parallel).then_some(parallel),
+        n_ctx: (!options.auto_ctx).then_some(wanted_ctx),
+        default_parallel: parallel,
+        default_ctx: wanted_ctx,
+    };
+    memory::plan_slots(fixed.total_bytes(), kv, options.memory_budget, wish).map_err(|why| {
+        ModelError::TooBig(format!(
+            "`{}` cannot be given even one slot: {why}; free memory, raise `memory_limit_mb`, or pick a smaller model",
+            entry.alias
+        ))
+    })
+}
+
+/// A started backend and the slots it was given (none for upstream models).
+pub struct Opened {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// Its slots and why, for `ps`.
+    pub slots: Option<SlotPlan>,
+}
+
 /// Starts the backend for `entry`: an upstream adapter, or the llama.cpp engine on the local
-/// file (which must already be on disk; see [`ensure_local`]). Blocking: call it off the
-/// async executor.
+/// file (which must already be on disk; see [`ensure_local`]) with slots sized by
+/// [`plan_slots`]. Blocking: call it off the async executor.
 pub fn open(
     catalog: &Catalog,
     cache: &Cache,
     entry: &CatalogEntry,
     options: &LoadOptions,
     runtime: tokio::runtime::Handle,
-) -> Result<Arc<dyn Backend>, ModelError> {
+) -> Result<Opened, ModelError> {
     if let Some(upstream) = &entry.upstream {
         let backend =
             crate::engine::upstream::UpstreamBackend::new(&entry.alias, upstream, runtime)?;
-        return Ok(Arc::new(backend));
+        return Ok(Opened {
+            backend: Arc::new(backend),
+            slots: None,
+        });
     }
     let path =
         local_path(cache, entry).ok_or_else(|| ModelError::NotCached(entry.alias.clone()))?;
     let file = gguf::read(&path)?;
-    let n_ctx = effective_ctx(options.n_ctx, Some(&file));
-    let parallel = options.parallel.max(1);
-    check_fits(
-        catalog,
-        entry,
-        &file,
-        u64::from(n_ctx) * u64::from(parallel),
-        options.memory_budget,
-    )?;
+    let plan = plan_slots(entry, Some(&file), options)?;
+    let (n_ctx, parallel) = (plan.n_ctx, plan.parallel);
+    let n_ctx_total = u64::from(n_ctx) * u64::from(parallel);
+    check_fits(catalog, entry, &file, n_ctx_total, options.memory_budget)?;
+    // The prompt cache may use what the budget leaves beside the model (up to its own bound).
+    let prompt_cache_bytes = estimate(entry, Some(&file), n_ctx_total)
+        .map(|need| options.memory_budget.saturating_sub(need.total_bytes()));
+    tracing::info!(model = %entry.alias, parallel, n_ctx, why = %plan.why, "slots");
     let engine = LlamaEngine::load(
         &path,
         &entry.alias,
@@ -254,8 +304,12 @@ pub fn open(
             } else {
                 options.speculative
             },
+            prompt_cache_bytes,
             ..EngineOptions::default()
         },
     )?;
-    Ok(Arc::new(engine))
+    Ok(Opened {
+        backend: Arc::new(engine),
+        slots: Some(plan),
+    })
 }

@@ -92,6 +92,41 @@ fn model_info_shows_metadata_and_a_memory_estimate() {
 }
 
 #[test]
+fn model_info_says_which_slots_serve_would_give_and_refuses_when_none_fit() {
+    let home = common::home_with_model();
+    let info = json_out(hearth(home.path()).args(["model", "info", "smollm2-135m", "--json"]));
+    assert_eq!(info["serve_slots"]["parallel"], 8, "{info}");
+    assert_eq!(info["serve_slots"]["n_ctx"], 4096, "{info}");
+    // A 7B model (4.1 GiB of Q4_K_M, 128 KiB of KV per token) in a 16 GiB budget: the half
+    // share leaves room for one 4096-token slot.
+    let budget = |mb: &str| {
+        let mut cmd = hearth(home.path());
+        cmd.env("HEARTH_MEMORY_LIMIT_MB", mb)
+            .args(["model", "info", "mistral-7b", "--json"]);
+        json_out(&mut cmd)["serve_slots"].clone()
+    };
+    let slots = budget("16384");
+    assert_eq!(
+        (slots["parallel"].as_u64(), slots["n_ctx"].as_u64()),
+        (Some(1), Some(4096)),
+        "{slots}"
+    );
+    assert!(slots["why"].as_str().unwrap().contains("not 8"), "{slots}");
+    // Barely above the model itself: one shorter slot; below: a clear refusal.
+    let slots = budget("7600");
+    assert_eq!(slots["parallel"], 1, "{slots}");
+    assert!(slots["n_ctx"].as_u64().unwrap() < 4096, "{slots}");
+    let slots = budget("7400");
+    assert!(
+        slots["error"]
+            .as_str()
+            .unwrap()
+            .contains("even 1 slot(s) of 512 tokens"),
+        "{slots}"
+    );
+}
+
+#[test]
 fn unknown_model_is_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
     hearth(home.path())

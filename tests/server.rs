@@ -511,6 +511,8 @@ async fn binding_beyond_loopback_without_a_key_is_refused() {
         threads: 1,
         n_ctx: 128,
         parallel: 1,
+        auto_parallel: false,
+        auto_ctx: false,
         queue_capacity: 1,
         memory_budget: u64::MAX,
         offload: Default::default(),
@@ -699,4 +701,30 @@ async fn tokenize_counts_with_the_models_tokenizer() {
     let (status, _) = t.post("/tokenize", &json!({"content": "x"})).await;
     assert_eq!(status, 400);
     t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slots_left_to_hearth_are_sized_by_the_memory_budget_and_ps_says_why() {
+    // The default model: ~140 MiB of weights and buffers, 90 MiB of KV per 4096-token slot.
+    // Half of 728 MiB less the model leaves room for 2 slots, not the 8 wished for.
+    let s = Setup {
+        parallel: 8,
+        ctx: 4096,
+        memory_budget: Some(728 << 20),
+        ..Setup::default()
+    }
+    .start()
+    .await;
+    let (status, ps) = s.get("/api/ps").await;
+    assert_eq!(status, 200, "{ps}");
+    let model = &ps["models"][0];
+    assert_eq!(model["slots"], 2, "{ps}");
+    assert_eq!(model["n_ctx"], 4096, "{ps}");
+    let why = model["slots_why"].as_str().unwrap();
+    assert!(
+        why.contains("not 8") && why.contains("half the memory budget"),
+        "{why}"
+    );
+    // The chosen slots serve: a request answers.
+    assert!(!s.chat_text("Say hi.", 4).await.is_empty());
 }

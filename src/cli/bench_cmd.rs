@@ -543,6 +543,10 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
             }
         },
         parallel: session::parallel_for(&shapes),
+        // The slots follow the concurrency the user asked for; the context, when not given,
+        // may shorten to fit (not for depth runs, which need it).
+        auto_parallel: false,
+        auto_ctx: args.ctx.is_none() && args.depths.is_empty(),
         queue_capacity: 1 << 16,
         memory_budget: ctx.memory_budget()?,
         offload: Offload::default(),

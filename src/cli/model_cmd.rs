@@ -302,6 +302,23 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     let est = loader::estimate(entry, file.as_ref(), u64::from(n_ctx));
     let budget = ctx.memory_budget()?;
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
+    // What `hearth serve` would give it here with its defaults.
+    let serve_slots = loader::plan_slots(
+        entry,
+        file.as_ref(),
+        &loader::LoadOptions {
+            threads: 1,
+            n_ctx: ctx.config.ctx()?,
+            parallel: 8,
+            auto_parallel: true,
+            auto_ctx: ctx.config.ctx_setting()?.is_none(),
+            queue_capacity: 0,
+            memory_budget: budget,
+            offload: Default::default(),
+            speculative: Default::default(),
+        },
+    )
+    .map_err(|e| e.to_string());
     if json {
         let value = serde_json::json!({
             "entry": entry,
@@ -323,6 +340,10 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 "host_bytes": memory_split(&e, layers, blocks).0,
                 "device_bytes": memory_split(&e, layers, blocks).1,
             })),
+            "serve_slots": match &serve_slots {
+                Ok(plan) => serde_json::json!(plan),
+                Err(why) => serde_json::json!({ "error": why }),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -444,6 +465,13 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                     "does NOT fit"
                 }
             ),
+        );
+        row(
+            "slots when served",
+            match &serve_slots {
+                Ok(p) => format!("{} × {} tokens: {}", p.parallel, p.n_ctx, p.why),
+                Err(why) => format!("none: {why}"),
+            },
         );
         let (host, device) = memory_split(&e, layers, blocks);
         row(

@@ -82,6 +82,8 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
         n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
         parallel: 1,
+        auto_parallel: false,
+        auto_ctx: args.ctx.is_none() && ctx.config.ctx_setting()?.is_none(),
         queue_capacity: 4,
         memory_budget: ctx.memory_budget()?,
         offload: args.offload.resolve(ctx)?,
@@ -89,7 +91,7 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
             .speculative
             .map_or_else(|| ctx.config.speculative(), Ok)?,
     };
-    let engine = loader::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?;
+    let engine = loader::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?.backend;
     let engine = engine.as_ref();
     let response_format = match &args.json_schema {
         None => None,

@@ -26,10 +26,12 @@ pub struct ServeArgs {
     /// Models to load at start, comma-separated.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
-    /// Requests decoded together per model (continuous batching slots).
-    #[arg(long, default_value_t = 8)]
-    parallel: u32,
-    /// Context length per request, in tokens (default: the `ctx` setting).
+    /// Requests decoded together per model (continuous batching slots). Default: 8, fewer when
+    /// their KV cache would take more than half the memory budget beside the model.
+    #[arg(long)]
+    parallel: Option<u32>,
+    /// Context length per request, in tokens (default: the `ctx` setting, else 4096, shorter
+    /// when even one slot of it does not fit).
     #[arg(long)]
     ctx: Option<u32>,
     /// CPU threads (default: the `threads` setting).
@@ -80,7 +82,9 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
     let load = LoadOptions {
         threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
         n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
-        parallel: args.parallel.max(1),
+        parallel: args.parallel.unwrap_or(8).max(1),
+        auto_parallel: args.parallel.is_none(),
+        auto_ctx: args.ctx.is_none() && ctx.config.ctx_setting()?.is_none(),
         queue_capacity: args.queue,
         memory_budget: ctx.memory_budget()?,
         offload: args.offload.resolve(ctx)?,
@@ -206,6 +210,16 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
         ]);
     }
     println!("{table}");
+    for m in value["models"].as_array().into_iter().flatten() {
+        if let Some(why) = m["slots_why"].as_str() {
+            println!(
+                "{}: {} slots × {} tokens: {why}",
+                m["model"].as_str().unwrap_or_default(),
+                m["slots"].as_u64().unwrap_or(0),
+                m["n_ctx"].as_u64().unwrap_or(0)
+            );
+        }
+    }
     if shapes {
         println!("~shape: shape models, speed only: random weights (their answers are noise)");
     }

@@ -33,6 +33,8 @@ pub enum RegistryError {
 /// A loaded model and when it was last used.
 struct Loaded {
     backend: Arc<dyn Backend>,
+    /// The slots it was given and why (local models).
+    slots: Option<crate::engine::memory::SlotPlan>,
     loaded_at: Instant,
     last_used: Instant,
 }
@@ -55,6 +57,9 @@ pub struct LoadedInfo {
     /// Where its layers live: `cpu` or `gpu:N|all` (the server's offload setting; upstream
     /// models run elsewhere and say `remote`).
     pub placement: String,
+    /// Why it has the slots it has (sized from the memory budget, or as asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots_why: Option<String>,
     /// Current load.
     #[serde(flatten)]
     pub stats: EngineStats,
@@ -179,13 +184,15 @@ impl Registry {
         self.loading.fetch_add(1, Ordering::SeqCst);
         let result = self.load(&entry).await;
         self.loading.fetch_sub(1, Ordering::SeqCst);
-        let backend = result.map_err(|source| RegistryError::Load {
+        let opened = result.map_err(|source| RegistryError::Load {
             alias: entry.alias.clone(),
             source,
         })?;
+        let backend = opened.backend;
         let now = Instant::now();
         *cell.state.lock().expect("cell lock") = Some(Loaded {
             backend: Arc::clone(&backend),
+            slots: opened.slots,
             loaded_at: now,
             last_used: now,
         });
@@ -196,7 +203,7 @@ impl Registry {
     async fn load(
         &self,
         entry: &crate::catalog::CatalogEntry,
-    ) -> Result<Arc<dyn Backend>, ModelError> {
+    ) -> Result<loader::Opened, ModelError> {
         if entry.upstream.is_none() {
             loader::ensure_local(&self.cache, entry, &NoProgress).await?;
         }
@@ -257,6 +264,7 @@ impl Registry {
                     } else {
                         format!("gpu:{}", self.load.offload.gpu_layers)
                     },
+                    slots_why: l.slots.as_ref().map(|p| p.why.clone()),
                     stats: l.backend.stats(),
                 })
             })

@@ -31,6 +31,9 @@ pub struct Setup {
     pub extra: Vec<CatalogEntry>,
     /// Load the model at start (and wait for `/health`) instead of on first use.
     pub preload: bool,
+    /// A memory budget to size the slots by (`parallel` is then only the wish, as when
+    /// `hearth serve` runs without `--parallel`); none: unlimited, `parallel` as given.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for Setup {
@@ -44,6 +47,7 @@ impl Default for Setup {
             idle_ttl: Duration::from_secs(600),
             extra: Vec::new(),
             preload: true,
+            memory_budget: None,
         }
     }
 }
@@ -75,8 +79,10 @@ impl Setup {
             threads: 2,
             n_ctx: self.ctx,
             parallel: self.parallel,
+            auto_parallel: self.memory_budget.is_some(),
+            auto_ctx: false,
             queue_capacity: self.queue,
-            memory_budget: u64::MAX,
+            memory_budget: self.memory_budget.unwrap_or(u64::MAX),
             offload: Default::default(),
             speculative: Default::default(),
         };

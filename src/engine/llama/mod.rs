@@ -51,6 +51,9 @@ pub struct EngineOptions {
     pub offload: Offload,
     /// Whether sequences draft tokens from their own n-grams.
     pub speculative: Speculative,
+    /// Most host memory the prompt cache may hold, when the memory budget limits it (it never
+    /// takes more than half the slots' KV size).
+    pub prompt_cache_bytes: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -63,6 +66,7 @@ impl Default for EngineOptions {
             queue_capacity: 64,
             offload: Offload::default(),
             speculative: Speculative::default(),
+            prompt_cache_bytes: None,
         }
     }
 }

@@ -596,13 +596,15 @@ impl Saved for SeqState {
 }
 
 /// Host memory for the prompt cache: half of what the slots' KV cache takes (so it holds about
-/// half as many tokens as all slots together), or 256 MiB when the model's KV size is unknown.
+/// half as many tokens as all slots together), or 256 MiB when the model's KV size is unknown;
+/// less when the memory budget leaves less beside the model.
 fn prompt_cache_bytes(info: &ModelInfo, options: &EngineOptions) -> usize {
     const UNKNOWN: u64 = 256 << 20;
     let kv = info.kv_bytes_per_token.map_or(UNKNOWN * 2, |per_token| {
         per_token * u64::from(options.n_ctx) * u64::from(options.parallel)
     });
-    usize::try_from(kv / 2).unwrap_or(usize::MAX)
+    let bytes = (kv / 2).min(options.prompt_cache_bytes.unwrap_or(u64::MAX));
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// Whether a sequence's cache still holds every position the token after a reused prefix of
