@@ -235,6 +235,73 @@ async fn json_mode_completions_endpoint_and_truncation() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn json_that_max_tokens_would_cut_is_closed_and_still_validates() {
+    let s = start(1024 * 1024).await;
+    let tags = json!({"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"enum": ["red", "green", "blue", "yellow"]}}},
+        "required": ["tags"]});
+    let story = json!({"type": "object", "properties": {
+        "title": {"type": "string"},
+        "story": {"type": "string"},
+        "chapters": {"type": "array", "items": {"type": "object",
+            "properties": {"name": {"type": "string"}, "pages": {"type": "integer", "minimum": 1}},
+            "required": ["name", "pages"]}},
+        "words": {"type": "integer"}},
+        "required": ["title", "story", "chapters", "words"]});
+    let cases = [
+        (
+            schema_format("tags", &tags),
+            tags,
+            "List colours as JSON tags, as many as you can, repeating them.",
+        ),
+        (
+            schema_format("story", &story),
+            story,
+            "Write a long story about a dragon as JSON.",
+        ),
+        (
+            json!({"type": "json_object"}),
+            json!({"type": "object"}),
+            "Describe a cat in great detail as JSON.",
+        ),
+    ];
+    let mut closed = 0;
+    for (format, schema, prompt) in &cases {
+        // The story's smallest instance takes ~20 tokens: every budget here can close it.
+        for max_tokens in [25, 40, 60] {
+            for temperature in [0.0, 1.0] {
+                let mut body = chat(prompt, max_tokens);
+                body["response_format"] = format.clone();
+                body["temperature"] = json!(temperature);
+                body["seed"] = json!(7);
+                let (status, full) = s.post("/v1/chat/completions", &body).await;
+                assert_eq!(status, 200, "{full}");
+                let text = full["choices"][0]["message"]["content"].as_str().unwrap();
+                let label = format!("{prompt} max_tokens {max_tokens} t {temperature}");
+                validate(schema, text).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let used = full["usage"]["completion_tokens"].as_u64().unwrap();
+                assert!(used <= u64::from(max_tokens), "{label}: {used} tokens");
+                if full["choices"][0]["finish_reason"] == "length" {
+                    closed += 1;
+                }
+                // Streamed, the same answer arrives in pieces and parses whole.
+                let chunks = s.stream(&body).await;
+                let streamed = streamed_content(&chunks);
+                validate(schema, &streamed).unwrap_or_else(|e| panic!("{label}, streamed: {e}"));
+                if temperature == 0.0 {
+                    assert_eq!(streamed, text, "{label}");
+                }
+            }
+        }
+    }
+    // Most of these budgets are too small for the whole answer: the budget closed them.
+    assert!(
+        closed >= 8,
+        "only {closed} answers were closed by the budget"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unsupported_schemas_are_a_400_that_names_them() {
     let s = start(1024 * 1024).await;
     let cases = [

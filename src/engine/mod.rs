@@ -10,6 +10,7 @@
 pub mod admission;
 mod backend;
 pub mod devices;
+pub mod json_close;
 pub mod llama;
 pub mod memory;
 pub mod prompt_cache;

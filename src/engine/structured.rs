@@ -96,6 +96,16 @@ pub fn response_format_grammar(format: &Value) -> Result<Option<String>, SchemaE
     }
 }
 
+/// The schema a `response_format` holds the answer to (`{"type": "object"}` for JSON mode),
+/// for closing an answer the token budget would cut ([`super::json_close`]); `None` for text.
+pub fn response_format_schema(format: &Value) -> Option<Value> {
+    match format.get("type").and_then(Value::as_str)? {
+        "json_object" => Some(json!({"type": "object"})),
+        "json_schema" => format.get("json_schema")?.get("schema").cloned(),
+        _ => None,
+    }
+}
+
 /// Checks that every keyword of `schema` is enforced, then converts it to GBNF (root `root`).
 pub fn schema_grammar(schema: &Value) -> Result<String, SchemaError> {
     check_supported(schema, "#")?;

@@ -88,6 +88,8 @@ struct Job {
     tokens: Vec<LlamaToken>,
     /// GBNF the answer must match (structured output, forced tool calls).
     grammar: Option<String>,
+    /// The JSON schema a structured answer is closed against when the budget runs out.
+    closes_as: Option<serde_json::Value>,
     sampling: SamplingParams,
     events: UnboundedSender<Event>,
     submitted: Instant,
@@ -333,6 +335,15 @@ impl Backend for LlamaEngine {
         };
         let tokens = self.tokens_with_tools(&request.prompt, tools)?;
         let grammar = self.grammar(tools, &request.sampling)?;
+        // A forced tool call has its own grammar; only `response_format` answers are closed.
+        let closes_as = match (&grammar, tools.filter(|t| t.active())) {
+            (Some(_), None) => request
+                .sampling
+                .response_format
+                .as_ref()
+                .and_then(structured::response_format_schema),
+            _ => None,
+        };
         let n_ctx = self.options.n_ctx as usize;
         if tokens.len() >= n_ctx {
             return Err(EngineError::ContextOverflow {
@@ -354,6 +365,7 @@ impl Backend for LlamaEngine {
         let job = Job {
             tokens,
             grammar,
+            closes_as,
             sampling: request.sampling,
             events,
             submitted: Instant::now(),

@@ -16,6 +16,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Job;
+use crate::engine::json_close;
 use crate::engine::speculative::{Acceptance, Drafter};
 use crate::engine::text::{StopMatcher, Utf8Buffer};
 use crate::engine::{Completion, EngineError, Event, FinishReason, SamplingParams, Timings, Usage};
@@ -49,10 +50,47 @@ pub(super) struct Slot {
     pub(super) drafter: Option<Drafter>,
     /// Tokens drafted for this step; decoded right after `last_token`.
     pub(super) draft: Vec<LlamaToken>,
+    /// For a structured answer: closes it when the budget would cut it.
+    closer: Option<Closer>,
     /// Tokens drafted and accepted over the request (llama-server's `draft_n`,
     /// `draft_n_accepted`).
     draft_n: usize,
     draft_n_accepted: usize,
+}
+
+/// Keeps a structured (JSON) answer parseable when `max_tokens` or the context would cut it:
+/// before each token is taken, the shortest text that completes the answer with that token
+/// ([`json_close::shortest_completion`]) must still fit in what the budget leaves after it;
+/// when it would not, the answer ends with the completion of the text so far instead (which
+/// fit a step earlier). The answer then parses and validates, and says `finish_reason: length`
+/// as any answer the budget ended.
+struct Closer {
+    schema: serde_json::Value,
+    /// The answer so far, as the tokens spelled it (bytes: a token may end mid-character).
+    text: Vec<u8>,
+    /// Tokens the completion of `text` takes, when it has one.
+    need: Option<usize>,
+}
+
+impl Closer {
+    fn new(schema: serde_json::Value) -> Self {
+        Self {
+            schema,
+            text: Vec::new(),
+            need: None,
+        }
+    }
+
+    /// The completion of `text` and its length in tokens.
+    fn completion(&self, text: &[u8], model: &LlamaModel) -> Option<(String, usize)> {
+        let tail = json_close::shortest_completion(&self.schema, &String::from_utf8_lossy(text))?;
+        let tokens = if tail.is_empty() {
+            0
+        } else {
+            model.vocab().tokenize(tail.as_bytes(), false, false).len()
+        };
+        Some((tail, tokens))
+    }
 }
 
 /// The sequence's samplers: its grammar (structured output, forced tool calls), if any, and the
@@ -168,6 +206,7 @@ impl Slot {
             drafter: speculative
                 .then(|| Drafter::new(&job.tokens.iter().map(|t| t.0).collect::<Vec<_>>())),
             draft: Vec::new(),
+            closer: job.closes_as.map(Closer::new),
             draft_n: 0,
             draft_n_accepted: 0,
             prompt: job.tokens,
@@ -212,9 +251,13 @@ impl Slot {
         if (vocab.is_eog(token) || end_of_turn.contains(&token)) && !self.ignore_eos {
             return Some(FinishReason::Stop);
         }
+        let piece = vocab.token_to_piece(token, false, None);
+        if let Some(reason) = self.close_before(&piece, model) {
+            return Some(reason);
+        }
         self.generated += 1;
         self.last_token = token;
-        let text = self.utf8.push(&vocab.token_to_piece(token, false, None));
+        let text = self.utf8.push(&piece);
         let scan = self.stop.push(&text);
         self.emit(scan.emit);
         if scan.stopped {
@@ -224,6 +267,35 @@ impl Slot {
             return Some(FinishReason::Length);
         }
         None
+    }
+
+    /// With a [`Closer`]: whether taking `piece` would leave too little budget to close the
+    /// answer; if so, the completion of the text so far is sent instead and the answer ends
+    /// (`Length`). Without a closer, or when the answer cannot be closed in the budget anyway,
+    /// nothing happens.
+    fn close_before(&mut self, piece: &[u8], model: &LlamaModel) -> Option<FinishReason> {
+        let left = self.max_tokens.saturating_sub(self.generated);
+        let closer = self.closer.as_mut()?;
+        if closer.text.is_empty() && closer.need.is_none() {
+            // The smallest whole answer, before any token.
+            closer.need = closer.completion(&[], model).map(|(_, n)| n);
+        }
+        let with_piece = [closer.text.as_slice(), piece].concat();
+        let next = closer.completion(&with_piece, model);
+        let fits_after = next.as_ref().is_some_and(|(_, n)| *n < left);
+        let before = closer.need;
+        if fits_after || before.is_none_or(|n| n > left) {
+            closer.text = with_piece;
+            closer.need = next.map(|(_, n)| n);
+            return None;
+        }
+        let (tail, tokens) = closer.completion(&closer.text.clone(), model)?;
+        self.closer = None;
+        self.generated += tokens;
+        let text = self.utf8.push(tail.as_bytes());
+        let scan = self.stop.push(&text);
+        self.emit(scan.emit);
+        Some(FinishReason::Length)
     }
 
     /// The tokens whose KV the sequence holds once it is trimmed to `n_past` cells: the
