@@ -284,9 +284,10 @@ pub fn open(
     let (n_ctx, parallel) = (plan.n_ctx, plan.parallel);
     let n_ctx_total = u64::from(n_ctx) * u64::from(parallel);
     check_fits(catalog, entry, &file, n_ctx_total, options.memory_budget)?;
-    // The prompt cache may use what the budget leaves beside the model (up to its own bound).
+    // The prompt cache may use half of what the budget leaves beside the model (up to its own
+    // bound, the slots' KV size).
     let prompt_cache_bytes = estimate(entry, Some(&file), n_ctx_total)
-        .map(|need| options.memory_budget.saturating_sub(need.total_bytes()));
+        .map(|need| options.memory_budget.saturating_sub(need.total_bytes()) / 2);
     tracing::info!(model = %entry.alias, parallel, n_ctx, why = %plan.why, "slots");
     let engine = LlamaEngine::load(
         &path,

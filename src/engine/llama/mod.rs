@@ -52,7 +52,7 @@ pub struct EngineOptions {
     /// Whether sequences draft tokens from their own n-grams.
     pub speculative: Speculative,
     /// Most host memory the prompt cache may hold, when the memory budget limits it (it never
-    /// takes more than half the slots' KV size).
+    /// takes more than the slots' KV size).
     pub prompt_cache_bytes: Option<u64>,
 }
 

@@ -38,7 +38,7 @@ use super::{Command, EngineOptions, Job, Shared};
 use crate::engine::admission::{admit_count, plan_prefill, release_seq};
 use crate::engine::backend::llama_backend;
 use crate::engine::prompt_cache::{reusable_prefix, PromptCache, Saved, MIN_GAIN_TOKENS};
-use crate::engine::speculative::{Acceptance, History, Speculative, StepCosts};
+use crate::engine::speculative::{draft_rows_allowed, Acceptance, History, Speculative, StepCosts};
 use crate::engine::{EngineError, Event, FinishReason};
 
 /// What the engine thread needs to know about the model beyond llama.cpp's own view of it.
@@ -367,7 +367,11 @@ impl<'m> Scheduler<'m> {
         self.batch.clear();
         let mut add_failed = false;
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
-        self.draft(decoding);
+        // A step that carries prompt tokens drafts nothing: its length delays that prompt's
+        // first token.
+        if self.slots.iter().all(Slot::is_decoding) {
+            self.draft(decoding);
+        }
         let drafted: usize = self.slots.iter().map(|s| s.draft.len()).sum();
         let remaining: Vec<Option<usize>> = self
             .slots
@@ -413,7 +417,9 @@ impl<'m> Scheduler<'m> {
     }
 
     /// Drafts for the generating sequences (see `speculative`), priced by what a drafted row
-    /// costs at this batch size; none until a draft-free step of this size was timed.
+    /// costs at this batch size; none until a draft-free step of this size was timed. The rows
+    /// a step may carry ([`draft_rows_allowed`]) are shared equally, so a request arriving
+    /// meanwhile never waits for a step much longer than a plain one.
     fn draft(&mut self, decoding: usize) {
         let Some(price) = self
             .costs
@@ -422,7 +428,8 @@ impl<'m> Scheduler<'m> {
         else {
             return;
         };
-        let share = self.n_batch / decoding;
+        let rows = draft_rows_allowed(decoding, price);
+        let share = (self.n_batch / decoding).min(rows.div_ceil(decoding) + 1);
         for slot in self.slots.iter_mut().filter(|s| s.is_decoding()) {
             let room = slot.draft_room(self.n_ctx, share);
             if let Some(drafter) = &mut slot.drafter {
@@ -595,15 +602,16 @@ impl Saved for SeqState {
     }
 }
 
-/// Host memory for the prompt cache: half of what the slots' KV cache takes (so it holds about
-/// half as many tokens as all slots together), or 256 MiB when the model's KV size is unknown;
-/// less when the memory budget leaves less beside the model.
+/// Host memory for the prompt cache: what the slots' KV cache takes (so it holds as many tokens
+/// as all slots together: 16 five-turn chats take turns on 8 slots without losing their
+/// histories), or 256 MiB when the model's KV size is unknown; less when the memory budget
+/// leaves less beside the model.
 fn prompt_cache_bytes(info: &ModelInfo, options: &EngineOptions) -> usize {
     const UNKNOWN: u64 = 256 << 20;
-    let kv = info.kv_bytes_per_token.map_or(UNKNOWN * 2, |per_token| {
+    let kv = info.kv_bytes_per_token.map_or(UNKNOWN, |per_token| {
         per_token * u64::from(options.n_ctx) * u64::from(options.parallel)
     });
-    let bytes = (kv / 2).min(options.prompt_cache_bytes.unwrap_or(u64::MAX));
+    let bytes = kv.min(options.prompt_cache_bytes.unwrap_or(u64::MAX));
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
