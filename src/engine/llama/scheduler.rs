@@ -367,17 +367,22 @@ impl<'m> Scheduler<'m> {
         self.batch.clear();
         let mut add_failed = false;
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
-        // A step that carries prompt tokens drafts nothing: its length delays that prompt's
-        // first token.
-        if self.slots.iter().all(Slot::is_decoding) {
-            self.draft(decoding);
-        }
-        let drafted: usize = self.slots.iter().map(|s| s.draft.len()).sum();
         let remaining: Vec<Option<usize>> = self
             .slots
             .iter()
             .map(|s| (!s.is_decoding()).then(|| s.prompt.len() - s.n_prefilled))
             .collect();
+        // A step that ends a prompt drafts nothing: its length delays that prompt's first
+        // token. (The steps of a longer prompt before its last chunk may: they are dominated
+        // by the prompt itself, and the other sequences keep their speed.)
+        let ends_a_prompt = prefill_chunks(self.n_batch, decoding, &remaining)
+            .iter()
+            .zip(&remaining)
+            .any(|(&chunk, left)| left.is_some_and(|left| chunk == left && chunk > 0));
+        if !ends_a_prompt {
+            self.draft(decoding);
+        }
+        let drafted: usize = self.slots.iter().map(|s| s.draft.len()).sum();
         let chunk_of = prefill_chunks(self.n_batch, decoding + drafted, &remaining);
         let prefilled: usize = chunk_of.iter().sum();
         let seqs: Vec<i32> = self.slots.iter().map(|s| s.seq).collect();
