@@ -612,9 +612,11 @@ fn a_sweep_from_the_command_line_measures_its_bounds_then_rates() {
     let _turn = turn();
     let home = common::home_with_model();
     let out = home.path().join("out");
+    // Four requests per level (TINY has two): with two, c=4 runs only two at once and its lead
+    // over c=1 (~1.2x here) is within what a busy CI machine's noise can flip.
     let assert = hearth(home.path())
-        .args(TINY)
-        .args(["--sweep", "2", "--sweep-max-concurrency", "4", "--out"])
+        .args(&TINY[..TINY.len() - 1])
+        .args(["4", "--sweep", "2", "--sweep-max-concurrency", "4", "--out"])
         .arg(&out)
         .assert()
         .success();
@@ -637,7 +639,18 @@ fn a_sweep_from_the_command_line_measures_its_bounds_then_rates() {
     let sweep = &report["sweeps"][0];
     assert_eq!(sweep["model"], "smollm2-135m");
     assert!(sweep["synchronous_rate"].as_f64().unwrap() > 0.0, "{sweep}");
-    assert_eq!(sweep["maximum_rate"][1], "c=4", "{sweep}");
+    // The maximum is the best closed-loop level: c=4 here, unless noise put c=1 ahead of it
+    // (then only just).
+    let max = sweep["maximum_rate"][0].as_f64().unwrap();
+    let c4 = report["levels"][1]["request_throughput"].as_f64().unwrap();
+    assert!(
+        sweep["maximum_rate"][1] == "c=4" || c4 >= 0.8 * max,
+        "{sweep}"
+    );
+    assert!(
+        max >= sweep["synchronous_rate"].as_f64().unwrap(),
+        "{sweep}"
+    );
     assert_eq!(report["options"]["bench"]["stop_over_saturated_secs"], 10.0);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Sweep"), "{md}");

@@ -21,10 +21,13 @@
 //! match, so `pattern` strings go through the small automaton at the end of this file (the
 //! subset llama.cpp's converter accepts).
 
-use serde_json::{json, Map, Value};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+
+use serde_json::{json, Map, Value};
+
+use super::structured::ANNOTATIONS;
 
 /// The shortest text that, appended to `partial`, makes a JSON document valid against `schema`.
 ///
@@ -75,22 +78,6 @@ const MAX_STEPS: usize = 500_000;
 const MAX_NFA_STATES: usize = 4_096;
 /// Longest padding or item list generated to meet a `minLength`/`minItems`.
 const MAX_GENERATED: usize = 100_000;
-
-/// Keywords that only annotate a schema (mirrors `engine::structured`).
-const ANNOTATIONS: &[&str] = &[
-    "title",
-    "description",
-    "$schema",
-    "$id",
-    "$comment",
-    "default",
-    "examples",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-    "$defs",
-    "definitions",
-];
 
 // ---------------------------------------------------------------------------------------------
 // Compiled schema

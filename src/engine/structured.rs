@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 #[error("{0}")]
 pub struct SchemaError(pub String);
 
-/// Keywords that only annotate a schema: nothing to enforce.
-const ANNOTATIONS: &[&str] = &[
+/// Keywords that only annotate a schema: nothing to enforce (nor to complete, `json_close`).
+pub(crate) const ANNOTATIONS: &[&str] = &[
     "title",
     "description",
     "$schema",

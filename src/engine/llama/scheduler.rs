@@ -550,8 +550,8 @@ impl<'m> Scheduler<'m> {
     }
 
     /// Ends slot `i`: its drafter's n-grams are remembered, the KV of its prompt and answer is
-    /// kept for the next request on its sequence, and the client hears `Done` after the counters are
-    /// published (so stats never show a ghost).
+    /// kept for the next request on its sequence, and the client hears `Done` after the
+    /// counters are published (so stats never show a ghost).
     fn finish(&mut self, i: usize, reason: FinishReason, now: Instant) {
         // `remove`, not `swap_remove`: slots stay in arrival order for prefill fairness.
         let slot = self.slots.remove(i);
