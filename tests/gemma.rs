@@ -87,7 +87,10 @@ fn chat_prompts_are_gemma_turns_with_exactly_one_bos() {
 #[test]
 fn the_same_request_twice_gives_the_same_text_reusing_the_prompt() {
     let Some(path) = gemma() else { return };
-    let engine = engine(&path, 1, 2048, Speculative::Ngram);
+    // Drafts off: what they draft depends on the engine's memory of earlier answers, which
+    // changes the batch shapes between otherwise identical requests (drafts on this model are
+    // `drafts_give_the_same_greedy_text_and_leave_no_cells_behind`'s).
+    let engine = engine(&path, 1, 2048, Speculative::Off);
     let (messages, _) = conversation();
     let request = greedy(Prompt::Chat(messages), 48);
     let (first, done) = run(&engine, request.clone());
