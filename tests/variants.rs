@@ -94,9 +94,18 @@ fn quantize_makes_loadable_variants_with_lineage() {
     // the Q4_1 source needs ≈ 229 MiB, q8_0 ≈ 274 MiB and q4_0 ≈ 280 MiB: llama.cpp repacks
     // Q4_0 for its AVX2 kernels and the mapped original stays resident, so the smaller file
     // takes more memory (measured: 236, 279 and 286 MiB peak RSS).
+    // `--ctx` set: without it `model run` would shorten the context until the model fits.
     hearth(home.path())
         .env("HEARTH_MEMORY_LIMIT_MB", "250")
-        .args(["model", "run", "smollm2-135m@q8_0", "--prompt", "hi"])
+        .args([
+            "model",
+            "run",
+            "smollm2-135m@q8_0",
+            "--ctx",
+            "4096",
+            "--prompt",
+            "hi",
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("smaller variant `smollm2-135m`"));
