@@ -280,7 +280,16 @@ pub fn open(
     let path =
         local_path(cache, entry).ok_or_else(|| ModelError::NotCached(entry.alias.clone()))?;
     let file = gguf::read(&path)?;
-    let plan = plan_slots(entry, Some(&file), options)?;
+    let plan = match plan_slots(entry, Some(&file), options) {
+        Ok(plan) => plan,
+        Err(none_fit) => {
+            // The fuller refusal, naming a smaller variant or model that would fit.
+            let wished = u64::from(effective_ctx(options.n_ctx, Some(&file)))
+                * u64::from(options.parallel.max(1));
+            check_fits(catalog, entry, &file, wished, options.memory_budget)?;
+            return Err(none_fit);
+        }
+    };
     let (n_ctx, parallel) = (plan.n_ctx, plan.parallel);
     let n_ctx_total = u64::from(n_ctx) * u64::from(parallel);
     check_fits(catalog, entry, &file, n_ctx_total, options.memory_budget)?;
