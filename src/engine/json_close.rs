@@ -50,9 +50,32 @@ use super::structured::ANNOTATIONS;
 /// rule); a value of any type is written `null` (one token, like `0`, and it says "nothing");
 /// length is counted in characters, not tokens.
 pub fn shortest_completion(schema: &Value, partial: &str) -> Option<String> {
-    let compiled = Compiled::new(schema);
+    SchemaCloser::new(schema).shortest_completion(partial)
+}
+
+/// A schema compiled once for [`shortest_completion`] calls on one answer: the engine asks at
+/// every token, and compiling the schema each time would be the bulk of the work.
+pub struct SchemaCloser {
+    compiled: Compiled,
+}
+
+impl SchemaCloser {
+    /// Compiles `schema`.
+    pub fn new(schema: &Value) -> Self {
+        Self {
+            compiled: Compiled::new(schema),
+        }
+    }
+
+    /// [`shortest_completion`] against the compiled schema.
+    pub fn shortest_completion(&self, partial: &str) -> Option<String> {
+        complete(&self.compiled, partial)
+    }
+}
+
+fn complete(compiled: &Compiled, partial: &str) -> Option<String> {
     let text: Vec<char> = partial.chars().collect();
-    let mut parser = Parser::new(&compiled, &text);
+    let mut parser = Parser::new(compiled, &text);
     let out = parser.value(compiled.root, 0, 0);
     if out
         .complete

@@ -65,25 +65,27 @@ pub(super) struct Slot {
 /// fit a step earlier). The answer then parses and validates, and says `finish_reason: length`
 /// as any answer the budget ended.
 struct Closer {
-    schema: serde_json::Value,
+    schema: json_close::SchemaCloser,
     /// The answer so far, as the tokens spelled it (bytes: a token may end mid-character).
     text: Vec<u8>,
-    /// Tokens the completion of `text` takes, when it has one.
-    need: Option<usize>,
+    /// The completion of `text` and the tokens it takes, when it has one.
+    closing: Option<(String, usize)>,
 }
 
 impl Closer {
     fn new(schema: serde_json::Value) -> Self {
         Self {
-            schema,
+            schema: json_close::SchemaCloser::new(&schema),
             text: Vec::new(),
-            need: None,
+            closing: None,
         }
     }
 
     /// The completion of `text` and its length in tokens.
     fn completion(&self, text: &[u8], model: &LlamaModel) -> Option<(String, usize)> {
-        let tail = json_close::shortest_completion(&self.schema, &String::from_utf8_lossy(text))?;
+        let tail = self
+            .schema
+            .shortest_completion(&String::from_utf8_lossy(text))?;
         let tokens = if tail.is_empty() {
             0
         } else {
@@ -276,21 +278,20 @@ impl Slot {
     fn close_before(&mut self, piece: &[u8], model: &LlamaModel) -> Option<FinishReason> {
         let left = self.max_tokens.saturating_sub(self.generated);
         let closer = self.closer.as_mut()?;
-        if closer.text.is_empty() && closer.need.is_none() {
+        if closer.text.is_empty() && closer.closing.is_none() {
             // The smallest whole answer, before any token.
-            closer.need = closer.completion(&[], model).map(|(_, n)| n);
+            closer.closing = closer.completion(&[], model);
         }
         let with_piece = [closer.text.as_slice(), piece].concat();
         let next = closer.completion(&with_piece, model);
         let fits_after = next.as_ref().is_some_and(|(_, n)| *n < left);
-        let before = closer.need;
-        if fits_after || before.is_none_or(|n| n > left) {
+        let before_fits = closer.closing.as_ref().is_some_and(|(_, n)| *n <= left);
+        if fits_after || !before_fits {
             closer.text = with_piece;
-            closer.need = next.map(|(_, n)| n);
+            closer.closing = next;
             return None;
         }
-        let (tail, tokens) = closer.completion(&closer.text.clone(), model)?;
-        self.closer = None;
+        let (tail, tokens) = self.closer.take()?.closing?;
         self.generated += tokens;
         let text = self.utf8.push(tail.as_bytes());
         let scan = self.stop.push(&text);
