@@ -59,6 +59,36 @@ pub struct LoadOptions {
     pub speculative: crate::engine::speculative::Speculative,
 }
 
+/// What sizing the slots reads of a load: the user's wishes and the memory budget. Its own type
+/// so that a caller that only asks how a model would be served (`model info`) need not make up
+/// threads, queues and offload.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotAsk {
+    /// Requested context per sequence (capped at the model's trained context).
+    pub n_ctx: u32,
+    /// Sequences decoded together.
+    pub parallel: u32,
+    /// Whether `parallel` may be lowered to fit the budget.
+    pub auto_parallel: bool,
+    /// Whether `n_ctx` may be shortened to fit.
+    pub auto_ctx: bool,
+    /// Memory the model must fit in, in bytes.
+    pub memory_budget: u64,
+}
+
+impl LoadOptions {
+    /// The part of these options that sizes the slots.
+    pub fn slot_ask(&self) -> SlotAsk {
+        SlotAsk {
+            n_ctx: self.n_ctx,
+            parallel: self.parallel,
+            auto_parallel: self.auto_parallel,
+            auto_ctx: self.auto_ctx,
+            memory_budget: self.memory_budget,
+        }
+    }
+}
+
 /// Where a model's GGUF is on disk, if it is.
 pub fn local_path(cache: &Cache, entry: &CatalogEntry) -> Option<PathBuf> {
     entry
@@ -216,13 +246,13 @@ pub fn check_fits(
     )))
 }
 
-/// The slots `entry` gets under `options`: what the user set is kept, the rest sized from the
-/// memory budget ([`memory::plan_slots`]). Without a KV size (no file, no catalog figure) the
-/// wish stands.
+/// The slots `entry` gets when asked for `options`: what the user set is kept, the rest sized
+/// from the memory budget ([`memory::plan_slots`]). Without a KV size (no file, no catalog
+/// figure) the wish stands.
 pub fn plan_slots(
     entry: &CatalogEntry,
     file: Option<&GgufInfo>,
-    options: &LoadOptions,
+    options: SlotAsk,
 ) -> Result<SlotPlan, ModelError> {
     let wanted_ctx = effective_ctx(options.n_ctx, file);
     let parallel = options.parallel.max(1);
@@ -280,7 +310,7 @@ pub fn open(
     let path =
         local_path(cache, entry).ok_or_else(|| ModelError::NotCached(entry.alias.clone()))?;
     let file = gguf::read(&path)?;
-    let plan = match plan_slots(entry, Some(&file), options) {
+    let plan = match plan_slots(entry, Some(&file), options.slot_ask()) {
         Ok(plan) => plan,
         Err(none_fit) => {
             // The fuller refusal, naming a smaller variant or model that would fit.

@@ -306,16 +306,12 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     let serve_slots = loader::plan_slots(
         entry,
         file.as_ref(),
-        &loader::LoadOptions {
-            threads: 1,
+        loader::SlotAsk {
             n_ctx: ctx.config.ctx()?,
             parallel: 8,
             auto_parallel: true,
             auto_ctx: ctx.config.ctx_setting()?.is_none(),
-            queue_capacity: 0,
             memory_budget: budget,
-            offload: Default::default(),
-            speculative: Default::default(),
         },
     )
     .map_err(|e| e.to_string());
