@@ -97,6 +97,13 @@ fn model_info_says_which_slots_serve_would_give_and_refuses_when_none_fit() {
     let info = json_out(hearth(home.path()).args(["model", "info", "smollm2-135m", "--json"]));
     assert_eq!(info["serve_slots"]["parallel"], 8, "{info}");
     assert_eq!(info["serve_slots"]["n_ctx"], 4096, "{info}");
+    // The prompt cache beside the slots may hold as much as their KV cache.
+    assert_eq!(info["memory"]["ctx"], 4096, "{info}");
+    assert_eq!(
+        info["serve_slots"]["prompt_cache_bytes"].as_u64(),
+        info["memory"]["kv_cache_bytes"].as_u64().map(|kv| 8 * kv),
+        "{info}"
+    );
     // A 7B model (4.1 GiB of Q4_K_M, 128 KiB of KV per token) in a 16 GiB budget: the half
     // share leaves room for one 4096-token slot.
     let budget = |mb: &str| {
@@ -113,9 +120,18 @@ fn model_info_says_which_slots_serve_would_give_and_refuses_when_none_fit() {
     );
     assert!(slots["why"].as_str().unwrap().contains("not 8"), "{slots}");
     // Barely above the model itself: one shorter slot; below: a clear refusal.
+    assert_eq!(
+        slots["prompt_cache_bytes"].as_u64(),
+        Some(4096 * 128 * 1024),
+        "{slots}"
+    );
     let slots = budget("7600");
     assert_eq!(slots["parallel"], 1, "{slots}");
-    assert!(slots["n_ctx"].as_u64().unwrap() < 4096, "{slots}");
+    let n_ctx = slots["n_ctx"].as_u64().unwrap();
+    assert!(n_ctx < 4096, "{slots}");
+    // Little is left beside the model: the prompt cache gets half of it, less than the slot's KV.
+    let cache = slots["prompt_cache_bytes"].as_u64().unwrap();
+    assert!(cache < n_ctx * 128 * 1024, "{slots}");
     let slots = budget("7400");
     assert!(
         slots["error"]

@@ -337,7 +337,12 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 "device_bytes": memory_split(&e, layers, blocks).1,
             })),
             "serve_slots": match &serve_slots {
-                Ok(plan) => serde_json::json!(plan),
+                Ok(plan) => serde_json::json!({
+                    "parallel": plan.parallel,
+                    "n_ctx": plan.n_ctx,
+                    "why": plan.why,
+                    "prompt_cache_bytes": loader::prompt_cache_limit(entry, file.as_ref(), plan, budget),
+                }),
                 Err(why) => serde_json::json!({ "error": why }),
             },
         });
@@ -465,7 +470,14 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         row(
             "slots when served",
             match &serve_slots {
-                Ok(p) => format!("{} × {} tokens: {}", p.parallel, p.n_ctx, p.why),
+                Ok(p) => format!(
+                    "{} × {} tokens: {}; prompt cache up to {} (host memory, filled as requests finish)",
+                    p.parallel,
+                    p.n_ctx,
+                    p.why,
+                    loader::prompt_cache_limit(entry, file.as_ref(), p, budget)
+                        .map_or_else(|| "-".into(), human_bytes)
+                ),
                 Err(why) => format!("none: {why}"),
             },
         );
