@@ -13,7 +13,10 @@
 #    setup.sh installed it) and shape models of catalog entries up to a ≥ 3B one (7B with
 #    SHAPES_7B=1): decode tok/s at c=1 (tg128), TTFT of a 512-token prompt on an idle server
 #    (512 / pp512), peak RSS, and `hearth model info`'s memory estimate at the same context
-#    against that RSS (FAIL past ±10 % for models of ≥ 1B parameters).
+#    against that RSS (FAIL past ±10 % for models of ≥ 1B parameters). The estimate counted is
+#    the model's total plus the prompt cache's bound (`memory.prompt_cache_bytes`): the bench's
+#    fresh prompt per repetition sends the one before it into the cache, which fills to one
+#    sequence's KV within a few repetitions.
 #
 # Usage: perf/shape-models.sh
 # Environment:
@@ -116,7 +119,8 @@ measure() { # ALIAS FILE
   log "ladder: $1"
   estimate=$(HEARTH_CTX=$CTX hearth model info "$1" --json | python3 -c 'import json,sys
 d = json.load(sys.stdin)
-print(d["memory"]["total_bytes"], d["gguf"]["n_params"], d["gguf"]["file_size"], d["gguf"].get("quantization") or "?")')
+m = d["memory"]
+print(m["total_bytes"] + (m.get("prompt_cache_bytes") or 0), d["gguf"]["n_params"], d["gguf"]["file_size"], d["gguf"].get("quantization") or "?")')
   echo "$1 $estimate $(engine "$2" "$LADDER_REPS")" >>"$ladder"
 }
 if ! hearth cache list --json | grep -q '"alias": "smollm2-135m"'; then

@@ -281,17 +281,17 @@ pub fn plan_slots(
     })
 }
 
-/// Host memory the engine's prompt cache may grow to when `entry` is served with `plan`: as much
-/// as the slots' KV cache (so every slot's history survives a turn away from its slot), but no
-/// more than half of what the memory budget leaves beside the model and its slots. `None` when
-/// the model's KV size is unknown (the engine then picks its own bound).
+/// Host memory the engine's prompt cache may grow to when `entry` runs with `n_ctx_total` KV
+/// cells over all its slots: as much as that KV cache (so every slot's history survives a turn
+/// away from its slot), but no more than half of what the memory budget leaves beside the model
+/// and its slots. It is memory a long-running server reaches, beside [`estimate`]'s figure.
+/// `None` when the model's KV size is unknown (the engine then picks its own bound).
 pub fn prompt_cache_limit(
     entry: &CatalogEntry,
     file: Option<&GgufInfo>,
-    plan: &SlotPlan,
+    n_ctx_total: u64,
     memory_budget: u64,
 ) -> Option<u64> {
-    let n_ctx_total = u64::from(plan.n_ctx) * u64::from(plan.parallel);
     let need = estimate(entry, file, n_ctx_total)?;
     Some(
         need.kv_cache_bytes
@@ -341,7 +341,8 @@ pub fn open(
     let (n_ctx, parallel) = (plan.n_ctx, plan.parallel);
     let n_ctx_total = u64::from(n_ctx) * u64::from(parallel);
     check_fits(catalog, entry, &file, n_ctx_total, options.memory_budget)?;
-    let prompt_cache_bytes = prompt_cache_limit(entry, Some(&file), &plan, options.memory_budget);
+    let prompt_cache_bytes =
+        prompt_cache_limit(entry, Some(&file), n_ctx_total, options.memory_budget);
     tracing::info!(model = %entry.alias, parallel, n_ctx, why = %plan.why, "slots");
     let engine = LlamaEngine::load(
         &path,

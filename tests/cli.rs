@@ -86,6 +86,8 @@ fn model_info_shows_metadata_and_a_memory_estimate() {
     let total = memory["total_bytes"].as_u64().unwrap();
     assert!(total > 98_362_432, "estimate includes the weights");
     assert_eq!(memory["fits"], true);
+    // A long-running server's prompt cache grows to one more copy of this context's KV.
+    assert_eq!(memory["prompt_cache_bytes"], memory["kv_cache_bytes"], "{memory}");
     // Not downloaded: the estimate comes from the catalog.
     let mistral = json_out(hearth(home.path()).args(["model", "info", "mistral-7b", "--json"]));
     assert!(mistral["memory"]["total_bytes"].as_u64().unwrap() > 4_000_000_000);

@@ -301,6 +301,8 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     let n_ctx = loader::effective_ctx(ctx.config.ctx()?, file.as_ref());
     let est = loader::estimate(entry, file.as_ref(), u64::from(n_ctx));
     let budget = ctx.memory_budget()?;
+    // One sequence of `n_ctx`, as the estimate; what a server reaches once its cache is full.
+    let prompt_cache = loader::prompt_cache_limit(entry, file.as_ref(), u64::from(n_ctx), budget);
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
     // What `hearth serve` would give it here with its defaults.
     let serve_slots = loader::plan_slots(
@@ -330,6 +332,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 "kv_cache_bytes": e.kv_cache_bytes,
                 "overhead_bytes": e.overhead_bytes,
                 "total_bytes": e.total_bytes(),
+                "prompt_cache_bytes": prompt_cache,
                 "available_bytes": budget,
                 "fits": e.fits(budget),
                 "gpu_layers": layers,
@@ -341,7 +344,12 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                     "parallel": plan.parallel,
                     "n_ctx": plan.n_ctx,
                     "why": plan.why,
-                    "prompt_cache_bytes": loader::prompt_cache_limit(entry, file.as_ref(), plan, budget),
+                    "prompt_cache_bytes": loader::prompt_cache_limit(
+                        entry,
+                        file.as_ref(),
+                        u64::from(plan.n_ctx) * u64::from(plan.parallel),
+                        budget
+                    ),
                 }),
                 Err(why) => serde_json::json!({ "error": why }),
             },
@@ -445,7 +453,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         row(
             "memory estimate",
             format!(
-                "{} at ctx {} (weights {}{}, KV {}, buffers {}); {} available: {}",
+                "{} at ctx {} (weights {}{}, KV {}, buffers {}), and up to {} more as the prompt cache fills; {} available: {}",
                 human_bytes(e.total_bytes()),
                 n_ctx,
                 human_bytes(e.weights_bytes),
@@ -459,6 +467,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 },
                 human_bytes(e.kv_cache_bytes),
                 human_bytes(e.overhead_bytes),
+                human_bytes(prompt_cache.unwrap_or(0)),
                 human_bytes(budget),
                 if e.fits(budget) {
                     "fits"
@@ -475,7 +484,12 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                     p.parallel,
                     p.n_ctx,
                     p.why,
-                    loader::prompt_cache_limit(entry, file.as_ref(), p, budget)
+                    loader::prompt_cache_limit(
+                        entry,
+                        file.as_ref(),
+                        u64::from(p.n_ctx) * u64::from(p.parallel),
+                        budget
+                    )
                         .map_or_else(|| "-".into(), human_bytes)
                 ),
                 Err(why) => format!("none: {why}"),
