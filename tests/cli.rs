@@ -87,7 +87,10 @@ fn model_info_shows_metadata_and_a_memory_estimate() {
     assert!(total > 98_362_432, "estimate includes the weights");
     assert_eq!(memory["fits"], true);
     // A long-running server's prompt cache grows to one more copy of this context's KV.
-    assert_eq!(memory["prompt_cache_bytes"], memory["kv_cache_bytes"], "{memory}");
+    assert_eq!(
+        memory["prompt_cache_bytes"], memory["kv_cache_bytes"],
+        "{memory}"
+    );
     // Not downloaded: the estimate comes from the catalog.
     let mistral = json_out(hearth(home.path()).args(["model", "info", "mistral-7b", "--json"]));
     assert!(mistral["memory"]["total_bytes"].as_u64().unwrap() > 4_000_000_000);
@@ -142,6 +145,32 @@ fn model_info_says_which_slots_serve_would_give_and_refuses_when_none_fit() {
             .contains("even 1 slot(s) of 512 tokens"),
         "{slots}"
     );
+}
+
+/// `hearth cache list --json | grep -q …` and `| head`: a reader that has gone away ends the
+/// command quietly and successfully, not with a panic (which `set -o pipefail` scripts would
+/// read as a failure). The pipe's read end is closed before hearth starts, so every write fails.
+#[test]
+fn a_closed_pipe_on_stdout_ends_quietly() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &["model", "list", "--json"][..],
+        &["cache", "list"],
+        &["config", "list"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+            .env("HEARTH_HOME", home.path())
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

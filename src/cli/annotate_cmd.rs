@@ -62,8 +62,8 @@ pub fn annotate(ctx: &Context, cmd: AnnotateCommand) -> Result<ExitCode> {
                 "{} distinct answers of run {id}: fill `score` (1–5) and `comment`, then `hearth annotate import FILE`",
                 file.rows.len()
             );
-            println!("{}", csv_path.display());
-            println!("{}", json_path.display());
+            outln!("{}", csv_path.display());
+            outln!("{}", json_path.display());
             Ok(ExitCode::SUCCESS)
         }
         AnnotateCommand::Import {
@@ -129,7 +129,7 @@ pub fn annotate(ctx: &Context, cmd: AnnotateCommand) -> Result<ExitCode> {
             if let Some(dir) = data.run.options.out.as_deref().map(Path::new) {
                 if dir.is_dir() {
                     for path in hearth::report::write_all(&data, dir)? {
-                        println!("{}", path.display());
+                        outln!("{}", path.display());
                     }
                 }
             }

@@ -343,7 +343,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     let data = &outcome.data;
     let paths = hearth::report::write_all(data, &out_dir)?;
     let summary = hearth::report::summarize(data);
-    println!("{}", hearth::report::terminal_table(&summary));
+    outln!("{}", hearth::report::terminal_table(&summary));
     eprintln!("run {} stored in {}", data.run.id, outcome.store_location);
     eprintln!("reports:");
     for path in paths {
@@ -606,7 +606,7 @@ fn calibrate() -> Result<ExitCode> {
             format!("{:.3}", c.lag_p99_ms),
         ]);
     }
-    println!("{table}");
-    println!("TTFT error = client-measured TTFT (send to first content token) minus the mock server's own TTFT (request received to first token written), same clock.");
+    outln!("{table}");
+    outln!("TTFT error = client-measured TTFT (send to first content token) minus the mock server's own TTFT (request received to first token written), same clock.");
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
         CacheCommand::List { json } => {
             let models = ctx.cache.list()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&models)?);
+                outln!("{}", serde_json::to_string_pretty(&models)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let mut table = super::shared::table(&["alias", "size", "verified", "path"]);
@@ -45,16 +45,16 @@ pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
                     m.path.display().to_string(),
                 ]);
             }
-            println!("{table}");
+            outln!("{table}");
             let total: u64 = models.iter().map(|m| m.size_bytes).sum();
-            println!("{} models, {}", models.len(), human_bytes(total));
+            outln!("{} models, {}", models.len(), human_bytes(total));
         }
-        CacheCommand::Location => println!("{}", ctx.cache.location().display()),
+        CacheCommand::Location => outln!("{}", ctx.cache.location().display()),
         CacheCommand::Remove { alias } => {
             if !ctx.cache.remove(&alias)? {
                 bail!("`{alias}` is not in the cache; see `hearth cache list`");
             }
-            println!("removed {alias}");
+            outln!("removed {alias}");
         }
         CacheCommand::Verify => {
             let mut bad = 0;
@@ -73,7 +73,7 @@ pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
                 };
                 table.add_row(vec![model.alias, result]);
             }
-            println!("{table}");
+            outln!("{table}");
             if bad > 0 {
                 eprintln!(
                     "{bad} model(s) failed verification; `hearth cache remove` and download again"

@@ -34,7 +34,7 @@ pub fn run(mut ctx: Context, cmd: ConfigCommand) -> Result<ExitCode> {
         ConfigCommand::List { json } => {
             let settings = ctx.config.list();
             if json {
-                println!("{}", serde_json::to_string_pretty(&settings)?);
+                outln!("{}", serde_json::to_string_pretty(&settings)?);
             } else {
                 let mut table = super::shared::table(&["key", "value", "from", "env", "meaning"]);
                 for s in settings {
@@ -46,20 +46,20 @@ pub fn run(mut ctx: Context, cmd: ConfigCommand) -> Result<ExitCode> {
                         s.help.to_string(),
                     ]);
                 }
-                println!("{table}");
-                println!(
+                outln!("{table}");
+                outln!(
                     "config file: {}",
                     ctx.config.home().join("config.toml").display()
                 );
             }
         }
         ConfigCommand::Get { key } => match ctx.config.get(&key)? {
-            Some(value) => println!("{value}"),
-            None => println!(),
+            Some(value) => outln!("{value}"),
+            None => outln!(),
         },
         ConfigCommand::Set { key, value } => {
             ctx.config.set(&key, &value)?;
-            println!("{key} = {value}");
+            outln!("{key} = {value}");
         }
     }
     Ok(ExitCode::SUCCESS)

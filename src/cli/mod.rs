@@ -1,6 +1,26 @@
 //! Command-line surface: clap types (what the user typed, no I/O), then [`Context`] (settings
 //! resolved from flags, config file and environment), then one function per command.
 
+/// `println!` for a command's output. A reader that went away (`hearth cache list | grep -q`,
+/// `| head`) ends the process quietly with success, as Unix tools do, where `println!` would
+/// panic with a backtrace (and a script under `set -o pipefail` would see a failure); any other
+/// write error (a full disk behind `>`) is a clear error. What the command did is already done.
+macro_rules! outln {
+    () => {
+        $crate::cli::print_output(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_output(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with [`outln!`]'s handling of a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::print_output(format_args!($($arg)*))
+    };
+}
+
 mod annotate_cmd;
 mod bench_cmd;
 mod cache_cmd;
@@ -118,5 +138,18 @@ pub fn run() -> Result<ExitCode> {
         Command::Annotate(cmd) => annotate_cmd::annotate(&ctx, cmd),
         Command::Devices { json } => model_cmd::list_devices(json),
         Command::Route(cmd) => route_cmd::route(&ctx, cmd),
+    }
+}
+
+/// Writes a command's output (see [`outln!`]); it never returns on a write error.
+fn print_output(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }

@@ -116,7 +116,7 @@ pub fn list_devices(json: bool) -> Result<ExitCode> {
             "default_gpu_layers": devices::default_gpu_layers(),
             "devices": all,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = table(&[
@@ -146,11 +146,11 @@ pub fn list_devices(json: bool) -> Result<ExitCode> {
             mem(d.memory_free),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     if compiled.is_empty() {
-        println!("GPU backends in this build: none (CPU only). Build with `--features cuda`, `vulkan` or `metal` to offload layers.");
+        outln!("GPU backends in this build: none (CPU only). Build with `--features cuda`, `vulkan` or `metal` to offload layers.");
     } else {
-        println!(
+        outln!(
             "GPU backends in this build: {}; default --gpu-layers: {}",
             compiled.join(", "),
             devices::default_gpu_layers()
@@ -177,7 +177,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
                 }
                 let path =
                     rt.block_on(loader::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
-                println!("{alias} → {}", path.display());
+                outln!("{alias} → {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -198,7 +198,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
                 threads,
                 &QuantizeBar::default(),
             )?;
-            println!("{variant}");
+            outln!("{variant}");
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Synth {
@@ -226,7 +226,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
                 &request,
                 &QuantizeBar::default(),
             )?;
-            println!("{made}");
+            outln!("{made}");
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Run(args) => super::run_cmd::run_model(ctx, args),
@@ -241,7 +241,7 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let entries = catalog.filter(&filters);
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = table(&[
@@ -261,9 +261,9 @@ fn list(ctx: &Context, filters: &[String], json: bool) -> Result<ExitCode> {
             if cached { "yes" } else { "" }.to_string(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     if entries.iter().any(|e| e.is_shape_model()) {
-        println!("{SHAPE_NOTE}");
+        outln!("{SHAPE_NOTE}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -354,7 +354,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 Err(why) => serde_json::json!({ "error": why }),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = table(&["field", "value"]);
@@ -510,7 +510,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
             ),
         );
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -534,7 +534,7 @@ fn add(ctx: &Context, file: &Path, alias: &str, sha256: Option<&str>) -> Result<
         };
         catalog::save_user_entry(&ctx.user_models_file(), entry)?;
     }
-    println!(
+    outln!(
         "added {} ({}, {}, sha256 {}{})",
         cached.alias,
         info.architecture,

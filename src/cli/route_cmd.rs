@@ -38,7 +38,7 @@ pub fn route(ctx: &Context, cmd: RouteCommand) -> Result<ExitCode> {
         criteria,
     )?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&decision)?);
+        outln!("{}", serde_json::to_string_pretty(&decision)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table =
@@ -53,7 +53,7 @@ pub fn route(ctx: &Context, cmd: RouteCommand) -> Result<ExitCode> {
             c.not_picked.clone().unwrap_or_else(|| "picked".into()),
         ]);
     }
-    println!("{table}");
-    println!("auto:{tag} → {}: {}", decision.model, decision.reason);
+    outln!("{table}");
+    outln!("auto:{tag} → {}: {}", decision.model, decision.reason);
     Ok(ExitCode::SUCCESS)
 }

@@ -139,7 +139,7 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
                 "finish_reason": done.finish_reason,
                 "load_ms": engine.facts().load_ms,
             });
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             let (_, done) = rt.block_on(print_stream(stream))?;
             eprintln!("{}", timings_line(&done, engine.facts().load_ms));

@@ -82,7 +82,7 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
         RunsCommand::List { json } => {
             let runs = store.list_runs()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let mut table = super::shared::table(&[
@@ -110,7 +110,7 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                     store.location()
                 );
             } else {
-                println!("{table}");
+                outln!("{table}");
             }
         }
         RunsCommand::Export { run, format, out } => {
@@ -128,31 +128,24 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                         path.display()
                     );
                 }
-                None => {
-                    // `| head` closing the pipe early is not an error.
-                    use std::io::Write as _;
-                    match std::io::stdout().lock().write_all(text.as_bytes()) {
-                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                        other => other.context("writing to standard output")?,
-                    }
-                }
+                None => out!("{text}"),
             }
         }
         RunsCommand::Show { run, json } => {
             let id = store.resolve(&run)?;
             let data = store.load_run(&id)?;
             if json {
-                println!("{}", report::render(&data, Format::Json)?);
+                outln!("{}", report::render(&data, Format::Json)?);
             } else {
                 let summary = report::summarize(&data);
                 let env = &data.run.environment;
-                println!(
+                outln!(
                     "run {} ({}), started {}",
                     data.run.id,
                     format!("{:?}", data.run.status).to_lowercase(),
                     report::format_utc(data.run.started_unix_ms)
                 );
-                println!(
+                outln!(
                     "{} · {} ({} threads of {} cores) · {} · hearth {} {}",
                     env.hostname,
                     env.cpu_model,
@@ -162,7 +155,7 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                     env.hearth_version,
                     env.git_commit.as_deref().unwrap_or("")
                 );
-                println!("{}", report::terminal_table(&summary));
+                outln!("{}", report::terminal_table(&summary));
             }
         }
     }
@@ -187,7 +180,7 @@ pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -203,10 +196,10 @@ pub fn compare(ctx: &Context, args: CompareArgs) -> Result<ExitCode> {
     };
     let comparison = report::compare(&a, &b, &options);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&comparison)?);
+        outln!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
-        println!("{} → {}", a.run.id, b.run.id);
-        println!("{}", comparison.table());
+        outln!("{} → {}", a.run.id, b.run.id);
+        outln!("{}", comparison.table());
     }
     Ok(if comparison.has_regression() {
         if !args.json {

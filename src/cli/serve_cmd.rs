@@ -175,7 +175,7 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
     let client = Client::new(ctx, client)?;
     let value = client.call(reqwest::Method::GET, "/api/ps", None)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = super::shared::table(&[
@@ -209,10 +209,10 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
             format!("{:.0}s ago", m["loaded_secs"].as_f64().unwrap_or(0.0)),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     for m in value["models"].as_array().into_iter().flatten() {
         if let Some(why) = m["slots_why"].as_str() {
-            println!(
+            outln!(
                 "{}: {} slots × {} tokens: {why}",
                 m["model"].as_str().unwrap_or_default(),
                 m["slots"].as_u64().unwrap_or(0),
@@ -221,7 +221,7 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
         }
     }
     if shapes {
-        println!("~shape: shape models, speed only: random weights (their answers are noise)");
+        outln!("~shape: shape models, speed only: random weights (their answers are noise)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -238,7 +238,7 @@ pub fn load(
         body["gpu_layers"] = serde_json::json!(g);
     }
     let value = client.call(reqwest::Method::POST, "/api/load", Some(body))?;
-    println!(
+    outln!(
         "loaded {} ({:.0} ms)",
         value["model"].as_str().unwrap_or(alias),
         value["load_ms"].as_f64().unwrap_or(0.0)
@@ -253,7 +253,7 @@ pub fn unload(ctx: &Context, client: ClientArgs, alias: &str) -> Result<ExitCode
         "/api/unload",
         Some(serde_json::json!({"model": alias})),
     )?;
-    println!("unloaded {alias}");
+    outln!("unloaded {alias}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -261,7 +261,7 @@ pub fn service(ctx: &Context, cmd: ServiceCommand) -> Result<ExitCode> {
     let ServiceCommand::Status { client } = cmd;
     let client = Client::new(ctx, client)?;
     let value = client.call(reqwest::Method::GET, "/api/status", None)?;
-    println!(
+    outln!(
         "hearth {} is {} at {} (pid {}, up {:.0}s, {} model(s) loaded, {} active request(s))",
         value["version"].as_str().unwrap_or("?"),
         value["status"].as_str().unwrap_or("?"),
