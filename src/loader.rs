@@ -281,24 +281,6 @@ pub fn plan_slots(
     })
 }
 
-/// Host memory the engine's prompt cache may grow to when `entry` runs with `n_ctx_total` KV
-/// cells over all its slots: as much as that KV cache (so every slot's history survives a turn
-/// away from its slot), but no more than half of what the memory budget leaves beside the model
-/// and its slots. It is memory a long-running server reaches, beside [`estimate`]'s figure.
-/// `None` when the model's KV size is unknown (the engine then picks its own bound).
-pub fn prompt_cache_limit(
-    entry: &CatalogEntry,
-    file: Option<&GgufInfo>,
-    n_ctx_total: u64,
-    memory_budget: u64,
-) -> Option<u64> {
-    let need = estimate(entry, file, n_ctx_total)?;
-    Some(
-        need.kv_cache_bytes
-            .min(memory_budget.saturating_sub(need.total_bytes()) / 2),
-    )
-}
-
 /// A started backend and the slots it was given (none for upstream models).
 pub struct Opened {
     /// The backend.
@@ -339,10 +321,15 @@ pub fn open(
         }
     };
     let (n_ctx, parallel) = (plan.n_ctx, plan.parallel);
-    let n_ctx_total = u64::from(n_ctx) * u64::from(parallel);
-    check_fits(catalog, entry, &file, n_ctx_total, options.memory_budget)?;
-    let prompt_cache_bytes =
-        prompt_cache_limit(entry, Some(&file), n_ctx_total, options.memory_budget);
+    check_fits(
+        catalog,
+        entry,
+        &file,
+        plan.kv_cells(),
+        options.memory_budget,
+    )?;
+    let prompt_cache_bytes = estimate(entry, Some(&file), plan.kv_cells())
+        .map(|need| need.prompt_cache_bytes(options.memory_budget));
     tracing::info!(model = %entry.alias, parallel, n_ctx, why = %plan.why, "slots");
     let engine = LlamaEngine::load(
         &path,

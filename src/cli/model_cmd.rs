@@ -301,8 +301,6 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     let n_ctx = loader::effective_ctx(ctx.config.ctx()?, file.as_ref());
     let est = loader::estimate(entry, file.as_ref(), u64::from(n_ctx));
     let budget = ctx.memory_budget()?;
-    // One sequence of `n_ctx`, as the estimate; what a server reaches once its cache is full.
-    let prompt_cache = loader::prompt_cache_limit(entry, file.as_ref(), u64::from(n_ctx), budget);
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
     // What `hearth serve` would give it here with its defaults.
     let serve_slots = loader::plan_slots(
@@ -317,6 +315,11 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         },
     )
     .map_err(|e| e.to_string());
+    let serve_prompt_cache = serve_slots
+        .as_ref()
+        .ok()
+        .and_then(|plan| loader::estimate(entry, file.as_ref(), plan.kv_cells()))
+        .map(|need| need.prompt_cache_bytes(budget));
     if json {
         let value = serde_json::json!({
             "entry": entry,
@@ -332,7 +335,8 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 "kv_cache_bytes": e.kv_cache_bytes,
                 "overhead_bytes": e.overhead_bytes,
                 "total_bytes": e.total_bytes(),
-                "prompt_cache_bytes": prompt_cache,
+                // One sequence of `n_ctx`, as the estimate: what it grows to as the cache fills.
+                "prompt_cache_bytes": e.prompt_cache_bytes(budget),
                 "available_bytes": budget,
                 "fits": e.fits(budget),
                 "gpu_layers": layers,
@@ -340,17 +344,11 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 "device_bytes": memory_split(&e, layers, blocks).1,
             })),
             "serve_slots": match &serve_slots {
-                Ok(plan) => serde_json::json!({
-                    "parallel": plan.parallel,
-                    "n_ctx": plan.n_ctx,
-                    "why": plan.why,
-                    "prompt_cache_bytes": loader::prompt_cache_limit(
-                        entry,
-                        file.as_ref(),
-                        u64::from(plan.n_ctx) * u64::from(plan.parallel),
-                        budget
-                    ),
-                }),
+                Ok(plan) => {
+                    let mut slots = serde_json::json!(plan);
+                    slots["prompt_cache_bytes"] = serde_json::json!(serve_prompt_cache);
+                    slots
+                }
                 Err(why) => serde_json::json!({ "error": why }),
             },
         });
@@ -467,7 +465,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 },
                 human_bytes(e.kv_cache_bytes),
                 human_bytes(e.overhead_bytes),
-                human_bytes(prompt_cache.unwrap_or(0)),
+                human_bytes(e.prompt_cache_bytes(budget)),
                 human_bytes(budget),
                 if e.fits(budget) {
                     "fits"
@@ -484,13 +482,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                     p.parallel,
                     p.n_ctx,
                     p.why,
-                    loader::prompt_cache_limit(
-                        entry,
-                        file.as_ref(),
-                        u64::from(p.n_ctx) * u64::from(p.parallel),
-                        budget
-                    )
-                        .map_or_else(|| "-".into(), human_bytes)
+                    serve_prompt_cache.map_or_else(|| "-".into(), human_bytes)
                 ),
                 Err(why) => format!("none: {why}"),
             },

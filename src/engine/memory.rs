@@ -118,6 +118,15 @@ impl MemoryEstimate {
     pub fn fits(&self, budget_bytes: u64) -> bool {
         self.total_bytes() <= budget_bytes
     }
+
+    /// Host memory the engine's prompt cache may grow to beside this: as much as the KV cache
+    /// (so every slot's history survives a turn away from its slot), but no more than half of
+    /// what `budget_bytes` leaves beside the model and its slots. A long-running server reaches
+    /// it; the estimate itself leaves it out, since the cache only fills what is left.
+    pub fn prompt_cache_bytes(&self, budget_bytes: u64) -> u64 {
+        self.kv_cache_bytes
+            .min(budget_bytes.saturating_sub(self.total_bytes()) / 2)
+    }
 }
 
 /// Smallest per-slot context the automatic sizing offers: below it a chat with a system prompt
@@ -133,6 +142,13 @@ pub struct SlotPlan {
     pub n_ctx: u32,
     /// Why these numbers, for `ps` and `model info`.
     pub why: String,
+}
+
+impl SlotPlan {
+    /// KV cells over all slots: the context the memory estimate is asked for.
+    pub fn kv_cells(&self) -> u64 {
+        u64::from(self.n_ctx) * u64::from(self.parallel)
+    }
 }
 
 /// What the user asked for: a number they set is kept, a `None` is chosen here, starting from
@@ -288,6 +304,15 @@ mod tests {
 
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_prompt_cache_gets_the_kv_size_or_half_of_what_is_left() {
+        let est = MemoryEstimate::new(GIB, MIB, 256);
+        let total = est.total_bytes();
+        assert_eq!(est.prompt_cache_bytes(total + 8 * GIB), 256 * MIB);
+        assert_eq!(est.prompt_cache_bytes(total + 200 * MIB), 100 * MIB);
+        assert_eq!(est.prompt_cache_bytes(total - 1), 0, "over budget: none");
+    }
 
     fn wish(parallel: Option<u32>, n_ctx: Option<u32>) -> SlotWish {
         SlotWish {

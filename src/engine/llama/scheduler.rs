@@ -375,7 +375,8 @@ impl<'m> Scheduler<'m> {
         // A step that ends a prompt drafts nothing: its length delays that prompt's first
         // token. (The steps of a longer prompt before its last chunk may: they are dominated
         // by the prompt itself, and the other sequences keep their speed.)
-        let ends_a_prompt = prefill_chunks(self.n_batch, decoding, &remaining)
+        let undrafted = prefill_chunks(self.n_batch, decoding, &remaining);
+        let ends_a_prompt = undrafted
             .iter()
             .zip(&remaining)
             .any(|(&chunk, left)| left.is_some_and(|left| chunk == left && chunk > 0));
@@ -383,7 +384,12 @@ impl<'m> Scheduler<'m> {
             self.draft(decoding);
         }
         let drafted: usize = self.slots.iter().map(|s| s.draft.len()).sum();
-        let chunk_of = prefill_chunks(self.n_batch, decoding + drafted, &remaining);
+        // Drafted rows take their room from the prompts' chunks.
+        let chunk_of = if drafted == 0 {
+            undrafted
+        } else {
+            prefill_chunks(self.n_batch, decoding + drafted, &remaining)
+        };
         let prefilled: usize = chunk_of.iter().sum();
         let seqs: Vec<i32> = self.slots.iter().map(|s| s.seq).collect();
         for i in batch_order(&seqs) {
