@@ -126,6 +126,27 @@ const KEYS: &[KeySpec] = &[
         help: "speculative decoding: `ngram` (draft from the text's own n-grams) or `off`",
     },
     KeySpec {
+        name: "allowed_hosts",
+        env: env::HEARTH_ALLOWED_HOSTS,
+        kind: Kind::Text,
+        default: || None,
+        help: "Host names `serve` answers beside localhost, 127.0.0.0/8 and [::1] (comma-separated; `*` for any): against DNS rebinding",
+    },
+    KeySpec {
+        name: "cors_origins",
+        env: env::HEARTH_CORS_ORIGINS,
+        kind: Kind::Text,
+        default: || None,
+        help: "browser origins allowed to call `serve` beside loopback pages and its own (comma-separated, e.g. https://app.example.com or http://dev.box:*)",
+    },
+    KeySpec {
+        name: "max_connections",
+        env: env::HEARTH_MAX_CONNECTIONS,
+        kind: Kind::Count,
+        default: || Some("512".into()),
+        help: "connections `serve` holds open at once (more get 503)",
+    },
+    KeySpec {
         name: "models_file",
         env: env::HEARTH_MODELS_FILE,
         kind: Kind::Text,
@@ -395,6 +416,34 @@ impl Config {
             value: v,
             reason,
         })
+    }
+
+    /// A comma-separated setting as its items (none when unset).
+    fn items(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        Ok(self
+            .get(key)?
+            .map(|v| {
+                v.split(',')
+                    .map(|item| item.trim().to_string())
+                    .filter(|item| !item.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Host names the server answers beside the loopback ones.
+    pub fn allowed_hosts(&self) -> Result<Vec<String>, ConfigError> {
+        self.items("allowed_hosts")
+    }
+
+    /// Browser origins allowed to call the server beside loopback pages and its own.
+    pub fn cors_origins(&self) -> Result<Vec<String>, ConfigError> {
+        self.items("cors_origins")
+    }
+
+    /// Connections the server holds open at once.
+    pub fn max_connections(&self) -> Result<usize, ConfigError> {
+        Ok(self.count("max_connections")?.unwrap_or(512).max(1) as usize)
     }
 
     /// Extra `models.json`, when set.

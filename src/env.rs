@@ -31,6 +31,17 @@ pub const HF_TOKEN: &str = "HF_TOKEN";
 /// API key for `hearth serve` (required when binding beyond loopback) and for the client
 /// commands (`ps`, `load`, `unload`, `service status`) that talk to it.
 pub const HEARTH_API_KEY: &str = "HEARTH_API_KEY";
+/// A file holding the API key (first line), for `hearth serve` and the client commands: unlike
+/// `--api-key`, a file's content is not shown to other users by `ps`.
+pub const HEARTH_API_KEY_FILE: &str = "HEARTH_API_KEY_FILE";
+/// Overrides the `allowed_hosts` config key: Host names `hearth serve` answers beside the
+/// loopback ones (comma-separated), against DNS rebinding.
+pub const HEARTH_ALLOWED_HOSTS: &str = "HEARTH_ALLOWED_HOSTS";
+/// Overrides the `cors_origins` config key: browser origins allowed to call `hearth serve`
+/// beside loopback pages and its own (comma-separated).
+pub const HEARTH_CORS_ORIGINS: &str = "HEARTH_CORS_ORIGINS";
+/// Overrides the `max_connections` config key: connections `hearth serve` holds open at once.
+pub const HEARTH_MAX_CONNECTIONS: &str = "HEARTH_MAX_CONNECTIONS";
 /// API key for the judge's endpoint in `hearth bench --judge-endpoint` (kept apart from
 /// `HEARTH_API_KEY`, since the judge often runs somewhere else than the models measured).
 pub const HEARTH_JUDGE_API_KEY: &str = "HEARTH_JUDGE_API_KEY";

@@ -1,6 +1,8 @@
 //! `hearth serve` over real HTTP on 127.0.0.1 with the real default model.
 
 mod common;
+#[path = "server/security.rs"]
+mod security;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use hearth::engine::memory::human_bytes;
 use hearth::env;
 use hearth::loader::LoadOptions;
-use hearth::server::{self, Registry, ServerOptions};
+use hearth::server::{self, ApiKey, Limits, Registry, ServerOptions};
 use serde_json::Value;
 
 use super::Context;
@@ -44,8 +44,23 @@ pub struct ServeArgs {
     #[arg(long)]
     idle_ttl: Option<u64>,
     /// Require `Authorization: Bearer KEY` on every endpoint but /health.
-    #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
-    api_key: Option<String>,
+    #[command(flatten)]
+    api_key: super::shared::ApiKeyArgs,
+    /// Host names answered beside localhost, 127.0.0.0/8 and [::1], comma-separated (`name` for
+    /// any port, `name:port`, `*` for any): requests for other names get 403, against DNS
+    /// rebinding (default: the `allowed_hosts` setting). Bound beyond loopback, the Host is
+    /// checked only when names are given.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the server beside loopback pages and its own,
+    /// comma-separated (`https://app.example.com`, `http://dev.box:*`, `*`); pages of other
+    /// origins get 403 (default: the `cors_origins` setting).
+    #[arg(long, value_delimiter = ',', value_name = "ORIGINS")]
+    cors_origins: Vec<String>,
+    /// Connections held open at once; more get 503 (default: the `max_connections` setting,
+    /// 512).
+    #[arg(long)]
+    max_connections: Option<usize>,
     #[command(flatten)]
     offload: super::shared::OffloadArgs,
     /// Speculative decoding: `ngram` drafts tokens from the text's own n-grams, `off` decodes
@@ -61,8 +76,8 @@ pub struct ClientArgs {
     #[arg(long, env = env::HEARTH_ENDPOINT)]
     endpoint: Option<String>,
     /// API key of the server, if it has one.
-    #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
-    api_key: Option<String>,
+    #[command(flatten)]
+    api_key: super::shared::ApiKeyArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,10 +112,25 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         .map(std::time::Duration::from_secs)
         .map_or_else(|| ctx.config.idle_ttl(), Ok)?;
     let registry = Arc::new(Registry::new(catalog, ctx.cache.clone(), load, idle_ttl));
+    let or_setting = |given: Vec<String>, setting: Vec<String>| {
+        if given.is_empty() {
+            setting
+        } else {
+            given
+        }
+    };
     let options = ServerOptions {
         host: args.host,
         port: args.port.map_or_else(|| ctx.config.port(), Ok)?,
-        api_key: args.api_key,
+        api_key: args.api_key.resolve()?.as_deref().map(ApiKey::new),
+        allowed_hosts: or_setting(args.allowed_hosts, ctx.config.allowed_hosts()?),
+        cors_origins: or_setting(args.cors_origins, ctx.config.cors_origins()?),
+        limits: Limits {
+            max_connections: args
+                .max_connections
+                .map_or_else(|| ctx.config.max_connections(), Ok)?,
+            ..Limits::default()
+        },
         preload: args.models,
         history: Some(ctx.history_url()),
         ..ServerOptions::default()
@@ -136,7 +166,7 @@ impl Client {
         };
         Ok(Self {
             base,
-            key: args.api_key,
+            key: args.api_key.resolve()?,
             http: reqwest::Client::new(),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()

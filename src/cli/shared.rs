@@ -106,6 +106,69 @@ impl OffloadArgs {
     }
 }
 
+/// The API key of `serve` (the key it requires) and of the client commands (the key they
+/// send): from a file, the environment, or, least safely, the command line.
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    /// The API key itself. Prefer --api-key-file or HEARTH_API_KEY: a command line can be
+    /// read by every user of this machine (`ps`).
+    #[arg(long, conflicts_with = "api_key_file")]
+    api_key: Option<String>,
+    /// A file whose first line is the API key (default: HEARTH_API_KEY_FILE, else the
+    /// HEARTH_API_KEY variable).
+    #[arg(long, env = env::HEARTH_API_KEY_FILE, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+}
+
+impl ApiKeyArgs {
+    /// The key: `--api-key` (with a warning), else the key file, else `HEARTH_API_KEY`.
+    pub fn resolve(&self) -> Result<Option<String>> {
+        if let Some(key) = &self.api_key {
+            eprintln!(
+                "warning: --api-key on the command line can be read by other users of this                  machine (`ps`); use --api-key-file FILE or HEARTH_API_KEY instead"
+            );
+            return non_empty(key.clone(), "--api-key").map(Some);
+        }
+        if let Some(path) = &self.api_key_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API key file {}", path.display()))?;
+            warn_if_others_can_read(path);
+            let first = text.lines().next().unwrap_or_default().trim().to_string();
+            return non_empty(first, &format!("the API key file {}", path.display())).map(Some);
+        }
+        match std::env::var(env::HEARTH_API_KEY) {
+            Ok(key) if !key.is_empty() => non_empty(key, env::HEARTH_API_KEY).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A key of blanks only would be a key anyone guesses.
+fn non_empty(key: String, source: &str) -> Result<String> {
+    if key.trim().is_empty() {
+        bail!("{source} gives an empty API key");
+    }
+    Ok(key.trim().to_string())
+}
+
+/// A key file that other users may read protects nothing from them (as ssh warns of keys).
+fn warn_if_others_can_read(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "warning: the API key file {} can be read by other users of this machine                      (chmod 600 it)",
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 /// A multi-threaded runtime for commands that talk HTTP or download.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

@@ -4,11 +4,14 @@
 //! and turns the backend's event stream into JSON or server-sent events. Batching happens in
 //! the engine; this layer never waits for one request before starting another.
 
+mod api_key;
 mod auto_route_cache;
 mod body_limit;
 pub mod error;
 mod generation;
+mod guard;
 mod handlers;
+mod listen;
 pub mod prometheus;
 pub mod registry;
 pub mod request;
@@ -22,11 +25,13 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use api_key::ApiKey;
+pub use guard::BrowserPolicy;
+pub use listen::Limits;
 pub use registry::{LoadedInfo, Registry};
 
 use auto_route_cache::AutoRouteCache;
@@ -38,7 +43,7 @@ use prometheus::Metrics;
 pub enum ServerError {
     /// Listening on a non-loopback address without an API key would expose the models to the
     /// network unauthenticated.
-    #[error("refusing to listen on {0} without an API key: pass --api-key (or set HEARTH_API_KEY), or bind 127.0.0.1")]
+    #[error("refusing to listen on {0} without an API key: pass --api-key-file FILE (or set HEARTH_API_KEY), or bind 127.0.0.1")]
     PublicWithoutKey(IpAddr),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -58,7 +63,14 @@ pub struct ServerOptions {
     /// Port to bind (0 picks a free one).
     pub port: u16,
     /// Bearer key required on every endpoint but `/health`.
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKey>,
+    /// Host names answered beside the loopback ones (DNS rebinding protection; see
+    /// `guard`); `*` answers any.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed beside loopback and the server's own (CORS); `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// Header timeout, header size and connection limits.
+    pub limits: Limits,
     /// Models to load at start.
     pub preload: Vec<String>,
     /// Largest request body accepted, in bytes.
@@ -74,6 +86,9 @@ impl Default for ServerOptions {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 5273,
             api_key: None,
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
             preload: Vec::new(),
             body_limit: 8 * 1024 * 1024,
             history: None,
@@ -86,7 +101,7 @@ struct AppState {
     registry: Arc<Registry>,
     auto_routes: AutoRouteCache,
     metrics: Metrics,
-    api_key: Option<String>,
+    api_key: Option<ApiKey>,
     started: Instant,
     endpoint: String,
 }
@@ -97,7 +112,7 @@ pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
     registry: Arc<Registry>,
 }
 
@@ -107,9 +122,7 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let result = (&mut self.task)
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let result = (&mut self.task).await.map_err(std::io::Error::other);
         self.registry.unload_all().await;
         result
     }
@@ -138,7 +151,12 @@ pub async fn start(
         started: Instant::now(),
         endpoint: format!("http://{addr}/v1"),
     });
-    let app = router(Arc::clone(&state), options.body_limit);
+    let policy = Arc::new(BrowserPolicy::new(
+        options.host,
+        &options.allowed_hosts,
+        &options.cors_origins,
+    ));
+    let app = router(Arc::clone(&state), policy, options.body_limit);
 
     // Preload in the background: /health answers 503 until it is done.
     for alias in options.preload {
@@ -165,21 +183,7 @@ pub async fn start(
         });
     }
     let (tx, rx) = oneshot::channel::<()>();
-    // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm holds each one
-    // back until the client acknowledges the last (up to 40 ms with delayed ACKs), which the
-    // benchmark measured as a 47 ms gap before the first chunk.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(listen::serve(listener, app, options.limits, rx));
     tracing::info!(%addr, "listening");
     Ok(RunningServer {
         addr,
@@ -189,7 +193,11 @@ pub async fn start(
     })
 }
 
-fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+/// The routes and, around them from the inside out: the body limit's extractor, the API key,
+/// the 413 for oversized bodies, JSON-only POST bodies, CORS headers, and outermost the Host
+/// and Origin checks (so a refused request reaches nothing and carries no CORS headers, while
+/// every answer to an allowed page, a 401 or 415 included, carries them).
+fn router(state: Arc<AppState>, policy: Arc<BrowserPolicy>, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{*id}", get(handlers::get_model))
@@ -208,11 +216,14 @@ fn router(state: Arc<AppState>, body_limit: usize) -> Router {
             Arc::clone(&state),
             authorize,
         ))
-        // Outermost: an oversized body is read to its end before the 413, whoever sent it.
+        // An oversized body is read to its end before the 413, whoever sent it.
         .layer(middleware::from_fn_with_state(
             body_limit,
             body_limit::enforce,
         ))
+        .layer(middleware::from_fn(guard::require_json))
+        .layer(guard::cors(Arc::clone(&policy)))
+        .layer(middleware::from_fn_with_state(policy, guard::screen))
         .with_state(state)
 }
 
@@ -224,8 +235,10 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if given != Some(key.as_str()) {
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, key)| key.trim());
+            if !given.is_some_and(|given| key.matches(given)) {
                 return ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "invalid_api_key",

@@ -62,6 +62,15 @@ pub fn home_with_model() -> tempfile::TempDir {
 /// Starts `hearth serve --port 0 ARGS` with `home` as HEARTH_HOME and waits for the address it
 /// prints; returns the child (the caller stops it) and `host:port`.
 pub fn spawn_serve(home: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    let (child, addr, _) = spawn_serve_logged(home, args);
+    (child, addr)
+}
+
+/// [`spawn_serve`], also returning what the server printed before its address.
+pub fn spawn_serve_logged(
+    home: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, String, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
         .env("HEARTH_HOME", home)
@@ -74,19 +83,21 @@ pub fn spawn_serve(home: &std::path::Path, args: &[&str]) -> (std::process::Chil
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
+    let mut log = String::new();
     let addr = loop {
         line.clear();
         assert!(
             stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
+            "server exited early: {log}"
         );
         if let Some(rest) = line.split("http://").nth(1) {
             break rest.split('/').next().unwrap().trim().to_string();
         }
+        log.push_str(&line);
     };
     // Keep reading what the server prints, so its later writes never meet a closed pipe.
     std::thread::spawn(move || for _ in stderr.lines() {});
-    (child, addr)
+    (child, addr, log)
 }
 
 /// Sends one raw HTTP/1.1 request (`Connection: close`) to `addr` and returns the whole

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hearth::cache::Cache;
 use hearth::catalog::{Catalog, CatalogEntry};
 use hearth::loader::LoadOptions;
-use hearth::server::{self, Registry, RunningServer, ServerOptions};
+use hearth::server::{self, ApiKey, Limits, Registry, RunningServer, ServerOptions};
 use serde_json::Value;
 
 /// The alias the default model is served under.
@@ -31,6 +31,12 @@ pub struct Setup {
     pub extra: Vec<CatalogEntry>,
     /// Load the model at start (and wait for `/health`) instead of on first use.
     pub preload: bool,
+    /// Host names answered beside the loopback ones.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed beside loopback pages and the server's own.
+    pub cors_origins: Vec<String>,
+    /// Header timeout, header size and connection limits.
+    pub limits: Limits,
     /// A memory budget to size the slots by (`parallel` is then only the wish, as when
     /// `hearth serve` runs without `--parallel`); none: unlimited, `parallel` as given.
     pub memory_budget: Option<u64>,
@@ -47,6 +53,9 @@ impl Default for Setup {
             idle_ttl: Duration::from_secs(600),
             extra: Vec::new(),
             preload: true,
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
             memory_budget: None,
         }
     }
@@ -94,7 +103,10 @@ impl Setup {
         ));
         let options = ServerOptions {
             port: 0,
-            api_key: self.api_key,
+            api_key: self.api_key.as_deref().map(ApiKey::new),
+            allowed_hosts: self.allowed_hosts,
+            cors_origins: self.cors_origins,
+            limits: self.limits,
             preload: if self.preload {
                 vec![MODEL.into()]
             } else {

@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::engine::devices::{self, GpuLayers, Offload};
 use crate::engine::speculative::Speculative;
 use crate::loader::LoadOptions;
-use crate::server::{self, Registry, ServerOptions};
+use crate::server::{self, Limits, Registry, ServerOptions};
 use crate::store::record::ModelStatus;
 
 /// hearth's own servers for the run: one per (offload, speculation) pair in use.
@@ -71,6 +71,11 @@ impl<'a> Servers<'a> {
         ));
         let options = ServerOptions {
             port: 0,
+            // The bench's own load decides how many connections it opens.
+            limits: Limits {
+                max_connections: usize::MAX >> 4,
+                ..Limits::default()
+            },
             ..ServerOptions::default()
         };
         let running = self.runtime.block_on(server::start(options, registry))?;
