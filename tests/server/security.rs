@@ -201,8 +201,16 @@ async fn a_foreign_origin_is_refused_on_every_endpoint_without_cors_headers() {
     .await;
     let a = addr(&s);
     let host = format!("Host: {a}");
-    for origin in ["https://evil.example.com", "null", "https://app.example.com:8443"] {
-        for (method, path) in [("GET", "/v1/models"), ("GET", "/health"), ("GET", "/metrics")] {
+    for origin in [
+        "https://evil.example.com",
+        "null",
+        "https://app.example.com:8443",
+    ] {
+        for (method, path) in [
+            ("GET", "/v1/models"),
+            ("GET", "/health"),
+            ("GET", "/metrics"),
+        ] {
             let r = exchange(
                 &a,
                 &format!("{method} {path} HTTP/1.1\r\n{host}\r\nOrigin: {origin}"),
@@ -222,7 +230,11 @@ async fn a_foreign_origin_is_refused_on_every_endpoint_without_cors_headers() {
             "",
         );
         assert_eq!(preflight.status, 403, "{origin}: {}", preflight.body);
-        assert!(preflight.cors_headers().is_empty(), "{:?}", preflight.headers);
+        assert!(
+            preflight.cors_headers().is_empty(),
+            "{:?}",
+            preflight.headers
+        );
     }
 }
 
@@ -260,15 +272,25 @@ async fn an_allowed_origin_gets_exact_cors_headers_on_preflight_and_on_requests(
             ),
             "",
         );
-        assert!(preflight.status == 200 || preflight.status == 204, "{}", preflight.body);
+        assert!(
+            preflight.status == 200 || preflight.status == 204,
+            "{}",
+            preflight.body
+        );
         assert_cors_echo(&preflight, origin);
         let methods = preflight.header("access-control-allow-methods").unwrap();
-        assert!(methods.contains("POST") && methods.contains("GET"), "{methods}");
+        assert!(
+            methods.contains("POST") && methods.contains("GET"),
+            "{methods}"
+        );
         let headers = preflight
             .header("access-control-allow-headers")
             .unwrap()
             .to_ascii_lowercase();
-        assert!(headers.contains("authorization") && headers.contains("content-type"), "{headers}");
+        assert!(
+            headers.contains("authorization") && headers.contains("content-type"),
+            "{headers}"
+        );
         let max_age: u64 = preflight
             .header("access-control-max-age")
             .unwrap()
@@ -280,7 +302,9 @@ async fn an_allowed_origin_gets_exact_cors_headers_on_preflight_and_on_requests(
         for stream in [false, true] {
             let r = exchange(
                 &a,
-                &format!("POST /v1/chat/completions HTTP/1.1\r\n{host}\r\nOrigin: {origin}\r\n{auth}"),
+                &format!(
+                    "POST /v1/chat/completions HTTP/1.1\r\n{host}\r\nOrigin: {origin}\r\n{auth}"
+                ),
                 &chat_json(stream),
             );
             assert_eq!(r.status, 200, "{origin} stream={stream}: {}", r.body);
@@ -332,7 +356,10 @@ async fn a_client_that_drips_its_headers_is_cut_off() {
     // connection long before the head would be complete, without answering.
     let mut cut_off = false;
     for i in 0..400 {
-        if stream.write_all(format!("X-Drip-{i}: a\r\n").as_bytes()).is_err() {
+        if stream
+            .write_all(format!("X-Drip-{i}: a\r\n").as_bytes())
+            .is_err()
+        {
             cut_off = true;
             break;
         }
@@ -424,7 +451,10 @@ async fn connections_beyond_the_limit_get_503_until_one_closes() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(served, "the server never served again after connections closed");
+    assert!(
+        served,
+        "the server never served again after connections closed"
+    );
 }
 
 #[test]
@@ -432,19 +462,25 @@ fn the_key_comes_from_a_file_a_wrong_key_is_401_and_a_key_on_the_command_line_wa
     let home = home_with_model();
     let key_file = home.path().join("key");
     std::fs::write(&key_file, "f1le-key\n").unwrap();
-    let (mut child, a, log) = spawn_serve_logged(
-        home.path(),
-        &["--api-key-file", key_file.to_str().unwrap()],
-    );
+    let (mut child, a, log) =
+        spawn_serve_logged(home.path(), &["--api-key-file", key_file.to_str().unwrap()]);
     let ask = |key: Option<&str>| {
         let auth = key.map_or(String::new(), |k| format!("\r\nAuthorization: Bearer {k}"));
-        exchange(&a, &format!("GET /v1/models HTTP/1.1\r\nHost: {a}{auth}"), "")
+        exchange(
+            &a,
+            &format!("GET /v1/models HTTP/1.1\r\nHost: {a}{auth}"),
+            "",
+        )
     };
     assert_eq!(ask(Some("f1le-key")).status, 200);
     let wrong = ask(Some("f1le-kez"));
     assert_eq!(wrong.status, 401);
     assert_matches("ErrorResponse", &wrong.json());
-    assert_eq!(ask(Some("f1le-key\n")).status, 200, "the key file's newline is not the key");
+    assert_eq!(
+        ask(Some("f1le-key\n")).status,
+        200,
+        "the key file's newline is not the key"
+    );
     assert_eq!(ask(None).status, 401);
     // A key file others can read is worth a warning (the test wrote it 0644).
     #[cfg(unix)]
@@ -458,7 +494,11 @@ fn the_key_comes_from_a_file_a_wrong_key_is_401_and_a_key_on_the_command_line_wa
         .args(["--api-key-file", key_file.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(ps.status.success(), "{}", String::from_utf8_lossy(&ps.stderr));
+    assert!(
+        ps.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ps.stderr)
+    );
     let ps_wrong = assert_cmd::Command::cargo_bin("hearth")
         .unwrap()
         .env("HEARTH_HOME", home.path())
