@@ -1,6 +1,8 @@
 //! Every environment variable hearth reads, declared in one place so that the README, the
 //! config command and the code never disagree about their names.
 
+/// Log filter (`tracing`'s syntax: `info`, `hearth=debug`); read before anything else.
+pub const HEARTH_LOG: &str = "HEARTH_LOG";
 /// Root of hearth's data (cache, config, run history). Default: `$XDG_DATA_HOME/hearth`.
 pub const HEARTH_HOME: &str = "HEARTH_HOME";
 /// Overrides the `cache_dir` config key: where downloaded models live (default: `$HEARTH_HOME`).
@@ -57,3 +59,58 @@ pub const BENCH_STREAM: &str = "BENCH_STREAM";
 /// Foundry Local's endpoint, which users of its benchmark workflow already set: `hearth bench`
 /// measures it when neither `--endpoint` nor `HEARTH_ENDPOINT` is given.
 pub const FOUNDRY_LOCAL_ENDPOINT: &str = "FOUNDRY_LOCAL_ENDPOINT";
+
+/// Every variable above, for what must treat them all alike: a test that runs `hearth` with
+/// none of the user's settings clears exactly these.
+pub const ALL: &[&str] = &[
+    HEARTH_LOG,
+    HEARTH_HOME,
+    HEARTH_CACHE_DIR,
+    HEARTH_DEFAULT_MODEL,
+    HEARTH_THREADS,
+    HEARTH_PORT,
+    HEARTH_CTX,
+    HEARTH_IDLE_TTL_SECS,
+    HEARTH_MEMORY_LIMIT_MB,
+    HEARTH_GPU_LAYERS,
+    HEARTH_SPECULATIVE,
+    HEARTH_MODELS_FILE,
+    HF_ENDPOINT,
+    HF_TOKEN,
+    HEARTH_API_KEY,
+    HEARTH_API_KEY_FILE,
+    HEARTH_ALLOWED_HOSTS,
+    HEARTH_CORS_ORIGINS,
+    HEARTH_MAX_CONNECTIONS,
+    HEARTH_JUDGE_API_KEY,
+    HEARTH_ENDPOINT,
+    HEARTH_DB_URL,
+    BENCH_MODELS,
+    BENCH_STREAM,
+    FOUNDRY_LOCAL_ENDPOINT,
+];
+
+#[cfg(test)]
+mod tests {
+    /// A variable declared above but missing from `ALL` would leak a user's setting into
+    /// tests: read this file and compare.
+    #[test]
+    fn all_lists_every_declared_variable() {
+        let declared: Vec<&str> = include_str!("env.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const "))
+            .filter_map(|l| l.split_once(": &str"))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(declared.len() > 20, "{declared:?}");
+        let listed: Vec<&str> = include_str!("env.rs")
+            .split("pub const ALL")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| l.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !l.is_empty())
+            .collect();
+        assert_eq!(declared, listed);
+    }
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::{self, Cache, DownloadProgress, DownloadSpec, HubConfig};
+use crate::cache::{self, Cache, DownloadProgress, DownloadSpec};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::engine::llama::{EngineOptions, LlamaEngine};
 use crate::engine::memory::{self, human_bytes, MemoryEstimate, SlotPlan, SlotWish};
@@ -116,11 +116,9 @@ pub async fn ensure_local(
         revision: source.revision.clone(),
         sha256: entry.sha256.clone(),
     };
-    Ok(
-        cache::download(cache, &spec, &HubConfig::from_env(), progress)
-            .await?
-            .path,
-    )
+    Ok(cache::download(cache, &spec, cache.hub(), progress)
+        .await?
+        .path)
 }
 
 /// The context to use: the requested one, capped at what the model was trained for.

@@ -392,11 +392,7 @@ pub fn count_with_tokenizer(record: &mut RequestRecord, count: impl Fn(&str) -> 
 
 /// The `/tokenize` URL next to a `/v1` base (hearth's and llama-server's).
 fn tokenize_url(endpoint: &Endpoint) -> String {
-    let root = endpoint
-        .base_url
-        .trim_end_matches('/')
-        .trim_end_matches("/v1");
-    format!("{root}/tokenize")
+    format!("{}/tokenize", openai::server_root(&endpoint.base_url))
 }
 
 /// Tokens in `text` by the served model's own tokenizer, when the server offers `/tokenize`.

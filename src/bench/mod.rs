@@ -40,6 +40,7 @@ use prompts::PromptSpec;
 use recorder::Recorder;
 use resources::ProcessProbe;
 
+use crate::openai;
 use crate::store::record::{
     LoadShape, ModelRecord, ModelStatus, RequestRecord, RequestStatus, TokenSource,
 };
@@ -488,7 +489,7 @@ async fn prepare(
 ) -> Result<Option<f64>, String> {
     let started = Instant::now();
     if target.managed {
-        let root = target.endpoint.base_url.trim_end_matches("/v1");
+        let root = openai::server_root(&target.endpoint.base_url);
         let response = http
             .post(format!("{root}/api/load"))
             .json(&json!({"model": target.endpoint.model}))
@@ -496,11 +497,9 @@ async fn prepare(
             .await
             .map_err(|e| format!("cannot reach hearth's server: {e}"))?;
         if !response.status().is_success() {
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            return Err(body["error"]["message"]
-                .as_str()
-                .unwrap_or("the model failed to load")
-                .to_string());
+            let text = response.text().await.unwrap_or_default();
+            return Err(openai::ErrorBody::read(&text)
+                .map_or_else(|| "the model failed to load".to_string(), |e| e.text()));
         }
     }
     // One token proves the model answers (and, after a load, ends the cold start).
@@ -543,7 +542,7 @@ async fn prepare(
 }
 
 async fn unload(http: &reqwest::Client, target: &Target) {
-    let root = target.endpoint.base_url.trim_end_matches("/v1");
+    let root = openai::server_root(&target.endpoint.base_url);
     let _ = http
         .post(format!("{root}/api/unload"))
         .json(&json!({"model": target.endpoint.model}))

@@ -158,7 +158,7 @@ pub async fn scrape(
     base_url: &str,
     api_key: Option<&str>,
 ) -> Option<Scrape> {
-    let root = base_url.trim_end_matches('/').trim_end_matches("/v1");
+    let root = crate::openai::server_root(base_url);
     let mut request = http
         .get(format!("{root}/metrics"))
         .timeout(std::time::Duration::from_secs(2));

@@ -51,9 +51,9 @@ impl DownloadSpec {
 
 /// Where the hub is and how to authenticate to it.
 ///
-/// It exists so the environment is read once, at the edge (`from_env`), and the download code
-/// (and tests) take explicit values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It exists so the settings (`hf_endpoint`, `HF_TOKEN`) are read once, at the edge, and the
+/// download code (and tests) take explicit values. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// Base URL of the hub, without a trailing slash (`HF_ENDPOINT`, default
     /// `https://huggingface.co`).
@@ -63,20 +63,21 @@ pub struct HubConfig {
     pub token: Option<String>,
 }
 
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
 impl HubConfig {
     /// The public Hugging Face hub.
     pub const DEFAULT_ENDPOINT: &'static str = "https://huggingface.co";
 
-    /// Reads `HF_ENDPOINT` and `HF_TOKEN`; empty values count as unset.
-    pub fn from_env() -> Self {
-        Self::from_values(
-            std::env::var(crate::env::HF_ENDPOINT).ok(),
-            std::env::var(crate::env::HF_TOKEN).ok(),
-        )
-    }
-
-    /// Builds a config from optional raw values, applying the same defaults and trimming as
-    /// [`HubConfig::from_env`].
+    /// Builds a config from optional raw values: empty values count as unset, the endpoint
+    /// defaults to the public hub.
     pub fn from_values(endpoint: Option<String>, token: Option<String>) -> Self {
         let endpoint = endpoint
             .map(|e| e.trim().trim_end_matches('/').to_string())

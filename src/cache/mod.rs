@@ -51,6 +51,7 @@ pub(crate) const CHUNK: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    hub: HubConfig,
 }
 
 /// A model that is in the cache and ready to load.
@@ -115,7 +116,18 @@ impl Cache {
     pub fn new(home: &Path) -> Cache {
         Cache {
             root: home.join(LAYOUT_DIR),
+            hub: HubConfig::default(),
         }
+    }
+
+    /// This cache, filled from `hub` when a model is missing (the public hub by default).
+    pub fn with_hub(self, hub: HubConfig) -> Cache {
+        Cache { hub, ..self }
+    }
+
+    /// Where missing models are downloaded from.
+    pub fn hub(&self) -> &HubConfig {
+        &self.hub
     }
 
     /// The directory holding all cached models (for `hearth cache location`).

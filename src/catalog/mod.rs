@@ -105,6 +105,24 @@ pub struct Upstream {
     pub process: Option<String>,
 }
 
+impl Upstream {
+    /// The API key from the environment variable the entry names: none when it names none, an
+    /// error naming the variable when it names one that is unset (a missing key should show up
+    /// as that, not as the upstream's 401).
+    pub fn api_key(&self) -> Result<Option<String>, String> {
+        let Some(var) = &self.api_key_env else {
+            return Ok(None);
+        };
+        match std::env::var(var) {
+            Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_string())),
+            _ => Err(format!(
+                "the upstream's API key is read from the environment variable {var}, which is \
+                 not set"
+            )),
+        }
+    }
+}
+
 /// Whether an entry ships with hearth or came from the user.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -16,19 +16,20 @@ use hearth::bench::session::{self, ExternalEndpoint, JudgeChoice, Library, Sessi
 use hearth::bench::workload::TokenLengths;
 use hearth::bench::{self, prompts, BenchOptions, PromptCache, Sweep};
 use hearth::engine::devices::{GpuLayers, Offload};
+use hearth::engine::memory::DEFAULT_CTX;
 use hearth::engine::speculative::Speculative;
-use hearth::env;
 use hearth::loader::LoadOptions;
 use hearth::store::record::{LoadShape, ModelStatus, RequestStatus, RunData};
 
 use super::progress::BarsProgress;
+use super::settings;
 use super::Context;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Models to measure, comma-separated: catalog aliases, or model names at --endpoint
-    /// (default: the default model, or every model in --models-file).
-    #[arg(long, env = env::BENCH_MODELS, value_delimiter = ',')]
+    /// (default: BENCH_MODELS, else every model in --models-file, else the default model).
+    #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
     /// A models.json with extra entries (local files, upstream endpoints, tags).
     #[arg(long, value_name = "FILE")]
@@ -52,8 +53,8 @@ pub struct BenchArgs {
     /// of hearth's own; also read from HEARTH_ENDPOINT or FOUNDRY_LOCAL_ENDPOINT.
     #[arg(long)]
     endpoint: Option<String>,
-    /// API key for --endpoint.
-    #[arg(long, env = env::HEARTH_API_KEY, hide_env_values = true)]
+    /// API key for --endpoint (default: HEARTH_API_KEY).
+    #[arg(long)]
     api_key: Option<String>,
     /// Process id of the external server, to measure its memory and CPU: the --endpoint's,
     /// or the one behind upstream entries of --models-file (an entry's own `pid` or `process`
@@ -171,8 +172,8 @@ pub struct BenchArgs {
     /// An OpenAI-compatible server (base URL) that runs the --judge model.
     #[arg(long, value_name = "URL", requires = "judge")]
     judge_endpoint: Option<String>,
-    /// API key for --judge-endpoint.
-    #[arg(long, env = env::HEARTH_JUDGE_API_KEY, hide_env_values = true)]
+    /// API key for --judge-endpoint (default: HEARTH_JUDGE_API_KEY).
+    #[arg(long)]
     judge_api_key: Option<String>,
     /// Quality bar of the recommendation: lowest acceptable mean score (1–5).
     #[arg(long, default_value_t = hearth::report::recommend::DEFAULT_MIN_SCORE)]
@@ -246,26 +247,15 @@ fn parse_slo(text: &str) -> Result<HashMap<String, f64>> {
     Ok(slo)
 }
 
-/// BENCH_STREAM: 1/true/yes streams, 0/false/no does not.
-fn stream_from_env() -> Result<Option<bool>> {
-    match std::env::var(env::BENCH_STREAM) {
-        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "" => Ok(None),
-            "1" | "true" | "yes" | "on" => Ok(Some(true)),
-            "0" | "false" | "no" | "off" => Ok(Some(false)),
-            other => bail!("BENCH_STREAM={other}: use 1 or 0"),
-        },
-        Err(_) => Ok(None),
-    }
-}
-
-fn endpoint_from(args: &BenchArgs) -> Option<String> {
+/// `--endpoint`, else HEARTH_ENDPOINT, else FOUNDRY_LOCAL_ENDPOINT.
+fn endpoint_from(ctx: &Context, args: &BenchArgs) -> Option<String> {
+    let settings = &ctx.settings;
     args.endpoint
         .clone()
-        .or_else(|| std::env::var(env::HEARTH_ENDPOINT).ok())
-        .or_else(|| std::env::var(env::FOUNDRY_LOCAL_ENDPOINT).ok())
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
+        .or_else(|| settings.endpoint.value.clone())
+        .or_else(|| settings.foundry_endpoint.value.clone())
 }
 
 /// The over-saturation window of a sweep, seconds: long enough to span several answers of a
@@ -415,7 +405,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     } else if args.stream {
         true
     } else {
-        stream_from_env()?.unwrap_or(true)
+        ctx.settings.bench_stream.value.unwrap_or(true)
     };
     let prompts = match (&args.prompts, &args.prompt_set) {
         _ if args.dataset.is_some() => {
@@ -438,7 +428,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     }
     let recommend_memory_bytes = match args.memory_budget {
         Some(mib) => Some(mib * 1024 * 1024),
-        None => ctx.config.memory_limit_bytes()?,
+        None => ctx.settings.memory_limit.value,
     };
     let shapes = shapes(args)?;
     let sweep = sweep(args)?;
@@ -488,8 +478,8 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         output_tokens: args.output_tokens,
     };
 
-    let endpoint = endpoint_from(args);
-    let mut names = args.models.clone();
+    let endpoint = endpoint_from(ctx, args);
+    let mut names = settings::list_or(args.models.clone(), &ctx.settings.bench_models);
     names.retain(|n| !n.trim().is_empty());
     if names.is_empty() {
         if let Some(file) = &args.models_file {
@@ -508,22 +498,22 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         if endpoint.is_some() {
             bail!("name the models to measure at the endpoint with --models (or BENCH_MODELS)");
         }
-        names.push(ctx.config.default_model());
+        names.push(ctx.settings.default_model.value.clone());
     }
 
-    let threads = args.threads.map_or_else(|| ctx.config.threads(), Ok)?;
+    let threads = ctx.settings.threads.clone().flag(args.threads).value;
     let run_id = session::new_run_id();
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
         None => ctx.config.home().join("runs").join(&run_id),
     };
     let gpu_layers = if args.gpu_layers.is_empty() {
-        vec![ctx.default_gpu_layers()?]
+        vec![ctx.default_gpu_layers()]
     } else {
         args.gpu_layers.clone()
     };
     let speculative: Vec<Speculative> = if args.speculative.is_empty() {
-        vec![ctx.config.speculative()?]
+        vec![ctx.settings.speculative.value]
     } else {
         args.speculative.clone()
     };
@@ -534,7 +524,12 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
             // Deep contexts need room: the deepest, the prompt and the answer (rounded up).
             None => {
                 let deepest = args.depths.iter().max().copied().unwrap_or(0);
-                let asked = ctx.config.ctx()?.min(4096);
+                let asked = ctx
+                    .settings
+                    .ctx
+                    .value
+                    .unwrap_or(DEFAULT_CTX)
+                    .min(DEFAULT_CTX);
                 if deepest > 0 {
                     asked.max((deepest + args.max_tokens + 1024).next_multiple_of(1024))
                 } else {
@@ -546,9 +541,9 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         // The slots follow the concurrency the user asked for; the context, when not given,
         // may shorten to fit (not for depth runs, which need it).
         auto_parallel: false,
-        auto_ctx: args.ctx.is_none() && args.depths.is_empty(),
+        auto_ctx: !settings::ctx_chosen(args.ctx, &ctx.settings.ctx) && args.depths.is_empty(),
         queue_capacity: 1 << 16,
-        memory_budget: ctx.memory_budget()?,
+        memory_budget: ctx.memory_budget(),
         offload: Offload::default(),
         speculative: Speculative::default(),
     };
@@ -557,7 +552,10 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         models: names,
         endpoint: endpoint.map(|url| ExternalEndpoint {
             url,
-            api_key: args.api_key.clone(),
+            api_key: args
+                .api_key
+                .clone()
+                .or_else(|| ctx.settings.api_key.value.clone()),
             pid: args.pid,
         }),
         server_pid: args.pid,
@@ -566,7 +564,10 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         judge: args.judge.as_ref().map(|model| JudgeChoice {
             model: model.clone(),
             endpoint: args.judge_endpoint.clone(),
-            api_key: args.judge_api_key.clone(),
+            api_key: args
+                .judge_api_key
+                .clone()
+                .or_else(|| ctx.settings.judge_api_key.value.clone()),
         }),
         min_score: args.min_score,
         recommend_memory_bytes,

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::Context;
+use hearth::config::Config;
+
+use super::settings::Settings;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -29,36 +31,48 @@ pub enum ConfigCommand {
     },
 }
 
-pub fn run(mut ctx: Context, cmd: ConfigCommand) -> Result<ExitCode> {
+/// The config commands read the file and the environment only, not the typed settings: a bad
+/// value somewhere must not stop the user from listing or fixing it.
+pub fn run(mut config: Config, cmd: ConfigCommand) -> Result<ExitCode> {
     match cmd {
         ConfigCommand::List { json } => {
-            let settings = ctx.config.list();
+            let listed = config.list();
             if json {
-                outln!("{}", serde_json::to_string_pretty(&settings)?);
+                outln!("{}", serde_json::to_string_pretty(&listed)?);
             } else {
                 let mut table = super::shared::table(&["key", "value", "from", "env", "meaning"]);
-                for s in settings {
+                for s in listed {
+                    let origin = serde_json::to_value(s.origin)?;
                     table.add_row(vec![
-                        s.key.to_string(),
+                        if s.in_file {
+                            s.key.to_string()
+                        } else {
+                            format!("{} (env only)", s.key)
+                        },
                         s.value.unwrap_or_else(|| "-".into()),
-                        format!("{:?}", s.origin).to_lowercase(),
+                        origin.as_str().unwrap_or_default().to_string(),
                         s.env.to_string(),
                         s.help.to_string(),
                     ]);
                 }
                 outln!("{table}");
-                outln!(
-                    "config file: {}",
-                    ctx.config.home().join("config.toml").display()
-                );
+                outln!("config file: {}", config.path().display());
+                // Say what is wrong with the values, without failing the listing.
+                if let Err(e) = Settings::resolve(&config) {
+                    outln!("warning: {e:#}");
+                }
             }
         }
-        ConfigCommand::Get { key } => match ctx.config.get(&key)? {
+        ConfigCommand::Get { key } => match config.get(&key)? {
             Some(value) => outln!("{value}"),
             None => outln!(),
         },
         ConfigCommand::Set { key, value } => {
-            ctx.config.set(&key, &value)?;
+            config.stage(&key, &value)?;
+            // The whole configuration must still resolve (a speculation mode, a GPU layer
+            // count) before anything is written.
+            Settings::resolve(&config)?;
+            config.save()?;
             outln!("{key} = {value}");
         }
     }

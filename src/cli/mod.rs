@@ -31,6 +31,7 @@ mod route_cmd;
 mod run_cmd;
 mod runs_cmd;
 mod serve_cmd;
+mod settings;
 mod shared;
 
 use std::process::ExitCode;
@@ -117,27 +118,32 @@ enum Command {
 /// Parses the command line and runs the command.
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    let ctx = Context::load()?;
+    // Every command but `config` starts from the typed settings (a bad value is an error at
+    // once); `config` reads the file alone, so a bad value can still be listed and fixed.
+    let ctx = Context::load;
     match cli.command {
-        Command::Model(cmd) => model_cmd::run(&ctx, cmd),
-        Command::Cache(cmd) => cache_cmd::run(&ctx, cmd),
-        Command::Config(cmd) => config_cmd::run(ctx, cmd),
-        Command::Serve(args) => serve_cmd::serve(&ctx, args),
-        Command::Ps { client, json } => serve_cmd::ps(&ctx, client, json),
+        Command::Config(cmd) => config_cmd::run(
+            hearth::config::Config::load(&hearth::config::home_dir())?,
+            cmd,
+        ),
+        Command::Model(cmd) => model_cmd::run(&ctx()?, cmd),
+        Command::Cache(cmd) => cache_cmd::run(&ctx()?, cmd),
+        Command::Serve(args) => serve_cmd::serve(&ctx()?, args),
+        Command::Ps { client, json } => serve_cmd::ps(&ctx()?, client, json),
         Command::Load {
             alias,
             gpu_layers,
             client,
-        } => serve_cmd::load(&ctx, client, &alias, gpu_layers),
-        Command::Unload { alias, client } => serve_cmd::unload(&ctx, client, &alias),
-        Command::Service(cmd) => serve_cmd::service(&ctx, cmd),
-        Command::Bench(args) => bench_cmd::bench(&ctx, *args),
-        Command::Runs(cmd) => runs_cmd::runs(&ctx, cmd),
-        Command::Report(args) => runs_cmd::report(&ctx, args),
-        Command::Compare(args) => runs_cmd::compare(&ctx, args),
-        Command::Annotate(cmd) => annotate_cmd::annotate(&ctx, cmd),
+        } => serve_cmd::load(&ctx()?, client, &alias, gpu_layers),
+        Command::Unload { alias, client } => serve_cmd::unload(&ctx()?, client, &alias),
+        Command::Service(cmd) => serve_cmd::service(&ctx()?, cmd),
+        Command::Bench(args) => bench_cmd::bench(&ctx()?, *args),
+        Command::Runs(cmd) => runs_cmd::runs(&ctx()?, cmd),
+        Command::Report(args) => runs_cmd::report(&ctx()?, args),
+        Command::Compare(args) => runs_cmd::compare(&ctx()?, args),
+        Command::Annotate(cmd) => annotate_cmd::annotate(&ctx()?, cmd),
         Command::Devices { json } => model_cmd::list_devices(json),
-        Command::Route(cmd) => route_cmd::route(&ctx, cmd),
+        Command::Route(cmd) => route_cmd::route(&ctx()?, cmd),
     }
 }
 

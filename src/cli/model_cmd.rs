@@ -16,6 +16,7 @@ use hearth::loader;
 use hearth::synth;
 
 use super::progress::QuantizeBar;
+use super::settings;
 use super::shared::{runtime, table};
 use super::Context;
 
@@ -187,7 +188,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
             sha256,
         } => add(ctx, &file, &alias, sha256.as_deref()),
         ModelCommand::Quantize { alias, ty, threads } => {
-            let threads = threads.map_or_else(|| ctx.config.threads(), Ok)?;
+            let threads = ctx.settings.threads.clone().flag(threads).value;
             let ty = hearth::engine::quantize::parse_type(&ty)?;
             let variant = hearth::variants::make(
                 &ctx.catalog()?,
@@ -217,7 +218,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
                 source,
                 ty,
                 seed,
-                memory: Some((ctx.memory_budget()?, u64::from(ctx.config.ctx()?))),
+                memory: Some((ctx.memory_budget(), u64::from(configured_ctx(ctx)))),
             };
             let made = synth::make(
                 &ctx.catalog()?,
@@ -286,10 +287,15 @@ fn memory_split(e: &memory::MemoryEstimate, layers: GpuLayers, blocks: u64) -> (
     (e.total_bytes() - device - not_repacked, device)
 }
 
+/// The context a command without `--ctx` asks for: the setting, else the sizing's start.
+fn configured_ctx(ctx: &Context) -> u32 {
+    ctx.settings.ctx.value.unwrap_or(memory::DEFAULT_CTX)
+}
+
 fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -> Result<ExitCode> {
     let layers = match gpu_layers {
         Some(g) => g,
-        None => ctx.default_gpu_layers()?,
+        None => ctx.default_gpu_layers(),
     };
     let catalog = ctx.catalog()?;
     let entry = catalog.get(alias)?;
@@ -298,19 +304,19 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         Some(p) => Some(gguf::read(p)?),
         None => None,
     };
-    let n_ctx = loader::effective_ctx(ctx.config.ctx()?, file.as_ref());
+    let n_ctx = loader::effective_ctx(configured_ctx(ctx), file.as_ref());
     let est = loader::estimate(entry, file.as_ref(), u64::from(n_ctx));
-    let budget = ctx.memory_budget()?;
+    let budget = ctx.memory_budget();
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
     // What `hearth serve` would give it here with its defaults.
     let serve_slots = loader::plan_slots(
         entry,
         file.as_ref(),
         loader::SlotAsk {
-            n_ctx: ctx.config.ctx()?,
-            parallel: 8,
+            n_ctx: configured_ctx(ctx),
+            parallel: memory::DEFAULT_SLOTS,
             auto_parallel: true,
-            auto_ctx: ctx.config.ctx_setting()?.is_none(),
+            auto_ctx: !settings::ctx_chosen(None, &ctx.settings.ctx),
             memory_budget: budget,
         },
     )

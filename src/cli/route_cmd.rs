@@ -29,7 +29,7 @@ pub fn route(ctx: &Context, cmd: RouteCommand) -> Result<ExitCode> {
     };
     let catalog = ctx.catalog()?;
     let mut store = ctx.open_store()?;
-    let criteria = auto_route::default_criteria(ctx.memory_budget()?);
+    let criteria = auto_route::default_criteria(ctx.memory_budget());
     let decision = auto_route::decide(
         &catalog,
         |e| e.upstream.is_some() || hearth::loader::local_path(&ctx.cache, e).is_some(),

@@ -8,12 +8,14 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use hearth::cache::BarProgress;
+use hearth::engine::memory;
 use hearth::engine::speculative::Speculative;
 use hearth::engine::{
     Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
 };
 use hearth::loader::{self, LoadOptions};
 
+use super::settings;
 use super::shared::{runtime, OffloadArgs};
 use super::Context;
 
@@ -71,7 +73,7 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
     let alias = args
         .alias
         .clone()
-        .unwrap_or_else(|| ctx.config.default_model());
+        .unwrap_or_else(|| ctx.settings.default_model.value.clone());
     let entry = catalog.get(&alias)?;
     let rt = runtime()?;
     if loader::local_path(&ctx.cache, entry).is_none() && entry.upstream.is_none() {
@@ -79,17 +81,23 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         rt.block_on(loader::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
     }
     let options = LoadOptions {
-        threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
-        n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
+        threads: ctx.settings.threads.clone().flag(args.threads).value,
+        n_ctx: args
+            .ctx
+            .or(ctx.settings.ctx.value)
+            .unwrap_or(memory::DEFAULT_CTX),
         parallel: 1,
         auto_parallel: false,
-        auto_ctx: args.ctx.is_none() && ctx.config.ctx_setting()?.is_none(),
+        auto_ctx: !settings::ctx_chosen(args.ctx, &ctx.settings.ctx),
         queue_capacity: 4,
-        memory_budget: ctx.memory_budget()?,
+        memory_budget: ctx.memory_budget(),
         offload: args.offload.resolve(ctx)?,
-        speculative: args
+        speculative: ctx
+            .settings
             .speculative
-            .map_or_else(|| ctx.config.speculative(), Ok)?,
+            .clone()
+            .flag(args.speculative)
+            .value,
     };
     let engine = loader::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?.backend;
     let engine = engine.as_ref();

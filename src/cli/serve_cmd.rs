@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use hearth::engine::memory::human_bytes;
-use hearth::env;
+use hearth::engine::memory::{human_bytes, DEFAULT_CTX, DEFAULT_SLOTS};
 use hearth::loader::LoadOptions;
 use hearth::server::{self, ApiKey, Limits, Registry, ServerOptions};
 use serde_json::Value;
 
+use super::settings::{ctx_chosen, list_or};
 use super::Context;
 
 #[derive(Debug, Args)]
@@ -72,8 +72,8 @@ pub struct ServeArgs {
 /// Where the client commands reach the server.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Server base URL (default: http://127.0.0.1:<port setting>).
-    #[arg(long, env = env::HEARTH_ENDPOINT)]
+    /// Server base URL (default: HEARTH_ENDPOINT, else http://127.0.0.1:<port setting>).
+    #[arg(long)]
     endpoint: Option<String>,
     /// API key of the server, if it has one.
     #[command(flatten)]
@@ -94,41 +94,36 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
     for alias in &args.models {
         catalog.get(alias)?;
     }
+    let settings = &ctx.settings;
     let load = LoadOptions {
-        threads: args.threads.map_or_else(|| ctx.config.threads(), Ok)?,
-        n_ctx: args.ctx.map_or_else(|| ctx.config.ctx(), Ok)?,
-        parallel: args.parallel.unwrap_or(8).max(1),
+        threads: settings.threads.clone().flag(args.threads).value,
+        n_ctx: args.ctx.or(settings.ctx.value).unwrap_or(DEFAULT_CTX),
+        parallel: args.parallel.unwrap_or(DEFAULT_SLOTS).max(1),
         auto_parallel: args.parallel.is_none(),
-        auto_ctx: args.ctx.is_none() && ctx.config.ctx_setting()?.is_none(),
+        auto_ctx: !ctx_chosen(args.ctx, &settings.ctx),
         queue_capacity: args.queue,
-        memory_budget: ctx.memory_budget()?,
+        memory_budget: ctx.memory_budget(),
         offload: args.offload.resolve(ctx)?,
-        speculative: args
-            .speculative
-            .map_or_else(|| ctx.config.speculative(), Ok)?,
+        speculative: settings.speculative.clone().flag(args.speculative).value,
     };
-    let idle_ttl = args
+    let idle_ttl = settings
         .idle_ttl
-        .map(std::time::Duration::from_secs)
-        .map_or_else(|| ctx.config.idle_ttl(), Ok)?;
+        .clone()
+        .flag(args.idle_ttl.map(std::time::Duration::from_secs))
+        .value;
     let registry = Arc::new(Registry::new(catalog, ctx.cache.clone(), load, idle_ttl));
-    let or_setting = |given: Vec<String>, setting: Vec<String>| {
-        if given.is_empty() {
-            setting
-        } else {
-            given
-        }
-    };
     let options = ServerOptions {
         host: args.host,
-        port: args.port.map_or_else(|| ctx.config.port(), Ok)?,
-        api_key: args.api_key.resolve()?.as_deref().map(ApiKey::new),
-        allowed_hosts: or_setting(args.allowed_hosts, ctx.config.allowed_hosts()?),
-        cors_origins: or_setting(args.cors_origins, ctx.config.cors_origins()?),
+        port: settings.port.clone().flag(args.port).value,
+        api_key: args.api_key.resolve(settings)?.as_deref().map(ApiKey::new),
+        allowed_hosts: list_or(args.allowed_hosts, &settings.allowed_hosts),
+        cors_origins: list_or(args.cors_origins, &settings.cors_origins),
         limits: Limits {
-            max_connections: args
+            max_connections: settings
                 .max_connections
-                .map_or_else(|| ctx.config.max_connections(), Ok)?,
+                .clone()
+                .flag(args.max_connections)
+                .value,
             ..Limits::default()
         },
         preload: args.models,
@@ -160,13 +155,14 @@ struct Client {
 
 impl Client {
     fn new(ctx: &Context, args: ClientArgs) -> Result<Self> {
-        let base = match args.endpoint {
-            Some(e) => e.trim_end_matches('/').trim_end_matches("/v1").to_string(),
-            None => format!("http://127.0.0.1:{}", ctx.config.port()?),
+        let settings = &ctx.settings;
+        let base = match args.endpoint.or(settings.endpoint.value.clone()) {
+            Some(e) => hearth::openai::server_root(&e).to_string(),
+            None => format!("http://127.0.0.1:{}", settings.port.value),
         };
         Ok(Self {
             base,
-            key: args.api_key.resolve()?,
+            key: args.api_key.resolve(settings)?,
             http: reqwest::Client::new(),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -191,12 +187,13 @@ impl Client {
                 )
             })?;
             let status = response.status();
-            let value: Value = response.json().await.unwrap_or(Value::Null);
+            let text = response.text().await.unwrap_or_default();
             if !status.is_success() {
-                let message = value["error"]["message"].as_str().unwrap_or("no details");
+                let message = hearth::openai::ErrorBody::read(&text)
+                    .map_or_else(|| "no details".to_string(), |e| e.text());
                 bail!("{url}: {status}: {message}");
             }
-            Ok(value)
+            Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
         })
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
-use hearth::cache::Cache;
+use hearth::cache::{Cache, HubConfig};
 use hearth::catalog::Catalog;
 use hearth::config::{self, Config};
 use hearth::engine::devices::{self, GpuLayers, Offload};
@@ -15,18 +15,29 @@ use hearth::engine::memory;
 use hearth::env;
 use hearth::store::Store;
 
+use super::settings::Settings;
+
 /// Settings and shared objects every command needs, resolved once.
 pub struct Context {
     pub config: Config,
+    pub settings: Settings,
     pub cache: Cache,
 }
 
 impl Context {
     pub fn load() -> Result<Self> {
-        let home = config::home_dir();
-        let config = Config::load(&home)?;
-        let cache = Cache::new(&config.cache_dir());
-        Ok(Self { config, cache })
+        let config = Config::load(&config::home_dir())?;
+        let settings = Settings::resolve(&config)?;
+        let hub = HubConfig::from_values(
+            settings.hf_endpoint.value.clone(),
+            settings.hf_token.value.clone(),
+        );
+        let cache = Cache::new(&settings.cache_dir.value).with_hub(hub);
+        Ok(Self {
+            config,
+            settings,
+            cache,
+        })
     }
 
     /// The user catalog file written by `model add` and `model quantize`.
@@ -37,7 +48,7 @@ impl Context {
     /// The catalog files: the user's own, then the `models_file` setting's.
     pub fn catalog_files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.user_models_file()];
-        files.extend(self.config.models_file());
+        files.extend(self.settings.models_file.value.clone());
         files
     }
 
@@ -46,12 +57,10 @@ impl Context {
         Ok(Catalog::load(&self.catalog_files())?)
     }
 
-    /// Where runs are kept: `HEARTH_DB_URL`, else `history.db` in hearth's home.
+    /// Where runs are kept: the `db_url` setting (HEARTH_DB_URL), else `history.db` in hearth's
+    /// home.
     pub fn history_url(&self) -> String {
-        std::env::var(env::HEARTH_DB_URL)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| self.config.home().join("history.db").display().to_string())
+        self.settings.db_url.value.clone()
     }
 
     /// The run history.
@@ -60,19 +69,19 @@ impl Context {
     }
 
     /// Memory a model must fit in: the `memory_limit_mb` setting, else what is available.
-    pub fn memory_budget(&self) -> Result<u64> {
-        Ok(self
-            .config
-            .memory_limit_bytes()?
-            .unwrap_or_else(memory::available_bytes))
+    pub fn memory_budget(&self) -> u64 {
+        self.settings
+            .memory_limit
+            .value
+            .unwrap_or_else(memory::available_bytes)
     }
 
     /// The offload setting, else this build's and machine's default.
-    pub fn default_gpu_layers(&self) -> Result<GpuLayers> {
-        Ok(self
-            .config
-            .gpu_layers()?
-            .unwrap_or_else(devices::default_gpu_layers))
+    pub fn default_gpu_layers(&self) -> GpuLayers {
+        self.settings
+            .gpu_layers
+            .value
+            .unwrap_or_else(devices::default_gpu_layers)
     }
 }
 
@@ -92,10 +101,7 @@ impl OffloadArgs {
     /// The offload to load models with: the flag, else the setting, else this build's and
     /// machine's default.
     pub fn resolve(&self, ctx: &Context) -> Result<Offload> {
-        let gpu_layers = match self.gpu_layers {
-            Some(g) => g,
-            None => ctx.default_gpu_layers()?,
-        };
+        let gpu_layers = self.gpu_layers.unwrap_or_else(|| ctx.default_gpu_layers());
         if let Some(why) = devices::offload_problem(gpu_layers, self.device) {
             bail!("--gpu-layers {gpu_layers}: {why}");
         }
@@ -116,29 +122,34 @@ pub struct ApiKeyArgs {
     api_key: Option<String>,
     /// A file whose first line is the API key (default: HEARTH_API_KEY_FILE, else the
     /// HEARTH_API_KEY variable).
-    #[arg(long, env = env::HEARTH_API_KEY_FILE, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     api_key_file: Option<PathBuf>,
 }
 
 impl ApiKeyArgs {
-    /// The key: `--api-key` (with a warning), else the key file, else `HEARTH_API_KEY`.
-    pub fn resolve(&self) -> Result<Option<String>> {
+    /// The key: `--api-key` (with a warning), else the key file (flag or HEARTH_API_KEY_FILE),
+    /// else HEARTH_API_KEY.
+    pub fn resolve(&self, settings: &Settings) -> Result<Option<String>> {
         if let Some(key) = &self.api_key {
             eprintln!(
                 "warning: --api-key on the command line can be read by other users of this                  machine (`ps`); use --api-key-file FILE or HEARTH_API_KEY instead"
             );
             return non_empty(key.clone(), "--api-key").map(Some);
         }
-        if let Some(path) = &self.api_key_file {
+        let file = self
+            .api_key_file
+            .as_ref()
+            .or(settings.api_key_file.value.as_ref());
+        if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the API key file {}", path.display()))?;
             warn_if_others_can_read(path);
             let first = text.lines().next().unwrap_or_default().trim().to_string();
             return non_empty(first, &format!("the API key file {}", path.display())).map(Some);
         }
-        match std::env::var(env::HEARTH_API_KEY) {
-            Ok(key) if !key.is_empty() => non_empty(key, env::HEARTH_API_KEY).map(Some),
-            _ => Ok(None),
+        match &settings.api_key.value {
+            Some(key) => non_empty(key.clone(), env::HEARTH_API_KEY).map(Some),
+            None => Ok(None),
         }
     }
 }

@@ -129,6 +129,14 @@ impl MemoryEstimate {
     }
 }
 
+/// Context per slot the automatic sizing starts from when the user sets none (shortened to fit
+/// the memory budget, capped at the model's trained context).
+pub const DEFAULT_CTX: u32 = 4096;
+
+/// Slots `hearth serve` starts from when the user sets none (fewer when their KV cache does not
+/// fit the memory budget).
+pub const DEFAULT_SLOTS: u32 = 8;
+
 /// Smallest per-slot context the automatic sizing offers: below it a chat with a system prompt
 /// does not fit, and refusing is clearer.
 pub const MIN_AUTO_CTX: u32 = 512;

@@ -28,3 +28,24 @@ pub use response::{
     ResponseMessage, TextChoice, TextCompletion, Timings, TokenizeResponse, ToolCall,
     ToolCallDelta, Usage,
 };
+
+/// The server's root for a `/v1` base URL (`http://host:port/v1/` → `http://host:port`), where
+/// hearth and llama-server keep `/tokenize`, `/metrics`, `/health` and hearth's `/api`.
+pub fn server_root(base_url: &str) -> &str {
+    base_url.trim_end_matches('/').trim_end_matches("/v1")
+}
+
+#[cfg(test)]
+mod root_tests {
+    #[test]
+    fn the_root_drops_v1_and_slashes() {
+        for url in [
+            "http://127.0.0.1:5273/v1",
+            "http://127.0.0.1:5273/v1/",
+            "http://127.0.0.1:5273/",
+            "http://127.0.0.1:5273",
+        ] {
+            assert_eq!(super::server_root(url), "http://127.0.0.1:5273", "{url}");
+        }
+    }
+}

@@ -75,7 +75,10 @@ pub(super) fn target(
         return failed_target(name, error);
     };
     if let Some(upstream) = &entry.upstream {
-        let endpoint = upstream_endpoint(upstream);
+        let endpoint = match upstream_endpoint(upstream) {
+            Ok(endpoint) => endpoint,
+            Err(e) => return failed_target(name, Some(format!("{name}: {e}"))),
+        };
         let pid = upstream
             .pid
             .or_else(|| upstream.process.as_deref().and_then(process_by_name))
@@ -149,16 +152,13 @@ fn failed_target(name: &str, error: Option<String>) -> Target {
 }
 
 /// Where a catalog upstream entry is asked: its server, its model name there, and the key
-/// from the environment variable it names.
-fn upstream_endpoint(upstream: &Upstream) -> Endpoint {
-    Endpoint {
+/// from the environment variable it names (an error when that is unset).
+fn upstream_endpoint(upstream: &Upstream) -> Result<Endpoint, String> {
+    Ok(Endpoint {
         base_url: v1_url(&upstream.base_url),
         model: upstream.model.clone(),
-        api_key: upstream
-            .api_key_env
-            .as_deref()
-            .and_then(|v| std::env::var(v).ok()),
-    }
+        api_key: upstream.api_key()?,
+    })
 }
 
 /// A model hearth serves for the run; its base URL is filled in once its server runs.
@@ -198,7 +198,7 @@ pub(super) fn judge_endpoint(
     };
     let entry = catalog.get(alias).map_err(|e| judge_error(e.to_string()))?;
     if let Some(upstream) = &entry.upstream {
-        let at = upstream_endpoint(upstream);
+        let at = upstream_endpoint(upstream).map_err(judge_error)?;
         return Ok(Some(JudgeEndpoint {
             base_url: at.base_url,
             model: at.model,

@@ -60,7 +60,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             threads: num_cpus::get_physical().max(1) as u32,
-            n_ctx: 4096,
+            n_ctx: crate::engine::memory::DEFAULT_CTX,
             parallel: 1,
             n_batch: 512,
             queue_capacity: 64,

@@ -114,18 +114,9 @@ impl UpstreamBackend {
                 "{alias}: upstream model name is empty"
             )));
         }
-        let api_key = match &upstream.api_key_env {
-            None => None,
-            Some(var) => match std::env::var(var) {
-                Ok(key) if !key.trim().is_empty() => Some(key.trim().to_string()),
-                _ => {
-                    return Err(EngineError::Load(format!(
-                        "{alias}: the upstream's API key is read from the environment variable \
-                         {var}, which is not set"
-                    )))
-                }
-            },
-        };
+        let api_key = upstream
+            .api_key()
+            .map_err(|e| EngineError::Load(format!("{alias}: {e}")))?;
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()

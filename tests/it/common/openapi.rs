@@ -23,7 +23,7 @@ fn denull(value: &mut Value) {
 
 /// Panics with every violation when `instance` does not match the named component schema.
 pub fn assert_matches(schema_name: &str, instance: &Value) {
-    let text = include_str!("../data/openai-openapi-subset.json");
+    let text = include_str!("../../data/openai-openapi-subset.json");
     let mut spec: Value = serde_json::from_str(text).unwrap();
     denull(&mut spec);
     let root = json!({

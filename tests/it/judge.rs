@@ -2,7 +2,7 @@
 //! then well, or badly twice; the scores land in a real SQLite history and in the reports, a
 //! person's score outranks the judge's, and a bad annotation file changes nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

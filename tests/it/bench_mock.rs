@@ -3,7 +3,7 @@
 //! without usage falls back and says so, failing models are marked failed while the others
 //! complete, and open-loop arrivals keep their schedule (coordinated omission is accounted).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

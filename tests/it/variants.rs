@@ -3,26 +3,14 @@
 //! input; `devices`, `--gpu-layers` and the memory split on this build; and a benchmark with
 //! and without offload records the GPU rows of a CPU-only build as skipped, with the reason.
 
-mod common;
+use crate::common;
+use crate::common::hearth;
 
 use std::path::Path;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
-
-fn hearth(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("hearth").unwrap();
-    cmd.env("HEARTH_HOME", home)
-        .env("HEARTH_THREADS", "2")
-        .env_remove("HEARTH_MODELS_FILE")
-        .env_remove("HEARTH_MEMORY_LIMIT_MB")
-        .env_remove("HEARTH_DEFAULT_MODEL")
-        .env_remove("HEARTH_GPU_LAYERS")
-        .env_remove("HEARTH_DB_URL")
-        .env_remove("BENCH_MODELS");
-    cmd
-}
 
 fn json_out(cmd: &mut Command) -> Value {
     let out = cmd.assert().success().get_output().stdout.clone();

@@ -1,7 +1,7 @@
 //! Answers programs can use: JSON-schema structured output, tool calls, and a 413 that every
 //! client can read, over real HTTP on 127.0.0.1 with the real default model.
 
-mod common;
+use crate::common;
 
 use common::openapi::assert_matches;
 use common::server::{Setup, TestServer, MODEL};

@@ -1,7 +1,7 @@
 //! The llama.cpp engine on the real default model: determinism, limits, stop strings, token
 //! counts, batch invariance, cancellation and clear errors.
 
-mod common;
+use crate::common;
 
 use std::thread;
 

@@ -1,22 +1,11 @@
 //! The `hearth` binary as users run it: each test gets its own HEARTH_HOME.
 
-mod common;
-
-use std::path::Path;
+use crate::common;
+use crate::common::hearth;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
-
-fn hearth(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("hearth").unwrap();
-    cmd.env("HEARTH_HOME", home)
-        .env_remove("HEARTH_MODELS_FILE")
-        .env_remove("HEARTH_MEMORY_LIMIT_MB")
-        .env_remove("HEARTH_DEFAULT_MODEL")
-        .env("HEARTH_THREADS", "2");
-    cmd
-}
 
 fn json_out(cmd: &mut Command) -> Value {
     let out = cmd.assert().success().get_output().stdout.clone();
@@ -160,8 +149,7 @@ fn a_closed_pipe_on_stdout_ends_quietly() {
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
-            .env("HEARTH_HOME", home.path())
+        let out = crate::common::hearth_std(home.path())
             .args(args)
             .stdout(writer)
             .stderr(std::process::Stdio::piped())

@@ -1,7 +1,6 @@
 //! `hearth serve` over real HTTP on 127.0.0.1 with the real default model.
 
-mod common;
-#[path = "server/security.rs"]
+use crate::common;
 mod security;
 
 use std::sync::Arc;

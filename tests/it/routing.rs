@@ -2,23 +2,12 @@
 //! the smallest tagged model (and says so) before any benchmark, then with the model the
 //! stored results pick, which `hearth route explain` shows with its table.
 
-mod common;
+use crate::common;
+use crate::common::hearth;
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use serde_json::Value;
-
-fn hearth(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("hearth").unwrap();
-    cmd.env("HEARTH_HOME", home)
-        .env("HEARTH_THREADS", "2")
-        .env_remove("HEARTH_MODELS_FILE")
-        .env_remove("HEARTH_DB_URL")
-        .env_remove("HEARTH_GPU_LAYERS")
-        .env_remove("BENCH_MODELS");
-    cmd
-}
 
 /// Starts `hearth serve` on a free port, sends one routed chat request, stops the server and
 /// returns the response's `x-hearth-route` header and body.

@@ -8,7 +8,8 @@
 //! reused by a later request (past the window too), the KV cells a rejected draft leaves, and
 //! greedy text with drafts on and off.
 
-mod common;
+use crate::common;
+use crate::common::hearth;
 
 use std::path::PathBuf;
 
@@ -255,15 +256,6 @@ async fn chat_completions_use_the_gemma_template_and_leak_no_turn_markers() {
         count_tokens(&server, rendered).await + 1,
         "prompt_tokens is not the Gemma rendering plus one BOS"
     );
-}
-
-fn hearth(home: &std::path::Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("hearth").unwrap();
-    cmd.env("HEARTH_HOME", home)
-        .env_remove("HEARTH_MODELS_FILE")
-        .env_remove("HEARTH_MEMORY_LIMIT_MB")
-        .env("HEARTH_THREADS", "2");
-    cmd
 }
 
 fn info_json(home: &std::path::Path, alias: &str) -> Value {

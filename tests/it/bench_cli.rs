@@ -2,44 +2,13 @@
 //! format and they agree with the stored run (SQLite and PostgreSQL); `compare` passes two
 //! honest runs and flags an injected regression; SIGINT in the middle keeps what finished.
 
-mod common;
+use crate::common;
+use crate::common::{hearth, hearth_std, turn};
 
-use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
 use serde_json::Value;
-
-/// Each test runs a real engine with two threads; run concurrently on a two-core machine,
-/// their spinning threads would starve each other, so the tests here take turns.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The binary with a home of its own and none of the user's benchmark settings.
-fn hearth_std(home: &Path) -> StdCommand {
-    let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("hearth"));
-    cmd.env("HEARTH_HOME", home).env("HEARTH_THREADS", "2");
-    for var in [
-        "HEARTH_MODELS_FILE",
-        "HEARTH_MEMORY_LIMIT_MB",
-        "HEARTH_DEFAULT_MODEL",
-        "HEARTH_ENDPOINT",
-        "FOUNDRY_LOCAL_ENDPOINT",
-        "BENCH_MODELS",
-        "BENCH_STREAM",
-        "HEARTH_DB_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn hearth(home: &Path) -> Command {
-    Command::from_std(hearth_std(home))
-}
 
 fn json_out(cmd: &mut Command) -> Value {
     let out = cmd.assert().success().get_output().stdout.clone();

@@ -9,7 +9,7 @@
 //! and rare near-ties in the logits can then go the other way (llama-server shows the same;
 //! `perf/speculative.sh` measures how often).
 
-mod common;
+use crate::common;
 
 use std::thread;
 

@@ -59,6 +59,35 @@ pub fn home_with_model() -> tempfile::TempDir {
     home
 }
 
+/// Whole benchmarks (`hearth bench`, the GPU kit's rehearsal) each run a real engine with two
+/// threads; run side by side on a two-core machine their spinning threads starve each other
+/// (and a budgeted run is cut short), so they take turns through this lock.
+static ONE_BENCH_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits for the machine's turn (see [`ONE_BENCH_AT_A_TIME`]); held until dropped.
+pub fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BENCH_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// `hearth` as a user with none of hearth's settings runs it: every variable `hearth::env`
+/// declares is cleared, HEARTH_HOME is `home`, and the engine gets two threads.
+pub fn hearth_std(home: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"));
+    for var in hearth::env::ALL {
+        cmd.env_remove(var);
+    }
+    cmd.env(hearth::env::HEARTH_HOME, home)
+        .env(hearth::env::HEARTH_THREADS, "2");
+    cmd
+}
+
+/// [`hearth_std`] with assert_cmd's assertions.
+pub fn hearth(home: &std::path::Path) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(hearth_std(home))
+}
+
 /// Starts `hearth serve --port 0 ARGS` with `home` as HEARTH_HOME and waits for the address it
 /// prints; returns the child (the caller stops it) and `host:port`.
 pub fn spawn_serve(home: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
@@ -72,10 +101,7 @@ pub fn spawn_serve_logged(
     args: &[&str],
 ) -> (std::process::Child, String, String) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
-        .env("HEARTH_HOME", home)
-        .env("HEARTH_THREADS", "2")
-        .env_remove("HEARTH_DB_URL")
+    let mut child = hearth_std(home)
         .args(["serve", "--port", "0"])
         .args(args)
         .stderr(std::process::Stdio::piped())

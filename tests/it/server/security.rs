@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::common::openapi::assert_matches;
 use crate::common::server::{Setup, TestServer, MODEL};
-use crate::common::{home_with_model, spawn_serve_logged};
+use crate::common::{hearth, home_with_model, spawn_serve_logged};
 
 /// One parsed HTTP/1.1 response.
 struct Reply {
@@ -486,10 +486,7 @@ fn the_key_comes_from_a_file_a_wrong_key_is_401_and_a_key_on_the_command_line_wa
     #[cfg(unix)]
     assert!(log.contains("can be read by other users"), "{log}");
     // The lifecycle commands take the key the same way.
-    let ps = assert_cmd::Command::cargo_bin("hearth")
-        .unwrap()
-        .env("HEARTH_HOME", home.path())
-        .env_remove("HEARTH_API_KEY")
+    let ps = hearth(home.path())
         .args(["ps", "--endpoint", &format!("http://{a}")])
         .args(["--api-key-file", key_file.to_str().unwrap()])
         .output()
@@ -499,9 +496,7 @@ fn the_key_comes_from_a_file_a_wrong_key_is_401_and_a_key_on_the_command_line_wa
         "{}",
         String::from_utf8_lossy(&ps.stderr)
     );
-    let ps_wrong = assert_cmd::Command::cargo_bin("hearth")
-        .unwrap()
-        .env("HEARTH_HOME", home.path())
+    let ps_wrong = hearth(home.path())
         .env("HEARTH_API_KEY", "nope")
         .args(["ps", "--endpoint", &format!("http://{a}")])
         .output()

@@ -2,11 +2,11 @@
 //! architecture hearth writes (from checked-in config.json samples) load in llama.cpp and
 //! decode, the same way twice; and the CLI marks them as random weights everywhere.
 
-mod common;
+use crate::common;
+use crate::common::hearth;
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use hearth::cache::Cache;
 use hearth::cache::MakeObserver;
 use hearth::catalog::Catalog;
@@ -122,16 +122,6 @@ fn every_architecture_loads_and_decodes() {
         let texts = decode(&path, 8);
         assert_eq!(texts, decode(&path, 8), "{name} decodes the same twice");
     }
-}
-
-fn hearth(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("hearth").unwrap();
-    cmd.env("HEARTH_HOME", home)
-        .env("HEARTH_THREADS", "2")
-        .env_remove("HEARTH_MODELS_FILE")
-        .env_remove("HEARTH_MEMORY_LIMIT_MB")
-        .env_remove("HEARTH_DB_URL");
-    cmd
 }
 
 #[test]
