@@ -147,14 +147,31 @@ impl Sweep {
             return Vec::new();
         }
         let top = maximum.max(synchronous);
+        // A server that does not scale with concurrency (the most at once within a fifth of
+        // one at a time: one slot, as Foundry Local serves) has no range between its bounds.
+        // Its rates are placed around that capacity instead, from half of it to 30% past it
+        // (far enough past for the detector to see the queue grow within a level), so the
+        // levels show where it keeps up and where it falls behind.
+        if top < synchronous * NOT_SCALING {
+            let n = self.rates;
+            let mut rates: Vec<f64> = (0..n)
+                .map(|i| {
+                    let share = if n == 1 {
+                        1.3
+                    } else {
+                        0.5 + 0.8 * f64::from(i) / f64::from(n - 1)
+                    };
+                    round_significant(top * share, 3)
+                })
+                .collect();
+            rates.dedup();
+            return rates;
+        }
         let step = if self.rates == 1 {
             top - synchronous
         } else {
             (top - synchronous) / f64::from(self.rates - 1)
         };
-        // A server whose maximum is no better than one request at a time still gets a rate
-        // a tenth past it, so its saturation is shown.
-        let step = step.max(synchronous * 0.1);
         let mut rates: Vec<f64> = (1..=self.rates)
             .map(|i| round_significant(synchronous + step * f64::from(i), 3))
             .collect();
@@ -162,6 +179,10 @@ impl Sweep {
         rates
     }
 }
+
+/// A sweep's throughput bound below this multiple of its synchronous rate: the server does not
+/// scale with concurrency (the reports say so).
+pub const NOT_SCALING: f64 = 1.2;
 
 /// `x` rounded to `digits` significant digits.
 fn round_significant(x: f64, digits: i32) -> f64 {
@@ -701,6 +722,16 @@ async fn run_level(
     if fit_misses > 0 {
         tracing::warn!(model = %name, %level, fit_misses, "generated prompts not fitted exactly to their token lengths (no tokenizer at the endpoint, or a fit that did not settle)");
     }
+    // A level stopped in its warm-up ran no timed request; it is recorded all the same, with
+    // why, so that no report shows it as a level that passed with nothing measured.
+    if measure.is_none() {
+        if let Some(evidence) = stopped.take() {
+            stopped = Some(format!(
+                "{evidence}; in the warm-up, so no timed request ran"
+            ));
+            measure = Some(measure::Measurement::begin(http, target, clock, options).await);
+        }
+    }
     if let Some(measure) = measure {
         let mut record = measure.end(shape, &level, &name).await;
         record.stopped = stopped;
@@ -761,7 +792,11 @@ mod tests {
         // Three significant digits, so labels stay short.
         assert_eq!(sweep(2).rates_between(0.7, 2.23456), [2.23, 3.77]);
         // No better than one at a time: still a rate a tenth past it.
-        assert_eq!(sweep(2).rates_between(2.0, 1.9), [2.2, 2.4]);
+        // No better at the top than one at a time (one slot): around that capacity instead,
+        // from half of it to 30% past it.
+        assert_eq!(sweep(2).rates_between(2.0, 1.9), [1.0, 2.6]);
+        assert_eq!(sweep(3).rates_between(3.3, 3.4), [1.7, 3.06, 4.42]);
+        assert_eq!(sweep(1).rates_between(3.3, 3.3), [4.29]);
         assert!(sweep(3).rates_between(0.0, 5.0).is_empty());
     }
 }

@@ -499,3 +499,78 @@ async fn generated_workloads_have_the_asked_length_distributions() {
     };
     assert_eq!(lengths(&data), lengths(&again));
 }
+
+/// #33: a server that answers one request at a time (Foundry Local's way) has the same rate
+/// at c=1 and at the sweep's top; its rate levels must still run requests around that
+/// capacity (some kept up with, the last past it), and a level whose warm-up already fell
+/// behind is recorded as stopped, never as a level that passed with nothing measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_of_a_one_slot_server_measures_its_rate_levels() {
+    let mut one_slot = script(100, 10, 20);
+    one_slot.slots = Some(1);
+    let server = MockServer::start(HashMap::from([("one".to_string(), one_slot)]))
+        .await
+        .unwrap();
+    let mut opts = options(vec![], 1, None);
+    opts.sweep = Some(bench::Sweep {
+        rates: 3,
+        max_concurrency: 32,
+        // Nearly even arrivals: the verdicts below are about the rates, not Poisson luck.
+        burstiness: 16.0,
+    });
+    opts.stop_over_saturated_secs = Some(2.0);
+    let data = run(opts, vec![target(&server, "one")]).await;
+    let labels: Vec<&str> = data.levels.iter().map(|l| l.level.as_str()).collect();
+    assert_eq!(labels.len(), 5, "{labels:?}");
+    let timed = |level: &str| {
+        data.requests
+            .iter()
+            .filter(|r| r.level == level && r.round > 0)
+            .count()
+    };
+    for level in &data.levels {
+        assert!(
+            timed(&level.level) > 0 || level.stopped.is_some(),
+            "{} ran no timed request and says nothing",
+            level.level
+        );
+    }
+    // Capacity is 1 / (100 ms + 20 × 10 ms) = 3.3 requests/s; the rates lie around it.
+    let rates: Vec<f64> = data
+        .levels
+        .iter()
+        .filter_map(|l| match l.shape {
+            LoadShape::Rate { rate, .. } => Some(rate),
+            LoadShape::Concurrency { .. } => None,
+        })
+        .collect();
+    assert!(rates[0] < 3.3 * 0.7 && rates[2] > 3.3, "{rates:?}");
+    // Half the capacity is kept up with and measured.
+    let lowest = &data.levels[2];
+    assert!(
+        lowest.stopped.is_none(),
+        "{}: {:?}",
+        lowest.level,
+        lowest.stopped
+    );
+    assert!(timed(&lowest.level) > 0);
+    // 30% past it: the server cannot keep up. Either the detector stopped the level with its
+    // evidence, or (a short level with even arrivals may end before the queue is long enough
+    // to judge) the level's answers came at the capacity, well below the arrivals.
+    let last = data.levels.last().unwrap();
+    let LoadShape::Rate { rate, .. } = last.shape else {
+        panic!("the last level is a rate")
+    };
+    let achieved = timed(&last.level) as f64 * 1000.0 / last.duration_ms.max(1.0);
+    assert!(
+        last.stopped
+            .as_deref()
+            .is_some_and(|s| s.starts_with("over-saturated"))
+            || achieved < rate * 0.9,
+        "{}: {achieved:.2}/s answered, stopped {:?}",
+        last.level,
+        last.stopped
+    );
+    let summary = hearth::report::summarize(&data);
+    assert_eq!(summary.sweeps.len(), 1);
+}
