@@ -4,7 +4,6 @@
 //! Data flows one way: `cli` → (`server` | `bench`) → `engine`; `bench` → `store` → `report`.
 //! Each module below is one room with one reason to change.
 
-pub mod auto_route;
 pub mod bench;
 pub mod cache;
 pub mod catalog;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use hearth::auto_route;
 use hearth::report::{fmt_bytes, fmt_num};
+use hearth::server::route;
 
 use super::Context;
 
@@ -24,13 +24,13 @@ pub enum RouteCommand {
 
 pub fn route(ctx: &Context, cmd: RouteCommand) -> Result<ExitCode> {
     let RouteCommand::Explain { target, json } = cmd;
-    let Some(tag) = auto_route::route_tag(&target) else {
+    let Some(tag) = route::route_tag(&target) else {
         bail!("`{target}` is not a route: use auto:TAG (e.g. auto:summarize) or auto");
     };
     let catalog = ctx.catalog()?;
     let mut store = ctx.open_store()?;
-    let criteria = auto_route::default_criteria(ctx.memory_budget());
-    let decision = auto_route::decide(
+    let criteria = route::default_criteria(ctx.memory_budget());
+    let decision = route::decide(
         &catalog,
         |e| e.upstream.is_some() || hearth::loader::local_path(&ctx.cache, e).is_some(),
         &mut store,

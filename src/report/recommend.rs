@@ -32,19 +32,66 @@ pub const CHECK_MARGIN: f64 = 0.10;
 /// out: a handful of short answers says little, and speed then decides as before.
 pub const MIN_CHECKS: u64 = 20;
 
-/// Picks among the models of `summary` that `include` accepts.
+/// What the rule reads of one model: its summary and its p95 end-to-end latency at the load it
+/// is compared at. The reports take every model of one run at the run's first level; routing
+/// takes each model from its own newest run, at the first level it answered there.
+#[derive(Clone, Copy, Debug)]
+pub struct Figures<'a> {
+    /// The model as its run summarised it (status, quality, memory).
+    pub model: &'a ModelSummary,
+    /// p95 end-to-end latency at the compared level, ms; `None` when nothing answered there.
+    pub p95_e2el_ms: Option<f64>,
+}
+
+/// p95 end-to-end latency of `model` at `level` in `summary`.
+fn p95_at(summary: &RunSummary, model: &str, level: Option<&str>) -> Option<f64> {
+    summary
+        .levels
+        .iter()
+        .find(|l| l.model == model && Some(l.level.as_str()) == level)
+        .and_then(|l| l.latency.e2el.map(|d| d.p95))
+}
+
+/// The first level `model` answered at in `summary`, and its figures there.
+pub fn figures_of<'a>(summary: &'a RunSummary, model: &'a ModelSummary) -> Figures<'a> {
+    let level = summary
+        .levels
+        .iter()
+        .find(|l| l.model == model.model && l.completed > 0)
+        .map(|l| l.level.as_str());
+    Figures {
+        model,
+        p95_e2el_ms: p95_at(summary, &model.model, level),
+    }
+}
+
+/// Picks among the models of `summary` that `include` accepts, compared at the run's first
+/// level (the same load for every model).
 pub fn recommend(
     summary: &RunSummary,
     criteria: Criteria,
     include: impl Fn(&ModelSummary) -> bool,
 ) -> Recommendation {
     let models: Vec<&ModelSummary> = summary.models.iter().filter(|m| include(m)).collect();
-    // The level compared: the run's first, the same load for every model.
     let level = summary
         .levels
         .iter()
         .find(|l| models.iter().any(|m| m.model == l.model) && l.completed > 0)
         .map(|l| l.level.clone());
+    let figures: Vec<Figures> = models
+        .iter()
+        .map(|m| Figures {
+            model: m,
+            p95_e2el_ms: p95_at(summary, &m.model, level.as_deref()),
+        })
+        .collect();
+    decide(&figures, level, criteria)
+}
+
+/// The rule itself, over each model's figures; `level` names the compared load in the
+/// explanation.
+pub fn decide(figures: &[Figures], level: Option<String>, criteria: Criteria) -> Recommendation {
+    let models: Vec<&ModelSummary> = figures.iter().map(|f| f.model).collect();
     let quality_applied = models.iter().any(|m| m.quality.score.is_some());
     // The checks' best pass rate among models that could be picked, when nothing is scored.
     let best_checks = (!quality_applied)
@@ -62,14 +109,10 @@ pub fn recommend(
                 })
         })
         .flatten();
-    let mut candidates: Vec<Candidate> = models
+    let mut candidates: Vec<Candidate> = figures
         .iter()
-        .map(|m| {
-            let p95 = summary
-                .levels
-                .iter()
-                .find(|l| l.model == m.model && Some(&l.level) == level.as_ref())
-                .and_then(|l| l.latency.e2el.map(|d| d.p95));
+        .map(|f| {
+            let (m, p95) = (f.model, f.p95_e2el_ms);
             let not_picked = if crate::catalog::is_shape_alias(&m.model) {
                 Some("shape model (random weights): speed and memory only".to_string())
             } else if m.status != ModelStatus::Ok {

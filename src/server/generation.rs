@@ -47,7 +47,7 @@ pub(super) async fn generate(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let asked = common.model()?.to_string();
-    let (model, route) = match crate::auto_route::route_tag(&asked) {
+    let (model, route) = match super::route::route_tag(&asked) {
         Some(tag) => {
             let decision = state.auto_routes.decide(&state.registry, &tag).await?;
             (decision.model.clone(), Some(decision.header_value()))

@@ -5,7 +5,6 @@
 //! the engine; this layer never waits for one request before starting another.
 
 mod api_key;
-mod auto_route_cache;
 mod body_limit;
 pub mod error;
 mod generation;
@@ -15,6 +14,7 @@ mod listen;
 pub mod prometheus;
 pub mod registry;
 pub mod request;
+pub mod route;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,13 +30,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use api_key::ApiKey;
-pub use guard::BrowserPolicy;
 pub use listen::Limits;
 pub use registry::{LoadedInfo, Registry};
 
-use auto_route_cache::AutoRouteCache;
 use error::ApiError;
+use guard::BrowserPolicy;
 use prometheus::Metrics;
+use route::AutoRouteCache;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

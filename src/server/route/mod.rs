@@ -4,12 +4,21 @@
 //! meeting the quality bar and the memory budget: the same rule as the reports'
 //! recommendation, applied to each candidate's newest successful stored run. With no stored
 //! results it falls back to the smallest tagged model, and says so.
+//!
+//! Two steps: the evidence (each candidate's newest run in which it answered, from the store)
+//! and the decision over each candidate's own figures (`report::recommend::decide`, the rule the
+//! reports use). No run summary is spliced together: each model is compared at the first level
+//! it answered in its own run.
+
+mod cache;
+
+pub(super) use cache::AutoRouteCache;
 
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CatalogEntry};
-use crate::report::recommend::{recommend, Criteria, DEFAULT_MIN_SCORE};
-use crate::report::{summarize, RunSummary};
+use crate::report::recommend::{decide as decide_over, figures_of, Criteria, DEFAULT_MIN_SCORE};
+use crate::report::{summarize, ModelSummary, RunSummary};
 use crate::store::record::ModelStatus;
 use crate::store::{Store, StoreError};
 
@@ -105,58 +114,23 @@ pub fn decide(
     if tagged.is_empty() {
         return Err(RouteError::NoCandidates(tag.to_string()));
     }
-    // Each candidate's newest run in which it answered.
-    let mut combined: Option<RunSummary> = None;
-    let mut source_run: Vec<(String, String)> = Vec::new();
-    for listing in store.list_runs()? {
-        let wanted: Vec<&str> = listing
-            .models
-            .iter()
-            .map(String::as_str)
-            .filter(|m| tagged.iter().any(|e| e.alias == *m))
-            .filter(|m| !source_run.iter().any(|(done, _)| done == m))
-            .collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        let summary = summarize(&store.load_run(&listing.run.id)?);
-        for name in wanted {
-            let Some(model) = summary
-                .models
-                .iter()
-                .find(|m| m.model == name && m.status == ModelStatus::Ok)
-            else {
-                continue;
-            };
-            source_run.push((name.to_string(), listing.run.id.clone()));
-            let levels = summary.levels.iter().filter(|l| l.model == name).cloned();
-            match combined.as_mut() {
-                None => {
-                    let mut first = summary.clone();
-                    first.models = vec![model.clone()];
-                    first.levels = levels.collect();
-                    combined = Some(first);
-                }
-                Some(c) => {
-                    c.models.push(model.clone());
-                    c.levels.extend(levels);
-                }
-            }
-        }
-        if source_run.len() == tagged.len() {
-            break;
-        }
-    }
+    let evidence = newest_runs(store, &tagged)?;
     let run_of = |m: &str| {
-        source_run
+        evidence
             .iter()
-            .find(|(name, _)| name == m)
-            .map(|(_, run)| run.clone())
+            .find(|e| e.model.model == m)
+            .map(|e| e.run_id.clone())
     };
-    if let Some(summary) = &combined {
-        // Figures from different runs are compared at the same level label (the first run's
-        // first level); runs of one machine with the same options compare like with like.
-        let r = recommend(summary, criteria, |_| true);
+    if !evidence.is_empty() {
+        let figures: Vec<_> = evidence
+            .iter()
+            .map(|e| figures_of(&e.summary, &e.model))
+            .collect();
+        let r = decide_over(
+            &figures,
+            Some("each model's first level in its newest run".into()),
+            criteria,
+        );
         let mut candidates: Vec<RouteCandidate> = r
             .candidates
             .iter()
@@ -238,6 +212,48 @@ pub fn decide(
             })
             .collect(),
     })
+}
+
+/// One candidate's evidence: its newest run in which it answered, summarised.
+struct Evidence {
+    run_id: String,
+    summary: RunSummary,
+    model: ModelSummary,
+}
+
+/// Each of `tagged`'s newest successful run, newest runs first, stopping once all are found.
+fn newest_runs(store: &mut Store, tagged: &[&CatalogEntry]) -> Result<Vec<Evidence>, RouteError> {
+    let mut found: Vec<Evidence> = Vec::new();
+    for listing in store.list_runs()? {
+        let wanted: Vec<&str> = listing
+            .models
+            .iter()
+            .map(String::as_str)
+            .filter(|m| tagged.iter().any(|e| e.alias == *m))
+            .filter(|m| !found.iter().any(|f| f.model.model == *m))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let summary = summarize(&store.load_run(&listing.run.id)?);
+        for name in wanted {
+            if let Some(model) = summary
+                .models
+                .iter()
+                .find(|m| m.model == name && m.status == ModelStatus::Ok)
+            {
+                found.push(Evidence {
+                    run_id: listing.run.id.clone(),
+                    summary: summary.clone(),
+                    model: model.clone(),
+                });
+            }
+        }
+        if found.len() == tagged.len() {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// The routing criteria when nothing else is said: the default bar, and a memory budget.
@@ -383,6 +399,73 @@ mod tests {
             default_criteria(64 << 30),
         );
         assert!(err.is_err());
+    }
+
+    /// #32's bug: each candidate's newest run may have measured another level. The router once
+    /// spliced the runs into one summary and compared at the first run's first level, so a
+    /// model measured only at `c=4` was dropped as "no successful answers at c=1".
+    #[test]
+    fn candidates_from_runs_of_different_levels_are_all_compared() {
+        use crate::store::testdata::{level, model, request, run_record};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_sqlite(&dir.path().join("history.db")).unwrap();
+        // The older run: "slow" at c=1; the newer: "fast" at c=4 only.
+        for (id, started, name, concurrency, e2e) in [
+            ("run-old", 1, "slow", 1, 900.0),
+            ("run-new", 2, "fast", 4, 300.0),
+        ] {
+            let mut run = run_record(id);
+            run.started_unix_ms = started;
+            store.insert_run(&run).unwrap();
+            store.upsert_model(id, &model(name)).unwrap();
+            store.upsert_level(id, &level(name, concurrency)).unwrap();
+            let label = format!("c={concurrency}");
+            let requests: Vec<_> = (0..4)
+                .map(|i| {
+                    request(
+                        name,
+                        &label,
+                        1,
+                        i,
+                        f64::from(i) * 1e4,
+                        e2e / 5.0,
+                        e2e / 45.0,
+                        10,
+                    )
+                })
+                .collect();
+            store.insert_requests(id, &requests).unwrap();
+        }
+        let mut catalog = Catalog::builtin();
+        catalog.overlay(
+            ["slow", "fast"]
+                .iter()
+                .map(|a| CatalogEntry {
+                    alias: a.to_string(),
+                    capabilities: vec!["notes".into()],
+                    ..CatalogEntry::default()
+                })
+                .collect(),
+        );
+        let criteria = Criteria {
+            min_score: 1.0,
+            memory_budget_bytes: None,
+        };
+        let d = decide(&catalog, |_| true, &mut store, "notes", criteria).unwrap();
+        assert!(d.from_results, "{d:?}");
+        for c in &d.candidates {
+            assert!(c.p95_e2el_ms.is_some(), "{c:?}");
+        }
+        let fast = d.candidates.iter().find(|c| c.model == "fast").unwrap();
+        assert_eq!(fast.run.as_deref(), Some("run-new"));
+        let slow = d.candidates.iter().find(|c| c.model == "slow").unwrap();
+        assert_eq!(slow.run.as_deref(), Some("run-old"));
+        assert!(
+            fast.p95_e2el_ms < slow.p95_e2el_ms,
+            "{:?} vs {:?}",
+            fast.p95_e2el_ms,
+            slow.p95_e2el_ms
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `model: "auto:TAG"` in the server: the decision (see `crate::auto_route`) is made from the run
+//! `model: "auto:TAG"` in the server: the decision (see the parent module) is made from the run
 //! history off the async executor (the PostgreSQL client blocks) and kept for a short while,
 //! so a burst of routed requests does not read the history once per request.
 
@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 
-use super::error::ApiError;
-use super::registry::Registry;
-use crate::auto_route::{self, RouteDecision, RouteError};
+use super::{RouteDecision, RouteError};
+use crate::server::error::ApiError;
+use crate::server::registry::Registry;
 use crate::store::Store;
 
 /// How long a routing decision is reused.
@@ -55,12 +55,12 @@ impl AutoRouteCache {
                 None => Store::open_sqlite(std::path::Path::new(":memory:"))?,
             };
             let servable = registry.available();
-            auto_route::decide(
+            super::decide(
                 registry.catalog(),
                 |e| servable.contains(&e.alias),
                 &mut store,
                 &tag_owned,
-                auto_route::default_criteria(registry.memory_budget()),
+                super::default_criteria(registry.memory_budget()),
             )
         })
         .await
