@@ -317,8 +317,6 @@ pub enum Origin {
     File,
     /// An environment variable.
     Env,
-    /// A command-line flag.
-    Flag,
 }
 
 impl Display for Origin {
@@ -327,7 +325,6 @@ impl Display for Origin {
             Origin::Default => "the default",
             Origin::File => "the config file",
             Origin::Env => "the environment",
-            Origin::Flag => "the command line",
         })
     }
 }
@@ -341,23 +338,15 @@ pub struct Setting<T> {
     pub origin: Origin,
 }
 
+impl<T: Clone> Setting<T> {
+    /// The flag's value when the user gave one (a flag outranks every other source), else
+    /// this setting's.
+    pub fn or_flag(&self, flag: Option<T>) -> T {
+        flag.unwrap_or_else(|| self.value.clone())
+    }
+}
+
 impl<T> Setting<T> {
-    /// The flag's value when the user gave one (a flag outranks every other source).
-    pub fn flag(self, given: Option<T>) -> Self {
-        match given {
-            Some(value) => Self {
-                value,
-                origin: Origin::Flag,
-            },
-            None => self,
-        }
-    }
-
-    /// Whether the user chose this value (anywhere) rather than hearth.
-    pub fn is_chosen(&self) -> bool {
-        self.origin != Origin::Default
-    }
-
     /// The same origin with the value mapped.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Setting<U> {
         Setting {
@@ -651,8 +640,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(port(&env).origin, Origin::Env);
-        let flagged = port(&env).flag(Some(Some(8000)));
-        assert_eq!((flagged.value, flagged.origin), (Some(8000), Origin::Flag));
+        assert_eq!(port(&env).or_flag(Some(Some(8000))), Some(8000));
+        assert_eq!(port(&env).or_flag(None), Some(7000));
     }
 
     #[test]

@@ -140,49 +140,48 @@ pub struct Sweep {
 impl Sweep {
     /// The sweep's open-loop rates, requests/s, from the two measured bounds: `rates` evenly
     /// spaced steps above the synchronous rate, the last but one at the maximum and the last
-    /// one step beyond it. Rounded to three significant digits, so level labels stay short.
+    /// one step beyond it; for a server that does not scale, around its capacity instead.
+    /// Rounded to three significant digits, so level labels stay short.
     /// Empty when a bound is missing (nothing succeeded there).
     pub fn rates_between(&self, synchronous: f64, maximum: f64) -> Vec<f64> {
         if !(synchronous > 0.0 && maximum > 0.0) || self.rates == 0 {
             return Vec::new();
         }
         let top = maximum.max(synchronous);
-        // A server that does not scale with concurrency (the most at once within a fifth of
-        // one at a time: one slot, as Foundry Local serves) has no range between its bounds.
-        // Its rates are placed around that capacity instead, from half of it to 30% past it
-        // (far enough past for the detector to see the queue grow within a level), so the
-        // levels show where it keeps up and where it falls behind.
-        if top < synchronous * NOT_SCALING {
-            let n = self.rates;
-            let mut rates: Vec<f64> = (0..n)
-                .map(|i| {
-                    let share = if n == 1 {
-                        1.3
-                    } else {
-                        0.5 + 0.8 * f64::from(i) / f64::from(n - 1)
-                    };
-                    round_significant(top * share, 3)
-                })
-                .collect();
-            rates.dedup();
-            return rates;
-        }
-        let step = if self.rates == 1 {
-            top - synchronous
+        let n = f64::from(self.rates);
+        let raw: Vec<f64> = if top < synchronous * NOT_SCALING {
+            // A server that does not scale with concurrency (the most at once within a fifth
+            // of one at a time: one slot, as Foundry Local serves) has no range between its
+            // bounds. Its rates are placed around that capacity instead, from half of it to 30%
+            // past it (far enough past for the detector to see the queue grow within a level),
+            // so the levels show where it keeps up and where it falls behind.
+            let share = |i: f64| {
+                if n == 1.0 {
+                    1.3
+                } else {
+                    0.5 + 0.8 * i / (n - 1.0)
+                }
+            };
+            (0..self.rates).map(|i| top * share(f64::from(i))).collect()
         } else {
-            (top - synchronous) / f64::from(self.rates - 1)
+            let step = if n == 1.0 {
+                top - synchronous
+            } else {
+                (top - synchronous) / (n - 1.0)
+            };
+            (1..=self.rates)
+                .map(|i| synchronous + step * f64::from(i))
+                .collect()
         };
-        let mut rates: Vec<f64> = (1..=self.rates)
-            .map(|i| round_significant(synchronous + step * f64::from(i), 3))
-            .collect();
+        let mut rates: Vec<f64> = raw.into_iter().map(|r| round_significant(r, 3)).collect();
         rates.dedup();
         rates
     }
 }
 
 /// A sweep's throughput bound below this multiple of its synchronous rate: the server does not
-/// scale with concurrency (the reports say so).
-pub const NOT_SCALING: f64 = 1.2;
+/// scale with concurrency, and its rate levels are placed around its capacity.
+const NOT_SCALING: f64 = 1.2;
 
 /// `x` rounded to `digits` significant digits.
 fn round_significant(x: f64, digits: i32) -> f64 {
@@ -791,7 +790,6 @@ mod tests {
         assert_eq!(sweep(1).rates_between(1.0, 4.0), [4.0]);
         // Three significant digits, so labels stay short.
         assert_eq!(sweep(2).rates_between(0.7, 2.23456), [2.23, 3.77]);
-        // No better than one at a time: still a rate a tenth past it.
         // No better at the top than one at a time (one slot): around that capacity instead,
         // from half of it to 30% past it.
         assert_eq!(sweep(2).rates_between(2.0, 1.9), [1.0, 2.6]);

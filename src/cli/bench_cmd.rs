@@ -501,7 +501,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         names.push(ctx.settings.default_model.value.clone());
     }
 
-    let threads = ctx.settings.threads.clone().flag(args.threads).value;
+    let threads = ctx.settings.threads.or_flag(args.threads);
     let run_id = session::new_run_id();
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -517,6 +517,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     } else {
         args.speculative.clone()
     };
+    let (asked_ctx, auto_ctx) = ctx.settings.context(args.ctx);
     let load = LoadOptions {
         threads,
         n_ctx: match args.ctx {
@@ -524,12 +525,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
             // Deep contexts need room: the deepest, the prompt and the answer (rounded up).
             None => {
                 let deepest = args.depths.iter().max().copied().unwrap_or(0);
-                let asked = ctx
-                    .settings
-                    .ctx
-                    .value
-                    .unwrap_or(DEFAULT_CTX)
-                    .min(DEFAULT_CTX);
+                let asked = asked_ctx.min(DEFAULT_CTX);
                 if deepest > 0 {
                     asked.max((deepest + args.max_tokens + 1024).next_multiple_of(1024))
                 } else {
@@ -541,7 +537,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         // The slots follow the concurrency the user asked for; the context, when not given,
         // may shorten to fit (not for depth runs, which need it).
         auto_parallel: false,
-        auto_ctx: !settings::ctx_chosen(args.ctx, &ctx.settings.ctx) && args.depths.is_empty(),
+        auto_ctx: auto_ctx && args.depths.is_empty(),
         queue_capacity: 1 << 16,
         memory_budget: ctx.memory_budget(),
         offload: Offload::default(),

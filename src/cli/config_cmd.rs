@@ -42,7 +42,6 @@ pub fn run(mut config: Config, cmd: ConfigCommand) -> Result<ExitCode> {
             } else {
                 let mut table = super::shared::table(&["key", "value", "from", "env", "meaning"]);
                 for s in listed {
-                    let origin = serde_json::to_value(s.origin)?;
                     table.add_row(vec![
                         if s.in_file {
                             s.key.to_string()
@@ -50,7 +49,7 @@ pub fn run(mut config: Config, cmd: ConfigCommand) -> Result<ExitCode> {
                             format!("{} (env only)", s.key)
                         },
                         s.value.unwrap_or_else(|| "-".into()),
-                        origin.as_str().unwrap_or_default().to_string(),
+                        format!("{:?}", s.origin).to_lowercase(),
                         s.env.to_string(),
                         s.help.to_string(),
                     ]);

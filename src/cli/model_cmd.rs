@@ -16,7 +16,6 @@ use hearth::loader;
 use hearth::synth;
 
 use super::progress::QuantizeBar;
-use super::settings;
 use super::shared::{runtime, table};
 use super::Context;
 
@@ -188,7 +187,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
             sha256,
         } => add(ctx, &file, &alias, sha256.as_deref()),
         ModelCommand::Quantize { alias, ty, threads } => {
-            let threads = ctx.settings.threads.clone().flag(threads).value;
+            let threads = ctx.settings.threads.or_flag(threads);
             let ty = hearth::engine::quantize::parse_type(&ty)?;
             let variant = hearth::variants::make(
                 &ctx.catalog()?,
@@ -218,7 +217,7 @@ pub fn run(ctx: &Context, cmd: ModelCommand) -> Result<ExitCode> {
                 source,
                 ty,
                 seed,
-                memory: Some((ctx.memory_budget(), u64::from(configured_ctx(ctx)))),
+                memory: Some((ctx.memory_budget(), u64::from(ctx.settings.context(None).0))),
             };
             let made = synth::make(
                 &ctx.catalog()?,
@@ -287,11 +286,6 @@ fn memory_split(e: &memory::MemoryEstimate, layers: GpuLayers, blocks: u64) -> (
     (e.total_bytes() - device - not_repacked, device)
 }
 
-/// The context a command without `--ctx` asks for: the setting, else the sizing's start.
-fn configured_ctx(ctx: &Context) -> u32 {
-    ctx.settings.ctx.value.unwrap_or(memory::DEFAULT_CTX)
-}
-
 fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -> Result<ExitCode> {
     let layers = match gpu_layers {
         Some(g) => g,
@@ -304,7 +298,8 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         Some(p) => Some(gguf::read(p)?),
         None => None,
     };
-    let n_ctx = loader::effective_ctx(configured_ctx(ctx), file.as_ref());
+    let (asked_ctx, auto_ctx) = ctx.settings.context(None);
+    let n_ctx = loader::effective_ctx(asked_ctx, file.as_ref());
     let est = loader::estimate(entry, file.as_ref(), u64::from(n_ctx));
     let budget = ctx.memory_budget();
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
@@ -313,10 +308,10 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         entry,
         file.as_ref(),
         loader::SlotAsk {
-            n_ctx: configured_ctx(ctx),
+            n_ctx: asked_ctx,
             parallel: memory::DEFAULT_SLOTS,
             auto_parallel: true,
-            auto_ctx: !settings::ctx_chosen(None, &ctx.settings.ctx),
+            auto_ctx,
             memory_budget: budget,
         },
     )

@@ -8,14 +8,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use hearth::cache::BarProgress;
-use hearth::engine::memory;
 use hearth::engine::speculative::Speculative;
 use hearth::engine::{
     Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
 };
 use hearth::loader::{self, LoadOptions};
 
-use super::settings;
 use super::shared::{runtime, OffloadArgs};
 use super::Context;
 
@@ -80,24 +78,17 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         eprintln!("{alias} is not cached; downloading");
         rt.block_on(loader::ensure_local(&ctx.cache, entry, &BarProgress::new()))?;
     }
+    let (n_ctx, auto_ctx) = ctx.settings.context(args.ctx);
     let options = LoadOptions {
-        threads: ctx.settings.threads.clone().flag(args.threads).value,
-        n_ctx: args
-            .ctx
-            .or(ctx.settings.ctx.value)
-            .unwrap_or(memory::DEFAULT_CTX),
+        threads: ctx.settings.threads.or_flag(args.threads),
+        n_ctx,
         parallel: 1,
         auto_parallel: false,
-        auto_ctx: !settings::ctx_chosen(args.ctx, &ctx.settings.ctx),
+        auto_ctx,
         queue_capacity: 4,
         memory_budget: ctx.memory_budget(),
         offload: args.offload.resolve(ctx)?,
-        speculative: ctx
-            .settings
-            .speculative
-            .clone()
-            .flag(args.speculative)
-            .value,
+        speculative: ctx.settings.speculative.or_flag(args.speculative),
     };
     let engine = loader::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?.backend;
     let engine = engine.as_ref();

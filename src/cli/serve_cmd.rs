@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use hearth::engine::memory::{human_bytes, DEFAULT_CTX, DEFAULT_SLOTS};
+use hearth::engine::memory::{human_bytes, DEFAULT_SLOTS};
 use hearth::loader::LoadOptions;
 use hearth::server::{self, ApiKey, Limits, Registry, ServerOptions};
 use serde_json::Value;
 
-use super::settings::{ctx_chosen, list_or};
+use super::settings::list_or;
 use super::Context;
 
 #[derive(Debug, Args)]
@@ -95,35 +95,30 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         catalog.get(alias)?;
     }
     let settings = &ctx.settings;
+    let (n_ctx, auto_ctx) = settings.context(args.ctx);
     let load = LoadOptions {
-        threads: settings.threads.clone().flag(args.threads).value,
-        n_ctx: args.ctx.or(settings.ctx.value).unwrap_or(DEFAULT_CTX),
+        threads: settings.threads.or_flag(args.threads),
+        n_ctx,
         parallel: args.parallel.unwrap_or(DEFAULT_SLOTS).max(1),
         auto_parallel: args.parallel.is_none(),
-        auto_ctx: !ctx_chosen(args.ctx, &settings.ctx),
+        auto_ctx,
         queue_capacity: args.queue,
         memory_budget: ctx.memory_budget(),
         offload: args.offload.resolve(ctx)?,
-        speculative: settings.speculative.clone().flag(args.speculative).value,
+        speculative: settings.speculative.or_flag(args.speculative),
     };
     let idle_ttl = settings
         .idle_ttl
-        .clone()
-        .flag(args.idle_ttl.map(std::time::Duration::from_secs))
-        .value;
+        .or_flag(args.idle_ttl.map(std::time::Duration::from_secs));
     let registry = Arc::new(Registry::new(catalog, ctx.cache.clone(), load, idle_ttl));
     let options = ServerOptions {
         host: args.host,
-        port: settings.port.clone().flag(args.port).value,
+        port: settings.port.or_flag(args.port),
         api_key: args.api_key.resolve(settings)?.as_deref().map(ApiKey::new),
         allowed_hosts: list_or(args.allowed_hosts, &settings.allowed_hosts),
         cors_origins: list_or(args.cors_origins, &settings.cors_origins),
         limits: Limits {
-            max_connections: settings
-                .max_connections
-                .clone()
-                .flag(args.max_connections)
-                .value,
+            max_connections: settings.max_connections.or_flag(args.max_connections),
             ..Limits::default()
         },
         preload: args.models,

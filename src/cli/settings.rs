@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use hearth::config::{Config, Origin, Setting};
+use hearth::config::{Config, Setting};
 use hearth::engine::devices::GpuLayers;
+use hearth::engine::memory;
 use hearth::engine::speculative::Speculative;
 
 /// Every setting, typed.
@@ -142,7 +143,13 @@ pub fn list_or(given: Vec<String>, setting: &Setting<Vec<String>>) -> Vec<String
     }
 }
 
-/// Whether the user, anywhere, chose the context (else hearth may size it).
-pub fn ctx_chosen(flag: Option<u32>, setting: &Setting<Option<u32>>) -> bool {
-    flag.is_some() || (setting.value.is_some() && setting.origin != Origin::Default)
+impl Settings {
+    /// The context per sequence to ask for (`--ctx`, else the setting, else where the sizing
+    /// starts) and whether hearth may shorten it to fit: only when the user set none.
+    pub fn context(&self, flag: Option<u32>) -> (u32, bool) {
+        match flag.or(self.ctx.value) {
+            Some(n) => (n, false),
+            None => (memory::DEFAULT_CTX, true),
+        }
+    }
 }

@@ -236,7 +236,8 @@ fn is_json(content_type: &str) -> bool {
 /// preflights answered with the methods, the two request headers clients send, and a max-age.
 /// Credentials are never allowed (the API key travels in `Authorization`, which a page must
 /// set itself). Private Network Access preflights (Chromium, a public page calling localhost)
-/// are answered for the same origins.
+/// are answered for the same origins. The origin is checked again here (cheaply) so that the
+/// CORS headers never depend on the order of the layers.
 pub(super) fn cors(policy: Arc<BrowserPolicy>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, parts| {

@@ -35,7 +35,7 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Largest request head (request line and headers), in bytes; at least 8 KiB.
     pub max_header_bytes: usize,
-    /// Most connections open at once.
+    /// Most connections open at once (`usize::MAX`: no limit).
     pub max_connections: usize,
 }
 
@@ -65,7 +65,9 @@ pub(super) async fn serve(
         drop(signal_rx);
     });
     let (close_tx, close_rx) = watch::channel(());
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let mut saturated = false;
     loop {
         let (stream, peer) = tokio::select! {

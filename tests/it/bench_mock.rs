@@ -78,6 +78,17 @@ async fn run(options: BenchOptions, targets: Vec<Target>) -> RunData {
         .unwrap()
 }
 
+/// The arrival rates of a run's open-loop levels, in order.
+fn rate_levels(data: &RunData) -> Vec<f64> {
+    data.levels
+        .iter()
+        .filter_map(|l| match l.shape {
+            LoadShape::Rate { rate, .. } => Some(rate),
+            LoadShape::Concurrency { .. } => None,
+        })
+        .collect()
+}
+
 fn script(ttft_ms: u64, itl_ms: u64, tokens: u32) -> MockScript {
     MockScript {
         ttft: Duration::from_millis(ttft_ms),
@@ -384,14 +395,7 @@ async fn a_sweep_finds_the_knee_of_a_server_with_known_capacity() {
     assert!((7.0..=10.5).contains(&sync), "synchronous {sync:.1}/s");
     assert!((30.0..=40.5).contains(&max), "maximum {max:.1}/s");
     assert_eq!(at, "c=16");
-    let rates: Vec<f64> = data
-        .levels
-        .iter()
-        .filter_map(|l| match l.shape {
-            LoadShape::Rate { rate, .. } => Some(rate),
-            LoadShape::Concurrency { .. } => None,
-        })
-        .collect();
+    let rates = rate_levels(&data);
     let step = (max - sync) / 2.0;
     // The bench sets its rates from its own count of the bounds (successes over the timed
     // span); the report's figures use the level's span: a few percent apart.
@@ -536,14 +540,7 @@ async fn a_sweep_of_a_one_slot_server_measures_its_rate_levels() {
         );
     }
     // Capacity is 1 / (100 ms + 20 × 10 ms) = 3.3 requests/s; the rates lie around it.
-    let rates: Vec<f64> = data
-        .levels
-        .iter()
-        .filter_map(|l| match l.shape {
-            LoadShape::Rate { rate, .. } => Some(rate),
-            LoadShape::Concurrency { .. } => None,
-        })
-        .collect();
+    let rates = rate_levels(&data);
     assert!(rates[0] < 3.3 * 0.7 && rates[2] > 3.3, "{rates:?}");
     // Half the capacity is kept up with and measured.
     let lowest = &data.levels[2];

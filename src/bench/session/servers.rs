@@ -73,7 +73,7 @@ impl<'a> Servers<'a> {
             port: 0,
             // The bench's own load decides how many connections it opens.
             limits: Limits {
-                max_connections: usize::MAX >> 4,
+                max_connections: usize::MAX,
                 ..Limits::default()
             },
             ..ServerOptions::default()

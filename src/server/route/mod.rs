@@ -14,6 +14,8 @@ mod cache;
 
 pub(super) use cache::AutoRouteCache;
 
+use std::rc::Rc;
+
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CatalogEntry};
@@ -118,13 +120,13 @@ pub fn decide(
     let run_of = |m: &str| {
         evidence
             .iter()
-            .find(|e| e.model.model == m)
+            .find(|e| e.model().model == m)
             .map(|e| e.run_id.clone())
     };
     if !evidence.is_empty() {
         let figures: Vec<_> = evidence
             .iter()
-            .map(|e| figures_of(&e.summary, &e.model))
+            .map(|e| figures_of(&e.summary, e.model()))
             .collect();
         let r = decide_over(
             &figures,
@@ -214,11 +216,19 @@ pub fn decide(
     })
 }
 
-/// One candidate's evidence: its newest run in which it answered, summarised.
+/// One candidate's evidence: its newest run in which it answered, summarised (shared by the
+/// candidates that run holds).
 struct Evidence {
     run_id: String,
-    summary: RunSummary,
-    model: ModelSummary,
+    summary: Rc<RunSummary>,
+    /// The candidate's index in `summary.models`.
+    model: usize,
+}
+
+impl Evidence {
+    fn model(&self) -> &ModelSummary {
+        &self.summary.models[self.model]
+    }
 }
 
 /// Each of `tagged`'s newest successful run, newest runs first, stopping once all are found.
@@ -230,22 +240,22 @@ fn newest_runs(store: &mut Store, tagged: &[&CatalogEntry]) -> Result<Vec<Eviden
             .iter()
             .map(String::as_str)
             .filter(|m| tagged.iter().any(|e| e.alias == *m))
-            .filter(|m| !found.iter().any(|f| f.model.model == *m))
+            .filter(|m| !found.iter().any(|f| f.model().model == *m))
             .collect();
         if wanted.is_empty() {
             continue;
         }
-        let summary = summarize(&store.load_run(&listing.run.id)?);
+        let summary = Rc::new(summarize(&store.load_run(&listing.run.id)?));
         for name in wanted {
             if let Some(model) = summary
                 .models
                 .iter()
-                .find(|m| m.model == name && m.status == ModelStatus::Ok)
+                .position(|m| m.model == name && m.status == ModelStatus::Ok)
             {
                 found.push(Evidence {
                     run_id: listing.run.id.clone(),
-                    summary: summary.clone(),
-                    model: model.clone(),
+                    summary: Rc::clone(&summary),
+                    model,
                 });
             }
         }
