@@ -206,6 +206,15 @@ const KEYS: &[KeySpec] = &[
         help: "connections `serve` holds open at once (more get 503)",
     },
     KeySpec {
+        name: "run_drift_pct",
+        env: env::HEARTH_RUN_DRIFT_PCT,
+        kind: Kind::Text,
+        in_file: true,
+        secret: false,
+        default: || Some("5".into()),
+        help: "run-to-run drift (%) `compare` allows between separate runs; `compare --aa` measures it",
+    },
+    KeySpec {
         name: "db_url",
         env: env::HEARTH_DB_URL,
         kind: Kind::Text,

@@ -44,6 +44,9 @@ pub const HEARTH_ALLOWED_HOSTS: &str = "HEARTH_ALLOWED_HOSTS";
 pub const HEARTH_CORS_ORIGINS: &str = "HEARTH_CORS_ORIGINS";
 /// Overrides the `max_connections` config key: connections `hearth serve` holds open at once.
 pub const HEARTH_MAX_CONNECTIONS: &str = "HEARTH_MAX_CONNECTIONS";
+/// Overrides the `run_drift_pct` config key: how far this machine moves a whole run's level
+/// from one run to the next, which `hearth compare` allows for between separate runs.
+pub const HEARTH_RUN_DRIFT_PCT: &str = "HEARTH_RUN_DRIFT_PCT";
 /// API key for the judge's endpoint in `hearth bench --judge-endpoint` (kept apart from
 /// `HEARTH_API_KEY`, since the judge often runs somewhere else than the models measured).
 pub const HEARTH_JUDGE_API_KEY: &str = "HEARTH_JUDGE_API_KEY";
@@ -82,6 +85,7 @@ pub const ALL: &[&str] = &[
     HEARTH_ALLOWED_HOSTS,
     HEARTH_CORS_ORIGINS,
     HEARTH_MAX_CONNECTIONS,
+    HEARTH_RUN_DRIFT_PCT,
     HEARTH_JUDGE_API_KEY,
     HEARTH_ENDPOINT,
     HEARTH_DB_URL,

@@ -121,6 +121,10 @@ pub struct BenchOptions {
     /// this many seconds (on in sweeps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_over_saturated_secs: Option<f64>,
+    /// Measure the targets in alternating rounds of one session (A B, then B A, …) instead of
+    /// one after another, so `compare` can pair their rounds and the machine's drift cancels.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interleave: bool,
 }
 
 /// A sweep, as GuideLLM's: the synchronous point (one request at a time), the most the
@@ -361,7 +365,8 @@ async fn shape_jobs(
     }
 }
 
-/// Runs every target in turn. Returns true when the run was interrupted by `stop`.
+/// Runs every target in turn, or in alternating rounds when `options.interleave` asks for it.
+/// Returns true when the run was interrupted by `stop`.
 pub async fn run(
     options: &BenchOptions,
     targets: Vec<Target>,
@@ -374,11 +379,14 @@ pub async fn run(
         .tcp_nodelay(true)
         .build()
         .expect("HTTP client");
+    if options.interleave && targets.len() > 1 {
+        return run_interleaved(options, &targets, &http, recorder, progress, &mut stop).await;
+    }
     for target in targets {
         if *stop.borrow() {
             return true;
         }
-        let interrupted = run_target(options, target, &http, recorder, progress, &mut stop).await;
+        let interrupted = run_target(options, &target, &http, recorder, progress, &mut stop).await;
         if interrupted {
             return true;
         }
@@ -386,14 +394,35 @@ pub async fn run(
     false
 }
 
-async fn run_target(
+/// What a target's levels counted, for its final status.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+    first_error: Option<String>,
+    interrupted: bool,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: LevelOutcome) {
+        self.ok += outcome.ok;
+        self.failed += outcome.failed;
+        if self.first_error.is_none() {
+            self.first_error = outcome.first_error;
+        }
+        self.interrupted |= outcome.interrupted;
+    }
+}
+
+/// Records the target as running and loads it. `None` when it cannot be measured (known to
+/// fail, not applicable, or failed to load): recorded with its reason.
+async fn begin_target(
     options: &BenchOptions,
-    target: Target,
+    target: &Target,
     http: &reqwest::Client,
     recorder: &Recorder,
     progress: &dyn Progress,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
+) -> Option<(ModelRecord, bool)> {
     let mut model = target.model.clone();
     let name = model.model.clone();
     if matches!(model.status, ModelStatus::Failed | ModelStatus::Skipped) {
@@ -402,77 +431,45 @@ async fn run_target(
         recorder.model(&model);
         progress.model_started(&name, 0);
         progress.model_finished(&name, model.status, model.error.as_deref());
-        return false;
+        return None;
     }
     model.status = ModelStatus::Running;
     recorder.model(&model);
     progress.model_started(&name, planned_requests(options));
-
     progress.stage(&name, "loading");
-    match prepare(http, &target, options.timeout_secs).await {
+    match prepare(http, target, options.timeout_secs).await {
         Ok(load_ms) => model.load_ms = load_ms,
         Err(error) => {
             model.status = ModelStatus::Failed;
             model.error = Some(error);
             recorder.model(&model);
             progress.model_finished(&name, model.status, model.error.as_deref());
-            return false;
+            return None;
         }
     }
     recorder.model(&model);
     let tokenizer = client::has_tokenizer(http, &target.endpoint).await;
+    Some((model, tokenizer))
+}
 
-    let (mut ok, mut failed, mut first_error, mut interrupted) =
-        (0u64, 0u64, None::<String>, false);
-    let depths: Vec<Option<u32>> = if options.depths.is_empty() {
-        vec![None]
-    } else {
-        options.depths.iter().copied().map(Some).collect()
-    };
-    let mut shapes: Vec<(LoadShape, Option<u32>)> = first_shapes(options)
-        .into_iter()
-        .flat_map(|s| depths.iter().map(move |d| (s, *d)))
-        .collect();
-    let mut bounds = Vec::new();
-    let mut i = 0;
-    while let Some((shape, depth)) = shapes.get(i).copied() {
-        i += 1;
-        let level = Level {
-            options,
-            target: &target,
-            shape: &shape,
-            depth,
-            tokenizer,
-        };
-        let outcome = run_level(level, http, recorder, progress, stop).await;
-        if let (Some(sweep), true) = (options.sweep, i <= 2) {
-            bounds.push(outcome.request_rate);
-            if i == 2 {
-                let rates = sweep.rates_between(bounds[0], bounds[1]);
-                tracing::info!(model = %name, synchronous = bounds[0], maximum = bounds[1], ?rates, "sweep bounds measured");
-                shapes.extend(rates.into_iter().map(|rate| {
-                    let rate = LoadShape::Rate {
-                        rate,
-                        burstiness: sweep.burstiness,
-                        max_concurrency: None,
-                    };
-                    (rate, None)
-                }));
-            }
-        }
-        ok += outcome.ok;
-        failed += outcome.failed;
-        if first_error.is_none() {
-            first_error = outcome.first_error;
-        }
-        if outcome.interrupted {
-            interrupted = true;
-            break;
-        }
-    }
+/// Unloads the target and records its final status from what its levels counted.
+async fn end_target(
+    target: &Target,
+    mut model: ModelRecord,
+    tally: Tally,
+    http: &reqwest::Client,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+) {
     if target.managed {
-        unload(http, &target).await;
+        unload(http, target).await;
     }
+    let Tally {
+        ok,
+        failed,
+        first_error,
+        interrupted,
+    } = tally;
     model.status = if interrupted {
         ModelStatus::Interrupted
     } else if ok == 0 {
@@ -496,7 +493,139 @@ async fn run_target(
         (_, None) => None,
     };
     recorder.model(&model);
-    progress.model_finished(&name, model.status, model.error.as_deref());
+    progress.model_finished(&model.model, model.status, model.error.as_deref());
+}
+
+/// The levels every target is measured at, before a sweep adds its rates: each shape at each
+/// depth.
+fn planned_levels(options: &BenchOptions) -> Vec<(LoadShape, Option<u32>)> {
+    let depths: Vec<Option<u32>> = if options.depths.is_empty() {
+        vec![None]
+    } else {
+        options.depths.iter().copied().map(Some).collect()
+    };
+    first_shapes(options)
+        .into_iter()
+        .flat_map(|s| depths.iter().map(move |d| (s, *d)))
+        .collect()
+}
+
+async fn run_target(
+    options: &BenchOptions,
+    target: &Target,
+    http: &reqwest::Client,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let Some((model, tokenizer)) = begin_target(options, target, http, recorder, progress).await
+    else {
+        return false;
+    };
+    let name = model.model.clone();
+    let mut tally = Tally::default();
+    let mut shapes = planned_levels(options);
+    let mut bounds = Vec::new();
+    let mut i = 0;
+    while let Some((shape, depth)) = shapes.get(i).copied() {
+        i += 1;
+        let level = Level {
+            options,
+            target,
+            shape: &shape,
+            depth,
+            tokenizer,
+        };
+        let outcome = run_level(level, http, recorder, progress, stop).await;
+        if let (Some(sweep), true) = (options.sweep, i <= 2) {
+            bounds.push(outcome.request_rate);
+            if i == 2 {
+                let rates = sweep.rates_between(bounds[0], bounds[1]);
+                tracing::info!(model = %name, synchronous = bounds[0], maximum = bounds[1], ?rates, "sweep bounds measured");
+                shapes.extend(rates.into_iter().map(|rate| {
+                    let rate = LoadShape::Rate {
+                        rate,
+                        burstiness: sweep.burstiness,
+                        max_concurrency: None,
+                    };
+                    (rate, None)
+                }));
+            }
+        }
+        tally.add(outcome);
+        if tally.interrupted {
+            break;
+        }
+    }
+    let interrupted = tally.interrupted;
+    end_target(target, model, tally, http, recorder, progress).await;
+    interrupted
+}
+
+/// Measures the targets in alternating rounds of one session: at each level, round r of every
+/// target runs before round r + 1 of any, in the order A B C, then C B A, … (so none always
+/// goes first). Whatever the machine does between rounds falls on all of them alike, which
+/// `compare` exploits by pairing their rounds. Every target stays loaded for the session.
+async fn run_interleaved(
+    options: &BenchOptions,
+    targets: &[Target],
+    http: &reqwest::Client,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut live = Vec::new();
+    for target in targets {
+        if *stop.borrow() {
+            return true;
+        }
+        if let Some((model, tokenizer)) =
+            begin_target(options, target, http, recorder, progress).await
+        {
+            live.push((target, model, tokenizer, Tally::default()));
+        }
+    }
+    let mut interrupted = false;
+    for (shape, depth) in planned_levels(options) {
+        let mut levels = Vec::with_capacity(live.len());
+        let clock = Clock::start();
+        for (target, _, tokenizer, _) in &live {
+            let level = Level {
+                options,
+                target,
+                shape: &shape,
+                depth,
+                tokenizer: *tokenizer,
+            };
+            levels.push(LevelRun::start(level, clock, recorder, http).await);
+        }
+        let mut turn = 0;
+        while levels.iter().any(|l| !l.over) && !interrupted {
+            let order: Vec<usize> = if turn % 2 == 0 {
+                (0..levels.len()).collect()
+            } else {
+                (0..levels.len()).rev().collect()
+            };
+            turn += 1;
+            for i in order {
+                levels[i].round(http, recorder, progress, stop).await;
+                if levels[i].outcome.interrupted {
+                    interrupted = true;
+                    break;
+                }
+            }
+        }
+        for (level, (_, _, _, tally)) in levels.into_iter().zip(live.iter_mut()) {
+            tally.add(level.finish(http, recorder).await);
+        }
+        if interrupted {
+            break;
+        }
+    }
+    for (target, model, _, mut tally) in live {
+        tally.interrupted |= interrupted;
+        end_target(target, model, tally, http, recorder, progress).await;
+    }
     interrupted
 }
 
@@ -591,72 +720,131 @@ struct Level<'a> {
     tokenizer: bool,
 }
 
-async fn run_level(
-    level: Level<'_>,
-    http: &reqwest::Client,
-    recorder: &Recorder,
-    progress: &dyn Progress,
-    stop: &mut watch::Receiver<bool>,
-) -> LevelOutcome {
-    let Level {
-        options,
-        target,
-        shape,
-        depth,
-        tokenizer,
-    } = level;
-    let name = target.model.model.clone();
-    let level = match depth {
-        Some(d) => format!("{} d={d}", shape.label()),
-        None => shape.label(),
-    };
-    let clock = Clock::start();
-    let ctx = load::LevelContext {
-        http: http.clone(),
-        endpoint: target.endpoint.clone(),
-        params: RequestParams {
-            stream: options.stream,
-            temperature: options.temperature,
-            seed: Some(options.seed),
-            // A shape model's text is noise and may hit its end-of-text token anywhere: it
-            // always runs to max_tokens, so every request has the same output length.
-            ignore_eos: options.ignore_eos
-                || options.output_tokens.is_some()
-                || crate::catalog::is_shape_alias(&name),
-            timeout: Duration::from_secs_f64(options.timeout_secs.max(0.001)),
-        },
-        clock,
-        level: level.clone(),
-        seed: options.seed,
-    };
-    let mut outcome = LevelOutcome {
-        request_rate: 0.0,
-        ok: 0,
-        failed: 0,
-        first_error: None,
-        interrupted: false,
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
-    let mut measure = None;
-    let mut fit_misses = 0u32;
-    let total_rounds = options.warmup + options.rounds;
-    let saturation = match shape {
-        LoadShape::Rate { .. } => options
-            .stop_over_saturated_secs
-            .map(|s| Duration::from_secs_f64(s.max(0.1))),
-        LoadShape::Concurrency { .. } => None,
-    };
-    let mut stopped = None;
-    // Every round's requests, made before the level's clock matters: fitting generated
-    // prompts to their lengths asks the server's tokenizer.
-    let mut planned = Vec::with_capacity(total_rounds as usize);
-    for round_index in 0..total_rounds {
-        let mut jobs = jobs_for_round(options, shape, round_index, recorder.run_id());
-        shape_jobs(options, &ctx, tokenizer, depth, &mut jobs, &mut fit_misses).await;
-        planned.push(jobs);
+/// One level of one target, measured round by round: started (its requests planned), then
+/// each round in turn, then finished (its resources and record). Split so that an interleaved
+/// session can alternate the rounds of several targets.
+struct LevelRun<'a> {
+    options: &'a BenchOptions,
+    target: &'a Target,
+    shape: LoadShape,
+    depth: Option<u32>,
+    tokenizer: bool,
+    name: String,
+    label: String,
+    ctx: load::LevelContext,
+    planned: std::vec::IntoIter<Vec<Job>>,
+    tx: mpsc::UnboundedSender<RequestRecord>,
+    rx: mpsc::UnboundedReceiver<RequestRecord>,
+    measure: Option<measure::Measurement>,
+    saturation: Option<Duration>,
+    stopped: Option<String>,
+    fit_misses: u32,
+    outcome: LevelOutcome,
+    /// Rounds run so far, warm-up included.
+    rounds_run: u32,
+    /// No round is left: all ran, the level was stopped, or the user interrupted.
+    over: bool,
+}
+
+impl<'a> LevelRun<'a> {
+    /// Plans the level's rounds. `clock` is the level's time origin: shared by the levels of
+    /// an interleaved session, so their instants line up.
+    async fn start(
+        level: Level<'a>,
+        clock: Clock,
+        recorder: &Recorder,
+        http: &reqwest::Client,
+    ) -> Self {
+        let Level {
+            options,
+            target,
+            shape,
+            depth,
+            tokenizer,
+        } = level;
+        let name = target.model.model.clone();
+        let label = match depth {
+            Some(d) => format!("{} d={d}", shape.label()),
+            None => shape.label(),
+        };
+        let ctx = load::LevelContext {
+            http: http.clone(),
+            endpoint: target.endpoint.clone(),
+            params: RequestParams {
+                stream: options.stream,
+                temperature: options.temperature,
+                seed: Some(options.seed),
+                // A shape model's text is noise and may hit its end-of-text token anywhere: it
+                // always runs to max_tokens, so every request has the same output length.
+                ignore_eos: options.ignore_eos
+                    || options.output_tokens.is_some()
+                    || crate::catalog::is_shape_alias(&name),
+                timeout: Duration::from_secs_f64(options.timeout_secs.max(0.001)),
+            },
+            clock,
+            level: label.clone(),
+            seed: options.seed,
+        };
+        let saturation = match shape {
+            LoadShape::Rate { .. } => options
+                .stop_over_saturated_secs
+                .map(|s| Duration::from_secs_f64(s.max(0.1))),
+            LoadShape::Concurrency { .. } => None,
+        };
+        // Every round's requests, made before the level's clock matters: fitting generated
+        // prompts to their lengths asks the server's tokenizer.
+        let total_rounds = options.warmup + options.rounds;
+        let mut fit_misses = 0u32;
+        let mut planned = Vec::with_capacity(total_rounds as usize);
+        for round_index in 0..total_rounds {
+            let mut jobs = jobs_for_round(options, shape, round_index, recorder.run_id());
+            shape_jobs(options, &ctx, tokenizer, depth, &mut jobs, &mut fit_misses).await;
+            planned.push(jobs);
+        }
+        let (tx, rx) = mpsc::unbounded_channel::<RequestRecord>();
+        LevelRun {
+            options,
+            target,
+            shape: *shape,
+            depth,
+            tokenizer,
+            name,
+            label,
+            ctx,
+            planned: planned.into_iter(),
+            tx,
+            rx,
+            measure: None,
+            saturation,
+            stopped: None,
+            fit_misses,
+            outcome: LevelOutcome {
+                request_rate: 0.0,
+                ok: 0,
+                failed: 0,
+                first_error: None,
+                interrupted: false,
+            },
+            rounds_run: 0,
+            over: total_rounds == 0,
+        }
     }
-    let mut planned = planned.into_iter();
-    for round_index in 0..total_rounds {
+
+    /// Runs the next round, if any is left.
+    async fn round(
+        &mut self,
+        http: &reqwest::Client,
+        recorder: &Recorder,
+        progress: &dyn Progress,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        if self.over {
+            return;
+        }
+        let options = self.options;
+        let round_index = self.rounds_run;
+        self.rounds_run += 1;
+        self.over = self.rounds_run >= options.warmup + options.rounds;
         let warmup = round_index < options.warmup;
         // Warm-up rounds are all recorded as round 0; timed rounds count from 1.
         let round = if warmup {
@@ -664,20 +852,21 @@ async fn run_level(
         } else {
             round_index - options.warmup + 1
         };
-        if !warmup && measure.is_none() {
-            measure = Some(measure::Measurement::begin(http, target, clock, options).await);
+        if !warmup && self.measure.is_none() {
+            self.measure =
+                Some(measure::Measurement::begin(http, self.target, self.ctx.clock, options).await);
         }
         let stage = if warmup {
-            format!("{level} warm-up")
+            format!("{} warm-up", self.label)
         } else {
-            format!("{level} round {round}/{}", options.rounds)
+            format!("{} round {round}/{}", self.label, options.rounds)
         };
-        progress.stage(&name, &stage);
-        let mut jobs = planned.next().unwrap_or_default();
+        progress.stage(&self.name, &stage);
+        let mut jobs = self.planned.next().unwrap_or_default();
         for job in &mut jobs {
             job.round = round;
         }
-        let run = load::run_round(&ctx, *shape, jobs, &tx, stop, saturation);
+        let run = load::run_round(&self.ctx, self.shape, jobs, &self.tx, stop, self.saturation);
         tokio::pin!(run);
         // Answers without usage are counted with the server's tokenizer after the round, so
         // the HTTP calls never delay the round's own schedule.
@@ -685,62 +874,85 @@ async fn run_level(
         let end = loop {
             tokio::select! {
                 done = &mut run => break done,
-                Some(record) = rx.recv() => {
-                    if tokenizer && record.token_source == TokenSource::Chunks {
+                Some(record) = self.rx.recv() => {
+                    if self.tokenizer && record.token_source == TokenSource::Chunks {
                         uncounted.push(record);
                     } else {
-                        take_record(record, &name, recorder, progress, &mut outcome);
+                        take_record(record, &self.name, recorder, progress, &mut self.outcome);
                     }
                 }
             }
         };
-        while let Ok(record) = rx.try_recv() {
+        while let Ok(record) = self.rx.try_recv() {
             uncounted.push(record);
         }
         for mut record in uncounted {
-            if tokenizer && record.token_source == TokenSource::Chunks {
-                let count = client::tokenizer_count(http, &target.endpoint, &record.output).await;
+            if self.tokenizer && record.token_source == TokenSource::Chunks {
+                let count =
+                    client::tokenizer_count(http, &self.target.endpoint, &record.output).await;
                 client::count_with_tokenizer(&mut record, |_| count);
             }
-            take_record(record, &name, recorder, progress, &mut outcome);
+            take_record(record, &self.name, recorder, progress, &mut self.outcome);
         }
         match end {
             load::RoundEnd::Done => {}
             load::RoundEnd::Interrupted => {
-                outcome.interrupted = true;
-                break;
+                self.outcome.interrupted = true;
+                self.over = true;
             }
             load::RoundEnd::OverSaturated(evidence) => {
-                progress.stage(&name, &format!("{level} {evidence}"));
-                tracing::info!(model = %name, %level, %evidence, "level stopped");
-                stopped = Some(evidence);
-                break;
+                progress.stage(&self.name, &format!("{} {evidence}", self.label));
+                tracing::info!(model = %self.name, level = %self.label, %evidence, "level stopped");
+                self.stopped = Some(evidence);
+                self.over = true;
             }
         }
     }
-    if fit_misses > 0 {
-        tracing::warn!(model = %name, %level, fit_misses, "generated prompts not fitted exactly to their token lengths (no tokenizer at the endpoint, or a fit that did not settle)");
-    }
-    // A level stopped in its warm-up ran no timed request; it is recorded all the same, with
-    // why, so that no report shows it as a level that passed with nothing measured.
-    if measure.is_none() {
-        if let Some(evidence) = stopped.take() {
-            stopped = Some(format!(
-                "{evidence}; in the warm-up, so no timed request ran"
-            ));
-            measure = Some(measure::Measurement::begin(http, target, clock, options).await);
+
+    /// Ends the level: its resources and record, and what it counted.
+    async fn finish(mut self, http: &reqwest::Client, recorder: &Recorder) -> LevelOutcome {
+        let (name, level) = (&self.name, &self.label);
+        if self.fit_misses > 0 {
+            tracing::warn!(model = %name, %level, fit_misses = self.fit_misses, "generated prompts not fitted exactly to their token lengths (no tokenizer at the endpoint, or a fit that did not settle)");
         }
-    }
-    if let Some(measure) = measure {
-        let mut record = measure.end(shape, &level, &name).await;
-        record.stopped = stopped;
-        record.depth = depth;
-        if record.duration_ms > 0.0 {
-            outcome.request_rate = outcome.ok as f64 * 1000.0 / record.duration_ms;
+        // A level stopped in its warm-up ran no timed request; it is recorded all the same,
+        // with why, so that no report shows it as a level that passed with nothing measured.
+        if self.measure.is_none() {
+            if let Some(evidence) = self.stopped.take() {
+                self.stopped = Some(format!(
+                    "{evidence}; in the warm-up, so no timed request ran"
+                ));
+                self.measure = Some(
+                    measure::Measurement::begin(http, self.target, self.ctx.clock, self.options)
+                        .await,
+                );
+            }
         }
-        recorder.level(&record);
+        if let Some(measure) = self.measure {
+            let mut record = measure.end(&self.shape, level, name).await;
+            record.stopped = self.stopped;
+            record.depth = self.depth;
+            if record.duration_ms > 0.0 {
+                self.outcome.request_rate = self.outcome.ok as f64 * 1000.0 / record.duration_ms;
+            }
+            recorder.level(&record);
+        }
+        self.outcome
     }
-    outcome
+}
+
+async fn run_level(
+    level: Level<'_>,
+    http: &reqwest::Client,
+    recorder: &Recorder,
+    progress: &dyn Progress,
+    stop: &mut watch::Receiver<bool>,
+) -> LevelOutcome {
+    let mut run = LevelRun::start(level, Clock::start(), recorder, http).await;
+    while !run.over {
+        run.round(http, recorder, progress, stop).await;
+    }
+    run.finish(http, recorder).await
 }
 
 fn take_record(

@@ -123,6 +123,13 @@ pub struct BenchArgs {
     /// The level is recorded as over-saturated, not as failed.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "10")]
     stop_over_saturated: Option<f64>,
+    /// Measure the configurations (models, --variants, --speculative, --gpu-layers) in
+    /// alternating rounds of one session instead of one after another, every one loaded
+    /// throughout: round r of each runs before round r + 1 of any (A B, then B A, …), so the
+    /// machine's drift falls on all alike. `hearth compare RUN` then pairs their rounds and
+    /// finds changes separate runs cannot. Use --rounds 6 or more.
+    #[arg(long, conflicts_with = "sweep")]
+    interleave: bool,
     /// Sampling temperature.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -469,6 +476,7 @@ fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
         sample_interval_ms: 250,
         sweep,
         stop_over_saturated_secs,
+        interleave: args.interleave,
         input_tokens: args.input_tokens,
         depths: {
             let mut d = args.depths.clone();

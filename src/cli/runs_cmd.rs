@@ -59,16 +59,26 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The baseline run.
-    a: String,
-    /// The run to judge against it.
-    b: String,
+    /// The baseline run, then the run to judge against it. One run alone compares its
+    /// configurations (its first model is the baseline): paired round by round when it was an
+    /// interleaved session (`bench --interleave`). With --aa: identical runs, in pairs.
+    #[arg(required = true, num_args = 1..)]
+    runs: Vec<String>,
     /// Smallest change (percent) that can be called a regression.
     #[arg(long, default_value_t = 5.0)]
     threshold: f64,
-    /// Confidence required beyond the noise of the two runs.
+    /// Confidence required beyond the noise of the replicates.
     #[arg(long, default_value_t = 0.95)]
     confidence: f64,
+    /// Run-to-run drift (percent) allowed between separate runs (default: the `run_drift_pct`
+    /// setting; `--aa` measures this machine's).
+    #[arg(long)]
+    run_drift: Option<f64>,
+    /// Calibrate the gate: the runs are identical (same build and configuration, back to
+    /// back), compared in pairs (1 with 2, 3 with 4, …); prints the false alarms and the
+    /// drift, and exits 1 when more pairs failed than the confidence allows.
+    #[arg(long)]
+    aa: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -187,18 +197,55 @@ pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
 
 pub fn compare(ctx: &Context, args: CompareArgs) -> Result<ExitCode> {
     let mut store = ctx.open_store()?;
-    let (a, b) = (store.resolve(&args.a)?, store.resolve(&args.b)?);
-    let (a, b) = (store.load_run(&a)?, store.load_run(&b)?);
     let options = CompareOptions {
         threshold_pct: args.threshold,
         confidence: args.confidence,
-        ..CompareOptions::default()
+        run_drift_pct: args.run_drift.unwrap_or(ctx.settings.run_drift_pct.value),
     };
-    let comparison = report::compare(&a, &b, &options);
+    anyhow::ensure!(
+        options.confidence > 0.0 && options.confidence < 1.0,
+        "--confidence must be between 0 and 1 (0.95: 95 %), not {}",
+        options.confidence
+    );
+    anyhow::ensure!(
+        options.threshold_pct >= 0.0 && options.run_drift_pct >= 0.0,
+        "--threshold and --run-drift are percentages of at least 0"
+    );
+    let mut runs = Vec::with_capacity(args.runs.len());
+    for id in &args.runs {
+        let id = store.resolve(id)?;
+        runs.push(store.load_run(&id)?);
+    }
+    if args.aa {
+        anyhow::ensure!(
+            runs.len() >= 2,
+            "--aa needs at least two identical runs (better twenty or more pairs)"
+        );
+        let calibration = report::calibrate(&runs, &options);
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&calibration)?);
+        } else {
+            outln!("{}", calibration.table());
+        }
+        return Ok(if calibration.too_noisy() {
+            if !args.json {
+                eprintln!("the gate raised more false alarms than its confidence allows: see the drift above");
+            }
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let comparison = match runs.as_slice() {
+        [one] => report::compare_within(one, &options)?,
+        [a, b] => report::compare(a, b, &options),
+        _ => anyhow::bail!(
+            "compare takes one run (its configurations) or two (baseline, then candidate); for identical runs in pairs, add --aa"
+        ),
+    };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
-        outln!("{} → {}", a.run.id, b.run.id);
         outln!("{}", comparison.table());
     }
     Ok(if comparison.has_regression() {

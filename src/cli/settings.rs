@@ -41,6 +41,8 @@ pub struct Settings {
     pub cors_origins: Setting<Vec<String>>,
     /// Connections `serve` holds open at once.
     pub max_connections: Setting<usize>,
+    /// How far a whole run's level drifts between runs on this machine, percent.
+    pub run_drift_pct: Setting<f64>,
     /// The run history's location (a SQLite path or a postgres:// URL).
     pub db_url: Setting<String>,
     /// The Hugging Face hub endpoint, when not the public one.
@@ -117,6 +119,8 @@ impl Settings {
             cors_origins: config.items("cors_origins")?,
             max_connections: present(count("max_connections")?, "max_connections")?
                 .map(|n| n.max(1) as usize),
+            run_drift_pct: present(config.parsed("run_drift_pct")?, "run_drift_pct")?
+                .map(|p: f64| p.clamp(0.0, 100.0)),
             db_url: text("db_url")?
                 .map(|url| url.unwrap_or_else(|| home.join("history.db").display().to_string())),
             hf_endpoint: text("hf_endpoint")?,

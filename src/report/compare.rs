@@ -1,82 +1,151 @@
-//! `compare`: two stored runs, metric by metric, with a verdict that separates a real
-//! regression from the noise every benchmark has. A change only counts as a regression when it
-//! is both large (beyond `threshold_pct`) and significant (a seeded bootstrap interval of the
-//! difference of medians excludes zero and a Mann–Whitney test agrees).
+//! `compare`: configurations metric by metric, with a verdict that separates a real change from
+//! the noise of a shared machine.
+//!
+//! Two ways in: two stored runs ([`compare`]), or the configurations of one run
+//! ([`compare_within`]) — which, from an interleaved session (`hearth bench --interleave`), ran
+//! round by round side by side, so the machine's drift cancels. Timing verdicts rest on
+//! **rounds as replicates** (each round's median, or its throughput; see
+//! [`crate::stats::ratio_test`]), never on pooled requests: requests of one round share the
+//! machine's minute, and pooling them made identical runs differ "at p = 0.001". Every row
+//! states the smallest change it could have detected.
 
+mod calibration;
 mod quality;
 mod verdict;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use super::latency::{counted, e2el_ms, itl_gaps, output_tps, tpot_ms, ttft_ms};
-use super::run_summary::{status_str, LevelSummary, RunSummary};
+use super::latency::{counted, e2el_ms, itl_gaps, output_tps, span_s, tpot_ms, ttft_ms};
+use super::run_summary::{status_str, LevelSummary, ModelSummary, RunSummary};
 use super::summary::summarize;
 use super::table::{Align, Cell, Row, Table};
 use super::terminal;
 use super::{fmt_bytes, fmt_num};
 use crate::stats::median;
 use crate::store::record::{ModelStatus, RequestRecord, RequestStatus, RunData};
+pub use calibration::{calibrate, Calibration};
 use quality::compare_quality;
-use verdict::{change_pct, sampled_row, threshold_verdict};
+use verdict::{change_pct, replicate_row, threshold_verdict};
 pub use verdict::{CompareOptions, Verdict};
 
-/// One metric of one model and level in both runs.
+/// One metric of one model and level on both sides.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompareRow {
-    /// The model.
+    /// The model (B's, when comparing configurations within one run).
     pub model: String,
-    /// The level label, empty for model-wide rows.
+    /// The level label; `all` for model-wide rows.
     pub level: String,
     /// The metric (see docs/report.md, "compare").
     pub metric: String,
-    /// Value in run A (median of per-request values for sampled metrics).
+    /// Value on side A: the geometric mean of the rounds' values for replicated metrics.
     pub a: Option<f64>,
-    /// Value in run B.
+    /// Value on side B.
     pub b: Option<f64>,
-    /// (b − a) / a, percent.
+    /// B / A − 1, percent (percentage points for `failed_pct` and `check_pass_pct`).
     pub change_pct: Option<f64>,
-    /// Lower bound of the bootstrap interval of median(B) − median(A).
+    /// Lower bound of the confidence interval of the change.
     pub ci_low: Option<f64>,
     /// Upper bound of that interval.
     pub ci_high: Option<f64>,
-    /// Two-sided Mann–Whitney p-value.
+    /// Two-sided p-value of "no change".
     pub p_value: Option<f64>,
+    /// The smallest change (either way, same unit as `change_pct`) these replicates would
+    /// detect four times in five: what a "no regression" could have missed.
+    pub detectable: Option<f64>,
+    /// Replicates behind the verdict on each side: rounds, or answers for quality rows.
+    pub replicates: Option<[u32; 2]>,
     /// The verdict.
     pub verdict: Verdict,
-    /// Why, when the numbers alone do not say (threshold-only metrics, failures).
+    /// Why, when the numbers alone do not say (threshold-only metrics, failures, few rounds).
     pub note: Option<String>,
 }
 
-/// The result of comparing run A (baseline) with run B (candidate).
+/// How the two sides were measured: what the verdict can and cannot rule out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pairing {
+    /// Two stored runs: each carries its minute's machine state; the verdict allows for the
+    /// run-to-run drift.
+    SeparateRuns,
+    /// Configurations of one run, measured one after another (not interleaved): as separate.
+    OneAfterAnother,
+    /// Configurations of one interleaved session: round r of each ran back to back, so rounds
+    /// pair up and the drift cancels.
+    Interleaved,
+}
+
+/// The result of comparing side A (baseline) with side B.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     /// Run A's id.
     pub a_run: String,
-    /// Run B's id.
+    /// Run B's id (A's again within one run).
     pub b_run: String,
+    /// Within one run: the baseline configuration every other model is compared with.
+    pub baseline_model: Option<String>,
+    /// How the sides were measured.
+    pub pairing: Pairing,
     /// The options used.
     pub options: CompareOptions,
+    /// What the reader must know before trusting the verdicts (drift, too few rounds, a
+    /// threshold below what could be detected).
+    pub warnings: Vec<String>,
     /// One row per model, level and metric.
     pub rows: Vec<CompareRow>,
 }
 
-/// Sampled metrics: name, per-request value, and whether a higher value is worse.
-type Extract = fn(&RequestRecord) -> Option<f64>;
-const SAMPLED: [(&str, Extract, bool); 5] = [
-    ("ttft_ms", ttft_ms, true),
-    ("tpot_ms", tpot_ms, true),
-    ("itl_ms", request_median_itl, true),
-    ("e2el_ms", e2el_ms, true),
-    ("output_tok_s_per_request", output_tps, false),
-];
-
-/// ITL compared per request (each request's median chunk gap): samples stay independent and
-/// a long answer does not outweigh a short one.
-fn request_median_itl(r: &RequestRecord) -> Option<f64> {
-    median(&itl_gaps(r))
+/// Why configurations of one run cannot be compared.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// A run of one configuration has nothing to compare within it.
+    #[error("run {0} measured one configuration: nothing to compare within it (give two runs, or bench several with --interleave)")]
+    OneConfiguration(String),
 }
 
-fn row(model: &str, level: &str, metric: &str, verdict: Verdict) -> CompareRow {
+/// Reduces one round's successful counted requests to the round's value of a metric.
+type Reduce = fn(&[&RequestRecord]) -> Option<f64>;
+
+/// Replicated metrics: name, the round's value, and whether a higher value is worse.
+const REPLICATED: [(&str, Reduce, bool); 6] = [
+    ("ttft_ms", |rs| median_of(rs, ttft_ms), true),
+    ("tpot_ms", |rs| median_of(rs, tpot_ms), true),
+    // Each request's median chunk gap: a long answer does not outweigh a short one.
+    ("itl_ms", |rs| median_of(rs, |r| median(&itl_gaps(r))), true),
+    ("e2el_ms", |rs| median_of(rs, e2el_ms), true),
+    (
+        "output_tok_s_per_request",
+        |rs| median_of(rs, output_tps),
+        false,
+    ),
+    ("output_throughput", round_throughput, false),
+];
+
+fn median_of(rs: &[&RequestRecord], f: fn(&RequestRecord) -> Option<f64>) -> Option<f64> {
+    median(&rs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+}
+
+/// Output tokens per second of the round's wall time (its first schedule to its last end).
+fn round_throughput(rs: &[&RequestRecord]) -> Option<f64> {
+    let tokens: u64 = rs.iter().filter_map(|r| r.completion_tokens).sum();
+    let span = span_s(rs.iter().copied())?;
+    (tokens > 0).then(|| tokens as f64 / span)
+}
+
+/// Each timed round's value of a metric, by round number.
+fn per_round(data: &RunData, model: &str, level: &str, reduce: Reduce) -> BTreeMap<u32, f64> {
+    let mut rounds: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+    for r in counted(data, model, level).filter(|r| r.status == RequestStatus::Ok) {
+        rounds.entry(r.round).or_default().push(r);
+    }
+    rounds
+        .into_iter()
+        .filter_map(|(round, rs)| Some((round, reduce(&rs)?)))
+        .collect()
+}
+
+pub(super) fn row(model: &str, level: &str, metric: &str, verdict: Verdict) -> CompareRow {
     CompareRow {
         model: model.into(),
         level: level.into(),
@@ -87,19 +156,32 @@ fn row(model: &str, level: &str, metric: &str, verdict: Verdict) -> CompareRow {
         ci_low: None,
         ci_high: None,
         p_value: None,
+        detectable: None,
+        replicates: None,
         verdict,
         note: None,
     }
 }
 
-fn values(data: &RunData, model: &str, level: &str, f: Extract) -> Vec<f64> {
-    counted(data, model, level)
-        .filter(|r| r.status == RequestStatus::Ok)
-        .filter_map(f)
-        .collect()
+/// One configuration: a model in a run, with the run's summary.
+struct Side<'a> {
+    data: &'a RunData,
+    summary: &'a RunSummary,
+    model: &'a ModelSummary,
 }
 
-/// Compares run B against baseline A, for every model and level of either run.
+impl Side<'_> {
+    fn levels(&self) -> Vec<&LevelSummary> {
+        self.summary
+            .levels
+            .iter()
+            .filter(|l| l.model == self.model.model)
+            .collect()
+    }
+}
+
+/// Compares run B against baseline A, for every model and level of either run. Separate runs
+/// carry the machine's drift between them; the verdict allows `options.run_drift_pct` for it.
 pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
     let (sa, sb) = (summarize(a), summarize(b));
     let mut rows = Vec::new();
@@ -110,12 +192,23 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
         }
     }
     for name in names {
-        let (ma, mb) = (
-            sa.models.iter().find(|m| m.model == name),
-            sb.models.iter().find(|m| m.model == name),
-        );
-        let (ma, mb) = match (ma, mb) {
-            (Some(x), Some(y)) => (x, y),
+        let find = |s: &RunSummary| s.models.iter().position(|m| m.model == name);
+        match (find(&sa), find(&sb)) {
+            (Some(i), Some(j)) => compare_pair(
+                &Side {
+                    data: a,
+                    summary: &sa,
+                    model: &sa.models[i],
+                },
+                &Side {
+                    data: b,
+                    summary: &sb,
+                    model: &sb.models[j],
+                },
+                Pairing::SeparateRuns,
+                opts,
+                &mut rows,
+            ),
             (x, _) => {
                 let mut r = row(name, "", "status", Verdict::Missing);
                 r.note = Some(format!(
@@ -123,64 +216,109 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
                     if x.is_some() { "A" } else { "B" }
                 ));
                 rows.push(r);
-                continue;
-            }
-        };
-        if ma.status != mb.status || ma.status != ModelStatus::Ok {
-            use ModelStatus::{Failed, Ok as Good};
-            // Failed in B after working in A is the one status change that is a regression;
-            // a run stopped by the user (interrupted) is not evidence either way.
-            let (verdict, skip_levels) = match (ma.status, mb.status) {
-                (Good, Failed) => (Verdict::Regression, true),
-                (Failed, Good) => (Verdict::Improvement, false),
-                (Failed, Failed) => (Verdict::Missing, true),
-                _ => (Verdict::Missing, false),
-            };
-            let error = if mb.status == Failed {
-                &mb.error
-            } else {
-                &ma.error
-            };
-            let mut r = row(name, "", "status", verdict);
-            r.note = Some(format!(
-                "A {}, B {}{}",
-                status_str(ma.status),
-                status_str(mb.status),
-                error.as_deref().map_or(String::new(), |e| format!(": {e}"))
-            ));
-            rows.push(r);
-            if skip_levels {
-                continue;
             }
         }
-        compare_levels(a, b, &sa, &sb, name, opts, &mut rows);
-        compare_quality(a, b, ma, mb, opts, &mut rows);
     }
-    Comparison {
-        a_run: a.run.id.clone(),
-        b_run: b.run.id.clone(),
-        options: *opts,
-        rows,
-    }
+    finish(a, b, None, Pairing::SeparateRuns, opts, rows)
 }
 
-fn compare_levels(
+/// Compares the configurations of one run: its first model is the baseline, every other model
+/// is judged against it. From an interleaved session the rounds pair up (round r of each ran
+/// back to back) and the machine's drift cancels; otherwise they count as separate runs.
+pub fn compare_within(run: &RunData, opts: &CompareOptions) -> Result<Comparison, CompareError> {
+    let summary = summarize(run);
+    if summary.models.len() < 2 {
+        return Err(CompareError::OneConfiguration(run.run.id.clone()));
+    }
+    let pairing = if run.run.options.interleaved {
+        Pairing::Interleaved
+    } else {
+        Pairing::OneAfterAnother
+    };
+    let side = |i: usize| Side {
+        data: run,
+        summary: &summary,
+        model: &summary.models[i],
+    };
+    let mut rows = Vec::new();
+    for i in 1..summary.models.len() {
+        compare_pair(&side(0), &side(i), pairing, opts, &mut rows);
+    }
+    let baseline = Some(summary.models[0].model.clone());
+    Ok(finish(run, run, baseline, pairing, opts, rows))
+}
+
+fn finish(
     a: &RunData,
     b: &RunData,
-    sa: &RunSummary,
-    sb: &RunSummary,
-    model: &str,
+    baseline_model: Option<String>,
+    pairing: Pairing,
+    opts: &CompareOptions,
+    rows: Vec<CompareRow>,
+) -> Comparison {
+    let mut c = Comparison {
+        a_run: a.run.id.clone(),
+        b_run: b.run.id.clone(),
+        baseline_model,
+        pairing,
+        options: *opts,
+        warnings: Vec::new(),
+        rows,
+    };
+    c.warnings = c.collect_warnings();
+    c
+}
+
+/// Every row of one configuration against another: status, each level's metrics, quality.
+fn compare_pair(
+    a: &Side,
+    b: &Side,
+    pairing: Pairing,
     opts: &CompareOptions,
     rows: &mut Vec<CompareRow>,
 ) {
-    let mine = |s: &'_ RunSummary| {
-        s.levels
-            .iter()
-            .filter(|l| l.model == model)
-            .cloned()
-            .collect::<Vec<LevelSummary>>()
-    };
-    let (la, lb) = (mine(sa), mine(sb));
+    let name = b.model.model.as_str();
+    let (ma, mb) = (a.model, b.model);
+    if ma.status != mb.status || ma.status != ModelStatus::Ok {
+        use ModelStatus::{Failed, Ok as Good};
+        // Failed in B after working in A is the one status change that is a regression;
+        // a run stopped by the user (interrupted) is not evidence either way.
+        let (verdict, skip_levels) = match (ma.status, mb.status) {
+            (Good, Failed) => (Verdict::Regression, true),
+            (Failed, Good) => (Verdict::Improvement, false),
+            (Failed, Failed) => (Verdict::Missing, true),
+            _ => (Verdict::Missing, false),
+        };
+        let error = if mb.status == Failed {
+            &mb.error
+        } else {
+            &ma.error
+        };
+        let mut r = row(name, "", "status", verdict);
+        r.note = Some(format!(
+            "A {}, B {}{}",
+            status_str(ma.status),
+            status_str(mb.status),
+            error.as_deref().map_or(String::new(), |e| format!(": {e}"))
+        ));
+        rows.push(r);
+        if skip_levels {
+            return;
+        }
+    }
+    compare_levels(a, b, pairing, opts, rows);
+    compare_quality(a.data, b.data, ma, mb, opts, rows);
+}
+
+fn compare_levels(
+    a: &Side,
+    b: &Side,
+    pairing: Pairing,
+    opts: &CompareOptions,
+    rows: &mut Vec<CompareRow>,
+) {
+    let model = b.model.model.as_str();
+    let (la, lb) = (a.levels(), b.levels());
     let mut labels: Vec<&str> = la.iter().map(|l| l.level.as_str()).collect();
     for l in &lb {
         if !labels.contains(&l.level.as_str()) {
@@ -194,7 +332,7 @@ fn compare_levels(
         ) else {
             let mut r = row(model, level, "level", Verdict::Missing);
             r.note = Some(format!(
-                "level only in run {}",
+                "level only in {}",
                 if la.iter().any(|l| l.level == level) {
                     "A"
                 } else {
@@ -215,78 +353,39 @@ fn compare_levels(
             rows.push(r);
             continue;
         }
-        for (metric, f, higher_is_worse) in SAMPLED {
-            rows.push(sampled_row(
+        for (metric, reduce, higher_is_worse) in REPLICATED {
+            rows.push(replicate_row(
                 model,
                 level,
                 metric,
-                &values(a, model, level, f),
-                &values(b, model, level, f),
+                &per_round(a.data, &a.model.model, level, reduce),
+                &per_round(b.data, &b.model.model, level, reduce),
                 higher_is_worse,
+                pairing,
                 opts,
             ));
         }
-        let single =
-            |metric: &str, va: Option<f64>, vb: Option<f64>, higher_is_worse: bool, note: &str| {
-                let mut r = row(model, level, metric, Verdict::Missing);
-                r.a = va;
-                r.b = vb;
-                if let (Some(p), Some(q)) = (va, vb) {
-                    r.change_pct = change_pct(p, q).or((p == q).then_some(0.0));
-                    r.verdict =
-                        threshold_verdict(r.change_pct, higher_is_worse, opts.threshold_pct);
-                }
-                r.note = Some(note.to_string());
-                r
-            };
-        // Aggregate throughput is one number per level, but its noise is known from the
-        // rounds: a change must also exceed twice the two runs' round-to-round variation.
-        let mut throughput = single(
-            "output_throughput",
-            x.output_throughput,
-            y.output_throughput,
-            false,
-            "beyond threshold and 2× the rounds' CV",
-        );
-        if matches!(
-            throughput.verdict,
-            Verdict::Regression | Verdict::Improvement
-        ) {
-            let noise_pct = match (x.cv.output_throughput, y.cv.output_throughput) {
-                (Some(ca), Some(cb)) => Some(2.0 * (ca + cb) * 100.0),
-                _ => None,
-            };
-            let change = throughput.change_pct.unwrap_or(0.0).abs();
-            match noise_pct {
-                Some(noise) if change > noise => {}
-                Some(noise) => {
-                    throughput.verdict = Verdict::Noise;
-                    throughput.note = Some(format!("within the rounds' noise (±{noise:.1}%)"));
-                }
-                None => {
-                    throughput.verdict = Verdict::Noise;
-                    throughput.note =
-                        Some("noise unknown (fewer than 2 rounds in a run)".to_string());
-                }
-            }
+        let mut rss = row(model, level, "peak_rss_bytes", Verdict::Missing);
+        rss.a = x.resources.peak_rss_bytes.map(|v| v as f64);
+        rss.b = y.resources.peak_rss_bytes.map(|v| v as f64);
+        if let (Some(p), Some(q)) = (rss.a, rss.b) {
+            rss.change_pct = change_pct(p, q).or((p == q).then_some(0.0));
+            rss.verdict = threshold_verdict(rss.change_pct, true, opts.threshold_pct);
         }
-        rows.push(throughput);
-        rows.push(single(
-            "peak_rss_bytes",
-            x.resources.peak_rss_bytes.map(|v| v as f64),
-            y.resources.peak_rss_bytes.map(|v| v as f64),
-            true,
-            "threshold only",
-        ));
+        rss.note = Some(if pairing == Pairing::Interleaved {
+            "threshold only; the process served every configuration of the session".into()
+        } else {
+            "threshold only".into()
+        });
+        rows.push(rss);
         let rate = |l: &LevelSummary| {
             let n = l.completed + l.failed;
             (n > 0).then(|| l.failed as f64 / n as f64 * 100.0)
         };
-        let (fa, fb) = (rate(x), rate(y));
         let mut r = row(model, level, "failed_pct", Verdict::Missing);
-        r.a = fa;
-        r.b = fb;
-        if let (Some(p), Some(q)) = (fa, fb) {
+        r.a = rate(x);
+        r.b = rate(y);
+        if let (Some(p), Some(q)) = (r.a, r.b) {
             r.change_pct = Some(q - p);
             r.verdict = threshold_verdict(r.change_pct, true, opts.threshold_pct);
         }
@@ -302,9 +401,58 @@ impl Comparison {
         self.rows.iter().any(|r| r.verdict == Verdict::Regression)
     }
 
+    /// What the verdicts cannot rule out, in words: drift between separate runs, rows with
+    /// one round, and metrics whose smallest detectable change is above the threshold.
+    fn collect_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let drift = self.options.run_drift_pct;
+        match self.pairing {
+            Pairing::SeparateRuns | Pairing::OneAfterAnother => out.push(format!(
+                "{} carries the machine's state of its own minutes: the verdicts allow ±{drift}% of run-to-run drift (--run-drift; measure this machine's with `hearth compare --aa`). For smaller changes, measure both in one session: `hearth bench --interleave`.",
+                if self.pairing == Pairing::SeparateRuns {
+                    "Each run"
+                } else {
+                    "These configurations ran one after another, not interleaved: each"
+                }
+            )),
+            Pairing::Interleaved => {}
+        }
+        let unjudged = self
+            .rows
+            .iter()
+            .filter(|r| r.replicates.is_some_and(|[a, b]| a.min(b) < 2) && r.level != "all")
+            .count();
+        if unjudged > 0 {
+            out.push(format!(
+                "{unjudged} row(s) rest on a single round on a side: no noise estimate, so no verdict beyond the threshold (bench with --rounds 3 or more)."
+            ));
+        }
+        let mut blind: BTreeMap<&str, f64> = BTreeMap::new();
+        for r in &self.rows {
+            if let (Some(d), true) = (r.detectable, r.level != "all") {
+                if d > self.options.threshold_pct {
+                    let e = blind.entry(r.metric.as_str()).or_insert(d);
+                    *e = e.max(d);
+                }
+            }
+        }
+        if !blind.is_empty() {
+            let list: Vec<String> = blind
+                .iter()
+                .map(|(m, d)| format!("{m} (±{d:.1}%)"))
+                .collect();
+            out.push(format!(
+                "The threshold ({}%) is below the smallest change these replicates can detect for {}: a regression that small could pass unseen. More rounds, an interleaved session, or a larger --threshold.",
+                self.options.threshold_pct,
+                list.join(", ")
+            ));
+        }
+        out
+    }
+
     /// Every row as a table: the verdicts a reader scans for REGRESSION.
     pub(crate) fn rows_table(&self) -> Table {
-        let ci_head = format!("{:.0}% CI of B−A", self.options.confidence * 100.0);
+        let ci_head = format!("{:.0}% CI", self.options.confidence * 100.0);
         let mut t = Table::new(&[
             ("model", Align::Left),
             ("level", Align::Left),
@@ -314,6 +462,8 @@ impl Comparison {
             ("change", Align::Right),
             (ci_head.as_str(), Align::Right),
             ("p", Align::Right),
+            ("detectable", Align::Right),
+            ("n A/B", Align::Right),
             ("verdict", Align::Left),
             ("note", Align::Left),
         ]);
@@ -325,14 +475,14 @@ impl Comparison {
                     fmt_num(x, 2)
                 }
             };
-            let ci = match (r.ci_low, r.ci_high) {
-                (Some(l), Some(h)) => format!("[{l:.2}, {h:.2}]"),
-                _ => "—".into(),
+            let unit = if matches!(r.metric.as_str(), "failed_pct" | "check_pass_pct") {
+                " pt"
+            } else {
+                "%"
             };
-            let change = match (r.change_pct, r.metric.as_str()) {
-                (Some(c), "failed_pct") => format!("{c:+.1} pt"),
-                (Some(c), _) => format!("{c:+.1}%"),
-                (None, _) => "—".into(),
+            let ci = match (r.ci_low, r.ci_high) {
+                (Some(l), Some(h)) => format!("[{l:+.1}, {h:+.1}]{unit}"),
+                _ => "—".into(),
             };
             let verdict = match r.verdict {
                 Verdict::Regression => "REGRESSION",
@@ -348,9 +498,17 @@ impl Comparison {
                     Cell::new(r.metric.clone()),
                     Cell::new(v(r.a)),
                     Cell::new(v(r.b)),
-                    Cell::new(change),
+                    Cell::new(
+                        r.change_pct
+                            .map_or("—".into(), |c| format!("{c:+.1}{unit}")),
+                    ),
                     Cell::new(ci),
                     Cell::new(r.p_value.map_or("—".into(), |p| format!("{p:.3}"))),
+                    Cell::new(
+                        r.detectable
+                            .map_or("—".into(), |d| format!("±{d:.1}{unit}")),
+                    ),
+                    Cell::new(r.replicates.map_or("—".into(), |[a, b]| format!("{a}/{b}"))),
                     Cell::new(verdict),
                     Cell::new(r.note.clone().unwrap_or_default()),
                 ],
@@ -360,197 +518,43 @@ impl Comparison {
         t
     }
 
-    /// A terminal table of every row, then how to read it.
+    /// Who is A and who is B, in a line.
+    pub fn sides(&self) -> String {
+        match (&self.baseline_model, self.pairing) {
+            (Some(m), Pairing::Interleaved) => format!(
+                "run {}: A = {m} (baseline), B = each other configuration, in alternating rounds of one session",
+                self.a_run
+            ),
+            (Some(m), _) => format!(
+                "run {}: A = {m} (baseline), B = each other configuration, measured after it",
+                self.a_run
+            ),
+            (None, _) => format!("A = run {} (baseline), B = run {}", self.a_run, self.b_run),
+        }
+    }
+
+    /// A terminal table of every row, then how to read it and what it cannot rule out.
     pub fn table(&self) -> String {
-        format!(
-            "A = {} (baseline), B = {}\n{}\nSampled metrics compare medians of per-request values (ms; tok/s for output_tok_s_per_request; itl_ms = each request's median chunk gap).\nREGRESSION needs |change| > {}% AND the bootstrap {:.0}% CI of median(B)−median(A) excluding 0 AND Mann–Whitney p < {:.3}; beyond the threshold without both it is noise.\noutput_throughput is one number per level: a regression also needs the change beyond 2× the two runs' CV across rounds. peak_rss_bytes and failed_pct rest on the threshold alone. A model OK in A and failed in B is a regression.\n",
-            self.a_run,
-            self.b_run,
+        let design = match self.pairing {
+            Pairing::Interleaved => "a paired t test on the rounds' log ratios (round r of A and B ran back to back)".to_string(),
+            _ => format!(
+                "Welch's t test on the logs of the rounds' values, with ±{}% run-to-run drift added to each side",
+                self.options.run_drift_pct
+            ),
+        };
+        let mut out = format!(
+            "{}\n{}\nTiming metrics: each round is one replicate (its median per-request value; output_throughput: its tokens per second of wall time); A and B are the rounds' geometric means; n = rounds.\nREGRESSION needs |change| > {}% AND the {:.0}% confidence interval of the change excluding 0, by {design}. detectable = the smallest change found four times in five at this noise.\npeak_rss_bytes and failed_pct rest on the threshold alone; check_pass_pct on a Fisher exact test over answers (n = answers); score on Mann–Whitney. A model OK in A and failed in B is a regression.\n",
+            self.sides(),
             terminal::render(&self.rows_table()),
             self.options.threshold_pct,
             self.options.confidence * 100.0,
-            1.0 - self.options.confidence
-        )
+        );
+        for w in &self.warnings {
+            out.push_str(&format!("! {w}\n"));
+        }
+        out
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::testdata::{run_with_e2e, sample_run};
-
-    /// 60 E2E values around 1000 ms with ±15% deterministic spread.
-    fn base() -> Vec<f64> {
-        (0..60)
-            .map(|i| 1000.0 * (1.0 + 0.15 * ((i * 37 % 60) as f64 / 30.0 - 1.0)))
-            .collect()
-    }
-
-    fn verdict(c: &Comparison, metric: &str) -> Verdict {
-        c.rows
-            .iter()
-            .find(|r| r.metric == metric)
-            .unwrap_or_else(|| panic!("{metric}"))
-            .verdict
-    }
-
-    /// The run with every counted answer scored `score(i)` by the judge.
-    fn scored(mut data: RunData, score: impl Fn(usize) -> u8) -> RunData {
-        use crate::store::record::{ScoreRecord, ScoreSource};
-        data.scores = data
-            .requests
-            .iter()
-            .filter(|r| r.round > 0)
-            .enumerate()
-            .map(|(i, r)| ScoreRecord {
-                model: r.model.clone(),
-                level: r.level.clone(),
-                round: r.round,
-                seq: r.seq,
-                source: ScoreSource::Judge,
-                scorer: "j".into(),
-                rubric_version: Some("hearth-judge/1".into()),
-                score: Some(score(i)),
-                reason: None,
-                raw: None,
-                scored_unix_ms: 0,
-            })
-            .collect();
-        data
-    }
-
-    #[test]
-    fn a_quality_drop_is_a_regression_and_a_tiny_one_is_not() {
-        let a = scored(run_with_e2e("a", "m", &base()), |i| 4 + (i % 2) as u8);
-        let worse = scored(run_with_e2e("b", "m", &base()), |i| 2 + (i % 2) as u8);
-        let c = compare(&a, &worse, &CompareOptions::default());
-        assert_eq!(verdict(&c, "score"), Verdict::Regression, "{}", c.table());
-        assert!(c.has_regression());
-        // One answer in sixty a point lower: under a quarter point, unchanged.
-        let same = scored(run_with_e2e("b", "m", &base()), |i| {
-            4 + (i % 2) as u8 - u8::from(i == 1)
-        });
-        let c = compare(&a, &same, &CompareOptions::default());
-        assert_eq!(verdict(&c, "score"), Verdict::Unchanged, "{}", c.table());
-        assert!(!c.has_regression(), "{}", c.table());
-    }
-
-    #[test]
-    fn identical_runs_have_no_regression() {
-        let a = run_with_e2e("a", "m", &base());
-        let c = compare(&a, &a, &CompareOptions::default());
-        assert!(!c.has_regression(), "{}", c.table());
-        assert!(
-            c.rows.iter().all(|r| r.verdict == Verdict::Unchanged),
-            "{}",
-            c.table()
-        );
-        let s = sample_run();
-        assert!(!compare(&s, &s, &CompareOptions::default()).has_regression());
-    }
-
-    #[test]
-    fn half_again_slower_is_a_regression() {
-        let a = run_with_e2e("a", "m", &base());
-        let b = run_with_e2e(
-            "b",
-            "m",
-            &base().iter().map(|v| v * 1.5).collect::<Vec<_>>(),
-        );
-        let c = compare(&a, &b, &CompareOptions::default());
-        assert!(c.has_regression());
-        for m in [
-            "e2el_ms",
-            "ttft_ms",
-            "tpot_ms",
-            "itl_ms",
-            "output_tok_s_per_request",
-        ] {
-            assert_eq!(verdict(&c, m), Verdict::Regression, "{m}\n{}", c.table());
-        }
-        let e2e = c.rows.iter().find(|r| r.metric == "e2el_ms").unwrap();
-        assert!((e2e.change_pct.unwrap() - 50.0).abs() < 1.0);
-        assert!(e2e.ci_low.unwrap() > 0.0 && e2e.p_value.unwrap() < 0.05);
-        // And the other way round it is an improvement.
-        let back = compare(&b, &a, &CompareOptions::default());
-        assert_eq!(verdict(&back, "e2el_ms"), Verdict::Improvement);
-        assert!(!back.has_regression(), "{}", back.table());
-    }
-
-    #[test]
-    fn tiny_noise_is_unchanged() {
-        let noisy: Vec<f64> = base()
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v * (1.0 + 0.01 * (i as f64).sin()))
-            .collect();
-        let c = compare(
-            &run_with_e2e("a", "m", &base()),
-            &run_with_e2e("b", "m", &noisy),
-            &CompareOptions::default(),
-        );
-        assert!(!c.has_regression(), "{}", c.table());
-        assert_eq!(verdict(&c, "e2el_ms"), Verdict::Unchanged);
-    }
-
-    #[test]
-    fn a_big_change_on_three_noisy_samples_is_noise() {
-        let a = run_with_e2e("a", "m", &[100.0, 130.0, 90.0]);
-        let b = run_with_e2e("b", "m", &[125.0, 150.0, 112.0]);
-        let c = compare(&a, &b, &CompareOptions::default());
-        let e2e = c.rows.iter().find(|r| r.metric == "e2el_ms").unwrap();
-        assert!(e2e.change_pct.unwrap() > 15.0, "{}", c.table());
-        assert_eq!(e2e.verdict, Verdict::Noise, "{}", c.table());
-        assert!(!c.has_regression(), "{}", c.table());
-    }
-
-    #[test]
-    fn a_model_failing_in_b_is_a_regression_and_missing_models_are_listed() {
-        let a = run_with_e2e("a", "m", &base());
-        let mut b = a.clone();
-        b.models[0].status = ModelStatus::Failed;
-        b.models[0].error = Some("out of memory".into());
-        b.requests.clear();
-        b.levels.clear();
-        let c = compare(&a, &b, &CompareOptions::default());
-        assert!(c.has_regression());
-        assert!(c.rows[0].note.as_deref().unwrap().contains("out of memory"));
-
-        let mut stopped = a.clone();
-        stopped.models[0].status = ModelStatus::Interrupted;
-        let c = compare(&a, &stopped, &CompareOptions::default());
-        assert!(!c.has_regression(), "{}", c.table());
-        assert_eq!(c.rows[0].verdict, Verdict::Missing);
-        assert!(c.rows.len() > 1, "levels are still compared");
-
-        let other = run_with_e2e("b", "other", &base());
-        let c = compare(&a, &other, &CompareOptions::default());
-        assert!(!c.has_regression());
-        assert_eq!(
-            c.rows
-                .iter()
-                .filter(|r| r.verdict == Verdict::Missing)
-                .count(),
-            2
-        );
-        assert!(c.table().contains("only in run B"));
-    }
-
-    #[test]
-    fn comparison_is_reproducible_and_serializes() {
-        let a = run_with_e2e("a", "m", &base());
-        let b = run_with_e2e(
-            "b",
-            "m",
-            &base().iter().map(|v| v * 1.1).collect::<Vec<_>>(),
-        );
-        let o = CompareOptions {
-            seed: 42,
-            ..CompareOptions::default()
-        };
-        let (c1, c2) = (compare(&a, &b, &o), compare(&a, &b, &o));
-        assert_eq!(c1, c2);
-        let back: Comparison = serde_json::from_str(&serde_json::to_string(&c1).unwrap()).unwrap();
-        assert_eq!(back.rows.len(), c1.rows.len());
-    }
-}
+mod tests;

@@ -32,7 +32,10 @@ use std::str::FromStr;
 
 use crate::store::record::RunData;
 
-pub use compare::{compare, CompareOptions, CompareRow, Comparison, Verdict};
+pub use compare::{
+    calibrate, compare, compare_within, Calibration, CompareError, CompareOptions, CompareRow,
+    Comparison, Pairing, Verdict,
+};
 /// `YYYY-MM-DD HH:MM:SS UTC`, as every report prints times; the CLI shares it.
 pub use format::utc as format_utc;
 pub use format::{fmt_bytes, fmt_num, percent};

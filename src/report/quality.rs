@@ -77,6 +77,10 @@ pub struct Quality {
     pub checks_total: u64,
     /// `checks_passed / checks_total`, when any check ran.
     pub pass_rate: Option<f64>,
+    /// Answers at least one check ran on: the sample size of `pass_rate` (an answer's checks
+    /// pass or fail together more often than not, so `compare` counts answers, not checks).
+    #[serde(default)]
+    pub checked_answers: u64,
     /// Mean share of facets mentioned, over answers whose prompt has facets.
     pub facet_coverage: Option<f64>,
     /// Failed checks by prompt and check, most frequent first.
@@ -126,7 +130,9 @@ pub fn assess(rubric: &Rubric, scores: &Scores, answers: &[&RequestRecord]) -> Q
         judged.extend(judge_score);
         human.extend(human_score);
         effective.extend(scores.effective(request));
-        for outcome in rubric.check(request) {
+        let outcomes = rubric.check(request);
+        quality.checked_answers += u64::from(!outcomes.is_empty());
+        for outcome in outcomes {
             quality.checks_total += 1;
             if outcome.passed {
                 quality.checks_passed += 1;

@@ -246,8 +246,22 @@ fn summarize_level(
     reasons.sort_by_key(|r| std::cmp::Reverse(r.count));
     reasons.truncate(5);
 
-    let duration = span_s(all.iter().copied())
-        .or_else(|| rec.map(|l| l.duration_ms / 1000.0).filter(|d| *d > 0.0));
+    // In an interleaved session the other configurations' rounds ran between this one's: its
+    // time is the sum of its own rounds, not the span from first to last.
+    let own_span = if data.run.options.interleaved {
+        let mut by_round: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+        for r in &all {
+            by_round.entry(r.round).or_default().push(r);
+        }
+        let spans: Vec<f64> = by_round
+            .values()
+            .filter_map(|rs| span_s(rs.iter().copied()))
+            .collect();
+        (!spans.is_empty()).then(|| spans.iter().sum())
+    } else {
+        span_s(all.iter().copied())
+    };
+    let duration = own_span.or_else(|| rec.map(|l| l.duration_ms / 1000.0).filter(|d| *d > 0.0));
     let total_input_tokens: u64 = ok.iter().filter_map(|r| r.prompt_tokens).sum();
     let total_output_tokens: u64 = ok.iter().filter_map(|r| r.completion_tokens).sum();
     let dist = |f: &dyn Fn(&RequestRecord) -> Option<f64>| {

@@ -118,6 +118,10 @@ pub struct RunOptions {
     /// What the recommendation weighs quality and memory by.
     #[serde(default)]
     pub quality: QualityOptions,
+    /// The models were measured in alternating rounds of one session (`--interleave`), so
+    /// `compare` pairs their rounds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interleaved: bool,
     /// Keys of other hearth versions (or hand-made runs), kept as they were.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,

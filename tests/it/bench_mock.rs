@@ -37,6 +37,7 @@ fn options(shapes: Vec<LoadShape>, rounds: u32, requests: Option<u32>) -> BenchO
         sample_interval_ms: 50,
         sweep: None,
         stop_over_saturated_secs: None,
+        interleave: false,
         input_tokens: None,
         output_tokens: None,
         depths: Vec::new(),
@@ -58,6 +59,7 @@ async fn run(options: BenchOptions, targets: Vec<Target>) -> RunData {
         status: RunStatus::Running,
         options: hearth::store::record::RunOptions {
             bench: serde_json::to_value(&options).unwrap(),
+            interleaved: options.interleave,
             ..Default::default()
         },
         environment: Environment::default(),
@@ -570,4 +572,93 @@ async fn a_sweep_of_a_one_slot_server_measures_its_rate_levels() {
     );
     let summary = hearth::report::summarize(&data);
     assert_eq!(summary.sweeps.len(), 1);
+}
+
+/// An interleaved session against scripted servers whose truth is known: the rounds alternate
+/// A B, B A, …; two identical configurations raise nothing, and one 10 % slower in every token
+/// is found by the paired comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interleaved_session_alternates_rounds_and_finds_ten_percent() {
+    let slower = MockScript {
+        ttft: Duration::from_micros(33_000),
+        itl: Duration::from_micros(6_600),
+        tokens: 12,
+        ..MockScript::default()
+    };
+    let server = MockServer::start(HashMap::from([
+        ("a".to_string(), script(30, 6, 12)),
+        ("a-again".to_string(), script(30, 6, 12)),
+        ("a-slower".to_string(), slower),
+    ]))
+    .await
+    .unwrap();
+    let mut opts = options(vec![LoadShape::Concurrency { concurrency: 1 }], 6, Some(3));
+    opts.interleave = true;
+    let data = run(
+        opts,
+        ["a", "a-again", "a-slower"]
+            .iter()
+            .map(|m| target(&server, m))
+            .collect(),
+    )
+    .await;
+    assert!(data.run.options.interleaved);
+    // Round by round, every model ran before the next round of any; the order reverses.
+    let mut order_of_round = Vec::new();
+    for round in 1..=6u32 {
+        let mut firsts: Vec<(f64, &str)> = ["a", "a-again", "a-slower"]
+            .iter()
+            .map(|m| {
+                let start = data
+                    .requests
+                    .iter()
+                    .filter(|r| r.model == *m && r.round == round)
+                    .map(|r| r.scheduled_ms)
+                    .fold(f64::INFINITY, f64::min);
+                (start, *m)
+            })
+            .collect();
+        assert!(firsts.iter().all(|(t, _)| t.is_finite()), "round {round}");
+        firsts.sort_by(|x, y| x.0.total_cmp(&y.0));
+        order_of_round.push(firsts.iter().map(|(_, m)| *m).collect::<Vec<_>>());
+    }
+    assert_ne!(order_of_round[0], order_of_round[1], "{order_of_round:?}");
+    assert_eq!(order_of_round[0], order_of_round[2], "{order_of_round:?}");
+    let c =
+        hearth::report::compare_within(&data, &hearth::report::CompareOptions::default()).unwrap();
+    assert_eq!(c.pairing, hearth::report::Pairing::Interleaved);
+    let row = |model: &str, metric: &str| {
+        c.rows
+            .iter()
+            .find(|r| r.model == model && r.metric == metric)
+            .unwrap_or_else(|| panic!("{model} {metric}\n{}", c.table()))
+            .clone()
+    };
+    use hearth::report::Verdict;
+    assert_ne!(
+        row("a-again", "e2el_ms").verdict,
+        Verdict::Regression,
+        "{}",
+        c.table()
+    );
+    assert_ne!(
+        row("a-again", "tpot_ms").verdict,
+        Verdict::Regression,
+        "{}",
+        c.table()
+    );
+    let e2e = row("a-slower", "e2el_ms");
+    assert_eq!(e2e.verdict, Verdict::Regression, "{}", c.table());
+    assert!(
+        (e2e.change_pct.unwrap() - 10.0).abs() < 4.0,
+        "{}",
+        c.table()
+    );
+    assert_eq!(e2e.replicates, Some([6, 6]));
+    assert_eq!(
+        row("a-slower", "tpot_ms").verdict,
+        Verdict::Regression,
+        "{}",
+        c.table()
+    );
 }

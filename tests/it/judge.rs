@@ -48,6 +48,7 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
         sample_interval_ms: 50,
         sweep: None,
         stop_over_saturated_secs: None,
+        interleave: false,
         input_tokens: None,
         output_tokens: None,
         depths: Vec::new(),

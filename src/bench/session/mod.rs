@@ -385,6 +385,7 @@ fn run_options(
             judge: judge.map(JudgeEndpoint::scorer),
             rubric_version: judge.map(|_| judge::RUBRIC_VERSION.to_string()),
         },
+        interleaved: options.interleave,
         other: serde_json::Map::new(),
     }
 }

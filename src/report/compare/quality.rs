@@ -1,10 +1,13 @@
-//! Model-wide quality in `compare`: the mean score and the share of automatic checks passed.
+//! Model-wide quality in `compare`: the mean score and the share of automatic checks passed,
+//! each judged for the number of answers behind it: with ten answers a pass rate swings by a
+//! third between identical runs (greedy answers change with batch shapes), which is "too few
+//! answers to tell", never a regression.
 
 use super::super::quality::{Quality, Scores};
 use super::super::run_summary::ModelSummary;
-use super::verdict::{change_pct, threshold_verdict, CompareOptions, Verdict};
+use super::verdict::{change_pct, CompareOptions, Verdict};
 use super::{row, CompareRow};
-use crate::stats::mann_whitney_p;
+use crate::stats::{fisher_exact_p, mann_whitney_p};
 use crate::store::record::RunData;
 
 /// Smallest change of a mean score, in points on the 1–5 scale, that can count as a change.
@@ -20,9 +23,9 @@ fn answer_scores(data: &RunData, model: &str) -> Vec<f64> {
         .collect()
 }
 
-/// Model-wide quality: the mean score (a drop must be at least a quarter point and
-/// significant by Mann–Whitney) and the share of automatic checks passed (change in points,
-/// on the threshold: at temperature 0 answers repeat, so any change is a real one).
+/// Model-wide quality: the mean score (a change must be at least a quarter point and
+/// significant by Mann–Whitney) and the share of automatic checks passed (beyond the threshold
+/// in points and significant by a Fisher exact test with each answer one trial).
 pub(super) fn compare_quality(
     a: &RunData,
     b: &RunData,
@@ -37,13 +40,17 @@ pub(super) fn compare_quality(
         let mut r = row(model, "all", "score", Verdict::Missing);
         r.a = qa.score;
         r.b = qb.score;
+        let mut noise_note = false;
         match (qa.score, qb.score) {
             (Some(x), Some(y)) => {
                 r.change_pct = change_pct(x, y);
-                r.p_value = mann_whitney_p(&answer_scores(a, model), &answer_scores(b, model));
+                let (sa, sb) = (answer_scores(a, model), answer_scores(b, model));
+                r.replicates = Some([sa.len() as u32, sb.len() as u32]);
+                r.p_value = mann_whitney_p(&sa, &sb);
                 r.verdict = if (y - x).abs() < SCORE_POINTS {
                     Verdict::Unchanged
                 } else if !r.p_value.is_some_and(|p| p < 1.0 - opts.confidence) {
+                    noise_note = true;
                     Verdict::Noise
                 } else if y < x {
                     Verdict::Regression
@@ -63,6 +70,13 @@ pub(super) fn compare_quality(
                         by(qb)
                     )
                 });
+                if noise_note {
+                    r.note = Some(format!(
+                        "too few answers to tell ({} and {} scored)",
+                        sa.len(),
+                        sb.len()
+                    ));
+                }
             }
             (x, _) => {
                 r.note = Some(format!(
@@ -74,12 +88,66 @@ pub(super) fn compare_quality(
         rows.push(r);
     }
     if let (Some(x), Some(y)) = (qa.pass_rate, qb.pass_rate) {
-        let mut r = row(model, "all", "check_pass_pct", Verdict::Missing);
-        r.a = Some(x * 100.0);
-        r.b = Some(y * 100.0);
-        r.change_pct = Some((y - x) * 100.0);
-        r.verdict = threshold_verdict(r.change_pct, false, opts.threshold_pct);
-        r.note = Some("automatic checks; change in points; threshold only".into());
-        rows.push(r);
+        rows.push(pass_rate_row(
+            model,
+            (x, qa.checked_answers),
+            (y, qb.checked_answers),
+            opts,
+        ));
     }
+}
+
+/// The share of checks passed, with each answer one trial: an answer's checks pass or fail
+/// together, so counting checks would make ten answers look like a hundred.
+pub(super) fn pass_rate_row(
+    model: &str,
+    a: (f64, u64),
+    b: (f64, u64),
+    opts: &CompareOptions,
+) -> CompareRow {
+    let ((x, na), (y, nb)) = (a, b);
+    let mut r = row(model, "all", "check_pass_pct", Verdict::Missing);
+    r.a = Some(x * 100.0);
+    r.b = Some(y * 100.0);
+    let change = (y - x) * 100.0;
+    r.change_pct = Some(change);
+    r.replicates = Some([na as u32, nb as u32]);
+    // Runs stored before answers were counted: the checks are all there is.
+    if na == 0 || nb == 0 {
+        r.verdict = if change.abs() <= opts.threshold_pct {
+            Verdict::Unchanged
+        } else {
+            Verdict::Noise
+        };
+        r.note = Some("answers not counted in this run: no test".into());
+        return r;
+    }
+    let hits = |rate: f64, n: u64| (rate * n as f64).round() as u64;
+    let p = fisher_exact_p(hits(x, na), na, hits(y, nb), nb);
+    r.p_value = Some(p);
+    // What a normal approximation says these counts could detect (80 % power), in points.
+    let pooled = (x * na as f64 + y * nb as f64) / (na + nb) as f64;
+    let z = {
+        use statrs::distribution::{ContinuousCDF, Normal};
+        let n = Normal::standard();
+        n.inverse_cdf(1.0 - (1.0 - opts.confidence) / 2.0) + n.inverse_cdf(0.8)
+    };
+    r.detectable =
+        Some(z * (pooled * (1.0 - pooled) * (1.0 / na as f64 + 1.0 / nb as f64)).sqrt() * 100.0);
+    r.verdict = if change.abs() <= opts.threshold_pct {
+        Verdict::Unchanged
+    } else if p >= 1.0 - opts.confidence {
+        r.note = Some(format!(
+            "too few answers to tell ({na} and {nb}; exact test p = {p:.2})"
+        ));
+        Verdict::Noise
+    } else if change < 0.0 {
+        Verdict::Regression
+    } else {
+        Verdict::Improvement
+    };
+    if r.note.is_none() {
+        r.note = Some("change in points; Fisher exact test, one trial per answer".into());
+    }
+    r
 }

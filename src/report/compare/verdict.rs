@@ -1,15 +1,13 @@
 //! How one metric's change becomes a verdict: the size of the change against the threshold,
-//! and for sampled metrics a seeded bootstrap interval of the difference of medians and a
-//! Mann–Whitney test, which must both agree before a change counts.
+//! and for replicated metrics a t test on the rounds (paired in an interleaved session, Welch's
+//! with the run-to-run drift otherwise), which must find the change before it counts.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{row, CompareRow};
-use crate::stats::{bootstrap_diff_ci, mann_whitney_p, median, Center};
-
-/// Bootstrap resamples per compared metric: enough for a stable 95% interval, cheap for the
-/// few hundred requests a level has.
-const RESAMPLES: usize = 2000;
+use super::{row, CompareRow, Pairing};
+use crate::stats::{ratio_test, Design};
 
 /// How strict `compare` is.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,8 +16,19 @@ pub struct CompareOptions {
     pub threshold_pct: f64,
     /// Confidence of the interval and of the test (0.95: p must be below 0.05).
     pub confidence: f64,
-    /// Seed of the bootstrap, so a comparison is reproducible.
-    pub seed: u64,
+    /// How far a whole run's level moves from one run to the next on this machine (standard
+    /// deviation, percent), allowed for when the sides are separate runs. `hearth compare --aa`
+    /// measures it.
+    #[serde(default = "default_run_drift")]
+    pub run_drift_pct: f64,
+}
+
+/// The run-to-run drift allowed by default, percent: what 20 A/A pairs of this project's
+/// two-core build machine showed (README, "Verdicts that hold").
+pub const DEFAULT_RUN_DRIFT_PCT: f64 = 5.0;
+
+fn default_run_drift() -> f64 {
+    DEFAULT_RUN_DRIFT_PCT
 }
 
 impl Default for CompareOptions {
@@ -27,7 +36,7 @@ impl Default for CompareOptions {
         CompareOptions {
             threshold_pct: 5.0,
             confidence: 0.95,
-            seed: 0,
+            run_drift_pct: DEFAULT_RUN_DRIFT_PCT,
         }
     }
 }
@@ -42,9 +51,9 @@ pub enum Verdict {
     Improvement,
     /// Within the threshold.
     Unchanged,
-    /// Beyond the threshold but not significant: too few or too noisy samples to tell.
+    /// Beyond the threshold but not significant: too few or too noisy replicates to tell.
     Noise,
-    /// Nothing to compare: the model or level is in one run only, or failed in both.
+    /// Nothing to compare: the model or level is on one side only, or failed on both.
     Missing,
 }
 
@@ -67,55 +76,72 @@ pub(super) fn threshold_verdict(
     }
 }
 
-/// Deterministic per-row seed, so rows do not share one random stream yet stay reproducible.
-fn row_seed(seed: u64, key: &str) -> u64 {
-    key.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The statistical design of a pairing with these options.
+pub(crate) fn design(pairing: Pairing, opts: &CompareOptions) -> Design {
+    match pairing {
+        Pairing::Interleaved => Design::Paired,
+        Pairing::SeparateRuns | Pairing::OneAfterAnother => Design::Independent {
+            run_drift: (1.0 + opts.run_drift_pct.max(0.0) / 100.0).ln(),
+        },
+    }
 }
 
-/// One sampled metric (per-request values in A and B): medians, change, interval, test, verdict.
-pub(super) fn sampled_row(
+fn geometric_mean(v: &[f64]) -> Option<f64> {
+    let logs: Vec<f64> = v.iter().filter(|x| **x > 0.0).map(|x| x.ln()).collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+}
+
+/// One replicated metric (a value per round on each side): centres, change, interval, test,
+/// the smallest detectable change, and the verdict.
+#[allow(clippy::too_many_arguments)] // one row's whole description; a struct would only rename it
+pub(super) fn replicate_row(
     model: &str,
     level: &str,
     metric: &str,
-    a: &[f64],
-    b: &[f64],
+    a: &BTreeMap<u32, f64>,
+    b: &BTreeMap<u32, f64>,
     higher_is_worse: bool,
+    pairing: Pairing,
     opts: &CompareOptions,
 ) -> CompareRow {
     let mut r = row(model, level, metric, Verdict::Missing);
-    r.a = median(a);
-    r.b = median(b);
-    let (Some(ma), Some(mb)) = (r.a, r.b) else {
+    // Paired rounds are those both sides ran; separate runs use every round they have.
+    let (va, vb): (Vec<f64>, Vec<f64>) = if pairing == Pairing::Interleaved {
+        a.iter()
+            .filter_map(|(round, x)| Some((*x, *b.get(round)?)))
+            .unzip()
+    } else {
+        (a.values().copied().collect(), b.values().copied().collect())
+    };
+    r.replicates = Some([va.len() as u32, vb.len() as u32]);
+    r.a = geometric_mean(&va);
+    r.b = geometric_mean(&vb);
+    let (Some(ga), Some(gb)) = (r.a, r.b) else {
         return r;
     };
-    r.change_pct = change_pct(ma, mb);
-    let ci = bootstrap_diff_ci(
-        a,
-        b,
-        Center::Median,
-        opts.confidence,
-        RESAMPLES,
-        row_seed(opts.seed, &format!("{model}/{level}/{metric}")),
-    );
-    r.ci_low = ci.map(|c| c.low);
-    r.ci_high = ci.map(|c| c.high);
-    r.p_value = mann_whitney_p(a, b);
-    r.verdict = match r.change_pct {
-        None if ma == mb => Verdict::Unchanged,
-        Some(c) if c.abs() <= opts.threshold_pct => Verdict::Unchanged,
-        _ => {
-            let up = mb > ma;
-            let ci_agrees = ci.is_some_and(|c| if up { c.low > 0.0 } else { c.high < 0.0 });
-            let test_agrees = r.p_value.is_some_and(|p| p < 1.0 - opts.confidence);
-            if !(ci_agrees && test_agrees) {
+    let test = ratio_test(&va, &vb, design(pairing, opts), opts.confidence);
+    r.change_pct = test.map_or_else(|| change_pct(ga, gb), |t| Some(t.change_pct));
+    let Some(change) = r.change_pct else {
+        r.verdict = Verdict::Unchanged;
+        return r;
+    };
+    if let Some(t) = test {
+        r.ci_low = Some(t.ci_low_pct);
+        r.ci_high = Some(t.ci_high_pct);
+        r.p_value = Some(t.p_value);
+        r.detectable = Some(t.detectable_pct);
+    }
+    r.verdict = if change.abs() <= opts.threshold_pct {
+        Verdict::Unchanged
+    } else {
+        match test {
+            None => {
+                r.note = Some("one round on a side: no noise estimate".into());
                 Verdict::Noise
-            } else if up == higher_is_worse {
-                Verdict::Regression
-            } else {
-                Verdict::Improvement
             }
+            Some(t) if !t.significant() => Verdict::Noise,
+            Some(_) if (change > 0.0) == higher_is_worse => Verdict::Regression,
+            Some(_) => Verdict::Improvement,
         }
     };
     r
