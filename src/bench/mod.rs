@@ -153,7 +153,7 @@ impl Sweep {
         }
         let top = maximum.max(synchronous);
         let n = f64::from(self.rates);
-        let raw: Vec<f64> = if top < synchronous * NOT_SCALING {
+        let raw: Vec<f64> = if top < synchronous * crate::store::record::SCALING_MIN_RATIO {
             // A server that does not scale with concurrency (the most at once within a fifth
             // of one at a time: one slot, as Foundry Local serves) has no range between its
             // bounds. Its rates are placed around that capacity instead, from half of it to 30%
@@ -182,10 +182,6 @@ impl Sweep {
         rates
     }
 }
-
-/// A sweep's throughput bound below this multiple of its synchronous rate: the server does not
-/// scale with concurrency, and its rate levels are placed around its capacity.
-const NOT_SCALING: f64 = 1.2;
 
 /// `x` rounded to `digits` significant digits.
 fn round_significant(x: f64, digits: i32) -> f64 {
@@ -575,9 +571,11 @@ async fn run_interleaved(
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let mut live = Vec::new();
+    let mut interrupted = false;
     for target in targets {
         if *stop.borrow() {
-            return true;
+            interrupted = true;
+            break;
         }
         if let Some((model, tokenizer)) =
             begin_target(options, target, http, recorder, progress).await
@@ -585,8 +583,13 @@ async fn run_interleaved(
             live.push((target, model, tokenizer, Tally::default()));
         }
     }
-    let mut interrupted = false;
-    for (shape, depth) in planned_levels(options) {
+    // Stopped while loading: the targets loaded so far still end (unloaded, marked stopped).
+    let levels_to_run = if interrupted {
+        Vec::new()
+    } else {
+        planned_levels(options)
+    };
+    for (shape, depth) in levels_to_run {
         let mut levels = Vec::with_capacity(live.len());
         let clock = Clock::start();
         for (target, _, tokenizer, _) in &live {

@@ -54,7 +54,7 @@ pub struct CompareRow {
     /// The smallest change (either way, same unit as `change_pct`) these replicates would
     /// detect four times in five: what a "no regression" could have missed.
     pub detectable: Option<f64>,
-    /// Replicates behind the verdict on each side: rounds, or answers for quality rows.
+    /// Replicates behind the verdict on each side: rounds, or prompts for quality rows.
     pub replicates: Option<[u32; 2]>,
     /// The verdict.
     pub verdict: Verdict,
@@ -543,7 +543,7 @@ impl Comparison {
             ),
         };
         let mut out = format!(
-            "{}\n{}\nTiming metrics: each round is one replicate (its median per-request value; output_throughput: its tokens per second of wall time); A and B are the rounds' geometric means; n = rounds.\nREGRESSION needs |change| > {}% AND the {:.0}% confidence interval of the change excluding 0, by {design}. detectable = the smallest change found four times in five at this noise.\npeak_rss_bytes and failed_pct rest on the threshold alone; check_pass_pct on a Fisher exact test over answers (n = answers); score on Mann–Whitney. A model OK in A and failed in B is a regression.\n",
+            "{}\n{}\nTiming metrics: each round is one replicate (its median per-request value; output_throughput: its tokens per second of wall time); A and B are the rounds' geometric means; n = rounds.\nREGRESSION needs |change| > {}% AND the {:.0}% confidence interval of the change excluding 0, by {design}. detectable = the smallest change found four times in five at this noise.\npeak_rss_bytes and failed_pct rest on the threshold alone; check_pass_pct on a Fisher exact test with each prompt one trial, score on Mann–Whitney over the prompts' mean scores (n = prompts). A model OK in A and failed in B is a regression.\n",
             self.sides(),
             terminal::render(&self.rows_table()),
             self.options.threshold_pct,

@@ -77,10 +77,11 @@ pub struct Quality {
     pub checks_total: u64,
     /// `checks_passed / checks_total`, when any check ran.
     pub pass_rate: Option<f64>,
-    /// Answers at least one check ran on: the sample size of `pass_rate` (an answer's checks
-    /// pass or fail together more often than not, so `compare` counts answers, not checks).
+    /// Distinct prompts at least one check ran on: the sample size of `pass_rate`. A prompt's
+    /// answers repeat across rounds at temperature 0 and its checks pass or fail together, so
+    /// `compare` counts prompts, not checks or answers.
     #[serde(default)]
-    pub checked_answers: u64,
+    pub checked_prompts: u64,
     /// Mean share of facets mentioned, over answers whose prompt has facets.
     pub facet_coverage: Option<f64>,
     /// Failed checks by prompt and check, most frequent first.
@@ -120,6 +121,7 @@ pub fn assess(rubric: &Rubric, scores: &Scores, answers: &[&RequestRecord]) -> Q
     let mut quality = Quality::default();
     let mut shares = Vec::new();
     let (mut judged, mut human, mut effective) = (Vec::new(), Vec::new(), Vec::new());
+    let mut checked: Vec<&str> = Vec::new();
     for request in answers {
         let (j, h) = scores.of_answer(request);
         let judge_score = j.and_then(|s| s.score).map(f64::from);
@@ -131,7 +133,9 @@ pub fn assess(rubric: &Rubric, scores: &Scores, answers: &[&RequestRecord]) -> Q
         human.extend(human_score);
         effective.extend(scores.effective(request));
         let outcomes = rubric.check(request);
-        quality.checked_answers += u64::from(!outcomes.is_empty());
+        if !outcomes.is_empty() && !checked.contains(&request.prompt_id.as_str()) {
+            checked.push(request.prompt_id.as_str());
+        }
         for outcome in outcomes {
             quality.checks_total += 1;
             if outcome.passed {
@@ -154,6 +158,7 @@ pub fn assess(rubric: &Rubric, scores: &Scores, answers: &[&RequestRecord]) -> Q
         }
         shares.extend(rubric.facet_share(request));
     }
+    quality.checked_prompts = checked.len() as u64;
     quality.pass_rate = (quality.checks_total > 0)
         .then(|| quality.checks_passed as f64 / quality.checks_total as f64);
     quality.facet_coverage = crate::stats::mean(&shares);

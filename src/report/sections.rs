@@ -512,11 +512,13 @@ pub fn sweep(s: &RunSummary) -> Option<Table> {
         t.push(Row::new(vec![
             Cell::marked(w.model.clone(), Mark::Swatch(color_of(s, &w.model))),
             Cell::new(fmt_num(w.synchronous_rate, 2)),
-            Cell::new(
-                w.maximum_rate
-                    .as_ref()
-                    .map_or("—".into(), |(r, at)| format!("{r:.2} ({at})")),
-            ),
+            Cell::new(w.maximum_rate.as_ref().map_or("—".into(), |(r, at)| {
+                if w.scales_with_concurrency == Some(false) {
+                    format!("{r:.2} ({at}): does not scale, about one request at a time; rates placed around that capacity")
+                } else {
+                    format!("{r:.2} ({at})")
+                }
+            })),
             Cell::new(w.knee.as_ref().map_or("none".into(), rate)),
             Cell::new(fmt_num(w.knee.as_ref().and_then(|k| k.e2e_p50_ms), 0)),
             Cell::new(w.max_sustainable.as_ref().map_or("none".into(), rate)),

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::run_summary::LevelSummary;
-use crate::store::record::{LoadShape, RunOptions};
+use crate::store::record::{LoadShape, RunOptions, SCALING_MIN_RATIO};
 
 /// Share of a level's requests that may fail and the level still count as kept up with.
 const KEPT_UP_MAX_FAILED: f64 = 0.05;
@@ -22,6 +22,11 @@ pub struct SweepSummary {
     pub synchronous_rate: Option<f64>,
     /// The most successful requests per second any closed-loop level reached, and that level.
     pub maximum_rate: Option<(f64, String)>,
+    /// False when the most at once stayed within 1.2× of one at a time: the server answers
+    /// about one request at a time, so the sweep's rates lie around that capacity instead of
+    /// between its bounds.
+    #[serde(default)]
+    pub scales_with_concurrency: Option<bool>,
     /// The knee of the latency-throughput curve: the kept-up level with the most requests/s
     /// per second of median latency (Kleinrock's "power"), beyond which latency grows faster
     /// than throughput.
@@ -108,16 +113,22 @@ fn sweep_of(model: &str, levels: &[&LevelSummary]) -> Option<SweepSummary> {
             LoadShape::Rate { .. } => None,
         })
         .collect();
+    let synchronous_rate = closed
+        .iter()
+        .find(|(c, _)| *c == 1)
+        .and_then(|(_, l)| l.request_throughput);
+    let maximum_rate = closed
+        .iter()
+        .filter_map(|(_, l)| l.request_throughput.map(|r| (r, l.level.clone())))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
     Some(SweepSummary {
         model: model.to_string(),
-        synchronous_rate: closed
-            .iter()
-            .find(|(c, _)| *c == 1)
-            .and_then(|(_, l)| l.request_throughput),
-        maximum_rate: closed
-            .iter()
-            .filter_map(|(_, l)| l.request_throughput.map(|r| (r, l.level.clone())))
-            .max_by(|a, b| a.0.total_cmp(&b.0)),
+        scales_with_concurrency: match (synchronous_rate, &maximum_rate) {
+            (Some(one), Some((most, _))) if one > 0.0 => Some(*most >= one * SCALING_MIN_RATIO),
+            _ => None,
+        },
+        synchronous_rate,
+        maximum_rate,
         knee: levels
             .iter()
             .filter(|l| kept_up(l))

@@ -14,8 +14,6 @@ mod replicates;
 
 pub use replicates::{fisher_exact_p, ratio_test, Design, RatioTest};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// The summary of one sample that every report shows, so all formats print the same numbers.
@@ -135,94 +133,6 @@ pub fn coefficient_of_variation(values: &[f64]) -> Option<f64> {
     d.cv()
 }
 
-/// Which centre a bootstrap compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Center {
-    /// The median: robust to the long tail latencies always have.
-    Median,
-    /// The mean.
-    Mean,
-}
-
-/// A two-sided confidence interval.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    /// Lower bound.
-    pub low: f64,
-    /// Upper bound.
-    pub high: f64,
-}
-
-impl Interval {
-    /// True when the interval lies wholly on one side of zero: the difference is significant.
-    pub fn excludes_zero(&self) -> bool {
-        self.low > 0.0 || self.high < 0.0
-    }
-}
-
-/// Centre of a sample (median by partial selection, O(n)); `values` is reordered.
-fn center_in_place(values: &mut [f64], center: Center) -> f64 {
-    match center {
-        Center::Mean => values.iter().sum::<f64>() / values.len() as f64,
-        Center::Median => {
-            let n = values.len();
-            let mid = n / 2;
-            let upper = *values.select_nth_unstable_by(mid, f64::total_cmp).1;
-            if n % 2 == 1 {
-                upper
-            } else {
-                // The lower middle is the largest of the left part, which holds the n/2
-                // smallest values after the selection.
-                let lower = values[..mid]
-                    .iter()
-                    .copied()
-                    .fold(f64::NEG_INFINITY, f64::max);
-                (lower + upper) / 2.0
-            }
-        }
-    }
-}
-
-/// Percentile bootstrap confidence interval of `centre(b) − centre(a)`, resampling each sample
-/// with replacement `resamples` times from a generator seeded with `seed`, so the same data
-/// and seed always give the same interval (within one build: `StdRng`'s algorithm may change
-/// between `rand` releases). `confidence` is e.g. 0.95. `None` when either sample is empty,
-/// `resamples` is 0 or `confidence` is not in (0, 1).
-pub fn bootstrap_diff_ci(
-    a: &[f64],
-    b: &[f64],
-    center: Center,
-    confidence: f64,
-    resamples: usize,
-    seed: u64,
-) -> Option<Interval> {
-    let a = sorted_finite(a);
-    let b = sorted_finite(b);
-    if a.is_empty() || b.is_empty() || resamples == 0 || !(confidence > 0.0 && confidence < 1.0) {
-        return None;
-    }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut buf_a = vec![0.0; a.len()];
-    let mut buf_b = vec![0.0; b.len()];
-    let mut diffs = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
-        for x in buf_a.iter_mut() {
-            *x = a[rng.gen_range(0..a.len())];
-        }
-        for x in buf_b.iter_mut() {
-            *x = b[rng.gen_range(0..b.len())];
-        }
-        diffs.push(center_in_place(&mut buf_b, center) - center_in_place(&mut buf_a, center));
-    }
-    diffs.sort_by(f64::total_cmp);
-    let tail = (1.0 - confidence) / 2.0 * 100.0;
-    Some(Interval {
-        low: percentile_sorted(&diffs, tail)?,
-        high: percentile_sorted(&diffs, 100.0 - tail)?,
-    })
-}
-
 /// Two-sided Mann–Whitney U test p-value (are the two samples drawn from the same
 /// distribution?), by the normal approximation with tie correction and continuity correction
 /// (scipy's `mannwhitneyu(method="asymptotic")`). It needs no assumption of normal latencies,
@@ -320,35 +230,6 @@ mod tests {
         assert!(close(coefficient_of_variation(&v).unwrap(), 0.4, 1e-12));
         assert_eq!(coefficient_of_variation(&[3.0]), None);
         assert_eq!(coefficient_of_variation(&[0.0, 0.0]), None);
-    }
-
-    #[test]
-    fn centre_by_selection_matches_sorting() {
-        let mut odd = vec![5.0, 1.0, 3.0, 9.0, 7.0];
-        assert_eq!(center_in_place(&mut odd, Center::Median), 5.0);
-        let mut even = vec![5.0, 1.0, 3.0, 9.0, 7.0, 2.0];
-        assert_eq!(center_in_place(&mut even, Center::Median), 4.0);
-        let mut m = vec![1.0, 2.0, 6.0];
-        assert_eq!(center_in_place(&mut m, Center::Mean), 3.0);
-    }
-
-    #[test]
-    fn bootstrap_is_seeded_and_finds_real_shifts() {
-        let a: Vec<f64> = (0..200).map(|i| 100.0 + (i % 17) as f64).collect();
-        let b: Vec<f64> = a.iter().map(|x| x + 50.0).collect();
-        let ci = bootstrap_diff_ci(&a, &b, Center::Median, 0.95, 1000, 7).unwrap();
-        assert!(ci.excludes_zero(), "{ci:?}");
-        assert!(ci.low <= 50.0 && 50.0 <= ci.high, "{ci:?}");
-        let again = bootstrap_diff_ci(&a, &b, Center::Median, 0.95, 1000, 7).unwrap();
-        assert_eq!(ci, again);
-        let same = bootstrap_diff_ci(&a, &a, Center::Mean, 0.95, 1000, 7).unwrap();
-        assert!(!same.excludes_zero(), "{same:?}");
-        assert!(same.low <= 0.0 && same.high >= 0.0);
-        assert_eq!(
-            bootstrap_diff_ci(&[], &a, Center::Median, 0.95, 10, 1),
-            None
-        );
-        assert_eq!(bootstrap_diff_ci(&a, &a, Center::Median, 1.0, 10, 1), None);
     }
 
     #[test]

@@ -238,6 +238,11 @@ pub struct ModelRecord {
     pub error: Option<String>,
 }
 
+/// A server scales with concurrency when its most requests per second at once reach this
+/// multiple of one at a time; below it (one slot, as Foundry Local serves) a sweep places its
+/// rates around that capacity, and the report says the server does not scale.
+pub const SCALING_MIN_RATIO: f64 = 1.2;
+
 /// One load shape a model was measured at.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]

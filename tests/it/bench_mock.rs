@@ -572,6 +572,10 @@ async fn a_sweep_of_a_one_slot_server_measures_its_rate_levels() {
     );
     let summary = hearth::report::summarize(&data);
     assert_eq!(summary.sweeps.len(), 1);
+    // And the reports say why the rates lie around one capacity.
+    assert_eq!(summary.sweeps[0].scales_with_concurrency, Some(false));
+    let md = hearth::report::render(&data, hearth::report::Format::Markdown).unwrap();
+    assert!(md.contains("does not scale"), "{md}");
 }
 
 /// An interleaved session against scripted servers whose truth is known: the rounds alternate

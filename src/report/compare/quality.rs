@@ -1,31 +1,40 @@
 //! Model-wide quality in `compare`: the mean score and the share of automatic checks passed,
-//! each judged for the number of answers behind it: with ten answers a pass rate swings by a
-//! third between identical runs (greedy answers change with batch shapes), which is "too few
-//! answers to tell", never a regression.
+//! each judged for the number of prompts behind it. A prompt's answers repeat across rounds
+//! (temperature 0) and change together with batch shapes and the prompt cache, so the prompt
+//! is the independent unit: six prompts' pass rate swings by a third between identical runs,
+//! which is "too few prompts to tell", never a regression.
 
 use super::super::quality::{Quality, Scores};
 use super::super::run_summary::ModelSummary;
 use super::verdict::{change_pct, CompareOptions, Verdict};
 use super::{row, CompareRow};
-use crate::stats::{fisher_exact_p, mann_whitney_p};
+use std::collections::BTreeMap;
+
+use crate::stats::{fisher_exact_p, mann_whitney_p, mean};
 use crate::store::record::RunData;
 
 /// Smallest change of a mean score, in points on the 1–5 scale, that can count as a change.
 const SCORE_POINTS: f64 = 0.25;
 
-/// Each counted answer's score (a person's over the judge's), for one model.
-fn answer_scores(data: &RunData, model: &str) -> Vec<f64> {
+/// Each prompt's mean score over its counted answers (a person's score over the judge's), for
+/// one model: one value per prompt, the independent unit.
+fn prompt_scores(data: &RunData, model: &str) -> Vec<f64> {
     let scores = Scores::of(data);
-    crate::eval::judge::scorable(data)
-        .into_iter()
-        .filter(|r| r.model == model)
-        .filter_map(|r| scores.effective(r))
-        .collect()
+    let mut by_prompt: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for r in crate::eval::judge::scorable(data) {
+        if r.model == model {
+            if let Some(s) = scores.effective(r) {
+                by_prompt.entry(r.prompt_id.as_str()).or_default().push(s);
+            }
+        }
+    }
+    by_prompt.values().filter_map(|v| mean(v)).collect()
 }
 
 /// Model-wide quality: the mean score (a change must be at least a quarter point and
-/// significant by Mann–Whitney) and the share of automatic checks passed (beyond the threshold
-/// in points and significant by a Fisher exact test with each answer one trial).
+/// significant by Mann–Whitney over the prompts' mean scores) and the share of automatic checks
+/// passed (beyond the threshold in points and significant by a Fisher exact test with each
+/// prompt one trial).
 pub(super) fn compare_quality(
     a: &RunData,
     b: &RunData,
@@ -34,7 +43,8 @@ pub(super) fn compare_quality(
     opts: &CompareOptions,
     rows: &mut Vec<CompareRow>,
 ) {
-    let model = ma.model.as_str();
+    // Rows carry B's name: within one run, the configuration judged against the baseline.
+    let model = mb.model.as_str();
     let (qa, qb) = (&ma.quality, &mb.quality);
     if qa.score.is_some() || qb.score.is_some() {
         let mut r = row(model, "all", "score", Verdict::Missing);
@@ -44,7 +54,7 @@ pub(super) fn compare_quality(
         match (qa.score, qb.score) {
             (Some(x), Some(y)) => {
                 r.change_pct = change_pct(x, y);
-                let (sa, sb) = (answer_scores(a, model), answer_scores(b, model));
+                let (sa, sb) = (prompt_scores(a, &ma.model), prompt_scores(b, &mb.model));
                 r.replicates = Some([sa.len() as u32, sb.len() as u32]);
                 r.p_value = mann_whitney_p(&sa, &sb);
                 r.verdict = if (y - x).abs() < SCORE_POINTS {
@@ -72,7 +82,7 @@ pub(super) fn compare_quality(
                 });
                 if noise_note {
                     r.note = Some(format!(
-                        "too few answers to tell ({} and {} scored)",
+                        "too few prompts to tell ({} and {} scored)",
                         sa.len(),
                         sb.len()
                     ));
@@ -90,15 +100,15 @@ pub(super) fn compare_quality(
     if let (Some(x), Some(y)) = (qa.pass_rate, qb.pass_rate) {
         rows.push(pass_rate_row(
             model,
-            (x, qa.checked_answers),
-            (y, qb.checked_answers),
+            (x, qa.checked_prompts),
+            (y, qb.checked_prompts),
             opts,
         ));
     }
 }
 
-/// The share of checks passed, with each answer one trial: an answer's checks pass or fail
-/// together, so counting checks would make ten answers look like a hundred.
+/// The share of checks passed, with each prompt one trial: a prompt's answers and checks pass
+/// or fail together, so counting checks would make six prompts look like a hundred.
 pub(super) fn pass_rate_row(
     model: &str,
     a: (f64, u64),
@@ -119,7 +129,7 @@ pub(super) fn pass_rate_row(
         } else {
             Verdict::Noise
         };
-        r.note = Some("answers not counted in this run: no test".into());
+        r.note = Some("prompts not counted in this run: no test".into());
         return r;
     }
     let hits = |rate: f64, n: u64| (rate * n as f64).round() as u64;
@@ -138,7 +148,7 @@ pub(super) fn pass_rate_row(
         Verdict::Unchanged
     } else if p >= 1.0 - opts.confidence {
         r.note = Some(format!(
-            "too few answers to tell ({na} and {nb}; exact test p = {p:.2})"
+            "too few prompts to tell ({na} and {nb}; exact test p = {p:.2})"
         ));
         Verdict::Noise
     } else if change < 0.0 {
@@ -147,7 +157,7 @@ pub(super) fn pass_rate_row(
         Verdict::Improvement
     };
     if r.note.is_none() {
-        r.note = Some("change in points; Fisher exact test, one trial per answer".into());
+        r.note = Some("change in points; Fisher exact test, one trial per prompt".into());
     }
     r
 }

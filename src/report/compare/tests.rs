@@ -100,7 +100,7 @@ fn a_quality_drop_is_a_regression_and_a_tiny_one_is_not() {
     let c = compare(&a, &same, &CompareOptions::default());
     assert_eq!(verdict(&c, "score"), Verdict::Unchanged, "{}", c.table());
     assert!(!c.has_regression(), "{}", c.table());
-    // A whole point lower on four answers: too few to tell.
+    // A whole point lower on four prompts: too few to tell.
     let few_a = scored(run_with_e2e("a", "m", &base()[..4]), |_| 4);
     let few_b = scored(run_with_e2e("b", "m", &base()[..4]), |i| {
         3 + u8::from(i == 0)
@@ -108,18 +108,18 @@ fn a_quality_drop_is_a_regression_and_a_tiny_one_is_not() {
     let c = compare(&few_a, &few_b, &CompareOptions::default());
     let score = find(&c, "score");
     assert_eq!(score.verdict, Verdict::Noise, "{}", c.table());
-    assert!(score.note.as_deref().unwrap().contains("too few answers"));
+    assert!(score.note.as_deref().unwrap().contains("too few prompts"));
 }
 
 #[test]
 fn the_check_pass_rate_needs_enough_answers() {
     let o = CompareOptions::default();
-    // The A/A pair of the issue: 36 % against 18 % of eleven answers each.
+    // The A/A pair of the issue: 36 % against 18 % of eleven prompts each.
     let r = pass_rate_row("m", (0.36, 11), (0.18, 11), &o);
     assert_eq!(r.verdict, Verdict::Noise, "{r:?}");
-    assert!(r.note.as_deref().unwrap().contains("too few answers"));
+    assert!(r.note.as_deref().unwrap().contains("too few prompts"));
     assert!(r.detectable.unwrap() > 18.0, "{r:?}");
-    // The same drop over 300 answers each is real.
+    // The same drop over 300 prompts each is real.
     let r = pass_rate_row("m", (0.36, 300), (0.18, 300), &o);
     assert_eq!(r.verdict, Verdict::Regression, "{r:?}");
     assert!(r.detectable.unwrap() < 18.0, "{r:?}");

@@ -23,8 +23,9 @@ pub struct CompareOptions {
     pub run_drift_pct: f64,
 }
 
-/// The run-to-run drift allowed by default, percent: what 20 A/A pairs of this project's
-/// two-core build machine showed (README, "Verdicts that hold").
+/// The run-to-run drift allowed by default, percent (also the `run_drift_pct` setting's
+/// default): 20 A/A pairs on this project's two-core machine put it at 2–5 % per metric
+/// (README, "Verdicts that hold").
 pub const DEFAULT_RUN_DRIFT_PCT: f64 = 5.0;
 
 fn default_run_drift() -> f64 {
