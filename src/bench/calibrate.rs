@@ -75,6 +75,7 @@ pub async fn calibrate(concurrency: u32, requests: u32) -> std::io::Result<Calib
         (0..n)
             .map(|i| Job {
                 prompt_id: "calibration".into(),
+                nonce: String::new(),
                 prompt: format!("calibration round {round} request {i}"),
                 max_tokens: 16,
                 round,

@@ -86,7 +86,11 @@ pub struct RequestParams {
 pub struct Job {
     /// Prompt id in the prompt set.
     pub prompt_id: String,
-    /// The user message (with the cold-cache nonce already applied).
+    /// The cold-cache nonce sent before the prompt (`(ref …) `), so no request is answered
+    /// from the cache of another; empty when prompts may repeat.
+    pub nonce: String,
+    /// The user message after the nonce: the prompt set's text, or generated filler, behind
+    /// any depth context.
     pub prompt: String,
     /// Most tokens to generate.
     pub max_tokens: u32,
@@ -106,7 +110,10 @@ pub fn request_body(
 ) -> openai::ChatCompletionRequest {
     openai::ChatCompletionRequest {
         model: endpoint.model.clone(),
-        messages: vec![openai::RequestMessage::new("user", job.prompt.clone())],
+        messages: vec![openai::RequestMessage::new(
+            "user",
+            format!("{}{}", job.nonce, job.prompt),
+        )],
         params: openai::RequestParams {
             max_tokens: Some(job.max_tokens.into()),
             temperature: Some(params.temperature),
@@ -462,6 +469,7 @@ mod tests {
     fn blank_job() -> Job {
         Job {
             prompt_id: "p".into(),
+            nonce: String::new(),
             prompt: String::new(),
             max_tokens: 1,
             round: 1,

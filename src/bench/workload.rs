@@ -109,10 +109,11 @@ fn filler(seed: u64, words: usize) -> String {
     out
 }
 
-/// A prompt of `tokens` tokens by the server's tokenizer (`/tokenize`), starting with
-/// `prefix` (the run's nonce, so no two requests share more than it): filler drawn from
-/// `seed`, lengthened or shortened until it counts right. Without a tokenizer, or when a fit
-/// does not settle, the closest text is kept and the second value says it was not exact.
+/// Filler that makes a prompt of `tokens` tokens by the server's tokenizer (`/tokenize`) once
+/// sent behind `prefix` (the request's nonce, so no two requests share more than it): drawn
+/// from `seed`, lengthened or shortened until prefix and filler count right. The filler alone
+/// is returned. Without a tokenizer, or when a fit does not settle, the closest text is kept and
+/// the second value says it was not exact.
 pub async fn fitted_prompt(
     http: &reqwest::Client,
     endpoint: &Endpoint,
@@ -125,19 +126,19 @@ pub async fn fitted_prompt(
     let target = i64::from(tokens);
     let mut words = tokens as usize;
     if !tokenizer {
-        return (text(words), false);
+        return (filler(seed, words), false);
     }
     let mut best: Option<(i64, usize)> = None;
     for _ in 0..12 {
         let Some(count) = client::tokenizer_count(http, endpoint, &text(words)).await else {
-            return (text(words), false);
+            return (filler(seed, words), false);
         };
         let off = count as i64 - target;
         if best.is_none_or(|(b, _)| off.abs() < b.abs()) {
             best = Some((off, words));
         }
         if off == 0 {
-            return (text(words), true);
+            return (filler(seed, words), true);
         }
         // Words are about a token each: move by the difference, at least one word.
         let step = off.unsigned_abs().max(1) as usize;
@@ -148,7 +149,7 @@ pub async fn fitted_prompt(
         };
     }
     let (_, words) = best.expect("at least one count");
-    (text(words), false)
+    (filler(seed, words), false)
 }
 
 /// One conversation of a ShareGPT-style file: `conversations` of `{from, value}` turns, or

@@ -67,7 +67,7 @@ async fn run(options: BenchOptions, targets: Vec<Target>) -> RunData {
     };
     let (recorder, writer) = Recorder::start(store, &run).unwrap();
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let interrupted = bench::run(&options, targets, &recorder, &Quiet, stop).await;
+    let interrupted = bench::run_targets(&options, targets, &recorder, &Quiet, stop).await;
     assert!(!interrupted);
     drop(recorder);
     let mut store = tokio::task::spawn_blocking(move || writer.finish())

@@ -66,7 +66,7 @@ async fn answered_run(server: &MockServer, db: &std::path::Path) -> RunData {
     let target = common::bench::endpoint_target(&server.base_url, "answerer");
     let (recorder, writer) = Recorder::start(store, &run).unwrap();
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    assert!(!bench::run(&options, vec![target], &recorder, &Quiet, stop).await);
+    assert!(!bench::run_targets(&options, vec![target], &recorder, &Quiet, stop).await);
     drop(recorder);
     let mut store = tokio::task::spawn_blocking(move || writer.finish())
         .await

@@ -357,7 +357,7 @@ fn measure(
             let observer = observer.clone();
             async move {
                 let progress: &dyn Progress = observer.as_ref();
-                super::run(&options, targets, &recorder, progress, stop_rx).await
+                super::run_targets(&options, targets, &recorder, progress, stop_rx).await
             }
         });
         let interrupted = run.await.unwrap_or(true);
