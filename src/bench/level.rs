@@ -227,7 +227,11 @@ impl<'a> LevelRun<'a> {
     }
 
     /// Ends the level: its resources and record, and what it counted.
-    pub(super) async fn finish(mut self, http: &reqwest::Client, recorder: &Recorder) -> LevelOutcome {
+    pub(super) async fn finish(
+        mut self,
+        http: &reqwest::Client,
+        recorder: &Recorder,
+    ) -> LevelOutcome {
         let (name, level) = (&self.name, &self.label);
         if self.fit_misses > 0 {
             tracing::warn!(model = %name, %level, fit_misses = self.fit_misses, "generated prompts not fitted exactly to their token lengths (no tokenizer at the endpoint, or a fit that did not settle)");

@@ -54,6 +54,13 @@ pub struct MockScript {
     /// Whole (non-streamed) answers, in order: the n-th request to this model gets the n-th
     /// reply, the last one repeating (a scripted judge). Empty: `tok tok …`.
     pub replies: Vec<String>,
+    /// A machine that drifts: the time to first token and between tokens are multiplied by
+    /// `drift[k / drift_every % len]` for this model's k-th request (0-based, the load check
+    /// included), so models given the same drift and request counts slow down alike, round
+    /// by round. Empty: no drift.
+    pub drift: Vec<f64>,
+    /// Requests per drift step (see `drift`).
+    pub drift_every: u32,
 }
 
 impl Default for MockScript {
@@ -70,6 +77,8 @@ impl Default for MockScript {
             slots: None,
             tokenize: false,
             replies: Vec::new(),
+            drift: Vec::new(),
+            drift_every: 1,
         }
     }
 }
@@ -90,6 +99,8 @@ pub struct MockLogEntry {
 struct MockState {
     scripts: HashMap<String, MockScript>,
     replies_served: Mutex<HashMap<String, usize>>,
+    /// Requests received per model, for the scripted drift.
+    received: Mutex<HashMap<String, u64>>,
     slots: HashMap<String, Arc<tokio::sync::Semaphore>>,
     log: Arc<Mutex<Vec<MockLogEntry>>>,
     served: AtomicU64,
@@ -120,6 +131,7 @@ impl MockServer {
         let state = Arc::new(MockState {
             scripts,
             replies_served: Mutex::new(HashMap::new()),
+            received: Mutex::new(HashMap::new()),
             slots,
             log: log.clone(),
             served: AtomicU64::new(0),
@@ -238,9 +250,21 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
         return error(StatusCode::BAD_REQUEST, "malformed JSON");
     };
     let model = request.model.clone();
-    let Some(script) = state.scripts.get(&model).cloned() else {
+    let Some(mut script) = state.scripts.get(&model).cloned() else {
         return error(StatusCode::NOT_FOUND, &format!("no model {model}"));
     };
+    let k = {
+        let mut received = state.received.lock().expect("mock counts");
+        let k = received.entry(model.clone()).or_default();
+        *k += 1;
+        *k - 1
+    };
+    if !script.drift.is_empty() {
+        let step = k / u64::from(script.drift_every.max(1));
+        let factor = script.drift[(step % script.drift.len() as u64) as usize];
+        script.ttft = script.ttft.mul_f64(factor);
+        script.itl = script.itl.mul_f64(factor);
+    }
     let prompt = request
         .messages
         .last()
