@@ -36,6 +36,55 @@ pub enum GgufError {
     },
 }
 
+/// One tensor's facts that decide whether llama.cpp's CPU backend repacks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorBytes {
+    /// `ggml_type` id.
+    pub ggml_type: u32,
+    /// Rows (`ne[1]`).
+    pub rows: u64,
+    /// Bytes of data.
+    pub bytes: u64,
+    /// The token embedding (looked up by row, never multiplied: never repacked).
+    pub embedding: bool,
+}
+
+/// Bytes of `tensors` that llama.cpp's CPU backend repacks on this machine
+/// (`ggml_repack_get_optimal_repack_type` in ggml-cpu/repack.cpp): Q4_0, Q4_K, IQ4_NL and
+/// MXFP4 with whole groups of 8 rows on x86 with AVX2 (Q2_K too with AVX-512); on ARM with
+/// dot-product instructions also Q5_K and Q6_K. Nothing elsewhere.
+pub fn repacked_bytes(tensors: &[TensorBytes]) -> u64 {
+    const Q4_0: u32 = 2;
+    const Q2_K: u32 = 10;
+    const Q4_K: u32 = 12;
+    const IQ4_NL: u32 = 20;
+    const MXFP4: u32 = 39;
+    #[allow(unused_mut)]
+    let mut types: Vec<u32> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            types.extend([Q4_0, Q4_K, IQ4_NL, MXFP4]);
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            types.push(Q2_K);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        const Q5_K: u32 = 13;
+        const Q6_K: u32 = 14;
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            types.extend([Q4_0, Q4_K, IQ4_NL, MXFP4, Q5_K, Q6_K]);
+        }
+    }
+    tensors
+        .iter()
+        .filter(|t| !t.embedding && t.rows.is_multiple_of(8) && types.contains(&t.ggml_type))
+        .map(|t| t.bytes)
+        .sum()
+}
+
 /// What hearth needs to know about a model file before (and after) loading it.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct GgufInfo {
@@ -71,7 +120,7 @@ pub struct GgufInfo {
     /// Vocabulary size (rows of the embedding matrix).
     pub vocab_size: Option<u64>,
     /// Bytes of weights llama.cpp's CPU backend repacks on this machine (counted twice in
-    /// memory; see `engine::memory::repacked_bytes`).
+    /// memory; see [`repacked_bytes`]).
     pub repacked_bytes: u64,
     /// Number of tensors.
     pub n_tensors: u64,
@@ -235,13 +284,13 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
     let ctx = Context(raw);
     // SAFETY: valid context; tensor ids are within 0..n_tensors; names are NUL-terminated
     // strings llama.cpp owns.
-    let tensors: Vec<crate::engine::memory::TensorBytes> = unsafe {
+    let tensors: Vec<TensorBytes> = unsafe {
         (0..llama_cpp_sys_2::gguf_get_n_tensors(ctx.0).max(0))
             .map(|i| {
                 let ne =
                     std::slice::from_raw_parts(llama_cpp_sys_2::gguf_get_tensor_ne(ctx.0, i), 4);
                 let name = CStr::from_ptr(llama_cpp_sys_2::gguf_get_tensor_name(ctx.0, i));
-                crate::engine::memory::TensorBytes {
+                TensorBytes {
                     ggml_type: llama_cpp_sys_2::gguf_get_tensor_type(ctx.0, i) as u32,
                     rows: ne[1].max(1) as u64,
                     bytes: llama_cpp_sys_2::gguf_get_tensor_size(ctx.0, i) as u64,
@@ -299,7 +348,7 @@ pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
         sliding_window: arch("attention.sliding_window"),
         chat_template: ctx.string("tokenizer.chat_template"),
         vocab_size: arch("vocab_size").or_else(|| ctx.array_len("tokenizer.ggml.tokens")),
-        repacked_bytes: crate::engine::memory::repacked_bytes(&tensors),
+        repacked_bytes: repacked_bytes(&tensors),
         n_tensors,
         n_params,
         file_size,

@@ -99,7 +99,8 @@ enum Command {
     Runs(runs_cmd::RunsCommand),
     /// Render a stored run as JSON, CSV, Markdown or HTML.
     Report(runs_cmd::ReportArgs),
-    /// Compare two stored runs; exits 1 when B regressed beyond threshold and noise.
+    /// Compare two stored runs, or the configurations of one (an interleaved session); exits 1
+    /// on a regression beyond threshold and noise. `--aa`: is the gate quiet on identical runs?
     Compare(runs_cmd::CompareArgs),
     /// Capability routing: which model `auto:TAG` answers with, from stored results.
     #[command(subcommand)]

@@ -22,54 +22,9 @@ pub struct MemoryEstimate {
     pub overhead_bytes: u64,
 }
 
-/// One tensor's facts that decide whether llama.cpp's CPU backend repacks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TensorBytes {
-    /// `ggml_type` id.
-    pub ggml_type: u32,
-    /// Rows (`ne[1]`).
-    pub rows: u64,
-    /// Bytes of data.
-    pub bytes: u64,
-    /// The token embedding (looked up by row, never multiplied: never repacked).
-    pub embedding: bool,
-}
-
-/// Bytes of `tensors` that llama.cpp's CPU backend repacks on this machine
-/// (`ggml_repack_get_optimal_repack_type` in ggml-cpu/repack.cpp): Q4_0, Q4_K, IQ4_NL and
-/// MXFP4 with whole groups of 8 rows on x86 with AVX2 (Q2_K too with AVX-512); on ARM with
-/// dot-product instructions also Q5_K and Q6_K. Nothing elsewhere.
-pub fn repacked_bytes(tensors: &[TensorBytes]) -> u64 {
-    const Q4_0: u32 = 2;
-    const Q2_K: u32 = 10;
-    const Q4_K: u32 = 12;
-    const IQ4_NL: u32 = 20;
-    const MXFP4: u32 = 39;
-    #[allow(unused_mut)]
-    let mut types: Vec<u32> = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            types.extend([Q4_0, Q4_K, IQ4_NL, MXFP4]);
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            types.push(Q2_K);
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        const Q5_K: u32 = 13;
-        const Q6_K: u32 = 14;
-        if std::arch::is_aarch64_feature_detected!("dotprod") {
-            types.extend([Q4_0, Q4_K, IQ4_NL, MXFP4, Q5_K, Q6_K]);
-        }
-    }
-    tensors
-        .iter()
-        .filter(|t| !t.embedding && t.rows.is_multiple_of(8) && types.contains(&t.ggml_type))
-        .map(|t| t.bytes)
-        .sum()
-}
+// What the CPU backend repacks is a fact of the file's tensors on this CPU, read with the
+// file (`gguf`); the estimate only adds it.
+pub use crate::gguf::{repacked_bytes, TensorBytes};
 
 /// Working memory a loaded model touches besides weights and KV cache: llama.cpp reserves
 /// compute buffers for a 512-token batch of about 512 × 4 × (vocabulary + 5 × width) bytes

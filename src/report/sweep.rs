@@ -3,56 +3,14 @@
 //! the highest offered rate the server kept up with, the levels it fell behind at, and the
 //! highest rate that still met the SLOs. Computed from the level summaries only, so an old run re-rendered reads the same.
 
-use serde::{Deserialize, Serialize};
-
 use super::run_summary::LevelSummary;
+pub use super::run_summary::{SweepPoint, SweepSummary};
 use crate::store::record::{LoadShape, RunOptions, SCALING_MIN_RATIO};
 
 /// Share of a level's requests that may fail and the level still count as kept up with.
 const KEPT_UP_MAX_FAILED: f64 = 0.05;
 /// Share of a level's requests that must meet the SLOs for its rate to be sustainable.
 const SUSTAINABLE_SLO_SHARE: f64 = 0.9;
-
-/// One model's answer to "how much load does it take here".
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepSummary {
-    /// The model.
-    pub model: String,
-    /// Successful requests per second one at a time (its `c=1` level).
-    pub synchronous_rate: Option<f64>,
-    /// The most successful requests per second any closed-loop level reached, and that level.
-    pub maximum_rate: Option<(f64, String)>,
-    /// False when the most at once stayed within 1.2× of one at a time: the server answers
-    /// about one request at a time, so the sweep's rates lie around that capacity instead of
-    /// between its bounds.
-    #[serde(default)]
-    pub scales_with_concurrency: Option<bool>,
-    /// The knee of the latency-throughput curve: the kept-up level with the most requests/s
-    /// per second of median latency (Kleinrock's "power"), beyond which latency grows faster
-    /// than throughput.
-    pub knee: Option<SweepPoint>,
-    /// The highest open-loop rate the server kept up with (not over-saturated, at most 5 %
-    /// failed): the most it sustains here, at whatever latency.
-    pub max_sustainable: Option<SweepPoint>,
-    /// Open-loop levels stopped because the server fell behind, lowest rate first.
-    pub over_saturated: Vec<SweepPoint>,
-    /// The highest kept-up rate at which at least 90 % of requests met every SLO (only when
-    /// the run set SLOs).
-    pub max_rate_under_slo: Option<SweepPoint>,
-}
-
-/// An open-loop level of a sweep.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepPoint {
-    /// The level's label (`r=12.5`).
-    pub level: String,
-    /// Offered arrivals, requests per second (open-loop levels only).
-    pub rate: Option<f64>,
-    /// What the server delivered, successful requests per second.
-    pub achieved: Option<f64>,
-    /// Median end-to-end latency, ms.
-    pub e2e_p50_ms: Option<f64>,
-}
 
 /// Sweeps of every model with open-loop levels, when the run judged over-saturation (without
 /// the judgement, an open-loop level that fell behind looks like one that kept up).

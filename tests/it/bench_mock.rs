@@ -578,20 +578,15 @@ async fn a_sweep_of_a_one_slot_server_measures_its_rate_levels() {
     assert!(md.contains("does not scale"), "{md}");
 }
 
-/// An interleaved session against scripted servers whose truth is known: the rounds alternate
-/// A B, B A, …; two identical configurations raise nothing, and one 10 % slower in every token
-/// is found by the paired comparison.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interleaved_session_alternates_rounds_and_finds_ten_percent() {
-    let slower = MockScript {
-        ttft: Duration::from_micros(33_000),
-        itl: Duration::from_micros(6_600),
-        tokens: 12,
-        ..MockScript::default()
-    };
+/// An interleaved session of `a` and `a-again` (both `same`) and `a-slower`, one request at a
+/// time, six rounds of three; and its comparison within the run.
+async fn interleaved_session(
+    same: MockScript,
+    slower: MockScript,
+) -> (RunData, hearth::report::Comparison) {
     let server = MockServer::start(HashMap::from([
-        ("a".to_string(), script(30, 6, 12)),
-        ("a-again".to_string(), script(30, 6, 12)),
+        ("a".to_string(), same.clone()),
+        ("a-again".to_string(), same),
         ("a-slower".to_string(), slower),
     ]))
     .await
@@ -606,6 +601,36 @@ async fn an_interleaved_session_alternates_rounds_and_finds_ten_percent() {
             .collect(),
     )
     .await;
+    let c =
+        hearth::report::compare_within(&data, &hearth::report::CompareOptions::default()).unwrap();
+    (data, c)
+}
+
+/// One row of a comparison, by model and metric.
+fn compared(
+    c: &hearth::report::Comparison,
+    model: &str,
+    metric: &str,
+) -> hearth::report::CompareRow {
+    c.rows
+        .iter()
+        .find(|r| r.model == model && r.metric == metric)
+        .unwrap_or_else(|| panic!("{model} {metric}\n{}", c.table()))
+        .clone()
+}
+
+/// An interleaved session against scripted servers whose truth is known: the rounds alternate
+/// A B, B A, …; two identical configurations raise nothing, and one 10 % slower in every token
+/// is found by the paired comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interleaved_session_alternates_rounds_and_finds_ten_percent() {
+    let slower = MockScript {
+        ttft: Duration::from_micros(33_000),
+        itl: Duration::from_micros(6_600),
+        tokens: 12,
+        ..MockScript::default()
+    };
+    let (data, c) = interleaved_session(script(30, 6, 12), slower).await;
     assert!(data.run.options.interleaved);
     // Round by round, every model ran before the next round of any; the order reverses.
     let mut order_of_round = Vec::new();
@@ -628,16 +653,8 @@ async fn an_interleaved_session_alternates_rounds_and_finds_ten_percent() {
     }
     assert_ne!(order_of_round[0], order_of_round[1], "{order_of_round:?}");
     assert_eq!(order_of_round[0], order_of_round[2], "{order_of_round:?}");
-    let c =
-        hearth::report::compare_within(&data, &hearth::report::CompareOptions::default()).unwrap();
     assert_eq!(c.pairing, hearth::report::Pairing::Interleaved);
-    let row = |model: &str, metric: &str| {
-        c.rows
-            .iter()
-            .find(|r| r.model == model && r.metric == metric)
-            .unwrap_or_else(|| panic!("{model} {metric}\n{}", c.table()))
-            .clone()
-    };
+    let row = |model: &str, metric: &str| compared(&c, model, metric);
     use hearth::report::Verdict;
     assert_ne!(
         row("a-again", "e2el_ms").verdict,
@@ -686,32 +703,9 @@ async fn an_interleaved_session_finds_ten_percent_through_drift_between_rounds()
         drift_every: 1,
         ..MockScript::default()
     };
-    let server = MockServer::start(HashMap::from([
-        ("a".to_string(), drifting(30_000, 6_000)),
-        ("a-again".to_string(), drifting(30_000, 6_000)),
-        ("a-slower".to_string(), drifting(33_000, 6_600)),
-    ]))
-    .await
-    .unwrap();
-    let mut opts = options(vec![LoadShape::Concurrency { concurrency: 1 }], 6, Some(3));
-    opts.interleave = true;
-    let data = run(
-        opts,
-        ["a", "a-again", "a-slower"]
-            .iter()
-            .map(|m| target(&server, m))
-            .collect(),
-    )
-    .await;
+    let (data, c) = interleaved_session(drifting(30_000, 6_000), drifting(33_000, 6_600)).await;
     use hearth::report::{compare_within, CompareOptions, Verdict};
-    let c = compare_within(&data, &CompareOptions::default()).unwrap();
-    let row = |model: &str, metric: &str| {
-        c.rows
-            .iter()
-            .find(|r| r.model == model && r.metric == metric)
-            .unwrap_or_else(|| panic!("{model} {metric}\n{}", c.table()))
-            .clone()
-    };
+    let row = |model: &str, metric: &str| compared(&c, model, metric);
     for metric in ["e2el_ms", "tpot_ms", "ttft_ms"] {
         assert_ne!(
             row("a-again", metric).verdict,
