@@ -100,7 +100,8 @@ enum Command {
     /// Render a stored run as JSON, CSV, Markdown or HTML.
     Report(runs_cmd::ReportArgs),
     /// Compare two stored runs, or the configurations of one (an interleaved session); exits 1
-    /// on a regression beyond threshold and noise. `--aa`: is the gate quiet on identical runs?
+    /// on a regression beyond threshold and noise, 2 when it cannot compare. `--aa`: is the
+    /// gate quiet on identical runs?
     Compare(runs_cmd::CompareArgs),
     /// Capability routing: which model `auto:TAG` answers with, from stored results.
     #[command(subcommand)]

@@ -195,7 +195,20 @@ pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `hearth compare`: exit 0 when nothing regressed, 1 on a regression, 2 when the runs could
+/// not be compared (unknown run, bad option): as `diff` and `cmp` do, so a CI gate never takes
+/// a typo for a regression.
 pub fn compare(ctx: &Context, args: CompareArgs) -> Result<ExitCode> {
+    match judge(ctx, args) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn judge(ctx: &Context, args: CompareArgs) -> Result<ExitCode> {
     let mut store = ctx.open_store()?;
     let options = CompareOptions {
         threshold_pct: args.threshold,

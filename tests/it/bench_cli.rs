@@ -199,6 +199,15 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
         .collect();
     assert!(!verdicts.is_empty());
     assert!(!verdicts.contains(&"regression"), "{verdicts:?}");
+    // What cannot be compared is exit 2, never the regression's 1.
+    hearth(home.path())
+        .args(["compare", &a, "no-such-run"])
+        .assert()
+        .code(2);
+    hearth(home.path())
+        .args(["compare", &a, &b, "--confidence", "2"])
+        .assert()
+        .code(2);
 
     // Inject a regression into B: every request took three times as long end to end.
     let db = rusqlite::Connection::open(home.path().join("history.db")).unwrap();
