@@ -172,7 +172,7 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
             .args([
                 "bench",
                 "--rounds",
-                "2",
+                "3",
                 "--max-tokens",
                 "16",
                 "--requests",
