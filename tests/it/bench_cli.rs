@@ -172,11 +172,13 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
             .args([
                 "bench",
                 "--rounds",
-                "3",
+                "4",
                 "--max-tokens",
                 "16",
                 "--requests",
                 "4",
+                "--speculative",
+                "off",
             ])
             .args(args)
             .assert()
@@ -209,11 +211,13 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
         .assert()
         .code(2);
 
-    // Inject a regression into B: every request took three times as long end to end.
+    // Inject a regression into B: every request took ten times as long end to end. Separate
+    // runs carry their minute's noise (the rounds of a loaded machine can differ by half), so
+    // the change must stand far above it to be called with four rounds a side.
     let db = rusqlite::Connection::open(home.path().join("history.db")).unwrap();
     let changed = db
         .execute(
-            "UPDATE requests SET end_ms = scheduled_ms + (end_ms - scheduled_ms) * 3 WHERE run_id = ?1",
+            "UPDATE requests SET end_ms = scheduled_ms + (end_ms - scheduled_ms) * 10 WHERE run_id = ?1",
             [&b],
         )
         .unwrap();
@@ -230,11 +234,21 @@ fn compare_passes_a_run_against_itself_and_flags_an_injected_regression() {
         .assert()
         .code(1);
     let rows: Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
-    assert!(rows["rows"].as_array().unwrap().iter().any(|r| r["metric"]
-        .as_str()
+    let e2e = rows["rows"]
+        .as_array()
         .unwrap()
-        .contains("e2e")
-        && r["verdict"] == "regression"));
+        .iter()
+        .find(|r| r["metric"] == "e2el_ms")
+        .unwrap();
+    assert!(e2e["change_pct"].as_f64().unwrap() > 300.0, "{text}");
+    assert!(
+        rows["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["verdict"] == "regression"),
+        "{text}"
+    );
 }
 
 /// The seeds' models.json shape (alias → description), naming a variant before the built-in
