@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::latency::{counted, e2el_ms, itl_gaps, output_tps, span_s, tpot_ms, ttft_ms};
+use super::latency::{by_round, counted, e2el_ms, itl_gaps, output_tps, span_s, tpot_ms, ttft_ms};
 use super::run_summary::{status_str, LevelSummary, ModelSummary, RunSummary};
 use super::summary::summarize;
 use super::table::{Align, Cell, Row, Table};
@@ -133,15 +133,18 @@ fn round_throughput(rs: &[&RequestRecord]) -> Option<f64> {
     (tokens > 0).then(|| tokens as f64 / span)
 }
 
+/// The successful counted requests of a model at a level, by timed round.
+type Rounds<'a> = BTreeMap<u32, Vec<&'a RequestRecord>>;
+
+fn rounds<'a>(data: &'a RunData, model: &'a str, level: &'a str) -> Rounds<'a> {
+    by_round(counted(data, model, level).filter(|r| r.status == RequestStatus::Ok))
+}
+
 /// Each timed round's value of a metric, by round number.
-fn per_round(data: &RunData, model: &str, level: &str, reduce: Reduce) -> BTreeMap<u32, f64> {
-    let mut rounds: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
-    for r in counted(data, model, level).filter(|r| r.status == RequestStatus::Ok) {
-        rounds.entry(r.round).or_default().push(r);
-    }
+fn per_round(rounds: &Rounds, reduce: Reduce) -> BTreeMap<u32, f64> {
     rounds
-        .into_iter()
-        .filter_map(|(round, rs)| Some((round, reduce(&rs)?)))
+        .iter()
+        .filter_map(|(round, rs)| Some((*round, reduce(rs)?)))
         .collect()
 }
 
@@ -219,7 +222,14 @@ pub fn compare(a: &RunData, b: &RunData, opts: &CompareOptions) -> Comparison {
             }
         }
     }
-    finish(a, b, None, Pairing::SeparateRuns, opts, rows)
+    finish(
+        &a.run.id,
+        &b.run.id,
+        None,
+        Pairing::SeparateRuns,
+        opts,
+        rows,
+    )
 }
 
 /// Compares the configurations of one run: its first model is the baseline, every other model
@@ -245,20 +255,27 @@ pub fn compare_within(run: &RunData, opts: &CompareOptions) -> Result<Comparison
         compare_pair(&side(0), &side(i), pairing, opts, &mut rows);
     }
     let baseline = Some(summary.models[0].model.clone());
-    Ok(finish(run, run, baseline, pairing, opts, rows))
+    Ok(finish(
+        &run.run.id,
+        &run.run.id,
+        baseline,
+        pairing,
+        opts,
+        rows,
+    ))
 }
 
 fn finish(
-    a: &RunData,
-    b: &RunData,
+    a_run: &str,
+    b_run: &str,
     baseline_model: Option<String>,
     pairing: Pairing,
     opts: &CompareOptions,
     rows: Vec<CompareRow>,
 ) -> Comparison {
     let mut c = Comparison {
-        a_run: a.run.id.clone(),
-        b_run: b.run.id.clone(),
+        a_run: a_run.into(),
+        b_run: b_run.into(),
         baseline_model,
         pairing,
         options: *opts,
@@ -353,13 +370,17 @@ fn compare_levels(
             rows.push(r);
             continue;
         }
+        let (ra, rb) = (
+            rounds(a.data, &a.model.model, level),
+            rounds(b.data, &b.model.model, level),
+        );
         for (metric, reduce, higher_is_worse) in REPLICATED {
             rows.push(replicate_row(
                 model,
                 level,
                 metric,
-                &per_round(a.data, &a.model.model, level, reduce),
-                &per_round(b.data, &b.model.model, level, reduce),
+                &per_round(&ra, reduce),
+                &per_round(&rb, reduce),
                 higher_is_worse,
                 pairing,
                 opts,

@@ -160,6 +160,18 @@ pub(crate) fn counted<'a>(
         .filter(move |r| r.round >= 1 && r.model == model && r.level == level)
 }
 
+/// Requests grouped by their round, in round order: rounds, not requests, are the replicates a
+/// verdict rests on, and an interleaved configuration's time is the sum of its own rounds.
+pub(crate) fn by_round<'a>(
+    reqs: impl IntoIterator<Item = &'a RequestRecord>,
+) -> std::collections::BTreeMap<u32, Vec<&'a RequestRecord>> {
+    let mut rounds = std::collections::BTreeMap::<u32, Vec<&RequestRecord>>::new();
+    for r in reqs {
+        rounds.entry(r.round).or_default().push(r);
+    }
+    rounds
+}
+
 /// TTFT: first content token − scheduled start, ms.
 pub(crate) fn ttft_ms(r: &RequestRecord) -> Option<f64> {
     r.first_token_ms.map(|t| t - r.scheduled_ms)

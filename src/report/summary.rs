@@ -3,11 +3,9 @@
 //! Markdown, HTML, the terminal table and `compare` can never disagree. The types it fills are
 //! in `run_summary`.
 
-use std::collections::BTreeMap;
-
 pub use super::latency::Latencies;
 use super::latency::{
-    counted, decode_tps, e2el_ms, itl_gaps, output_tps, per_s, span_s, tpot_ms, ttft_ms,
+    by_round, counted, decode_tps, e2el_ms, itl_gaps, output_tps, per_s, span_s, tpot_ms, ttft_ms,
 };
 use super::quality::{self, Quality, Rubric, Scores};
 use super::recommend::recommend;
@@ -249,11 +247,7 @@ fn summarize_level(
     // In an interleaved session the other configurations' rounds ran between this one's: its
     // time is the sum of its own rounds, not the span from first to last.
     let own_span = if data.run.options.interleaved {
-        let mut by_round: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
-        for r in &all {
-            by_round.entry(r.round).or_default().push(r);
-        }
-        let spans: Vec<f64> = by_round
+        let spans: Vec<f64> = by_round(all.iter().copied())
             .values()
             .filter_map(|rs| span_s(rs.iter().copied()))
             .collect();
@@ -287,10 +281,7 @@ fn summarize_level(
     }
 
     // Rounds.
-    let mut rounds: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
-    for r in &ok {
-        rounds.entry(r.round).or_default().push(r);
-    }
+    let rounds = by_round(ok.iter().copied());
     let round_means: Vec<f64> = rounds
         .values()
         .filter_map(|rs| {

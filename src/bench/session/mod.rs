@@ -292,12 +292,12 @@ pub fn run(
     // cores, llama.cpp's OpenMP threads stop spinning between steps and all of them slow alike
     // (two cores, two configurations of two threads: 3.4× the time per token).
     let local = targets.iter().filter(|t| t.managed).count() as u32;
-    if options.interleave && local > 1 && local * settings.load.threads > num_cpus::get() as u32 {
+    let cores = num_cpus::get() as u32;
+    if options.interleave && local > 1 && local * settings.load.threads > cores {
         observer.notice(&format!(
-            "hearth bench: warning: {local} configurations × {} threads exceed this machine's {} cores: in an interleaved session all of them slow down alike (comparisons stay fair; speeds do not match a run of one). --threads {} keeps them apart.",
+            "hearth bench: warning: {local} configurations × {} threads exceed this machine's {cores} cores: in an interleaved session all of them slow down alike (comparisons stay fair; speeds do not match a run of one). --threads {} keeps them apart.",
             settings.load.threads,
-            num_cpus::get(),
-            (num_cpus::get() as u32 / local).max(1)
+            (cores / local).max(1)
         ));
     }
     let interrupted = measure(&client_rt, options, targets, &recorder, &observer);

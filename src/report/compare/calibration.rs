@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{compare, per_round, CompareOptions, Comparison, Verdict, REPLICATED};
+use super::{compare, per_round, rounds, CompareOptions, Comparison, Verdict, REPLICATED};
 use crate::stats::{ratio_test, Design};
 use crate::store::record::RunData;
 
@@ -87,9 +87,10 @@ pub fn calibrate(runs: &[RunData], opts: &CompareOptions) -> Calibration {
             .collect();
         cells.dedup();
         for (model, level) in cells {
+            let (ra, rb) = (rounds(a, model, level), rounds(b, model, level));
             for (i, (_, reduce, _)) in REPLICATED.iter().enumerate() {
-                let va: Vec<f64> = per_round(a, model, level, *reduce).into_values().collect();
-                let vb: Vec<f64> = per_round(b, model, level, *reduce).into_values().collect();
+                let va: Vec<f64> = per_round(&ra, *reduce).into_values().collect();
+                let vb: Vec<f64> = per_round(&rb, *reduce).into_values().collect();
                 if let Some(t) = ratio_test(&va, &vb, bare, opts.confidence) {
                     let d = (1.0 + t.change_pct / 100.0).ln();
                     spread[i].0.push(d * d);
