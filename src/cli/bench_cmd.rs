@@ -130,6 +130,10 @@ pub struct BenchArgs {
     /// finds changes separate runs cannot. Use --rounds 6 or more.
     #[arg(long, conflicts_with = "sweep")]
     interleave: bool,
+    /// Print every column of the summary table (the default keeps the key figures within 100
+    /// columns; the reports have every figure).
+    #[arg(long)]
+    wide: bool,
     /// Sampling temperature.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -340,7 +344,12 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     let data = &outcome.data;
     let paths = hearth::report::write_all(data, &out_dir)?;
     let summary = hearth::report::summarize(data);
-    outln!("{}", hearth::report::terminal_table(&summary));
+    let width = if args.wide {
+        hearth::report::TerminalWidth::Wide
+    } else {
+        hearth::report::TerminalWidth::Fit
+    };
+    outln!("{}", hearth::report::terminal_table(&summary, width));
     eprintln!("run {} stored in {}", data.run.id, outcome.store_location);
     eprintln!("reports:");
     for path in paths {

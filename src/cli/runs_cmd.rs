@@ -26,6 +26,9 @@ pub enum RunsCommand {
         /// Print the JSON report instead.
         #[arg(long)]
         json: bool,
+        /// Every column of the summary (the default keeps the key figures within 100 columns).
+        #[arg(long)]
+        wide: bool,
     },
     /// Every request record of a run (all instants, tokens, status, answer), for pandas,
     /// notebooks and spreadsheets.
@@ -141,7 +144,7 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                 None => out!("{text}"),
             }
         }
-        RunsCommand::Show { run, json } => {
+        RunsCommand::Show { run, json, wide } => {
             let id = store.resolve(&run)?;
             let data = store.load_run(&id)?;
             if json {
@@ -165,7 +168,12 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
                     env.hearth_version,
                     env.git_commit.as_deref().unwrap_or("")
                 );
-                outln!("{}", report::terminal_table(&summary));
+                let width = if wide {
+                    report::TerminalWidth::Wide
+                } else {
+                    report::TerminalWidth::Fit
+                };
+                outln!("{}", report::terminal_table(&summary, width));
             }
         }
     }

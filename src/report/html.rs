@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use super::definitions::DEFINITIONS;
 use super::format::{fmt_num, utc};
+use super::outline::{outline, Block, Drawing};
 use super::run_summary::{status_str, LevelSummary, RunSummary};
 use super::sections;
 use crate::store::record::{ModelStatus, RunData};
@@ -92,7 +93,14 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
             .len(),
         esc(&run.environment.cpu_model)
     );
-    out.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#latency\">Latency</a><a href=\"#throughput\">Throughput</a><a href=\"#resources\">Resources &amp; energy</a><a href=\"#timeseries\">Time series</a><a href=\"#models\">Models</a><a href=\"#environment\">Environment</a><a href=\"#definitions\">Definitions</a><a href=\"#recommendation\">Recommendation</a></nav><main>");
+    let page = outline(s);
+    out.push_str("<nav>");
+    for section in &page {
+        if let Some(nav) = section.nav {
+            let _ = write!(out, "<a href=\"#{}\">{}</a>", section.id, esc(nav));
+        }
+    }
+    out.push_str("</nav><main>");
 
     // Banners.
     let bottlenecked: Vec<&LevelSummary> = s
@@ -145,79 +153,65 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
         out.push_str("</ul></div>");
     }
 
-    out.push_str("<h2 id=\"summary\">Summary</h2>");
-    table(&mut out, &sections::summary(s));
-
-    if let Some(sweep) = sections::sweep(s) {
-        out.push_str("<h2 id=\"sweep\">Sweep: how much load each model takes</h2>");
-        let _ = write!(out, "<p class=\"note\">{}</p>", esc(sections::SWEEP_NOTE));
-        table(&mut out, &sweep);
-    }
-    if let Some(depth) = sections::depth(s) {
-        out.push_str("<h2 id=\"depth\">Speed against context depth</h2>");
-        let _ = write!(out, "<p class=\"note\">{}</p>", esc(sections::DEPTH_NOTE));
-        table(&mut out, &depth);
-    }
-    charts_section(&mut out, data, s, &color_of);
-    out.push_str("<h2 id=\"latency\">Latency detail</h2>");
-    table(&mut out, &sections::latency(s));
-    out.push_str("<h2 id=\"throughput\">Throughput, goodput, prompt cache and noise</h2>");
-    table(&mut out, &sections::throughput(s));
-    out.push_str("<h2 id=\"resources\">Resources and energy</h2>");
-    table(&mut out, &sections::resources(s));
-    server_metrics(&mut out, s);
-    timeseries_section(&mut out, data, s);
-
-    // Models, environment, options, definitions.
-    out.push_str("<h2 id=\"quality\">Quality</h2>");
-    let scorers = sections::scorer_lines(s);
-    if scorers.is_empty() {
-        out.push_str("<p class=\"note\">No answer has a score yet (<code>hearth bench --judge MODEL</code>, or <code>hearth annotate export</code> / <code>import</code>); automatic checks below.</p>");
-    } else {
-        out.push_str("<p class=\"note\">Scores 1–5; a person's score replaces the judge's for the same answer.</p><ul>");
-        for line in scorers {
-            let _ = write!(out, "<li>{}</li>", esc(&line));
+    for section in &page {
+        let level = if section.nav.is_some() { 2 } else { 3 };
+        let _ = write!(
+            out,
+            "<h{level} id=\"{}\">{}</h{level}>",
+            section.id,
+            esc(section.heading)
+        );
+        for block in &section.blocks {
+            match block {
+                Block::Note(text) => {
+                    let _ = write!(out, "<p class=\"note\">{}</p>", with_code(&esc(text)));
+                }
+                Block::List(items) => {
+                    out.push_str("<ul>");
+                    for item in items {
+                        let _ = write!(out, "<li>{}</li>", esc(item));
+                    }
+                    out.push_str("</ul>");
+                }
+                Block::Table(t) => table(&mut out, t),
+                Block::Json(text) => {
+                    let _ = write!(out, "<pre>{}</pre>", esc(text));
+                }
+                Block::Definitions => {
+                    out.push_str("<dl>");
+                    for (k, v) in DEFINITIONS {
+                        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+                    }
+                    out.push_str("</dl>");
+                }
+                Block::Pick(text) => {
+                    let _ = write!(out, "<p class=\"pick\">{}</p>", esc(text));
+                }
+                Block::Drawn(Drawing::Charts) => charts_section(&mut out, data, s, &color_of),
+                Block::Drawn(Drawing::ServerMetrics) => server_metrics(&mut out, s),
+                Block::Drawn(Drawing::TimeSeries) => timeseries_section(&mut out, data, s),
+            }
         }
-        out.push_str("</ul>");
     }
-    table(&mut out, &sections::quality(&s.levels));
-    if let Some(failed) = sections::check_failures(&s.levels) {
-        table(&mut out, &failed);
-    }
-    out.push_str("<h2 id=\"models\">Models</h2>");
-    table(&mut out, &sections::models(s));
-    if let Some(failures) = sections::failed_requests(s) {
-        out.push_str("<h3>Failed requests</h3>");
-        table(&mut out, &failures);
-    }
-
-    out.push_str("<h2 id=\"environment\">Environment</h2>");
-    table(&mut out, &sections::environment(s));
-    let _ = write!(
-        out,
-        "<h3>Options</h3><pre>{}</pre><h3>Client health</h3><pre>{}</pre>",
-        esc(&serde_json::to_string_pretty(&run.options.to_json()).unwrap_or_default()),
-        esc(&serde_json::to_string_pretty(&run.client).unwrap_or_default())
-    );
-
-    out.push_str("<h2 id=\"definitions\">Definitions</h2><dl>");
-    for (k, v) in DEFINITIONS {
-        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
-    }
-    out.push_str("</dl>");
-    let r = &s.recommendation;
-    let _ = write!(
-        out,
-        "<h2 id=\"recommendation\">Recommendation</h2><p class=\"pick\">{}</p>",
-        esc(&r.explanation)
-    );
-    table(&mut out, &sections::recommendation(r));
     let _ = writeln!(
         out,
         "</main><footer>Generated by hearth {} from stored run {} — every figure is derived from the stored per-request records.</footer></body></html>",
         esc(&run.environment.hearth_version),
         esc(&run.id)
     );
+    out
+}
+
+/// Escaped prose with its `code` spans (backtick pairs) as code elements.
+fn with_code(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
     out
 }
 

@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 use super::definitions::DEFINITIONS;
 use super::format::utc;
+use super::outline::{outline, Block};
 use super::run_summary::RunSummary;
-use super::sections;
 use super::table::{Mark, Table};
 use crate::store::record::ModelStatus;
 
@@ -88,68 +88,38 @@ pub(super) fn render(s: &RunSummary) -> String {
         out.push('\n');
     }
 
-    out.push_str("## Summary\n\n");
-    table(&mut out, &sections::summary(s));
-    if let Some(sweep) = sections::sweep(s) {
-        out.push_str("## Sweep: how much load each model takes\n\n");
-        let _ = writeln!(out, "{}\n", sections::SWEEP_NOTE);
-        table(&mut out, &sweep);
-    }
-    if let Some(depth) = sections::depth(s) {
-        out.push_str("## Speed against context depth\n\n");
-        let _ = writeln!(out, "{}\n", sections::DEPTH_NOTE);
-        table(&mut out, &depth);
-    }
-    out.push_str("## Latency detail (ms)\n\n");
-    table(&mut out, &sections::latency(s));
-    out.push_str("## Throughput, goodput, prompt cache and noise\n\n");
-    table(&mut out, &sections::throughput(s));
-    out.push_str("## Resources and energy\n\n");
-    table(&mut out, &sections::resources(s));
-
-    out.push_str("## Quality\n\n");
-    let scorers = sections::scorer_lines(s);
-    if scorers.is_empty() {
-        out.push_str("No answer has a score yet (`hearth bench --judge MODEL`, or `hearth annotate export` / `import`); automatic checks below.\n\n");
-    } else {
-        out.push_str("Scores 1–5; a person's score replaces the judge's for the same answer.\n\n");
-        for line in scorers {
-            let _ = writeln!(out, "- {}", cell(&line));
+    for section in outline(s).iter().filter(|section| section.has_text()) {
+        let hashes = if section.nav.is_some() { "##" } else { "###" };
+        let _ = writeln!(out, "{hashes} {}\n", section.heading);
+        for block in &section.blocks {
+            match block {
+                // hearth's own prose: its backticks are code spans.
+                Block::Note(text) => {
+                    let _ = writeln!(out, "{text}\n");
+                }
+                Block::List(items) => {
+                    for item in items {
+                        let _ = writeln!(out, "- {}", cell(item));
+                    }
+                    out.push('\n');
+                }
+                Block::Table(t) => table(&mut out, t),
+                Block::Json(text) => {
+                    let _ = writeln!(out, "```json\n{}\n```\n", fenced(text));
+                }
+                Block::Definitions => {
+                    for (k, v) in DEFINITIONS {
+                        let _ = writeln!(out, "- **{k}**: {v}");
+                    }
+                    out.push('\n');
+                }
+                Block::Pick(text) => {
+                    let _ = writeln!(out, "{}\n", cell(text));
+                }
+                Block::Drawn(_) => {}
+            }
         }
-        out.push('\n');
     }
-    table(&mut out, &sections::quality(&s.levels));
-    if let Some(failed) = sections::check_failures(&s.levels) {
-        table(&mut out, &failed);
-    }
-
-    out.push_str("## Models\n\n");
-    table(&mut out, &sections::models(s));
-    if let Some(failures) = sections::failed_requests(s) {
-        out.push_str("## Failed requests\n\n");
-        table(&mut out, &failures);
-    }
-    out.push_str("## Environment\n\n");
-    table(&mut out, &sections::environment(s));
-
-    out.push_str("## Options\n\n```json\n");
-    out.push_str(&fenced(
-        &serde_json::to_string_pretty(&run.options.to_json()).unwrap_or_default(),
-    ));
-    out.push_str("\n```\n\nClient health:\n\n```json\n");
-    out.push_str(&fenced(
-        &serde_json::to_string_pretty(&run.client).unwrap_or_default(),
-    ));
-    out.push_str("\n```\n\n## Definitions\n\n");
-    for (k, v) in DEFINITIONS {
-        let _ = writeln!(out, "- **{k}**: {v}");
-    }
-
-    // The closing section: the pick and why the others were not picked.
-    let r = &s.recommendation;
-    out.push_str("\n## Recommendation\n\n");
-    let _ = writeln!(out, "{}\n", cell(&r.explanation));
-    table(&mut out, &sections::recommendation(r));
     out
 }
 

@@ -18,6 +18,7 @@ pub mod json;
 pub mod latency;
 mod markdown;
 pub mod multi;
+mod outline;
 pub mod quality;
 pub mod recommend;
 pub mod run_summary;
@@ -41,7 +42,7 @@ pub use format::utc as format_utc;
 pub use format::{fmt_bytes, fmt_num, percent};
 pub use json::{ReportDocument, SCHEMA};
 pub use summary::{summarize, LevelSummary, ModelSummary, RunSummary};
-pub use terminal::terminal_table;
+pub use terminal::{terminal_table, Width as TerminalWidth, FIT_COLUMNS};
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]

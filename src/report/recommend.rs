@@ -445,7 +445,7 @@ mod shape_model_tests {
             "{}",
             r.explanation
         );
-        let table = terminal::terminal_table(&s);
+        let table = terminal::terminal_table(&s, terminal::Width::Wide);
         assert!(table.contains(sections::RANDOM_WEIGHTS), "{table}");
         assert!(table.contains("SPEED ONLY: qwen2.5-0.5b~shape"), "{table}");
         for format in [Format::Markdown, Format::Html, Format::Json] {

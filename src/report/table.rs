@@ -15,13 +15,58 @@ pub enum Align {
     Right,
 }
 
-/// A column: its header text and how its cells line up.
+/// A column: its header text, how its cells line up, and whether it is a key figure.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Column {
     /// The header cell, the same words in every format.
     pub name: String,
     /// Figures align right.
     pub align: Align,
+    /// Kept by the terminal's narrow table (the key figures); the pages show every column.
+    pub key: bool,
+}
+
+/// A column described once: header, alignment, whether it is a key figure, and how a row fills
+/// its cell. A table built from these cannot pair a header with another column's cell, as
+/// position-matched lists of headers and cells could.
+pub struct ColumnSpec<'a, R> {
+    name: &'a str,
+    align: Align,
+    key: bool,
+    cell: Box<dyn Fn(&R) -> Cell + 'a>,
+}
+
+impl<'a, R> ColumnSpec<'a, R> {
+    /// A text column (left-aligned).
+    pub fn text<C: Into<Cell>>(name: &'a str, cell: impl Fn(&R) -> C + 'a) -> Self {
+        Self::new(name, Align::Left, cell)
+    }
+
+    /// A column of figures (right-aligned).
+    pub fn figure<C: Into<Cell>>(name: &'a str, cell: impl Fn(&R) -> C + 'a) -> Self {
+        Self::new(name, Align::Right, cell)
+    }
+
+    fn new<C: Into<Cell>>(name: &'a str, align: Align, cell: impl Fn(&R) -> C + 'a) -> Self {
+        ColumnSpec {
+            name,
+            align,
+            key: false,
+            cell: Box::new(move |r| cell(r).into()),
+        }
+    }
+
+    /// Marks the column as a key figure, kept when the terminal narrows the table.
+    pub fn key(self) -> Self {
+        self.key_if(true)
+    }
+
+    /// Marks the column as a key figure when `key` holds: a column that matters only when
+    /// something went wrong (failures, a model's status).
+    pub fn key_if(mut self, key: bool) -> Self {
+        self.key = key;
+        self
+    }
 }
 
 /// What a cell is beyond its text, for the renderers that can show it.
@@ -123,9 +168,65 @@ impl Table {
                 .map(|(name, align)| Column {
                     name: (*name).to_string(),
                     align: *align,
+                    key: true,
                 })
                 .collect(),
             ..Table::default()
+        }
+    }
+
+    /// A table from column descriptions and rows; `alert` says which rows to highlight.
+    pub fn build<R>(
+        columns: &[ColumnSpec<'_, R>],
+        rows: impl IntoIterator<Item = R>,
+        alert: impl Fn(&R) -> bool,
+    ) -> Table {
+        Table {
+            columns: columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.to_string(),
+                    align: c.align,
+                    key: c.key,
+                })
+                .collect(),
+            rows: rows
+                .into_iter()
+                .map(|r| Row {
+                    cells: columns.iter().map(|c| (c.cell)(&r)).collect(),
+                    alert: alert(&r),
+                })
+                .collect(),
+            ..Table::default()
+        }
+    }
+
+    /// The same table with its key columns only (every column when none is marked key).
+    pub fn key_columns(&self) -> Table {
+        if !self.columns.iter().any(|c| c.key) {
+            return self.clone();
+        }
+        let keep: Vec<bool> = self.columns.iter().map(|c| c.key).collect();
+        let pick = |cells: &[Cell]| -> Vec<Cell> {
+            cells
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(c, _)| c.clone())
+                .collect()
+        };
+        Table {
+            intro: self.intro.clone(),
+            columns: self.columns.iter().filter(|c| c.key).cloned().collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| Row {
+                    cells: pick(&r.cells),
+                    alert: r.alert,
+                })
+                .collect(),
+            notes: self.notes.clone(),
         }
     }
 

@@ -28,7 +28,7 @@ pub(super) fn charts_section(
     s: &RunSummary,
     color_of: &dyn Fn(&str) -> usize,
 ) {
-    out.push_str("<h2 id=\"charts\">Charts</h2><div class=\"grid\">");
+    out.push_str("<div class=\"grid\">");
     // E2E distribution: one CDF per level label, one line per model.
     let mut labels: Vec<&str> = Vec::new();
     for l in &s.levels {
@@ -417,7 +417,6 @@ fn in_flight(data: &RunData, model: &str, level: &str) -> Vec<(f64, f64)> {
 /// Per level: requests in flight beside the server's queue and active requests, and memory
 /// beside KV-cache use.
 pub(super) fn timeseries_section(out: &mut String, data: &RunData, s: &RunSummary) {
-    out.push_str("<h2 id=\"timeseries\">Server time series</h2><p class=\"note\">Per level, on the requests' clock: requests in flight (from the stored request records) beside the server's own queue and active requests, and memory beside KV-cache use.</p>");
     for (i, l) in s.levels.iter().enumerate() {
         let Some(rec) = data
             .levels
