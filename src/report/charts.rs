@@ -3,8 +3,8 @@
 //! feature: its SVG backend writes `<text>` elements that the browser renders with its own
 //! sans-serif font, and only estimates text width for layout, which is all a chart needs.
 //!
-//! A chart that cannot be drawn (no data, a degenerate range plotters rejects) is an `Err`
-//! with a reason; the page prints that reason instead of failing the whole report.
+//! A chart that cannot be drawn (no data, a degenerate range plotters rejects) is a
+//! [`ChartError`]; the page prints it instead of failing the whole report.
 
 use plotters::chart::SeriesLabelStyle;
 use plotters::coord::ranged1d::SegmentValue;
@@ -77,7 +77,8 @@ fn xy_chart<'a, 'b>(
     y: std::ops::Range<f64>,
     x_desc: &str,
     y_desc: &str,
-) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, ChartError>
+{
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 17))
         .margin(12)
@@ -94,7 +95,7 @@ fn xy_mesh(
     chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     x_desc: &str,
     y_desc: &str,
-) -> Result<(), String> {
+) -> Result<(), ChartError> {
     chart
         .configure_mesh()
         .x_desc(x_desc)
@@ -109,8 +110,34 @@ fn xy_mesh(
         .map_err(err)
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
+/// Why a chart was not drawn; the page prints it in the chart's place.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChartError {
+    /// Nothing to draw (no successful request, no sample).
+    #[error("no data")]
+    NoData,
+    /// plotters refused the drawing (a degenerate range, say).
+    #[error("plotters: {0}")]
+    Draw(String),
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> ChartError {
+    ChartError::Draw(format!("{e:?}"))
+}
+
+/// An SVG of `size` pixels on a white ground, drawn by `draw`: the setup every chart shares.
+fn svg(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), ChartError>,
+) -> Result<String, ChartError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
 }
 
 /// A range that plotters accepts: never empty, a little headroom above.
@@ -164,7 +191,7 @@ pub(crate) fn line_chart(
     y_desc: &str,
     lines: &[Line],
     y_from_zero: bool,
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     line_chart_in(title, x_desc, y_desc, lines, y_from_zero, None)
 }
 
@@ -177,9 +204,9 @@ fn line_chart_in(
     lines: &[Line],
     y_from_zero: bool,
     y_fixed: Option<(f64, f64)>,
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     let ((x0, x1), (y0, y1)) =
-        bounds(lines.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
+        bounds(lines.iter().flat_map(|l| l.points.iter())).ok_or(ChartError::NoData)?;
     let (x0, x1) = padded(x0, x1, false);
     let (y0, y1) = y_fixed.unwrap_or_else(|| with_legend_room(padded(y0, y1, y_from_zero)));
     let legend_at = if y_fixed.is_some() {
@@ -187,11 +214,8 @@ fn line_chart_in(
     } else {
         SeriesLabelPosition::UpperLeft
     };
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = xy_chart(&root, title, x0..x1, y0..y1, x_desc, y_desc)?;
+    svg((W, H), |root| {
+        let mut chart = xy_chart(root, title, x0..x1, y0..y1, x_desc, y_desc)?;
         for l in lines {
             let c = color(l.color);
             let style = c.stroke_width(2);
@@ -230,9 +254,8 @@ fn line_chart_in(
             }
         }
         draw_legend(chart.configure_series_labels(), legend_at)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// One point of a scatter chart.
@@ -257,9 +280,9 @@ pub(crate) fn scatter_chart(
     y_desc: &str,
     y_range: (f64, f64),
     points: &[Point],
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.x, p.y)).collect();
-    let ((x0, x1), _) = bounds(xy.iter()).ok_or("no data")?;
+    let ((x0, x1), _) = bounds(xy.iter()).ok_or(ChartError::NoData)?;
     let (x0, x1) = padded(x0, x1, true);
     let (x0, x1) = (x0, x1 + (x1 - x0) * 0.15);
     let largest = points.iter().filter_map(|p| p.size).fold(0.0f64, f64::max);
@@ -267,11 +290,8 @@ pub(crate) fn scatter_chart(
         Some(v) if largest > 0.0 => 5.0 + 15.0 * (v / largest).sqrt(),
         _ => 5.0,
     };
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = xy_chart(&root, title, x0..x1, y_range.0..y_range.1, x_desc, y_desc)?;
+    svg((W, H), |root| {
+        let mut chart = xy_chart(root, title, x0..x1, y_range.0..y_range.1, x_desc, y_desc)?;
         for p in points.iter().filter(|p| p.x.is_finite() && p.y.is_finite()) {
             let c = color(p.color);
             let r = radius(p.size);
@@ -294,9 +314,8 @@ pub(crate) fn scatter_chart(
                 .draw_series(std::iter::once(EmptyElement::at((p.x, p.y)) + label))
                 .map_err(err)?;
         }
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Empirical CDF lines of several samples: the whole latency distribution at a glance, tails
@@ -305,7 +324,7 @@ pub(crate) fn cdf_chart(
     title: &str,
     x_desc: &str,
     samples: &[(String, usize, Vec<f64>)],
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     let lines: Vec<Line> = samples
         .iter()
         .filter(|(_, _, v)| !v.is_empty())
@@ -340,7 +359,7 @@ pub(crate) fn cdf_chart(
         })
         .collect();
     if lines.is_empty() {
-        return Err("no successful requests".into());
+        return Err(ChartError::NoData);
     }
     // A share: the axis ends at 100 %.
     line_chart_in(
@@ -359,13 +378,13 @@ pub(crate) fn bar_chart(
     x_desc: &str,
     bars: &[(String, usize, f64)],
     value_fmt: &dyn Fn(f64) -> String,
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     // Segment 0 is drawn at the bottom: reverse so the first bar is on top. The segmented
     // range 0..n−1 has n segments; a single bar needs 0..1 (plotters labels no segment of an
     // empty range), leaving one empty row.
     let bars: Vec<&(String, usize, f64)> = bars.iter().rev().filter(|b| b.2.is_finite()).collect();
     if bars.is_empty() {
-        return Err("no data".into());
+        return Err(ChartError::NoData);
     }
     let max = bars.iter().map(|b| b.2).fold(0.0, f64::max);
     let (_, x1) = padded(0.0, max * 1.12, true);
@@ -377,11 +396,8 @@ pub(crate) fn bar_chart(
         .min(32);
     let h = (80 + 34 * bars.len() as u32).max(160);
     let labels: Vec<String> = bars.iter().map(|b| truncate(&b.0, 32)).collect();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
+    svg((W, h), |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 17))
             .margin(12)
             .x_label_area_size(40)
@@ -428,9 +444,8 @@ pub(crate) fn bar_chart(
                 )
             }))
             .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// A time series with a second y axis on the right (e.g. memory in MiB and KV cache use in %).
@@ -441,9 +456,9 @@ pub(crate) fn dual_axis_chart(
     right_desc: &str,
     right: &[Line],
     right_range: Option<(f64, f64)>,
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     let ((lx0, lx1), (ly0, ly1)) =
-        bounds(left.iter().flat_map(|l| l.points.iter())).ok_or("no data")?;
+        bounds(left.iter().flat_map(|l| l.points.iter())).ok_or(ChartError::NoData)?;
     let rb = bounds(right.iter().flat_map(|l| l.points.iter()));
     let (x0, x1) = match rb {
         Some(((a, b), _)) => padded(lx0.min(a), lx1.max(b), false),
@@ -455,11 +470,8 @@ pub(crate) fn dual_axis_chart(
             with_legend_room(padded(a, b, true))
         })
     });
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
+    svg((W, H), |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 17))
             .margin(12)
             .x_label_area_size(42)
@@ -508,16 +520,15 @@ pub(crate) fn dual_axis_chart(
             chart.configure_series_labels(),
             SeriesLabelPosition::UpperRight,
         )?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// The legend, in the one style every chart uses, at `position`.
 fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     mut labels: SeriesLabelStyle<'a, '_, DB, CT>,
     position: SeriesLabelPosition,
-) -> Result<(), String> {
+) -> Result<(), ChartError> {
     labels
         .position(position)
         .background_style(WHITE.mix(0.85))

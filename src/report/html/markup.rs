@@ -1,6 +1,7 @@
 //! The HTML page's building blocks, shared by the page and its chart sections: escaping, the
 //! status pill, a [`Table`] as markup, and a chart in its figure.
 
+use crate::report::charts::ChartError;
 use std::fmt::Write;
 
 use super::super::charts::css_color;
@@ -79,7 +80,7 @@ pub(crate) fn table(out: &mut String, t: &Table) {
 }
 
 /// A chart in its figure with a caption; a chart that could not be drawn shows why instead.
-pub(crate) fn figure(out: &mut String, chart: Result<String, String>, caption: &str) {
+pub(crate) fn figure(out: &mut String, chart: Result<String, ChartError>, caption: &str) {
     out.push_str("<figure>");
     match chart {
         Ok(svg) => out.push_str(&svg),
@@ -87,7 +88,7 @@ pub(crate) fn figure(out: &mut String, chart: Result<String, String>, caption: &
             let _ = write!(
                 out,
                 "<div class=\"nochart\">chart unavailable: {}</div>",
-                esc(&why)
+                esc(&why.to_string())
             );
         }
     }
