@@ -20,4 +20,5 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod synth;
+pub mod text;
 pub mod variants;

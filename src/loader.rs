@@ -8,9 +8,10 @@ use std::sync::Arc;
 use crate::cache::{self, Cache, DownloadProgress, DownloadSpec};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::engine::llama::{EngineOptions, LlamaEngine};
-use crate::engine::memory::{self, human_bytes, MemoryEstimate, SlotPlan, SlotWish};
+use crate::engine::memory::{self, MemoryEstimate, SlotPlan, SlotWish};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::{self, GgufInfo};
+use crate::text::human_bytes;
 
 /// Why a model could not be made ready.
 #[derive(Debug, thiserror::Error)]

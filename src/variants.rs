@@ -163,7 +163,7 @@ pub fn make(
     )?;
     observer.notice(&format!(
         "made {variant}: {} ({:.2}× the size of {alias}, {}), sha256 {}",
-        crate::engine::memory::human_bytes(cached.size_bytes),
+        crate::text::human_bytes(cached.size_bytes),
         cached.size_bytes as f64 / info.file_size.max(1) as f64,
         info.quantization.as_deref().unwrap_or("?"),
         &cached.sha256[..12]

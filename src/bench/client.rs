@@ -316,7 +316,7 @@ fn take_event(
         SseEvent::Data(data) => data,
     };
     let value: Value = serde_json::from_str(&data)
-        .map_err(|_| format!("malformed SSE data: {}", truncate(&data, 200)))?;
+        .map_err(|_| format!("malformed SSE data: {}", crate::text::clip(&data, 200)))?;
     *finished |= apply_chunk(record, &value, now)?;
     Ok(false)
 }
@@ -433,10 +433,6 @@ pub async fn has_tokenizer(http: &reqwest::Client, endpoint: &Endpoint) -> bool 
     tokenizer_count(http, endpoint, "Hello")
         .await
         .is_some_and(|n| n > 0)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ const RELEVANT_FLAGS: [&str; 12] = [
 /// Reads the environment of this process; `threads` is what the engine was given.
 pub fn current(threads: u32) -> Environment {
     use crate::engine::devices;
-    use crate::engine::memory::human_bytes;
+    use crate::text::human_bytes;
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
         cpuinfo.lines().find_map(|l| {

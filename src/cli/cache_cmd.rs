@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use hearth::cache::VerifyOutcome;
-use hearth::engine::memory::human_bytes;
+use hearth::text::human_bytes;
 
 use super::Context;
 

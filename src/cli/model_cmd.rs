@@ -9,11 +9,12 @@ use clap::Subcommand;
 use hearth::cache::BarProgress;
 use hearth::catalog::{self, CatalogEntry, Filter};
 use hearth::engine::devices::{self, GpuLayers};
-use hearth::engine::memory::{self, human_bytes};
+use hearth::engine::memory;
 use hearth::engine::template::TemplateChoice;
 use hearth::gguf;
 use hearth::loader;
 use hearth::synth;
+use hearth::text::human_bytes;
 
 use super::progress::QuantizeBar;
 use super::shared::{runtime, table};

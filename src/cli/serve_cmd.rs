@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use hearth::engine::memory::{human_bytes, DEFAULT_SLOTS};
+use hearth::engine::memory::DEFAULT_SLOTS;
 use hearth::loader::LoadOptions;
 use hearth::server::{self, ApiKey, Limits, Registry, ServerOptions};
+use hearth::text::human_bytes;
 use serde_json::Value;
 
 use super::settings::list_or;

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::text::human_bytes;
+
 /// Working buffers llama.cpp allocates besides weights and KV cache (compute graph, logits).
 /// Measured on the default model at n_batch 512: ~60 MiB; rounded up for larger vocabularies.
 const OVERHEAD_BYTES: u64 = 96 * 1024 * 1024;
@@ -245,22 +247,6 @@ pub fn available_bytes() -> u64 {
     sys.available_memory()
 }
 
-/// Formats a byte count the way people read memory sizes.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,12 +335,5 @@ mod tests {
         assert_eq!(e.total_bytes(), 1000 + 40960 + OVERHEAD_BYTES);
         assert!(e.fits(e.total_bytes()));
         assert!(!e.fits(e.total_bytes() - 1));
-    }
-
-    #[test]
-    fn human_bytes_picks_a_readable_unit() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(98_362_432), "93.8 MiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
     }
 }

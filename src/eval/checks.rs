@@ -29,6 +29,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::text::clip;
+
 /// One automatic check, as written in `prompts.json` (`{"type": "max_sentences", "n": 2}`):
 /// the prompt set declares what a good answer looks like, so every run is scored alike.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -207,7 +209,7 @@ pub fn run_check(check: &Check, facets: &[String], answer: &str) -> CheckOutcome
         },
         Check::Regex { pattern } => match regex::Regex::new(pattern) {
             Ok(re) => match re.find(answer) {
-                Some(m) => (true, format!("matched {:?}", shorten(m.as_str(), 60))),
+                Some(m) => (true, format!("matched {:?}", clip(m.as_str(), 60))),
                 None => (false, "no match".into()),
             },
             Err(e) => (false, format!("invalid pattern: {e}")),
@@ -289,16 +291,6 @@ fn snippet(text: &str, (start, end): (usize, usize)) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// At most `max` characters of `s`, with `…` when cut.
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}…")
-    }
-}
-
 fn facets_check(facets: &[String], min_share: f64, answer: &str) -> (bool, String) {
     if facets.is_empty() {
         return (true, "the prompt lists no facets".into());
@@ -332,7 +324,7 @@ fn json_check(schema: Option<&Value>, answer: &str) -> (bool, String) {
                 "" => "(root)".to_string(),
                 path => path.to_string(),
             };
-            format!("at {at}: {}", shorten(&e.to_string(), 120))
+            format!("at {at}: {}", clip(&e.to_string(), 120))
         })
         .collect();
     match errors.len() {

@@ -13,6 +13,8 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::text::clip;
+
 /// Chart width and height, pixels (the page scales them down on narrow screens).
 const W: u32 = 720;
 const H: u32 = 360;
@@ -309,7 +311,7 @@ pub(crate) fn scatter_chart(
                     c.stroke_width(1),
                 )))
                 .map_err(err)?;
-            let label = Text::new(truncate(&p.name, 28), (r as i32 + 4, -6), (FONT, 12));
+            let label = Text::new(clip(&p.name, 28), (r as i32 + 4, -6), (FONT, 12));
             chart
                 .draw_series(std::iter::once(EmptyElement::at((p.x, p.y)) + label))
                 .map_err(err)?;
@@ -395,7 +397,7 @@ pub(crate) fn bar_chart(
         .unwrap_or(4)
         .min(32);
     let h = (80 + 34 * bars.len() as u32).max(160);
-    let labels: Vec<String> = bars.iter().map(|b| truncate(&b.0, 32)).collect();
+    let labels: Vec<String> = bars.iter().map(|b| clip(&b.0, 32)).collect();
     svg((W, h), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 17))
@@ -536,14 +538,6 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .label_font((FONT, 12))
         .draw()
         .map_err(err)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).collect::<String>() + "…"
-    }
 }
 
 #[cfg(test)]

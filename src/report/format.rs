@@ -10,12 +10,13 @@ pub fn fmt_num(v: Option<f64>, decimals: usize) -> String {
     }
 }
 
-/// Bytes as MiB/GiB (binary units, as memory is sold and reported by the OS), or `—`.
+/// Bytes as people read them (`crate::text::human_bytes`), a hundredth of a GiB where reports
+/// compare gigabyte-sized figures (`23.54 GiB`), or `—`.
 pub fn fmt_bytes(v: Option<u64>) -> String {
     match v {
         None => "—".to_string(),
-        Some(b) if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
-        Some(b) => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        Some(b) if b >= 1 << 30 => format!("{:.2}", bytesize::ByteSize(b).display().iec()),
+        Some(b) => crate::text::human_bytes(b),
     }
 }
 

@@ -19,8 +19,9 @@ use crate::cache::{self, Cache};
 use crate::catalog::{
     self, Catalog, CatalogEntry, CatalogError, Shape, ShapeError, SyntheticOrigin,
 };
-use crate::engine::memory::{self, human_bytes, MemoryEstimate, TensorBytes};
+use crate::engine::memory::{self, MemoryEstimate, TensorBytes};
 use crate::gguf;
+use crate::text::human_bytes;
 
 mod blocks;
 pub mod gguf_writer;
