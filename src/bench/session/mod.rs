@@ -478,12 +478,7 @@ fn judge_answers(
 
 /// `YYYYMMDD-HHMMSS-xxxx` (UTC): sorts by time, unique enough with 16 random bits.
 pub fn new_run_id() -> String {
-    let stamp: String = crate::report::format_utc(unix_ms())
-        .trim_end_matches(" UTC")
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == ' ')
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect();
+    let stamp = crate::text::utc_stamp(unix_ms());
     let nonce: u16 = rand::random();
     format!("{stamp}-{nonce:04x}")
 }
