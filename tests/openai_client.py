@@ -12,6 +12,15 @@ client = openai.OpenAI(base_url=base_url, api_key="any-key")
 ids = [m.id for m in client.models.list().data]
 assert model in ids, ids
 
+# A warm-up: the two answers compared below then both reuse the prompt from the server's
+# prompt cache (a cold prefill is another batch shape, whose greedy text may differ).
+client.chat.completions.create(
+    model=model,
+    messages=[{"role": "user", "content": "What is the capital of France?"}],
+    max_tokens=1,
+    temperature=0,
+)
+
 chat = client.chat.completions.create(
     model=model,
     messages=[{"role": "user", "content": "What is the capital of France?"}],

@@ -24,6 +24,13 @@ tools = [{
 }]
 messages = [{"role": "user", "content": "What is the weather in Paris?"}]
 
+# A warm-up: the two answers compared below then both reuse the prompt from the server's
+# prompt cache (a cold prefill is another batch shape, whose greedy text may differ).
+client.chat.completions.create(
+    model=model, messages=messages, tools=tools, tool_choice="required",
+    parallel_tool_calls=False, max_tokens=100, temperature=0,
+)
+
 # A required call parses into tool_calls with JSON arguments.
 first = client.chat.completions.create(
     model=model, messages=messages, tools=tools, tool_choice="required",

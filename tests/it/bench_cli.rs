@@ -322,7 +322,14 @@ fn a_server_killed_mid_run_degrades_the_model_and_fails_the_exit_code() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Only there to end a hung test: four answers take seconds even on a loaded machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
+        if std::time::Instant::now() > deadline {
+            let _ = bench.kill();
+            let _ = server.kill();
+            panic!("the benchmark stored no 4 requests in 120 s");
+        }
         let runs = json_out(hearth(bench_home.path()).args(["runs", "list", "--json"]));
         let n = runs
             .as_array()
@@ -432,8 +439,13 @@ fn sigint_in_the_middle_keeps_finished_requests() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until requests are in the store, then interrupt.
+    // Wait until requests are in the store, then interrupt. The deadline only ends a hung test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let finished_before = loop {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the benchmark stored no 6 requests in 120 s");
+        }
         let runs = json_out(hearth(home.path()).args(["runs", "list", "--json"]));
         let n = runs
             .as_array()
@@ -631,14 +643,15 @@ fn a_sweep_from_the_command_line_measures_its_bounds_then_rates() {
     let sweep = &report["sweeps"][0];
     assert_eq!(sweep["model"], "smollm2-135m");
     assert!(sweep["synchronous_rate"].as_f64().unwrap() > 0.0, "{sweep}");
-    // The maximum is the best closed-loop level: c=4 here, unless noise put c=1 ahead of it
-    // (then only just).
+    // The maximum is the best closed-loop level, named: usually c=4, but which of the two wins
+    // on this machine under its load is not what is tested (a fixed margin for c=4 would be a
+    // speed assumption a loaded machine can break).
     let max = sweep["maximum_rate"][0].as_f64().unwrap();
+    let c1 = report["levels"][0]["request_throughput"].as_f64().unwrap();
     let c4 = report["levels"][1]["request_throughput"].as_f64().unwrap();
-    assert!(
-        sweep["maximum_rate"][1] == "c=4" || c4 >= 0.8 * max,
-        "{sweep}"
-    );
+    assert_eq!(max, c1.max(c4), "{sweep}");
+    let best = if c4 >= c1 { "c=4" } else { "c=1" };
+    assert_eq!(sweep["maximum_rate"][1], best, "{sweep}");
     assert!(
         max >= sweep["synchronous_rate"].as_f64().unwrap(),
         "{sweep}"

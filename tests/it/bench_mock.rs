@@ -120,30 +120,43 @@ async fn known_delays_give_the_measured_latencies() {
         .map(|e| (e.prompt.clone(), e))
         .collect();
     assert_eq!(log.len(), 12 + 1, "12 measured requests and one load check");
+    // Per request only what a slow or stalled machine cannot break: the server cannot answer
+    // earlier than its script (lower bounds); how much later the client sees it is judged on
+    // the run's medians below, with room for a loaded machine.
+    let (mut ttfts, mut gaps, mut waits) = (Vec::new(), Vec::new(), Vec::new());
     for r in &data.requests {
         assert_eq!(r.status, RequestStatus::Ok, "{:?}", r.error);
         let sent = r.sent_ms.unwrap();
         let ttft = r.first_token_ms.unwrap() - sent;
-        // The server cannot answer earlier than its script; the client adds only its own
-        // overhead on loopback.
+        // The role-only first chunk is sent at once, the first token 60 ms later: were the
+        // role chunk taken for the first token, this would fail.
         assert!(ttft >= 60.0 - 1.0, "ttft {ttft}");
-        assert!(ttft < 60.0 + 40.0, "ttft {ttft}");
         assert_eq!(r.chunk_ms.len(), 6);
-        for gap in r.chunk_ms.windows(2).map(|w| w[1] - w[0]) {
-            assert!(gap > 5.0 && gap < 40.0, "gap {gap}");
-        }
-        // Closed loop: no wait for a client slot.
-        assert!(sent - r.scheduled_ms < 5.0);
-        assert!(r.end_ms.unwrap() >= *r.chunk_ms.last().unwrap());
-        // The role-only first chunk arrives at once and is not the first token.
+        assert_eq!(r.first_token_ms, Some(r.chunk_ms[0]), "{r:?}");
+        // The last token is written 5 × 15 ms after the first.
         assert!(
-            r.first_token_ms.unwrap() - r.first_chunk_ms.unwrap() > 40.0,
-            "{r:?}"
+            r.chunk_ms[5] - sent >= 60.0 + 75.0 - 1.0,
+            "{:?}",
+            r.chunk_ms
         );
+        assert!(r.first_chunk_ms.unwrap() <= r.first_token_ms.unwrap());
+        assert!(r.end_ms.unwrap() >= *r.chunk_ms.last().unwrap());
+        ttfts.push(ttft);
+        gaps.extend(r.chunk_ms.windows(2).map(|w| w[1] - w[0]));
+        waits.push(sent - r.scheduled_ms);
         assert_eq!(r.token_source, TokenSource::Usage);
         assert_eq!(r.completion_tokens, Some(6));
         assert_eq!(r.counted_completion_tokens, Some(6));
     }
+    // The client adds only its own overhead on loopback: the medians stay near the script.
+    // Loose on purpose (a loaded machine delays reads; bounds of 3× the script would still
+    // catch a TTFT taken at a later token or at the end, or chunks read all at once).
+    let median = |v: &[f64]| hearth::stats::percentile(v, 50.0).unwrap();
+    assert!(median(&ttfts) < 3.0 * 60.0, "ttft {ttfts:?}");
+    let gap = median(&gaps);
+    assert!((15.0 / 2.0..3.0 * 15.0).contains(&gap), "gaps {gaps:?}");
+    // Closed loop: no wait for a client slot (which would be a whole answer, ≥ 135 ms).
+    assert!(median(&waits) < 50.0, "waits {waits:?}");
     // The report's percentiles are those of the recorded values (timed rounds only).
     let ttft: Vec<f64> = data
         .requests
@@ -172,10 +185,11 @@ async fn known_delays_give_the_measured_latencies() {
             "{field}: {got} vs {expected}"
         );
     }
-    // Six tokens 15 ms apart after a 60 ms first token: E2E ≈ 60 + 5 × 15 ms.
+    // Six tokens 15 ms apart after a 60 ms first token: E2E ≈ 60 + 5 × 15 ms, never less
+    // (and, loosely, not many times more: see the medians above).
     let median_e2e = row["median_e2el_ms"].as_f64().unwrap();
     assert!(
-        (135.0 - 1.0..135.0 + 40.0).contains(&median_e2e),
+        (135.0 - 1.0..3.0 * 135.0).contains(&median_e2e),
         "{median_e2e}"
     );
     let level = &data.levels[0];
@@ -252,7 +266,9 @@ async fn failing_models_are_marked_and_the_others_complete() {
     .await
     .unwrap();
     let mut opts = options(vec![LoadShape::Concurrency { concurrency: 1 }], 1, Some(2));
-    opts.timeout_secs = 0.5;
+    // Long enough that the good model's answers (~10 ms) finish on a stalled machine too; the
+    // hanging one waits it out.
+    opts.timeout_secs = 5.0;
     let targets = vec![
         target(&server, "broken"),
         target(&server, "hanging"),
@@ -312,14 +328,21 @@ async fn open_loop_keeps_its_schedule_and_queueing_shows_as_latency() {
     for (r, offset) in requests.iter().zip(&offsets) {
         let expected = origin + offset.as_secs_f64() * 1000.0;
         assert!((r.scheduled_ms - expected).abs() < 0.01, "seq {}", r.seq);
-        // Open loop without a cap: sent at once (the client's own lag only).
-        assert!(r.sent_ms.unwrap() - r.scheduled_ms < 20.0);
     }
     // Latency measured from the schedule grows as the queue builds.
     let e2e = |r: &&hearth::store::record::RequestRecord| r.end_ms.unwrap() - r.scheduled_ms;
     let early: f64 = requests[..10].iter().map(|r| e2e(&r)).sum::<f64>() / 10.0;
     let late: f64 = requests[30..].iter().map(|r| e2e(&r)).sum::<f64>() / 10.0;
     assert!(late > 2.0 * early, "early {early:.1} ms, late {late:.1} ms");
+    // Open loop without a cap: sent at once (the client's own lag only), not held back until
+    // the server answers. Held back, the late requests' wait would be most of their latency
+    // (the queue is the server's); sent at once, a small part of it even on a loaded machine.
+    let wait = |r: &&hearth::store::record::RequestRecord| r.sent_ms.unwrap() - r.scheduled_ms;
+    let late_wait: f64 = requests[30..].iter().map(|r| wait(&r)).sum::<f64>() / 10.0;
+    assert!(
+        late_wait < 0.25 * late,
+        "late requests waited {late_wait:.1} ms of {late:.1} ms to be sent"
+    );
 
     // The same load with a client-side cap of one request in flight on a fast server: the
     // wait for the slot is recorded and counted in latency, not hidden.
@@ -351,8 +374,11 @@ async fn open_loop_keeps_its_schedule_and_queueing_shows_as_latency() {
 async fn calibration_compares_the_client_with_the_server() {
     let c = bench::calibrate(8, 16).await.unwrap();
     assert_eq!(c.requests, 16);
+    // The client cannot see a token before the server wrote it (a lower bound); the upper one
+    // is loose for loaded machines, yet an error as large as the scripted 100 ms TTFT would
+    // mean the client timed something else (the end, or a later token).
     assert!(
-        c.ttft_error_p50_ms >= 0.0 && c.ttft_error_p50_ms < 20.0,
+        c.ttft_error_p50_ms >= 0.0 && c.ttft_error_p50_ms < 100.0,
         "{c:?}"
     );
     assert!(c.ttft_error_p99_ms >= c.ttft_error_p50_ms);
@@ -394,19 +420,27 @@ async fn a_sweep_finds_the_knee_of_a_server_with_known_capacity() {
     let sweep = &summary.sweeps[0];
     let sync = sweep.synchronous_rate.unwrap();
     let (max, at) = sweep.maximum_rate.clone().unwrap();
-    assert!((7.0..=10.5).contains(&sync), "synchronous {sync:.1}/s");
-    assert!((30.0..=40.5).contains(&max), "maximum {max:.1}/s");
+    // The server's script caps both (one answer per 100 ms, four at once); a loaded machine
+    // only lowers them, so below the caps there are no fixed bounds: the four slots must show
+    // as a clearly higher rate at c=16 than one at a time, within this run.
+    assert!(sync > 0.0 && sync <= 10.5, "synchronous {sync:.1}/s");
+    assert!(max <= 40.5, "maximum {max:.1}/s");
+    assert!(
+        max > 2.0 * sync,
+        "maximum {max:.1}/s, synchronous {sync:.1}/s"
+    );
     assert_eq!(at, "c=16");
     let rates = rate_levels(&data);
     let step = (max - sync) / 2.0;
     // The bench sets its rates from its own count of the bounds (successes over the timed
-    // span); the report's figures use the level's span: a few percent apart.
+    // span); the report's figures use the level's span: a few percent apart (more when a
+    // stall stretches one span and not the other, hence the room).
     assert!(
-        (rates[1] - max).abs() < 0.03 * max + 0.2,
+        (rates[1] - max).abs() < 0.1 * max + 0.5,
         "{rates:?} against {max}"
     );
     assert!(
-        (rates[2] - (max + step)).abs() < 0.05 * rates[2] + 0.2,
+        (rates[2] - (max + step)).abs() < 0.1 * rates[2] + 0.5,
         "{rates:?}"
     );
 
@@ -541,9 +575,19 @@ async fn a_sweep_of_a_one_slot_server_measures_its_rate_levels() {
             level.level
         );
     }
-    // Capacity is 1 / (100 ms + 20 × 10 ms) = 3.3 requests/s; the rates lie around it.
+    // Capacity is 1 / (100 ms + 20 × 10 ms) = 3.3 requests/s; the rates lie around it: the
+    // lowest well below it (a loaded machine only lowers it), the highest past what this run
+    // measured as the maximum (on a loaded machine that is below the script's 3.3).
     let rates = rate_levels(&data);
-    assert!(rates[0] < 3.3 * 0.7 && rates[2] > 3.3, "{rates:?}");
+    let measured = hearth::report::summarize(&data).sweeps[0]
+        .maximum_rate
+        .clone()
+        .unwrap()
+        .0;
+    assert!(
+        rates[0] < 3.3 * 0.7 && rates[2] > measured,
+        "{rates:?}, maximum {measured:.2}/s"
+    );
     // Half the capacity is kept up with and measured.
     let lowest = &data.levels[2];
     assert!(
@@ -606,6 +650,10 @@ async fn interleaved_session(
     (data, c)
 }
 
+/// How much slower than the first scripts the interleaved sessions' servers answer: at twice
+/// the times, a stall of the loaded machine weighs half as much against the 10 % looked for.
+const SLOW: u64 = 2;
+
 /// One row of a comparison, by model and metric.
 fn compared(
     c: &hearth::report::Comparison,
@@ -625,12 +673,12 @@ fn compared(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interleaved_session_alternates_rounds_and_finds_ten_percent() {
     let slower = MockScript {
-        ttft: Duration::from_micros(33_000),
-        itl: Duration::from_micros(6_600),
+        ttft: Duration::from_micros(33_000 * SLOW),
+        itl: Duration::from_micros(6_600 * SLOW),
         tokens: 12,
         ..MockScript::default()
     };
-    let (data, c) = interleaved_session(script(30, 6, 12), slower).await;
+    let (data, c) = interleaved_session(script(30 * SLOW, 6 * SLOW, 12), slower).await;
     assert!(data.run.options.interleaved);
     // Round by round, every model ran before the next round of any; the order reverses.
     let mut order_of_round = Vec::new();
@@ -670,8 +718,10 @@ async fn an_interleaved_session_alternates_rounds_and_finds_ten_percent() {
     );
     let e2e = row("a-slower", "e2el_ms");
     assert_eq!(e2e.verdict, Verdict::Regression, "{}", c.table());
+    // A paired ratio within the run: the machine's speed divides out, its stalls do not
+    // (hence the room, and the slowed scripts).
     assert!(
-        (e2e.change_pct.unwrap() - 10.0).abs() < 4.0,
+        (e2e.change_pct.unwrap() - 10.0).abs() < 5.0,
         "{}",
         c.table()
     );
@@ -703,7 +753,11 @@ async fn an_interleaved_session_finds_ten_percent_through_drift_between_rounds()
         drift_every: 1,
         ..MockScript::default()
     };
-    let (data, c) = interleaved_session(drifting(30_000, 6_000), drifting(33_000, 6_600)).await;
+    let (data, c) = interleaved_session(
+        drifting(30_000 * SLOW, 6_000 * SLOW),
+        drifting(33_000 * SLOW, 6_600 * SLOW),
+    )
+    .await;
     use hearth::report::{compare_within, CompareOptions, Verdict};
     let row = |model: &str, metric: &str| compared(&c, model, metric);
     for metric in ["e2el_ms", "tpot_ms", "ttft_ms"] {
@@ -722,7 +776,7 @@ async fn an_interleaved_session_finds_ten_percent_through_drift_between_rounds()
     }
     let e2e = row("a-slower", "e2el_ms");
     assert!(
-        (e2e.change_pct.unwrap() - 10.0).abs() < 4.0,
+        (e2e.change_pct.unwrap() - 10.0).abs() < 5.0,
         "{}",
         c.table()
     );
@@ -741,6 +795,7 @@ async fn an_interleaved_session_finds_ten_percent_through_drift_between_rounds()
     let (lo, hi) = round_means
         .iter()
         .fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(*v), h.max(*v)));
+    // Nominally 1.3 / 0.7; a loaded machine only widens it (the scripted drift is a floor).
     assert!(hi / lo > 1.4, "{round_means:?}");
     // The same data compared as if the two had been separate runs cannot tell.
     let mut sequential = data.clone();

@@ -119,9 +119,11 @@ fn the_same_request_twice_gives_the_same_text_reusing_the_prompt() {
 /// prompt would attend to cells that are gone (llama.cpp's `seq_rm` of the answer still reports
 /// success). hearth keeps a full-size cache; here the first answer runs 600 tokens past a
 /// 642-token prompt, then a longer prompt with the same start reuses it, and its answer must be
-/// the one a fresh engine gives. (Counting is robust: with a window-sized cache and no check
-/// this answer happened not to change, so the position check itself is unit-tested in the
-/// scheduler, `a_reused_prefix_needs_every_cell_its_next_token_attends_to`.)
+/// what a fresh engine gives: the count goes on. (Not the same text: a fresh prefill and a
+/// restored prefix plus a short prefill are different batch shapes, and llama.cpp's numerics
+/// differ between them. Counting is robust: with a window-sized cache and no check this answer
+/// happened not to change, so the position check itself is unit-tested in the scheduler,
+/// `a_reused_prefix_needs_every_cell_its_next_token_attends_to`.)
 #[test]
 fn a_prefix_kept_past_the_sliding_window_answers_as_a_fresh_prefill() {
     let Some(path) = gemma() else { return };
@@ -145,8 +147,25 @@ fn a_prefix_kept_past_the_sliding_window_answers_as_a_fresh_prefill() {
     let fresh = engine(&path, 1, 2048, Speculative::Off);
     let (expected, cold) = run(&fresh, greedy(longer, 40));
     assert_eq!(cold.usage.cached_prompt_tokens, 0);
-    assert_eq!(text, expected, "the reused prefix changed the answer");
-    assert!(expected.contains("161"), "{expected}");
+    // Attending to overwritten cells breaks the count; both answers must carry it on.
+    assert!(counted_on(&expected, 161) >= 5, "fresh: {expected:?}");
+    assert!(
+        counted_on(&text, 161) >= 5,
+        "the reused prefix broke the count: {text:?} (fresh: {expected:?})"
+    );
+}
+
+/// How many numbers `text` counts on from `from` (`"161, 162, 163"` from 161: 3).
+fn counted_on(text: &str, from: u32) -> u32 {
+    let mut n = 0;
+    for piece in text.split(',').map(str::trim) {
+        if piece == (from + n).to_string() {
+            n += 1;
+        } else {
+            break;
+        }
+    }
+    n
 }
 
 #[test]
@@ -160,11 +179,17 @@ fn drafts_give_the_same_greedy_text_and_leave_no_cells_behind() {
     let mut accepted = 0;
     for prompt in [counting(20), counting(200)] {
         let request = greedy(Prompt::Text(prompt), 120);
-        let (plain, _) = run(&off, request.clone());
+        // Each engine answers the same requests in the same order, so pass by pass both prefill
+        // the same way: the first from the whole prompt, the repeat from the kept prefix and a
+        // one-token batch. Only the drafts differ.
+        let plain = [run(&off, request.clone()).0, run(&off, request.clone()).0];
         // Twice: the second pass also drafts from the first one's answer.
-        for pass in 0..2 {
+        for (pass, plain) in plain.iter().enumerate() {
             let (with_drafts, done) = run(&on, request.clone());
-            assert_eq!(plain, with_drafts, "pass {pass}: drafts changed the answer");
+            assert_eq!(
+                *plain, with_drafts,
+                "pass {pass}: drafts changed the answer"
+            );
             drafted += done.timings.draft_n;
             accepted += done.timings.draft_n_accepted;
         }

@@ -12,6 +12,8 @@ use serde_json::Value;
 fn run_script(script: &str, args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new(root.join(script));
+    // The scripts run hearth: none of the user's hearth settings may reach it, only `env`.
+    crate::common::clean_env(&mut cmd);
     cmd.args(args).current_dir(root);
     for (k, v) in env {
         cmd.env(k, v);

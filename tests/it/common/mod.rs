@@ -9,6 +9,22 @@ pub mod server;
 
 use std::path::PathBuf;
 
+/// Prompts whose answers the default model is sure of, token by token (no near-ties in the
+/// logits): lists, counts and copies. llama.cpp's greedy output can differ between batch shapes
+/// (a request alone or batched with others, a cold prompt or one from the prompt cache, drafts
+/// on or off) where the model meets a near-tie; tests that compare texts across batch shapes
+/// use these.
+pub const CONFIDENT: [&str; 8] = [
+    "Repeat this list exactly, one item per line:\n- Alice Moreno, engineering lead, release 2.4.1 on 28 March\n- Bob Tanaka, design, onboarding test with 40 users on 15 March\n- Carla Singh, sales, Northwind contract worth 120,000 euros on 21 March\n- David Okafor, support, 312 tickets in February",
+    "Write the numbers from 1 to 30, separated by commas.",
+    "Write the numbers from 31 to 60, separated by commas.",
+    "Write the letters of the alphabet from A to Z, separated by spaces.",
+    "Repeat exactly: red, orange, yellow, green, blue, indigo, violet, red, orange, yellow, green, blue, indigo, violet.",
+    "Write the days of the week, Monday to Sunday, one per line, twice.",
+    "Write the months of the year, January to December, separated by commas.",
+    "Count down from 40 to 10, separated by commas.",
+];
+
 /// The default model's GGUF (SmolLM2-135M-Instruct Q4_1), placed by `scripts/setup.sh`.
 /// Tests need the real model; without it they fail loudly instead of skipping.
 pub fn model_path() -> PathBuf {
@@ -44,11 +60,23 @@ pub fn gemma_path() -> Option<PathBuf> {
     if next_to_default.is_file() {
         return Some(next_to_default);
     }
-    eprintln!(
-        "skipped: HEARTH_TEST_GEMMA is not set and {} is missing (scripts/setup.sh places it)",
+    skip(&format!(
+        "HEARTH_TEST_GEMMA is not set and {} is missing (scripts/setup.sh places it)",
         next_to_default.display()
-    );
+    ));
     None
+}
+
+/// Says that the calling test skips, and why: "skipped: REASON" straight to the process's
+/// stderr (libtest captures `eprintln!`, so a passing test's message would never be seen; a
+/// direct write is not captured). With `HEARTH_TEST_REQUIRE_ALL` set (a run that must cover
+/// everything), panics with the reason instead. The caller returns after it.
+pub fn skip(reason: &str) {
+    if std::env::var_os("HEARTH_TEST_REQUIRE_ALL").is_some() {
+        panic!("HEARTH_TEST_REQUIRE_ALL is set, and this test would skip: {reason}");
+    }
+    let line = format!("skipped: {reason}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// A HEARTH_HOME whose catalog points `smollm2-135m` at the test model file, without copying it.
@@ -75,11 +103,19 @@ pub fn turn() -> std::sync::MutexGuard<'static, ()> {
 /// declares is cleared, HEARTH_HOME is `home`, and the engine gets two threads.
 pub fn hearth_std(home: &std::path::Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"));
+    clean_env(&mut cmd);
+    cmd.env(hearth::env::HEARTH_HOME, home)
+        .env(hearth::env::HEARTH_THREADS, "2");
+    cmd
+}
+
+/// Clears, for `cmd`, every variable `hearth::env` declares (the user's HEARTH_HOME, API key,
+/// thread count, drafting, …), so that what runs sees none of the settings of whoever runs the
+/// tests; the caller sets the ones it means.
+pub fn clean_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
     for var in hearth::env::ALL {
         cmd.env_remove(var);
     }
-    cmd.env(hearth::env::HEARTH_HOME, home)
-        .env(hearth::env::HEARTH_THREADS, "2");
     cmd
 }
 

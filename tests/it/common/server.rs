@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hearth::cache::Cache;
 use hearth::catalog::{Catalog, CatalogEntry};
+use hearth::engine::speculative::Speculative;
 use hearth::loader::LoadOptions;
 use hearth::server::{self, ApiKey, Limits, Registry, RunningServer, ServerOptions};
 use serde_json::Value;
@@ -40,6 +41,11 @@ pub struct Setup {
     /// A memory budget to size the slots by (`parallel` is then only the wish, as when
     /// `hearth serve` runs without `--parallel`); none: unlimited, `parallel` as given.
     pub memory_budget: Option<u64>,
+    /// Speculative drafting. Off unless a test is about drafts: what the drafter proposes
+    /// depends on measured step costs and on earlier answers, so it changes the batch shapes
+    /// between otherwise identical requests, and llama.cpp's greedy output may differ between
+    /// batch shapes where the model meets a near-tie.
+    pub speculative: Speculative,
 }
 
 impl Default for Setup {
@@ -57,6 +63,7 @@ impl Default for Setup {
             cors_origins: Vec::new(),
             limits: Limits::default(),
             memory_budget: None,
+            speculative: Speculative::Off,
         }
     }
 }
@@ -93,7 +100,7 @@ impl Setup {
             queue_capacity: self.queue,
             memory_budget: self.memory_budget.unwrap_or(u64::MAX),
             offload: Default::default(),
-            speculative: Default::default(),
+            speculative: self.speculative,
         };
         let registry = Arc::new(Registry::new(
             catalog,
@@ -131,17 +138,23 @@ impl Setup {
 }
 
 impl TestServer {
-    /// Polls /health until the preload finished (the server says so; no fixed sleep).
+    /// Polls /health until the preload finished (the server says so; no fixed sleep). The
+    /// deadline is only there to end a hung test: a model load on a loaded machine can take
+    /// many times its usual second.
     pub async fn wait_healthy(&self) {
-        for _ in 0..600 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
             let r = self.http.get(self.url("/health")).send().await.unwrap();
             if r.status() == 200 {
                 return;
             }
             assert_eq!(r.status(), 503);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server not healthy after 120 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("server never became healthy");
     }
 
     /// The URL of `path` on this server.
