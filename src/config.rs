@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -600,10 +599,7 @@ impl Config {
             source,
         };
         std::fs::create_dir_all(&self.home).map_err(io)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.home).map_err(io)?;
-        tmp.write_all(table.to_string().as_bytes()).map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(())
+        crate::atomic_file::write(&path, table.to_string().as_bytes()).map_err(io)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Data flows one way: `cli` → (`server` | `bench`) → `engine`; `bench` → `store` → `report`.
 //! Each module below is one room with one reason to change.
 
+pub mod atomic_file;
 pub mod bench;
 pub mod cache;
 pub mod catalog;

@@ -477,11 +477,10 @@ impl Cache {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
-        let entry_tmp = self.tmp_dir().join(format!("{alias}.{ENTRY_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(&entry).expect("an Entry always serializes");
-        write_synced(&entry_tmp, &json)?;
         let entry_path = dir.join(ENTRY_FILE);
-        fs::rename(&entry_tmp, &entry_path).map_err(|e| CacheError::io(&entry_path, e))?;
+        crate::atomic_file::write(&entry_path, &json)
+            .map_err(|e| CacheError::io(&entry_path, e))?;
         sync_dir(&dir)?;
         Ok(self.model_of(entry))
     }
@@ -575,13 +574,6 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(CacheError::io(path, e)),
         _ => Ok(()),
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = File::create(path).map_err(|e| CacheError::io(path, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| CacheError::io(path, e))
 }
 
 /// Makes renames into `dir` durable across a power cut (POSIX needs the directory fsynced too).

@@ -430,9 +430,7 @@ pub fn save_user_entry(path: &Path, entry: CatalogEntry) -> Result<(), CatalogEr
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::atomic_file::write(path, text.as_bytes()).map_err(io)
 }
 
 #[cfg(test)]

@@ -86,8 +86,8 @@ impl bench::Progress for BarsProgress {
     fn model_finished(&self, model: &str, status: ModelStatus, error: Option<&str>) {
         let line = match (status, error) {
             (ModelStatus::Ok, None) => format!("{model}: done"),
-            (_, Some(e)) => format!("{model}: {}: {e}", status_word(status)),
-            (_, None) => format!("{model}: {}", status_word(status)),
+            (_, Some(e)) => format!("{model}: {}: {e}", status.as_str()),
+            (_, None) => format!("{model}: {}", status.as_str()),
         };
         if let Some(bar) = self.bar(model) {
             bar.finish_with_message(line.clone());
@@ -95,17 +95,6 @@ impl bench::Progress for BarsProgress {
         if !self.terminal {
             eprintln!("{line}");
         }
-    }
-}
-
-fn status_word(status: ModelStatus) -> &'static str {
-    match status {
-        ModelStatus::Running => "running",
-        ModelStatus::Ok => "ok",
-        ModelStatus::Degraded => "degraded",
-        ModelStatus::Failed => "failed",
-        ModelStatus::Interrupted => "interrupted",
-        ModelStatus::Skipped => "skipped",
     }
 }
 

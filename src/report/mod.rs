@@ -144,9 +144,7 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<PathBuf>, ReportError
             Format::Html => html::render(data, &summary),
         };
         let path = dir.join(format.file_name());
-        let tmp = dir.join(format!(".{}.tmp", format.file_name()));
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        crate::atomic_file::write(&path, text.as_bytes()).map_err(io(&path))?;
         paths.push(path);
     }
     Ok(paths)

@@ -475,14 +475,7 @@ impl RunSummary {
 
 /// The snake_case name of a model status.
 pub fn status_str(s: ModelStatus) -> &'static str {
-    match s {
-        ModelStatus::Running => "running",
-        ModelStatus::Ok => "ok",
-        ModelStatus::Degraded => "degraded",
-        ModelStatus::Failed => "failed",
-        ModelStatus::Interrupted => "interrupted",
-        ModelStatus::Skipped => "skipped",
-    }
+    s.as_str()
 }
 
 /// The quality bar when the run's options set none: "good" on the 1–5 rubric.

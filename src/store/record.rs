@@ -39,6 +39,20 @@ pub enum ModelStatus {
     Skipped,
 }
 
+impl ModelStatus {
+    /// The status as stored and printed (`ok`, `failed`…), the serde name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelStatus::Running => "running",
+            ModelStatus::Ok => "ok",
+            ModelStatus::Degraded => "degraded",
+            ModelStatus::Failed => "failed",
+            ModelStatus::Interrupted => "interrupted",
+            ModelStatus::Skipped => "skipped",
+        }
+    }
+}
+
 /// How one request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
