@@ -102,56 +102,49 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
     }
     out.push_str("</nav><main>");
 
-    // Banners.
-    let bottlenecked: Vec<&LevelSummary> = s
-        .levels
-        .iter()
-        .filter(|l| l.resources.client_bottleneck)
-        .collect();
-    if !bottlenecked.is_empty() {
-        out.push_str("<div class=\"banner bad\"><strong>⚠ The benchmark client was the bottleneck</strong>The client, not the server, limited these measurements; their throughput and latency understate the server:<ul>");
-        for l in bottlenecked {
-            let _ = write!(
-                out,
-                "<li>{} at {} (client CPU {} ms, timer lag p99 {} ms)</li>",
+    // Banners: what a reader must not miss, above everything else.
+    banner(
+        &mut out,
+        "bad",
+        "⚠ The benchmark client was the bottleneck",
+        "The client, not the server, limited these measurements; their throughput and latency understate the server:",
+        s.levels.iter().filter(|l| l.resources.client_bottleneck).map(|l| {
+            format!(
+                "{} at {} (client CPU {} ms, timer lag p99 {} ms)",
                 esc(&l.model),
                 esc(&l.level),
                 fmt_num(Some(l.resources.client_cpu_ms), 0),
                 fmt_num(Some(l.resources.client_lag_p99_ms), 2)
-            );
-        }
-        out.push_str("</ul></div>");
-    }
-    let failed: Vec<_> = s
-        .models
-        .iter()
-        .filter(|m| m.status != ModelStatus::Ok)
-        .collect();
-    if !failed.is_empty() {
-        out.push_str("<div class=\"banner bad\"><strong>✖ Model(s) did not complete</strong><ul>");
-        for m in failed {
-            let _ = write!(
-                out,
-                "<li><b>{}</b> — {}: {}</li>",
-                esc(&m.model),
-                status_str(m.status),
-                esc(m.error.as_deref().unwrap_or("no error recorded"))
-            );
-        }
-        out.push_str("</ul></div>");
-    }
-    let other: Vec<String> = s
-        .warnings()
-        .into_iter()
-        .filter(|w| !w.starts_with("CLIENT BOTTLENECK") && !w.starts_with("MODEL "))
-        .collect();
-    if !other.is_empty() {
-        out.push_str("<div class=\"banner warn\"><strong>Warnings</strong><ul>");
-        for w in other {
-            let _ = write!(out, "<li>{}</li>", esc(&w));
-        }
-        out.push_str("</ul></div>");
-    }
+            )
+        }),
+    );
+    banner(
+        &mut out,
+        "bad",
+        "✖ Model(s) did not complete",
+        "",
+        s.models
+            .iter()
+            .filter(|m| m.status != ModelStatus::Ok)
+            .map(|m| {
+                format!(
+                    "<b>{}</b> — {}: {}",
+                    esc(&m.model),
+                    status_str(m.status),
+                    esc(m.error.as_deref().unwrap_or("no error recorded"))
+                )
+            }),
+    );
+    banner(
+        &mut out,
+        "warn",
+        "Warnings",
+        "",
+        s.warnings()
+            .into_iter()
+            .filter(|w| !w.starts_with("CLIENT BOTTLENECK") && !w.starts_with("MODEL "))
+            .map(|w| esc(&w)),
+    );
 
     for section in &page {
         let level = if section.nav.is_some() { 2 } else { 3 };
@@ -200,6 +193,29 @@ pub(super) fn render(data: &RunData, s: &RunSummary) -> String {
         esc(&run.id)
     );
     out
+}
+
+/// A banner of class `class` (`bad`, `warn`): its title, a lead line, then one list item per
+/// entry (escaped HTML); nothing when there is no entry.
+fn banner(
+    out: &mut String,
+    class: &str,
+    title: &str,
+    lead: &str,
+    items: impl Iterator<Item = String>,
+) {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<div class=\"banner {class}\"><strong>{title}</strong>{lead}<ul>"
+    );
+    for item in items {
+        let _ = write!(out, "<li>{item}</li>");
+    }
+    out.push_str("</ul></div>");
 }
 
 /// Escaped prose with its `code` spans (backtick pairs) as code elements.
