@@ -22,4 +22,5 @@ pub mod stats;
 pub mod store;
 pub mod synth;
 pub mod text;
+pub mod tune;
 pub mod variants;

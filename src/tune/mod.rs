@@ -1,0 +1,278 @@
+//! `hearth tune`'s search: which serving configuration, on this machine, holds the user's
+//! load best. Pure: it ranks what a probe measured and decides what to probe next; the
+//! probing itself (a short bench session per configuration) is the caller's.
+//!
+//! The strategy is successive halving (Jamieson & Talwalkar 2016; Li et al.'s Hyperband,
+//! 2018, repeats it): every configuration gets a short probe, the better half a longer one,
+//! and so on, so the budget goes to the promising ones. Two rules keep it honest on a noisy
+//! machine:
+//! - the default configuration (what `hearth serve` does with no flags) is probed at every
+//!   stage, so the winner is always measured against doing nothing;
+//! - a configuration is only preferred to a simpler one when the difference is beyond noise
+//!   (`stats::ratio_test` on the rounds' values); within noise they tie and the simpler wins.
+
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+use crate::stats::{ratio_test, Design, RatioTest};
+
+/// One configuration a probe can measure.
+pub trait Configuration {
+    /// How much the configuration asks beyond the default: of two that tie, the lower wins
+    /// (the default itself is 0).
+    fn complexity(&self) -> u32;
+}
+
+/// What one probe of a configuration measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Probe {
+    /// The objective in each timed round (higher is better: requests per second meeting the
+    /// SLO).
+    pub rounds: Vec<f64>,
+    /// The stored run that holds the probe's requests.
+    pub run_id: Option<String>,
+    /// TTFT at the SLO percentile, ms.
+    pub ttft_ms: Option<f64>,
+    /// Time per output token at the SLO percentile, ms.
+    pub tpot_ms: Option<f64>,
+    /// Output tokens per second, all streams together.
+    pub output_tok_s: Option<f64>,
+    /// Peak resident memory of the server.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Where a configuration ended up in the search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "reason")]
+pub enum Status {
+    /// Still in the running when the search stopped (the budget ran out).
+    Probed,
+    /// Never probed: the budget ran out first.
+    NotReached,
+    /// Dropped at the end of this stage (1 = after the first probes).
+    Eliminated(u32),
+    /// Within noise of the winner, and not simpler.
+    Tied,
+    /// The pick.
+    Winner,
+    /// The probe failed (the model did not load, every request failed): why.
+    Failed(String),
+}
+
+/// One configuration's record in the search.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry<C> {
+    /// The configuration.
+    pub config: C,
+    /// Where it ended up.
+    #[serde(flatten)]
+    pub status: Status,
+    /// Every probe, first stage first.
+    pub probes: Vec<Probe>,
+}
+
+impl<C> Entry<C> {
+    /// Every round's value over all its probes.
+    pub fn rounds(&self) -> Vec<f64> {
+        self.probes.iter().flat_map(|p| p.rounds.clone()).collect()
+    }
+
+    /// The objective: the geometric mean of its rounds (a ratio scale: 2× and ½× balance).
+    pub fn objective(&self) -> Option<f64> {
+        geometric_mean(&self.rounds())
+    }
+
+    /// The most recent probe (the longest).
+    pub fn last(&self) -> Option<&Probe> {
+        self.probes.last()
+    }
+}
+
+/// How long each stage probes.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Plan {
+    /// Timed rounds of the first stage; each later stage doubles them.
+    pub first_rounds: u32,
+    /// Stages at most (the last probes the finalists, the baseline among them).
+    pub stages: u32,
+    /// The confidence of the tie test (0.95).
+    pub confidence: f64,
+}
+
+/// The search: every entry, the trace of its stages, and the decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct Search<C> {
+    /// Every configuration, in the order given; `baseline` is the default.
+    pub entries: Vec<Entry<C>>,
+    /// The default configuration's index.
+    pub baseline: usize,
+    /// The winner's index (the baseline when nothing beat it beyond noise); `None` when no
+    /// configuration could be measured.
+    pub winner: Option<usize>,
+    /// One line per stage: who was probed, who went on.
+    pub trace: Vec<String>,
+    /// The budget ran out before the last stage: the winner is the best so far.
+    pub out_of_budget: bool,
+}
+
+/// Runs successive halving over `configs` (`baseline` is the default configuration), asking
+/// `probe` for each measurement with the stage's rounds, while `budget_left` allows another
+/// probe. Never panics on failed probes: a failed configuration drops out with its reason.
+pub fn successive_halving<C: Configuration + Clone>(
+    configs: Vec<C>,
+    baseline: usize,
+    plan: Plan,
+    mut probe: impl FnMut(&C, u32) -> Result<Probe, String>,
+    mut budget_left: impl FnMut() -> bool,
+) -> Search<C> {
+    let mut entries: Vec<Entry<C>> = configs
+        .into_iter()
+        .map(|config| Entry {
+            config,
+            status: Status::Probed,
+            probes: Vec::new(),
+        })
+        .collect();
+    let mut alive: Vec<usize> = (0..entries.len()).collect();
+    let (mut trace, mut out_of_budget) = (Vec::new(), false);
+    let mut rounds = plan.first_rounds.max(2);
+    let mut last_stage = 1;
+    for stage in 1..=plan.stages.max(1) {
+        last_stage = stage;
+        let mut probed = 0;
+        for &i in &alive {
+            if !budget_left() {
+                out_of_budget = true;
+                break;
+            }
+            match probe(&entries[i].config, rounds) {
+                Ok(p) if geometric_mean(&p.rounds).is_some() => entries[i].probes.push(p),
+                Ok(_) => entries[i].status = Status::Failed("no request met the SLO".into()),
+                Err(e) => entries[i].status = Status::Failed(e),
+            }
+            probed += 1;
+        }
+        alive.retain(|&i| !matches!(entries[i].status, Status::Failed(_)));
+        if out_of_budget || stage == plan.stages || alive.len() <= 1 {
+            trace.push(format!(
+                "stage {stage}: {probed} probed at {rounds} rounds each; {} left",
+                alive.len()
+            ));
+            break;
+        }
+        // The better half goes on, the baseline always.
+        let mut ranked = alive.clone();
+        ranked.sort_by(|&a, &b| {
+            let (x, y) = (entries[a].objective(), entries[b].objective());
+            y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal)
+        });
+        // Half, but never fewer than two: a pair is decided by the tie test, not one probe.
+        let keep = alive.len().div_ceil(2).max(2).min(alive.len());
+        let mut next: Vec<usize> = ranked[..keep].to_vec();
+        if alive.contains(&baseline) && !next.contains(&baseline) {
+            next.push(baseline);
+        }
+        for &i in &alive {
+            if !next.contains(&i) {
+                entries[i].status = Status::Eliminated(stage);
+            }
+        }
+        trace.push(format!(
+            "stage {stage}: {probed} probed at {rounds} rounds each; {} go on",
+            next.len()
+        ));
+        next.sort_unstable();
+        alive = next;
+        rounds *= 2;
+    }
+    let winner = decide(&mut entries, &alive, baseline, plan.confidence, last_stage);
+    Search {
+        entries,
+        baseline,
+        winner,
+        trace,
+        out_of_budget,
+    }
+}
+
+/// Among the configurations still in the running: the best by objective, unless a simpler
+/// one (the baseline first) is within noise of it. Marks the winner, the ties, and the
+/// finalists the winner beat beyond noise (eliminated at the last stage).
+fn decide<C: Configuration>(
+    entries: &mut [Entry<C>],
+    alive: &[usize],
+    baseline: usize,
+    confidence: f64,
+    last_stage: u32,
+) -> Option<usize> {
+    for e in entries.iter_mut() {
+        if e.probes.is_empty() && e.status == Status::Probed {
+            e.status = Status::NotReached;
+        }
+    }
+    let measured: Vec<usize> = alive
+        .iter()
+        .copied()
+        .filter(|&i| entries[i].objective().is_some())
+        .collect();
+    let best = *measured.iter().max_by(|&&a, &&b| {
+        let (x, y) = (entries[a].objective(), entries[b].objective());
+        x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+    })?;
+    let leader = entries[best].rounds();
+    let tied: Vec<usize> = measured
+        .iter()
+        .copied()
+        .filter(|&i| i == best || !beyond_noise(&entries[i].rounds(), &leader, confidence))
+        .collect();
+    // The simplest of the tied: the baseline when it is among them.
+    let winner = *tied.iter().min_by_key(|&&i| {
+        (
+            i != baseline,
+            entries[i].config.complexity(),
+            // Same complexity: the better objective.
+            std::cmp::Reverse(entries[i].objective().map(|o| (o * 1e6) as u64)),
+        )
+    })?;
+    for &i in &measured {
+        entries[i].status = if i == winner {
+            Status::Winner
+        } else if tied.contains(&i) {
+            Status::Tied
+        } else {
+            Status::Eliminated(last_stage)
+        };
+    }
+    Some(winner)
+}
+
+/// Whether B's rounds are better than A's beyond noise (a one-sided reading of the
+/// interval: a tie when it reaches zero).
+fn beyond_noise(a: &[f64], b: &[f64], confidence: f64) -> bool {
+    match ratio_test(a, b, Design::Independent { run_drift: 0.0 }, confidence) {
+        Some(t) => t.ci_low_pct > 0.0,
+        // Too few rounds to tell: only a clear gap counts.
+        None => match (geometric_mean(a), geometric_mean(b)) {
+            (Some(x), Some(y)) => y > 1.5 * x,
+            _ => false,
+        },
+    }
+}
+
+/// The confirm run's verdict: the winner against the default at the same load, rounds paired
+/// in the order they ran.
+pub fn confirm(default: &[f64], winner: &[f64], confidence: f64) -> Option<RatioTest> {
+    ratio_test(default, winner, Design::Paired, confidence)
+}
+
+/// The geometric mean of positive values; `None` when there is none.
+pub fn geometric_mean(values: &[f64]) -> Option<f64> {
+    let logs: Vec<f64> = values
+        .iter()
+        .filter(|v| v.is_finite() && **v > 0.0)
+        .map(|v| v.ln())
+        .collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+}
