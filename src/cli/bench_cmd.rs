@@ -30,7 +30,7 @@ pub struct BenchArgs {
     /// Models to measure, comma-separated: catalog aliases, or model names at --endpoint
     /// (default: BENCH_MODELS, else every model in --models-file, else the default model).
     #[arg(long, value_delimiter = ',')]
-    models: Vec<String>,
+    pub(super) models: Vec<String>,
     /// A models.json with extra entries (local files, upstream endpoints, tags).
     #[arg(long, value_name = "FILE")]
     models_file: Option<PathBuf>,
@@ -63,7 +63,7 @@ pub struct BenchArgs {
     pid: Option<u32>,
     /// Timed rounds per load level.
     #[arg(long, default_value_t = 3)]
-    rounds: u32,
+    pub(super) rounds: u32,
     /// Warm-up rounds per load level (recorded, never counted).
     #[arg(long, default_value_t = 1)]
     warmup: u32,
@@ -72,10 +72,10 @@ pub struct BenchArgs {
     requests: Option<u32>,
     /// Closed-loop concurrency levels, comma-separated (default 1: sequential).
     #[arg(long, value_delimiter = ',')]
-    concurrency: Vec<u32>,
+    pub(super) concurrency: Vec<u32>,
     /// Open-loop arrival rates in requests per second, comma-separated.
     #[arg(long, value_delimiter = ',')]
-    rate: Vec<f64>,
+    pub(super) rate: Vec<f64>,
     /// Arrival burstiness for --rate: 1 = Poisson, < 1 burstier, > 1 more regular (gamma).
     #[arg(long, default_value_t = 1.0)]
     burstiness: f64,
@@ -166,7 +166,7 @@ pub struct BenchArgs {
     energy_price: f64,
     /// Where to write the reports (default: a new folder under $HEARTH_HOME/runs).
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(super) out: Option<PathBuf>,
     /// CPU threads for local models (default: the `threads` setting).
     #[arg(long)]
     threads: Option<u32>,
@@ -202,11 +202,11 @@ pub struct BenchArgs {
     /// (`off,ngram` runs each model both ways, side by side in one report). Default: the
     /// `speculative` setting, else ngram.
     #[arg(long, value_delimiter = ',', value_name = "off|ngram")]
-    speculative: Vec<Speculative>,
+    pub(super) speculative: Vec<Speculative>,
     /// Quantisation variants to add for every local model, comma-separated (`q4_0,q8_0`):
     /// made with `model quantize` when missing, and measured beside their source.
     #[arg(long, value_delimiter = ',', value_name = "TYPE")]
-    variants: Vec<String>,
+    pub(super) variants: Vec<String>,
     /// Add the shape twin of every catalog model (`ALIAS~shape`: its architecture with random
     /// weights, made with `model synth` when missing): the speed and memory of models you have
     /// not downloaded. Their answers are noise: never scored, never recommended.
@@ -408,14 +408,14 @@ fn failure_share(data: &RunData, model: &str) -> f64 {
 }
 
 /// The user's catalog files plus `--models-file`.
-fn catalog_files(ctx: &Context, args: &BenchArgs) -> Vec<PathBuf> {
+pub(super) fn catalog_files(ctx: &Context, args: &BenchArgs) -> Vec<PathBuf> {
     let mut files = ctx.catalog_files();
     files.extend(args.models_file.clone());
     files
 }
 
 /// Flags, their environment twins, settings and defaults → the session's settings.
-fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
+pub(super) fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings> {
     let stream = if args.no_stream {
         false
     } else if args.stream {

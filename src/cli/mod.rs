@@ -33,6 +33,7 @@ mod runs_cmd;
 mod serve_cmd;
 mod settings;
 mod shared;
+mod tune_cmd;
 
 use std::process::ExitCode;
 
@@ -94,6 +95,10 @@ enum Command {
     /// Benchmark models (local or at any OpenAI-compatible endpoint); print the comparison
     /// table, store the run and write its reports.
     Bench(Box<bench_cmd::BenchArgs>),
+    /// Find the serving configuration (model, variant, slots, drafting) that holds your load
+    /// best on this machine, by measurement: successive halving, ties within noise going to
+    /// the simpler configuration, and a confirm run against the default.
+    Tune(Box<tune_cmd::TuneArgs>),
     /// Stored benchmark runs.
     #[command(subcommand)]
     Runs(runs_cmd::RunsCommand),
@@ -140,6 +145,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Unload { alias, client } => serve_cmd::unload(&ctx()?, client, &alias),
         Command::Service(cmd) => serve_cmd::service(&ctx()?, cmd),
         Command::Bench(args) => bench_cmd::bench(&ctx()?, *args),
+        Command::Tune(args) => tune_cmd::tune(&ctx()?, *args),
         Command::Runs(cmd) => runs_cmd::runs(&ctx()?, cmd),
         Command::Report(args) => runs_cmd::report(&ctx()?, args),
         Command::Compare(args) => runs_cmd::compare(&ctx()?, args),

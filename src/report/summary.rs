@@ -36,7 +36,7 @@ impl Slo {
 
     /// Whether one counted request met every limit (see docs/report.md for the undefined
     /// cases: a missing TTFT fails, an undefined TPOT or ITL passes).
-    fn met_by(&self, r: &RequestRecord) -> bool {
+    pub fn met_by(&self, r: &RequestRecord) -> bool {
         if r.status != RequestStatus::Ok {
             return false;
         }

@@ -11,8 +11,11 @@
 //! - a configuration is only preferred to a simpler one when the difference is beyond noise
 //!   (`stats::ratio_test` on the rounds' values); within noise they tie and the simpler wins.
 
+mod probe;
 #[cfg(test)]
 mod tests;
+
+pub use probe::probe_of;
 
 use serde::Serialize;
 

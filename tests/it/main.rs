@@ -19,5 +19,6 @@ mod speculative;
 mod store;
 mod structured;
 mod synth;
+mod tune;
 mod upstream;
 mod variants;

@@ -1,0 +1,385 @@
+//! `hearth tune`: the serving configuration that holds the user's load best on this machine,
+//! found by measurement. Each probe is a short bench session of one configuration (stored in
+//! the run history like any run); `hearth::tune` decides what to probe next and who wins; a
+//! confirm run sets the winner against the default, alternating, and says by how much.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Args;
+use hearth::bench::session::{self, Library, SessionSettings};
+use hearth::engine::memory::DEFAULT_SLOTS;
+use hearth::engine::speculative::Speculative;
+use hearth::store::record::LoadShape;
+use hearth::tune::{self, Configuration, Plan, Probe, Search, Status};
+use serde::Serialize;
+
+use super::bench_cmd::{self, BenchArgs};
+use super::progress::BarsProgress;
+use super::Context;
+
+/// `hearth tune`'s flags: the workload and SLO as `hearth bench` takes them, the axes to
+/// search, and the budget.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    bench: BenchArgs,
+    /// Slot counts to try (`--parallel` of `hearth serve`); default: 1, 2, 4 … up to the
+    /// load's concurrency, and serve's default.
+    #[arg(long = "parallel", value_delimiter = ',')]
+    parallel: Vec<u32>,
+    /// Total wall time for the search and the confirm run (`90s`, `20m`, `1h`); when it runs
+    /// out, the best so far is the answer.
+    #[arg(long, default_value = "20m")]
+    budget: String,
+    /// Print the result as one JSON document (see docs/tune.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// One serving configuration: what `hearth serve` would be started with.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServeConfig {
+    /// The model (a variant is `alias@type`).
+    pub model: String,
+    /// Slots decoded together.
+    pub parallel: u32,
+    /// Speculative decoding.
+    pub speculative: Speculative,
+    /// How many settings differ from `hearth serve` with no flags.
+    #[serde(skip)]
+    changes: u32,
+}
+
+impl Configuration for ServeConfig {
+    fn complexity(&self) -> u32 {
+        self.changes
+    }
+}
+
+impl ServeConfig {
+    /// The command that serves this configuration.
+    fn serve_command(&self) -> String {
+        format!(
+            "hearth serve --models {} --parallel {} --speculative {}",
+            self.model, self.parallel, self.speculative
+        )
+    }
+
+    fn label(&self) -> String {
+        let slots = if self.parallel == 1 { "slot" } else { "slots" };
+        format!(
+            "{} · {} {slots} · drafts {}",
+            self.model, self.parallel, self.speculative
+        )
+    }
+}
+
+/// The JSON document `--json` prints.
+#[derive(Serialize)]
+struct TuneDocument {
+    winner: Option<Side>,
+    baseline: Side,
+    confirm: Option<Confirm>,
+    load: String,
+    slo: Option<String>,
+    search: Search<ServeConfig>,
+}
+
+#[derive(Serialize)]
+struct Side {
+    config: ServeConfig,
+    serve_command: String,
+    goodput_rps: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Confirm {
+    /// Winner's goodput over the default's, paired rounds.
+    ratio: f64,
+    /// The ratio's 95 % interval.
+    interval: [f64; 2],
+    /// Paired rounds it rests on.
+    rounds: usize,
+    /// The smallest change these rounds could detect, percent.
+    detectable_pct: f64,
+}
+
+pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
+    let budget = parse_budget(&args.budget)?;
+    if budget < Duration::from_secs(30) {
+        bail!(
+            "--budget {} is too short for one probe (30s at least)",
+            args.budget
+        );
+    }
+    let concurrency = match (
+        args.bench.concurrency.as_slice(),
+        args.bench.rate.is_empty(),
+    ) {
+        ([], true) => 4,
+        ([c], true) => *c,
+        _ => bail!("hearth tune holds one load: give one --concurrency (rates come later)"),
+    };
+    if args.parallel.contains(&0) {
+        bail!("--parallel must be at least 1");
+    }
+    let mut base = bench_cmd::resolve(ctx, &args.bench)?;
+    if base.endpoint.is_some() {
+        bail!("hearth tune configures hearth's own server; --endpoint measures another");
+    }
+    base.options.shapes = vec![LoadShape::Concurrency { concurrency }];
+    base.options.warmup = base.options.warmup.max(1);
+    base.judge = None;
+    base.shapes = false;
+    let configs = configurations(&base, &args, concurrency);
+    let start = Instant::now();
+    let files = bench_cmd::catalog_files(ctx, &args.bench);
+    let user_models_file = ctx.user_models_file();
+    let tune_dir = ctx.config.home().join("tunes").join(session::new_run_id());
+    let mut probe = |c: &ServeConfig, rounds: u32| -> Result<Probe, String> {
+        if !args.json {
+            eprintln!("tune: probing {} ({rounds} rounds)", c.label());
+        }
+        let mut s = base.clone();
+        s.models = vec![c.model.clone()];
+        s.variants = Vec::new();
+        s.speculative = vec![c.speculative];
+        s.load.parallel = c.parallel;
+        s.options.rounds = rounds;
+        s.run_id = session::new_run_id();
+        s.out_dir = tune_dir.join(&s.run_id);
+        let store = ctx.open_store().map_err(|e| e.to_string())?;
+        let outcome = session::run(
+            s,
+            Library {
+                catalog_files: &files,
+                user_models_file: &user_models_file,
+                cache: &ctx.cache,
+            },
+            store,
+            Arc::new(BarsProgress::new()),
+        )
+        .map_err(|e| e.to_string())?;
+        if outcome.interrupted {
+            return Err("interrupted".into());
+        }
+        tune::probe_of(&outcome.data)
+    };
+    let plan = Plan {
+        first_rounds: base.options.rounds.clamp(2, 4),
+        stages: 3,
+        confidence: 0.95,
+    };
+    let search =
+        tune::successive_halving(configs, 0, plan, &mut probe, || start.elapsed() < budget);
+    // The confirm run: the winner against the default, alternating (A B B A), rounds paired.
+    let confirm = match search.winner {
+        Some(w) if w != search.baseline && start.elapsed() < budget => {
+            let (a, b) = (
+                &search.entries[search.baseline].config,
+                &search.entries[w].config,
+            );
+            let rounds = plan.first_rounds;
+            let mut pairs: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+            for order in [[false, true], [true, false]] {
+                let mut got = [Vec::new(), Vec::new()];
+                for winner_first in order {
+                    let config = if winner_first { b } else { a };
+                    if let Ok(p) = probe(config, rounds) {
+                        got[usize::from(winner_first)] = p.rounds;
+                    }
+                }
+                let n = got[0].len().min(got[1].len());
+                pairs.0.extend(&got[0][..n]);
+                pairs.1.extend(&got[1][..n]);
+            }
+            tune::confirm(&pairs.0, &pairs.1, 0.95).map(|t| Confirm {
+                ratio: 1.0 + t.change_pct / 100.0,
+                interval: [1.0 + t.ci_low_pct / 100.0, 1.0 + t.ci_high_pct / 100.0],
+                rounds: pairs.0.len(),
+                detectable_pct: t.detectable_pct,
+            })
+        }
+        _ => None,
+    };
+    let side = |i: usize| Side {
+        config: search.entries[i].config.clone(),
+        serve_command: search.entries[i].config.serve_command(),
+        goodput_rps: search.entries[i].objective(),
+    };
+    let doc = TuneDocument {
+        winner: search.winner.map(side),
+        baseline: side(search.baseline),
+        confirm,
+        load: format!("c={concurrency}"),
+        slo: (!base.options.slo.is_empty()).then(|| {
+            let mut limits: Vec<String> = base
+                .options
+                .slo
+                .iter()
+                .map(|(k, v)| format!("{k} ≤ {v} ms"))
+                .collect();
+            limits.sort();
+            limits.join(", ")
+        }),
+        search: search.clone(),
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_result(&doc);
+    }
+    Ok(if doc.winner.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Every configuration to search: each model (and variant) × slot counts × drafting modes,
+/// the default (the first model as `hearth serve` runs it) first.
+fn configurations(base: &SessionSettings, args: &TuneArgs, concurrency: u32) -> Vec<ServeConfig> {
+    let default_spec = base.speculative.first().copied().unwrap_or_default();
+    let mut models = base.models.clone();
+    for ty in &args.bench.variants {
+        for m in &base.models {
+            models.push(format!("{m}@{ty}"));
+        }
+    }
+    let slots: Vec<u32> = if args.parallel.is_empty() {
+        let mut s: Vec<u32> = std::iter::successors(Some(1u32), |n| Some(n * 2))
+            .take_while(|n| *n <= concurrency)
+            .collect();
+        s.push(DEFAULT_SLOTS);
+        s.sort_unstable();
+        s.dedup();
+        s
+    } else {
+        args.parallel.clone()
+    };
+    let specs: Vec<Speculative> = if args.bench.speculative.is_empty() {
+        vec![default_spec, other(default_spec)]
+    } else {
+        args.bench.speculative.clone()
+    };
+    let mut out = vec![ServeConfig {
+        model: models[0].clone(),
+        parallel: DEFAULT_SLOTS,
+        speculative: default_spec,
+        changes: 0,
+    }];
+    for (mi, model) in models.iter().enumerate() {
+        for &parallel in &slots {
+            for &speculative in &specs {
+                let c = ServeConfig {
+                    model: model.clone(),
+                    parallel,
+                    speculative,
+                    changes: u32::from(mi > 0)
+                        + u32::from(parallel != DEFAULT_SLOTS)
+                        + u32::from(speculative != default_spec),
+                };
+                if !out.iter().any(|o| {
+                    o.model == c.model && o.parallel == c.parallel && o.speculative == c.speculative
+                }) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn other(s: Speculative) -> Speculative {
+    match s {
+        Speculative::Off => Speculative::Ngram,
+        Speculative::Ngram => Speculative::Off,
+    }
+}
+
+/// `90s`, `20m`, `1h`, or plain seconds. Written here: three units do not need a crate.
+fn parse_budget(text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(
+        t.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len()),
+    );
+    let n: f64 = number.parse().map_err(|_| {
+        anyhow::anyhow!("--budget {text}: expected a duration such as 90s, 20m or 1h")
+    })?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("--budget {text}: expected a duration such as 90s, 20m or 1h"),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        bail!("--budget {text}: must be positive");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn print_result(doc: &TuneDocument) {
+    let mut table = super::shared::table(&[
+        "configuration",
+        "status",
+        "goodput req/s",
+        "TTFT p95 ms",
+        "TPOT p95 ms",
+        "out tok/s",
+        "peak RSS",
+        "rounds",
+    ]);
+    let fmt = |v: Option<f64>, d: usize| hearth::report::fmt_num(v, d);
+    for e in &doc.search.entries {
+        let last = e.last();
+        table.add_row(vec![
+            e.config.label(),
+            match &e.status {
+                Status::Probed => "probed".into(),
+                Status::NotReached => "not reached (budget)".into(),
+                Status::Eliminated(stage) => format!("eliminated at stage {stage}"),
+                Status::Tied => "tied (within noise)".into(),
+                Status::Winner => "WINNER".into(),
+                Status::Failed(why) => format!("failed: {why}"),
+            },
+            fmt(e.objective(), 2),
+            fmt(last.and_then(|p| p.ttft_ms), 0),
+            fmt(last.and_then(|p| p.tpot_ms), 1),
+            fmt(last.and_then(|p| p.output_tok_s), 1),
+            hearth::report::fmt_bytes(last.and_then(|p| p.peak_rss_bytes)),
+            e.rounds().len().to_string(),
+        ]);
+    }
+    outln!("{table}");
+    for line in &doc.search.trace {
+        outln!("  {line}");
+    }
+    let slo = doc
+        .slo
+        .as_deref()
+        .unwrap_or("none (every successful request counts)");
+    outln!("load {}, SLO {slo}", doc.load);
+    match &doc.winner {
+        None => outln!("No configuration could be measured: see the failures above."),
+        Some(w) if w.config == doc.baseline.config => outln!(
+            "The default is the pick: nothing beat it beyond noise. Serve with: {}",
+            w.serve_command
+        ),
+        Some(w) => {
+            outln!("The pick: {}", w.serve_command);
+            if let Some(c) = &doc.confirm {
+                outln!(
+                    "Confirmed against the default, alternating: goodput ×{:.2} [{:.2}, {:.2}] over {} paired rounds (smallest detectable change ±{:.0} %).",
+                    c.ratio, c.interval[0], c.interval[1], c.rounds, c.detectable_pct
+                );
+            }
+        }
+    }
+    if doc.search.out_of_budget {
+        outln!("The budget ran out: this is the best so far.");
+    }
+}
