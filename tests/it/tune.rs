@@ -21,6 +21,9 @@ fn a_tune_searches_confirms_or_keeps_the_default_and_prints_its_json() {
             "1",
             "--requests",
             "2",
+            // The first stage's rounds; each later stage doubles them.
+            "--rounds",
+            "2",
             "--max-tokens",
             "8",
             "--budget",
