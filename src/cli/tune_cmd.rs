@@ -3,6 +3,7 @@
 //! the run history like any run); `hearth::tune` decides what to probe next and who wins; a
 //! confirm run sets the winner against the default, alternating, and says by how much.
 
+use std::cell::Cell;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use hearth::bench::session::{self, Library, SessionSettings};
 use hearth::engine::memory::DEFAULT_SLOTS;
 use hearth::engine::speculative::Speculative;
 use hearth::store::record::LoadShape;
-use hearth::tune::{self, Configuration, Plan, Probe, Search, Status};
+use hearth::tune::{self, Configuration, Plan, Probe, ProbeError, Search, Status};
 use serde::Serialize;
 
 use super::bench_cmd::{self, BenchArgs};
@@ -134,12 +135,15 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     base.options.warmup = base.options.warmup.max(1);
     base.judge = None;
     base.shapes = false;
-    let configs = configurations(&base, &args, concurrency);
+    let configs = configurations(&base, &args, concurrency, ctx.settings.speculative.value);
     let start = Instant::now();
     let files = bench_cmd::catalog_files(ctx, &args.bench);
     let user_models_file = ctx.user_models_file();
     let tune_dir = ctx.config.home().join("tunes").join(session::new_run_id());
-    let mut probe = |c: &ServeConfig, rounds: u32| -> Result<Probe, String> {
+    // Ctrl-C stops the probe in flight (its run is kept, marked interrupted) and the search:
+    // what was measured before it decides.
+    let interrupted = Cell::new(false);
+    let mut probe = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
         if !args.json {
             eprintln!("tune: probing {} ({rounds} rounds)", c.label());
         }
@@ -151,7 +155,9 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         s.options.rounds = rounds;
         s.run_id = session::new_run_id();
         s.out_dir = tune_dir.join(&s.run_id);
-        let store = ctx.open_store().map_err(|e| e.to_string())?;
+        let store = ctx
+            .open_store()
+            .map_err(|e| ProbeError::Failed(e.to_string()))?;
         let outcome = session::run(
             s,
             Library {
@@ -162,22 +168,24 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
             store,
             Arc::new(BarsProgress::new()),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ProbeError::Failed(e.to_string()))?;
         if outcome.interrupted {
-            return Err("interrupted".into());
+            interrupted.set(true);
+            return Err(ProbeError::Stopped);
         }
-        tune::probe_of(&outcome.data)
+        tune::probe_of(&outcome.data).map_err(ProbeError::Failed)
     };
     let plan = Plan {
         first_rounds: base.options.rounds.clamp(2, 4),
         stages: 3,
         confidence: 0.95,
     };
-    let search =
-        tune::successive_halving(configs, 0, plan, &mut probe, || start.elapsed() < budget);
+    let search = tune::successive_halving(configs, 0, plan, &mut probe, || {
+        start.elapsed() < budget && !interrupted.get()
+    });
     // The confirm run: the winner against the default, alternating (A B B A), rounds paired.
     let confirm = match search.winner {
-        Some(w) if w != search.baseline && start.elapsed() < budget => {
+        Some(w) if w != search.baseline && start.elapsed() < budget && !interrupted.get() => {
             let (a, b) = (
                 &search.entries[search.baseline].config,
                 &search.entries[w].config,
@@ -232,7 +240,9 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     } else {
         print_result(&doc);
     }
-    Ok(if doc.winner.is_some() {
+    Ok(if interrupted.get() {
+        ExitCode::from(130)
+    } else if doc.winner.is_some() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -241,8 +251,12 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
 
 /// Every configuration to search: each model (and variant) × slot counts × drafting modes,
 /// the default (the first model as `hearth serve` runs it) first.
-fn configurations(base: &SessionSettings, args: &TuneArgs, concurrency: u32) -> Vec<ServeConfig> {
-    let default_spec = base.speculative.first().copied().unwrap_or_default();
+fn configurations(
+    base: &SessionSettings,
+    args: &TuneArgs,
+    concurrency: u32,
+    default_spec: Speculative,
+) -> Vec<ServeConfig> {
     let mut models = base.models.clone();
     for ty in &args.bench.variants {
         for m in &base.models {
@@ -340,7 +354,7 @@ fn print_result(doc: &TuneDocument) {
             e.config.label(),
             match &e.status {
                 Status::Probed => "probed".into(),
-                Status::NotReached => "not reached (budget)".into(),
+                Status::NotReached => "not reached".into(),
                 Status::Eliminated(stage) => format!("eliminated at stage {stage}"),
                 Status::Tied => "tied (within noise)".into(),
                 Status::Winner => "WINNER".into(),
@@ -380,6 +394,6 @@ fn print_result(doc: &TuneDocument) {
         }
     }
     if doc.search.out_of_budget {
-        outln!("The budget ran out: this is the best so far.");
+        outln!("The search stopped early (budget spent or Ctrl-C): this is the best so far.");
     }
 }

@@ -46,6 +46,17 @@ pub struct Probe {
     pub peak_rss_bytes: Option<u64>,
 }
 
+/// Why a probe gave no measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProbeError {
+    /// The configuration cannot be measured (it does not load, every request failed): it
+    /// drops out with this reason.
+    Failed(String),
+    /// The person stopped the search (Ctrl-C): the probe is discarded, the configuration
+    /// keeps what it had, and the search ends with what was measured.
+    Stopped,
+}
+
 /// Where a configuration ended up in the search.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "reason")]
@@ -122,12 +133,13 @@ pub struct Search<C> {
 
 /// Runs successive halving over `configs` (`baseline` is the default configuration), asking
 /// `probe` for each measurement with the stage's rounds, while `budget_left` allows another
-/// probe. Never panics on failed probes: a failed configuration drops out with its reason.
+/// probe. Never panics on failed probes: a failed configuration drops out with its reason; a
+/// stopped probe ends the search as a spent budget does.
 pub fn successive_halving<C: Configuration + Clone>(
     configs: Vec<C>,
     baseline: usize,
     plan: Plan,
-    mut probe: impl FnMut(&C, u32) -> Result<Probe, String>,
+    mut probe: impl FnMut(&C, u32) -> Result<Probe, ProbeError>,
     mut budget_left: impl FnMut() -> bool,
 ) -> Search<C> {
     let mut entries: Vec<Entry<C>> = configs
@@ -153,7 +165,11 @@ pub fn successive_halving<C: Configuration + Clone>(
             match probe(&entries[i].config, rounds) {
                 Ok(p) if geometric_mean(&p.rounds).is_some() => entries[i].probes.push(p),
                 Ok(_) => entries[i].status = Status::Failed("no request met the SLO".into()),
-                Err(e) => entries[i].status = Status::Failed(e),
+                Err(ProbeError::Failed(e)) => entries[i].status = Status::Failed(e),
+                Err(ProbeError::Stopped) => {
+                    out_of_budget = true;
+                    break;
+                }
             }
             probed += 1;
         }

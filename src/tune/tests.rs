@@ -33,11 +33,11 @@ const PLAN: Plan = Plan {
 };
 
 /// Probes with multiplicative noise of `cv` (log-normal-ish), seeded.
-fn noisy(seed: u64, cv: f64) -> impl FnMut(&Synthetic, u32) -> Result<Probe, String> {
+fn noisy(seed: u64, cv: f64) -> impl FnMut(&Synthetic, u32) -> Result<Probe, ProbeError> {
     let mut rng = StdRng::seed_from_u64(seed);
     move |s: &Synthetic, rounds: u32| {
         if s.truth <= 0.0 {
-            return Err(format!("{} failed to load", s.name));
+            return Err(ProbeError::Failed(format!("{} failed to load", s.name)));
         }
         Ok(Probe {
             rounds: (0..rounds)
@@ -156,6 +156,34 @@ fn a_spent_budget_returns_the_best_so_far() {
     assert_eq!(s.entries[s.winner.unwrap()].config.name, "slots-4");
     assert!(s.entries[5].probes.is_empty());
     assert_eq!(s.entries[5].status, Status::NotReached);
+}
+
+#[test]
+fn a_stopped_probe_ends_the_search_and_keeps_what_was_measured() {
+    let mut probe = noisy(5, 0.05);
+    let mut calls = 0;
+    let s = successive_halving(
+        surface(),
+        0,
+        PLAN,
+        |c: &Synthetic, r| {
+            calls += 1;
+            // Ctrl-C during the first probe of stage 2.
+            if calls == 9 {
+                return Err(ProbeError::Stopped);
+            }
+            probe(c, r)
+        },
+        || true,
+    );
+    assert!(s.out_of_budget);
+    assert_eq!(calls, 9);
+    // The stopped configuration is not failed: its first probe still counts.
+    assert!(s
+        .entries
+        .iter()
+        .all(|e| !matches!(e.status, Status::Failed(_))));
+    assert_eq!(s.entries[s.winner.unwrap()].config.name, "slots-4");
 }
 
 #[test]
