@@ -131,7 +131,11 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     if base.endpoint.is_some() {
         bail!("hearth tune configures hearth's own server; --endpoint measures another");
     }
+    // One load, one configuration a session: bench's sweep and interleaving do not apply.
     base.options.shapes = vec![LoadShape::Concurrency { concurrency }];
+    base.options.sweep = None;
+    base.options.stop_over_saturated_secs = None;
+    base.options.interleave = false;
     base.options.warmup = base.options.warmup.max(1);
     base.judge = None;
     base.shapes = false;
