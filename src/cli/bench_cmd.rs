@@ -239,23 +239,34 @@ fn parse_slo(text: &str) -> Result<HashMap<String, f64>> {
             other => bail!("--slo: unknown metric `{other}` (ttft, e2e, tpot, itl)"),
         };
         let value = value.trim();
-        let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
-            (n, 1.0)
-        } else if let Some(n) = value.strip_suffix('s') {
-            (n, 1000.0)
-        } else {
-            (value, 1.0)
-        };
-        let ms: f64 = number
-            .trim()
-            .parse()
+        let ms = duration_ms(value, 1.0)
             .with_context(|| format!("--slo: `{value}` is not a duration like 500ms or 5s"))?;
         if ms.is_nan() || ms <= 0.0 {
             bail!("--slo: {key} must be positive");
         }
-        slo.insert(key.to_string(), ms * scale);
+        slo.insert(key.to_string(), ms);
     }
     Ok(slo)
+}
+
+/// A duration on the command line (`500ms`, `5s`, `20m`, `1h`) in milliseconds; a bare number
+/// counts in `bare_unit_ms`. The one reader of durations for `--slo` and tune's `--budget`:
+/// five units do not need a crate.
+pub(super) fn duration_ms(text: &str, bare_unit_ms: f64) -> Option<f64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" => bare_unit_ms,
+        "ms" => 1.0,
+        "s" => 1000.0,
+        "m" | "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    Some(number.trim().parse::<f64>().ok()? * scale)
 }
 
 /// `--endpoint`, else HEARTH_ENDPOINT, else FOUNDRY_LOCAL_ENDPOINT.

@@ -14,7 +14,7 @@ use hearth::bench::session::{self, Library, SessionSettings};
 use hearth::engine::memory::DEFAULT_SLOTS;
 use hearth::engine::speculative::Speculative;
 use hearth::store::record::LoadShape;
-use hearth::tune::{self, Configuration, Plan, Probe, ProbeError, Search, Status};
+use hearth::tune::{self, Configuration, Confirmation, Plan, Probe, ProbeError, Search, Status};
 use serde::Serialize;
 
 use super::bench_cmd::{self, BenchArgs};
@@ -83,7 +83,7 @@ impl ServeConfig {
 struct TuneDocument {
     winner: Option<Side>,
     baseline: Side,
-    confirm: Option<Confirm>,
+    confirm: Option<Confirmation>,
     load: String,
     slo: Option<String>,
     search: Search<ServeConfig>,
@@ -94,18 +94,6 @@ struct Side {
     config: ServeConfig,
     serve_command: String,
     goodput_rps: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct Confirm {
-    /// Winner's goodput over the default's, paired rounds.
-    ratio: f64,
-    /// The ratio's 95 % interval.
-    interval: [f64; 2],
-    /// Paired rounds it rests on.
-    rounds: usize,
-    /// The smallest change these rounds could detect, percent.
-    detectable_pct: f64,
 }
 
 pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
@@ -143,7 +131,6 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let files = bench_cmd::catalog_files(ctx, &args.bench);
     let user_models_file = ctx.user_models_file();
-    let tune_dir = ctx.config.home().join("tunes").join(session::new_run_id());
     // Ctrl-C stops the probe in flight (its run is kept, marked interrupted) and the search:
     // what was measured before it decides.
     let interrupted = Cell::new(false);
@@ -158,7 +145,7 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         s.load.parallel = c.parallel;
         s.options.rounds = rounds;
         s.run_id = session::new_run_id();
-        s.out_dir = tune_dir.join(&s.run_id);
+        s.out_dir = ctx.config.home().join("runs").join(&s.run_id);
         let store = ctx
             .open_store()
             .map_err(|e| ProbeError::Failed(e.to_string()))?;
@@ -190,30 +177,13 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     // The confirm run: the winner against the default, alternating (A B B A), rounds paired.
     let confirm = match search.winner {
         Some(w) if w != search.baseline && start.elapsed() < budget && !interrupted.get() => {
-            let (a, b) = (
+            tune::confirm_run(
                 &search.entries[search.baseline].config,
                 &search.entries[w].config,
-            );
-            let rounds = plan.first_rounds;
-            let mut pairs: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
-            for order in [[false, true], [true, false]] {
-                let mut got = [Vec::new(), Vec::new()];
-                for winner_first in order {
-                    let config = if winner_first { b } else { a };
-                    if let Ok(p) = probe(config, rounds) {
-                        got[usize::from(winner_first)] = p.rounds;
-                    }
-                }
-                let n = got[0].len().min(got[1].len());
-                pairs.0.extend(&got[0][..n]);
-                pairs.1.extend(&got[1][..n]);
-            }
-            tune::confirm(&pairs.0, &pairs.1, 0.95).map(|t| Confirm {
-                ratio: 1.0 + t.change_pct / 100.0,
-                interval: [1.0 + t.ci_low_pct / 100.0, 1.0 + t.ci_high_pct / 100.0],
-                rounds: pairs.0.len(),
-                detectable_pct: t.detectable_pct,
-            })
+                plan.first_rounds,
+                plan.confidence,
+                &mut probe,
+            )
         }
         _ => None,
     };
@@ -237,7 +207,7 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
             limits.sort();
             limits.join(", ")
         }),
-        search: search.clone(),
+        search,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
@@ -300,9 +270,8 @@ fn configurations(
                         + u32::from(parallel != DEFAULT_SLOTS)
                         + u32::from(speculative != default_spec),
                 };
-                if !out.iter().any(|o| {
-                    o.model == c.model && o.parallel == c.parallel && o.speculative == c.speculative
-                }) {
+                // The same settings have the same changes: equality is the settings'.
+                if !out.contains(&c) {
                     out.push(c);
                 }
             }
@@ -318,26 +287,15 @@ fn other(s: Speculative) -> Speculative {
     }
 }
 
-/// `90s`, `20m`, `1h`, or plain seconds. Written here: three units do not need a crate.
+/// `90s`, `20m`, `1h`, or plain seconds (read as `--slo` reads durations).
 fn parse_budget(text: &str) -> Result<Duration> {
-    let t = text.trim();
-    let (number, unit) = t.split_at(
-        t.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(t.len()),
-    );
-    let n: f64 = number.parse().map_err(|_| {
+    let ms = bench_cmd::duration_ms(text, 1000.0).ok_or_else(|| {
         anyhow::anyhow!("--budget {text}: expected a duration such as 90s, 20m or 1h")
     })?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => bail!("--budget {text}: expected a duration such as 90s, 20m or 1h"),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
+    if !(ms.is_finite() && ms > 0.0) {
         bail!("--budget {text}: must be positive");
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Duration::from_secs_f64(ms / 1000.0))
 }
 
 fn print_result(doc: &TuneDocument) {
@@ -357,7 +315,6 @@ fn print_result(doc: &TuneDocument) {
         table.add_row(vec![
             e.config.label(),
             match &e.status {
-                Status::Probed => "probed".into(),
                 Status::NotReached => "not reached".into(),
                 Status::Eliminated(stage) => format!("eliminated at stage {stage}"),
                 Status::Tied => "tied (within noise)".into(),

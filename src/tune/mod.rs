@@ -61,9 +61,7 @@ pub enum ProbeError {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "reason")]
 pub enum Status {
-    /// Still in the running when the search stopped (the budget ran out).
-    Probed,
-    /// Never probed: the budget ran out first.
+    /// Never probed: the budget ran out (or Ctrl-C came) first.
     NotReached,
     /// Dropped at the end of this stage (1 = after the first probes).
     Eliminated(u32),
@@ -146,7 +144,7 @@ pub fn successive_halving<C: Configuration + Clone>(
         .into_iter()
         .map(|config| Entry {
             config,
-            status: Status::Probed,
+            status: Status::NotReached,
             probes: Vec::new(),
         })
         .collect();
@@ -226,11 +224,6 @@ fn decide<C: Configuration>(
     confidence: f64,
     last_stage: u32,
 ) -> Option<usize> {
-    for e in entries.iter_mut() {
-        if e.probes.is_empty() && e.status == Status::Probed {
-            e.status = Status::NotReached;
-        }
-    }
     let measured: Vec<usize> = alive
         .iter()
         .copied()
@@ -278,6 +271,55 @@ fn beyond_noise(a: &[f64], b: &[f64], confidence: f64) -> bool {
             _ => false,
         },
     }
+}
+
+/// The confirm run's result: the winner's goodput over the default's at the same load.
+#[derive(Clone, Debug, Serialize)]
+pub struct Confirmation {
+    /// Winner ÷ default, from paired rounds.
+    pub ratio: f64,
+    /// The ratio's interval at the run's confidence.
+    pub interval: [f64; 2],
+    /// Paired rounds it rests on.
+    pub rounds: usize,
+    /// The smallest change these rounds could detect, percent.
+    pub detectable_pct: f64,
+}
+
+/// The confirm run: probes the default and the winner alternating (A B, then B A) with
+/// `rounds` rounds each, pairs their rounds in the order they ran (drift between the halves
+/// divides out) and tests the ratio. `None` when fewer than two pairs were measured or the
+/// person stopped it.
+pub fn confirm_run<C>(
+    default: &C,
+    winner: &C,
+    rounds: u32,
+    confidence: f64,
+    mut probe: impl FnMut(&C, u32) -> Result<Probe, ProbeError>,
+) -> Option<Confirmation> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for winner_first in [false, true] {
+        // This pair's rounds: [default's, winner's].
+        let mut pair = [Vec::new(), Vec::new()];
+        for is_winner in [winner_first, !winner_first] {
+            let config = if is_winner { winner } else { default };
+            pair[usize::from(is_winner)] = match probe(config, rounds) {
+                Ok(p) => p.rounds,
+                Err(ProbeError::Stopped) => return None,
+                Err(ProbeError::Failed(_)) => Vec::new(),
+            };
+        }
+        let n = pair[0].len().min(pair[1].len());
+        a.extend(&pair[0][..n]);
+        b.extend(&pair[1][..n]);
+    }
+    let t = confirm(&a, &b, confidence)?;
+    Some(Confirmation {
+        ratio: 1.0 + t.change_pct / 100.0,
+        interval: [1.0 + t.ci_low_pct / 100.0, 1.0 + t.ci_high_pct / 100.0],
+        rounds: a.len(),
+        detectable_pct: t.detectable_pct,
+    })
 }
 
 /// The confirm run's verdict: the winner against the default at the same load, rounds paired

@@ -187,6 +187,27 @@ fn a_stopped_probe_ends_the_search_and_keeps_what_was_measured() {
 }
 
 #[test]
+fn the_confirm_run_alternates_and_pairs_the_default_with_the_winner() {
+    let (default, winner) = (c("default", 1.0, 0), c("slots-4", 1.5, 2));
+    let mut order = Vec::new();
+    let mut probe = noisy(6, 0.0001);
+    let got = confirm_run(&default, &winner, 3, 0.95, |c: &Synthetic, r| {
+        order.push(c.name);
+        probe(c, r)
+    })
+    .unwrap();
+    assert_eq!(order, ["default", "slots-4", "slots-4", "default"]);
+    assert_eq!(got.rounds, 6);
+    assert!((got.ratio - 1.5).abs() < 0.01, "{got:?}");
+    assert!(got.interval[0] <= got.ratio && got.ratio <= got.interval[1]);
+    // Ctrl-C during the confirm run: no verdict.
+    let stopped = confirm_run(&default, &winner, 3, 0.95, |_: &Synthetic, _| {
+        Err(ProbeError::Stopped)
+    });
+    assert!(stopped.is_none());
+}
+
+#[test]
 fn the_confirm_test_pairs_rounds() {
     let default = [1.0, 1.3, 0.9, 1.2, 1.05, 0.95];
     // 25 % better in every pair, through drift that moves both alike.
