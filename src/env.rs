@@ -24,6 +24,14 @@ pub const HEARTH_MEMORY_LIMIT_MB: &str = "HEARTH_MEMORY_LIMIT_MB";
 pub const HEARTH_GPU_LAYERS: &str = "HEARTH_GPU_LAYERS";
 /// Overrides the `speculative` config key: `ngram` (default) or `off`.
 pub const HEARTH_SPECULATIVE: &str = "HEARTH_SPECULATIVE";
+/// Overrides the `kv_type` config key: the KV cache's element type.
+pub const HEARTH_KV_TYPE: &str = "HEARTH_KV_TYPE";
+/// Overrides the `flash_attn` config key.
+pub const HEARTH_FLASH_ATTN: &str = "HEARTH_FLASH_ATTN";
+/// Overrides the `batch` config key: the most tokens one decode step takes.
+pub const HEARTH_BATCH: &str = "HEARTH_BATCH";
+/// Overrides the `ubatch` config key: llama.cpp's micro-batch.
+pub const HEARTH_UBATCH: &str = "HEARTH_UBATCH";
 /// Overrides the `models_file` config key: a `models.json` with user catalog entries.
 pub const HEARTH_MODELS_FILE: &str = "HEARTH_MODELS_FILE";
 /// Hugging Face hub endpoint (mirrors, air-gapped proxies). Same name as the hub's own tools.
@@ -77,6 +85,10 @@ pub const ALL: &[&str] = &[
     HEARTH_MEMORY_LIMIT_MB,
     HEARTH_GPU_LAYERS,
     HEARTH_SPECULATIVE,
+    HEARTH_KV_TYPE,
+    HEARTH_FLASH_ATTN,
+    HEARTH_BATCH,
+    HEARTH_UBATCH,
     HEARTH_MODELS_FILE,
     HF_ENDPOINT,
     HF_TOKEN,

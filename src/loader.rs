@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use crate::cache::{self, Cache, DownloadProgress, DownloadSpec};
 use crate::catalog::{Catalog, CatalogEntry};
+use crate::engine::compute::{Compute, KvType};
 use crate::engine::llama::{EngineOptions, LlamaEngine};
 use crate::engine::memory::{self, MemoryEstimate, SlotPlan, SlotWish};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::{self, GgufInfo};
+use crate::profiles::{Profile, Profiles};
 use crate::text::human_bytes;
 
 /// Why a model could not be made ready.
@@ -58,6 +60,13 @@ pub struct LoadOptions {
     pub offload: crate::engine::devices::Offload,
     /// Whether the engine drafts tokens (speculative decoding).
     pub speculative: crate::engine::speculative::Speculative,
+    /// KV cache type, flash attention and batch sizes.
+    pub compute: Compute,
+    /// What the command line set: a model's profile never overrides these.
+    pub flags: Profile,
+    /// Per-model serving profiles (`hearth tune --apply`); none for `bench`, which measures
+    /// what it is told.
+    pub profiles: Profiles,
 }
 
 /// What sizing the slots reads of a load: the user's wishes and the memory budget. Its own type
@@ -75,9 +84,33 @@ pub struct SlotAsk {
     pub auto_ctx: bool,
     /// Memory the model must fit in, in bytes.
     pub memory_budget: u64,
+    /// The KV cache's element type, which sizes each cell.
+    pub kv_type: KvType,
 }
 
 impl LoadOptions {
+    /// These options for `alias`: its profile's settings where no flag set them, and the
+    /// profile when one applied.
+    pub fn for_model(&self, alias: &str) -> (LoadOptions, Option<Profile>) {
+        let Some(profile) = self.profiles.get(alias) else {
+            return (self.clone(), None);
+        };
+        let mut out = self.clone();
+        if let (None, Some(parallel)) = (self.flags.parallel, profile.parallel) {
+            out.parallel = parallel.max(1);
+            out.auto_parallel = false;
+        }
+        if let (None, Some(ctx)) = (self.flags.ctx, profile.ctx) {
+            out.n_ctx = ctx;
+            out.auto_ctx = false;
+        }
+        if let (None, Some(speculative)) = (self.flags.speculative, profile.speculative) {
+            out.speculative = speculative;
+        }
+        out.compute = profile.compute_over(self.compute, &self.flags);
+        (out, Some(profile.clone()))
+    }
+
     /// The part of these options that sizes the slots.
     pub fn slot_ask(&self) -> SlotAsk {
         SlotAsk {
@@ -86,6 +119,7 @@ impl LoadOptions {
             auto_parallel: self.auto_parallel,
             auto_ctx: self.auto_ctx,
             memory_budget: self.memory_budget,
+            kv_type: self.compute.kv_type,
         }
     }
 }
@@ -136,11 +170,10 @@ pub fn effective_ctx(requested: u32, file: Option<&GgufInfo>) -> u32 {
 pub fn estimate(
     entry: &CatalogEntry,
     file: Option<&GgufInfo>,
+    kv_type: KvType,
     n_ctx_total: u64,
 ) -> Option<MemoryEstimate> {
-    let kv = file
-        .and_then(|f| f.kv_bytes_per_token())
-        .or(entry.kv_bytes_per_token)?;
+    let kv = kv_per_token(entry, file, kv_type)?;
     if let Some(f) = file {
         return Some(match (f.vocab_size, f.embedding_length) {
             (Some(vocab), Some(width)) => MemoryEstimate::measured_model(
@@ -173,16 +206,25 @@ pub fn estimate(
     })
 }
 
+/// The KV cache's bytes per token of `entry` in `kv_type`: from the GGUF when it is on disk,
+/// else from the catalog.
+fn kv_per_token(entry: &CatalogEntry, file: Option<&GgufInfo>, kv_type: KvType) -> Option<u64> {
+    file.and_then(GgufInfo::kv_bytes_per_token)
+        .or(entry.kv_bytes_per_token)
+        .map(|f16| kv_type.scale(f16))
+}
+
 /// Refuses a model that will not fit in `budget`, naming a smaller variant of it, the
 /// command that would make one, or the largest catalog model that would fit.
 pub fn check_fits(
     catalog: &Catalog,
     entry: &CatalogEntry,
     file: &GgufInfo,
+    kv_type: KvType,
     n_ctx_total: u64,
     budget: u64,
 ) -> Result<(), ModelError> {
-    let Some(need) = estimate(entry, Some(file), n_ctx_total) else {
+    let Some(need) = estimate(entry, Some(file), kv_type, n_ctx_total) else {
         return Ok(());
     };
     if need.fits(budget) {
@@ -200,7 +242,7 @@ pub fn check_fits(
             .entries()
             .iter()
             .filter(|e| e.alias != entry.alias && keep(e))
-            .filter_map(|e| Some((e, estimate(e, None, n_ctx_total)?)))
+            .filter_map(|e| Some((e, estimate(e, None, kv_type, n_ctx_total)?)))
             .filter(|(_, est)| est.fits(budget))
             .max_by_key(|(_, est)| est.total_bytes())
     };
@@ -260,10 +302,8 @@ pub fn plan_slots(
         n_ctx: wanted_ctx,
         why: "as asked".into(),
     };
-    let kv = file
-        .and_then(GgufInfo::kv_bytes_per_token)
-        .or(entry.kv_bytes_per_token);
-    let (Some(kv), Some(fixed)) = (kv, estimate(entry, file, 0)) else {
+    let kv = kv_per_token(entry, file, options.kv_type);
+    let (Some(kv), Some(fixed)) = (kv, estimate(entry, file, options.kv_type, 0)) else {
         return Ok(as_asked);
     };
     let wish = SlotWish {
@@ -286,6 +326,22 @@ pub struct Opened {
     pub backend: Arc<dyn Backend>,
     /// Its slots and why, for `ps`.
     pub slots: Option<SlotPlan>,
+    /// How it computes, drafts and whose profile applied, for `ps`.
+    pub serving: Serving,
+}
+
+/// How a loaded model is served, beyond its slots: what `ps` shows so a profile's effect is
+/// visible.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Serving {
+    /// Speculative decoding.
+    pub speculative: crate::engine::speculative::Speculative,
+    /// KV cache type, flash attention and batch sizes.
+    #[serde(flatten)]
+    pub compute: Compute,
+    /// The serving profile that applied, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 /// Starts the backend for `entry`: an upstream adapter, or the llama.cpp engine on the local
@@ -298,12 +354,20 @@ pub fn open(
     options: &LoadOptions,
     runtime: tokio::runtime::Handle,
 ) -> Result<Opened, ModelError> {
+    let (options, profile) = options.for_model(&entry.alias);
+    let options = &options;
+    let serving = Serving {
+        speculative: options.speculative,
+        compute: options.compute,
+        profile,
+    };
     if let Some(upstream) = &entry.upstream {
         let backend =
             crate::engine::upstream::UpstreamBackend::new(&entry.alias, upstream, runtime)?;
         return Ok(Opened {
             backend: Arc::new(backend),
             slots: None,
+            serving,
         });
     }
     let path =
@@ -315,7 +379,14 @@ pub fn open(
             // The fuller refusal, naming a smaller variant or model that would fit.
             let wished = u64::from(effective_ctx(options.n_ctx, Some(&file)))
                 * u64::from(options.parallel.max(1));
-            check_fits(catalog, entry, &file, wished, options.memory_budget)?;
+            check_fits(
+                catalog,
+                entry,
+                &file,
+                options.compute.kv_type,
+                wished,
+                options.memory_budget,
+            )?;
             return Err(none_fit);
         }
     };
@@ -324,10 +395,11 @@ pub fn open(
         catalog,
         entry,
         &file,
+        options.compute.kv_type,
         plan.kv_cells(),
         options.memory_budget,
     )?;
-    let prompt_cache_bytes = estimate(entry, Some(&file), plan.kv_cells())
+    let prompt_cache_bytes = estimate(entry, Some(&file), options.compute.kv_type, plan.kv_cells())
         .map(|need| need.prompt_cache_bytes(options.memory_budget));
     tracing::info!(model = %entry.alias, parallel, n_ctx, why = %plan.why, "slots");
     let engine = LlamaEngine::load(
@@ -347,11 +419,12 @@ pub fn open(
                 options.speculative
             },
             prompt_cache_bytes,
-            ..EngineOptions::default()
+            compute: options.compute,
         },
     )?;
     Ok(Opened {
         backend: Arc::new(engine),
         slots: Some(plan),
+        serving,
     })
 }

@@ -19,6 +19,7 @@ use hearth::engine::devices::{GpuLayers, Offload};
 use hearth::engine::memory::DEFAULT_CTX;
 use hearth::engine::speculative::Speculative;
 use hearth::loader::LoadOptions;
+use hearth::profiles::{Profile, Profiles};
 use hearth::store::record::{LoadShape, ModelStatus, RequestStatus, RunData};
 
 use super::progress::BarsProgress;
@@ -203,6 +204,8 @@ pub struct BenchArgs {
     /// `speculative` setting, else ngram.
     #[arg(long, value_delimiter = ',', value_name = "off|ngram")]
     pub(super) speculative: Vec<Speculative>,
+    #[command(flatten)]
+    pub(super) compute: super::shared::ComputeArgs,
     /// Quantisation variants to add for every local model, comma-separated (`q4_0,q8_0`):
     /// made with `model quantize` when missing, and measured beside their source.
     #[arg(long, value_delimiter = ',', value_name = "TYPE")]
@@ -570,6 +573,10 @@ pub(super) fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings
         memory_budget: ctx.memory_budget(),
         offload: Offload::default(),
         speculative: Speculative::default(),
+        compute: args.compute.resolve(&ctx.settings)?,
+        // A benchmark measures what it is told: no serving profile applies.
+        flags: Profile::default(),
+        profiles: Profiles::default(),
     };
     Ok(SessionSettings {
         options,

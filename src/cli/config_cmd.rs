@@ -56,6 +56,24 @@ pub fn run(mut config: Config, cmd: ConfigCommand) -> Result<ExitCode> {
                 }
                 outln!("{table}");
                 outln!("config file: {}", config.path().display());
+                // Per-model settings `hearth tune --apply` saved: they outrank the table above
+                // for their model, and a flag outranks them.
+                let file = hearth::profiles::path(config.home());
+                match hearth::profiles::Profiles::load(&file) {
+                    Ok(profiles) => {
+                        for (alias, p) in profiles.iter() {
+                            outln!(
+                                "serving profile of {alias}: {}{}",
+                                p.flags(),
+                                p.source
+                                    .as_deref()
+                                    .map(|s| format!(" ({s})"))
+                                    .unwrap_or_default()
+                            );
+                        }
+                    }
+                    Err(e) => outln!("warning: {e}"),
+                }
                 // Say what is wrong with the values, without failing the listing.
                 if let Err(e) = Settings::resolve(&config) {
                     outln!("warning: {e:#}");

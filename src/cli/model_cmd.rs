@@ -301,7 +301,12 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
     };
     let (asked_ctx, auto_ctx) = ctx.settings.context(None);
     let n_ctx = loader::effective_ctx(asked_ctx, file.as_ref());
-    let est = loader::estimate(entry, file.as_ref(), u64::from(n_ctx));
+    let profile = ctx.profiles()?.get(&entry.alias).cloned();
+    let kv_type = profile
+        .as_ref()
+        .and_then(|p| p.kv_type)
+        .unwrap_or(ctx.settings.kv_type.value);
+    let est = loader::estimate(entry, file.as_ref(), kv_type, u64::from(n_ctx));
     let budget = ctx.memory_budget();
     let blocks = file.as_ref().and_then(|f| f.block_count).unwrap_or(0);
     // What `hearth serve` would give it here with its defaults.
@@ -309,18 +314,22 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
         entry,
         file.as_ref(),
         loader::SlotAsk {
-            n_ctx: asked_ctx,
-            parallel: memory::DEFAULT_SLOTS,
-            auto_parallel: true,
-            auto_ctx,
+            n_ctx: profile.as_ref().and_then(|p| p.ctx).unwrap_or(asked_ctx),
+            parallel: profile
+                .as_ref()
+                .and_then(|p| p.parallel)
+                .unwrap_or(memory::DEFAULT_SLOTS),
+            auto_parallel: profile.as_ref().is_none_or(|p| p.parallel.is_none()),
+            auto_ctx: auto_ctx && profile.as_ref().is_none_or(|p| p.ctx.is_none()),
             memory_budget: budget,
+            kv_type,
         },
     )
     .map_err(|e| e.to_string());
     let serve_prompt_cache = serve_slots
         .as_ref()
         .ok()
-        .and_then(|plan| loader::estimate(entry, file.as_ref(), plan.kv_cells()))
+        .and_then(|plan| loader::estimate(entry, file.as_ref(), kv_type, plan.kv_cells()))
         .map(|need| need.prompt_cache_bytes(budget));
     if json {
         let value = serde_json::json!({
@@ -353,6 +362,7 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 }
                 Err(why) => serde_json::json!({ "error": why }),
             },
+            "profile": profile,
         });
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -476,6 +486,19 @@ fn info(ctx: &Context, alias: &str, json: bool, gpu_layers: Option<GpuLayers>) -
                 }
             ),
         );
+        if let Some(p) = &profile {
+            row(
+                "serving profile",
+                format!(
+                    "{}{} (a flag overrides it)",
+                    p.flags(),
+                    p.source
+                        .as_deref()
+                        .map(|s| format!("; {s}"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
         row(
             "slots when served",
             match &serve_slots {

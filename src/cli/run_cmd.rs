@@ -13,6 +13,7 @@ use hearth::engine::{
     Backend, ChatMessage, Completion, Event, EventStream, GenerateRequest, Prompt, SamplingParams,
 };
 use hearth::loader::{self, LoadOptions};
+use hearth::profiles::Profile;
 
 use super::shared::{runtime, OffloadArgs};
 use super::Context;
@@ -64,6 +65,8 @@ pub struct RunArgs {
     /// one token per step (default: the `speculative` setting, else ngram).
     #[arg(long, value_name = "off|ngram")]
     speculative: Option<Speculative>,
+    #[command(flatten)]
+    compute: super::shared::ComputeArgs,
 }
 
 pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
@@ -89,6 +92,15 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
         memory_budget: ctx.memory_budget(),
         offload: args.offload.resolve(ctx)?,
         speculative: ctx.settings.speculative.or_flag(args.speculative),
+        compute: args.compute.resolve(&ctx.settings)?,
+        // One conversation: one slot, whatever a profile says.
+        flags: Profile {
+            parallel: Some(1),
+            ctx: args.ctx,
+            speculative: args.speculative,
+            ..args.compute.as_profile()
+        },
+        profiles: ctx.profiles()?,
     };
     let engine = loader::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?.backend;
     let engine = engine.as_ref();

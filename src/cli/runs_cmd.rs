@@ -125,6 +125,19 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
             } else {
                 outln!("{table}");
             }
+            let tunes = store.list_tunes()?;
+            if !tunes.is_empty() {
+                let mut table = super::shared::table(&["tune", "started", "status", "decision"]);
+                for t in &tunes {
+                    table.add_row(vec![
+                        t.id.clone(),
+                        report::format_utc(t.started_unix_ms),
+                        t.status.clone(),
+                        t.summary.clone(),
+                    ]);
+                }
+                outln!("{table}");
+            }
         }
         RunsCommand::Export { run, format, out } => {
             let format: report::export::ExportFormat = format.parse()?;
@@ -183,6 +196,13 @@ pub fn runs(ctx: &Context, cmd: RunsCommand) -> Result<ExitCode> {
 pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
     let format: Format = args.format.parse()?;
     let mut store = ctx.open_store()?;
+    // A tune (`tune-…`) is its own report: the decision, the Pareto chart and the trace.
+    if let [one] = args.runs.as_slice() {
+        if one.starts_with("tune") {
+            let tune = store.load_tune(one)?;
+            return write_report(report::tune::render(&tune, format)?, args.out);
+        }
+    }
     let mut runs = Vec::with_capacity(args.runs.len());
     for run in &args.runs {
         let id = store.resolve(run)?;
@@ -192,7 +212,12 @@ pub fn report(ctx: &Context, args: ReportArgs) -> Result<ExitCode> {
         [one] => report::render(one, format)?,
         many => report::multi::render_many(many, format)?,
     };
-    match args.out {
+    write_report(text, args.out)
+}
+
+/// A report to `out`, else to stdout.
+fn write_report(text: String, out: Option<PathBuf>) -> Result<ExitCode> {
+    match out {
         Some(path) => {
             std::fs::write(&path, text)
                 .with_context(|| format!("cannot write {}", path.display()))?;

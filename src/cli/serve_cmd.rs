@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use hearth::engine::memory::DEFAULT_SLOTS;
 use hearth::loader::LoadOptions;
+use hearth::profiles::Profile;
 use hearth::server::{self, ApiKey, Limits, Registry, ServerOptions};
 use hearth::text::human_bytes;
 use serde_json::Value;
@@ -68,6 +69,8 @@ pub struct ServeArgs {
     /// one token per step (default: the `speculative` setting, else ngram).
     #[arg(long, value_name = "off|ngram")]
     speculative: Option<hearth::engine::speculative::Speculative>,
+    #[command(flatten)]
+    compute: super::shared::ComputeArgs,
 }
 
 /// Where the client commands reach the server.
@@ -107,6 +110,14 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         memory_budget: ctx.memory_budget(),
         offload: args.offload.resolve(ctx)?,
         speculative: settings.speculative.or_flag(args.speculative),
+        compute: args.compute.resolve(settings)?,
+        flags: Profile {
+            parallel: args.parallel,
+            ctx: args.ctx,
+            speculative: args.speculative,
+            ..args.compute.as_profile()
+        },
+        profiles: ctx.profiles()?,
     };
     let idle_ttl = settings
         .idle_ttl
@@ -234,12 +245,33 @@ pub fn ps(ctx: &Context, client: ClientArgs, json: bool) -> Result<ExitCode> {
     }
     outln!("{table}");
     for m in value["models"].as_array().into_iter().flatten() {
+        let name = m["model"].as_str().unwrap_or_default();
         if let Some(why) = m["slots_why"].as_str() {
             outln!(
-                "{}: {} slots × {} tokens: {why}",
-                m["model"].as_str().unwrap_or_default(),
+                "{name}: {} slots × {} tokens: {why}",
                 m["slots"].as_u64().unwrap_or(0),
                 m["n_ctx"].as_u64().unwrap_or(0)
+            );
+        }
+        let text = |k: &str| m[k].as_str().unwrap_or("?").to_string();
+        if m.get("kv_type").is_some() {
+            outln!(
+                "{name}: drafts {}, KV cache {}, flash attention {}, batch {}/{}{}",
+                text("speculative"),
+                text("kv_type"),
+                text("flash_attn"),
+                m["batch"],
+                m["ubatch"],
+                match m["profile"].as_object() {
+                    Some(p) => format!(
+                        "; serving profile{}",
+                        p.get("source")
+                            .and_then(|s| s.as_str())
+                            .map(|s| format!(" ({s})"))
+                            .unwrap_or_default()
+                    ),
+                    None => String::new(),
+                }
             );
         }
     }

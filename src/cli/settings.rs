@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use hearth::config::{Config, Setting};
+use hearth::engine::compute::{FlashAttn, KvType};
 use hearth::engine::devices::GpuLayers;
 use hearth::engine::memory;
 use hearth::engine::speculative::Speculative;
@@ -33,6 +34,14 @@ pub struct Settings {
     pub gpu_layers: Setting<Option<GpuLayers>>,
     /// Speculative decoding.
     pub speculative: Setting<Speculative>,
+    /// The KV cache's element type.
+    pub kv_type: Setting<KvType>,
+    /// Flash attention.
+    pub flash_attn: Setting<FlashAttn>,
+    /// Most tokens one decode step takes.
+    pub batch: Setting<u32>,
+    /// llama.cpp's micro-batch.
+    pub ubatch: Setting<u32>,
     /// An extra models.json.
     pub models_file: Setting<Option<PathBuf>>,
     /// Host names `serve` answers beside the loopback ones.
@@ -114,6 +123,10 @@ impl Settings {
             memory_limit: count("memory_limit_mb")?.map(|mb| mb.map(|mb| mb * 1024 * 1024)),
             gpu_layers: config.parsed("gpu_layers")?,
             speculative: present(config.parsed("speculative")?, "speculative")?,
+            kv_type: present(config.parsed("kv_type")?, "kv_type")?,
+            flash_attn: present(config.parsed("flash_attn")?, "flash_attn")?,
+            batch: present(count("batch")?, "batch")?.map(|n| n.clamp(1, 1 << 20) as u32),
+            ubatch: present(count("ubatch")?, "ubatch")?.map(|n| n.clamp(1, 1 << 20) as u32),
             models_file: path("models_file")?,
             allowed_hosts: config.items("allowed_hosts")?,
             cors_origins: config.items("cors_origins")?,

@@ -10,9 +10,11 @@ use clap::Args;
 use hearth::cache::{Cache, HubConfig};
 use hearth::catalog::Catalog;
 use hearth::config::{self, Config};
+use hearth::engine::compute::{Compute, FlashAttn, KvType};
 use hearth::engine::devices::{self, GpuLayers, Offload};
 use hearth::engine::memory;
 use hearth::env;
+use hearth::profiles::{self, Profile, Profiles};
 use hearth::store::Store;
 
 use super::settings::Settings;
@@ -50,6 +52,16 @@ impl Context {
         let mut files = vec![self.user_models_file()];
         files.extend(self.settings.models_file.value.clone());
         files
+    }
+
+    /// The serving profiles file (`hearth tune --apply` writes it).
+    pub fn profiles_file(&self) -> PathBuf {
+        profiles::path(self.config.home())
+    }
+
+    /// The serving profiles `serve` and `model run` load models with.
+    pub fn profiles(&self) -> Result<Profiles> {
+        Ok(Profiles::load(&self.profiles_file())?)
     }
 
     /// Built-ins plus the user's `models.json` files.
@@ -109,6 +121,54 @@ impl OffloadArgs {
             gpu_layers,
             device: self.device,
         })
+    }
+}
+
+/// How llama.cpp computes a step, shared by `serve`, `model run`, `bench` and `tune`: each flag
+/// over its setting.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ComputeArgs {
+    /// The KV cache's element type: f16, q8_0 (about half the memory) or q4_0 (a quarter;
+    /// quantised types need flash attention) (default: the `kv_type` setting, f16).
+    #[arg(long, value_name = "f16|q8_0|q4_0")]
+    pub kv_type: Option<KvType>,
+    /// Flash attention: auto lets llama.cpp decide per device (default: the `flash_attn`
+    /// setting, auto).
+    #[arg(long, value_name = "auto|on|off")]
+    pub flash_attn: Option<FlashAttn>,
+    /// Most tokens one decode step takes; a smaller batch cuts a long prompt into more
+    /// chunks, so other sequences wait less behind it (default: the `batch` setting, 512).
+    #[arg(long, value_name = "TOKENS")]
+    pub batch: Option<u32>,
+    /// llama.cpp's micro-batch, at most --batch (default: the `ubatch` setting, 512).
+    #[arg(long, value_name = "TOKENS")]
+    pub ubatch: Option<u32>,
+}
+
+impl ComputeArgs {
+    /// The flags the user gave, as the part of a profile they override.
+    pub fn as_profile(&self) -> Profile {
+        Profile {
+            kv_type: self.kv_type,
+            flash_attn: self.flash_attn,
+            batch: self.batch,
+            ubatch: self.ubatch,
+            ..Profile::default()
+        }
+    }
+
+    /// The flags over the settings, checked as llama.cpp would check them.
+    pub fn resolve(&self, settings: &Settings) -> Result<Compute> {
+        let compute = Compute {
+            kv_type: settings.kv_type.or_flag(self.kv_type),
+            flash_attn: settings.flash_attn.or_flag(self.flash_attn),
+            batch: settings.batch.or_flag(self.batch),
+            ubatch: settings.ubatch.or_flag(self.ubatch),
+        };
+        if let Err(why) = compute.check() {
+            bail!("{why}");
+        }
+        Ok(compute)
     }
 }
 

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Args;
 use hearth::bench::session::{self, Library, SessionSettings};
+use hearth::engine::compute::{Compute, FlashAttn, KvType, DEFAULT_BATCH};
 use hearth::engine::memory::DEFAULT_SLOTS;
 use hearth::engine::speculative::Speculative;
-use hearth::store::record::LoadShape;
+use hearth::profiles::Profile;
+use hearth::store::record::{LoadShape, TuneRecord};
+use hearth::text::human_bytes;
 use hearth::tune::{self, Configuration, Confirmation, Plan, Probe, ProbeError, Search, Status};
 use serde::Serialize;
 
@@ -38,6 +41,10 @@ pub struct TuneArgs {
     /// Print the result as one JSON document (see docs/tune.md).
     #[arg(long)]
     json: bool,
+    /// Save the pick as its model's serving profile: `serve`, `service start` and `model run`
+    /// then use it (a flag still overrides it; `hearth config list` and `model info` show it).
+    #[arg(long)]
+    apply: bool,
 }
 
 /// One serving configuration: what `hearth serve` would be started with.
@@ -49,6 +56,9 @@ pub struct ServeConfig {
     pub parallel: u32,
     /// Speculative decoding.
     pub speculative: Speculative,
+    /// KV cache type, flash attention and batch sizes.
+    #[serde(flatten)]
+    pub compute: Compute,
     /// How many settings differ from `hearth serve` with no flags.
     #[serde(skip)]
     changes: u32,
@@ -64,17 +74,45 @@ impl ServeConfig {
     /// The command that serves this configuration.
     fn serve_command(&self) -> String {
         format!(
-            "hearth serve --models {} --parallel {} --speculative {}",
-            self.model, self.parallel, self.speculative
+            "hearth serve --models {} --parallel {} --speculative {}{}",
+            self.model,
+            self.parallel,
+            self.speculative,
+            self.compute.flags()
         )
     }
 
     fn label(&self) -> String {
         let slots = if self.parallel == 1 { "slot" } else { "slots" };
-        format!(
+        let mut label = format!(
             "{} · {} {slots} · drafts {}",
             self.model, self.parallel, self.speculative
-        )
+        );
+        let d = Compute::default();
+        if self.compute.kv_type != d.kv_type {
+            label.push_str(&format!(" · KV {}", self.compute.kv_type));
+        }
+        if self.compute.flash_attn != d.flash_attn {
+            label.push_str(&format!(" · flash {}", self.compute.flash_attn));
+        }
+        if self.compute.batch != d.batch || self.compute.effective_ubatch() != d.effective_ubatch()
+        {
+            label.push_str(&format!(
+                " · batch {}/{}",
+                self.compute.batch,
+                self.compute.effective_ubatch()
+            ));
+        }
+        label
+    }
+
+    /// This configuration with another compute setting, its changes counted again.
+    fn with_compute(&self, compute: Compute) -> Self {
+        Self {
+            changes: self.changes - self.compute.changes() + compute.changes(),
+            compute,
+            ..self.clone()
+        }
     }
 }
 
@@ -127,14 +165,59 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     base.options.warmup = base.options.warmup.max(1);
     base.judge = None;
     base.shapes = false;
+    let catalog = ctx.catalog()?;
+    for model in &base.models {
+        catalog.get(model)?;
+    }
     let configs = configurations(&base, &args, concurrency, ctx.settings.speculative.value);
+    // Ruled out before anything runs: what the memory estimate says cannot fit the budget.
+    let memory_budget = base.recommend_memory_bytes;
+    let fits = |c: &ServeConfig| -> Option<String> {
+        let budget = memory_budget?;
+        let entry = catalog.get(&c.model).ok()?;
+        let file =
+            hearth::loader::local_path(&ctx.cache, entry).and_then(|p| hearth::gguf::read(&p).ok());
+        let cells = u64::from(base.load.n_ctx) * u64::from(c.parallel);
+        let need = hearth::loader::estimate(entry, file.as_ref(), c.compute.kv_type, cells)?;
+        (!need.fits(budget)).then(|| {
+            format!(
+                "needs about {} (weights {}, KV cache {}), over the memory budget of {}",
+                human_bytes(need.total_bytes()),
+                human_bytes(need.weights_bytes),
+                human_bytes(need.kv_cache_bytes),
+                human_bytes(budget)
+            )
+        })
+    };
+    let mut pruned = Vec::new();
+    let configs: Vec<ServeConfig> = configs
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| match fits(&c) {
+            // The default stays: whatever it needs, tune measures the others against it.
+            Some(why) if i > 0 => {
+                pruned.push((c, why));
+                None
+            }
+            _ => Some(c),
+        })
+        .collect();
     let start = Instant::now();
+    let started_unix_ms = hearth::store::unix_ms();
     let files = bench_cmd::catalog_files(ctx, &args.bench);
     let user_models_file = ctx.user_models_file();
     // Ctrl-C stops the probe in flight (its run is kept, marked interrupted) and the search:
     // what was measured before it decides.
     let interrupted = Cell::new(false);
-    let mut probe = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
+    let plan = Plan {
+        first_rounds: base.options.rounds.clamp(2, 4),
+        stages: 3,
+        confidence: 0.95,
+    };
+    // What a probe of the first stage's length took (total seconds, probes): the confirm run
+    // is four of them, and the search leaves room for it.
+    let short_probes = Cell::new((0.0f64, 0u32));
+    let probe_once = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
         if !args.json {
             eprintln!("tune: probing {} ({rounds} rounds)", c.label());
         }
@@ -143,6 +226,7 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         s.variants = Vec::new();
         s.speculative = vec![c.speculative];
         s.load.parallel = c.parallel;
+        s.load.compute = c.compute;
         s.options.rounds = rounds;
         s.run_id = session::new_run_id();
         s.out_dir = ctx.config.home().join("runs").join(&s.run_id);
@@ -166,14 +250,67 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         }
         tune::probe_of(&outcome.data).map_err(ProbeError::Failed)
     };
-    let plan = Plan {
-        first_rounds: base.options.rounds.clamp(2, 4),
-        stages: 3,
-        confidence: 0.95,
+    let mut probe = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
+        let began = Instant::now();
+        let result = probe_once(c, rounds);
+        if rounds == plan.first_rounds && result.is_ok() {
+            let (secs, n) = short_probes.get();
+            short_probes.set((secs + began.elapsed().as_secs_f64(), n + 1));
+        }
+        result
     };
-    let search = tune::successive_halving(configs, 0, plan, &mut probe, || {
-        start.elapsed() < budget && !interrupted.get()
-    });
+    let confirm_reserve = || {
+        let (secs, n) = short_probes.get();
+        Duration::from_secs_f64(if n == 0 {
+            0.0
+        } else {
+            4.0 * 1.2 * secs / f64::from(n)
+        })
+    };
+    let search_may_go_on = || start.elapsed() + confirm_reserve() < budget && !interrupted.get();
+    let search = tune::successive_halving(configs, 0, plan, &mut probe, search_may_go_on);
+    // Then the compute settings, one at a time around the pick: they hardly interact with
+    // the model and the slots, and the full product would multiply the probes by 8.
+    let pinned = &args.bench.compute;
+    let neighbours = |c: &ServeConfig| -> Vec<ServeConfig> {
+        let mut out = Vec::new();
+        let now = c.compute;
+        if pinned.kv_type.is_none() {
+            for kv in [KvType::F16, KvType::Q8_0] {
+                if kv != now.kv_type && now.flash_attn != FlashAttn::Off {
+                    out.push(c.with_compute(Compute { kv_type: kv, ..now }));
+                }
+            }
+        }
+        if pinned.flash_attn.is_none() && !now.kv_type.is_quantized() {
+            let other = if now.flash_attn == FlashAttn::Off {
+                FlashAttn::Auto
+            } else {
+                FlashAttn::Off
+            };
+            out.push(c.with_compute(Compute {
+                flash_attn: other,
+                ..now
+            }));
+        }
+        if pinned.batch.is_none() && pinned.ubatch.is_none() {
+            let batch = if now.batch > 128 {
+                now.batch / 4
+            } else {
+                DEFAULT_BATCH
+            };
+            out.push(c.with_compute(Compute {
+                batch,
+                ubatch: batch,
+                ..now
+            }));
+        }
+        out
+    };
+    let mut search = tune::refine(search, neighbours, plan, &mut probe, search_may_go_on);
+    for (c, why) in pruned {
+        search.push_pruned(c, why);
+    }
     // The confirm run: the winner against the default, alternating (A B B A), rounds paired.
     let confirm = match search.winner {
         Some(w) if w != search.baseline && start.elapsed() < budget && !interrupted.get() => {
@@ -202,17 +339,22 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
                 .options
                 .slo
                 .iter()
-                .map(|(k, v)| format!("{k} ≤ {v} ms"))
+                .map(|(k, v)| format!("{} ≤ {v} ms", k.trim_end_matches("_ms")))
                 .collect();
             limits.sort();
-            limits.join(", ")
+            format!("{} (each request)", limits.join(", "))
         }),
         search,
     };
+    let tune_id = store_tune(ctx, &doc, started_unix_ms, interrupted.get())?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_result(&doc);
+        outln!("stored as {tune_id}: `hearth report {tune_id} --format html` draws it");
+    }
+    if args.apply {
+        apply(ctx, &doc, interrupted.get())?;
     }
     Ok(if interrupted.get() {
         ExitCode::from(130)
@@ -221,6 +363,100 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Keeps the search in the run history as a tune (its probes are already runs there).
+fn store_tune(
+    ctx: &Context,
+    doc: &TuneDocument,
+    started_unix_ms: i64,
+    interrupted: bool,
+) -> Result<String> {
+    // A run id's form (time stamp and a random suffix), marked as a tune.
+    let id = format!("tune-{}", session::new_run_id());
+    let summary = match &doc.winner {
+        None => "no configuration could be measured".to_string(),
+        Some(w) if w.config == doc.baseline.config => format!("default kept: {}", w.serve_command),
+        Some(w) => match &doc.confirm {
+            Some(c) => format!(
+                "{} (goodput ×{:.2} the default's)",
+                w.serve_command, c.ratio
+            ),
+            None => w.serve_command.clone(),
+        },
+    };
+    let record = TuneRecord {
+        id: id.clone(),
+        started_unix_ms,
+        finished_unix_ms: hearth::store::unix_ms(),
+        status: if interrupted {
+            "interrupted"
+        } else if doc.search.out_of_budget {
+            "out_of_budget"
+        } else {
+            "finished"
+        }
+        .into(),
+        summary,
+        document: serde_json::to_value(doc)?,
+    };
+    ctx.open_store()?.insert_tune(&record)?;
+    Ok(id)
+}
+
+/// `--apply`: the pick becomes its model's serving profile. Not after Ctrl-C (the person
+/// stopped the search), and never for a shape model (its answers are noise: the real model
+/// must be downloaded and tuned).
+fn apply(ctx: &Context, doc: &TuneDocument, interrupted: bool) -> Result<()> {
+    let Some(w) = &doc.winner else {
+        bail!("nothing to apply: no configuration could be measured");
+    };
+    if interrupted {
+        bail!("not applied: the search was stopped before it finished");
+    }
+    let c = &w.config;
+    if hearth::catalog::is_shape_alias(&c.model) {
+        bail!(
+            "not applied: `{}` is a shape model (random weights, measured for speed only); download the real model and tune it",
+            c.model
+        );
+    }
+    let source = format!(
+        "hearth tune {}: load {}, SLO {}, goodput {} req/s{}",
+        hearth::text::utc(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        ),
+        doc.load,
+        doc.slo.as_deref().unwrap_or("none"),
+        hearth::report::fmt_num(w.goodput_rps, 2),
+        match &doc.confirm {
+            Some(k) => format!(", ×{:.2} the default's", k.ratio),
+            None => String::new(),
+        }
+    );
+    let profile = Profile {
+        parallel: Some(c.parallel),
+        ctx: None,
+        speculative: Some(c.speculative),
+        kv_type: Some(c.compute.kv_type),
+        flash_attn: Some(c.compute.flash_attn),
+        batch: Some(c.compute.batch),
+        ubatch: Some(c.compute.effective_ubatch()),
+        source: Some(source),
+    };
+    let file = ctx.profiles_file();
+    let mut profiles = ctx.profiles()?;
+    profiles.set(&c.model, profile.clone());
+    profiles.save(&file)?;
+    eprintln!(
+        "applied: `hearth serve --models {}` now serves it with {} ({}; a flag overrides it)",
+        c.model,
+        profile.flags(),
+        file.display()
+    );
+    Ok(())
 }
 
 /// Every configuration to search: each model (and variant) × slot counts × drafting modes,
@@ -253,10 +489,12 @@ fn configurations(
     } else {
         args.bench.speculative.clone()
     };
+    let compute = base.load.compute;
     let mut out = vec![ServeConfig {
         model: models[0].clone(),
         parallel: DEFAULT_SLOTS,
         speculative: default_spec,
+        compute,
         changes: 0,
     }];
     for (mi, model) in models.iter().enumerate() {
@@ -266,6 +504,7 @@ fn configurations(
                     model: model.clone(),
                     parallel,
                     speculative,
+                    compute,
                     changes: u32::from(mi > 0)
                         + u32::from(parallel != DEFAULT_SLOTS)
                         + u32::from(speculative != default_spec),
@@ -320,6 +559,7 @@ fn print_result(doc: &TuneDocument) {
                 Status::Tied => "tied (within noise)".into(),
                 Status::Winner => "WINNER".into(),
                 Status::Failed(why) => format!("failed: {why}"),
+                Status::Pruned(why) => format!("pruned: {why}"),
             },
             fmt(e.objective(), 2),
             fmt(last.and_then(|p| p.ttft_ms), 0),

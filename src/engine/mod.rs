@@ -9,6 +9,7 @@
 
 pub mod admission;
 mod backend;
+pub mod compute;
 pub mod devices;
 pub mod json_close;
 pub mod llama;

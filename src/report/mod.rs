@@ -27,6 +27,7 @@ pub mod summary;
 pub mod sweep;
 mod table;
 mod terminal;
+pub mod tune;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -62,6 +63,9 @@ pub enum ReportError {
     /// Writing the CSV report failed.
     #[error("CSV report: {0}")]
     Csv(#[from] ::csv::Error),
+    /// A stored tune's document cannot be read, or was asked for as CSV.
+    #[error("tune report: {0}")]
+    Tune(String),
     /// Writing a report file failed.
     #[error("writing {path}: {source}")]
     Io {

@@ -35,6 +35,8 @@ struct Loaded {
     backend: Arc<dyn Backend>,
     /// The slots it was given and why (local models).
     slots: Option<crate::engine::memory::SlotPlan>,
+    /// How it computes and drafts, and the profile that applied.
+    serving: loader::Serving,
     loaded_at: Instant,
     last_used: Instant,
 }
@@ -60,6 +62,10 @@ pub struct LoadedInfo {
     /// Why it has the slots it has (sized from the memory budget, or as asked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots_why: Option<String>,
+    /// Drafting, KV cache type, flash attention, batch sizes, and the serving profile that
+    /// applied.
+    #[serde(flatten)]
+    pub serving: loader::Serving,
     /// Current load.
     #[serde(flatten)]
     pub stats: EngineStats,
@@ -193,6 +199,7 @@ impl Registry {
         *cell.state.lock().expect("cell lock") = Some(Loaded {
             backend: Arc::clone(&backend),
             slots: opened.slots,
+            serving: opened.serving,
             loaded_at: now,
             last_used: now,
         });
@@ -265,6 +272,7 @@ impl Registry {
                         format!("gpu:{}", self.load.offload.gpu_layers)
                     },
                     slots_why: l.slots.as_ref().map(|p| p.why.clone()),
+                    serving: l.serving.clone(),
                     stats: l.backend.stats(),
                 })
             })

@@ -98,6 +98,17 @@ fn population_std(values: &[f64], mean: f64) -> f64 {
     (ss / n as f64).sqrt()
 }
 
+/// The geometric mean of the positive, finite values (a ratio scale: 2× and ½× balance);
+/// `None` when there is none.
+pub fn geometric_mean(values: &[f64]) -> Option<f64> {
+    let logs: Vec<f64> = values
+        .iter()
+        .filter(|v| v.is_finite() && **v > 0.0)
+        .map(|v| v.ln())
+        .collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+}
+
 /// Median of the finite values (linear interpolation for an even count); `None` when empty.
 pub fn median(values: &[f64]) -> Option<f64> {
     percentile(values, 50.0)

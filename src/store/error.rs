@@ -51,6 +51,10 @@ pub enum StoreError {
     #[error("no run `{0}` in the run history (see `hearth runs list`)")]
     RunNotFound(String),
 
+    /// No tune has this id (or prefix).
+    #[error("no tune `{0}` in the run history (see `hearth runs list`)")]
+    TuneNotFound(String),
+
     /// A score names an answer the run does not have; nothing of its batch was written.
     #[error("run {run} has no answer {answer}; no score was written")]
     AnswerNotFound {

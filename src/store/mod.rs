@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use driver::{Conn, Kind, Val};
 pub use error::StoreError;
-use record::{RunData, RunRecord};
+use record::{RunData, RunRecord, TuneRecord};
 use rows::{kinds, marks, names};
 pub use schema::SCHEMA_VERSION;
 
@@ -453,6 +453,93 @@ impl Store {
                 candidates: many.iter().take(5).map(|s| (*s).clone()).collect(),
             }),
         }
+    }
+}
+
+impl Store {
+    /// Records a finished (or stopped) tune.
+    pub fn insert_tune(&mut self, tune: &TuneRecord) -> Result<(), StoreError> {
+        let document =
+            serde_json::to_string(&tune.document).map_err(|e| StoreError::Unstorable {
+                what: "tune document",
+                detail: e.to_string(),
+            })?;
+        self.conn.execute(
+            "INSERT INTO tunes (id, started_unix_ms, finished_unix_ms, status, summary, document) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            &[
+                text(&tune.id),
+                Val::I64(Some(tune.started_unix_ms)),
+                Val::I64(Some(tune.finished_unix_ms)),
+                text(&tune.status),
+                text(&tune.summary),
+                text(&document),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// One tune by id, unique prefix, `latest` or `latest~N` (among tunes).
+    pub fn load_tune(&mut self, id: &str) -> Result<TuneRecord, StoreError> {
+        let id = id.trim();
+        let all = self.list_tunes()?;
+        if let Some(back) = latest_offset(id) {
+            return all
+                .into_iter()
+                .nth(back)
+                .ok_or_else(|| StoreError::TuneNotFound(id.to_string()));
+        }
+        if let Some(exact) = all.iter().find(|t| t.id == id) {
+            return Ok(exact.clone());
+        }
+        let mut matches: Vec<TuneRecord> =
+            all.into_iter().filter(|t| t.id.starts_with(id)).collect();
+        match matches.len() {
+            1 => Ok(matches.remove(0)),
+            0 => Err(StoreError::TuneNotFound(id.to_string())),
+            _ => Err(StoreError::AmbiguousRun {
+                prefix: id.to_string(),
+                candidates: matches.iter().take(5).map(|t| t.id.clone()).collect(),
+            }),
+        }
+    }
+
+    /// Every tune, newest first.
+    pub fn list_tunes(&mut self) -> Result<Vec<TuneRecord>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT id, started_unix_ms, finished_unix_ms, status, summary, document FROM tunes \
+             ORDER BY started_unix_ms DESC, id DESC",
+            &[],
+            &[
+                Kind::Text,
+                Kind::I64,
+                Kind::I64,
+                Kind::Text,
+                Kind::Text,
+                Kind::Text,
+            ],
+        )?;
+        rows.into_iter()
+            .map(|mut row| {
+                let id = row.text("tunes.id")?;
+                let started_unix_ms = row.i64("tunes.started_unix_ms")?;
+                let finished_unix_ms = row.i64("tunes.finished_unix_ms")?;
+                let status = row.text("tunes.status")?;
+                let summary = row.text("tunes.summary")?;
+                let document = row.text("tunes.document")?;
+                Ok(TuneRecord {
+                    document: serde_json::from_str(&document).map_err(|e| StoreError::Corrupt {
+                        what: "tunes.document",
+                        detail: e.to_string(),
+                    })?,
+                    id,
+                    started_unix_ms,
+                    finished_unix_ms,
+                    status,
+                    summary,
+                })
+            })
+            .collect()
     }
 }
 

@@ -123,6 +123,10 @@ pub struct RunOptions {
     /// Speculative decoding modes measured (`off`, `ngram`).
     #[serde(default)]
     pub speculative: Vec<String>,
+    /// KV cache type, flash attention and batch sizes of hearth's own server (none for an
+    /// external endpoint, or a run stored before they were settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<crate::engine::compute::Compute>,
     /// The external endpoint measured, when not hearth's own server.
     #[serde(default)]
     pub endpoint: Option<String>,
@@ -532,4 +536,23 @@ mod tests {
         let again: RunOptions = serde_json::from_value(options.to_json()).unwrap();
         assert_eq!(again, options);
     }
+}
+
+/// One `hearth tune` search as the history keeps it: when it ran, how it ended, its decision in
+/// one line, and its whole document (what `tune --json` prints; docs/tune.md describes it).
+/// Its probes are ordinary runs, named by id in the document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuneRecord {
+    /// `tune-` and a time stamp, so it never collides with a run id.
+    pub id: String,
+    /// When the search started, ms since the epoch.
+    pub started_unix_ms: i64,
+    /// When it ended.
+    pub finished_unix_ms: i64,
+    /// `finished`, `out_of_budget` (the best so far) or `interrupted` (Ctrl-C).
+    pub status: String,
+    /// The decision in one line, for listings.
+    pub summary: String,
+    /// The document.
+    pub document: serde_json::Value,
 }

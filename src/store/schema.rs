@@ -120,6 +120,18 @@ ALTER TABLE levels ADD COLUMN stopped TEXT;
     r#"
 ALTER TABLE levels ADD COLUMN depth BIGINT;
 "#,
+    // 6: `hearth tune` searches: the decision in one line and the whole document (JSON, as
+    // `tune --json` prints it); their probes are ordinary runs.
+    r#"
+CREATE TABLE tunes (
+    id TEXT NOT NULL PRIMARY KEY,
+    started_unix_ms BIGINT NOT NULL,
+    finished_unix_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    document TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes and reads.

@@ -19,6 +19,7 @@ pub use probe::probe_of;
 
 use serde::Serialize;
 
+pub use crate::stats::geometric_mean;
 use crate::stats::{ratio_test, Design, RatioTest};
 
 /// One configuration a probe can measure.
@@ -71,6 +72,9 @@ pub enum Status {
     Winner,
     /// The probe failed (the model did not load, every request failed): why.
     Failed(String),
+    /// Never probed: it cannot meet a constraint known before running (the memory budget):
+    /// why.
+    Pruned(String),
 }
 
 /// One configuration's record in the search.
@@ -127,6 +131,81 @@ pub struct Search<C> {
     pub trace: Vec<String>,
     /// The budget ran out before the last stage: the winner is the best so far.
     pub out_of_budget: bool,
+}
+
+impl<C> Search<C> {
+    /// Records a configuration ruled out before the search (it would not fit the memory
+    /// budget), so the output lists it with the reason.
+    pub fn push_pruned(&mut self, config: C, reason: String) {
+        self.entries.push(Entry {
+            config,
+            status: Status::Pruned(reason),
+            probes: Vec::new(),
+        });
+    }
+
+    /// Stages this search ran.
+    fn stages_run(&self) -> u32 {
+        self.trace.len() as u32
+    }
+}
+
+/// Refines a finished search one axis at a time (Hyperband's budget rule does not care where
+/// candidates come from; axes independent on the evidence may be searched one after another):
+/// the winner becomes the incumbent, `neighbours` of it (one setting changed each) are searched
+/// by successive halving with the incumbent re-probed at every stage, and a neighbour replaces
+/// it only beyond noise. The result is one search: the first's entries, then the neighbours';
+/// its baseline is still the default, and the incumbent's probes of both phases are one entry.
+pub fn refine<C: Configuration + Clone + PartialEq>(
+    mut first: Search<C>,
+    neighbours: impl FnOnce(&C) -> Vec<C>,
+    plan: Plan,
+    probe: impl FnMut(&C, u32) -> Result<Probe, ProbeError>,
+    budget_left: impl FnMut() -> bool,
+) -> Search<C> {
+    let Some(incumbent) = first.winner else {
+        return first;
+    };
+    if first.out_of_budget {
+        return first;
+    }
+    let start = first.entries[incumbent].config.clone();
+    let mut configs = vec![start.clone()];
+    for n in neighbours(&start) {
+        if !configs.contains(&n) && !first.entries.iter().any(|e| e.config == n) {
+            configs.push(n);
+        }
+    }
+    if configs.len() == 1 {
+        return first;
+    }
+    let second = successive_halving(configs, 0, plan, probe, budget_left);
+    let offset = first.stages_run();
+    let mut second_entries = second.entries.into_iter();
+    let again = second_entries.next().expect("the incumbent is entry 0");
+    first.entries[incumbent].probes.extend(again.probes);
+    first.entries[incumbent].status = match again.status {
+        Status::Eliminated(stage) => Status::Eliminated(stage + offset),
+        other => other,
+    };
+    let base = first.entries.len() - 1;
+    for mut e in second_entries {
+        if let Status::Eliminated(stage) = e.status {
+            e.status = Status::Eliminated(stage + offset);
+        }
+        first.entries.push(e);
+    }
+    first.winner = second
+        .winner
+        .map(|w| if w == 0 { incumbent } else { base + w });
+    first.trace.extend(
+        second
+            .trace
+            .into_iter()
+            .map(|line| format!("refine around the pick, {line}")),
+    );
+    first.out_of_budget = second.out_of_budget;
+    first
 }
 
 /// Runs successive halving over `configs` (`baseline` is the default configuration), asking
@@ -326,14 +405,4 @@ pub fn confirm_run<C>(
 /// in the order they ran.
 pub fn confirm(default: &[f64], winner: &[f64], confidence: f64) -> Option<RatioTest> {
     ratio_test(default, winner, Design::Paired, confidence)
-}
-
-/// The geometric mean of positive values; `None` when there is none.
-pub fn geometric_mean(values: &[f64]) -> Option<f64> {
-    let logs: Vec<f64> = values
-        .iter()
-        .filter(|v| v.is_finite() && **v > 0.0)
-        .map(|v| v.ln())
-        .collect();
-    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }

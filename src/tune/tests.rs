@@ -218,3 +218,62 @@ fn the_confirm_test_pairs_rounds() {
     assert_eq!(geometric_mean(&[2.0, 8.0]), Some(4.0));
     assert_eq!(geometric_mean(&[]), None);
 }
+
+#[test]
+fn refining_one_axis_at_a_time_moves_the_pick_only_beyond_noise() {
+    // The first phase picks slots-4; around it, a better KV type is found and a neutral
+    // batch size ties (and loses to the simpler incumbent).
+    let first = successive_halving(surface(), 0, PLAN, noisy(7, 0.03), || true);
+    assert_eq!(first.entries[first.winner.unwrap()].config.name, "slots-4");
+    let n_first = first.entries.len();
+    let neighbours = |_: &Synthetic| {
+        vec![
+            c("slots-4+kv", 1.9, 3),
+            c("slots-4+batch", 1.6, 3),
+            // Already searched: not probed again.
+            c("slots-8", 1.3, 3),
+        ]
+    };
+    let s = refine(first, neighbours, PLAN, noisy(8, 0.03), || true);
+    assert_eq!(s.entries.len(), n_first + 2);
+    let w = &s.entries[s.winner.unwrap()];
+    assert_eq!(w.config.name, "slots-4+kv", "{:?}", s.trace);
+    // The incumbent's probes of both phases are one entry, and it was beaten in the second.
+    let incumbent = s
+        .entries
+        .iter()
+        .find(|e| e.config.name == "slots-4")
+        .unwrap();
+    assert!(incumbent.probes.len() >= 4, "{}", incumbent.probes.len());
+    assert!(matches!(incumbent.status, Status::Eliminated(stage) if stage > 3));
+    assert_eq!(s.baseline, 0);
+    assert!(s.trace.iter().any(|t| t.starts_with("refine")));
+
+    // Neighbours no better than the incumbent: it stays the pick.
+    let first = successive_halving(surface(), 0, PLAN, noisy(9, 0.03), || true);
+    let s = refine(
+        first,
+        |_: &Synthetic| vec![c("slots-4+kv", 1.6, 3), c("slots-4+fa", 1.2, 3)],
+        PLAN,
+        noisy(10, 0.03),
+        || true,
+    );
+    assert_eq!(s.entries[s.winner.unwrap()].config.name, "slots-4");
+}
+
+#[test]
+fn pruned_configurations_are_listed_with_their_reason() {
+    let mut s = successive_halving(vec![c("default", 1.0, 0)], 0, PLAN, noisy(11, 0.03), || {
+        true
+    });
+    s.push_pruned(
+        c("huge", 9.0, 1),
+        "needs 30 GiB, the budget is 8 GiB".into(),
+    );
+    assert_eq!(
+        s.entries[1].status,
+        Status::Pruned("needs 30 GiB, the budget is 8 GiB".into())
+    );
+    assert!(s.entries[1].probes.is_empty());
+    assert_eq!(s.winner, Some(0));
+}

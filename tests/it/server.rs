@@ -10,6 +10,7 @@ use common::openapi::assert_matches;
 use common::server::{Setup, TestServer, MODEL};
 use hearth::cache::Cache;
 use hearth::catalog::{Catalog, CatalogEntry, Upstream};
+use hearth::engine::compute::{Compute, KvType};
 use hearth::loader::LoadOptions;
 use hearth::server::{self, Registry, ServerOptions};
 use serde_json::{json, Value};
@@ -322,6 +323,40 @@ async fn eight_concurrent_streams_equal_each_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_q8_0_kv_cache_fits_more_slots_in_the_same_budget_and_serves() {
+    // The budget that gives an f16 cache 2 slots of 4096 tokens (see
+    // `slots_left_to_hearth_are_sized_by_the_memory_budget_and_ps_says_why`): q8_0 cells take 34/64 of the bytes.
+    let s = Setup {
+        parallel: 8,
+        ctx: 4096,
+        memory_budget: Some(728 << 20),
+        compute: Compute {
+            kv_type: KvType::Q8_0,
+            batch: 128,
+            ubatch: 64,
+            ..Compute::default()
+        },
+        ..Setup::default()
+    }
+    .start()
+    .await;
+    let (_, ps) = s.get("/api/ps").await;
+    let model = &ps["models"][0];
+    assert!(model["slots"].as_u64().unwrap() > 2, "{ps}");
+    assert_eq!(model["kv_type"], "q8_0", "{ps}");
+    assert_eq!(
+        (model["batch"].as_u64(), model["ubatch"].as_u64()),
+        (Some(128), Some(64))
+    );
+    // It answers, the same way twice, and a prompt longer than the batch is cut into chunks.
+    let a = s.chat_text(common::CONFIDENT[1], 24).await;
+    assert!(a.contains("1, 2, 3"), "{a}");
+    assert_eq!(s.chat_text(common::CONFIDENT[1], 24).await, a);
+    let long = s.chat_text(common::CONFIDENT[0], 24).await;
+    assert!(long.contains("Alice"), "{long}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn client_disconnect_frees_the_sequence() {
     let s = Setup {
         parallel: 1,
@@ -523,6 +558,9 @@ async fn binding_beyond_loopback_without_a_key_is_refused() {
         memory_budget: u64::MAX,
         offload: Default::default(),
         speculative: hearth::engine::speculative::Speculative::Off,
+        compute: Default::default(),
+        flags: Default::default(),
+        profiles: Default::default(),
     };
     let registry = Arc::new(Registry::new(
         Catalog::builtin(),

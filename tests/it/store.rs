@@ -9,7 +9,7 @@ mod records;
 use backend::Backend;
 use hearth::report::{self, Format};
 use hearth::store::record::{
-    LoadShape, ModelStatus, RequestRecord, RunStatus, ScoreRecord, ScoreSource,
+    LoadShape, ModelStatus, RequestRecord, RunStatus, ScoreRecord, ScoreSource, TuneRecord,
 };
 use hearth::store::testdata;
 use hearth::store::{Store, StoreError, SCHEMA_VERSION};
@@ -39,6 +39,7 @@ on_both!(
     request_batches_are_all_or_nothing,
     unstorable_values_are_refused,
     scores_round_trip_replace_and_refuse_strays,
+    tunes_round_trip_list_newest_first_and_resolve,
 );
 
 fn round_trip_is_exact(db: Backend) {
@@ -496,4 +497,41 @@ fn sqlite_a_new_file_opened_by_many_at_once_opens_for_all() {
             "round {round}"
         );
     }
+}
+
+fn tunes_round_trip_list_newest_first_and_resolve(db: Backend) {
+    let tune = |id: &str, at: i64| TuneRecord {
+        id: id.into(),
+        started_unix_ms: at,
+        finished_unix_ms: at + 60_000,
+        status: "finished".into(),
+        summary: format!("default kept ({id})"),
+        document: json!({"winner": {"serve_command": "hearth serve"}, "search": {"entries": [], "trace": ["stage 1: …"]}}),
+    };
+    let mut store = db.open();
+    assert!(store.list_tunes().unwrap().is_empty());
+    let (a, b) = (
+        tune("tune-20261205-100000", 1),
+        tune("tune-20261205-110000", 2),
+    );
+    store.insert_tune(&a).unwrap();
+    store.insert_tune(&b).unwrap();
+    drop(store);
+    let mut store = db.open();
+    assert_eq!(store.list_tunes().unwrap(), vec![b.clone(), a.clone()]);
+    assert_eq!(store.load_tune("latest").unwrap(), b);
+    assert_eq!(store.load_tune("latest~1").unwrap(), a);
+    assert_eq!(store.load_tune("tune-20261205-10").unwrap(), a);
+    assert!(matches!(
+        store.load_tune("tune-2026"),
+        Err(StoreError::AmbiguousRun { .. })
+    ));
+    assert!(matches!(
+        store.load_tune("tune-1999"),
+        Err(StoreError::TuneNotFound(_))
+    ));
+    // The same id twice is refused, never a silent overwrite.
+    assert!(store.insert_tune(&a).is_err());
+    // Tunes are not runs.
+    assert!(store.list_runs().unwrap().is_empty());
 }

@@ -17,6 +17,13 @@ fn a_tune_searches_confirms_or_keeps_the_default_and_prints_its_json() {
             "1",
             "--speculative",
             "off",
+            // The compute settings pinned: no refinement around the pick (tested below).
+            "--kv-type",
+            "f16",
+            "--flash-attn",
+            "auto",
+            "--batch",
+            "512",
             "--concurrency",
             "1",
             "--requests",
@@ -82,6 +89,49 @@ fn a_tune_searches_confirms_or_keeps_the_default_and_prints_its_json() {
     let listed = String::from_utf8_lossy(&runs.get_output().stdout).to_string();
     let run_id = entries[1]["probes"][0]["run_id"].as_str().unwrap();
     assert!(listed.contains(run_id), "{listed}");
+    // The search itself is stored as a tune, listed with its decision and rendered by
+    // `hearth report`: the decision, a Pareto chart, the configurations, the trace.
+    let tune_id = listed
+        .split_whitespace()
+        .find(|w| w.starts_with("tune-"))
+        .unwrap_or_else(|| panic!("no tune listed: {listed}"))
+        .to_string();
+    for (format, says) in [
+        (
+            "html",
+            vec![
+                "<svg",
+                "Goodput against latency",
+                "Search trace",
+                "hearth serve --models",
+            ],
+        ),
+        ("md", vec!["## Decision", "| configuration |", "stage 1:"]),
+        ("json", vec!["\"document\"", "\"serve_command\""]),
+    ] {
+        let out = hearth(home.path())
+            .args(["report", &tune_id, "--format", format])
+            .assert()
+            .success();
+        let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+        for s in says {
+            assert!(text.contains(s), "{format} lacks {s}: {text}");
+        }
+    }
+    let stored: serde_json::Value = serde_json::from_slice(
+        &hearth(home.path())
+            .args(["report", &tune_id, "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(stored["document"]["winner"], doc["winner"]);
+    hearth(home.path())
+        .args(["report", "tune-nope"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no tune `tune-nope`"));
 }
 
 #[test]
@@ -92,6 +142,11 @@ fn bad_tune_input_is_one_clear_line_and_stores_nothing() {
         (vec!["--budget", "10s"], "too short for one probe"),
         (vec!["--concurrency", "1,4"], "one --concurrency"),
         (vec!["--parallel", "0"], "at least 1"),
+        (vec!["--models", "no-such-model"], "no-such-model"),
+        (
+            vec!["--kv-type", "q8_0", "--flash-attn", "off"],
+            "needs flash attention",
+        ),
     ] {
         let out = hearth(home.path())
             .arg("tune")
@@ -102,4 +157,122 @@ fn bad_tune_input_is_one_clear_line_and_stores_nothing() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
     assert!(!home.path().join("history.db").exists());
+}
+
+#[test]
+fn a_tune_refines_the_kv_type_applies_its_pick_and_serve_uses_it() {
+    let home = common::home_with_model();
+    let _turn = common::turn();
+    let out = hearth(home.path())
+        // gemma3-270m is in the catalog but not here, and the hub is a closed port: its
+        // configurations fail to load and the search goes on without them.
+        .env(hearth::env::HF_ENDPOINT, "http://127.0.0.1:9")
+        .args([
+            "tune",
+            "--models",
+            "smollm2-135m,gemma3-270m",
+            "--parallel",
+            "2",
+            "--speculative",
+            "off",
+            // Only the KV type is left open around the pick.
+            "--flash-attn",
+            "auto",
+            "--batch",
+            "512",
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--rounds",
+            "2",
+            "--max-tokens",
+            "8",
+            "--budget",
+            "10m",
+            "--json",
+            "--apply",
+        ])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let entries = doc["search"]["entries"].as_array().unwrap();
+    let failed: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["config"]["model"] == "gemma3-270m")
+        .collect();
+    assert!(!failed.is_empty(), "{doc:#}");
+    for e in failed {
+        assert_eq!(e["status"], "failed", "{e:#}");
+        assert!(e["reason"].as_str().unwrap().contains("hub"), "{e:#}");
+    }
+    // The KV type was searched around the pick, after the first phase.
+    let refined = entries
+        .iter()
+        .find(|e| e["config"]["kv_type"] == "q8_0")
+        .unwrap_or_else(|| panic!("no q8_0 entry: {doc:#}"));
+    assert!(
+        !refined["probes"].as_array().unwrap().is_empty(),
+        "{refined:#}"
+    );
+    let trace = doc["search"]["trace"].to_string();
+    assert!(trace.contains("refine"), "{trace}");
+
+    // --apply saved the pick as the model's serving profile.
+    let winner = &doc["winner"]["config"];
+    assert_eq!(winner["model"], "smollm2-135m");
+    let profiles: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("profiles.json")).unwrap()).unwrap();
+    let profile = &profiles["smollm2-135m"];
+    assert_eq!(profile["parallel"], winner["parallel"], "{profiles:#}");
+    assert_eq!(profile["kv_type"], winner["kv_type"], "{profiles:#}");
+    assert!(profile["source"].as_str().unwrap().contains("hearth tune"));
+    let listed = hearth(home.path())
+        .args(["config", "list"])
+        .assert()
+        .success();
+    let listed = String::from_utf8_lossy(&listed.get_output().stdout).to_string();
+    assert!(
+        listed.contains("serving profile of smollm2-135m"),
+        "{listed}"
+    );
+    let info = hearth(home.path())
+        .args(["model", "info", "smollm2-135m"])
+        .assert()
+        .success();
+    let info = String::from_utf8_lossy(&info.get_output().stdout).to_string();
+    assert!(info.contains("serving profile"), "{info}");
+
+    // `serve` loads the model with it, visible in `ps`; a flag still overrides it.
+    let slots = winner["parallel"].as_u64().unwrap();
+    for (flags, want_slots) in [(vec![], slots), (vec!["--parallel", "3"], 3)] {
+        let mut args = vec!["--models", "smollm2-135m"];
+        args.extend(flags);
+        let (mut child, addr) = common::spawn_serve(home.path(), &args);
+        let endpoint = format!("http://{addr}");
+        let run = |args: &[&str]| {
+            let out = hearth(home.path())
+                .args(args)
+                .args(["--endpoint", &endpoint])
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+            )
+        };
+        // `load` answers once the model is loaded (the preload runs in the background).
+        let loaded = run(&["load", "smollm2-135m"]);
+        let (_, ps) = run(&["ps", "--json"]);
+        let (_, text) = run(&["ps"]);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(loaded.0, "{loaded:?}");
+        let ps: serde_json::Value = serde_json::from_str(&ps).unwrap();
+        let model = &ps["models"][0];
+        assert_eq!(model["slots"], want_slots, "{ps:#}");
+        assert_eq!(model["kv_type"], winner["kv_type"], "{ps:#}");
+        assert!(model["profile"]["source"].is_string(), "{ps:#}");
+        assert!(text.contains("serving profile (hearth tune"), "{text}");
+    }
 }

@@ -389,6 +389,7 @@ fn run_options(
             .iter()
             .map(ToString::to_string)
             .collect(),
+        compute: settings.endpoint.is_none().then_some(settings.load.compute),
         endpoint: settings.endpoint.as_ref().map(|e| e.url.clone()),
         out: Some(settings.out_dir.display().to_string()),
         quality: QualityOptions {

@@ -25,6 +25,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::compute::Compute;
 use super::devices::{self, Offload};
 use super::speculative::Speculative;
 use super::template::{ChatTemplate, TemplateChoice, TemplateFamily};
@@ -43,8 +44,8 @@ pub struct EngineOptions {
     pub n_ctx: u32,
     /// Sequences decoded together (slots).
     pub parallel: u32,
-    /// Most tokens in one decode step (bounds prefill chunks).
-    pub n_batch: u32,
+    /// KV cache type, flash attention and batch sizes.
+    pub compute: Compute,
     /// Requests allowed to wait for a slot before new ones are refused.
     pub queue_capacity: usize,
     /// Layers offloaded to a GPU, and which one.
@@ -62,7 +63,7 @@ impl Default for EngineOptions {
             threads: num_cpus::get_physical().max(1) as u32,
             n_ctx: crate::engine::memory::DEFAULT_CTX,
             parallel: 1,
-            n_batch: 512,
+            compute: Compute::default(),
             queue_capacity: 64,
             offload: Offload::default(),
             speculative: Speculative::default(),
@@ -161,9 +162,13 @@ impl LlamaEngine {
             special(vocab.eos()),
         )?;
         let end_of_turn = end_of_turn_tokens(&model, template.choice());
+        options.compute.check().map_err(EngineError::Load)?;
         let options = EngineOptions {
             parallel: options.parallel.max(1),
-            n_batch: options.n_batch.max(options.parallel.max(1)),
+            compute: Compute {
+                batch: options.compute.batch.max(options.parallel.max(1)),
+                ..options.compute
+            },
             ..options
         };
         let shared = Arc::new(Shared::default());
@@ -176,7 +181,9 @@ impl LlamaEngine {
             let model_info = scheduler::ModelInfo {
                 end_of_turn,
                 sliding_window: info.sliding_window,
-                kv_bytes_per_token: info.kv_bytes_per_token(),
+                kv_bytes_per_token: info
+                    .kv_bytes_per_token()
+                    .map(|b| options.compute.kv_type.scale(b)),
             };
             std::thread::Builder::new()
                 .name(format!("engine-{alias}"))

@@ -153,10 +153,10 @@ impl<'m> Scheduler<'m> {
         let speculative = options.speculative == Speculative::Ngram
             && !model.is_recurrent()
             && !model.is_hybrid();
-        let params = LlamaContextParams::default()
+        let params = options
+            .compute
+            .apply(LlamaContextParams::default())
             .with_n_ctx(NonZeroU32::new(options.n_ctx * options.parallel))
-            .with_n_batch(options.n_batch)
-            .with_n_ubatch(options.n_batch)
             .with_n_seq_max(options.parallel)
             .with_n_threads(threads)
             .with_n_threads_batch(threads)
@@ -181,9 +181,9 @@ impl<'m> Scheduler<'m> {
             commands,
             shared,
             ctx,
-            batch: LlamaBatch::new(options.n_batch as usize, 1),
+            batch: LlamaBatch::new(options.compute.batch as usize, 1),
             n_ctx: options.n_ctx as usize,
-            n_batch: options.n_batch as usize,
+            n_batch: options.compute.batch as usize,
             speculative,
             end_of_turn: info.end_of_turn.clone(),
             sliding_window: info.sliding_window.map(|w| w as usize),

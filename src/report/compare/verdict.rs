@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{row, CompareRow, Pairing};
-use crate::stats::{ratio_test, Design};
+use crate::stats::{geometric_mean, ratio_test, Design};
 
 /// How strict `compare` is.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,11 +85,6 @@ pub(crate) fn design(pairing: Pairing, opts: &CompareOptions) -> Design {
             run_drift: (1.0 + opts.run_drift_pct.max(0.0) / 100.0).ln(),
         },
     }
-}
-
-fn geometric_mean(v: &[f64]) -> Option<f64> {
-    let logs: Vec<f64> = v.iter().filter(|x| **x > 0.0).map(|x| x.ln()).collect();
-    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
 
 /// One replicated metric (a value per round on each side): centres, change, interval, test,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hearth::cache::Cache;
 use hearth::catalog::{Catalog, CatalogEntry};
+use hearth::engine::compute::Compute;
 use hearth::engine::speculative::Speculative;
 use hearth::loader::LoadOptions;
 use hearth::server::{self, ApiKey, Limits, Registry, RunningServer, ServerOptions};
@@ -46,6 +47,8 @@ pub struct Setup {
     /// between otherwise identical requests, and llama.cpp's greedy output may differ between
     /// batch shapes where the model meets a near-tie.
     pub speculative: Speculative,
+    /// KV cache type, flash attention and batch sizes.
+    pub compute: Compute,
 }
 
 impl Default for Setup {
@@ -64,6 +67,7 @@ impl Default for Setup {
             limits: Limits::default(),
             memory_budget: None,
             speculative: Speculative::Off,
+            compute: Compute::default(),
         }
     }
 }
@@ -101,6 +105,9 @@ impl Setup {
             memory_budget: self.memory_budget.unwrap_or(u64::MAX),
             offload: Default::default(),
             speculative: self.speculative,
+            compute: self.compute,
+            flags: Default::default(),
+            profiles: Default::default(),
         };
         let registry = Arc::new(Registry::new(
             catalog,

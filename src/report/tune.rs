@@ -1,0 +1,338 @@
+//! A stored `hearth tune` as a report: the decision, every configuration with its figures, the
+//! Pareto front of goodput against latency (memory as the point's size), and the search trace.
+//!
+//! It reads the tune's document by its documented fields (docs/tune.md) rather than the
+//! search's own types, as any other reader of `tune --json` would: the report never depends on
+//! the search.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+use super::charts::{scatter_chart, Point};
+use super::format::utc;
+use super::html::{esc, figure, page_start, table as html_table};
+use super::table::{Align, Cell, Row, Table};
+use super::{fmt_bytes, fmt_num, Format, ReportError};
+use crate::stats::geometric_mean;
+use crate::store::record::TuneRecord;
+
+#[derive(Debug, Deserialize)]
+struct Document {
+    winner: Option<Side>,
+    baseline: Side,
+    confirm: Option<Confirm>,
+    load: String,
+    slo: Option<String>,
+    search: Search,
+}
+
+#[derive(Debug, Deserialize)]
+struct Side {
+    serve_command: String,
+    goodput_rps: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Confirm {
+    ratio: f64,
+    interval: [f64; 2],
+    rounds: usize,
+    detectable_pct: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Search {
+    entries: Vec<Entry>,
+    baseline: usize,
+    winner: Option<usize>,
+    #[serde(default)]
+    trace: Vec<String>,
+    #[serde(default)]
+    out_of_budget: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    config: Config,
+    status: String,
+    #[serde(default)]
+    reason: Option<serde_json::Value>,
+    #[serde(default)]
+    probes: Vec<Probe>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Config {
+    model: String,
+    parallel: u32,
+    speculative: String,
+    #[serde(default)]
+    kv_type: Option<String>,
+    #[serde(default)]
+    flash_attn: Option<String>,
+    #[serde(default)]
+    batch: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Probe {
+    rounds: Vec<f64>,
+    ttft_ms: Option<f64>,
+    tpot_ms: Option<f64>,
+    output_tok_s: Option<f64>,
+    peak_rss_bytes: Option<u64>,
+}
+
+impl Config {
+    fn label(&self) -> String {
+        let mut l = format!(
+            "{} · {} slot{} · drafts {}",
+            self.model,
+            self.parallel,
+            if self.parallel == 1 { "" } else { "s" },
+            self.speculative
+        );
+        for (name, value) in [
+            ("KV", self.kv_type.as_deref().filter(|v| *v != "f16")),
+            ("flash", self.flash_attn.as_deref().filter(|v| *v != "auto")),
+        ] {
+            if let Some(v) = value {
+                let _ = write!(l, " · {name} {v}");
+            }
+        }
+        if let Some(b) = self.batch.filter(|b| *b != 512) {
+            let _ = write!(l, " · batch {b}");
+        }
+        l
+    }
+}
+
+impl Entry {
+    fn goodput(&self) -> Option<f64> {
+        let rounds: Vec<f64> = self.probes.iter().flat_map(|p| p.rounds.clone()).collect();
+        geometric_mean(&rounds)
+    }
+
+    fn rounds(&self) -> usize {
+        self.probes.iter().map(|p| p.rounds.len()).sum()
+    }
+
+    fn status_text(&self) -> String {
+        let reason = match &self.reason {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        match self.status.as_str() {
+            "winner" => "WINNER".into(),
+            "tied" => "tied (within noise)".into(),
+            "eliminated" => format!("eliminated at stage {reason}"),
+            "failed" => format!("failed: {reason}"),
+            "pruned" => format!("pruned: {reason}"),
+            "not_reached" => "not reached".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Renders a stored tune in `format` (CSV has no shape for it: JSON, Markdown or HTML).
+pub fn render(tune: &TuneRecord, format: Format) -> Result<String, ReportError> {
+    if format == Format::Json {
+        let mut s = serde_json::to_string_pretty(tune)?;
+        s.push('\n');
+        return Ok(s);
+    }
+    let doc: Document = serde_json::from_value(tune.document.clone())
+        .map_err(|e| ReportError::Tune(format!("{}: {e}", tune.id)))?;
+    match format {
+        Format::Markdown => Ok(markdown(tune, &doc)),
+        Format::Html => Ok(html(tune, &doc)),
+        Format::Json | Format::Csv => Err(ReportError::Tune(
+            "a tune has no CSV form: use json, markdown or html".into(),
+        )),
+    }
+}
+
+/// The configurations on the Pareto front of goodput (higher is better) against TTFT p95
+/// (lower is better): none of the others is at least as good on both and better on one.
+fn pareto(doc: &Document) -> Vec<usize> {
+    let points: Vec<(usize, f64, f64)> = doc
+        .search
+        .entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((i, e.goodput()?, e.probes.last()?.ttft_ms?)))
+        .collect();
+    points
+        .iter()
+        .filter(|(_, g, t)| {
+            !points
+                .iter()
+                .any(|(_, g2, t2)| g2 >= g && t2 <= t && (g2 > g || t2 < t))
+        })
+        .map(|(i, _, _)| *i)
+        .collect()
+}
+
+fn decision(doc: &Document) -> Vec<String> {
+    let mut lines = Vec::new();
+    match (&doc.winner, doc.search.winner) {
+        (None, _) | (_, None) => lines.push("No configuration could be measured.".into()),
+        (Some(w), Some(i)) if i == doc.search.baseline => lines.push(format!(
+            "The default is the pick: nothing beat it beyond noise. Serve with `{}`.",
+            w.serve_command
+        )),
+        (Some(w), Some(_)) => {
+            lines.push(format!("The pick: `{}`.", w.serve_command));
+            match &doc.confirm {
+                Some(c) => lines.push(format!(
+                    "Confirmed against the default (`{}`), alternating: goodput ×{:.2} [{:.2}, {:.2}] over {} paired rounds; the smallest change these rounds could detect is ±{:.0} %.",
+                    doc.baseline.serve_command,
+                    c.ratio,
+                    c.interval[0],
+                    c.interval[1],
+                    c.rounds,
+                    c.detectable_pct
+                )),
+                None => lines.push(format!(
+                    "No confirm run (budget or Ctrl-C): the default measured {} req/s in the search.",
+                    fmt_num(doc.baseline.goodput_rps, 2)
+                )),
+            }
+        }
+    }
+    if doc.search.out_of_budget {
+        lines.push(
+            "The search stopped early (budget spent or Ctrl-C): this is the best so far.".into(),
+        );
+    }
+    lines
+}
+
+fn configurations(doc: &Document) -> Table {
+    let front = pareto(doc);
+    let mut t = Table::new(&[
+        ("configuration", Align::Left),
+        ("status", Align::Left),
+        ("Pareto", Align::Left),
+        ("goodput req/s", Align::Right),
+        ("TTFT p95 ms", Align::Right),
+        ("TPOT p95 ms", Align::Right),
+        ("out tok/s", Align::Right),
+        ("peak RSS", Align::Right),
+        ("rounds", Align::Right),
+    ]);
+    for (i, e) in doc.search.entries.iter().enumerate() {
+        let last = e.probes.last();
+        let mut label = e.config.label();
+        if i == doc.search.baseline {
+            label.push_str(" (default)");
+        }
+        t.push(Row::new(vec![
+            Cell::new(label),
+            Cell::new(e.status_text()),
+            Cell::new(if front.contains(&i) {
+                "on the front"
+            } else {
+                ""
+            }),
+            Cell::new(fmt_num(e.goodput(), 2)),
+            Cell::new(fmt_num(last.and_then(|p| p.ttft_ms), 0)),
+            Cell::new(fmt_num(last.and_then(|p| p.tpot_ms), 1)),
+            Cell::new(fmt_num(last.and_then(|p| p.output_tok_s), 1)),
+            Cell::new(fmt_bytes(last.and_then(|p| p.peak_rss_bytes))),
+            Cell::new(e.rounds().to_string()),
+        ]));
+    }
+    t
+}
+
+fn heading(tune: &TuneRecord, doc: &Document) -> String {
+    format!(
+        "tune {} · {} · load {} · SLO {} · {}",
+        tune.id,
+        utc(tune.started_unix_ms),
+        doc.load,
+        doc.slo.as_deref().unwrap_or("none"),
+        tune.status
+    )
+}
+
+fn markdown(tune: &TuneRecord, doc: &Document) -> String {
+    let mut out = format!(
+        "# hearth tune report\n\n{}\n\n## Decision\n\n",
+        heading(tune, doc)
+    );
+    for line in decision(doc) {
+        let _ = writeln!(out, "{line}\n");
+    }
+    out.push_str("## Configurations\n\n");
+    super::markdown::table(&mut out, &configurations(doc));
+    out.push_str("\n## Search trace\n\n");
+    for line in &doc.search.trace {
+        let _ = writeln!(out, "- {line}");
+    }
+    out
+}
+
+fn html(tune: &TuneRecord, doc: &Document) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    page_start(&mut out, &tune.id);
+    let _ = write!(
+        out,
+        "<header><h1>hearth tune report</h1><div class=\"meta\">{}</div></header><main>",
+        esc(&heading(tune, doc))
+    );
+    out.push_str("<section id=\"decision\"><h2>Decision</h2>");
+    for line in decision(doc) {
+        let _ = write!(out, "<p class=\"pick\">{}</p>", esc(&line));
+    }
+    out.push_str("</section><section id=\"pareto\"><h2>Goodput against latency</h2>");
+    let front = pareto(doc);
+    let points: Vec<Point> = doc
+        .search
+        .entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let last = e.probes.last()?;
+            Some(Point {
+                name: e.config.label(),
+                // Default, winner, the rest of the front, the others.
+                color: if Some(i) == doc.search.winner {
+                    2
+                } else if i == doc.search.baseline {
+                    0
+                } else if front.contains(&i) {
+                    1
+                } else {
+                    3
+                },
+                x: last.ttft_ms?,
+                y: e.goodput()?,
+                size: last.peak_rss_bytes.map(|b| b as f64),
+            })
+        })
+        .collect();
+    let top = points.iter().map(|p| p.y).fold(0.0f64, f64::max) * 1.15;
+    figure(
+        &mut out,
+        scatter_chart(
+            "Goodput against TTFT p95 (point area: peak RSS)",
+            "TTFT p95 (ms)",
+            "goodput (req/s)",
+            (0.0, top.max(0.01)),
+            &points,
+        ),
+        "Each measured configuration at the tune's load: up and to the left is better. The Pareto front (no other configuration is at least as good on both) is marked in the table; the winner is the simplest configuration not beaten beyond noise.",
+    );
+    out.push_str("</section><section id=\"configurations\"><h2>Configurations</h2>");
+    html_table(&mut out, &configurations(doc));
+    out.push_str("</section><section id=\"trace\"><h2>Search trace</h2><ul>");
+    for line in &doc.search.trace {
+        let _ = write!(out, "<li>{}</li>", esc(line));
+    }
+    out.push_str("</ul></section></main></body></html>\n");
+    out
+}
