@@ -82,7 +82,7 @@ pub struct BenchArgs {
     burstiness: f64,
     /// Cap on requests in flight for --rate (their wait for a slot is reported apart).
     #[arg(long)]
-    max_concurrency: Option<u32>,
+    pub(super) max_concurrency: Option<u32>,
     /// Generate prompts of this many tokens instead of the prompt set's (`MEAN` or
     /// `MEAN:SPREAD`, normal, seeded): distinct filler fitted to each drawn length with the
     /// server's tokenizer (`/tokenize`), so every runtime gets the same lengths.
@@ -214,7 +214,7 @@ pub struct BenchArgs {
     /// weights, made with `model synth` when missing): the speed and memory of models you have
     /// not downloaded. Their answers are noise: never scored, never recommended.
     #[arg(long)]
-    shapes: bool,
+    pub(super) shapes: bool,
     /// Memory budget of the recommendation, MiB of peak RSS (default: the `memory_limit_mb`
     /// setting, else this machine's memory).
     #[arg(long, value_name = "MIB")]

@@ -142,13 +142,18 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
             args.budget
         );
     }
-    let concurrency = match (
+    // One load: a closed-loop concurrency (4 by default) or an open-loop arrival rate. The
+    // most requests in flight bounds the slot counts worth trying.
+    let in_flight = match (
         args.bench.concurrency.as_slice(),
-        args.bench.rate.is_empty(),
+        args.bench.rate.as_slice(),
     ) {
-        ([], true) => 4,
-        ([c], true) => *c,
-        _ => bail!("hearth tune holds one load: give one --concurrency (rates come later)"),
+        ([], []) => 4,
+        ([c], []) => *c,
+        ([], [r]) if r.is_finite() && *r > 0.0 => {
+            args.bench.max_concurrency.unwrap_or(DEFAULT_SLOTS)
+        }
+        _ => bail!("hearth tune holds one load: give one --concurrency or one --rate"),
     };
     if args.parallel.contains(&0) {
         bail!("--parallel must be at least 1");
@@ -158,18 +163,29 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         bail!("hearth tune configures hearth's own server; --endpoint measures another");
     }
     // One load, one configuration a session: bench's sweep and interleaving do not apply.
-    base.options.shapes = vec![LoadShape::Concurrency { concurrency }];
+    if base.options.shapes.len() != 1
+        || args.bench.concurrency.is_empty() && args.bench.rate.is_empty()
+    {
+        base.options.shapes = vec![LoadShape::Concurrency {
+            concurrency: in_flight,
+        }];
+    }
+    let load = base.options.shapes[0].label();
     base.options.sweep = None;
     base.options.stop_over_saturated_secs = None;
     base.options.interleave = false;
     base.options.warmup = base.options.warmup.max(1);
-    base.judge = None;
-    base.shapes = false;
+    if base.judge.is_some() {
+        bail!("hearth tune rules on quality with the automatic checks of the prompt set; --judge is not supported by tune yet (score the winner with `hearth bench --judge`)");
+    }
+    if args.bench.shapes {
+        bail!("name the shape models to tune in --models (`llama-3.2-1b~shape`; `hearth model synth` makes one): a shape model is tuned for speed only, and its pick is never applied");
+    }
     let catalog = ctx.catalog()?;
     for model in &base.models {
         catalog.get(model)?;
     }
-    let configs = configurations(&base, &args, concurrency, ctx.settings.speculative.value);
+    let configs = configurations(&base, &args, in_flight, ctx.settings.speculative.value);
     // Ruled out before anything runs: what the memory estimate says cannot fit the budget.
     let memory_budget = base.recommend_memory_bytes;
     let fits = |c: &ServeConfig| -> Option<String> {
@@ -204,6 +220,8 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         .collect();
     let start = Instant::now();
     let started_unix_ms = hearth::store::unix_ms();
+    // A run id's form (time stamp and a random suffix), marked as a tune.
+    let tune_id = format!("tune-{}", session::new_run_id());
     let files = bench_cmd::catalog_files(ctx, &args.bench);
     let user_models_file = ctx.user_models_file();
     // Ctrl-C stops the probe in flight (its run is kept, marked interrupted) and the search:
@@ -214,9 +232,10 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         stages: 3,
         confidence: 0.95,
     };
-    // What a probe of the first stage's length took (total seconds, probes): the confirm run
-    // is four of them, and the search leaves room for it.
-    let short_probes = Cell::new((0.0f64, 0u32));
+    // What probes took, per round run (the warm-up round counts: it also pays the model's
+    // load): (seconds, rounds). A probe starts only when what it should take, and the confirm
+    // run after it (four first-stage probes), still fit the budget.
+    let spent = Cell::new((0.0f64, 0u32));
     let probe_once = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
         if !args.json {
             eprintln!("tune: probing {} ({rounds} rounds)", c.label());
@@ -253,22 +272,30 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     let mut probe = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
         let began = Instant::now();
         let result = probe_once(c, rounds);
-        if rounds == plan.first_rounds && result.is_ok() {
-            let (secs, n) = short_probes.get();
-            short_probes.set((secs + began.elapsed().as_secs_f64(), n + 1));
+        if result.is_ok() {
+            let (secs, n) = spent.get();
+            spent.set((secs + began.elapsed().as_secs_f64(), n + rounds + 1));
         }
         result
     };
-    let confirm_reserve = || {
-        let (secs, n) = short_probes.get();
-        Duration::from_secs_f64(if n == 0 {
-            0.0
-        } else {
-            4.0 * 1.2 * secs / f64::from(n)
-        })
+    // A fifth more than the mean so far: configurations differ in speed.
+    let expected = |rounds: u32| {
+        let (secs, n) = spent.get();
+        let per_round = if n == 0 { 0.0 } else { secs / f64::from(n) };
+        Duration::from_secs_f64(1.2 * per_round * f64::from(rounds + 1))
     };
-    let search_may_go_on = || start.elapsed() + confirm_reserve() < budget && !interrupted.get();
-    let search = tune::successive_halving(configs, 0, plan, &mut probe, search_may_go_on);
+    let confirm_cost = || expected(plan.first_rounds) * 4;
+    let search_may_go_on = |rounds: u32| {
+        !interrupted.get() && start.elapsed() + expected(rounds) + confirm_cost() <= budget
+    };
+    let search = tune::successive_halving_gated(
+        configs,
+        0,
+        plan,
+        &mut probe,
+        search_may_go_on,
+        quality_gate,
+    );
     // Then the compute settings, one at a time around the pick: they hardly interact with
     // the model and the slots, and the full product would multiply the probes by 8.
     let pinned = &args.bench.compute;
@@ -313,7 +340,11 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     }
     // The confirm run: the winner against the default, alternating (A B B A), rounds paired.
     let confirm = match search.winner {
-        Some(w) if w != search.baseline && start.elapsed() < budget && !interrupted.get() => {
+        Some(w)
+            if w != search.baseline
+                && start.elapsed() + confirm_cost() <= budget
+                && !interrupted.get() =>
+        {
             tune::confirm_run(
                 &search.entries[search.baseline].config,
                 &search.entries[w].config,
@@ -333,7 +364,7 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         winner: search.winner.map(side),
         baseline: side(search.baseline),
         confirm,
-        load: format!("c={concurrency}"),
+        load,
         slo: (!base.options.slo.is_empty()).then(|| {
             let mut limits: Vec<String> = base
                 .options
@@ -346,7 +377,7 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         }),
         search,
     };
-    let tune_id = store_tune(ctx, &doc, started_unix_ms, interrupted.get())?;
+    store_tune(ctx, &tune_id, &doc, started_unix_ms, interrupted.get())?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -365,28 +396,69 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     })
 }
 
+/// The quality constraint, the recommendation's rule: a model whose answers pass clearly fewer
+/// automatic checks than the best model's (more than `CHECK_MARGIN` below, each with at least
+/// `MIN_CHECKS` checks) is excluded, whatever its speed. Checks are the model's, summed over
+/// every probe of its configurations; prompts without checks (generated ones) rule out nothing.
+fn quality_gate(entries: &[tune::Entry<ServeConfig>]) -> Vec<(usize, String)> {
+    use hearth::report::recommend::{CHECK_MARGIN, MIN_CHECKS};
+    let mut by_model: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for e in entries {
+        let t = by_model.entry(&e.config.model).or_default();
+        for p in &e.probes {
+            t.0 += p.checks_passed;
+            t.1 += p.checks_total;
+        }
+    }
+    let rate = |(passed, total): (u64, u64)| passed as f64 / total.max(1) as f64;
+    let Some((best_model, best)) = by_model
+        .iter()
+        .filter(|(_, t)| t.1 >= MIN_CHECKS)
+        .map(|(m, t)| (*m, *t))
+        .max_by(|a, b| rate(a.1).total_cmp(&rate(b.1)))
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !matches!(e.status, Status::Excluded(_)))
+        .filter_map(|(i, e)| {
+            let mine = by_model[e.config.model.as_str()];
+            (mine.1 >= MIN_CHECKS && rate(mine) < rate(best) - CHECK_MARGIN).then(|| {
+                (
+                    i,
+                    format!(
+                        "quality: {:.0} % of {} automatic checks passed, more than {:.0} points under {best_model}'s {:.0} %",
+                        100.0 * rate(mine),
+                        mine.1,
+                        100.0 * CHECK_MARGIN,
+                        100.0 * rate(best)
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Keeps the search in the run history as a tune (its probes are already runs there).
 fn store_tune(
     ctx: &Context,
+    id: &str,
     doc: &TuneDocument,
     started_unix_ms: i64,
     interrupted: bool,
-) -> Result<String> {
-    // A run id's form (time stamp and a random suffix), marked as a tune.
-    let id = format!("tune-{}", session::new_run_id());
+) -> Result<()> {
     let summary = match &doc.winner {
         None => "no configuration could be measured".to_string(),
         Some(w) if w.config == doc.baseline.config => format!("default kept: {}", w.serve_command),
-        Some(w) => match &doc.confirm {
-            Some(c) => format!(
-                "{} (goodput ×{:.2} the default's)",
-                w.serve_command, c.ratio
-            ),
+        Some(w) => match doc.confirm.as_ref().and_then(|c| c.ratio) {
+            Some(ratio) => format!("{} (goodput ×{ratio:.2} the default's)", w.serve_command),
             None => w.serve_command.clone(),
         },
     };
     let record = TuneRecord {
-        id: id.clone(),
+        id: id.to_string(),
         started_unix_ms,
         finished_unix_ms: hearth::store::unix_ms(),
         status: if interrupted {
@@ -401,7 +473,7 @@ fn store_tune(
         document: serde_json::to_value(doc)?,
     };
     ctx.open_store()?.insert_tune(&record)?;
-    Ok(id)
+    Ok(())
 }
 
 /// `--apply`: the pick becomes its model's serving profile. Not after Ctrl-C (the person
@@ -431,8 +503,8 @@ fn apply(ctx: &Context, doc: &TuneDocument, interrupted: bool) -> Result<()> {
         doc.load,
         doc.slo.as_deref().unwrap_or("none"),
         hearth::report::fmt_num(w.goodput_rps, 2),
-        match &doc.confirm {
-            Some(k) => format!(", ×{:.2} the default's", k.ratio),
+        match doc.confirm.as_ref().and_then(|k| k.ratio) {
+            Some(ratio) => format!(", ×{ratio:.2} the default's"),
             None => String::new(),
         }
     );
@@ -560,6 +632,7 @@ fn print_result(doc: &TuneDocument) {
                 Status::Winner => "WINNER".into(),
                 Status::Failed(why) => format!("failed: {why}"),
                 Status::Pruned(why) => format!("pruned: {why}"),
+                Status::Excluded(why) => format!("excluded: {why}"),
             },
             fmt(e.objective(), 2),
             fmt(last.and_then(|p| p.ttft_ms), 0),
@@ -578,23 +651,15 @@ fn print_result(doc: &TuneDocument) {
         .as_deref()
         .unwrap_or("none (every successful request counts)");
     outln!("load {}, SLO {slo}", doc.load);
-    match &doc.winner {
-        None => outln!("No configuration could be measured: see the failures above."),
-        Some(w) if w.config == doc.baseline.config => outln!(
-            "The default is the pick: nothing beat it beyond noise. Serve with: {}",
-            w.serve_command
-        ),
-        Some(w) => {
-            outln!("The pick: {}", w.serve_command);
-            if let Some(c) = &doc.confirm {
-                outln!(
-                    "Confirmed against the default, alternating: goodput ×{:.2} [{:.2}, {:.2}] over {} paired rounds (smallest detectable change ±{:.0} %).",
-                    c.ratio, c.interval[0], c.interval[1], c.rounds, c.detectable_pct
-                );
+    let lines = serde_json::to_value(doc)
+        .map_err(|e| e.to_string())
+        .and_then(|v| hearth::report::tune::decision_of(&v).map_err(|e| e.to_string()));
+    match lines {
+        Ok(lines) => {
+            for line in lines {
+                outln!("{line}");
             }
         }
-    }
-    if doc.search.out_of_budget {
-        outln!("The search stopped early (budget spent or Ctrl-C): this is the best so far.");
+        Err(e) => outln!("(the decision could not be put in words: {e})"),
     }
 }

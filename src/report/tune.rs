@@ -35,10 +35,16 @@ struct Side {
 
 #[derive(Debug, Deserialize)]
 struct Confirm {
-    ratio: f64,
-    interval: [f64; 2],
+    ratio: Option<f64>,
+    interval: Option<[f64; 2]>,
     rounds: usize,
-    detectable_pct: f64,
+    detectable_pct: Option<f64>,
+    #[serde(default)]
+    default_goodput_rps: Option<f64>,
+    #[serde(default)]
+    winner_goodput_rps: Option<f64>,
+    #[serde(default)]
+    note: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,30 +181,73 @@ fn pareto(doc: &Document) -> Vec<usize> {
         .collect()
 }
 
+/// The decision of a tune's document (what `tune --json` prints) in words: the pick, its
+/// confirmation, and the honest edges (nothing met the SLO, leaders within noise, a shape
+/// model). One wording for the terminal and the reports.
+pub fn decision_of(document: &serde_json::Value) -> Result<Vec<String>, ReportError> {
+    let doc: Document = serde_json::from_value(document.clone())
+        .map_err(|e| ReportError::Tune(format!("the tune document: {e}")))?;
+    Ok(decision(&doc))
+}
+
 fn decision(doc: &Document) -> Vec<String> {
     let mut lines = Vec::new();
+    let entries = &doc.search.entries;
     match (&doc.winner, doc.search.winner) {
-        (None, _) | (_, None) => lines.push("No configuration could be measured.".into()),
-        (Some(w), Some(i)) if i == doc.search.baseline => lines.push(format!(
-            "The default is the pick: nothing beat it beyond noise. Serve with `{}`.",
-            w.serve_command
-        )),
-        (Some(w), Some(_)) => {
+        (None, _) | (_, None) => {
+            // Measured but never within the SLO: the closest has the lowest TTFT p95.
+            let closest = entries
+                .iter()
+                .filter_map(|e| Some((e, e.probes.last()?.ttft_ms?)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            match closest {
+                Some((e, ttft)) if doc.slo.is_some() => {
+                    lines.push("No configuration met the SLO.".into());
+                    lines.push(format!(
+                        "The closest: {} (TTFT p95 {ttft:.0} ms, TPOT p95 {} ms).",
+                        e.config.label(),
+                        fmt_num(e.probes.last().and_then(|p| p.tpot_ms), 1)
+                    ));
+                    lines.push("What would help: a smaller model or variant (--variants q4_0), fewer requests in flight, a looser SLO, or a GPU build.".into());
+                }
+                _ => lines.push("No configuration could be measured: see the failures.".into()),
+            }
+        }
+        (Some(w), Some(i)) if i == doc.search.baseline => {
+            lines.push(format!(
+                "The default is the pick: nothing beat it beyond noise. Serve with `{}`.",
+                w.serve_command
+            ));
+            // A leader the test could not separate from the default: said, not a coin toss.
+            let base = w.goodput_rps.unwrap_or(0.0);
+            if let Some((e, g)) = entries
+                .iter()
+                .filter(|e| e.status == "tied")
+                .filter_map(|e| Some((e, e.goodput()?)))
+                .filter(|(_, g)| *g > base && base > 0.0)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            {
+                lines.push(format!(
+                    "{} measured ×{:.2} the default's goodput, within this machine's noise: more rounds (--rounds) or a quieter machine could separate them.",
+                    e.config.label(),
+                    g / base
+                ));
+            }
+        }
+        (Some(w), Some(i)) => {
             lines.push(format!("The pick: `{}`.", w.serve_command));
-            match &doc.confirm {
-                Some(c) => lines.push(format!(
-                    "Confirmed against the default (`{}`), alternating: goodput ×{:.2} [{:.2}, {:.2}] over {} paired rounds; the smallest change these rounds could detect is ±{:.0} %.",
-                    doc.baseline.serve_command,
-                    c.ratio,
-                    c.interval[0],
-                    c.interval[1],
-                    c.rounds,
-                    c.detectable_pct
-                )),
-                None => lines.push(format!(
+            lines.push(match &doc.confirm {
+                Some(c) => confirmation(c, &doc.baseline.serve_command),
+                None => format!(
                     "No confirm run (budget or Ctrl-C): the default measured {} req/s in the search.",
                     fmt_num(doc.baseline.goodput_rps, 2)
-                )),
+                ),
+            });
+            let model = &entries[i].config.model;
+            if let Some(real) = crate::catalog::real_alias_of(model) {
+                lines.push(format!(
+                    "{model} is a shape model (random weights): its speed is the real model's, its answers are noise. Download `{real}` and tune it to serve."
+                ));
             }
         }
     }
@@ -208,6 +257,26 @@ fn decision(doc: &Document) -> Vec<String> {
         );
     }
     lines
+}
+
+fn confirmation(c: &Confirm, default_command: &str) -> String {
+    let means = format!(
+        "{} against {} req/s",
+        fmt_num(c.winner_goodput_rps, 2),
+        fmt_num(c.default_goodput_rps, 2)
+    );
+    match (c.ratio, c.interval, c.detectable_pct) {
+        (Some(r), Some([lo, hi]), Some(d)) => format!(
+            "Confirmed against the default (`{default_command}`), alternating: goodput ×{r:.2} [{lo:.2}, {hi:.2}] ({means}) over {} paired rounds; the smallest change these rounds could detect is ±{d:.0} %.",
+            c.rounds
+        ),
+        (ratio, _, _) => format!(
+            "Confirmed against the default (`{default_command}`), alternating, over {} paired rounds: {means}{}{}.",
+            c.rounds,
+            ratio.map(|r| format!(", ×{r:.2}")).unwrap_or_default(),
+            c.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+        ),
+    }
 }
 
 fn configurations(doc: &Document) -> Table {

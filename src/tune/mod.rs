@@ -45,6 +45,11 @@ pub struct Probe {
     pub output_tok_s: Option<f64>,
     /// Peak resident memory of the server.
     pub peak_rss_bytes: Option<u64>,
+    /// Automatic checks of the answers that passed, of `checks_total` (none without checks,
+    /// e.g. on generated prompts).
+    pub checks_passed: u64,
+    /// Automatic checks run on the answers.
+    pub checks_total: u64,
 }
 
 /// Why a probe gave no measurement.
@@ -75,6 +80,9 @@ pub enum Status {
     /// Never probed: it cannot meet a constraint known before running (the memory budget):
     /// why.
     Pruned(String),
+    /// Measured, then ruled out by a constraint on what it measured (its answers' quality):
+    /// why.
+    Excluded(String),
 }
 
 /// One configuration's record in the search.
@@ -161,7 +169,7 @@ pub fn refine<C: Configuration + Clone + PartialEq>(
     neighbours: impl FnOnce(&C) -> Vec<C>,
     plan: Plan,
     probe: impl FnMut(&C, u32) -> Result<Probe, ProbeError>,
-    budget_left: impl FnMut() -> bool,
+    budget_left: impl FnMut(u32) -> bool,
 ) -> Search<C> {
     let Some(incumbent) = first.winner else {
         return first;
@@ -210,14 +218,29 @@ pub fn refine<C: Configuration + Clone + PartialEq>(
 
 /// Runs successive halving over `configs` (`baseline` is the default configuration), asking
 /// `probe` for each measurement with the stage's rounds, while `budget_left` allows another
-/// probe. Never panics on failed probes: a failed configuration drops out with its reason; a
+/// probe of that many rounds. Never panics on failed probes: a failed configuration drops out with its reason; a
 /// stopped probe ends the search as a spent budget does.
 pub fn successive_halving<C: Configuration + Clone>(
     configs: Vec<C>,
     baseline: usize,
     plan: Plan,
+    probe: impl FnMut(&C, u32) -> Result<Probe, ProbeError>,
+    budget_left: impl FnMut(u32) -> bool,
+) -> Search<C> {
+    successive_halving_gated(configs, baseline, plan, probe, budget_left, |_| Vec::new())
+}
+
+/// [`successive_halving`] with a constraint on what was measured: after each stage's probes,
+/// `exclude` sees every entry and names the ones to rule out, with why (e.g. a model whose
+/// answers pass clearly fewer checks than the best model's). They stop being probed and can
+/// never win.
+pub fn successive_halving_gated<C: Configuration + Clone>(
+    configs: Vec<C>,
+    baseline: usize,
+    plan: Plan,
     mut probe: impl FnMut(&C, u32) -> Result<Probe, ProbeError>,
-    mut budget_left: impl FnMut() -> bool,
+    mut budget_left: impl FnMut(u32) -> bool,
+    mut exclude: impl FnMut(&[Entry<C>]) -> Vec<(usize, String)>,
 ) -> Search<C> {
     let mut entries: Vec<Entry<C>> = configs
         .into_iter()
@@ -235,13 +258,21 @@ pub fn successive_halving<C: Configuration + Clone>(
         last_stage = stage;
         let mut probed = 0;
         for &i in &alive {
-            if !budget_left() {
+            if !budget_left(rounds) {
                 out_of_budget = true;
                 break;
             }
             match probe(&entries[i].config, rounds) {
                 Ok(p) if geometric_mean(&p.rounds).is_some() => entries[i].probes.push(p),
-                Ok(_) => entries[i].status = Status::Failed("no request met the SLO".into()),
+                // Measured, but nothing within the SLO: kept, so the output can show how close
+                // it came. The default stays in the search (it is what the others are measured
+                // against) but cannot win: it has no objective.
+                Ok(p) => {
+                    entries[i].probes.push(p);
+                    if i != baseline {
+                        entries[i].status = Status::Failed("no request met the SLO".into());
+                    }
+                }
                 Err(ProbeError::Failed(e)) => entries[i].status = Status::Failed(e),
                 Err(ProbeError::Stopped) => {
                     out_of_budget = true;
@@ -250,7 +281,12 @@ pub fn successive_halving<C: Configuration + Clone>(
             }
             probed += 1;
         }
-        alive.retain(|&i| !matches!(entries[i].status, Status::Failed(_)));
+        for (i, why) in exclude(&entries) {
+            if let Some(e) = entries.get_mut(i) {
+                e.status = Status::Excluded(why);
+            }
+        }
+        alive.retain(|&i| !matches!(entries[i].status, Status::Failed(_) | Status::Excluded(_)));
         if out_of_budget || stage == plan.stages || alive.len() <= 1 {
             trace.push(format!(
                 "stage {stage}: {probed} probed at {rounds} rounds each; {} left",
@@ -355,14 +391,22 @@ fn beyond_noise(a: &[f64], b: &[f64], confidence: f64) -> bool {
 /// The confirm run's result: the winner's goodput over the default's at the same load.
 #[derive(Clone, Debug, Serialize)]
 pub struct Confirmation {
-    /// Winner ÷ default, from paired rounds.
-    pub ratio: f64,
+    /// Winner ÷ default, from paired rounds; `None` when the default met the SLO with no
+    /// request (no ratio exists: see `note`).
+    pub ratio: Option<f64>,
     /// The ratio's interval at the run's confidence.
-    pub interval: [f64; 2],
+    pub interval: Option<[f64; 2]>,
     /// Paired rounds it rests on.
     pub rounds: usize,
     /// The smallest change these rounds could detect, percent.
-    pub detectable_pct: f64,
+    pub detectable_pct: Option<f64>,
+    /// The default's goodput over the confirm run's rounds (arithmetic mean), requests/s.
+    pub default_goodput_rps: f64,
+    /// The winner's.
+    pub winner_goodput_rps: f64,
+    /// Why there is no ratio, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The confirm run: probes the default and the winner alternating (A B, then B A) with
@@ -392,12 +436,51 @@ pub fn confirm_run<C>(
         a.extend(&pair[0][..n]);
         b.extend(&pair[1][..n]);
     }
-    let t = confirm(&a, &b, confidence)?;
+    if a.len() < 2 {
+        return None;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (default_goodput_rps, winner_goodput_rps) = (mean(&a), mean(&b));
+    // The default met the SLO with no request in any round: anything that met it beats it,
+    // and a ratio to zero does not exist.
+    if a.iter().all(|v| *v <= 0.0) {
+        return (winner_goodput_rps > 0.0).then(|| Confirmation {
+            ratio: None,
+            interval: None,
+            rounds: a.len(),
+            detectable_pct: None,
+            default_goodput_rps,
+            winner_goodput_rps,
+            note: Some(format!(
+                "the default met the SLO with no request in {} rounds",
+                a.len()
+            )),
+        });
+    }
+    let Some(t) = confirm(&a, &b, confidence) else {
+        // Some rounds met the SLO with no request on one side (a log ratio does not exist
+        // there): the ratio of the means, without an interval.
+        return Some(Confirmation {
+            ratio: Some(winner_goodput_rps / default_goodput_rps),
+            interval: None,
+            rounds: a.len(),
+            detectable_pct: None,
+            default_goodput_rps,
+            winner_goodput_rps,
+            note: Some(
+                "some rounds met the SLO with no request: the ratio of the means, no interval"
+                    .into(),
+            ),
+        });
+    };
     Some(Confirmation {
-        ratio: 1.0 + t.change_pct / 100.0,
-        interval: [1.0 + t.ci_low_pct / 100.0, 1.0 + t.ci_high_pct / 100.0],
+        ratio: Some(1.0 + t.change_pct / 100.0),
+        interval: Some([1.0 + t.ci_low_pct / 100.0, 1.0 + t.ci_high_pct / 100.0]),
         rounds: a.len(),
-        detectable_pct: t.detectable_pct,
+        detectable_pct: Some(t.detectable_pct),
+        default_goodput_rps,
+        winner_goodput_rps,
+        note: None,
     })
 }
 

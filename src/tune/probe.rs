@@ -42,5 +42,7 @@ pub fn probe_of(data: &RunData) -> Result<Probe, String> {
         tpot_ms: level.latency.tpot.map(|d| d.p95),
         output_tok_s: level.output_throughput,
         peak_rss_bytes: level.resources.peak_rss_bytes,
+        checks_passed: model.quality.checks_passed,
+        checks_total: model.quality.checks_total,
     })
 }

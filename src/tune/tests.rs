@@ -74,7 +74,7 @@ fn finds_the_optimum_within_the_budget_across_seeds() {
                 probes += 1;
                 probe(c, r)
             },
-            || true,
+            |_| true,
         );
         let w = &s.entries[s.winner.unwrap()];
         assert_eq!(w.config.name, "slots-4", "seed {seed}: {:?}", s.trace);
@@ -99,7 +99,7 @@ fn never_worse_than_the_baseline() {
         c("c", 0.6, 2),
     ];
     for seed in 0..20 {
-        let s = successive_halving(configs.clone(), 0, PLAN, noisy(seed, 0.05), || true);
+        let s = successive_halving(configs.clone(), 0, PLAN, noisy(seed, 0.05), |_| true);
         assert_eq!(s.winner, Some(0), "seed {seed}: {:?}", s.trace);
     }
 }
@@ -112,7 +112,7 @@ fn a_difference_within_noise_is_a_tie_and_the_simpler_wins() {
     let configs = vec![c("default", 1.0, 0), c("fancier", 1.0, 3)];
     let mut fancier = 0;
     for seed in 0..40 {
-        let s = successive_halving(configs.clone(), 0, PLAN, noisy(seed, 0.20), || true);
+        let s = successive_halving(configs.clone(), 0, PLAN, noisy(seed, 0.20), |_| true);
         match s.winner {
             // Tied, or (noise the other way) clearly behind.
             Some(0) => assert!(
@@ -129,14 +129,14 @@ fn a_difference_within_noise_is_a_tie_and_the_simpler_wins() {
     );
     // Without noise 3 % is real and wins.
     let configs = vec![c("default", 1.0, 0), c("fancier", 1.03, 3)];
-    let s = successive_halving(configs, 0, PLAN, noisy(1, 0.0001), || true);
+    let s = successive_halving(configs, 0, PLAN, noisy(1, 0.0001), |_| true);
     assert_eq!(s.winner, Some(1));
 }
 
 #[test]
 fn a_failing_configuration_drops_out_and_the_search_goes_on() {
     let configs = vec![c("default", 1.0, 0), c("broken", 0.0, 1), c("good", 2.0, 1)];
-    let s = successive_halving(configs, 0, PLAN, noisy(3, 0.05), || true);
+    let s = successive_halving(configs, 0, PLAN, noisy(3, 0.05), |_| true);
     assert_eq!(
         s.entries[1].status,
         Status::Failed("broken failed to load".into())
@@ -147,7 +147,7 @@ fn a_failing_configuration_drops_out_and_the_search_goes_on() {
 #[test]
 fn a_spent_budget_returns_the_best_so_far() {
     let mut left = 5;
-    let s = successive_halving(surface(), 0, PLAN, noisy(4, 0.05), || {
+    let s = successive_halving(surface(), 0, PLAN, noisy(4, 0.05), |_| {
         left -= 1;
         left >= 0
     });
@@ -174,7 +174,7 @@ fn a_stopped_probe_ends_the_search_and_keeps_what_was_measured() {
             }
             probe(c, r)
         },
-        || true,
+        |_| true,
     );
     assert!(s.out_of_budget);
     assert_eq!(calls, 9);
@@ -198,8 +198,9 @@ fn the_confirm_run_alternates_and_pairs_the_default_with_the_winner() {
     .unwrap();
     assert_eq!(order, ["default", "slots-4", "slots-4", "default"]);
     assert_eq!(got.rounds, 6);
-    assert!((got.ratio - 1.5).abs() < 0.01, "{got:?}");
-    assert!(got.interval[0] <= got.ratio && got.ratio <= got.interval[1]);
+    let (ratio, [lo, hi]) = (got.ratio.unwrap(), got.interval.unwrap());
+    assert!((ratio - 1.5).abs() < 0.01, "{got:?}");
+    assert!(lo <= ratio && ratio <= hi);
     // Ctrl-C during the confirm run: no verdict.
     let stopped = confirm_run(&default, &winner, 3, 0.95, |_: &Synthetic, _| {
         Err(ProbeError::Stopped)
@@ -223,7 +224,7 @@ fn the_confirm_test_pairs_rounds() {
 fn refining_one_axis_at_a_time_moves_the_pick_only_beyond_noise() {
     // The first phase picks slots-4; around it, a better KV type is found and a neutral
     // batch size ties (and loses to the simpler incumbent).
-    let first = successive_halving(surface(), 0, PLAN, noisy(7, 0.03), || true);
+    let first = successive_halving(surface(), 0, PLAN, noisy(7, 0.03), |_| true);
     assert_eq!(first.entries[first.winner.unwrap()].config.name, "slots-4");
     let n_first = first.entries.len();
     let neighbours = |_: &Synthetic| {
@@ -234,7 +235,7 @@ fn refining_one_axis_at_a_time_moves_the_pick_only_beyond_noise() {
             c("slots-8", 1.3, 3),
         ]
     };
-    let s = refine(first, neighbours, PLAN, noisy(8, 0.03), || true);
+    let s = refine(first, neighbours, PLAN, noisy(8, 0.03), |_| true);
     assert_eq!(s.entries.len(), n_first + 2);
     let w = &s.entries[s.winner.unwrap()];
     assert_eq!(w.config.name, "slots-4+kv", "{:?}", s.trace);
@@ -250,20 +251,20 @@ fn refining_one_axis_at_a_time_moves_the_pick_only_beyond_noise() {
     assert!(s.trace.iter().any(|t| t.starts_with("refine")));
 
     // Neighbours no better than the incumbent: it stays the pick.
-    let first = successive_halving(surface(), 0, PLAN, noisy(9, 0.03), || true);
+    let first = successive_halving(surface(), 0, PLAN, noisy(9, 0.03), |_| true);
     let s = refine(
         first,
         |_: &Synthetic| vec![c("slots-4+kv", 1.6, 3), c("slots-4+fa", 1.2, 3)],
         PLAN,
         noisy(10, 0.03),
-        || true,
+        |_| true,
     );
     assert_eq!(s.entries[s.winner.unwrap()].config.name, "slots-4");
 }
 
 #[test]
 fn pruned_configurations_are_listed_with_their_reason() {
-    let mut s = successive_halving(vec![c("default", 1.0, 0)], 0, PLAN, noisy(11, 0.03), || {
+    let mut s = successive_halving(vec![c("default", 1.0, 0)], 0, PLAN, noisy(11, 0.03), |_| {
         true
     });
     s.push_pruned(
@@ -276,4 +277,78 @@ fn pruned_configurations_are_listed_with_their_reason() {
     );
     assert!(s.entries[1].probes.is_empty());
     assert_eq!(s.winner, Some(0));
+}
+
+#[test]
+fn a_configuration_excluded_after_a_stage_is_never_probed_again_and_never_wins() {
+    // The fastest configuration fails the quality constraint after the first stage.
+    let configs = vec![
+        c("default", 1.0, 0),
+        c("fast-but-wrong", 3.0, 1),
+        c("good", 1.5, 1),
+    ];
+    let mut probed = Vec::new();
+    let mut probe = noisy(12, 0.03);
+    let s = successive_halving_gated(
+        configs,
+        0,
+        PLAN,
+        |c: &Synthetic, r| {
+            probed.push(c.name);
+            probe(c, r)
+        },
+        |_| true,
+        |entries: &[Entry<Synthetic>]| {
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.config.name == "fast-but-wrong" && !e.probes.is_empty())
+                .map(|(i, _)| {
+                    (
+                        i,
+                        "quality: 40 % of checks passed, the best 90 %".to_string(),
+                    )
+                })
+                .collect()
+        },
+    );
+    assert_eq!(probed.iter().filter(|n| **n == "fast-but-wrong").count(), 1);
+    assert!(matches!(&s.entries[1].status, Status::Excluded(why) if why.starts_with("quality")));
+    assert_eq!(s.entries[s.winner.unwrap()].config.name, "good");
+}
+
+#[test]
+fn a_default_that_meets_the_slo_with_no_request_stays_in_the_search_and_loses() {
+    // The default's every round: no request within the SLO.
+    let configs = vec![c("default", 1.0, 0), c("a", 1.2, 1), c("b", 1.5, 1)];
+    let mut probe = noisy(13, 0.03);
+    let zero_default = |c: &Synthetic, r: u32| {
+        let mut p = probe(c, r)?;
+        if c.name == "default" {
+            p.rounds = vec![0.0; r as usize];
+        }
+        Ok(p)
+    };
+    let s = successive_halving(configs, 0, PLAN, zero_default, |_| true);
+    // Probed at every stage, never failed, never the winner.
+    assert_eq!(s.entries[0].probes.len(), 3, "{:?}", s.trace);
+    assert!(!matches!(s.entries[0].status, Status::Failed(_)));
+    assert_eq!(s.entries[s.winner.unwrap()].config.name, "b");
+    // The confirm run: no ratio to zero, the means and why instead.
+    let got = confirm_run(
+        &c("default", 1.0, 0),
+        &c("b", 1.5, 1),
+        2,
+        0.95,
+        |c: &Synthetic, r| {
+            Ok(Probe {
+                rounds: vec![if c.name == "default" { 0.0 } else { 1.5 }; r as usize],
+                ..Probe::default()
+            })
+        },
+    )
+    .unwrap();
+    assert_eq!((got.ratio, got.rounds), (None, 4));
+    assert_eq!(got.default_goodput_rps, 0.0);
+    assert!(got.note.unwrap().contains("no request"));
 }
