@@ -31,6 +31,7 @@ mod route_cmd;
 mod run_cmd;
 mod runs_cmd;
 mod serve_cmd;
+mod service_cmd;
 mod settings;
 mod shared;
 mod tune_cmd;
@@ -89,9 +90,9 @@ enum Command {
         #[command(flatten)]
         client: serve_cmd::ClientArgs,
     },
-    /// The running server.
+    /// The server in the background: start, stop, restart, status, logs.
     #[command(subcommand)]
-    Service(serve_cmd::ServiceCommand),
+    Service(service_cmd::ServiceCommand),
     /// Benchmark models (local or at any OpenAI-compatible endpoint); print the comparison
     /// table, store the run and write its reports.
     Bench(Box<bench_cmd::BenchArgs>),
@@ -143,7 +144,7 @@ pub fn run() -> Result<ExitCode> {
             client,
         } => serve_cmd::load(&ctx()?, client, &alias, gpu_layers),
         Command::Unload { alias, client } => serve_cmd::unload(&ctx()?, client, &alias),
-        Command::Service(cmd) => serve_cmd::service(&ctx()?, cmd),
+        Command::Service(cmd) => service_cmd::service(&ctx()?, cmd),
         Command::Bench(args) => bench_cmd::bench(&ctx()?, *args),
         Command::Tune(args) => tune_cmd::tune(&ctx()?, *args),
         Command::Runs(cmd) => runs_cmd::runs(&ctx()?, cmd),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use hearth::engine::memory::DEFAULT_SLOTS;
 use hearth::loader::LoadOptions;
 use hearth::profiles::Profile;
@@ -84,15 +84,6 @@ pub struct ClientArgs {
     api_key: super::shared::ApiKeyArgs,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ServiceCommand {
-    /// Is the server up? Endpoint, uptime, loaded models.
-    Status {
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-}
-
 pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
     let catalog = ctx.catalog()?;
     for alias in &args.models {
@@ -158,6 +149,21 @@ struct Client {
     key: Option<String>,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
+}
+
+impl ClientArgs {
+    /// Whether no endpoint was named on the command line.
+    pub fn is_default(&self) -> bool {
+        self.endpoint.is_none()
+    }
+
+    /// These arguments aimed at `endpoint`.
+    pub fn with_endpoint(self, endpoint: String) -> Self {
+        Self {
+            endpoint: Some(endpoint),
+            ..self
+        }
+    }
 }
 
 impl Client {
@@ -312,8 +318,8 @@ pub fn unload(ctx: &Context, client: ClientArgs, alias: &str) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn service(ctx: &Context, cmd: ServiceCommand) -> Result<ExitCode> {
-    let ServiceCommand::Status { client } = cmd;
+/// `hearth service status`: is the server at `client`'s endpoint up, and with what.
+pub fn status(ctx: &Context, client: ClientArgs) -> Result<ExitCode> {
     let client = Client::new(ctx, client)?;
     let value = client.call(reqwest::Method::GET, "/api/status", None)?;
     outln!(

@@ -14,7 +14,6 @@ use super::format::utc;
 use super::html::{esc, figure, page_start, table as html_table};
 use super::table::{Align, Cell, Row, Table};
 use super::{fmt_bytes, fmt_num, Format, ReportError};
-use crate::stats::geometric_mean;
 use crate::store::record::TuneRecord;
 
 #[derive(Debug, Deserialize)]
@@ -115,9 +114,11 @@ impl Config {
 }
 
 impl Entry {
+    /// The mean over its rounds, as the search ranks it (a round with no request within the
+    /// SLO counts as zero); `None` when nothing met it.
     fn goodput(&self) -> Option<f64> {
         let rounds: Vec<f64> = self.probes.iter().flat_map(|p| p.rounds.clone()).collect();
-        geometric_mean(&rounds)
+        crate::stats::mean(&rounds).filter(|m| *m > 0.0)
     }
 
     fn rounds(&self) -> usize {

@@ -12,7 +12,7 @@
 
 mod replicates;
 
-pub use replicates::{fisher_exact_p, ratio_test, Design, RatioTest};
+pub use replicates::{difference_interval, fisher_exact_p, ratio_test, Design, RatioTest};
 
 use serde::{Deserialize, Serialize};
 

@@ -68,6 +68,31 @@ impl RatioTest {
     }
 }
 
+/// The interval of `mean(b) − mean(a)` at `confidence` (Welch's t on the raw values), for
+/// replicates that may be zero (a round in which no request met the SLO), where a ratio of logs
+/// does not exist. `None` with fewer than two replicates a side.
+pub fn difference_interval(a: &[f64], b: &[f64], confidence: f64) -> Option<[f64; 2]> {
+    let finite = |x: &[f64]| -> Vec<f64> { x.iter().copied().filter(|v| v.is_finite()).collect() };
+    let (a, b) = (finite(a), finite(b));
+    if a.len() < 2 || b.len() < 2 || !(confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    let (ma, va) = mean_var(&a);
+    let (mb, vb) = mean_var(&b);
+    let (sa, sb) = (va / a.len() as f64, vb / b.len() as f64);
+    let se = (sa + sb).sqrt();
+    let diff = mb - ma;
+    if se == 0.0 {
+        return Some([diff, diff]);
+    }
+    let df = ((sa + sb).powi(2)
+        / (sa * sa / (a.len() as f64 - 1.0) + sb * sb / (b.len() as f64 - 1.0)))
+        .min(MAX_DF);
+    let t = StudentsT::new(0.0, 1.0, df).ok()?;
+    let critical = t.inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    Some([diff - critical * se, diff + critical * se])
+}
+
 /// Sample variance (divides by n − 1) and mean.
 fn mean_var(x: &[f64]) -> (f64, f64) {
     let n = x.len() as f64;

@@ -20,7 +20,7 @@ pub use probe::probe_of;
 use serde::Serialize;
 
 pub use crate::stats::geometric_mean;
-use crate::stats::{ratio_test, Design, RatioTest};
+use crate::stats::{difference_interval, ratio_test, Design, RatioTest};
 
 /// One configuration a probe can measure.
 pub trait Configuration {
@@ -103,9 +103,10 @@ impl<C> Entry<C> {
         self.probes.iter().flat_map(|p| p.rounds.clone()).collect()
     }
 
-    /// The objective: the geometric mean of its rounds (a ratio scale: 2× and ½× balance).
+    /// The objective: the mean of its rounds, a round in which no request met the SLO
+    /// counting as zero; `None` when nothing met it at all (it cannot win).
     pub fn objective(&self) -> Option<f64> {
-        geometric_mean(&self.rounds())
+        crate::stats::mean(&self.rounds()).filter(|m| *m > 0.0 && m.is_finite())
     }
 
     /// The most recent probe (the longest).
@@ -263,7 +264,7 @@ pub fn successive_halving_gated<C: Configuration + Clone>(
                 break;
             }
             match probe(&entries[i].config, rounds) {
-                Ok(p) if geometric_mean(&p.rounds).is_some() => entries[i].probes.push(p),
+                Ok(p) if p.rounds.iter().any(|v| *v > 0.0) => entries[i].probes.push(p),
                 // Measured, but nothing within the SLO: kept, so the output can show how close
                 // it came. The default stays in the search (it is what the others are measured
                 // against) but cannot win: it has no objective.
@@ -376,8 +377,15 @@ fn decide<C: Configuration>(
 }
 
 /// Whether B's rounds are better than A's beyond noise (a one-sided reading of the
-/// interval: a tie when it reaches zero).
+/// interval: a tie when it reaches zero). On the ratio of logs when every round met the SLO
+/// with some request; with zero rounds (no log exists) on the difference of the means.
 fn beyond_noise(a: &[f64], b: &[f64], confidence: f64) -> bool {
+    if a.iter().chain(b).any(|v| *v <= 0.0) {
+        return match difference_interval(a, b, confidence) {
+            Some([low, _]) => low > 0.0,
+            None => false,
+        };
+    }
     match ratio_test(a, b, Design::Independent { run_drift: 0.0 }, confidence) {
         Some(t) => t.ci_low_pct > 0.0,
         // Too few rounds to tell: only a clear gap counts.

@@ -352,3 +352,37 @@ fn a_default_that_meets_the_slo_with_no_request_stays_in_the_search_and_loses() 
     assert_eq!(got.default_goodput_rps, 0.0);
     assert!(got.note.unwrap().contains("no request"));
 }
+
+#[test]
+fn rounds_with_no_request_within_the_slo_count_as_zero_and_do_not_hide_a_gap() {
+    // The default meets the SLO in one round of eight, barely; the other in every round. A
+    // test on the logs of the positive rounds alone would call this a tie.
+    let configs = vec![c("default", 1.0, 0), c("fast", 2.5, 1)];
+    let mut probe = noisy(14, 0.05);
+    let mut calls = 0;
+    let sparse_default = |c: &Synthetic, r: u32| {
+        let mut p = probe(c, r)?;
+        if c.name == "default" {
+            for (i, v) in p.rounds.iter_mut().enumerate() {
+                calls += 1;
+                if i > 0 || calls > 1 {
+                    *v = 0.0;
+                }
+            }
+        }
+        Ok(p)
+    };
+    let s = successive_halving(configs, 0, PLAN, sparse_default, |_| true);
+    assert_eq!(
+        s.entries[s.winner.unwrap()].config.name,
+        "fast",
+        "{:?}",
+        s.trace
+    );
+    assert!(s.entries[0].objective().unwrap() < 0.2);
+    assert_eq!(
+        crate::stats::difference_interval(&[0.0, 0.0, 1.0], &[2.0, 2.1, 2.2], 0.95)
+            .map(|[lo, _]| lo > 0.0),
+        Some(true)
+    );
+}

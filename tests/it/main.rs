@@ -15,6 +15,7 @@ mod gpu_kit;
 mod judge;
 mod routing;
 mod server;
+mod service;
 mod speculative;
 mod store;
 mod structured;

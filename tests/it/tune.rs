@@ -144,6 +144,12 @@ fn bad_tune_input_is_one_clear_line_and_stores_nothing() {
         (vec!["--parallel", "0"], "at least 1"),
         (vec!["--models", "no-such-model"], "no-such-model"),
         (
+            vec!["--rate", "1", "--concurrency", "2"],
+            "one --concurrency or one --rate",
+        ),
+        (vec!["--judge", "smollm2-135m"], "--judge is not supported"),
+        (vec!["--shapes"], "name the shape models"),
+        (
             vec!["--kv-type", "q8_0", "--flash-attn", "off"],
             "needs flash attention",
         ),
