@@ -12,7 +12,9 @@
 
 mod replicates;
 
-pub use replicates::{difference_interval, fisher_exact_p, ratio_test, Design, RatioTest};
+pub use replicates::{
+    difference_interval, fisher_exact_p, paired_ratio_interval, ratio_test, Design, RatioTest,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -20,7 +20,7 @@ pub use probe::probe_of;
 use serde::Serialize;
 
 pub use crate::stats::geometric_mean;
-use crate::stats::{difference_interval, ratio_test, Design, RatioTest};
+use crate::stats::{difference_interval, paired_ratio_interval, ratio_test, Design, RatioTest};
 
 /// One configuration a probe can measure.
 pub trait Configuration {
@@ -465,22 +465,24 @@ pub fn confirm_run<C>(
             )),
         });
     }
-    let Some(t) = confirm(&a, &b, confidence) else {
-        // Some rounds met the SLO with no request on one side (a log ratio does not exist
-        // there): the ratio of the means, without an interval.
+    // A round with no request within the SLO (on either side) has no log: the ratio of the
+    // means with Fieller's interval instead of the paired log ratio, which would drop it.
+    if a.iter().chain(&b).any(|v| *v <= 0.0) {
+        let fieller = paired_ratio_interval(&a, &b, confidence);
         return Some(Confirmation {
             ratio: Some(winner_goodput_rps / default_goodput_rps),
-            interval: None,
+            interval: fieller.map(|(_, interval)| interval),
             rounds: a.len(),
             detectable_pct: None,
             default_goodput_rps,
             winner_goodput_rps,
-            note: Some(
-                "some rounds met the SLO with no request: the ratio of the means, no interval"
-                    .into(),
-            ),
+            note: Some(match fieller {
+                Some(_) => "some rounds met the SLO with no request: the ratio of the means, Fieller's interval".into(),
+                None => "some rounds met the SLO with no request: the ratio of the means; too few rounds met it for an interval".into(),
+            }),
         });
-    };
+    }
+    let t = confirm(&a, &b, confidence)?;
     Some(Confirmation {
         ratio: Some(1.0 + t.change_pct / 100.0),
         interval: Some([1.0 + t.ci_low_pct / 100.0, 1.0 + t.ci_high_pct / 100.0]),
