@@ -83,27 +83,7 @@ impl ServeConfig {
     }
 
     fn label(&self) -> String {
-        let slots = if self.parallel == 1 { "slot" } else { "slots" };
-        let mut label = format!(
-            "{} · {} {slots} · drafts {}",
-            self.model, self.parallel, self.speculative
-        );
-        let d = Compute::default();
-        if self.compute.kv_type != d.kv_type {
-            label.push_str(&format!(" · KV {}", self.compute.kv_type));
-        }
-        if self.compute.flash_attn != d.flash_attn {
-            label.push_str(&format!(" · flash {}", self.compute.flash_attn));
-        }
-        if self.compute.batch != d.batch || self.compute.effective_ubatch() != d.effective_ubatch()
-        {
-            label.push_str(&format!(
-                " · batch {}/{}",
-                self.compute.batch,
-                self.compute.effective_ubatch()
-            ));
-        }
-        label
+        hearth::report::tune::label_of(&serde_json::to_value(self).unwrap_or_default())
     }
 
     /// This configuration with another compute setting, its changes counted again.

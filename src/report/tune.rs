@@ -78,6 +78,8 @@ struct Config {
     flash_attn: Option<String>,
     #[serde(default)]
     batch: Option<u32>,
+    #[serde(default)]
+    ubatch: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,11 +108,26 @@ impl Config {
                 let _ = write!(l, " · {name} {v}");
             }
         }
-        if let Some(b) = self.batch.filter(|b| *b != 512) {
-            let _ = write!(l, " · batch {b}");
+        let default = crate::engine::compute::DEFAULT_BATCH;
+        let (batch, ubatch) = (
+            self.batch.unwrap_or(default),
+            self.ubatch.unwrap_or(default),
+        );
+        let ubatch = ubatch.min(batch);
+        if batch != default || ubatch != default {
+            let _ = write!(l, " · batch {batch}/{ubatch}");
         }
         l
     }
+}
+
+/// A configuration of a tune's document (`config` of an entry) in one line: the model, its
+/// slots and drafts, and what differs from the default compute settings. One wording for the
+/// terminal and the reports.
+pub fn label_of(config: &serde_json::Value) -> String {
+    serde_json::from_value::<Config>(config.clone())
+        .map(|c| c.label())
+        .unwrap_or_else(|_| config.to_string())
 }
 
 impl Entry {
