@@ -216,6 +216,10 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     // load): (seconds, rounds). A probe starts only when what it should take, and the confirm
     // run after it (four first-stage probes), still fit the budget.
     let spent = Cell::new((0.0f64, 0u32));
+    // Whether the default met the SLO with no request in some round: its confirm run then
+    // needs a second block for Fieller's interval to close, and the search leaves room for it.
+    let default_config = configs[0].clone();
+    let default_missed = Cell::new(false);
     let probe_once = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
         if !args.json {
             eprintln!("tune: probing {} ({rounds} rounds)", c.label());
@@ -252,7 +256,10 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     let mut probe = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
         let began = Instant::now();
         let result = probe_once(c, rounds);
-        if result.is_ok() {
+        if let Ok(p) = &result {
+            if *c == default_config && p.rounds.iter().any(|v| *v <= 0.0) {
+                default_missed.set(true);
+            }
             let (secs, n) = spent.get();
             spent.set((secs + began.elapsed().as_secs_f64(), n + rounds + 1));
         }
@@ -264,7 +271,11 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         let per_round = if n == 0 { 0.0 } else { secs / f64::from(n) };
         Duration::from_secs_f64(1.2 * per_round * f64::from(rounds + 1))
     };
-    let confirm_cost = || expected(plan.first_rounds) * 4;
+    // The confirm run is longer than a first-stage probe: blocks of A B B A at twice its
+    // rounds.
+    let confirm_rounds = plan.first_rounds * 2;
+    let block_cost = || expected(confirm_rounds) * 4;
+    let confirm_cost = || block_cost() * if default_missed.get() { 2 } else { 1 };
     let search_may_go_on = |rounds: u32| {
         !interrupted.get() && start.elapsed() + expected(rounds) + confirm_cost() <= budget
     };
@@ -322,15 +333,16 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     let confirm = match search.winner {
         Some(w)
             if w != search.baseline
-                && start.elapsed() + confirm_cost() <= budget
+                && start.elapsed() + block_cost() <= budget
                 && !interrupted.get() =>
         {
             tune::confirm_run(
                 &search.entries[search.baseline].config,
                 &search.entries[w].config,
-                plan.first_rounds,
+                confirm_rounds,
                 plan.confidence,
                 &mut probe,
+                || !interrupted.get() && start.elapsed() + block_cost() <= budget,
             )
         }
         _ => None,

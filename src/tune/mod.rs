@@ -417,38 +417,72 @@ pub struct Confirmation {
     pub note: Option<String>,
 }
 
+/// The most blocks (A B B A) a confirm run extends to while its interval is unbounded.
+pub const MAX_CONFIRM_BLOCKS: u32 = 4;
+
 /// The confirm run: probes the default and the winner alternating (A B, then B A) with
 /// `rounds` rounds each, pairs their rounds in the order they ran (drift between the halves
-/// divides out) and tests the ratio. `None` when fewer than two pairs were measured or the
-/// person stopped it.
+/// divides out) and tests the ratio. When the interval is still unbounded (the default met the
+/// SLO in too few rounds for its mean to be told from zero) and `another_block` allows it, it
+/// runs another A B B A block, up to `MAX_CONFIRM_BLOCKS`. The rule looks only at whether the
+/// default's mean is measured, never at whether the ratio is significant, so extending does
+/// not bias the verdict towards the winner. `None` when fewer than two pairs were measured or
+/// the person stopped it.
 pub fn confirm_run<C>(
     default: &C,
     winner: &C,
     rounds: u32,
     confidence: f64,
     mut probe: impl FnMut(&C, u32) -> Result<Probe, ProbeError>,
+    mut another_block: impl FnMut() -> bool,
 ) -> Option<Confirmation> {
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for winner_first in [false, true] {
-        // This pair's rounds: [default's, winner's].
-        let mut pair = [Vec::new(), Vec::new()];
-        for is_winner in [winner_first, !winner_first] {
-            let config = if is_winner { winner } else { default };
-            pair[usize::from(is_winner)] = match probe(config, rounds) {
-                Ok(p) => p.rounds,
-                Err(ProbeError::Stopped) => return None,
-                Err(ProbeError::Failed(_)) => Vec::new(),
-            };
+    let mut blocks = 0;
+    loop {
+        for winner_first in [false, true] {
+            // This pair's rounds: [default's, winner's].
+            let mut pair = [Vec::new(), Vec::new()];
+            for is_winner in [winner_first, !winner_first] {
+                let config = if is_winner { winner } else { default };
+                pair[usize::from(is_winner)] = match probe(config, rounds) {
+                    Ok(p) => p.rounds,
+                    Err(ProbeError::Stopped) => return None,
+                    Err(ProbeError::Failed(_)) => Vec::new(),
+                };
+            }
+            let n = pair[0].len().min(pair[1].len());
+            a.extend(&pair[0][..n]);
+            b.extend(&pair[1][..n]);
         }
-        let n = pair[0].len().min(pair[1].len());
-        a.extend(&pair[0][..n]);
-        b.extend(&pair[1][..n]);
+        blocks += 1;
+        let verdict = confirm_verdict(&a, &b, confidence);
+        // A ratio without an interval. (A default that met the SLO in no round has no
+        // ratio: the winner's goodput against none is already the verdict.)
+        let unbounded = matches!(&verdict, Some(v) if v.ratio.is_some() && v.interval.is_none());
+        if !unbounded || blocks >= MAX_CONFIRM_BLOCKS || !another_block() {
+            return verdict.map(|mut v| {
+                if blocks > 1 {
+                    let extended = format!(
+                        "extended to {blocks} blocks of A B B A while the interval was unbounded"
+                    );
+                    v.note = Some(match v.note {
+                        Some(n) => format!("{n}; {extended}"),
+                        None => extended,
+                    });
+                }
+                v
+            });
+        }
     }
+}
+
+/// The verdict on the confirm run's paired rounds so far.
+fn confirm_verdict(a: &[f64], b: &[f64], confidence: f64) -> Option<Confirmation> {
     if a.len() < 2 {
         return None;
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (default_goodput_rps, winner_goodput_rps) = (mean(&a), mean(&b));
+    let (default_goodput_rps, winner_goodput_rps) = (mean(a), mean(b));
     // The default met the SLO with no request in any round: anything that met it beats it,
     // and a ratio to zero does not exist.
     if a.iter().all(|v| *v <= 0.0) {
@@ -467,8 +501,8 @@ pub fn confirm_run<C>(
     }
     // A round with no request within the SLO (on either side) has no log: the ratio of the
     // means with Fieller's interval instead of the paired log ratio, which would drop it.
-    if a.iter().chain(&b).any(|v| *v <= 0.0) {
-        let fieller = paired_ratio_interval(&a, &b, confidence);
+    if a.iter().chain(b).any(|v| *v <= 0.0) {
+        let fieller = paired_ratio_interval(a, b, confidence);
         return Some(Confirmation {
             ratio: Some(winner_goodput_rps / default_goodput_rps),
             interval: fieller.map(|(_, interval)| interval),
@@ -482,7 +516,7 @@ pub fn confirm_run<C>(
             }),
         });
     }
-    let t = confirm(&a, &b, confidence)?;
+    let t = confirm(a, b, confidence)?;
     Some(Confirmation {
         ratio: Some(1.0 + t.change_pct / 100.0),
         interval: Some([1.0 + t.ci_low_pct / 100.0, 1.0 + t.ci_high_pct / 100.0]),

@@ -191,10 +191,18 @@ fn the_confirm_run_alternates_and_pairs_the_default_with_the_winner() {
     let (default, winner) = (c("default", 1.0, 0), c("slots-4", 1.5, 2));
     let mut order = Vec::new();
     let mut probe = noisy(6, 0.0001);
-    let got = confirm_run(&default, &winner, 3, 0.95, |c: &Synthetic, r| {
-        order.push(c.name);
-        probe(c, r)
-    })
+    // A bounded interval after one block: no second is asked for.
+    let got = confirm_run(
+        &default,
+        &winner,
+        3,
+        0.95,
+        |c: &Synthetic, r| {
+            order.push(c.name);
+            probe(c, r)
+        },
+        || panic!("the interval was bounded after one block"),
+    )
     .unwrap();
     assert_eq!(order, ["default", "slots-4", "slots-4", "default"]);
     assert_eq!(got.rounds, 6);
@@ -202,10 +210,92 @@ fn the_confirm_run_alternates_and_pairs_the_default_with_the_winner() {
     assert!((ratio - 1.5).abs() < 0.01, "{got:?}");
     assert!(lo <= ratio && ratio <= hi);
     // Ctrl-C during the confirm run: no verdict.
-    let stopped = confirm_run(&default, &winner, 3, 0.95, |_: &Synthetic, _| {
-        Err(ProbeError::Stopped)
-    });
+    let stopped = confirm_run(
+        &default,
+        &winner,
+        3,
+        0.95,
+        |_: &Synthetic, _| Err(ProbeError::Stopped),
+        || true,
+    );
     assert!(stopped.is_none());
+}
+
+/// The default's goodput per round, by the round's index within its probe: it meets the SLO
+/// in half its rounds, like the long workload's default, where the first round's prompts are
+/// the longest.
+fn half_zero_default(c: &Synthetic, rounds: u32) -> Result<Probe, ProbeError> {
+    Ok(Probe {
+        rounds: (0..rounds)
+            .map(|i| match (c.name, i % 2) {
+                ("default", 0) => 0.0,
+                ("default", _) => 0.3 + 0.02 * f64::from(i),
+                _ => 0.55 + 0.01 * f64::from(i % 3),
+            })
+            .collect(),
+        ..Probe::default()
+    })
+}
+
+#[test]
+fn the_confirm_run_goes_on_while_its_interval_is_unbounded_and_the_budget_allows() {
+    let (default, winner) = (c("default", 0.2, 0), c("pick", 0.55, 2));
+    // One block, four rounds a side: the default's mean cannot be told from zero.
+    let mut asked = 0;
+    let short = confirm_run(&default, &winner, 2, 0.95, half_zero_default, || {
+        asked += 1;
+        false
+    })
+    .unwrap();
+    assert_eq!((asked, short.rounds, short.interval), (1, 4, None));
+    assert!(short.ratio.unwrap() > 1.0);
+    // Allowed to go on, it stops as soon as the interval is bounded, and says it extended.
+    let mut probes = 0;
+    let long = confirm_run(
+        &default,
+        &winner,
+        2,
+        0.95,
+        |c: &Synthetic, r| {
+            probes += 1;
+            half_zero_default(c, r)
+        },
+        || true,
+    )
+    .unwrap();
+    let [lo, hi] = long.interval.expect("bounded with more rounds");
+    assert!(
+        probes > 4 && probes <= 4 * MAX_CONFIRM_BLOCKS as usize,
+        "{probes}"
+    );
+    assert_eq!(long.rounds, probes);
+    assert!(lo > 1.0 && lo <= long.ratio.unwrap() && long.ratio.unwrap() <= hi);
+    assert!(long.note.unwrap().contains("extended to"));
+    // Never more than the cap, however unbounded: the default met the SLO in its first
+    // round only.
+    let mut probes = 0;
+    let capped = confirm_run(
+        &default,
+        &winner,
+        1,
+        0.95,
+        |c: &Synthetic, _| {
+            probes += 1;
+            Ok(Probe {
+                rounds: vec![match c.name {
+                    "default" if probes == 1 => 0.3,
+                    "default" => 0.0,
+                    _ => 0.5,
+                }],
+                ..Probe::default()
+            })
+        },
+        || true,
+    )
+    .unwrap();
+    assert_eq!(probes, 4 * MAX_CONFIRM_BLOCKS as usize);
+    assert_eq!((capped.rounds, capped.interval), (probes / 2, None));
+    assert!(capped.ratio.is_some());
 }
 
 #[test]
@@ -346,6 +436,8 @@ fn a_default_that_meets_the_slo_with_no_request_stays_in_the_search_and_loses() 
                 ..Probe::default()
             })
         },
+        // More rounds of a default that met the SLO in none would only cost time.
+        || panic!("no ratio exists: nothing to extend"),
     )
     .unwrap();
     assert_eq!((got.ratio, got.rounds), (None, 4));
