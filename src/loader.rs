@@ -107,6 +107,16 @@ impl LoadOptions {
         if let (None, Some(speculative)) = (self.flags.speculative, profile.speculative) {
             out.speculative = speculative;
         }
+        if let (None, Some(threads)) = (self.flags.threads, profile.threads) {
+            out.threads = threads.max(1);
+        }
+        if let (None, Some(layers)) = (self.flags.gpu_layers, profile.gpu_layers) {
+            // Only where this build and machine can offload: a profile tuned on a GPU must
+            // not stop the same home from serving on a machine without one.
+            if crate::engine::devices::offload_problem(layers, out.offload.device).is_none() {
+                out.offload.gpu_layers = layers;
+            }
+        }
         out.compute = profile.compute_over(self.compute, &self.flags);
         (out, Some(profile.clone()))
     }
@@ -427,4 +437,59 @@ pub fn open(
         slots: Some(plan),
         serving,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::devices::{GpuLayers, Offload};
+    use crate::engine::speculative::Speculative;
+
+    fn options(flags: Profile, profile: Profile) -> LoadOptions {
+        let mut profiles = Profiles::default();
+        profiles.set("m", profile);
+        LoadOptions {
+            threads: 2,
+            n_ctx: 4096,
+            parallel: 8,
+            auto_parallel: true,
+            auto_ctx: true,
+            queue_capacity: 16,
+            memory_budget: 1 << 30,
+            offload: Offload::default(),
+            speculative: Speculative::Ngram,
+            compute: Compute::default(),
+            flags,
+            profiles,
+        }
+    }
+
+    #[test]
+    fn a_profile_sets_what_no_flag_set_and_offloads_only_where_the_build_can() {
+        let tuned = Profile {
+            parallel: Some(4),
+            ctx: Some(512),
+            threads: Some(1),
+            gpu_layers: Some(GpuLayers::All),
+            ..Profile::default()
+        };
+        let (got, applied) = options(Profile::default(), tuned.clone()).for_model("m");
+        assert_eq!(applied, Some(tuned.clone()));
+        assert_eq!((got.parallel, got.n_ctx, got.threads), (4, 512, 1));
+        assert!(!got.auto_parallel && !got.auto_ctx);
+        // Offloaded where this build and machine can; never forced onto one that cannot.
+        let can = crate::engine::devices::offload_problem(GpuLayers::All, None).is_none();
+        assert_eq!(got.offload.gpu_layers.is_cpu(), !can);
+        // A flag outranks the profile; another model gets none of it.
+        let flags = Profile {
+            threads: Some(2),
+            gpu_layers: Some(GpuLayers::Count(0)),
+            ..Profile::default()
+        };
+        let (got, _) = options(flags, tuned.clone()).for_model("m");
+        assert_eq!(got.threads, 2);
+        assert!(got.offload.gpu_layers.is_cpu());
+        let (other, none) = options(Profile::default(), tuned).for_model("other");
+        assert_eq!((other.threads, other.parallel, none), (2, 8, None));
+    }
 }

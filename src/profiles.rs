@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::compute::{Compute, FlashAttn, KvType};
+use crate::engine::devices::GpuLayers;
 use crate::engine::speculative::Speculative;
 
 /// Why the profiles could not be read or written.
@@ -45,6 +46,12 @@ pub struct Profile {
     /// Speculative decoding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculative: Option<Speculative>,
+    /// CPU threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    /// Layers offloaded to the GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_layers: Option<GpuLayers>,
     /// The KV cache's element type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_type: Option<KvType>,
@@ -75,6 +82,8 @@ impl Profile {
         push("parallel", self.parallel.map(|v| v.to_string()));
         push("ctx", self.ctx.map(|v| v.to_string()));
         push("speculative", self.speculative.map(|v| v.to_string()));
+        push("threads", self.threads.map(|v| v.to_string()));
+        push("gpu-layers", self.gpu_layers.map(|v| v.to_string()));
         push("kv-type", self.kv_type.map(|v| v.to_string()));
         push("flash-attn", self.flash_attn.map(|v| v.to_string()));
         push("batch", self.batch.map(|v| v.to_string()));

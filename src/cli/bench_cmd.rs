@@ -170,10 +170,10 @@ pub struct BenchArgs {
     pub(super) out: Option<PathBuf>,
     /// CPU threads for local models (default: the `threads` setting).
     #[arg(long)]
-    threads: Option<u32>,
+    pub(super) threads: Option<u32>,
     /// Context per request for local models (default: the `ctx` setting, at most 4096).
     #[arg(long)]
-    ctx: Option<u32>,
+    pub(super) ctx: Option<u32>,
     /// Only measure the client against the built-in mock server, print its floor, and exit.
     #[arg(long)]
     calibrate: bool,
@@ -195,7 +195,7 @@ pub struct BenchArgs {
     /// machine cannot run are recorded as skipped with the reason. Default: the `gpu_layers`
     /// setting, else all layers when a GPU is usable, else 0.
     #[arg(long, value_delimiter = ',', value_name = "N|all")]
-    gpu_layers: Vec<GpuLayers>,
+    pub(super) gpu_layers: Vec<GpuLayers>,
     /// The GPU to offload to, by index from `hearth devices`.
     #[arg(long)]
     device: Option<usize>,

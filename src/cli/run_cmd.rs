@@ -98,6 +98,8 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
             parallel: Some(1),
             ctx: args.ctx,
             speculative: args.speculative,
+            threads: args.threads,
+            gpu_layers: args.offload.given(),
             ..args.compute.as_profile()
         },
         profiles: ctx.profiles()?,

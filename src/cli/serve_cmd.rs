@@ -106,6 +106,8 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
             parallel: args.parallel,
             ctx: args.ctx,
             speculative: args.speculative,
+            threads: args.threads,
+            gpu_layers: args.offload.given(),
             ..args.compute.as_profile()
         },
         profiles: ctx.profiles()?,

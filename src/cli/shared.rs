@@ -110,6 +110,11 @@ pub struct OffloadArgs {
 }
 
 impl OffloadArgs {
+    /// The layers the command line asked for, if it did (a serving profile's yield to it).
+    pub fn given(&self) -> Option<GpuLayers> {
+        self.gpu_layers
+    }
+
     /// The offload to load models with: the flag, else the setting, else this build's and
     /// machine's default.
     pub fn resolve(&self, ctx: &Context) -> Result<Offload> {

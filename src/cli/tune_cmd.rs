@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use hearth::bench::session::{self, Library, SessionSettings};
 use hearth::engine::compute::{Compute, FlashAttn, KvType, DEFAULT_BATCH};
+use hearth::engine::devices::GpuLayers;
 use hearth::engine::memory::DEFAULT_SLOTS;
 use hearth::engine::speculative::Speculative;
 use hearth::profiles::Profile;
@@ -56,6 +57,16 @@ pub struct ServeConfig {
     pub parallel: u32,
     /// Speculative decoding.
     pub speculative: Speculative,
+    /// Context per slot, tokens, when shorter than serve's (what the workload needs, so that
+    /// more slots fit a memory budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<u32>,
+    /// CPU threads, when not the `threads` setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    /// Layers offloaded to the GPU, when not this machine's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_layers: Option<GpuLayers>,
     /// KV cache type, flash attention and batch sizes.
     #[serde(flatten)]
     pub compute: Compute,
@@ -73,17 +84,32 @@ impl Configuration for ServeConfig {
 impl ServeConfig {
     /// The command that serves this configuration.
     fn serve_command(&self) -> String {
-        format!(
-            "hearth serve --models {} --parallel {} --speculative {}{}",
-            self.model,
-            self.parallel,
-            self.speculative,
-            self.compute.flags()
-        )
+        let mut command = format!(
+            "hearth serve --models {} --parallel {} --speculative {}",
+            self.model, self.parallel, self.speculative
+        );
+        for (flag, value) in [
+            ("ctx", self.ctx.map(|v| v.to_string())),
+            ("threads", self.threads.map(|v| v.to_string())),
+            ("gpu-layers", self.gpu_layers.map(|v| v.to_string())),
+        ] {
+            if let Some(v) = value {
+                command.push_str(&format!(" --{flag} {v}"));
+            }
+        }
+        command + &self.compute.flags()
     }
 
     fn label(&self) -> String {
         hearth::report::tune::label_of(&serde_json::to_value(self).unwrap_or_default())
+    }
+
+    /// This configuration with one more setting changed from the default.
+    fn changed(&self, change: impl FnOnce(&mut Self)) -> Self {
+        let mut out = self.clone();
+        change(&mut out);
+        out.changes += 1;
+        out
     }
 
     /// This configuration with another compute setting, its changes counted again.
@@ -122,13 +148,16 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
             args.budget
         );
     }
-    // One load: a closed-loop concurrency (4 by default) or an open-loop arrival rate. The
-    // most requests in flight bounds the slot counts worth trying.
+    // One load: a closed-loop concurrency, an open-loop arrival rate, or by default each
+    // configuration at the concurrency of its slots, so the search finds the load that most
+    // requests meet the SLO at (the slot counts double as the load's levels). The most
+    // requests in flight bounds the slot counts worth trying.
+    let capacity = args.bench.concurrency.is_empty() && args.bench.rate.is_empty();
     let in_flight = match (
         args.bench.concurrency.as_slice(),
         args.bench.rate.as_slice(),
     ) {
-        ([], []) => 4,
+        ([], []) => DEFAULT_SLOTS,
         ([c], []) => *c,
         ([], [r]) if r.is_finite() && *r > 0.0 => {
             args.bench.max_concurrency.unwrap_or(DEFAULT_SLOTS)
@@ -150,7 +179,11 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
             concurrency: in_flight,
         }];
     }
-    let load = base.options.shapes[0].label();
+    let load = if capacity {
+        "each configuration at the concurrency of its slots".to_string()
+    } else {
+        base.options.shapes[0].label()
+    };
     base.options.sweep = None;
     base.options.stop_over_saturated_secs = None;
     base.options.interleave = false;
@@ -167,13 +200,17 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     }
     let configs = configurations(&base, &args, in_flight, ctx.settings.speculative.value);
     // Ruled out before anything runs: what the memory estimate says cannot fit the budget.
+    // What does not fit at serve's context per slot may fit at what the workload needs.
     let memory_budget = base.recommend_memory_bytes;
-    let fits = |c: &ServeConfig| -> Option<String> {
+    let gguf_of = |model: &str| {
+        let entry = catalog.get(model).ok()?;
+        hearth::loader::local_path(&ctx.cache, entry).and_then(|p| hearth::gguf::read(&p).ok())
+    };
+    let too_big = |c: &ServeConfig| -> Option<String> {
         let budget = memory_budget?;
         let entry = catalog.get(&c.model).ok()?;
-        let file =
-            hearth::loader::local_path(&ctx.cache, entry).and_then(|p| hearth::gguf::read(&p).ok());
-        let cells = u64::from(base.load.n_ctx) * u64::from(c.parallel);
+        let file = gguf_of(&c.model);
+        let cells = u64::from(c.ctx.unwrap_or(base.load.n_ctx)) * u64::from(c.parallel);
         let need = hearth::loader::estimate(entry, file.as_ref(), c.compute.kv_type, cells)?;
         (!need.fits(budget)).then(|| {
             format!(
@@ -185,19 +222,28 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
             )
         })
     };
+    let shorter_ctx = workload_ctx(&base).filter(|n| {
+        args.bench.ctx.is_none() && *n < base.load.n_ctx && base.options.depths.is_empty()
+    });
     let mut pruned = Vec::new();
-    let configs: Vec<ServeConfig> = configs
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, c)| match fits(&c) {
-            // The default stays: whatever it needs, tune measures the others against it.
-            Some(why) if i > 0 => {
-                pruned.push((c, why));
-                None
+    let mut kept: Vec<ServeConfig> = Vec::new();
+    for (i, c) in configs.into_iter().enumerate() {
+        // The default stays as serve runs it: whatever it needs, tune measures the others
+        // against it.
+        let Some(why) = too_big(&c).filter(|_| i > 0) else {
+            kept.push(c);
+            continue;
+        };
+        match shorter_ctx.map(|n| c.changed(|c| c.ctx = Some(n))) {
+            Some(s) if too_big(&s).is_none() => {
+                if !kept.contains(&s) {
+                    kept.push(s);
+                }
             }
-            _ => Some(c),
-        })
-        .collect();
+            _ => pruned.push((c, why)),
+        }
+    }
+    let configs = kept;
     let start = Instant::now();
     let started_unix_ms = hearth::store::unix_ms();
     // A run id's form (time stamp and a random suffix), marked as a tune.
@@ -230,6 +276,21 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         s.speculative = vec![c.speculative];
         s.load.parallel = c.parallel;
         s.load.compute = c.compute;
+        if let Some(n) = c.ctx {
+            s.load.n_ctx = n;
+            s.load.auto_ctx = false;
+        }
+        if let Some(threads) = c.threads {
+            s.load.threads = threads;
+        }
+        if let Some(layers) = c.gpu_layers {
+            s.gpu_layers = vec![layers];
+        }
+        if capacity {
+            s.options.shapes = vec![LoadShape::Concurrency {
+                concurrency: c.parallel,
+            }];
+        }
         s.options.rounds = rounds;
         s.run_id = session::new_run_id();
         s.out_dir = ctx.config.home().join("runs").join(&s.run_id);
@@ -310,6 +371,23 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
                 flash_attn: other,
                 ..now
             }));
+        }
+        if args.bench.threads.is_none() && c.threads.is_none() {
+            for threads in other_thread_counts(base.load.threads) {
+                out.push(c.changed(|c| c.threads = Some(threads)));
+            }
+        }
+        // Offload, on a machine that offloads: none, and half the layers (room for the KV
+        // cache and the other slots on a small GPU).
+        let offloads = base.gpu_layers[0];
+        if args.bench.gpu_layers.is_empty() && c.gpu_layers.is_none() && !offloads.is_cpu() {
+            let blocks = gguf_of(&c.model).and_then(|g| g.block_count).unwrap_or(0);
+            let half = GpuLayers::Count((blocks / 2) as u32);
+            for layers in [GpuLayers::Count(0), half] {
+                if layers != offloads && (layers.is_cpu() || blocks >= 2) {
+                    out.push(c.changed(|c| c.gpu_layers = Some(layers)));
+                }
+            }
         }
         if pinned.batch.is_none() && pinned.ubatch.is_none() {
             let batch = if now.batch > 128 {
@@ -502,8 +580,10 @@ fn apply(ctx: &Context, doc: &TuneDocument, interrupted: bool) -> Result<()> {
     );
     let profile = Profile {
         parallel: Some(c.parallel),
-        ctx: None,
+        ctx: c.ctx,
         speculative: Some(c.speculative),
+        threads: c.threads,
+        gpu_layers: c.gpu_layers,
         kv_type: Some(c.compute.kv_type),
         flash_attn: Some(c.compute.flash_attn),
         batch: Some(c.compute.batch),
@@ -558,6 +638,9 @@ fn configurations(
         model: models[0].clone(),
         parallel: DEFAULT_SLOTS,
         speculative: default_spec,
+        ctx: None,
+        threads: None,
+        gpu_layers: None,
         compute,
         changes: 0,
     }];
@@ -568,6 +651,9 @@ fn configurations(
                     model: model.clone(),
                     parallel,
                     speculative,
+                    ctx: None,
+                    threads: None,
+                    gpu_layers: None,
                     compute,
                     changes: u32::from(mi > 0)
                         + u32::from(parallel != DEFAULT_SLOTS)
@@ -580,6 +666,38 @@ fn configurations(
             }
         }
     }
+    out
+}
+
+/// The context per slot a generated workload needs: its longest prompt and answer (four
+/// standard deviations above the mean) and room for the chat template, in blocks of 256.
+/// `None` for prompt sets and datasets, whose lengths are known only once tokenised.
+fn workload_ctx(base: &SessionSettings) -> Option<u32> {
+    let options = &base.options;
+    let input = options.input_tokens?;
+    let output = options
+        .output_tokens
+        .map_or(options.max_tokens, |o| o.mean + 4 * o.spread);
+    Some((input.mean + 4 * input.spread + output + 64).next_multiple_of(256))
+}
+
+/// Thread counts worth trying besides `now` (the `threads` setting, physical cores by
+/// default): every logical core where the cores run two threads each, and half the cores on a
+/// machine with eight or more (decoding is bound by memory bandwidth, which fewer threads may
+/// already fill). None on a small machine without SMT, like the two-core one the README
+/// measures on.
+fn other_thread_counts(now: u32) -> Vec<u32> {
+    let logical = num_cpus::get() as u32;
+    let physical = num_cpus::get_physical() as u32;
+    let mut out = Vec::new();
+    if logical > physical {
+        out.push(logical);
+    }
+    if physical >= 8 {
+        out.push(physical / 2);
+    }
+    out.retain(|n| *n != now && *n > 0);
+    out.dedup();
     out
 }
 

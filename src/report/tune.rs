@@ -80,6 +80,12 @@ struct Config {
     batch: Option<u32>,
     #[serde(default)]
     ubatch: Option<u32>,
+    #[serde(default)]
+    ctx: Option<u32>,
+    #[serde(default)]
+    threads: Option<u32>,
+    #[serde(default)]
+    gpu_layers: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,8 +107,11 @@ impl Config {
             self.speculative
         );
         for (name, value) in [
-            ("KV", self.kv_type.as_deref().filter(|v| *v != "f16")),
-            ("flash", self.flash_attn.as_deref().filter(|v| *v != "auto")),
+            ("ctx", self.ctx.map(|v| v.to_string())),
+            ("threads", self.threads.map(|v| v.to_string())),
+            ("GPU layers", self.gpu_layers.clone()),
+            ("KV", self.kv_type.clone().filter(|v| v != "f16")),
+            ("flash", self.flash_attn.clone().filter(|v| v != "auto")),
         ] {
             if let Some(v) = value {
                 let _ = write!(l, " · {name} {v}");

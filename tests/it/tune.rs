@@ -282,3 +282,72 @@ fn a_tune_refines_the_kv_type_applies_its_pick_and_serve_uses_it() {
         assert!(text.contains("serving profile (hearth tune"), "{text}");
     }
 }
+
+#[test]
+fn with_no_load_given_each_configuration_holds_its_slots_and_a_memory_budget_shortens_the_context()
+{
+    let home = common::home_with_model();
+    let _turn = common::turn();
+    // 400 MiB: smollm2-135m's 4 slots of 4096 tokens need 360 MiB of KV cache besides the
+    // weights, 4 slots of the workload's 256 tokens about 22 MiB.
+    let out = hearth(home.path())
+        .args([
+            "tune",
+            "--models",
+            "smollm2-135m",
+            "--parallel",
+            "4",
+            "--speculative",
+            "off",
+            "--kv-type",
+            "f16",
+            "--flash-attn",
+            "auto",
+            "--batch",
+            "512",
+            "--input-tokens",
+            "64",
+            "--output-tokens",
+            "8",
+            "--memory-budget",
+            "400",
+            "--requests",
+            "4",
+            "--rounds",
+            "2",
+            "--budget",
+            "10m",
+            "--json",
+        ])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        doc["load"], "each configuration at the concurrency of its slots",
+        "{doc:#}"
+    );
+    let entries = doc["search"]["entries"].as_array().unwrap();
+    // The default stays as serve runs it; the 4 slots fit only at the workload's context.
+    assert_eq!(entries.len(), 2, "{doc:#}");
+    assert!(entries[0]["config"].get("ctx").is_none(), "{doc:#}");
+    let short = &entries[1];
+    assert_eq!(short["config"]["parallel"], 4);
+    assert_eq!(short["config"]["ctx"], 256, "{short:#}");
+    assert!(!short["probes"].as_array().unwrap().is_empty());
+    if doc["winner"]["config"] == short["config"] {
+        let command = doc["winner"]["serve_command"].as_str().unwrap();
+        assert!(command.contains("--ctx 256"), "{command}");
+    }
+    // Each probe ran at the concurrency of its configuration's slots.
+    for (entry, slots) in [(&entries[0], 8), (short, 4)] {
+        let run = entry["probes"][0]["run_id"].as_str().unwrap();
+        let report = hearth(home.path())
+            .args(["report", run, "--format", "json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+        for level in report["levels"].as_array().unwrap() {
+            assert_eq!(level["shape"]["concurrency"], slots, "{level:#}");
+        }
+    }
+}
