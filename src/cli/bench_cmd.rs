@@ -189,7 +189,7 @@ pub struct BenchArgs {
     judge_api_key: Option<String>,
     /// Quality bar of the recommendation: lowest acceptable mean score (1–5).
     #[arg(long, default_value_t = hearth::report::recommend::DEFAULT_MIN_SCORE)]
-    min_score: f64,
+    pub(super) min_score: f64,
     /// Offload settings to measure every local model at, comma-separated (`0,all`): each
     /// model is run once per setting, side by side in one report; settings this build or
     /// machine cannot run are recorded as skipped with the reason. Default: the `gpu_layers`

@@ -188,15 +188,22 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     base.options.stop_over_saturated_secs = None;
     base.options.interleave = false;
     base.options.warmup = base.options.warmup.max(1);
-    if base.judge.is_some() {
-        bail!("hearth tune rules on quality with the automatic checks of the prompt set; --judge is not supported by tune yet (score the winner with `hearth bench --judge`)");
-    }
+    // The judge scores each model's answers once, in its first probe (answers at temperature
+    // 0 hardly change with the serving settings); `--min-score` then rules models out.
+    let judge = base.judge.take();
+    let min_score = judge.as_ref().map(|_| args.bench.min_score);
+    let judged = std::cell::RefCell::new(std::collections::BTreeSet::new());
     if args.bench.shapes {
         bail!("name the shape models to tune in --models (`llama-3.2-1b~shape`; `hearth model synth` makes one): a shape model is tuned for speed only, and its pick is never applied");
     }
     let catalog = ctx.catalog()?;
     for model in &base.models {
         catalog.get(model)?;
+    }
+    if let Some(j) = judge.as_ref().filter(|j| j.endpoint.is_none()) {
+        catalog
+            .get(&j.model)
+            .map_err(|e| anyhow::anyhow!("--judge {}: {e}", j.model))?;
     }
     let configs = configurations(&base, &args, in_flight, ctx.settings.speculative.value);
     // Ruled out before anything runs: what the memory estimate says cannot fit the budget.
@@ -292,6 +299,10 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
             }];
         }
         s.options.rounds = rounds;
+        s.judge = match &judge {
+            Some(j) if judged.borrow_mut().insert(c.model.clone()) => Some(j.clone()),
+            _ => None,
+        };
         s.run_id = session::new_run_id();
         s.out_dir = ctx.config.home().join("runs").join(&s.run_id);
         let store = ctx
@@ -340,14 +351,10 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     let search_may_go_on = |rounds: u32| {
         !interrupted.get() && start.elapsed() + expected(rounds) + confirm_cost() <= budget
     };
-    let search = tune::successive_halving_gated(
-        configs,
-        0,
-        plan,
-        &mut probe,
-        search_may_go_on,
-        quality_gate,
-    );
+    let search =
+        tune::successive_halving_gated(configs, 0, plan, &mut probe, search_may_go_on, |entries| {
+            quality_gate(entries, min_score)
+        });
     // Then the compute settings, one at a time around the pick: they hardly interact with
     // the model and the slots, and the full product would multiply the probes by 8.
     let pinned = &args.bench.compute;
@@ -466,48 +473,63 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     })
 }
 
-/// The quality constraint, the recommendation's rule: a model whose answers pass clearly fewer
-/// automatic checks than the best model's (more than `CHECK_MARGIN` below, each with at least
-/// `MIN_CHECKS` checks) is excluded, whatever its speed. Checks are the model's, summed over
-/// every probe of its configurations; prompts without checks (generated ones) rule out nothing.
-fn quality_gate(entries: &[tune::Entry<ServeConfig>]) -> Vec<(usize, String)> {
+/// The quality constraints, the recommendation's rules:
+/// - a model whose answers pass clearly fewer automatic checks than the best model's (more than
+///   `CHECK_MARGIN` below, each with at least `MIN_CHECKS` checks) is excluded, whatever its
+///   speed. Checks are the model's, summed over every probe of its configurations; prompts
+///   without checks (generated ones) rule out nothing;
+/// - with `--judge`, a model whose judged answers score under `min_score` on average is
+///   excluded.
+fn quality_gate(
+    entries: &[tune::Entry<ServeConfig>],
+    min_score: Option<f64>,
+) -> Vec<(usize, String)> {
     use hearth::report::recommend::{CHECK_MARGIN, MIN_CHECKS};
-    let mut by_model: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    // By model: (checks passed, checks run, judge score × answers, answers judged).
+    let mut by_model: std::collections::BTreeMap<&str, (u64, u64, f64, u64)> = Default::default();
     for e in entries {
         let t = by_model.entry(&e.config.model).or_default();
         for p in &e.probes {
             t.0 += p.checks_passed;
             t.1 += p.checks_total;
+            if let Some(score) = p.judge_score.filter(|_| p.judge_scored > 0) {
+                t.2 += score * p.judge_scored as f64;
+                t.3 += p.judge_scored;
+            }
         }
     }
-    let rate = |(passed, total): (u64, u64)| passed as f64 / total.max(1) as f64;
-    let Some((best_model, best)) = by_model
+    let rate = |t: &(u64, u64, f64, u64)| t.0 as f64 / t.1.max(1) as f64;
+    let best = by_model
         .iter()
         .filter(|(_, t)| t.1 >= MIN_CHECKS)
-        .map(|(m, t)| (*m, *t))
-        .max_by(|a, b| rate(a.1).total_cmp(&rate(b.1)))
-    else {
-        return Vec::new();
+        .max_by(|a, b| rate(a.1).total_cmp(&rate(b.1)));
+    let why_out = |model: &str| -> Option<String> {
+        let mine = &by_model[model];
+        if let Some((best_model, best)) = best {
+            if mine.1 >= MIN_CHECKS && rate(mine) < rate(best) - CHECK_MARGIN {
+                return Some(format!(
+                    "quality: {:.0} % of {} automatic checks passed, more than {:.0} points under {best_model}'s {:.0} %",
+                    100.0 * rate(mine),
+                    mine.1,
+                    100.0 * CHECK_MARGIN,
+                    100.0 * rate(best)
+                ));
+            }
+        }
+        let min = min_score?;
+        let score = (mine.3 > 0).then(|| mine.2 / mine.3 as f64)?;
+        (score < min).then(|| {
+            format!(
+                "quality: the judge scored its answers {score:.2} on average ({} answers), under --min-score {min}",
+                mine.3
+            )
+        })
     };
     entries
         .iter()
         .enumerate()
         .filter(|(_, e)| !matches!(e.status, Status::Excluded(_)))
-        .filter_map(|(i, e)| {
-            let mine = by_model[e.config.model.as_str()];
-            (mine.1 >= MIN_CHECKS && rate(mine) < rate(best) - CHECK_MARGIN).then(|| {
-                (
-                    i,
-                    format!(
-                        "quality: {:.0} % of {} automatic checks passed, more than {:.0} points under {best_model}'s {:.0} %",
-                        100.0 * rate(mine),
-                        mine.1,
-                        100.0 * CHECK_MARGIN,
-                        100.0 * rate(best)
-                    ),
-                )
-            })
-        })
+        .filter_map(|(i, e)| Some((i, why_out(&e.config.model)?)))
         .collect()
 }
 
@@ -728,9 +750,16 @@ fn print_result(doc: &TuneDocument) {
         "TPOT p95 ms",
         "out tok/s",
         "peak RSS",
+        "quality",
         "rounds",
     ]);
     let fmt = |v: Option<f64>, d: usize| hearth::report::fmt_num(v, d);
+    let value = serde_json::to_value(doc).map_err(|e| e.to_string());
+    let quality = value
+        .as_ref()
+        .ok()
+        .and_then(|v| hearth::report::tune::quality_of(v).ok())
+        .unwrap_or_default();
     for e in &doc.search.entries {
         let last = e.last();
         table.add_row(vec![
@@ -749,6 +778,10 @@ fn print_result(doc: &TuneDocument) {
             fmt(last.and_then(|p| p.tpot_ms), 1),
             fmt(last.and_then(|p| p.output_tok_s), 1),
             hearth::report::fmt_bytes(last.and_then(|p| p.peak_rss_bytes)),
+            quality
+                .get(&e.config.model)
+                .cloned()
+                .unwrap_or_else(|| "—".into()),
             e.rounds().len().to_string(),
         ]);
     }
@@ -761,9 +794,8 @@ fn print_result(doc: &TuneDocument) {
         .as_deref()
         .unwrap_or("none (every successful request counts)");
     outln!("load {}, SLO {slo}", doc.load);
-    let lines = serde_json::to_value(doc)
-        .map_err(|e| e.to_string())
-        .and_then(|v| hearth::report::tune::decision_of(&v).map_err(|e| e.to_string()));
+    let lines =
+        value.and_then(|v| hearth::report::tune::decision_of(&v).map_err(|e| e.to_string()));
     match lines {
         Ok(lines) => {
             for line in lines {

@@ -272,6 +272,8 @@ pub(crate) struct Point {
     pub y: f64,
     /// What the point's area shows (e.g. memory); `None` draws the smallest point.
     pub size: Option<f64>,
+    /// A second, smaller line under the label (e.g. the quality of a tune's configuration).
+    pub note: Option<String>,
 }
 
 /// A labelled scatter chart whose point area grows with `size`: one point per model, so a
@@ -315,6 +317,12 @@ pub(crate) fn scatter_chart(
             chart
                 .draw_series(std::iter::once(EmptyElement::at((p.x, p.y)) + label))
                 .map_err(err)?;
+            if let Some(note) = &p.note {
+                let note = Text::new(clip(note, 32), (r as i32 + 4, 8), (FONT, 10));
+                chart
+                    .draw_series(std::iter::once(EmptyElement::at((p.x, p.y)) + note))
+                    .map_err(err)?;
+            }
         }
         Ok(())
     })

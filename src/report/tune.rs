@@ -5,6 +5,7 @@
 //! search's own types, as any other reader of `tune --json` would: the report never depends on
 //! the search.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Deserialize;
@@ -91,6 +92,14 @@ struct Config {
 #[derive(Debug, Deserialize)]
 struct Probe {
     rounds: Vec<f64>,
+    #[serde(default)]
+    checks_passed: u64,
+    #[serde(default)]
+    checks_total: u64,
+    #[serde(default)]
+    judge_score: Option<f64>,
+    #[serde(default)]
+    judge_scored: u64,
     ttft_ms: Option<f64>,
     tpot_ms: Option<f64>,
     output_tok_s: Option<f64>,
@@ -163,6 +172,7 @@ impl Entry {
             "eliminated" => format!("eliminated at stage {reason}"),
             "failed" => format!("failed: {reason}"),
             "pruned" => format!("pruned: {reason}"),
+            "excluded" => format!("excluded: {reason}"),
             "not_reached" => "not reached".into(),
             other => other.to_string(),
         }
@@ -185,6 +195,55 @@ pub fn render(tune: &TuneRecord, format: Format) -> Result<String, ReportError> 
             "a tune has no CSV form: use json, markdown or html".into(),
         )),
     }
+}
+
+/// Each model's quality in the tune's probes, in words: the share of automatic checks its
+/// answers passed over all its configurations' probes, and the judge's mean score where it
+/// judged them (`83 % of 40 checks · judge 3.6`; `—` when nothing was checked or judged).
+/// Quality belongs to the model, not to a serving configuration: answers at temperature 0
+/// hardly change with the settings.
+fn quality_by_model(doc: &Document) -> BTreeMap<String, String> {
+    let mut totals: BTreeMap<&str, (u64, u64, f64, u64)> = BTreeMap::new();
+    for e in &doc.search.entries {
+        let t = totals.entry(&e.config.model).or_default();
+        for p in &e.probes {
+            t.0 += p.checks_passed;
+            t.1 += p.checks_total;
+            if let Some(score) = p.judge_score.filter(|_| p.judge_scored > 0) {
+                t.2 += score * p.judge_scored as f64;
+                t.3 += p.judge_scored;
+            }
+        }
+    }
+    totals
+        .into_iter()
+        .map(|(model, (passed, total, score, scored))| {
+            let mut parts = Vec::new();
+            if total > 0 {
+                parts.push(format!(
+                    "{:.0} % of {total} checks",
+                    100.0 * passed as f64 / total as f64
+                ));
+            }
+            if scored > 0 {
+                parts.push(format!("judge {:.1}", score / scored as f64));
+            }
+            let text = if parts.is_empty() {
+                "—".to_string()
+            } else {
+                parts.join(" · ")
+            };
+            (model.to_string(), text)
+        })
+        .collect()
+}
+
+/// [`quality_by_model`] of a tune's document (what `tune --json` prints), for the terminal's
+/// table.
+pub fn quality_of(document: &serde_json::Value) -> Result<BTreeMap<String, String>, ReportError> {
+    let doc: Document = serde_json::from_value(document.clone())
+        .map_err(|e| ReportError::Tune(format!("the tune document: {e}")))?;
+    Ok(quality_by_model(&doc))
 }
 
 /// The configurations on the Pareto front of goodput (higher is better) against TTFT p95
@@ -221,6 +280,14 @@ fn decision(doc: &Document) -> Vec<String> {
     let mut lines = Vec::new();
     let entries = &doc.search.entries;
     match (&doc.winner, doc.search.winner) {
+        (None, _) | (_, None)
+            if entries.iter().any(|e| e.status == "excluded")
+                && entries
+                    .iter()
+                    .all(|e| e.probes.is_empty() || e.status == "excluded") =>
+        {
+            lines.push("Every configuration measured was ruled out on quality (see the table): a larger model, or a lower --min-score if the bar was set too high.".into());
+        }
         (None, _) | (_, None) => {
             // Measured but never within the SLO: the closest has the lowest TTFT p95.
             let closest = entries
@@ -317,8 +384,10 @@ fn configurations(doc: &Document) -> Table {
         ("TPOT p95 ms", Align::Right),
         ("out tok/s", Align::Right),
         ("peak RSS", Align::Right),
+        ("quality", Align::Left),
         ("rounds", Align::Right),
     ]);
+    let quality = quality_by_model(doc);
     for (i, e) in doc.search.entries.iter().enumerate() {
         let last = e.probes.last();
         let mut label = e.config.label();
@@ -338,6 +407,7 @@ fn configurations(doc: &Document) -> Table {
             Cell::new(fmt_num(last.and_then(|p| p.tpot_ms), 1)),
             Cell::new(fmt_num(last.and_then(|p| p.output_tok_s), 1)),
             Cell::new(fmt_bytes(last.and_then(|p| p.peak_rss_bytes))),
+            Cell::new(quality[&e.config.model].clone()),
             Cell::new(e.rounds().to_string()),
         ]));
     }
@@ -386,6 +456,7 @@ fn html(tune: &TuneRecord, doc: &Document) -> String {
     }
     out.push_str("</section><section id=\"pareto\"><h2>Goodput against latency</h2>");
     let front = pareto(doc);
+    let quality = quality_by_model(doc);
     let points: Vec<Point> = doc
         .search
         .entries
@@ -395,6 +466,7 @@ fn html(tune: &TuneRecord, doc: &Document) -> String {
             let last = e.probes.last()?;
             Some(Point {
                 name: e.config.label(),
+                note: Some(format!("quality {}", quality[&e.config.model])),
                 // Default, winner, the rest of the front, the others.
                 color: if Some(i) == doc.search.winner {
                     2
@@ -415,7 +487,7 @@ fn html(tune: &TuneRecord, doc: &Document) -> String {
     figure(
         &mut out,
         scatter_chart(
-            "Goodput against TTFT p95 (point area: peak RSS)",
+            "Goodput against TTFT p95 (point area: peak RSS; quality under each label)",
             "TTFT p95 (ms)",
             "goodput (req/s)",
             (0.0, top.max(0.01)),

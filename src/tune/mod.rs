@@ -50,6 +50,18 @@ pub struct Probe {
     pub checks_passed: u64,
     /// Automatic checks run on the answers.
     pub checks_total: u64,
+    /// The judge's mean score (1–5) of the answers, when this probe's answers were judged
+    /// (tune judges each model's first probe only: answers at temperature 0 hardly change
+    /// with the serving settings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_score: Option<f64>,
+    /// Answers the judge scored.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub judge_scored: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why a probe gave no measurement.

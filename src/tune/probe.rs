@@ -44,5 +44,7 @@ pub fn probe_of(data: &RunData) -> Result<Probe, String> {
         peak_rss_bytes: level.resources.peak_rss_bytes,
         checks_passed: model.quality.checks_passed,
         checks_total: model.quality.checks_total,
+        judge_score: model.quality.judge_score,
+        judge_scored: model.quality.judge_scored,
     })
 }

@@ -147,7 +147,7 @@ fn bad_tune_input_is_one_clear_line_and_stores_nothing() {
             vec!["--rate", "1", "--concurrency", "2"],
             "one --concurrency or one --rate",
         ),
-        (vec!["--judge", "smollm2-135m"], "--judge is not supported"),
+        (vec!["--judge", "no-such-judge"], "--judge no-such-judge"),
         (vec!["--shapes"], "name the shape models"),
         (
             vec!["--kv-type", "q8_0", "--flash-attn", "off"],
@@ -349,5 +349,72 @@ fn with_no_load_given_each_configuration_holds_its_slots_and_a_memory_budget_sho
         for level in report["levels"].as_array().unwrap() {
             assert_eq!(level["shape"]["concurrency"], slots, "{level:#}");
         }
+    }
+}
+
+#[test]
+fn the_judge_scores_each_model_once_and_min_score_rules_it_out() {
+    let home = common::home_with_model();
+    let _turn = common::turn();
+    let out = hearth(home.path())
+        .args([
+            "tune",
+            "--models",
+            "smollm2-135m",
+            "--parallel",
+            "1",
+            "--speculative",
+            "off",
+            "--kv-type",
+            "f16",
+            "--flash-attn",
+            "auto",
+            "--batch",
+            "512",
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--rounds",
+            "2",
+            "--max-tokens",
+            "8",
+            "--judge",
+            "smollm2-135m",
+            "--min-score",
+            "5",
+            "--budget",
+            "10m",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let entries = doc["search"]["entries"].as_array().unwrap();
+    // One model, judged once: in the first probe of the search, never again.
+    let probes: Vec<&serde_json::Value> = entries
+        .iter()
+        .flat_map(|e| e["probes"].as_array().unwrap())
+        .collect();
+    let judged: Vec<&&serde_json::Value> = probes
+        .iter()
+        .filter(|p| p.get("judge_scored").is_some_and(|n| n.as_u64() > Some(0)))
+        .collect();
+    assert_eq!(judged.len(), 1, "{doc:#}");
+    assert_eq!(**judged[0], entries[0]["probes"][0], "{doc:#}");
+    let score = judged[0]["judge_score"].as_f64().unwrap();
+    assert!((1.0..=5.0).contains(&score), "{score}");
+    // Under the bar of 5, the model is ruled out in every configuration, and nothing is
+    // picked; a perfect 5 passes it.
+    if score < 5.0 {
+        for e in entries {
+            assert_eq!(e["status"], "excluded", "{e:#}");
+            assert!(e["reason"].as_str().unwrap().contains("judge"), "{e:#}");
+        }
+        assert!(doc["winner"].is_null(), "{doc:#}");
+        assert!(!out.status.success());
+    } else {
+        assert!(doc["winner"].is_object(), "{doc:#}");
     }
 }

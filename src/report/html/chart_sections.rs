@@ -365,6 +365,7 @@ fn quality_figure(out: &mut String, s: &RunSummary, color_of: &dyn Fn(&str) -> u
                 x: c.p95_e2el_ms?,
                 y,
                 size: c.peak_rss_bytes.map(|b| b as f64),
+                note: None,
             })
         })
         .collect();
