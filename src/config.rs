@@ -142,6 +142,15 @@ const KEYS: &[KeySpec] = &[
         help: "seconds before an idle served model is unloaded",
     },
     KeySpec {
+        name: "prompt_cache_disk_mb",
+        env: env::HEARTH_PROMPT_CACHE_DISK_MB,
+        kind: Kind::Count,
+        in_file: true,
+        secret: false,
+        default: || Some("2048".into()),
+        help: "MiB of disk under $HEARTH_HOME/kv for long prompts' KV states that survive unloads and restarts (0: none)",
+    },
+    KeySpec {
         name: "memory_limit_mb",
         env: env::HEARTH_MEMORY_LIMIT_MB,
         kind: Kind::Count,

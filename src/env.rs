@@ -17,6 +17,8 @@ pub const HEARTH_PORT: &str = "HEARTH_PORT";
 pub const HEARTH_CTX: &str = "HEARTH_CTX";
 /// Overrides the `idle_ttl_secs` config key: seconds before an idle served model is unloaded.
 pub const HEARTH_IDLE_TTL_SECS: &str = "HEARTH_IDLE_TTL_SECS";
+/// Overrides the `prompt_cache_disk_mb` config key: the disk tier of the prompt cache.
+pub const HEARTH_PROMPT_CACHE_DISK_MB: &str = "HEARTH_PROMPT_CACHE_DISK_MB";
 /// Overrides the `memory_limit_mb` config key: the memory budget models must fit in
 /// (default: the memory the OS reports available). Lets a team emulate a smaller device.
 pub const HEARTH_MEMORY_LIMIT_MB: &str = "HEARTH_MEMORY_LIMIT_MB";
@@ -82,6 +84,7 @@ pub const ALL: &[&str] = &[
     HEARTH_PORT,
     HEARTH_CTX,
     HEARTH_IDLE_TTL_SECS,
+    HEARTH_PROMPT_CACHE_DISK_MB,
     HEARTH_MEMORY_LIMIT_MB,
     HEARTH_GPU_LAYERS,
     HEARTH_SPECULATIVE,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::cache::{self, Cache, DownloadProgress, DownloadSpec};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::engine::compute::{Compute, KvType};
+use crate::engine::kv_disk::KvDiskOptions;
 use crate::engine::llama::{EngineOptions, LlamaEngine};
 use crate::engine::memory::{self, MemoryEstimate, SlotPlan, SlotWish};
 use crate::engine::{Backend, EngineError};
@@ -67,6 +68,9 @@ pub struct LoadOptions {
     /// Per-model serving profiles (`hearth tune --apply`); none for `bench`, which measures
     /// what it is told.
     pub profiles: Profiles,
+    /// Disk for the prompt cache's files of long prompts (`$HEARTH_HOME/kv`), bytes; 0 keeps
+    /// none (`bench`: a measurement must not find states of earlier runs).
+    pub prompt_cache_disk_bytes: u64,
 }
 
 /// What sizing the slots reads of a load: the user's wishes and the memory budget. Its own type
@@ -132,6 +136,31 @@ impl LoadOptions {
             kv_type: self.compute.kv_type,
         }
     }
+}
+
+/// The prompt cache's kv folder: beside the models (`$HEARTH_HOME/kv` by default).
+pub fn kv_root(cache: &Cache) -> PathBuf {
+    let models = cache.location();
+    models.parent().unwrap_or(models).join("kv")
+}
+
+/// What identifies a model file for the states saved from it: its sha256 when the cache
+/// recorded one, else its path, size and modification time.
+fn file_identity(cache: &Cache, entry: &CatalogEntry, path: &std::path::Path) -> String {
+    if let Some(m) = cache.lookup(&entry.alias).filter(|m| m.path == path) {
+        return format!("sha256:{}", m.sha256);
+    }
+    let meta = std::fs::metadata(path).ok();
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "file:{}:{}:{modified}",
+        path.display(),
+        meta.map_or(0, |m| m.len())
+    )
 }
 
 /// Where a model's GGUF is on disk, if it is.
@@ -429,6 +458,11 @@ pub fn open(
                 options.speculative
             },
             prompt_cache_bytes,
+            kv_disk: (options.prompt_cache_disk_bytes > 0).then(|| KvDiskOptions {
+                root: kv_root(cache),
+                model: file_identity(cache, entry, &path),
+                limit_bytes: options.prompt_cache_disk_bytes,
+            }),
             compute: options.compute,
         },
     )?;
@@ -461,6 +495,7 @@ mod tests {
             compute: Compute::default(),
             flags,
             profiles,
+            prompt_cache_disk_bytes: 0,
         }
     }
 

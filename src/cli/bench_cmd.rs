@@ -577,6 +577,8 @@ pub(super) fn resolve(ctx: &Context, args: &BenchArgs) -> Result<SessionSettings
         // A benchmark measures what it is told: no serving profile applies.
         flags: Profile::default(),
         profiles: Profiles::default(),
+        // A measurement must not find prompt states of earlier runs.
+        prompt_cache_disk_bytes: 0,
     };
     Ok(SessionSettings {
         options,

@@ -19,10 +19,14 @@ pub enum CacheCommand {
     },
     /// Print the cache directory.
     Location,
-    /// Delete a cached model.
+    /// Delete a cached model, or (`--kv`) the prompt states kept on disk.
     Remove {
         /// Alias of the model.
-        alias: String,
+        #[arg(required_unless_present = "kv")]
+        alias: Option<String>,
+        /// Remove every prompt state the prompt cache keeps on disk (`$HEARTH_HOME/kv`).
+        #[arg(long, conflicts_with = "alias")]
+        kv: bool,
     },
     /// Re-hash every cached model and compare with its recorded sha256.
     Verify,
@@ -48,9 +52,27 @@ pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
             outln!("{table}");
             let total: u64 = models.iter().map(|m| m.size_bytes).sum();
             outln!("{} models, {}", models.len(), human_bytes(total));
+            let root = hearth::loader::kv_root(&ctx.cache);
+            let (files, bytes) = hearth::engine::kv_disk::usage(&root);
+            outln!(
+                "prompt states on disk: {files} files, {} of {} (prompt_cache_disk_mb) in {}",
+                human_bytes(bytes),
+                human_bytes(ctx.settings.prompt_cache_disk.value),
+                root.display()
+            );
         }
         CacheCommand::Location => outln!("{}", ctx.cache.location().display()),
-        CacheCommand::Remove { alias } => {
+        CacheCommand::Remove { kv: true, .. } => {
+            let root = hearth::loader::kv_root(&ctx.cache);
+            let (files, bytes) = hearth::engine::kv_disk::clear(&root)?;
+            outln!(
+                "removed {files} prompt states ({}) from {}",
+                human_bytes(bytes),
+                root.display()
+            );
+        }
+        CacheCommand::Remove { alias, .. } => {
+            let alias = alias.unwrap_or_default();
             if !ctx.cache.remove(&alias)? {
                 bail!("`{alias}` is not in the cache; see `hearth cache list`");
             }

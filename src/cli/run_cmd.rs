@@ -103,6 +103,7 @@ pub fn run_model(ctx: &Context, args: RunArgs) -> Result<ExitCode> {
             ..args.compute.as_profile()
         },
         profiles: ctx.profiles()?,
+        prompt_cache_disk_bytes: ctx.settings.prompt_cache_disk.value,
     };
     let engine = loader::open(&catalog, &ctx.cache, entry, &options, rt.handle().clone())?.backend;
     let engine = engine.as_ref();

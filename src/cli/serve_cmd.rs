@@ -111,6 +111,7 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
             ..args.compute.as_profile()
         },
         profiles: ctx.profiles()?,
+        prompt_cache_disk_bytes: settings.prompt_cache_disk.value,
     };
     let idle_ttl = settings
         .idle_ttl

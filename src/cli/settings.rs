@@ -30,6 +30,8 @@ pub struct Settings {
     pub idle_ttl: Setting<Duration>,
     /// The memory budget in bytes, when the user set one (else what is available).
     pub memory_limit: Setting<Option<u64>>,
+    /// Disk for the prompt cache's files of long prompts, bytes (0: none).
+    pub prompt_cache_disk: Setting<u64>,
     /// GPU offload, when the user set it (else this build's and machine's default).
     pub gpu_layers: Setting<Option<GpuLayers>>,
     /// Speculative decoding.
@@ -121,6 +123,8 @@ impl Settings {
             ctx: count("ctx")?.map(|n| n.map(|n| n.clamp(16, 1 << 20) as u32)),
             idle_ttl: present(count("idle_ttl_secs")?, "idle_ttl_secs")?.map(Duration::from_secs),
             memory_limit: count("memory_limit_mb")?.map(|mb| mb.map(|mb| mb * 1024 * 1024)),
+            prompt_cache_disk: present(count("prompt_cache_disk_mb")?, "prompt_cache_disk_mb")?
+                .map(|mb| mb.saturating_mul(1024 * 1024)),
             gpu_layers: config.parsed("gpu_layers")?,
             speculative: present(config.parsed("speculative")?, "speculative")?,
             kv_type: present(config.parsed("kv_type")?, "kv_type")?,

@@ -267,7 +267,8 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     };
     // What probes took, per round run (the warm-up round counts: it also pays the model's
     // load): (seconds, rounds). A probe starts only when what it should take, and the confirm
-    // run after it (four first-stage probes), still fit the budget.
+    // run after it (one block of four probes, two when the default missed the SLO in some
+    // round), still fit the budget.
     let spent = Cell::new((0.0f64, 0u32));
     // Whether the default met the SLO with no request in some round: its confirm run then
     // needs a second block for Fieller's interval to close, and the search leaves room for it.

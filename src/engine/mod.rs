@@ -12,6 +12,7 @@ mod backend;
 pub mod compute;
 pub mod devices;
 pub mod json_close;
+pub mod kv_disk;
 pub mod llama;
 pub mod memory;
 pub mod prompt_cache;

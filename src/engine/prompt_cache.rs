@@ -98,13 +98,18 @@ impl<T: PartialEq, S: Saved> PromptCache<T, S> {
     }
 
     /// Keeps `state` (the KV of `tokens`). Entries that are a prefix of `tokens` go (the new one
-    /// reuses everything they could), then the least recently used ones until the cache fits.
-    /// A state larger than the whole cache is not kept.
-    pub fn insert(&mut self, tokens: Vec<T>, state: S) {
+    /// reuses everything they could), then the least recently used ones until the cache fits:
+    /// those are returned, for a slower tier to keep. A state larger than the whole cache is
+    /// not kept (and is returned).
+    pub fn insert(&mut self, tokens: Vec<T>, state: S) -> Vec<(Vec<T>, S)> {
         let bytes = state.byte_len();
-        if bytes > self.limit_bytes || tokens.is_empty() || self.covers(&tokens) {
-            return;
+        if tokens.is_empty() || self.covers(&tokens) {
+            return Vec::new();
         }
+        if bytes > self.limit_bytes {
+            return vec![(tokens, state)];
+        }
+        let mut evicted = Vec::new();
         let mut freed = 0;
         self.entries.retain(|e| {
             let keep = !tokens.starts_with(&e.tokens);
@@ -121,6 +126,7 @@ impl<T: PartialEq, S: Saved> PromptCache<T, S> {
             };
             let gone = self.entries.swap_remove(oldest);
             self.used_bytes -= gone.state.byte_len();
+            evicted.push((gone.tokens, gone.state));
         }
         self.clock += 1;
         self.used_bytes += bytes;
@@ -129,6 +135,16 @@ impl<T: PartialEq, S: Saved> PromptCache<T, S> {
             state,
             last_used: self.clock,
         });
+        evicted
+    }
+
+    /// Every entry, the cache left empty (when the engine stops, for a slower tier to keep).
+    pub fn drain(&mut self) -> Vec<(Vec<T>, S)> {
+        self.used_bytes = 0;
+        self.entries
+            .drain(..)
+            .map(|e| (e.tokens, e.state))
+            .collect()
     }
 }
 
@@ -189,21 +205,25 @@ mod tests {
         // Using [1] makes [2] the oldest.
         let hit = cache.best_match(&[1, 0]).unwrap();
         cache.take_hit(&hit);
-        cache.insert(vec![4], Bytes(10));
+        let evicted = cache.insert(vec![4], Bytes(10));
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].0, vec![2]);
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.used_bytes(), 30);
         assert!(cache.covers(&[1]) && cache.covers(&[3]) && cache.covers(&[4]));
         assert!(!cache.covers(&[2]));
         // A state larger than the whole cache is not kept, and evicts nothing.
-        cache.insert(vec![5], Bytes(31));
+        assert_eq!(cache.insert(vec![5], Bytes(31)).len(), 1);
         assert_eq!(cache.len(), 3);
         // One that needs two evictions.
-        cache.insert(vec![6], Bytes(25));
+        assert_eq!(cache.insert(vec![6], Bytes(25)).len(), 3);
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.used_bytes(), 25);
+        assert_eq!(cache.drain().len(), 1);
+        assert!(cache.is_empty() && cache.used_bytes() == 0);
         // A zero-sized cache keeps nothing.
         let mut none = PromptCache::<i32, Bytes>::new(0);
-        none.insert(vec![1], Bytes(1));
+        let _ = none.insert(vec![1], Bytes(1));
         assert!(none.is_empty());
     }
 

@@ -13,6 +13,7 @@ mod engine;
 mod gemma;
 mod gpu_kit;
 mod judge;
+mod prompt_disk;
 mod routing;
 mod server;
 mod service;

@@ -561,6 +561,7 @@ async fn binding_beyond_loopback_without_a_key_is_refused() {
         compute: Default::default(),
         flags: Default::default(),
         profiles: Default::default(),
+        prompt_cache_disk_bytes: 0,
     };
     let registry = Arc::new(Registry::new(
         Catalog::builtin(),

@@ -55,6 +55,9 @@ pub struct EngineOptions {
     /// Most host memory the prompt cache may hold, when the memory budget limits it (it never
     /// takes more than the slots' KV size).
     pub prompt_cache_bytes: Option<u64>,
+    /// The prompt cache's disk tier, when long prompts' states are kept across unloads and
+    /// restarts.
+    pub kv_disk: Option<crate::engine::kv_disk::KvDiskOptions>,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +71,7 @@ impl Default for EngineOptions {
             offload: Offload::default(),
             speculative: Speculative::default(),
             prompt_cache_bytes: None,
+            kv_disk: None,
         }
     }
 }

@@ -27,7 +27,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -37,6 +37,7 @@ use super::slot::{Samplers, Slot};
 use super::{Command, EngineOptions, Job, Shared};
 use crate::engine::admission::{admit_count, plan_prefill, release_seq};
 use crate::engine::backend::llama_backend;
+use crate::engine::kv_disk::{DiskTier, StateKey, MIN_DISK_TOKENS};
 use crate::engine::prompt_cache::{reusable_prefix, PromptCache, Saved, MIN_GAIN_TOKENS};
 use crate::engine::speculative::{draft_rows_allowed, Acceptance, History, Speculative, StepCosts};
 use crate::engine::{EngineError, Event, FinishReason};
@@ -115,7 +116,11 @@ struct Scheduler<'m> {
     /// prompt, an earlier turn of the same conversation), as llama-server's prompt cache does.
     retained: Vec<Vec<LlamaToken>>,
     /// Prompt and answer states of requests whose sequence went to another prompt.
-    prompt_cache: PromptCache<LlamaToken, SeqState>,
+    prompt_cache: PromptCache<LlamaToken, StateBytes>,
+    /// Long prompts' states on disk: what the prompt cache evicts and what it held when the
+    /// engine stopped, for the next engine of this model file (after an idle unload or a
+    /// restart) to restore instead of prefilling.
+    disk: Option<DiskTier>,
     /// Whether prefixes move between sequences and the prompt cache: not for recurrent state,
     /// which cannot be cut back to a shared prefix.
     cache_across: bool,
@@ -176,6 +181,22 @@ impl<'m> Scheduler<'m> {
         let ctx = model
             .new_context(backend, params)
             .map_err(|e| EngineError::Load(format!("cannot create context: {e}")))?;
+        let cache_across = !model.is_recurrent() && !model.is_hybrid();
+        let disk = options
+            .kv_disk
+            .as_ref()
+            .filter(|_| cache_across)
+            .and_then(|d| {
+                let key = StateKey {
+                    model: d.model.clone(),
+                    engine: env!("HEARTH_LLAMA_CPP_SYS_VERSION").to_string(),
+                    kv_type: options.compute.kv_type.to_string(),
+                    flash_attn: options.compute.flash_attn.to_string(),
+                };
+                DiskTier::open(&d.root, key, d.limit_bytes)
+                    .map_err(|e| tracing::warn!(dir = %d.root.display(), error = %e, "prompt cache on disk unavailable"))
+                    .ok()
+            });
         Ok(Self {
             model,
             commands,
@@ -193,7 +214,8 @@ impl<'m> Scheduler<'m> {
             free_seqs: (0..options.parallel as i32).rev().collect(),
             retained: vec![Vec::new(); options.parallel as usize],
             prompt_cache: PromptCache::new(prompt_cache_bytes(info, options)),
-            cache_across: !model.is_recurrent() && !model.is_hybrid(),
+            disk,
+            cache_across,
             queue: VecDeque::new(),
             slots: Vec::new(),
         })
@@ -314,6 +336,14 @@ impl<'m> Scheduler<'m> {
             .prompt_cache
             .best_match(prompt)
             .filter(|hit| hit.reuse >= own + MIN_GAIN_TOKENS);
+        // The disk tier, when it holds clearly more than memory does (reading a file costs
+        // more than copying a state in memory).
+        let in_memory = own
+            .max(cached.as_ref().map_or(0, |h| h.reuse))
+            .max(other_seq.map_or(0, |(_, reuse)| reuse));
+        if self.restore_from_disk(seq, prompt, in_memory) {
+            return;
+        }
         let from_cache = match (&cached, other_seq) {
             (Some(hit), Some((_, reuse))) => hit.reuse > reuse,
             (Some(_), None) => true,
@@ -323,11 +353,10 @@ impl<'m> Scheduler<'m> {
             let hit = cached.expect("from_cache implies a hit");
             let (tokens, state) = self.prompt_cache.take_hit(&hit);
             let tokens = tokens.to_vec();
-            self.ctx.state_seq_set(state, seq).map(|()| tokens)
+            set_state(&mut self.ctx, &state.0, seq).map(|()| tokens)
         } else if let Some((other, _)) = other_seq {
-            self.ctx
-                .state_seq_get(other, LlamaStateSeqFlags::empty())
-                .and_then(|state| self.ctx.state_seq_set(&state, seq))
+            get_state(&self.ctx, other)
+                .and_then(|state| set_state(&mut self.ctx, &state.0, seq))
                 .map(|()| self.retained[other as usize].clone())
         } else {
             return;
@@ -345,16 +374,73 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// Restores onto `seq` the disk tier's longest prefix of `prompt`, when it reuses at least
+    /// `MIN_GAIN_TOKENS` more than `in_memory` tokens; whether it did. A file that does not
+    /// read back sound, or a state llama.cpp refuses, leaves `seq` empty for a prefill.
+    fn restore_from_disk(&mut self, seq: i32, prompt: &[LlamaToken], in_memory: usize) -> bool {
+        let Some(disk) = self.disk.as_mut() else {
+            return false;
+        };
+        let ids: Vec<i32> = prompt.iter().map(|t| t.0).collect();
+        let Some(hit) = disk
+            .best_match(&ids)
+            .filter(|hit| hit.reuse >= in_memory + MIN_GAIN_TOKENS)
+        else {
+            return false;
+        };
+        let began = Instant::now();
+        let Some((tokens, state)) = disk.read(&hit) else {
+            return false;
+        };
+        match set_state(&mut self.ctx, &state, seq) {
+            Ok(()) => {
+                tracing::info!(
+                    seq,
+                    tokens = tokens.len(),
+                    reuse = hit.reuse,
+                    ms = began.elapsed().as_millis() as u64,
+                    "prompt prefix restored from disk"
+                );
+                self.retained[seq as usize] = tokens.into_iter().map(LlamaToken).collect();
+                true
+            }
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "a prompt state from disk was refused; prefilling");
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                self.retained[seq as usize].clear();
+                false
+            }
+        }
+    }
+
     /// Copies what free sequence `seq` holds into the prompt cache, unless the cache already
-    /// has it (or more).
+    /// has it (or more). What the cache evicts for it goes to disk when long enough.
     fn save_to_cache(&mut self, seq: i32) {
         let tokens = &self.retained[seq as usize];
         if tokens.is_empty() || self.prompt_cache.covers(tokens) {
             return;
         }
-        match self.ctx.state_seq_get(seq, LlamaStateSeqFlags::empty()) {
-            Ok(state) => self.prompt_cache.insert(tokens.clone(), state),
+        match get_state(&self.ctx, seq) {
+            Ok(state) => {
+                let evicted = self.prompt_cache.insert(tokens.clone(), state);
+                self.keep_on_disk(evicted);
+            }
             Err(e) => tracing::warn!(seq, error = %e, "cannot save a prefix to the prompt cache"),
+        }
+    }
+
+    /// Writes the long ones of `states` to the disk tier, if there is one. (On the engine
+    /// thread: a state of a few thousand tokens is tens of MB, written in well under the time
+    /// its prefill took.)
+    fn keep_on_disk(&mut self, states: Vec<(Vec<LlamaToken>, StateBytes)>) {
+        let Some(disk) = self.disk.as_mut() else {
+            return;
+        };
+        for (tokens, state) in states {
+            if tokens.len() >= MIN_DISK_TOKENS {
+                let ids: Vec<i32> = tokens.iter().map(|t| t.0).collect();
+                disk.write(&ids, &state.0);
+            }
         }
     }
 
@@ -599,17 +685,68 @@ impl<'m> Scheduler<'m> {
         self.shared.active.store(self.slots.len(), Ordering::SeqCst);
     }
 
-    /// Leaves the counters at rest once the thread ends.
-    fn stop(self) {
+    /// Leaves the counters at rest once the thread ends, and the long prompts the engine
+    /// holds (the prompt cache's, and what free sequences retain) on disk for the next engine
+    /// of this model.
+    fn stop(mut self) {
+        if self.disk.is_some() {
+            let mut states = self.prompt_cache.drain();
+            for seq in 0..self.retained.len() {
+                let tokens = std::mem::take(&mut self.retained[seq]);
+                if tokens.len() >= MIN_DISK_TOKENS && self.free_seqs.contains(&(seq as i32)) {
+                    match get_state(&self.ctx, seq as i32) {
+                        Ok(state) => states.push((tokens, state)),
+                        Err(e) => {
+                            tracing::warn!(seq, error = %e, "cannot save a prefix at shutdown")
+                        }
+                    }
+                }
+            }
+            self.keep_on_disk(states);
+        }
         self.shared.active.store(0, Ordering::SeqCst);
         self.shared.kv_used.store(0, Ordering::SeqCst);
         tracing::debug!(acceptance = ?self.acceptance, costs = ?self.costs, "speculation learned");
     }
 }
 
-impl Saved for SeqState {
+/// A sequence's KV state as llama.cpp serialises it: plain bytes, so the prompt cache can
+/// keep it in memory and its disk tier can write it (llama-cpp-2's `SeqState` keeps its bytes
+/// to itself).
+pub(super) struct StateBytes(Vec<u8>);
+
+impl Saved for StateBytes {
     fn byte_len(&self) -> usize {
-        SeqState::byte_len(self)
+        self.0.len()
+    }
+}
+
+/// The state of `seq`.
+fn get_state(ctx: &LlamaContext, seq: i32) -> Result<StateBytes, String> {
+    let flags = LlamaStateSeqFlags::empty();
+    let size = ctx.state_seq_get_size_ext(seq, flags);
+    let mut bytes = vec![0u8; size];
+    // SAFETY: `bytes` holds the `size` bytes llama.cpp just reported for this sequence's state,
+    // and nothing else uses the context in between (the engine thread owns it).
+    let written = unsafe { ctx.state_seq_get_data_ext(bytes.as_mut_ptr(), seq, flags) };
+    if written != size {
+        return Err(format!(
+            "llama.cpp wrote {written} state bytes of the {size} it announced"
+        ));
+    }
+    Ok(StateBytes(bytes))
+}
+
+/// Restores `state` (from [`get_state`]) onto `seq`.
+fn set_state(ctx: &mut LlamaContext, state: &[u8], seq: i32) -> Result<(), String> {
+    // SAFETY: every state comes from `get_state` on a context of the same model file, llama.cpp
+    // build and KV layout: in memory from this context, from disk only when the file's key
+    // says so and its checksum holds. llama.cpp checks the sizes it reads against its own.
+    let restored = unsafe { ctx.state_seq_set_data_ext(state, seq, LlamaStateSeqFlags::empty()) };
+    if restored {
+        Ok(())
+    } else {
+        Err("llama.cpp refused the state".into())
     }
 }
 

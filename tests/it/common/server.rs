@@ -108,6 +108,7 @@ impl Setup {
             compute: self.compute,
             flags: Default::default(),
             profiles: Default::default(),
+            prompt_cache_disk_bytes: 0,
         };
         let registry = Arc::new(Registry::new(
             catalog,

@@ -1,0 +1,146 @@
+//! The prompt cache's disk tier through the real server: a long system prompt computed once
+//! comes back from `$HEARTH_HOME/kv` after a restart and after an idle unload, with the answer
+//! a warm repeat gives; a damaged file is ignored and removed without the client noticing;
+//! `hearth cache list` shows the files and `cache remove --kv` clears them.
+
+use crate::common::{self, hearth};
+
+/// A document of about 700 tokens: long enough for the disk tier (256 tokens at least).
+fn document() -> String {
+    let rivers = ["Alder", "Birch", "Cedar", "Dogwood", "Elm", "Fir", "Gum"];
+    (0..45)
+        .map(|i| {
+            format!(
+                "Fact {i}: the river {} near town {} is {} km long. ",
+                rivers[i % rivers.len()],
+                i * 7 + 3,
+                i * 13 + 5
+            )
+        })
+        .collect()
+}
+
+/// One greedy answer about the document: its text, prompt tokens and cached prompt tokens.
+fn ask(addr: &str) -> (String, u64, u64) {
+    let body = serde_json::json!({
+        "model": "smollm2-135m",
+        "messages": [
+            {"role": "system", "content": document()},
+            {"role": "user", "content": "Which river is 18 km long?"}
+        ],
+        "max_tokens": 12,
+        "temperature": 0
+    })
+    .to_string();
+    let response = common::http(addr, "POST", "/v1/chat/completions", Some(&body));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let json: serde_json::Value =
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let usage = &json["usage"];
+    (
+        json["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0),
+    )
+}
+
+fn stop(mut child: std::process::Child) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+}
+
+fn kv_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let root = home.join("kv");
+    std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kv"))
+        .collect()
+}
+
+#[test]
+fn a_long_prompt_comes_back_from_disk_after_a_restart_and_an_unload() {
+    let home = common::home_with_model();
+    let _turn = common::turn();
+    let args = ["--parallel", "1", "--ctx", "2048"];
+    let (child, addr) = common::spawn_serve(home.path(), &args);
+    let (_, prompt_tokens, cold) = ask(&addr);
+    assert!(prompt_tokens > 400, "{prompt_tokens}");
+    assert!(cold < 64, "a fresh server reused {cold} tokens");
+    // A warm repeat reuses the prompt held by the slot: the batch shape a restore gives too.
+    let (warm_text, _, warm) = ask(&addr);
+    assert!(warm + 16 >= prompt_tokens, "{warm} of {prompt_tokens}");
+    stop(child);
+    let files = kv_files(home.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // After a restart: restored from disk, the same answer as the warm repeat.
+    let (child, addr) = common::spawn_serve(home.path(), &args);
+    let (text, _, cached) = ask(&addr);
+    assert!(cached + 16 >= prompt_tokens, "{cached} of {prompt_tokens}");
+    assert_eq!(text, warm_text);
+
+    // After an unload (what the idle timer does): restored again.
+    let unloaded = common::http(
+        &addr,
+        "POST",
+        "/api/unload",
+        Some(r#"{"model":"smollm2-135m"}"#),
+    );
+    assert!(unloaded.starts_with("HTTP/1.1 200"), "{unloaded}");
+    let (text, _, cached) = ask(&addr);
+    assert!(cached + 16 >= prompt_tokens, "{cached} of {prompt_tokens}");
+    assert_eq!(text, warm_text);
+
+    // A damaged file (one byte of its state flipped, then the file cut short) is ignored and
+    // removed: the client gets its answer from a fresh prefill.
+    let unloaded = common::http(
+        &addr,
+        "POST",
+        "/api/unload",
+        Some(r#"{"model":"smollm2-135m"}"#),
+    );
+    assert!(unloaded.starts_with("HTTP/1.1 200"), "{unloaded}");
+    let files = kv_files(home.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&files[0], &bytes).unwrap();
+    let (_, _, cached) = ask(&addr);
+    assert!(
+        cached < 64,
+        "a corrupt file was trusted: {cached} tokens reused"
+    );
+    assert!(!files[0].exists() || std::fs::read(&files[0]).unwrap() != bytes);
+    stop(child);
+
+    // The file the last server wrote, listed and removed.
+    let listed = hearth(home.path())
+        .args(["cache", "list"])
+        .assert()
+        .success();
+    let listed = String::from_utf8_lossy(&listed.get_output().stdout).to_string();
+    assert!(
+        listed.contains("prompt states on disk: 1 files"),
+        "{listed}"
+    );
+    hearth(home.path())
+        .args(["cache", "remove", "--kv"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("removed 1 prompt states"));
+    assert!(kv_files(home.path()).is_empty());
+}
