@@ -39,6 +39,7 @@ fn builtin(
         lineage: None,
         shape: Some(shape),
         synthetic: None,
+        warm_prompts: Vec::new(),
         origin: EntryOrigin::Builtin,
     }
 }

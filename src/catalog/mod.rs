@@ -183,6 +183,10 @@ pub struct CatalogEntry {
     /// speed and memory are real, their answers are noise, so nothing scores or routes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<SyntheticOrigin>,
+    /// Long system prompts or documents `serve` computes once when it loads the model, so the
+    /// first request that starts with one finds it ready (each is sent as a system message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warm_prompts: Vec<String>,
     /// Built-in or user.
     #[serde(default)]
     pub origin: EntryOrigin,
@@ -247,6 +251,9 @@ impl CatalogEntry {
             kv_bytes_per_token,
             shape
         );
+        if !other.warm_prompts.is_empty() {
+            self.warm_prompts = other.warm_prompts;
+        }
         for tag in other.capabilities {
             if !self.capabilities.contains(&tag) {
                 self.capabilities.push(tag);

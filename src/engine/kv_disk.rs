@@ -16,6 +16,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -90,14 +91,48 @@ pub struct DiskHit {
     pub reuse: usize,
 }
 
-/// The files of one [`StateKey`] under the kv folder, indexed by their tokens.
+/// The files of one [`StateKey`] under the kv folder, indexed by their tokens. Lookups and reads
+/// run on the caller's thread (a read is what a hit needs before its prefill); writes go to a
+/// thread of their own, so an eviction never stalls the engine's batch. Dropping the tier
+/// waits for the writes in flight.
 #[derive(Debug)]
 pub struct DiskTier {
-    root: PathBuf,
     dir: PathBuf,
     key: StateKey,
     limit_bytes: u64,
     entries: Vec<DiskEntry>,
+    writer: Option<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)>,
+}
+
+/// What the writer thread is asked to do.
+enum Job {
+    /// Write a state, then remove the files it makes redundant.
+    Write {
+        tokens: Vec<i32>,
+        state: Vec<u8>,
+        replaces: Vec<PathBuf>,
+    },
+    /// Answer once everything sent before is done.
+    Flush(mpsc::Sender<()>),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Write { tokens, state, .. } => {
+                write!(f, "Write({} tokens, {} bytes)", tokens.len(), state.len())
+            }
+            Job::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+/// The writer thread's view: where files go and the bound of the whole folder.
+struct Writer {
+    root: PathBuf,
+    dir: PathBuf,
+    key: StateKey,
+    limit_bytes: u64,
 }
 
 impl DiskTier {
@@ -129,12 +164,22 @@ impl DiskTier {
                 Err(why) => discard(&path, &why),
             }
         }
-        Ok(Self {
+        let writer = Writer {
             root: root.to_path_buf(),
+            dir: dir.clone(),
+            key: key.clone(),
+            limit_bytes,
+        };
+        let (jobs, inbox) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hearth-kv-disk".into())
+            .spawn(move || writer.run(&inbox))?;
+        Ok(Self {
             dir,
             key,
             limit_bytes,
             entries,
+            writer: Some((jobs, thread)),
         })
     }
 
@@ -167,9 +212,9 @@ impl DiskTier {
         self.entries.iter().any(|e| e.tokens.starts_with(tokens))
     }
 
-    /// The tokens and state of the hit's file, checked against its checksum; `None` (the file
-    /// removed and the reason logged) when it no longer reads back sound. A file read is marked
-    /// as just used.
+    /// The tokens and state of the hit's file, checked against its checksum; `None` when it no
+    /// longer reads back sound (the file removed and the reason logged) or is gone (the bound
+    /// removed it, or its write has not landed). A file read is marked as just used.
     pub fn read(&mut self, hit: &DiskHit) -> Option<(Vec<i32>, Vec<u8>)> {
         let file = self.entries.get(hit.index)?.file.clone();
         match read_whole(&file, &self.key) {
@@ -180,7 +225,11 @@ impl DiskTier {
                     .and_then(|f| f.set_modified(SystemTime::now()));
                 Some(found)
             }
-            Err(why) => {
+            Err(ReadError::Gone) => {
+                self.entries.remove(hit.index);
+                None
+            }
+            Err(ReadError::Unsound(why)) => {
                 discard(&file, &why);
                 self.entries.remove(hit.index);
                 None
@@ -188,34 +237,81 @@ impl DiskTier {
         }
     }
 
-    /// Writes `state` (the KV of `tokens`) to a new file, unless one already covers them.
-    /// Files it extends go; then the least recently used files of the whole kv folder until
-    /// it fits the bound. A failure (a full disk) is logged and loses nothing but the file.
-    pub fn write(&mut self, tokens: &[i32], state: &[u8]) {
+    /// Has `state` (the KV of `tokens`) written to a new file, unless one already covers them;
+    /// the files it extends go. The writer thread then removes the least recently used files
+    /// of the whole kv folder until it fits the bound. A failure (a full disk) is logged and
+    /// loses nothing but the file.
+    pub fn write(&mut self, tokens: &[i32], state: Vec<u8>) {
         if tokens.len() < MIN_DISK_TOKENS || self.covers(tokens) {
             return;
         }
-        let size = file_size(tokens.len(), state.len());
-        if size > self.limit_bytes {
+        if file_size(tokens.len(), state.len()) > self.limit_bytes {
             return;
         }
-        if let Err(e) = self.write_file(tokens, state) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot keep a prompt's KV state on disk");
+        let Some((jobs, _)) = &self.writer else {
             return;
-        }
-        // Files the new one extends add nothing.
+        };
         let (gone, kept): (Vec<DiskEntry>, Vec<DiskEntry>) = std::mem::take(&mut self.entries)
             .into_iter()
             .partition(|e| tokens.starts_with(&e.tokens) && e.tokens.len() < tokens.len());
         self.entries = kept;
-        for e in gone {
-            let _ = fs::remove_file(&e.file);
-        }
         self.entries.push(DiskEntry {
             file: self.dir.join(file_name(tokens)),
             tokens: tokens.to_vec(),
         });
-        self.enforce_bound();
+        let _ = jobs.send(Job::Write {
+            tokens: tokens.to_vec(),
+            state,
+            replaces: gone.into_iter().map(|e| e.file).collect(),
+        });
+    }
+
+    /// Waits until every write sent so far has landed (or failed).
+    pub fn flush(&self) {
+        if let Some((jobs, _)) = &self.writer {
+            let (done, wait) = mpsc::channel();
+            if jobs.send(Job::Flush(done)).is_ok() {
+                let _ = wait.recv();
+            }
+        }
+    }
+}
+
+impl Drop for DiskTier {
+    fn drop(&mut self) {
+        if let Some((jobs, thread)) = self.writer.take() {
+            drop(jobs);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Writer {
+    fn run(&self, inbox: &mpsc::Receiver<Job>) {
+        for job in inbox {
+            match job {
+                Job::Write {
+                    tokens,
+                    state,
+                    replaces,
+                } => match self.write_file(&tokens, &state) {
+                    Ok(()) => {
+                        for file in replaces {
+                            let _ = fs::remove_file(file);
+                        }
+                        self.enforce_bound();
+                    }
+                    Err(e) => tracing::warn!(
+                        dir = %self.dir.display(),
+                        error = %e,
+                        "cannot keep a prompt's KV state on disk"
+                    ),
+                },
+                Job::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
     }
 
     fn write_file(&self, tokens: &[i32], state: &[u8]) -> std::io::Result<()> {
@@ -250,8 +346,8 @@ impl DiskTier {
     }
 
     /// Removes the least recently used files of the whole kv folder (every key's) until it
-    /// fits `limit_bytes`.
-    fn enforce_bound(&mut self) {
+    /// fits `limit_bytes`. The index learns of a removed file when a hit finds it gone.
+    fn enforce_bound(&self) {
         let mut files: Vec<(PathBuf, u64, SystemTime)> = Vec::new();
         let folders = fs::read_dir(&self.root).into_iter().flatten().flatten();
         for folder in folders {
@@ -271,7 +367,6 @@ impl DiskTier {
             }
             if fs::remove_file(&path).is_ok() {
                 total -= len;
-                self.entries.retain(|e| e.file != path);
             }
         }
     }
@@ -366,12 +461,32 @@ fn head_of(f: &mut File) -> Result<(Header, Vec<i32>, u32), String> {
     Ok((header, tokens, header_len))
 }
 
+/// Why a file did not read back.
+enum ReadError {
+    /// It is not there (removed by the bound, or its write has not landed yet).
+    Gone,
+    /// It is there but not sound: why.
+    Unsound(String),
+}
+
+impl From<String> for ReadError {
+    fn from(why: String) -> Self {
+        ReadError::Unsound(why)
+    }
+}
+
 /// Tokens and state of a file of `key`, checked against its checksum.
-fn read_whole(path: &Path, key: &StateKey) -> Result<(Vec<i32>, Vec<u8>), String> {
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
+fn read_whole(path: &Path, key: &StateKey) -> Result<(Vec<i32>, Vec<u8>), ReadError> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Gone),
+        Err(e) => return Err(ReadError::Unsound(e.to_string())),
+    };
     let (header, tokens, _) = head_of(&mut f)?;
     if &header.key != key {
-        return Err("written for another model, build or KV layout".into());
+        return Err("written for another model, build or KV layout"
+            .to_string()
+            .into());
     }
     let mut state = Vec::with_capacity(header.state_bytes as usize);
     f.read_to_end(&mut state).map_err(|e| e.to_string())?;
@@ -380,7 +495,8 @@ fn read_whole(path: &Path, key: &StateKey) -> Result<(Vec<i32>, Vec<u8>), String
             "{} bytes of state where the header says {}",
             state.len(),
             header.state_bytes
-        ));
+        )
+        .into());
     }
     let mut hasher = Sha256::new();
     for t in &tokens {
@@ -388,7 +504,7 @@ fn read_whole(path: &Path, key: &StateKey) -> Result<(Vec<i32>, Vec<u8>), String
     }
     hasher.update(&state);
     if hex::encode(hasher.finalize()) != header.sha256 {
-        return Err("checksum mismatch".into());
+        return Err("checksum mismatch".to_string().into());
     }
     Ok((tokens, state))
 }
@@ -415,10 +531,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut tier = DiskTier::open(root.path(), key("a"), 1 << 20).unwrap();
         let tokens = prompt(0, 300);
-        tier.write(&tokens, &[7u8; 1000]);
+        tier.write(&tokens, vec![7u8; 1000]);
         // Short prompts are not kept.
-        tier.write(&prompt(5000, 10), &[1u8; 10]);
+        tier.write(&prompt(5000, 10), vec![1u8; 10]);
         assert_eq!(tier.len(), 1);
+        tier.flush();
         let mut again = DiskTier::open(root.path(), key("a"), 1 << 20).unwrap();
         let mut asked = tokens.clone();
         asked.extend([9, 9, 9]);
@@ -438,8 +555,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut tier = DiskTier::open(root.path(), key("a"), 1 << 20).unwrap();
         for start in [0, 1000, 2000] {
-            tier.write(&prompt(start, 300), &[start as u8; 500]);
+            tier.write(&prompt(start, 300), vec![start as u8; 500]);
         }
+        tier.flush();
+        tier.flush();
         let files: Vec<PathBuf> = tier.entries.iter().map(|e| e.file.clone()).collect();
         // Truncated: caught when the folder is opened.
         let f = File::options().write(true).open(&files[0]).unwrap();
@@ -462,7 +581,8 @@ mod tests {
         assert_eq!(again.read(&hit).unwrap().1, vec![2000u16 as u8; 500]);
         // A file of another key copied into this key's folder is removed.
         let mut b = DiskTier::open(root.path(), key("b"), 1 << 20).unwrap();
-        b.write(&prompt(0, 300), &[1u8; 100]);
+        b.write(&prompt(0, 300), vec![1u8; 100]);
+        b.flush();
         let foreign = b.entries[0].file.clone();
         fs::copy(&foreign, again.dir.join("foreign.kv")).unwrap();
         let third = DiskTier::open(root.path(), key("a"), 1 << 20).unwrap();
@@ -478,9 +598,11 @@ mod tests {
         let limit = 3 * one;
         let mut a = DiskTier::open(root.path(), key("a"), limit).unwrap();
         let mut b = DiskTier::open(root.path(), key("b"), limit).unwrap();
-        a.write(&prompt(0, 300), &state);
-        b.write(&prompt(1000, 300), &state);
-        a.write(&prompt(2000, 300), &state);
+        a.write(&prompt(0, 300), state.clone());
+        b.write(&prompt(1000, 300), state.clone());
+        a.write(&prompt(2000, 300), state.clone());
+        a.flush();
+        b.flush();
         // Reading the first makes the second the oldest.
         let old = SystemTime::now() - std::time::Duration::from_secs(60);
         for e in a.entries.iter().chain(&b.entries) {
@@ -493,7 +615,8 @@ mod tests {
         }
         let hit = a.best_match(&prompt(0, 301)).unwrap();
         a.read(&hit).unwrap();
-        a.write(&prompt(3000, 300), &state);
+        a.write(&prompt(3000, 300), state.clone());
+        a.flush();
         let total: u64 = fs::read_dir(root.path())
             .unwrap()
             .flatten()
@@ -507,7 +630,7 @@ mod tests {
         assert_eq!(a.len() + b.len(), 3);
         // A longer prompt replaces the file it extends.
         let mut a = a;
-        a.write(&prompt(0, 400), &state);
+        a.write(&prompt(0, 400), state.clone());
         assert!(a.covers(&prompt(0, 400)));
         assert_eq!(
             a.entries
@@ -524,7 +647,12 @@ mod tests {
         let mut tier = DiskTier::open(root.path(), key("a"), 1 << 20).unwrap();
         // The folder gone (as a full or vanished disk would fail the write).
         fs::remove_dir_all(&tier.dir).unwrap();
-        tier.write(&prompt(0, 300), &[1u8; 100]);
+        tier.write(&prompt(0, 300), vec![1u8; 100]);
+        tier.flush();
+        assert!(!tier.dir.exists());
+        // A hit on it finds nothing and forgets it; the prompt is prefilled.
+        let hit = tier.best_match(&prompt(0, 301)).unwrap();
+        assert_eq!(tier.read(&hit), None);
         assert!(tier.is_empty());
     }
 }

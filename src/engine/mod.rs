@@ -79,6 +79,23 @@ pub enum EngineError {
     Shutdown,
 }
 
+/// Computes `prompt` once, so that the next request starting with it finds its KV (on a slot,
+/// in the prompt cache, or on disk) instead of prefilling it: a one-token greedy generation
+/// whose token is thrown away. A generation, because every backend keeps what a finished
+/// request computed, and this is the path they all share.
+pub async fn warm(backend: &dyn Backend, prompt: Prompt) -> Result<Completion, EngineError> {
+    let request = GenerateRequest {
+        prompt,
+        sampling: SamplingParams {
+            max_tokens: Some(1),
+            ..SamplingParams::default()
+        },
+        tools: None,
+    };
+    let (_, completion) = backend.generate(request)?.collect_text().await?;
+    Ok(completion)
+}
+
 /// One chat message, as in the OpenAI API.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChatMessage {

@@ -189,6 +189,49 @@ pub(super) async fn tokenize(
     finish(&state, "/tokenize", result)
 }
 
+/// Body of `/api/cache/warm`: the model and one of a system prompt, messages, or raw text.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarmBody {
+    model: String,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    messages: Option<Vec<crate::engine::ChatMessage>>,
+    #[serde(default)]
+    prompt: Option<String>,
+}
+
+/// Computes a prompt once so that later requests starting with it find it (a long system
+/// prompt or document): hearth's extension, as Ollama's empty-prompt preload but for a prompt.
+pub(super) async fn warm(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        let body: WarmBody = parse_body(&body_bytes(body)?)?;
+        let prompt = match (body.system, body.messages, body.prompt) {
+            (Some(system), None, None) => {
+                Prompt::Chat(vec![crate::engine::ChatMessage::new("system", system)])
+            }
+            (None, Some(messages), None) if !messages.is_empty() => Prompt::Chat(messages),
+            (None, None, Some(text)) => Prompt::Text(text),
+            _ => return Err(ApiError::bad_param(
+                "system",
+                "give exactly one of `system` (a system prompt), `messages` or `prompt` (raw text)",
+            )),
+        };
+        let backend = state.registry.get(&body.model).await?;
+        let done = crate::engine::warm(backend.as_ref(), prompt).await?;
+        Ok(Json(json!({
+            "model": backend.facts().alias,
+            "prompt_tokens": done.usage.prompt_tokens,
+            "cached_tokens": done.usage.cached_prompt_tokens,
+            "prompt_ms": done.timings.prompt_ms,
+        }))
+        .into_response())
+    }
+    .await;
+    finish(&state, "/api/cache/warm", result)
+}
+
 pub(super) async fn unload(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let body: ModelBody = parse_body(&body_bytes(body)?)?;

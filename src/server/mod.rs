@@ -206,6 +206,7 @@ fn router(state: Arc<AppState>, policy: Arc<BrowserPolicy>, body_limit: usize) -
         .route("/api/ps", get(handlers::ps))
         .route("/api/load", post(handlers::load))
         .route("/api/unload", post(handlers::unload))
+        .route("/api/cache/warm", post(handlers::warm))
         .route("/api/status", get(handlers::status))
         .route("/tokenize", post(handlers::tokenize))
         .route("/metrics", get(handlers::metrics))

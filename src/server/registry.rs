@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cache::{Cache, NoProgress};
 use crate::catalog::{Catalog, CatalogError};
-use crate::engine::{Backend, EngineStats};
+use crate::engine::{Backend, ChatMessage, EngineStats, Prompt};
 use crate::loader::{self, LoadOptions, ModelError};
 
 /// Why a model could not be handed out.
@@ -195,6 +195,19 @@ impl Registry {
             source,
         })?;
         let backend = opened.backend;
+        // Warm prompts before the model counts as loaded: the first request finds them.
+        for text in &entry.warm_prompts {
+            let prompt = Prompt::Chat(vec![ChatMessage::new("system", text.as_str())]);
+            match crate::engine::warm(backend.as_ref(), prompt).await {
+                Ok(c) => tracing::info!(
+                    model = %entry.alias,
+                    tokens = c.usage.prompt_tokens,
+                    cached = c.usage.cached_prompt_tokens,
+                    "warm prompt computed"
+                ),
+                Err(e) => tracing::warn!(model = %entry.alias, error = %e, "a warm prompt failed"),
+            }
+        }
         let now = Instant::now();
         *cell.state.lock().expect("cell lock") = Some(Loaded {
             backend: Arc::clone(&backend),

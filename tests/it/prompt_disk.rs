@@ -144,3 +144,56 @@ fn a_long_prompt_comes_back_from_disk_after_a_restart_and_an_unload() {
         .stdout(predicates::str::contains("removed 1 prompt states"));
     assert!(kv_files(home.path()).is_empty());
 }
+
+#[test]
+fn warm_prompts_are_computed_at_load_and_on_request() {
+    let home = common::home_with_model();
+    let _turn = common::turn();
+    // The catalog entry's warm prompt: computed while the model loads, before any request.
+    let models = serde_json::json!({"smollm2-135m": {
+        "path": common::model_path(),
+        "warm_prompts": [document()],
+    }});
+    std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
+    let args = [
+        "--parallel",
+        "1",
+        "--ctx",
+        "2048",
+        "--models",
+        "smollm2-135m",
+    ];
+    let (child, addr) = common::spawn_serve(home.path(), &args);
+    let (_, prompt_tokens, cached) = ask(&addr);
+    assert!(cached > 400, "{cached} of {prompt_tokens} found ready");
+    stop(child);
+
+    // `POST /api/cache/warm` on a model without warm prompts, and its refusals.
+    let models = serde_json::json!({"smollm2-135m": {"path": common::model_path()}});
+    std::fs::write(home.path().join("models.json"), models.to_string()).unwrap();
+    hearth(home.path())
+        .args(["cache", "remove", "--kv"])
+        .assert()
+        .success();
+    let (child, addr) = common::spawn_serve(home.path(), &args);
+    let body = serde_json::json!({"model": "smollm2-135m", "system": document()}).to_string();
+    let warmed = common::http(&addr, "POST", "/api/cache/warm", Some(&body));
+    assert!(warmed.starts_with("HTTP/1.1 200"), "{warmed}");
+    let warmed: serde_json::Value =
+        serde_json::from_str(warmed.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let computed = warmed["prompt_tokens"].as_u64().unwrap();
+    assert!(computed > 400, "{warmed}");
+    let (_, _, cached) = ask(&addr);
+    assert!(cached + 16 >= computed, "{cached} of the {computed} warmed");
+    for bad in [
+        serde_json::json!({"model": "smollm2-135m"}),
+        serde_json::json!({"model": "smollm2-135m", "system": "a", "prompt": "b"}),
+    ] {
+        let answer = common::http(&addr, "POST", "/api/cache/warm", Some(&bad.to_string()));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    let unknown = serde_json::json!({"model": "no-such-model", "system": "a"}).to_string();
+    let answer = common::http(&addr, "POST", "/api/cache/warm", Some(&unknown));
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    stop(child);
+}

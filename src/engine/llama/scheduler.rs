@@ -439,7 +439,7 @@ impl<'m> Scheduler<'m> {
         for (tokens, state) in states {
             if tokens.len() >= MIN_DISK_TOKENS {
                 let ids: Vec<i32> = tokens.iter().map(|t| t.0).collect();
-                disk.write(&ids, &state.0);
+                disk.write(&ids, state.0);
             }
         }
     }
