@@ -486,43 +486,42 @@ fn quality_gate(
     min_score: Option<f64>,
 ) -> Vec<(usize, String)> {
     use hearth::report::recommend::{CHECK_MARGIN, MIN_CHECKS};
-    // By model: (checks passed, checks run, judge score × answers, answers judged).
-    let mut by_model: std::collections::BTreeMap<&str, (u64, u64, f64, u64)> = Default::default();
+    let mut by_model: std::collections::BTreeMap<&str, tune::ModelQuality> = Default::default();
     for e in entries {
         let t = by_model.entry(&e.config.model).or_default();
         for p in &e.probes {
-            t.0 += p.checks_passed;
-            t.1 += p.checks_total;
-            if let Some(score) = p.judge_score.filter(|_| p.judge_scored > 0) {
-                t.2 += score * p.judge_scored as f64;
-                t.3 += p.judge_scored;
-            }
+            t.add(
+                p.checks_passed,
+                p.checks_total,
+                p.judge_score,
+                p.judge_scored,
+            );
         }
     }
-    let rate = |t: &(u64, u64, f64, u64)| t.0 as f64 / t.1.max(1) as f64;
     let best = by_model
         .iter()
-        .filter(|(_, t)| t.1 >= MIN_CHECKS)
-        .max_by(|a, b| rate(a.1).total_cmp(&rate(b.1)));
+        .filter(|(_, q)| q.checks_total >= MIN_CHECKS)
+        .max_by(|a, b| a.1.pass_rate().total_cmp(&b.1.pass_rate()));
     let why_out = |model: &str| -> Option<String> {
         let mine = &by_model[model];
         if let Some((best_model, best)) = best {
-            if mine.1 >= MIN_CHECKS && rate(mine) < rate(best) - CHECK_MARGIN {
+            if mine.checks_total >= MIN_CHECKS && mine.pass_rate() < best.pass_rate() - CHECK_MARGIN
+            {
                 return Some(format!(
                     "quality: {:.0} % of {} automatic checks passed, more than {:.0} points under {best_model}'s {:.0} %",
-                    100.0 * rate(mine),
-                    mine.1,
+                    100.0 * mine.pass_rate(),
+                    mine.checks_total,
                     100.0 * CHECK_MARGIN,
-                    100.0 * rate(best)
+                    100.0 * best.pass_rate()
                 ));
             }
         }
         let min = min_score?;
-        let score = (mine.3 > 0).then(|| mine.2 / mine.3 as f64)?;
+        let score = mine.judge_mean()?;
         (score < min).then(|| {
             format!(
                 "quality: the judge scored its answers {score:.2} on average ({} answers), under --min-score {min}",
-                mine.3
+                mine.judged
             )
         })
     };

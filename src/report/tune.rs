@@ -203,38 +203,21 @@ pub fn render(tune: &TuneRecord, format: Format) -> Result<String, ReportError> 
 /// Quality belongs to the model, not to a serving configuration: answers at temperature 0
 /// hardly change with the settings.
 fn quality_by_model(doc: &Document) -> BTreeMap<String, String> {
-    let mut totals: BTreeMap<&str, (u64, u64, f64, u64)> = BTreeMap::new();
+    let mut totals: BTreeMap<&str, crate::tune::ModelQuality> = BTreeMap::new();
     for e in &doc.search.entries {
         let t = totals.entry(&e.config.model).or_default();
         for p in &e.probes {
-            t.0 += p.checks_passed;
-            t.1 += p.checks_total;
-            if let Some(score) = p.judge_score.filter(|_| p.judge_scored > 0) {
-                t.2 += score * p.judge_scored as f64;
-                t.3 += p.judge_scored;
-            }
+            t.add(
+                p.checks_passed,
+                p.checks_total,
+                p.judge_score,
+                p.judge_scored,
+            );
         }
     }
     totals
         .into_iter()
-        .map(|(model, (passed, total, score, scored))| {
-            let mut parts = Vec::new();
-            if total > 0 {
-                parts.push(format!(
-                    "{:.0} % of {total} checks",
-                    100.0 * passed as f64 / total as f64
-                ));
-            }
-            if scored > 0 {
-                parts.push(format!("judge {:.1}", score / scored as f64));
-            }
-            let text = if parts.is_empty() {
-                "—".to_string()
-            } else {
-                parts.join(" · ")
-            };
-            (model.to_string(), text)
-        })
+        .map(|(model, q)| (model.to_string(), q.label()))
         .collect()
 }
 

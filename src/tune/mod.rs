@@ -64,6 +64,63 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A model's answers over a tune's probes: the automatic checks they passed and the judge's
+/// scores. Quality belongs to the model, not to a serving configuration (answers at
+/// temperature 0 hardly change with the settings), so the constraint and the reports sum it
+/// over all the model's configurations.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ModelQuality {
+    /// Checks passed.
+    pub checks_passed: u64,
+    /// Checks run.
+    pub checks_total: u64,
+    judge_sum: f64,
+    /// Answers the judge scored.
+    pub judged: u64,
+}
+
+impl ModelQuality {
+    /// Adds one probe's figures.
+    pub fn add(&mut self, passed: u64, total: u64, judge_score: Option<f64>, judged: u64) {
+        self.checks_passed += passed;
+        self.checks_total += total;
+        if let Some(score) = judge_score.filter(|_| judged > 0) {
+            self.judge_sum += score * judged as f64;
+            self.judged += judged;
+        }
+    }
+
+    /// Share of checks passed (0 when none ran).
+    pub fn pass_rate(&self) -> f64 {
+        self.checks_passed as f64 / self.checks_total.max(1) as f64
+    }
+
+    /// The judge's mean score, when it scored any answer.
+    pub fn judge_mean(&self) -> Option<f64> {
+        (self.judged > 0).then(|| self.judge_sum / self.judged as f64)
+    }
+
+    /// In words: `83 % of 40 checks · judge 3.6`, `—` when nothing was checked or judged.
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        if self.checks_total > 0 {
+            parts.push(format!(
+                "{:.0} % of {} checks",
+                100.0 * self.pass_rate(),
+                self.checks_total
+            ));
+        }
+        if let Some(score) = self.judge_mean() {
+            parts.push(format!("judge {score:.1}"));
+        }
+        if parts.is_empty() {
+            "—".to_string()
+        } else {
+            parts.join(" · ")
+        }
+    }
+}
+
 /// Why a probe gave no measurement.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProbeError {

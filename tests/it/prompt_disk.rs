@@ -58,6 +58,17 @@ fn stop(mut child: std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// Unloads the model (as the idle timer does): its engine stops and keeps its prompts on disk.
+fn unload(addr: &str) {
+    let unloaded = common::http(
+        addr,
+        "POST",
+        "/api/unload",
+        Some(r#"{"model":"smollm2-135m"}"#),
+    );
+    assert!(unloaded.starts_with("HTTP/1.1 200"), "{unloaded}");
+}
+
 fn kv_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
     let root = home.join("kv");
     std::fs::read_dir(&root)
@@ -93,26 +104,14 @@ fn a_long_prompt_comes_back_from_disk_after_a_restart_and_an_unload() {
     assert_eq!(text, warm_text);
 
     // After an unload (what the idle timer does): restored again.
-    let unloaded = common::http(
-        &addr,
-        "POST",
-        "/api/unload",
-        Some(r#"{"model":"smollm2-135m"}"#),
-    );
-    assert!(unloaded.starts_with("HTTP/1.1 200"), "{unloaded}");
+    unload(&addr);
     let (text, _, cached) = ask(&addr);
     assert!(cached + 16 >= prompt_tokens, "{cached} of {prompt_tokens}");
     assert_eq!(text, warm_text);
 
     // A damaged file (one byte of its state flipped, then the file cut short) is ignored and
     // removed: the client gets its answer from a fresh prefill.
-    let unloaded = common::http(
-        &addr,
-        "POST",
-        "/api/unload",
-        Some(r#"{"model":"smollm2-135m"}"#),
-    );
-    assert!(unloaded.starts_with("HTTP/1.1 200"), "{unloaded}");
+    unload(&addr);
     let files = kv_files(home.path());
     assert_eq!(files.len(), 1, "{files:?}");
     let mut bytes = std::fs::read(&files[0]).unwrap();

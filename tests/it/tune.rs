@@ -4,39 +4,45 @@
 
 use crate::common::{self, hearth};
 
+/// Drafting and the compute settings pinned: the search is over what a test names, with no
+/// refinement around the pick (tested on its own below).
+const PINNED: [&str; 8] = [
+    "--speculative",
+    "off",
+    "--kv-type",
+    "f16",
+    "--flash-attn",
+    "auto",
+    "--batch",
+    "512",
+];
+
+/// A small load, quick to probe: one request in flight, two a round, eight tokens each (two
+/// rounds at the first stage; each later stage doubles them), as one JSON document.
+const QUICK: [&str; 13] = [
+    "--concurrency",
+    "1",
+    "--requests",
+    "2",
+    "--rounds",
+    "2",
+    "--max-tokens",
+    "8",
+    "--budget",
+    "10m",
+    "--json",
+    "--models",
+    "smollm2-135m",
+];
+
 #[test]
 fn a_tune_searches_confirms_or_keeps_the_default_and_prints_its_json() {
     let home = common::home_with_model();
     let _turn = common::turn();
     let out = hearth(home.path())
-        .args([
-            "tune",
-            "--models",
-            "smollm2-135m",
-            "--parallel",
-            "1",
-            "--speculative",
-            "off",
-            // The compute settings pinned: no refinement around the pick (tested below).
-            "--kv-type",
-            "f16",
-            "--flash-attn",
-            "auto",
-            "--batch",
-            "512",
-            "--concurrency",
-            "1",
-            "--requests",
-            "2",
-            // The first stage's rounds; each later stage doubles them.
-            "--rounds",
-            "2",
-            "--max-tokens",
-            "8",
-            "--budget",
-            "10m",
-            "--json",
-        ])
+        .args(["tune", "--parallel", "1"])
+        .args(PINNED)
+        .args(QUICK)
         .assert()
         .success();
     let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
@@ -291,20 +297,11 @@ fn with_no_load_given_each_configuration_holds_its_slots_and_a_memory_budget_sho
     // 400 MiB: smollm2-135m's 4 slots of 4096 tokens need 360 MiB of KV cache besides the
     // weights, 4 slots of the workload's 256 tokens about 22 MiB.
     let out = hearth(home.path())
+        .args(["tune", "--parallel", "4"])
+        .args(PINNED)
         .args([
-            "tune",
             "--models",
             "smollm2-135m",
-            "--parallel",
-            "4",
-            "--speculative",
-            "off",
-            "--kv-type",
-            "f16",
-            "--flash-attn",
-            "auto",
-            "--batch",
-            "512",
             "--input-tokens",
             "64",
             "--output-tokens",
@@ -357,36 +354,10 @@ fn the_judge_scores_each_model_once_and_min_score_rules_it_out() {
     let home = common::home_with_model();
     let _turn = common::turn();
     let out = hearth(home.path())
-        .args([
-            "tune",
-            "--models",
-            "smollm2-135m",
-            "--parallel",
-            "1",
-            "--speculative",
-            "off",
-            "--kv-type",
-            "f16",
-            "--flash-attn",
-            "auto",
-            "--batch",
-            "512",
-            "--concurrency",
-            "1",
-            "--requests",
-            "2",
-            "--rounds",
-            "2",
-            "--max-tokens",
-            "8",
-            "--judge",
-            "smollm2-135m",
-            "--min-score",
-            "5",
-            "--budget",
-            "10m",
-            "--json",
-        ])
+        .args(["tune", "--parallel", "1"])
+        .args(PINNED)
+        .args(QUICK)
+        .args(["--judge", "smollm2-135m", "--min-score", "5"])
         .output()
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
