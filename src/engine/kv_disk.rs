@@ -294,19 +294,18 @@ impl Writer {
                     tokens,
                     state,
                     replaces,
-                } => match self.write_file(&tokens, &state) {
-                    Ok(()) => {
-                        for file in replaces {
-                            let _ = fs::remove_file(file);
-                        }
-                        self.enforce_bound();
+                } => {
+                    for file in replaces {
+                        let _ = fs::remove_file(file);
                     }
-                    Err(e) => tracing::warn!(
-                        dir = %self.dir.display(),
-                        error = %e,
-                        "cannot keep a prompt's KV state on disk"
-                    ),
-                },
+                    if let Err(e) = self.write_file(&tokens, &state) {
+                        tracing::warn!(
+                            dir = %self.dir.display(),
+                            error = %e,
+                            "cannot keep a prompt's KV state on disk"
+                        );
+                    }
+                }
                 Job::Flush(done) => {
                     let _ = done.send(());
                 }
@@ -325,6 +324,9 @@ impl Writer {
             state_bytes: state.len() as u64,
             sha256: hex::encode(hasher.finalize()),
         })?;
+        // Room first, so the folder never holds more than the bound, not even while the new
+        // file is being written.
+        self.enforce_bound(file_size(tokens.len(), state.len()) + header.len() as u64);
         let tmp = self
             .dir
             .join(format!(".tmp-{}-{}", std::process::id(), file_name(tokens)));
@@ -346,8 +348,9 @@ impl Writer {
     }
 
     /// Removes the least recently used files of the whole kv folder (every key's) until it
-    /// fits `limit_bytes`. The index learns of a removed file when a hit finds it gone.
-    fn enforce_bound(&self) {
+    /// fits `limit_bytes` with `room` to spare. The index learns of a removed file when a hit
+    /// finds it gone.
+    fn enforce_bound(&self, room: u64) {
         let mut files: Vec<(PathBuf, u64, SystemTime)> = Vec::new();
         let folders = fs::read_dir(&self.root).into_iter().flatten().flatten();
         for folder in folders {
@@ -362,7 +365,7 @@ impl Writer {
         let mut total: u64 = files.iter().map(|f| f.1).sum();
         files.sort_by_key(|f| f.2);
         for (path, len, _) in files {
-            if total <= self.limit_bytes {
+            if total + room <= self.limit_bytes {
                 break;
             }
             if fs::remove_file(&path).is_ok() {
