@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use hearth::cache::VerifyOutcome;
 use hearth::text::human_bytes;
@@ -64,7 +64,8 @@ pub fn run(ctx: &Context, cmd: CacheCommand) -> Result<ExitCode> {
         CacheCommand::Location => outln!("{}", ctx.cache.location().display()),
         CacheCommand::Remove { kv: true, .. } => {
             let root = hearth::loader::kv_root(&ctx.cache);
-            let (files, bytes) = hearth::engine::kv_disk::clear(&root)?;
+            let (files, bytes) = hearth::engine::kv_disk::clear(&root)
+                .with_context(|| format!("cannot remove {}", root.display()))?;
             outln!(
                 "removed {files} prompt states ({}) from {}",
                 human_bytes(bytes),

@@ -25,25 +25,16 @@ pub enum ServiceCommand {
     /// smollm2-135m --port 5273`); a tuned model's serving profile applies as in `serve`.
     /// Already running: says where, exit 0.
     Start {
-        /// `hearth serve`'s flags.
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "SERVE FLAGS"
-        )]
-        args: Vec<String>,
+        #[command(flatten)]
+        serve: ServeFlags,
     },
     /// Stop it: SIGTERM, then wait while it finishes the requests in flight.
     Stop,
     /// Stop it and start it again, with the flags it was started with (or new ones).
     Restart {
-        /// `hearth serve`'s flags (default: the previous start's).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "SERVE FLAGS"
-        )]
-        args: Vec<String>,
+        /// Default: the previous start's.
+        #[command(flatten)]
+        serve: ServeFlags,
     },
     /// Is the server up? Endpoint, uptime, loaded models.
     Status {
@@ -56,6 +47,18 @@ pub enum ServiceCommand {
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
     },
+}
+
+/// `hearth serve`'s flags, passed on as given.
+#[derive(Debug, clap::Args)]
+pub struct ServeFlags {
+    /// `hearth serve`'s flags.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "SERVE FLAGS"
+    )]
+    args: Vec<String>,
 }
 
 /// What `start` records for the other commands.
@@ -88,9 +91,11 @@ fn log_path(ctx: &Context) -> PathBuf {
 
 pub fn service(ctx: &Context, cmd: ServiceCommand) -> Result<ExitCode> {
     match cmd {
-        ServiceCommand::Start { args } => start(ctx, args),
+        ServiceCommand::Start { serve } => start(ctx, serve.args),
         ServiceCommand::Stop => stop(ctx).map(|_| ExitCode::SUCCESS),
-        ServiceCommand::Restart { args } => {
+        ServiceCommand::Restart {
+            serve: ServeFlags { args },
+        } => {
             let previous = stop(ctx)?;
             let args = match (args.is_empty(), previous) {
                 (true, Some(old)) => old.args,
@@ -110,10 +115,7 @@ pub fn service(ctx: &Context, cmd: ServiceCommand) -> Result<ExitCode> {
             let path = log_path(ctx);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("no service log at {}", path.display()))?;
-            let all: Vec<&str> = text.lines().collect();
-            for line in &all[all.len().saturating_sub(lines)..] {
-                outln!("{line}");
-            }
+            outln!("{}", last_lines(&text, lines));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -143,8 +145,9 @@ fn live_record(ctx: &Context) -> Result<Option<Record>> {
     }
 }
 
-/// Whether `pid` is a running hearth (a recycled pid belongs to something else).
-fn is_hearth(pid: u32) -> bool {
+/// The process `pid` as the system sees it now, when it is a running hearth (a recycled pid
+/// belongs to something else): the system it was read into.
+fn hearth_process(pid: u32) -> Option<(System, Pid)> {
     let mut system = System::new();
     let pid = Pid::from_u32(pid);
     system.refresh_processes_specifics(
@@ -152,9 +155,14 @@ fn is_hearth(pid: u32) -> bool {
         true,
         ProcessRefreshKind::nothing(),
     );
-    system
+    let is_hearth = system
         .process(pid)
-        .is_some_and(|p| p.name().to_string_lossy().contains("hearth"))
+        .is_some_and(|p| p.name().to_string_lossy().contains("hearth"));
+    is_hearth.then_some((system, pid))
+}
+
+fn is_hearth(pid: u32) -> bool {
+    hearth_process(pid).is_some()
 }
 
 fn start(ctx: &Context, args: Vec<String>) -> Result<ExitCode> {
@@ -236,15 +244,9 @@ fn stop(ctx: &Context) -> Result<Option<Record>> {
         outln!("no hearth service is running");
         return Ok(None);
     };
-    let pid = Pid::from_u32(r.pid);
-    let mut system = System::new();
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    if let Some(p) = system.process(pid) {
-        if p.kill_with(Signal::Term) != Some(true) {
+    if let Some((system, pid)) = hearth_process(r.pid) {
+        let sent = system.process(pid).and_then(|p| p.kill_with(Signal::Term));
+        if sent != Some(true) {
             bail!("could not send SIGTERM to hearth (pid {})", r.pid);
         }
     }
@@ -282,13 +284,16 @@ fn rotate(log: &Path) -> Result<()> {
         return Ok(());
     }
     let numbered = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("cannot rotate {} to {}", from.display(), to.display()))
+    };
     for n in (1..KEPT_LOGS).rev() {
         if numbered(n).exists() {
-            std::fs::rename(numbered(n), numbered(n + 1))?;
+            rename(&numbered(n), &numbered(n + 1))?;
         }
     }
-    std::fs::rename(log, numbered(1))?;
-    Ok(())
+    rename(log, &numbered(1))
 }
 
 /// The API URL the server printed to its log once it listened.
@@ -300,8 +305,12 @@ fn listening_at(log: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The last `n` lines of the log, for an error that says why the server did not start.
 fn tail(log: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    last_lines(&std::fs::read_to_string(log).unwrap_or_default(), n)
+}
+
+fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

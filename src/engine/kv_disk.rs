@@ -351,17 +351,13 @@ impl Writer {
     /// fits `limit_bytes` with `room` to spare. The index learns of a removed file when a hit
     /// finds it gone.
     fn enforce_bound(&self, room: u64) {
-        let mut files: Vec<(PathBuf, u64, SystemTime)> = Vec::new();
-        let folders = fs::read_dir(&self.root).into_iter().flatten().flatten();
-        for folder in folders {
-            for file in fs::read_dir(folder.path()).into_iter().flatten().flatten() {
-                let Ok(meta) = file.metadata() else { continue };
-                if meta.is_file() {
-                    let when = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    files.push((file.path(), meta.len(), when));
-                }
-            }
-        }
+        let mut files: Vec<(PathBuf, u64, SystemTime)> = files_under(&self.root)
+            .into_iter()
+            .map(|(path, meta)| {
+                let when = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                (path, meta.len(), when)
+            })
+            .collect();
         let mut total: u64 = files.iter().map(|f| f.1).sum();
         files.sort_by_key(|f| f.2);
         for (path, len, _) in files {
@@ -377,18 +373,18 @@ impl Writer {
 
 /// Files and bytes under the kv folder `root`, every model's together.
 pub fn usage(root: &Path) -> (usize, u64) {
-    let mut out = (0, 0);
-    for folder in fs::read_dir(root).into_iter().flatten().flatten() {
-        for file in fs::read_dir(folder.path()).into_iter().flatten().flatten() {
-            if let Ok(meta) = file.metadata() {
-                if meta.is_file() {
-                    out.0 += 1;
-                    out.1 += meta.len();
-                }
-            }
-        }
-    }
-    out
+    let files = files_under(root);
+    (files.len(), files.iter().map(|(_, meta)| meta.len()).sum())
+}
+
+/// Every file of every key's folder under the kv folder `root`, with its metadata.
+fn files_under(root: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+    let folders = fs::read_dir(root).into_iter().flatten().flatten();
+    folders
+        .flat_map(|folder| fs::read_dir(folder.path()).into_iter().flatten().flatten())
+        .filter_map(|file| Some((file.path(), file.metadata().ok()?)))
+        .filter(|(_, meta)| meta.is_file())
+        .collect()
 }
 
 /// Removes every file under the kv folder `root` (`hearth cache remove --kv`); what it freed.

@@ -73,23 +73,8 @@ impl RatioTest {
 /// does not exist. `None` with fewer than two replicates a side.
 pub fn difference_interval(a: &[f64], b: &[f64], confidence: f64) -> Option<[f64; 2]> {
     let finite = |x: &[f64]| -> Vec<f64> { x.iter().copied().filter(|v| v.is_finite()).collect() };
-    let (a, b) = (finite(a), finite(b));
-    if a.len() < 2 || b.len() < 2 || !(confidence > 0.0 && confidence < 1.0) {
-        return None;
-    }
-    let (ma, va) = mean_var(&a);
-    let (mb, vb) = mean_var(&b);
-    let (sa, sb) = (va / a.len() as f64, vb / b.len() as f64);
-    let se = (sa + sb).sqrt();
-    let diff = mb - ma;
-    if se == 0.0 {
-        return Some([diff, diff]);
-    }
-    let df = ((sa + sb).powi(2)
-        / (sa * sa / (a.len() as f64 - 1.0) + sb * sb / (b.len() as f64 - 1.0)))
-        .min(MAX_DF);
-    let t = StudentsT::new(0.0, 1.0, df).ok()?;
-    let critical = t.inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    let (diff, se, df) = welch(&finite(a), &finite(b), 0.0)?;
+    let (_, critical) = two_sided(df, confidence)?;
     Some([diff - critical * se, diff + critical * se])
 }
 
@@ -108,7 +93,7 @@ pub fn paired_ratio_interval(a: &[f64], b: &[f64], confidence: f64) -> Option<(f
         .map(|(x, y)| (*x, *y))
         .collect();
     let n = pairs.len() as f64;
-    if pairs.len() < 2 || !(confidence > 0.0 && confidence < 1.0) {
+    if pairs.len() < 2 {
         return None;
     }
     let (ma, mb) = (
@@ -119,8 +104,7 @@ pub fn paired_ratio_interval(a: &[f64], b: &[f64], confidence: f64) -> Option<(f
     let saa = cov(&|p| (p.0 - ma) * (p.0 - ma)) / n;
     let sbb = cov(&|p| (p.1 - mb) * (p.1 - mb)) / n;
     let sab = cov(&|p| (p.0 - ma) * (p.1 - mb)) / n;
-    let t = StudentsT::new(0.0, 1.0, n - 1.0).ok()?;
-    let t2 = t.inverse_cdf(1.0 - (1.0 - confidence) / 2.0).powi(2);
+    let t2 = two_sided(n - 1.0, confidence)?.1.powi(2);
     // (mb − ρ·ma)² ≤ t²·(sbb − 2ρ·sab + ρ²·saa): a quadratic in ρ, bounded when its leading
     // coefficient is positive (ma clearly above zero).
     let qa = ma * ma - t2 * saa;
@@ -132,6 +116,42 @@ pub fn paired_ratio_interval(a: &[f64], b: &[f64], confidence: f64) -> Option<(f
     }
     let root = discriminant.sqrt();
     Some((mb / ma, [(qb - root) / qa, (qb + root) / qa]))
+}
+
+/// Student's t at `df` and its two-sided critical value at `confidence`; `None` for a
+/// confidence outside (0, 1).
+fn two_sided(df: f64, confidence: f64) -> Option<(StudentsT, f64)> {
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    let t = StudentsT::new(0.0, 1.0, df).ok()?;
+    let critical = t.inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    Some((t, critical))
+}
+
+/// Welch's difference `mean(b) − mean(a)` of independent replicates: (difference, standard
+/// error, degrees of freedom), with `run_drift` (relative, per run) added as a known variance:
+/// Satterthwaite's degrees of freedom count only the measured parts as uncertain, so a
+/// variance that is mostly the allowance is close to normal, and two rounds a side can still
+/// show a 3× change. Capped where t and the normal agree to the third decimal. `None` with
+/// fewer than two replicates a side.
+fn welch(a: &[f64], b: &[f64], run_drift: f64) -> Option<(f64, f64, f64)> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let (ma, va) = mean_var(a);
+    let (mb, vb) = mean_var(b);
+    let (sa, sb) = (va / a.len() as f64, vb / b.len() as f64);
+    let drift = 2.0 * run_drift.max(0.0).powi(2);
+    let measured = sa * sa / (a.len() as f64 - 1.0) + sb * sb / (b.len() as f64 - 1.0);
+    let df = if measured > 0.0 {
+        ((sa + sb + drift).powi(2) / measured).min(MAX_DF)
+    } else if drift > 0.0 {
+        MAX_DF
+    } else {
+        (a.len() + b.len() - 2) as f64
+    };
+    Some((mb - ma, (sa + sb + drift).sqrt(), df))
 }
 
 /// Sample variance (divides by n − 1) and mean.
@@ -146,9 +166,6 @@ fn mean_var(x: &[f64]) -> (f64, f64) {
 /// `None` when a side has fewer than two usable replicates (no noise to judge by), when a
 /// paired design has fewer than two pairs, or when `confidence` is not in (0, 1).
 pub fn ratio_test(a: &[f64], b: &[f64], design: Design, confidence: f64) -> Option<RatioTest> {
-    if !(confidence > 0.0 && confidence < 1.0) {
-        return None;
-    }
     let logs = |x: &[f64]| -> Vec<f64> {
         x.iter()
             .filter(|v| v.is_finite() && **v > 0.0)
@@ -169,32 +186,9 @@ pub fn ratio_test(a: &[f64], b: &[f64], design: Design, confidence: f64) -> Opti
             let (mean, var) = mean_var(&d);
             (mean, (var / d.len() as f64).sqrt(), d.len() as f64 - 1.0)
         }
-        Design::Independent { run_drift } => {
-            let (la, lb) = (logs(a), logs(b));
-            if la.len() < 2 || lb.len() < 2 {
-                return None;
-            }
-            let (ma, va) = mean_var(&la);
-            let (mb, vb) = mean_var(&lb);
-            let (sa, sb) = (va / la.len() as f64, vb / lb.len() as f64);
-            let drift = 2.0 * run_drift.max(0.0).powi(2);
-            // Welch–Satterthwaite with the drift as a known variance (infinite degrees of
-            // freedom): only the measured parts are uncertain, so a variance that is mostly
-            // the allowance is close to normal, and two rounds a side can still show a 3×
-            // change. Capped where t and the normal agree to the third decimal.
-            let measured = sa * sa / (la.len() as f64 - 1.0) + sb * sb / (lb.len() as f64 - 1.0);
-            let df = if measured > 0.0 {
-                ((sa + sb + drift).powi(2) / measured).min(MAX_DF)
-            } else if drift > 0.0 {
-                MAX_DF
-            } else {
-                (la.len() + lb.len() - 2) as f64
-            };
-            (mb - ma, (sa + sb + drift).sqrt(), df)
-        }
+        Design::Independent { run_drift } => welch(&logs(a), &logs(b), run_drift)?,
     };
-    let t = StudentsT::new(0.0, 1.0, df).ok()?;
-    let critical = t.inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    let (t, critical) = two_sided(df, confidence)?;
     let p_value = if se > 0.0 {
         (2.0 * (1.0 - t.cdf((diff / se).abs()))).clamp(0.0, 1.0)
     } else if diff == 0.0 {

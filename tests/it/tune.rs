@@ -19,7 +19,7 @@ const PINNED: [&str; 8] = [
 
 /// A small load, quick to probe: one request in flight, two a round, eight tokens each (two
 /// rounds at the first stage; each later stage doubles them), as one JSON document.
-const QUICK: [&str; 13] = [
+const QUICK: [&str; 11] = [
     "--concurrency",
     "1",
     "--requests",
@@ -31,8 +31,6 @@ const QUICK: [&str; 13] = [
     "--budget",
     "10m",
     "--json",
-    "--models",
-    "smollm2-135m",
 ];
 
 #[test]
@@ -40,7 +38,7 @@ fn a_tune_searches_confirms_or_keeps_the_default_and_prints_its_json() {
     let home = common::home_with_model();
     let _turn = common::turn();
     let out = hearth(home.path())
-        .args(["tune", "--parallel", "1"])
+        .args(["tune", "--models", "smollm2-135m", "--parallel", "1"])
         .args(PINNED)
         .args(QUICK)
         .assert()
@@ -192,19 +190,9 @@ fn a_tune_refines_the_kv_type_applies_its_pick_and_serve_uses_it() {
             "auto",
             "--batch",
             "512",
-            "--concurrency",
-            "1",
-            "--requests",
-            "2",
-            "--rounds",
-            "2",
-            "--max-tokens",
-            "8",
-            "--budget",
-            "10m",
-            "--json",
             "--apply",
         ])
+        .args(QUICK)
         .assert()
         .success();
     let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
@@ -354,7 +342,7 @@ fn the_judge_scores_each_model_once_and_min_score_rules_it_out() {
     let home = common::home_with_model();
     let _turn = common::turn();
     let out = hearth(home.path())
-        .args(["tune", "--parallel", "1"])
+        .args(["tune", "--models", "smollm2-135m", "--parallel", "1"])
         .args(PINNED)
         .args(QUICK)
         .args(["--judge", "smollm2-135m", "--min-score", "5"])

@@ -378,7 +378,7 @@ impl<'m> Scheduler<'m> {
     /// `MIN_GAIN_TOKENS` more than `in_memory` tokens; whether it did. A file that does not
     /// read back sound, or a state llama.cpp refuses, leaves `seq` empty for a prefill.
     fn restore_from_disk(&mut self, seq: i32, prompt: &[LlamaToken], in_memory: usize) -> bool {
-        let Some(disk) = self.disk.as_mut() else {
+        let Some(disk) = self.disk.as_mut().filter(|d| !d.is_empty()) else {
             return false;
         };
         let ids: Vec<i32> = prompt.iter().map(|t| t.0).collect();
