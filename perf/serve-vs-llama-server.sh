@@ -38,7 +38,9 @@
 #        distinct;
 #      - chat: TTFT p50 of each of turns 2-5 <= 1.1x llama-server's, at every level;
 #      - repeated: exact-repeat TTFT p50 (c=1) <= 1.1x llama-server's;
-#      - hearth at 8 streams >= 0.95x its own single-stream tokens/s (repeated, distinct).
+#      - hearth at 8 streams >= 0.95x its own single-stream tokens/s (repeated, distinct);
+#      - distinct: hearth's tokens/s with drafts on >= 0.98x drafts off at every level
+#        (issue #31: drafts never cost throughput; on repeated the ratio is printed).
 #    (They replace the older "TTFT p50 at 1 within 5%", "TTFT p95 at 8 no worse" and "1.1x at
 #    8" goals, which the first two contain.)
 #
@@ -637,6 +639,21 @@ for w in workloads:
                  (r >= 0.95, f"{h8['output_tok_s']:.1f} vs {h1['output_tok_s']:.1f} tok/s = {r:.2f}x"), (1, 8))
         else:
             check("hearth at 8 streams >= 0.95x its own single-stream tok/s", None, "needs levels 1 and 8")
+        # Drafts must never cost throughput (issue #31): on distinct prompts, where there is
+        # little to copy, drafting on must keep at least 0.98x the tok/s of drafting off.
+        if "hearth-nospec" in servers:
+            parts, ok = [], True
+            for c in levels:
+                on, off = rows[c]["hearth"], rows[c]["hearth-nospec"]
+                r = ratio(on["output_tok_s"], off["output_tok_s"])
+                ok = ok and r is not None and r >= 0.98
+                parts.append(f"c={c} {f(r, '.2f')}x ({on.get('draft_accepted', 0)}/{on.get('draft_tokens', 0)} "
+                             "drafted accepted)")
+            name = "hearth tok/s with drafts on >= 0.98x drafts off at every level"
+            if w == "distinct":
+                goal(name, (ok, ", ".join(parts)), levels)
+            else:
+                print(f"[info] {w}: hearth tok/s, drafts on / off: {', '.join(parts)}")
     if w == "chat":
         later = [t for t in range(2, turns + 1)]
         if not later:

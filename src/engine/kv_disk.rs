@@ -89,6 +89,53 @@ pub struct DiskHit {
     pub index: usize,
     /// Prompt tokens its state lets the request skip.
     pub reuse: usize,
+    /// Tokens its file holds (what a restore reads).
+    pub tokens: usize,
+}
+
+/// Whether reading a prompt's state back beats computing it, from what both cost on this
+/// machine as the engine runs: seconds per token restored (the file read, its checksum and
+/// llama.cpp's copy) and per prompt token prefilled. Until both were measured a restore is
+/// taken as the cheaper (perf/prompt-cache-disk.sh: ×0.024 of the prefill on a CPU); on a
+/// fast GPU with a slow disk the measurement can say otherwise.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOrCompute {
+    restore: Option<f64>,
+    compute: Option<f64>,
+}
+
+/// Weight of the newest measurement in the running means.
+const COST_SMOOTHING: f64 = 0.25;
+
+fn running(old: Option<f64>, new: f64) -> Option<f64> {
+    Some(old.map_or(new, |o| o + COST_SMOOTHING * (new - o)))
+}
+
+impl RestoreOrCompute {
+    /// Records a restore of `tokens` tokens that took `seconds`.
+    pub fn restored(&mut self, tokens: usize, seconds: f64) {
+        if tokens > 0 && seconds.is_finite() {
+            self.restore = running(self.restore, seconds / tokens as f64);
+        }
+    }
+
+    /// Records a prefill of `tokens` prompt tokens that took `seconds`.
+    pub fn prefilled(&mut self, tokens: usize, seconds: f64) {
+        if tokens > 0 && seconds.is_finite() {
+            self.compute = running(self.compute, seconds / tokens as f64);
+        }
+    }
+
+    /// Whether reading a file of `file_tokens` tokens is cheaper than prefilling the `saves`
+    /// prompt tokens it spares.
+    pub fn worth_restoring(&self, file_tokens: usize, saves: usize) -> bool {
+        match (self.restore, self.compute) {
+            (Some(restore), Some(compute)) => {
+                restore * file_tokens as f64 <= compute * saves as f64
+            }
+            _ => true,
+        }
+    }
 }
 
 /// The files of one [`StateKey`] under the kv folder, indexed by their tokens. Lookups and reads
@@ -202,6 +249,7 @@ impl DiskTier {
             .map(|(index, e)| DiskHit {
                 index,
                 reuse: reusable_prefix(&e.tokens, prompt),
+                tokens: e.tokens.len(),
             })
             .filter(|hit| hit.reuse >= MIN_DISK_TOKENS)
             .max_by_key(|hit| hit.reuse)
@@ -638,6 +686,61 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_restore_is_chosen_only_while_it_is_measured_cheaper_than_the_prefill() {
+        let mut r = RestoreOrCompute::default();
+        // Nothing measured: restore.
+        assert!(r.worth_restoring(3000, 100));
+        r.prefilled(512, 2.5);
+        assert!(r.worth_restoring(3000, 100));
+        // A restore at 0.1 ms a token against a prefill at ~4.9 ms.
+        r.restored(3000, 0.3);
+        assert!(r.worth_restoring(3000, 2900));
+        // A long file for a short gain: 3000 x 0.1 ms > 50 x 4.9 ms.
+        assert!(!r.worth_restoring(3000, 50));
+        // A slow disk: restores now cost more than the prefill.
+        for _ in 0..20 {
+            r.restored(3000, 30.0);
+        }
+        assert!(!r.worth_restoring(3000, 2900));
+    }
+
+    #[test]
+    fn a_full_disk_loses_only_the_file_and_the_next_write_lands() {
+        let full = Path::new("/dev/full");
+        assert!(
+            full.exists(),
+            "this test needs /dev/full, the kernel's always-full device"
+        );
+        let root = tempfile::tempdir().unwrap();
+        let mut tier = DiskTier::open(root.path(), key("a"), 1 << 20).unwrap();
+        let tokens = prompt(0, 300);
+        // The writer's temporary file for these tokens is the full device: writing to it
+        // fails with ENOSPC from the kernel, as on a full disk.
+        let tmp = tier.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            file_name(&tokens)
+        ));
+        std::os::unix::fs::symlink(full, &tmp).unwrap();
+        tier.write(&tokens, vec![7u8; 100]);
+        tier.flush();
+        assert!(!tier.dir.join(file_name(&tokens)).exists());
+        assert!(
+            fs::symlink_metadata(&tmp).is_err(),
+            "the temporary file stays behind"
+        );
+        // A hit on it finds nothing and forgets it; the prompt is prefilled.
+        let hit = tier.best_match(&prompt(0, 301)).unwrap();
+        assert_eq!(tier.read(&hit), None);
+        assert!(tier.is_empty());
+        // Room again: the same state lands, and reads back whole.
+        tier.write(&tokens, vec![7u8; 100]);
+        tier.flush();
+        let hit = tier.best_match(&prompt(0, 301)).unwrap();
+        assert_eq!(tier.read(&hit), Some((tokens, vec![7u8; 100])));
     }
 
     #[test]

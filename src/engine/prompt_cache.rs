@@ -109,7 +109,25 @@ impl<T: PartialEq, S: Saved> PromptCache<T, S> {
         if bytes > self.limit_bytes {
             return vec![(tokens, state)];
         }
-        let mut evicted = Vec::new();
+        let evicted = self.make_room(&tokens, bytes);
+        self.clock += 1;
+        self.used_bytes += bytes;
+        self.entries.push(Entry {
+            tokens,
+            state,
+            last_used: self.clock,
+        });
+        evicted
+    }
+
+    /// Makes room for a state of `bytes` for `tokens` before it is copied out of the KV cache,
+    /// so the copy never sits beside a full cache (the host memory bound holds at every
+    /// moment, not only between inserts): what [`PromptCache::insert`] would drop and evict,
+    /// it drops and evicts now. Returns the evicted entries.
+    pub fn make_room(&mut self, tokens: &[T], bytes: usize) -> Vec<(Vec<T>, S)> {
+        if bytes > self.limit_bytes {
+            return Vec::new();
+        }
         let mut freed = 0;
         self.entries.retain(|e| {
             let keep = !tokens.starts_with(&e.tokens);
@@ -119,6 +137,7 @@ impl<T: PartialEq, S: Saved> PromptCache<T, S> {
             keep
         });
         self.used_bytes -= freed;
+        let mut evicted = Vec::new();
         while self.used_bytes + bytes > self.limit_bytes {
             let Some(oldest) = (0..self.entries.len()).min_by_key(|&i| self.entries[i].last_used)
             else {
@@ -128,13 +147,6 @@ impl<T: PartialEq, S: Saved> PromptCache<T, S> {
             self.used_bytes -= gone.state.byte_len();
             evicted.push((gone.tokens, gone.state));
         }
-        self.clock += 1;
-        self.used_bytes += bytes;
-        self.entries.push(Entry {
-            tokens,
-            state,
-            last_used: self.clock,
-        });
         evicted
     }
 
@@ -225,6 +237,25 @@ mod tests {
         let mut none = PromptCache::<i32, Bytes>::new(0);
         let _ = none.insert(vec![1], Bytes(1));
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn room_is_made_before_the_copy_so_cache_and_copy_never_exceed_the_limit() {
+        let mut cache = PromptCache::new(30);
+        cache.insert(vec![1], Bytes(10));
+        cache.insert(vec![2], Bytes(10));
+        cache.insert(vec![3, 4], Bytes(10));
+        // A 15-byte state for [3, 4, 5]: [3, 4] is superseded, then [1] (the oldest) goes.
+        let evicted = cache.make_room(&[3, 4, 5], 15);
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].0, vec![1]);
+        assert!(cache.used_bytes() + 15 <= 30, "{}", cache.used_bytes());
+        // The insert that follows evicts nothing more.
+        assert!(cache.insert(vec![3, 4, 5], Bytes(15)).is_empty());
+        assert_eq!(cache.used_bytes(), 25);
+        // A state larger than the cache makes no room (it will not be kept).
+        assert!(cache.make_room(&[9], 31).is_empty());
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
@@ -37,9 +37,10 @@ use super::slot::{Samplers, Slot};
 use super::{Command, EngineOptions, Job, Shared};
 use crate::engine::admission::{admit_count, plan_prefill, release_seq};
 use crate::engine::backend::llama_backend;
-use crate::engine::kv_disk::{DiskTier, StateKey, MIN_DISK_TOKENS};
+use crate::engine::kv_disk::{DiskTier, RestoreOrCompute, StateKey, MIN_DISK_TOKENS};
 use crate::engine::prompt_cache::{reusable_prefix, PromptCache, Saved, MIN_GAIN_TOKENS};
-use crate::engine::speculative::{draft_rows_allowed, Acceptance, History, Speculative, StepCosts};
+use crate::engine::speculative::plan::{self, Lane, Payoff, SeqRows, StepCosts};
+use crate::engine::speculative::{Acceptance, Candidate, History, Speculative};
 use crate::engine::{EngineError, Event, FinishReason};
 
 /// What the engine thread needs to know about the model beyond llama.cpp's own view of it.
@@ -81,8 +82,9 @@ pub(super) fn run(
             continue;
         }
         let step = engine.build_batch();
+        let started = Instant::now();
         if engine.decode(&step) {
-            engine.sample();
+            engine.sample(&step, started);
         }
     }
     engine.stop();
@@ -106,8 +108,11 @@ struct Scheduler<'m> {
     end_of_turn: Vec<LlamaToken>,
     /// The model's attention window, for models with sliding-window layers.
     sliding_window: Option<usize>,
+    /// Most tokens llama.cpp computes in one forward pass (its micro-batch).
+    n_ubatch: usize,
     acceptance: Acceptance,
     costs: StepCosts,
+    payoff: Payoff,
     history: History,
     /// Free sequence ids, descending, so `pop()` hands out the lowest (see `admission`).
     free_seqs: Vec<i32>,
@@ -121,6 +126,8 @@ struct Scheduler<'m> {
     /// engine stopped, for the next engine of this model file (after an idle unload or a
     /// restart) to restore instead of prefilling.
     disk: Option<DiskTier>,
+    /// What a restore from disk and a prefill cost here, per token.
+    restore_or_compute: RestoreOrCompute,
     /// Whether prefixes move between sequences and the prompt cache: not for recurrent state,
     /// which cannot be cut back to a shared prefix.
     cache_across: bool,
@@ -131,12 +138,22 @@ struct Scheduler<'m> {
     shared: &'m Shared,
 }
 
+/// Prompt tokens a step needs for its time to count as a prefill's (the sequences generating
+/// beside them are then a small share of it).
+const MIN_TIMED_PREFILL: usize = 64;
+
+/// Rows of the longer pass [`Scheduler::calibrate`] times.
+const CALIBRATION_ROWS: usize = 8;
+
 /// What [`Scheduler::build_batch`] put into the batch, for timing and error handling.
 struct Step {
     /// Sequences adding their next token.
     decoding: usize,
     /// Drafted tokens added after them.
     drafted: usize,
+    /// Forward passes llama.cpp makes of the batch, and its rows (see [`plan::ubatches`]).
+    passes: usize,
+    rows: usize,
     /// Prompt tokens added.
     prefilled: usize,
     /// A token did not fit (the batch is sized so that it should never happen).
@@ -197,7 +214,7 @@ impl<'m> Scheduler<'m> {
                     .map_err(|e| tracing::warn!(dir = %d.root.display(), error = %e, "prompt cache on disk unavailable"))
                     .ok()
             });
-        Ok(Self {
+        let mut engine = Self {
             model,
             commands,
             shared,
@@ -209,16 +226,55 @@ impl<'m> Scheduler<'m> {
             end_of_turn: info.end_of_turn.clone(),
             sliding_window: info.sliding_window.map(|w| w as usize),
             acceptance: Acceptance::default(),
+            n_ubatch: options.compute.ubatch as usize,
             costs: StepCosts::default(),
+            payoff: Payoff::default(),
             history: History::default(),
             free_seqs: (0..options.parallel as i32).rev().collect(),
             retained: vec![Vec::new(); options.parallel as usize],
             prompt_cache: PromptCache::new(prompt_cache_bytes(info, options)),
             disk,
+            restore_or_compute: RestoreOrCompute::default(),
             cache_across,
             queue: VecDeque::new(),
             slots: Vec::new(),
-        })
+        };
+        if engine.speculative {
+            engine.calibrate();
+        }
+        Ok(engine)
+    }
+
+    /// Times a forward pass of one row and one of [`CALIBRATION_ROWS`] (after an untimed one
+    /// that warms the weights and the threads up, as llama-server's warm-up does), so drafts
+    /// are priced from the first step on. The rows go to sequence 0 and leave its KV cache
+    /// empty again.
+    fn calibrate(&mut self) {
+        let token = LlamaToken(self.model.vocab().bos().0.max(0));
+        let rows = CALIBRATION_ROWS.min(self.n_ubatch).min(self.n_ctx);
+        let mut pass = |n: usize| -> Option<f64> {
+            self.batch.clear();
+            for pos in 0..n {
+                self.batch.add(token, pos as i32, &[0], pos + 1 == n).ok()?;
+            }
+            let started = Instant::now();
+            let decoded = self.ctx.decode(&mut self.batch);
+            let seconds = started.elapsed().as_secs_f64();
+            let _ = self.ctx.clear_kv_cache_seq(Some(0), None, None);
+            decoded.ok().map(|_| seconds)
+        };
+        let _warm_up = pass(1);
+        let one = [pass(1), pass(1)].into_iter().flatten().reduce(f64::min);
+        let many = pass(rows);
+        if let (Some(one), Some(many)) = (one, many) {
+            tracing::debug!(
+                one_ms = one * 1000.0,
+                rows,
+                many_ms = many * 1000.0,
+                "step costs calibrated"
+            );
+            self.costs.calibrate(one, rows, many);
+        }
     }
 
     /// Takes every waiting command, blocking only when there is nothing to do. Returns false
@@ -388,12 +444,26 @@ impl<'m> Scheduler<'m> {
         else {
             return false;
         };
+        if !self
+            .restore_or_compute
+            .worth_restoring(hit.tokens, hit.reuse - in_memory)
+        {
+            tracing::debug!(
+                seq,
+                tokens = hit.tokens,
+                reuse = hit.reuse,
+                "prefilling: on this machine that is cheaper than restoring from disk"
+            );
+            return false;
+        }
         let began = Instant::now();
         let Some((tokens, state)) = disk.read(&hit) else {
             return false;
         };
         match set_state(&mut self.ctx, &state, seq) {
             Ok(()) => {
+                self.restore_or_compute
+                    .restored(tokens.len(), began.elapsed().as_secs_f64());
                 tracing::info!(
                     seq,
                     tokens = tokens.len(),
@@ -420,9 +490,16 @@ impl<'m> Scheduler<'m> {
         if tokens.is_empty() || self.prompt_cache.covers(tokens) {
             return;
         }
+        let tokens = tokens.clone();
+        // Room first: the copy must not sit beside a full cache (the memory bound).
+        let size = self
+            .ctx
+            .state_seq_get_size_ext(seq, LlamaStateSeqFlags::empty());
+        let evicted = self.prompt_cache.make_room(&tokens, size);
+        self.keep_on_disk(evicted);
         match get_state(&self.ctx, seq) {
             Ok(state) => {
-                let evicted = self.prompt_cache.insert(tokens.clone(), state);
+                let evicted = self.prompt_cache.insert(tokens, state);
                 self.keep_on_disk(evicted);
             }
             Err(e) => tracing::warn!(seq, error = %e, "cannot save a prefix to the prompt cache"),
@@ -467,7 +544,7 @@ impl<'m> Scheduler<'m> {
             .zip(&remaining)
             .any(|(&chunk, left)| left.is_some_and(|left| chunk == left && chunk > 0));
         if !ends_a_prompt {
-            self.draft(decoding);
+            self.draft(decoding, &undrafted);
         }
         let drafted: usize = self.slots.iter().map(|s| s.draft.len()).sum();
         // Drafted rows take their room from the prompts' chunks.
@@ -478,8 +555,18 @@ impl<'m> Scheduler<'m> {
         };
         let prefilled: usize = chunk_of.iter().sum();
         let seqs: Vec<i32> = self.slots.iter().map(|s| s.seq).collect();
+        let mut layout = Vec::with_capacity(seqs.len());
         for i in batch_order(&seqs) {
             let slot = &mut self.slots[i];
+            let rows = if slot.is_decoding() {
+                1 + slot.draft.len()
+            } else {
+                chunk_of[i]
+            };
+            layout.push(SeqRows {
+                seq: slot.seq,
+                rows,
+            });
             if slot.is_decoding() {
                 slot.batch_index = Some(self.batch.n_tokens());
                 add_failed |= self
@@ -505,60 +592,74 @@ impl<'m> Scheduler<'m> {
             }
             slot.n_prefilled += chunk;
         }
+        let passes = plan::ubatches(&layout, self.n_ubatch);
         Step {
             decoding,
             drafted,
+            passes: passes.len(),
+            rows: passes.iter().sum(),
             prefilled,
             add_failed,
         }
     }
 
-    /// Drafts for the generating sequences (see `speculative`), priced by what a drafted row
-    /// costs at this batch size; none until a draft-free step of this size was timed. The rows
-    /// a step may carry ([`draft_rows_allowed`]) are shared equally, so a request arriving
-    /// meanwhile never waits for a step much longer than a plain one.
-    fn draft(&mut self, decoding: usize) {
-        let Some(price) = self
-            .costs
-            .draft_price(decoding)
-            .filter(|_| self.speculative)
-        else {
+    /// Drafts for the generating sequences (see `speculative`): each offers a candidate, and
+    /// [`plan::choose`] keeps what pays for the rows and passes it adds under the fitted step
+    /// costs, the step no longer than its stretch over a draft-free one (so a request arriving
+    /// meanwhile never waits much longer). Nothing where drafting did not pay at this batch
+    /// size lately ([`Payoff`]). `chunks`: each slot's prompt chunk in a draft-free step.
+    fn draft(&mut self, decoding: usize, chunks: &[usize]) {
+        if !self.speculative || decoding == 0 || !self.payoff.may_draft(decoding) {
+            return;
+        }
+        let Some(cost) = self.costs.fitted() else {
             return;
         };
-        let rows = draft_rows_allowed(decoding, price);
-        let share = (self.n_batch / decoding).min(rows.div_ceil(decoding) + 1);
-        for slot in self.slots.iter_mut().filter(|s| s.is_decoding()) {
-            let room = slot.draft_room(self.n_ctx, share);
-            if let Some(drafter) = &mut slot.drafter {
-                slot.draft = drafter
-                    .draft(&self.acceptance, &self.history, price, room)
-                    .into_iter()
-                    .map(LlamaToken)
-                    .collect();
+        let share = (self.n_batch / decoding).max(1);
+        let candidates: Vec<Candidate> = self
+            .slots
+            .iter_mut()
+            .map(|slot| {
+                let room = slot.draft_room(self.n_ctx, share);
+                let decoding = slot.is_decoding();
+                match &mut slot.drafter {
+                    Some(d) if decoding => d.candidate(&self.acceptance, &self.history, room),
+                    _ => Candidate::default(),
+                }
+            })
+            .collect();
+        let lanes: Vec<Lane> = self
+            .slots
+            .iter()
+            .zip(&candidates)
+            .zip(chunks)
+            .map(|((slot, c), &chunk)| Lane {
+                seq: slot.seq,
+                rows: if slot.is_decoding() { 1 } else { chunk },
+                generating: slot.is_decoding(),
+                chances: &c.chances,
+            })
+            .collect();
+        let lengths = plan::choose(&lanes, cost, self.n_ubatch);
+        for ((slot, c), n) in self.slots.iter_mut().zip(&candidates).zip(lengths) {
+            if n == 0 {
+                continue;
             }
+            if let Some(d) = &mut slot.drafter {
+                d.drafting(&c.chances, n);
+            }
+            slot.draft = c.tokens[..n].iter().map(|&t| LlamaToken(t)).collect();
         }
     }
 
-    /// Runs the forward pass; a step without prompt tokens is timed for the draft pricing. On
-    /// failure every slot fails and frees its sequence. Returns whether there are logits to
-    /// sample.
+    /// Runs the forward pass. On failure every slot fails and frees its sequence. Returns
+    /// whether there are logits to sample.
     fn decode(&mut self, step: &Step) -> bool {
-        let started = Instant::now();
         let result = if step.add_failed {
             Err("batch overflow".to_string())
         } else {
             self.ctx.decode(&mut self.batch).map_err(|e| e.to_string())
         };
-        if result.is_ok() && step.prefilled == 0 {
-            let seconds = started.elapsed().as_secs_f64();
-            self.costs.record(step.decoding, step.drafted, seconds);
-            tracing::trace!(
-                decoding = step.decoding,
-                drafted = step.drafted,
-                ms = seconds * 1000.0,
-                "decode step"
-            );
-        }
         let Err(message) = result else {
             return true;
         };
@@ -577,9 +678,13 @@ impl<'m> Scheduler<'m> {
 
     /// Samples every sequence that has logits in this batch, in arrival order; each one's
     /// outcome is settled before the next is sampled, so a finished request hears `Done`
-    /// as early as possible.
-    fn sample(&mut self) {
+    /// as early as possible. A step without prompt tokens is then timed, from the forward
+    /// pass (`started`) to its last token sampled, less the time finished requests took to
+    /// be put away: the step costs and drafting's payoff are fitted to that.
+    fn sample(&mut self, step: &Step, started: Instant) {
         let now = Instant::now();
+        let mut accepted_in_step = 0;
+        let mut putting_away = Duration::ZERO;
         let mut i = 0;
         while i < self.slots.len() {
             let Some(index) = self.slots[i].batch_index.take() else {
@@ -595,6 +700,7 @@ impl<'m> Scheduler<'m> {
                 now,
                 &mut self.acceptance,
             );
+            accepted_in_step += accepted;
             if drafted > 0 {
                 self.shared
                     .draft_tokens
@@ -607,13 +713,32 @@ impl<'m> Scheduler<'m> {
                 Settle::Continue => true,
                 Settle::DropRejectedDraft => self.drop_rejected_draft(i),
                 Settle::Finish(reason) => {
+                    let began = Instant::now();
                     self.finish(i, reason, now);
+                    putting_away += began.elapsed();
                     false
                 }
             };
             if stays {
                 i += 1;
             }
+        }
+        let seconds = started.elapsed().saturating_sub(putting_away).as_secs_f64();
+        if step.prefilled >= MIN_TIMED_PREFILL {
+            self.restore_or_compute.prefilled(step.prefilled, seconds);
+        }
+        if step.prefilled == 0 {
+            self.costs.record(step.passes, step.rows, seconds);
+            self.payoff
+                .record(step.decoding, step.drafted, accepted_in_step, seconds);
+            tracing::trace!(
+                decoding = step.decoding,
+                drafted = step.drafted,
+                accepted = accepted_in_step,
+                passes = step.passes,
+                ms = seconds * 1000.0,
+                "decode step"
+            );
         }
         self.publish();
     }

@@ -8,24 +8,26 @@
 //! several tokens can come out of one decode step. The output is exactly what decoding without
 //! drafts gives; only the number of steps changes.
 //!
-//! A draft is not free: each drafted token is one more row in the batch. How long a draft is
-//! worth making is decided here from two measurements the engine feeds back:
+//! A draft is not free: each drafted token is one more row in the batch, and on a batch of
+//! several sequences often one more forward pass. How long a draft is worth making is decided
+//! from three measurements the engine feeds back:
 //! * how often drafts are accepted, by the length of the n-gram match they came from
 //!   ([`Acceptance`]; a long match, as in a repetition loop, is right far more often than a
-//!   one-token match), and
-//! * what a step costs with and without drafted tokens ([`StepCosts`]; on a CPU a drafted row
-//!   costs nearly as much as a generated one, on a GPU almost nothing).
-//!
-//! A token is drafted only while its chance of being accepted, times the time a generated
-//! token costs, exceeds the time a drafted row costs. Sequences whose drafts keep failing stop
-//! drafting for a while ([`Drafter`]'s back-off), so text with nothing to copy pays (almost)
-//! nothing.
+//!   one-token match), corrected per sequence by how its own drafts fared ([`Drafter`]: a
+//!   copy is right far more often than the engine's average, free text less);
+//! * what a step costs, by its passes and rows ([`plan::StepCosts`]; on a CPU a drafted row
+//!   costs nearly as much as a generated one, on a GPU almost nothing but its pass), from
+//!   which [`plan::choose`] takes the drafts whose expected saving exceeds what they add;
+//! * what drafting returned at each batch size ([`plan::Payoff`]), which pauses it where it
+//!   did not pay, so distinct text drafts (almost) nothing and costs no throughput.
 //!
 //! The lookup is written by hand: it is a few hash maps over the sequence's tokens, and no crate
 //! offers prompt-lookup drafting. llama.cpp's `ngram-simple` and `ngram-mod` were the model:
 //! unlike them the match length is not fixed (the longest of 1..=4 tokens, extended backwards),
 //! and the draft length follows measured acceptance instead of a fixed 12/24-token match with
 //! 48–64-token drafts.
+
+pub mod plan;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -258,94 +260,40 @@ impl Acceptance {
     }
 }
 
-/// What decode steps cost, measured by the engine, by the number of sequences in the step: a
-/// step without drafts, and what one drafted row adds (less in a bigger batch, whose weights
-/// are read once for more rows).
-#[derive(Clone, Debug, Default)]
-pub struct StepCosts {
-    /// Seconds of a draft-free, prefill-free step (index = sequences - 1).
-    plain: Vec<Option<f64>>,
-    /// Seconds one drafted row adds to a step (index = sequences - 1).
-    per_draft: Vec<Option<f64>>,
+/// How much a sequence's own record weighs against the engine's acceptance, in drafted
+/// tokens' worth of evidence.
+const OWN_RECORD_PRIOR: f64 = 1.0;
+/// Per step, a sequence's record fades by this factor: a sequence that stopped copying (or
+/// started) is judged by what it does now.
+const OWN_RECORD_FADE: f64 = 0.98;
+/// Highest chance any drafted token is given: none is certain.
+const MOST_LIKELY: f64 = 0.99;
+/// A candidate draft stops where the chance that all its tokens are accepted falls below this.
+const LEAST_LIKELY: f64 = 0.02;
+
+/// What a sequence could draft this step: the tokens, and the chance that the first 1, 2, …
+/// of them are all accepted (non-increasing).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Candidate {
+    /// The guessed tokens.
+    pub tokens: Vec<i32>,
+    /// `chances[i]`: that tokens `0..=i` are all accepted.
+    pub chances: Vec<f64>,
 }
 
-/// Weight of the newest measurement in the running averages.
-const SMOOTHING: f64 = 0.1;
-
-fn smooth(old: Option<f64>, new: f64) -> f64 {
-    old.map_or(new, |o| o + SMOOTHING * (new - o))
-}
-
-impl StepCosts {
-    /// Records a decode step (no prompt tokens in it) of `sequences` generating sequences with
-    /// `drafted` drafted rows in all.
-    pub fn record(&mut self, sequences: usize, drafted: usize, seconds: f64) {
-        if sequences == 0 || !seconds.is_finite() {
-            return;
-        }
-        if self.plain.len() < sequences {
-            self.plain.resize(sequences, None);
-            self.per_draft.resize(sequences, None);
-        }
-        let i = sequences - 1;
-        if drafted == 0 {
-            self.plain[i] = Some(smooth(self.plain[i], seconds));
-        } else if let Some(base) = self.plain[i] {
-            let per = ((seconds - base) / drafted as f64).max(0.0);
-            self.per_draft[i] = Some(smooth(self.per_draft[i], per));
-        }
-    }
-
-    /// A drafted row's cost as a share of what one generated token costs at this batch size;
-    /// `None` until a draft-free step of this size was measured.
-    pub fn draft_price(&self, sequences: usize) -> Option<f64> {
-        let plain = (*self.plain.get(sequences.checked_sub(1)?)?)?;
-        let per_token = plain / sequences as f64;
-        if per_token <= 0.0 {
-            return None;
-        }
-        // Before a draft was measured at this size, guess 0.6 of a token (near a CPU's cost for a
-        // small model): dear enough that only likely drafts are made, cheap enough that some
-        // are, and get measured.
-        let per_draft = self.per_draft[sequences - 1].unwrap_or(per_token * 0.6);
-        Some(per_draft / per_token)
-    }
-}
-
-/// How much longer than a draft-free step a step with drafts may take. Every request that
-/// arrives meanwhile waits for the step in flight before its prompt is even looked at, so a
-/// step is its first token's toll: measured on the default model (2 CPU cores), one sequence
-/// with 48 drafted rows took 295 ms against 12 ms without, and the first tokens of requests
-/// arriving beside it waited 2.6× llama-server's. A drafted row costs about half a plain step
-/// there and the speed-up is (1 + d) / (1 + 0.49 d) for d accepted rows: 6 rows already give
-/// 1.78× of the 2.0× that 48 give, so the cap costs little speed.
-pub const STEP_STRETCH: f64 = 4.0;
-
-/// Most drafted rows one step may carry so that it takes at most [`STEP_STRETCH`] times a
-/// draft-free step of `sequences` sequences, given a drafted row's `price` (a share of one
-/// generated token, [`StepCosts::draft_price`]).
-pub fn draft_rows_allowed(sequences: usize, price: f64) -> usize {
-    if sequences == 0 || price.is_nan() {
-        return 0;
-    }
-    let rows = (STEP_STRETCH - 1.0) * sequences as f64 / price.max(1e-3);
-    rows.min(f64::from(u32::MAX)) as usize
-}
-
-/// Consecutive fruitless drafts after which a sequence pauses drafting.
-const MISSES_BEFORE_PAUSE: u32 = 2;
-/// Longest pause, in steps.
-const MAX_PAUSE: u32 = 64;
-
-/// One sequence's drafting state: its n-gram index and its back-off.
+/// One sequence's drafting state: its n-gram index, and its own record (accepted drafted
+/// tokens against what the engine's acceptance expected of them), which scales the engine's
+/// rates for this sequence: a sequence copying its prompt verbatim soon drafts long, one whose
+/// drafts keep failing soon drafts nothing.
 #[derive(Debug, Default)]
 pub struct Drafter {
     index: NgramIndex,
-    misses: u32,
-    pause: u32,
-    pauses: u32,
-    /// Match length of the draft in flight (for learning once it is verified).
+    /// Accepted drafted tokens, and the sum of their expected acceptance, both fading.
+    observed: f64,
+    expected: f64,
+    /// Match length and chances of the draft in flight (for learning once it is verified).
     pending_match: usize,
+    pending_chances: Vec<f64>,
 }
 
 impl Drafter {
@@ -363,24 +311,27 @@ impl Drafter {
         self.index.push(token);
     }
 
-    /// The draft worth making now: at most `limit` tokens, as long as each token's chance of
-    /// being accepted (the product of the per-position rates) stays above `price`, the cost of
-    /// a drafted row relative to a generated token.
-    pub fn draft(
+    /// How this sequence's drafts fare against the engine's expectation (1 = as expected).
+    fn own_factor(&self) -> f64 {
+        (self.observed + OWN_RECORD_PRIOR) / (self.expected + OWN_RECORD_PRIOR)
+    }
+
+    /// What this sequence could draft now: at most `limit` tokens, while the chance that all
+    /// are accepted stays above [`LEAST_LIKELY`]. Which of them are worth their rows is the
+    /// step's decision ([`plan::choose`]); [`Drafter::drafting`] then says how many went.
+    pub fn candidate(
         &mut self,
         acceptance: &Acceptance,
         history: &History,
-        price: f64,
         limit: usize,
-    ) -> Vec<i32> {
+    ) -> Candidate {
         self.pending_match = 0;
-        if self.pause > 0 {
-            self.pause -= 1;
-            return Vec::new();
-        }
+        self.pending_chances.clear();
+        self.observed *= OWN_RECORD_FADE;
+        self.expected *= OWN_RECORD_FADE;
         let limit = limit.min(MAX_DRAFT);
         if limit == 0 {
-            return Vec::new();
+            return Candidate::default();
         }
         // The longer match wins: the sequence's own text, or an earlier request's.
         let seq = &self.index.tokens;
@@ -390,30 +341,38 @@ impl Drafter {
             (Some(a), Some(b)) if b.len > a.len => (b, false),
             (Some(a), _) => (a, true),
             (None, Some(b)) => (b, false),
-            (None, None) => return Vec::new(),
+            (None, None) => return Candidate::default(),
         };
+        let factor = self.own_factor();
+        let mut chances = Vec::new();
         let mut chance = 1.0;
-        let mut n = 0;
-        while n < limit {
-            chance *= acceptance.rate(m.len + n);
-            if chance < price {
+        while chances.len() < limit {
+            chance *= (acceptance.rate(m.len + chances.len()) * factor).min(MOST_LIKELY);
+            if chance < LEAST_LIKELY {
                 break;
             }
-            n += 1;
+            chances.push(chance);
         }
-        if n == 0 {
-            return Vec::new();
+        if chances.is_empty() {
+            return Candidate::default();
         }
         let source = if from_own {
             &self.index
         } else {
             &history.index
         };
-        let draft = source.continuation(m.next, n, from_own);
-        if !draft.is_empty() {
-            self.pending_match = m.len;
-        }
-        draft
+        let tokens = source.continuation(m.next, chances.len(), from_own);
+        chances.truncate(tokens.len());
+        self.pending_match = m.len;
+        Candidate { tokens, chances }
+    }
+
+    /// Notes that the first `n` tokens of the last candidate (whose chances are `chances`)
+    /// are decoded this step.
+    pub fn drafting(&mut self, chances: &[f64], n: usize) {
+        self.pending_chances.clear();
+        self.pending_chances
+            .extend_from_slice(&chances[..n.min(chances.len())]);
     }
 
     /// Learns from the verification of the last draft (`accepted` of `drafted` tokens kept).
@@ -422,35 +381,17 @@ impl Drafter {
             return;
         }
         acceptance.learn(self.pending_match, drafted, accepted);
-        if accepted == 0 {
-            self.misses += 1;
-            if self.misses >= MISSES_BEFORE_PAUSE {
-                self.pauses += 1;
-                self.pause = (4u32 << self.pauses.min(4)).min(MAX_PAUSE);
-                self.misses = 0;
-            }
-        } else {
-            self.misses = 0;
-            self.pauses = self.pauses.saturating_sub(1);
-        }
+        // Expected accepted tokens over the tested positions: the chance of each prefix.
+        let expected: f64 = self.pending_chances.iter().take(drafted).sum();
+        self.observed += accepted as f64;
+        self.expected += expected;
+        self.pending_chances.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_step_with_drafts_stays_within_its_stretch_of_a_plain_one() {
-        // One sequence, a drafted row at half a token: 6 rows keep the step within 4x.
-        assert_eq!(draft_rows_allowed(1, 0.49), 6);
-        // Eight sequences whose drafted rows cost a whole token each: 3 per sequence.
-        assert_eq!(draft_rows_allowed(8, 1.0), 24);
-        // Free rows (a GPU): bounded, not infinite.
-        assert!(draft_rows_allowed(1, 0.0) > 1000);
-        assert_eq!(draft_rows_allowed(0, 0.5), 0);
-        assert_eq!(draft_rows_allowed(4, f64::NAN), 0);
-    }
 
     fn certain() -> Acceptance {
         Acceptance {
@@ -463,7 +404,7 @@ mod tests {
     fn a_repeated_phrase_drafts_what_followed_it() {
         // "a b c d e" then "x a b c" → after "a b c" comes "d e".
         let mut d = Drafter::new(&[1, 2, 3, 4, 5, 9, 1, 2, 3]);
-        let draft = d.draft(&certain(), &History::default(), 0.5, 2);
+        let draft = d.candidate(&certain(), &History::default(), 2).tokens;
         assert_eq!(draft, vec![4, 5]);
         assert_eq!(d.pending_match, 3);
     }
@@ -472,7 +413,10 @@ mod tests {
     fn the_most_recent_and_longest_match_wins() {
         // "2" is followed by 7 once and by 3 later; "1 2" only by 3.
         let mut d = Drafter::new(&[2, 7, 1, 2, 3, 8, 1, 2]);
-        assert_eq!(d.draft(&certain(), &History::default(), 0.5, 1), vec![3]);
+        assert_eq!(
+            d.candidate(&certain(), &History::default(), 1).tokens,
+            vec![3]
+        );
         assert_eq!(d.pending_match, 2);
     }
 
@@ -481,7 +425,7 @@ mod tests {
         // A period-2 loop: the continuation runs into the draft itself.
         let mut d = Drafter::new(&[5, 6, 5, 6, 5]);
         assert_eq!(
-            d.draft(&certain(), &History::default(), 0.5, 5),
+            d.candidate(&certain(), &History::default(), 5).tokens,
             vec![6, 5, 6, 5, 6]
         );
     }
@@ -493,32 +437,45 @@ mod tests {
         history.remember(&earlier);
         // A new request on the same words: its own text has no match, the history has.
         let mut d = Drafter::new(&[7, 10, 11]);
-        assert_eq!(d.draft(&certain(), &history, 0.5, 8), vec![12, 13, 14]);
+        assert_eq!(
+            d.candidate(&certain(), &history, 8).tokens,
+            vec![12, 13, 14]
+        );
         // Its own longer match wins over the history's shorter one.
         let mut d = Drafter::new(&[1, 2, 10, 11, 5, 1, 2, 10, 11]);
-        assert_eq!(d.draft(&certain(), &history, 0.5, 1), vec![5]);
+        assert_eq!(d.candidate(&certain(), &history, 1).tokens, vec![5]);
     }
 
     #[test]
     fn nothing_to_copy_drafts_nothing() {
         let mut d = Drafter::new(&[1, 2, 3, 4]);
-        assert!(d.draft(&certain(), &History::default(), 0.5, 8).is_empty());
+        assert!(d
+            .candidate(&certain(), &History::default(), 8)
+            .tokens
+            .is_empty());
         d.push(9);
-        assert!(d.draft(&certain(), &History::default(), 0.5, 8).is_empty());
+        assert!(d
+            .candidate(&certain(), &History::default(), 8)
+            .tokens
+            .is_empty());
     }
 
     #[test]
-    fn draft_length_follows_acceptance_and_price() {
+    fn chances_follow_acceptance_by_match_length() {
         let mut acc = Acceptance::default();
         let mut d = Drafter::new(&[1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3]);
-        // Prior for a 3-token match: 0.5, then 0.6 (4), 0.6 (5): 0.5, 0.3, 0.18.
-        assert_eq!(d.draft(&acc, &History::default(), 0.25, 8), vec![4, 5]);
-        assert!(d.draft(&acc, &History::default(), 0.6, 8).is_empty());
-        // Teach it that such drafts are always right: it drafts to the limit.
+        // Prior for a 3-token match: 0.5, then 0.6 (4), 0.6 (5): 0.5, 0.3, 0.18, ...
+        let c = d.candidate(&acc, &History::default(), 8);
+        assert_eq!(&c.tokens[..5], &[4, 5, 6, 7, 8]);
+        assert!((c.chances[0] - 0.5).abs() < 1e-9 && (c.chances[1] - 0.3).abs() < 1e-9);
+        assert!(c.chances.windows(2).all(|w| w[1] <= w[0]));
+        // Taught that such drafts are always right: every token nearly certain.
         for _ in 0..2000 {
             acc.learn(3, 8, 8);
         }
-        assert_eq!(d.draft(&acc, &History::default(), 0.25, 5).len(), 5);
+        let c = d.candidate(&acc, &History::default(), 5);
+        assert_eq!(c.tokens.len(), 5);
+        assert!(c.chances[4] > 0.9, "{c:?}");
     }
 
     #[test]
@@ -535,41 +492,34 @@ mod tests {
     }
 
     #[test]
-    fn failing_drafts_pause_drafting_then_resume() {
-        let acc_certain = certain();
-        let mut acc = Acceptance::default();
-        let mut d = Drafter::new(&[1, 2, 3, 1, 2]);
-        for _ in 0..MISSES_BEFORE_PAUSE {
-            assert!(!d
-                .draft(&acc_certain, &History::default(), 0.1, 4)
-                .is_empty());
-            d.verified(&mut acc, 4, 0);
+    fn a_sequence_is_judged_by_its_own_record_which_fades() {
+        let acc = Acceptance::default();
+        let mut scratch = Acceptance::default();
+        let prompt = [1, 2, 3, 4, 5, 6, 1, 2, 3];
+        let first = Drafter::new(&prompt)
+            .candidate(&acc, &History::default(), 3)
+            .chances;
+        // Drafts that keep failing: this sequence's chances fall.
+        let mut failing = Drafter::new(&prompt);
+        let mut copying = Drafter::new(&prompt);
+        for _ in 0..6 {
+            let c = failing.candidate(&acc, &History::default(), 3);
+            failing.drafting(&c.chances, 3);
+            failing.verified(&mut scratch, 3, 0);
+            let c = copying.candidate(&acc, &History::default(), 3);
+            copying.drafting(&c.chances, 3);
+            copying.verified(&mut scratch, 3, 3);
         }
-        let paused = (0..200)
-            .take_while(|_| {
-                d.draft(&acc_certain, &History::default(), 0.1, 4)
-                    .is_empty()
-            })
-            .count();
-        assert!(paused > 0 && paused <= MAX_PAUSE as usize, "{paused}");
-    }
-
-    #[test]
-    fn step_costs_price_a_draft_against_a_token() {
-        let mut c = StepCosts::default();
-        assert_eq!(c.draft_price(1), None);
-        c.record(1, 0, 0.010);
-        // No drafted step yet: a guess.
-        assert!((c.draft_price(1).unwrap() - 0.6).abs() < 1e-9);
-        c.record(1, 4, 0.026);
-        // 4 ms per drafted row against 10 ms per token.
-        assert!((c.draft_price(1).unwrap() - 0.4).abs() < 1e-9);
-        // At 8 sequences a token costs 40/8 = 5 ms; drafts there are priced on their own.
-        c.record(8, 0, 0.040);
-        assert!((c.draft_price(8).unwrap() - 0.6).abs() < 1e-9);
-        c.record(8, 8, 0.068);
-        assert!((c.draft_price(8).unwrap() - 0.7).abs() < 1e-9);
-        assert_eq!(c.draft_price(4), None);
+        let low = failing.candidate(&acc, &History::default(), 3).chances;
+        let high = copying.candidate(&acc, &History::default(), 3).chances;
+        assert!(low[0] < 0.5 * first[0], "{low:?} vs {first:?}");
+        assert!(high[0] > first[0], "{high:?} vs {first:?}");
+        // Its record fades: without drafting for a while it is back near the engine's rates.
+        for _ in 0..300 {
+            failing.candidate(&acc, &History::default(), 0);
+        }
+        let back = failing.candidate(&acc, &History::default(), 3).chances;
+        assert!(back[0] > 0.9 * first[0], "{back:?} vs {first:?}");
     }
 
     #[test]
