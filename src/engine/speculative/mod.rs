@@ -205,18 +205,40 @@ impl History {
     }
 }
 
-/// How often drafted tokens are accepted, learned per match-length bucket across the engine's
-/// sequences (a property of the model and the work it is given), with older evidence fading.
-#[derive(Clone, Debug)]
+/// Where a draft was found: the sequence's own text, or an earlier request's
+/// ([`History`]). They are right at very different rates: a sequence copying its prompt, or
+/// looping, repeats itself; another request's answer is only repeated when the question
+/// repeats, and otherwise shares a phrase at most.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// The sequence's prompt and answer so far.
+    #[default]
+    Own,
+    /// The engine's recent requests.
+    History,
+}
+
+/// How often drafted tokens are accepted, learned per source and match-length bucket across
+/// the engine's sequences (a property of the model and the work it is given), with older
+/// evidence fading.
+#[derive(Clone, Debug, Default)]
 pub struct Acceptance {
+    own: Rates,
+    history: Rates,
+}
+
+/// Accepted and tried drafted tokens per match-length bucket.
+#[derive(Clone, Debug)]
+struct Rates {
     accepted: [f64; BUCKETS],
     tried: [f64; BUCKETS],
 }
 
-/// Evidence kept per bucket: older outcomes weigh less once this many are counted.
-const EVIDENCE: f64 = 400.0;
+/// Evidence kept per bucket: older outcomes weigh less once this many are counted (about a
+/// dozen requests' drafts, so a change of work shows within a minute).
+const EVIDENCE: f64 = 200.0;
 
-impl Default for Acceptance {
+impl Default for Rates {
     fn default() -> Self {
         // Priors worth four outcomes each: short matches are usually wrong, long ones right.
         const PRIOR: [f64; BUCKETS] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
@@ -227,8 +249,7 @@ impl Default for Acceptance {
     }
 }
 
-impl Acceptance {
-    /// Chance that the next drafted token is accepted, given the current match length.
+impl Rates {
     fn rate(&self, match_len: usize) -> f64 {
         let b = bucket(match_len);
         self.accepted[b] / self.tried[b]
@@ -246,16 +267,35 @@ impl Acceptance {
             self.accepted[b] += 1.0;
         }
     }
+}
 
-    /// Learns from one verified draft that started at `match_len`: positions up to the first
-    /// rejection count (the match grows by one with each accepted token), later ones were never
-    /// tested.
-    pub fn learn(&mut self, match_len: usize, drafted: usize, accepted: usize) {
+impl Acceptance {
+    fn rates(&self, source: Source) -> &Rates {
+        match source {
+            Source::Own => &self.own,
+            Source::History => &self.history,
+        }
+    }
+
+    /// Chance that the next drafted token is accepted, given where the draft comes from and
+    /// the current match length.
+    fn rate(&self, source: Source, match_len: usize) -> f64 {
+        self.rates(source).rate(match_len)
+    }
+
+    /// Learns from one verified draft from `source` that started at `match_len`: positions up
+    /// to the first rejection count (the match grows by one with each accepted token), later
+    /// ones were never tested.
+    pub fn learn(&mut self, source: Source, match_len: usize, drafted: usize, accepted: usize) {
+        let rates = match source {
+            Source::Own => &mut self.own,
+            Source::History => &mut self.history,
+        };
         for i in 0..accepted.min(drafted) {
-            self.record(match_len + i, true);
+            rates.record(match_len + i, true);
         }
         if accepted < drafted {
-            self.record(match_len + accepted, false);
+            rates.record(match_len + accepted, false);
         }
     }
 }
@@ -291,7 +331,9 @@ pub struct Drafter {
     /// Accepted drafted tokens, and the sum of their expected acceptance, both fading.
     observed: f64,
     expected: f64,
-    /// Match length and chances of the draft in flight (for learning once it is verified).
+    /// Source, match length and chances of the draft in flight (for learning once it is
+    /// verified).
+    pending_source: Source,
     pending_match: usize,
     pending_chances: Vec<f64>,
 }
@@ -344,10 +386,15 @@ impl Drafter {
             (None, None) => return Candidate::default(),
         };
         let factor = self.own_factor();
+        let from = if from_own {
+            Source::Own
+        } else {
+            Source::History
+        };
         let mut chances = Vec::new();
         let mut chance = 1.0;
         while chances.len() < limit {
-            chance *= (acceptance.rate(m.len + chances.len()) * factor).min(MOST_LIKELY);
+            chance *= (acceptance.rate(from, m.len + chances.len()) * factor).min(MOST_LIKELY);
             if chance < LEAST_LIKELY {
                 break;
             }
@@ -363,6 +410,7 @@ impl Drafter {
         };
         let tokens = source.continuation(m.next, chances.len(), from_own);
         chances.truncate(tokens.len());
+        self.pending_source = from;
         self.pending_match = m.len;
         Candidate { tokens, chances }
     }
@@ -380,7 +428,7 @@ impl Drafter {
         if drafted == 0 {
             return;
         }
-        acceptance.learn(self.pending_match, drafted, accepted);
+        acceptance.learn(self.pending_source, self.pending_match, drafted, accepted);
         // Expected accepted tokens over the tested positions: the chance of each prefix.
         let expected: f64 = self.pending_chances.iter().take(drafted).sum();
         self.observed += accepted as f64;
@@ -394,9 +442,13 @@ mod tests {
     use super::*;
 
     fn certain() -> Acceptance {
-        Acceptance {
+        let sure = Rates {
             accepted: [1.0; BUCKETS],
             tried: [1.0; BUCKETS],
+        };
+        Acceptance {
+            own: sure.clone(),
+            history: sure,
         }
     }
 
@@ -471,7 +523,7 @@ mod tests {
         assert!(c.chances.windows(2).all(|w| w[1] <= w[0]));
         // Taught that such drafts are always right: every token nearly certain.
         for _ in 0..2000 {
-            acc.learn(3, 8, 8);
+            acc.learn(Source::Own, 3, 8, 8);
         }
         let c = d.candidate(&acc, &History::default(), 5);
         assert_eq!(c.tokens.len(), 5);
@@ -481,14 +533,16 @@ mod tests {
     #[test]
     fn learning_counts_up_to_the_first_rejection() {
         let mut acc = Acceptance::default();
-        let before = acc.tried;
-        acc.learn(1, 5, 2);
+        let before = acc.own.tried;
+        acc.learn(Source::Own, 1, 5, 2);
         // Accepted at match 1 and 2, rejected at match 3; positions 4 and 5 untested.
-        assert_eq!(acc.tried[0] - before[0], 1.0);
-        assert_eq!(acc.tried[1] - before[1], 1.0);
-        assert_eq!(acc.tried[2] - before[2], 1.0);
-        assert_eq!(acc.tried[3], before[3]);
-        assert!(acc.rate(3) < 0.5);
+        assert_eq!(acc.own.tried[0] - before[0], 1.0);
+        assert_eq!(acc.own.tried[1] - before[1], 1.0);
+        assert_eq!(acc.own.tried[2] - before[2], 1.0);
+        assert_eq!(acc.own.tried[3], before[3]);
+        assert!(acc.rate(Source::Own, 3) < 0.5);
+        // The other source learned nothing.
+        assert_eq!(acc.history.tried, Rates::default().tried);
     }
 
     #[test]
