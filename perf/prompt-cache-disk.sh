@@ -16,7 +16,8 @@
 # Then a soak: SOAK distinct documents of the same length through one server whose disk tier
 # is bounded at 128 MiB (two states): after every request the kv folder must stay within the
 # bound, and the server's peak RSS (VmHWM) is printed beside `hearth model info`'s estimate
-# plus the in-memory prompt cache's bound, which the disk tier must not raise.
+# plus the in-memory prompt cache's bound, which the disk tier must not raise: the goal is a
+# peak within 1.05x of it with the tier on and off (one state of these documents is ~1.25x).
 #
 # Usage: perf/prompt-cache-disk.sh      Environment: HEARTH (default target/release/hearth),
 #   REPS (default 3), SOAK (default 6), MODEL_FILE (default target/default-model/SmolLM2-135M-Instruct.Q4_1.gguf).
@@ -180,3 +181,9 @@ if soak > 0:
     print("| server peak RSS | " + " | ".join(f"{r[3] / 2**20:.1f} MiB" for r in runs) + " |")
     print(f"| estimate + prompt cache bound (`model info`) | {runs[0][4] / 2**20:.1f} MiB | {runs[1][4] / 2**20:.1f} MiB |")
     print("| peak RSS ÷ that bound | " + " | ".join(f"{r[3] / r[4]:.3f}" for r in runs) + " |")
+    # The estimate leaves out the allocator's slack and the server's own few MiB; a state held
+    # twice (the copy beside a full cache, or one on its way to disk) would add a whole state.
+    worst = max(r[3] / r[4] for r in runs)
+    print()
+    print(f"[{'PASS' if worst <= 1.05 else 'FAIL'}] peak RSS within 1.05x of the estimate plus the "
+          f"prompt cache's bound, tier on and off: worst {worst:.3f}")

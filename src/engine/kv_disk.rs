@@ -16,7 +16,8 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -149,6 +150,8 @@ pub struct DiskTier {
     limit_bytes: u64,
     entries: Vec<DiskEntry>,
     writer: Option<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)>,
+    /// Bytes of states handed to the writer and not yet written (host memory they still hold).
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// What the writer thread is asked to do.
@@ -180,6 +183,7 @@ struct Writer {
     dir: PathBuf,
     key: StateKey,
     limit_bytes: u64,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl DiskTier {
@@ -211,11 +215,13 @@ impl DiskTier {
                 Err(why) => discard(&path, &why),
             }
         }
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             root: root.to_path_buf(),
             dir: dir.clone(),
             key: key.clone(),
             limit_bytes,
+            in_flight: in_flight.clone(),
         };
         let (jobs, inbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -227,6 +233,7 @@ impl DiskTier {
             limit_bytes,
             entries,
             writer: Some((jobs, thread)),
+            in_flight,
         })
     }
 
@@ -307,11 +314,17 @@ impl DiskTier {
             file: self.dir.join(file_name(tokens)),
             tokens: tokens.to_vec(),
         });
+        self.in_flight.fetch_add(state.len(), Ordering::SeqCst);
         let _ = jobs.send(Job::Write {
             tokens: tokens.to_vec(),
             state,
             replaces: gone.into_iter().map(|e| e.file).collect(),
         });
+    }
+
+    /// Bytes of states still waiting to be written: host memory the tier holds for now.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Waits until every write sent so far has landed (or failed).
@@ -353,6 +366,7 @@ impl Writer {
                             "cannot keep a prompt's KV state on disk"
                         );
                     }
+                    self.in_flight.fetch_sub(state.len(), Ordering::SeqCst);
                 }
                 Job::Flush(done) => {
                     let _ = done.send(());

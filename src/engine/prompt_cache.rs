@@ -54,6 +54,11 @@ impl<T: PartialEq, S: Saved> PromptCache<T, S> {
         }
     }
 
+    /// Bytes of states it may hold.
+    pub fn limit_bytes(&self) -> usize {
+        self.limit_bytes
+    }
+
     /// Bytes of states held now.
     pub fn used_bytes(&self) -> usize {
         self.used_bytes

@@ -495,8 +495,27 @@ impl<'m> Scheduler<'m> {
         let size = self
             .ctx
             .state_seq_get_size_ext(seq, LlamaStateSeqFlags::empty());
+        if size > self.prompt_cache.limit_bytes() && self.disk.is_none() {
+            return; // it could be kept nowhere
+        }
         let evicted = self.prompt_cache.make_room(&tokens, size);
         self.keep_on_disk(evicted);
+        // States on their way to disk are still in memory: when they and the copy would
+        // overshoot the bound, the copy waits for the writes (a stall of one file's write,
+        // only while long prompts churn through a full cache).
+        if let Some(disk) = &self.disk {
+            let pending = disk.in_flight_bytes();
+            let limit = self.prompt_cache.limit_bytes();
+            if pending > 0 && self.prompt_cache.used_bytes() + size + pending > limit {
+                let began = Instant::now();
+                disk.flush();
+                tracing::debug!(
+                    pending,
+                    ms = began.elapsed().as_secs_f64() * 1000.0,
+                    "waited for states on their way to disk (memory bound)"
+                );
+            }
+        }
         match get_state(&self.ctx, seq) {
             Ok(state) => {
                 let evicted = self.prompt_cache.insert(tokens, state);
