@@ -389,6 +389,28 @@ impl Payoff {
 mod tests {
     use super::*;
 
+    /// A generating sequence with candidate chances.
+    fn lane(seq: i32, chances: &[f64]) -> Lane<'_> {
+        Lane {
+            seq,
+            rows: 1,
+            generating: true,
+            chances,
+        }
+    }
+
+    /// The batch layout of `lanes` carrying drafts of `lengths`.
+    fn drafted(lanes: &[Lane], lengths: &[usize]) -> Vec<SeqRows> {
+        lanes
+            .iter()
+            .zip(lengths)
+            .map(|(l, &d)| SeqRows {
+                seq: l.seq,
+                rows: l.rows + d,
+            })
+            .collect()
+    }
+
     fn layout(rows: &[(i32, usize)]) -> Vec<SeqRows> {
         rows.iter()
             .map(|&(seq, rows)| SeqRows { seq, rows })
@@ -438,85 +460,41 @@ mod tests {
         let likely = [0.8, 0.5];
         let lanes: Vec<Lane> = seqs
             .iter()
-            .map(|&seq| Lane {
-                seq,
-                rows: 1,
-                generating: true,
-                chances: if seq == 3 { &likely } else { &[] },
-            })
+            .map(|&seq| lane(seq, if seq == 3 { &likely } else { &[] }))
             .collect();
         // On a CPU: a token is worth 6.75 ms, a drafted row costs 6 ms plus a pass.
         assert_eq!(choose(&lanes, CPU, 512), vec![0; 8]);
         // On a GPU rows are nearly free but the pass is not: 1.3 tokens × 1.35 ms < 10 ms.
         assert_eq!(choose(&lanes, GPU, 512), vec![0; 8]);
         // Alone, the same draft is worth a row on the GPU (it shares the only pass).
-        let alone = [Lane {
-            seq: 0,
-            rows: 1,
-            generating: true,
-            chances: &likely,
-        }];
+        let alone = [lane(0, &likely)];
         assert_eq!(choose(&alone, GPU, 512), vec![2]);
-        // On the CPU the first token (0.8 × 12 ms > 1.5 × 6 ms) pays; the second does not.
+        // On the CPU the first token (0.8 × 12 ms > 1.25 × 6 ms) pays; the second does not.
         assert_eq!(choose(&alone, CPU, 512), vec![1]);
     }
 
     #[test]
     fn a_copy_drafts_long_within_the_stretch_and_neighbours_line_up() {
         let sure = [0.99; 48];
-        let alone = [Lane {
-            seq: 0,
-            rows: 1,
-            generating: true,
-            chances: &sure,
-        }];
+        let alone = [lane(0, &sure)];
         // CPU: a step of 1 + d rows may take 6 × 12 ms: 11 rows, so 10 drafted.
         assert_eq!(choose(&alone, CPU, 512), vec![10]);
         // GPU: rows are cheap, the step's stretch allows all 48.
         assert_eq!(choose(&alone, GPU, 512), vec![48]);
         // Eight sequences all copying on a GPU draft alike, so the drafts share one pass.
-        let lanes: Vec<Lane> = (0..8)
-            .map(|seq| Lane {
-                seq,
-                rows: 1,
-                generating: true,
-                chances: &sure,
-            })
-            .collect();
+        let lanes: Vec<Lane> = (0..8).map(|seq| lane(seq, &sure)).collect();
         let lengths = choose(&lanes, GPU, 512);
         assert!(
             lengths.iter().all(|&d| d == lengths[0] && d > 0),
             "{lengths:?}"
         );
-        let rows: Vec<SeqRows> = lanes
-            .iter()
-            .zip(&lengths)
-            .map(|(l, &d)| SeqRows {
-                seq: l.seq,
-                rows: 1 + d,
-            })
-            .collect();
-        assert!(ubatches(&rows, 512).len() <= 2);
+        assert!(ubatches(&drafted(&lanes, &lengths), 512).len() <= 2);
         // A step never exceeds its stretch over a draft-free one.
         for cost in [CPU, GPU] {
             let lengths = choose(&lanes, cost, 512);
-            let drafted: Vec<SeqRows> = lanes
-                .iter()
-                .zip(&lengths)
-                .map(|(l, &d)| SeqRows {
-                    seq: l.seq,
-                    rows: 1 + d,
-                })
-                .collect();
-            let plain: Vec<SeqRows> = lanes
-                .iter()
-                .map(|l| SeqRows {
-                    seq: l.seq,
-                    rows: 1,
-                })
-                .collect();
+            let (with, without) = (drafted(&lanes, &lengths), drafted(&lanes, &[0; 8]));
             assert!(
-                cost.step(&drafted, 512) <= STEP_STRETCH * cost.step(&plain, 512) * (1.0 + 1e-6)
+                cost.step(&with, 512) <= STEP_STRETCH * cost.step(&without, 512) * (1.0 + 1e-6)
             );
         }
     }
