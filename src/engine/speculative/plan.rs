@@ -222,16 +222,7 @@ pub fn choose(lanes: &[Lane<'_>], cost: PassCost, n_ubatch: usize) -> Vec<usize>
         return lengths;
     }
     let token = cost.step(&generating, n_ubatch) / generating.len() as f64;
-    let layout = |lengths: &[usize]| -> Vec<SeqRows> {
-        lanes
-            .iter()
-            .zip(lengths)
-            .map(|(l, &d)| SeqRows {
-                seq: l.seq,
-                rows: l.rows + d,
-            })
-            .collect()
-    };
+    let layout = |lengths: &[usize]| with_drafts(lanes, lengths);
     let plain = cost.step(&layout(&lengths), n_ubatch);
     let limit = STEP_STRETCH * plain;
     let expected = |lengths: &[usize]| -> f64 {
@@ -289,6 +280,18 @@ pub fn choose(lanes: &[Lane<'_>], cost: PassCost, n_ubatch: usize) -> Vec<usize>
 /// for drafting to go on there: a break-even measured on noisy steps can hide a loss (single
 /// runs at 2 distinct streams read 0.97x of drafts off while every verdict was "pays").
 const PAYOFF_MARGIN: f64 = 0.05;
+
+/// The batch layout of `lanes` carrying drafts of `lengths` (in the lanes' order).
+fn with_drafts(lanes: &[Lane<'_>], lengths: &[usize]) -> Vec<SeqRows> {
+    lanes
+        .iter()
+        .zip(lengths)
+        .map(|(l, &d)| SeqRows {
+            seq: l.seq,
+            rows: l.rows + d,
+        })
+        .collect()
+}
 
 /// Drafted steps a batch size is judged on before drafting may pause there.
 const PAYOFF_EVIDENCE: u32 = 8;
@@ -399,18 +402,6 @@ mod tests {
         }
     }
 
-    /// The batch layout of `lanes` carrying drafts of `lengths`.
-    fn drafted(lanes: &[Lane], lengths: &[usize]) -> Vec<SeqRows> {
-        lanes
-            .iter()
-            .zip(lengths)
-            .map(|(l, &d)| SeqRows {
-                seq: l.seq,
-                rows: l.rows + d,
-            })
-            .collect()
-    }
-
     fn layout(rows: &[(i32, usize)]) -> Vec<SeqRows> {
         rows.iter()
             .map(|&(seq, rows)| SeqRows { seq, rows })
@@ -488,11 +479,11 @@ mod tests {
             lengths.iter().all(|&d| d == lengths[0] && d > 0),
             "{lengths:?}"
         );
-        assert!(ubatches(&drafted(&lanes, &lengths), 512).len() <= 2);
+        assert!(ubatches(&with_drafts(&lanes, &lengths), 512).len() <= 2);
         // A step never exceeds its stretch over a draft-free one.
         for cost in [CPU, GPU] {
             let lengths = choose(&lanes, cost, 512);
-            let (with, without) = (drafted(&lanes, &lengths), drafted(&lanes, &[0; 8]));
+            let (with, without) = (with_drafts(&lanes, &lengths), with_drafts(&lanes, &[0; 8]));
             assert!(
                 cost.step(&with, 512) <= STEP_STRETCH * cost.step(&without, 512) * (1.0 + 1e-6)
             );
