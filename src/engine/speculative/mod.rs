@@ -221,7 +221,7 @@ pub enum Source {
 /// How often drafted tokens are accepted, learned per source and match-length bucket across
 /// the engine's sequences (a property of the model and the work it is given), with older
 /// evidence fading.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Acceptance {
     own: Rates,
     history: Rates,
@@ -238,13 +238,33 @@ struct Rates {
 /// dozen requests' drafts, so a change of work shows within a minute).
 const EVIDENCE: f64 = 200.0;
 
-impl Default for Rates {
+/// Prior acceptance of drafts from the sequence's own text, per bucket: short matches are
+/// usually wrong, long ones right (a sequence copying or looping).
+const OWN_PRIOR: [f64; BUCKETS] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+/// Prior acceptance of drafts from earlier requests: until the engine has seen how its work
+/// repeats, only a long shared stretch is trusted. Distinct prompts share short phrases with
+/// other answers all the time, and drafts made on the own-text prior there cost a few percent
+/// of a short run before the evidence (and the payoff check) stop them; a repeated question
+/// matches at full length from its first token, so it still drafts at once.
+const HISTORY_PRIOR: [f64; BUCKETS] = [0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 0.85];
+
+/// Weight of a prior, in outcomes.
+const PRIOR_WEIGHT: f64 = 4.0;
+
+impl Default for Acceptance {
     fn default() -> Self {
-        // Priors worth four outcomes each: short matches are usually wrong, long ones right.
-        const PRIOR: [f64; BUCKETS] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
         Self {
-            accepted: PRIOR.map(|p| 4.0 * p),
-            tried: [4.0; BUCKETS],
+            own: Rates::with_prior(OWN_PRIOR),
+            history: Rates::with_prior(HISTORY_PRIOR),
+        }
+    }
+}
+
+impl Rates {
+    fn with_prior(prior: [f64; BUCKETS]) -> Self {
+        Self {
+            accepted: prior.map(|p| PRIOR_WEIGHT * p),
+            tried: [PRIOR_WEIGHT; BUCKETS],
         }
     }
 }
@@ -531,6 +551,26 @@ mod tests {
     }
 
     #[test]
+    fn before_evidence_a_short_match_in_history_is_trusted_less_than_a_long_one() {
+        let acc = Acceptance::default();
+        let mut history = History::default();
+        let earlier: Vec<i32> = (10..40).collect();
+        history.remember(&Drafter::new(&earlier));
+        // Two tokens shared with another request's text: a phrase, barely worth a guess.
+        let short = Drafter::new(&[7, 10, 11]).candidate(&acc, &history, 8);
+        // The same two tokens in the sequence's own text are given far better odds.
+        let own = Drafter::new(&[10, 11, 12, 5, 10, 11]).candidate(&acc, &History::default(), 8);
+        assert!(
+            short.chances[0] < 0.5 * own.chances[0],
+            "{short:?} vs {own:?}"
+        );
+        // The whole question asked again: drafted long at once.
+        let again = Drafter::new(&earlier[..20]).candidate(&acc, &history, 8);
+        assert_eq!(again.tokens, (30..38).collect::<Vec<_>>());
+        assert!(again.chances[0] > 0.8, "{again:?}");
+    }
+
+    #[test]
     fn learning_counts_up_to_the_first_rejection() {
         let mut acc = Acceptance::default();
         let before = acc.own.tried;
@@ -542,7 +582,7 @@ mod tests {
         assert_eq!(acc.own.tried[3], before[3]);
         assert!(acc.rate(Source::Own, 3) < 0.5);
         // The other source learned nothing.
-        assert_eq!(acc.history.tried, Rates::default().tried);
+        assert_eq!(acc.history.tried, Rates::with_prior(HISTORY_PRIOR).tried);
     }
 
     #[test]
