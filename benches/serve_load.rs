@@ -18,6 +18,10 @@
 //!   tokens templated). Nothing beyond the chat template's preamble (and, 1 time in 64, a
 //!   first word) is shared with any other request of the run, nor with a run under another
 //!   `--seed`.
+//! * `set` — the prompts of a `--prompt-set` file (a hearth prompt set, e.g.
+//!   `src/bench/prompts/structured.json`), in turn: each request sends its prompt with its
+//!   `response_format` and `max_tokens`, and without `ignore_eos` (a structured answer ends
+//!   where its document does; compare `decode_tok_s_mean` between sets, not lengths).
 //! * `chat` — multi-turn conversations: each worker runs conversations of `--turns` turns. All
 //!   share one ~70-token system prompt; the first user message opens with a nonce as above;
 //!   every later turn resends the whole history: each earlier answer (the text the server
@@ -27,7 +31,9 @@
 //! Options (flag, else environment variable, else default):
 //! * `--url`          `SERVE_LOAD_URL`          base URL ending in /v1 (required)
 //! * `--model`        `SERVE_LOAD_MODEL`        model name sent in each request (required)
-//! * `--workload`     `SERVE_LOAD_WORKLOAD`     repeated, distinct or chat (default repeated)
+//! * `--workload`     `SERVE_LOAD_WORKLOAD`     repeated, distinct, chat or set (default
+//!   repeated; set when `--prompt-set` is given)
+//! * `--prompt-set`   `SERVE_LOAD_PROMPT_SET`   the `set` workload's prompts (JSON file)
 //! * `--seed`         `SERVE_LOAD_SEED`         nonce of distinct and chat prompts (default 0);
 //!   runs with different seeds send disjoint prompts
 //! * `--turns`        `SERVE_LOAD_TURNS`        turns per chat conversation (default 5)
@@ -126,6 +132,7 @@ enum Workload {
     Repeated,
     Distinct,
     Chat,
+    Set,
 }
 
 impl Workload {
@@ -134,8 +141,9 @@ impl Workload {
             "repeated" => Ok(Self::Repeated),
             "distinct" => Ok(Self::Distinct),
             "chat" => Ok(Self::Chat),
+            "set" => Ok(Self::Set),
             other => Err(format!(
-                "--workload {other:?} is not one of repeated, distinct, chat"
+                "--workload {other:?} is not one of repeated, distinct, chat, set"
             )),
         }
     }
@@ -145,6 +153,7 @@ impl Workload {
             Self::Repeated => "repeated",
             Self::Distinct => "distinct",
             Self::Chat => "chat",
+            Self::Set => "set",
         }
     }
 }
@@ -302,6 +311,30 @@ struct Options {
     max_tokens: u32,
     api_key: Option<String>,
     label: String,
+    /// The `set` workload's prompts.
+    set: Vec<SetItem>,
+}
+
+/// One prompt of a `--prompt-set` file: the user message, and what the request adds.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct SetItem {
+    prompt: String,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+}
+
+/// Reads a `--prompt-set` file (a hearth prompt set: a list of `{prompt, response_format,
+/// max_tokens}` objects; other fields are ignored).
+fn read_set(path: &str) -> Result<Vec<SetItem>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--prompt-set {path}: {e}"))?;
+    let set: Vec<SetItem> =
+        serde_json::from_str(&text).map_err(|e| format!("--prompt-set {path}: {e}"))?;
+    if set.is_empty() {
+        return Err(format!("--prompt-set {path} holds no prompt"));
+    }
+    Ok(set)
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -334,7 +367,17 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         .trim_end_matches('/')
         .to_string();
     let model = flag("model").ok_or("--model (or SERVE_LOAD_MODEL) is required")?;
-    let workload = flag("workload").map_or(Ok(Workload::Repeated), |w| Workload::parse(&w))?;
+    let set = flag("prompt-set").map(|p| read_set(&p)).transpose()?;
+    let default_workload = if set.is_some() {
+        Workload::Set
+    } else {
+        Workload::Repeated
+    };
+    let workload = flag("workload").map_or(Ok(default_workload), |w| Workload::parse(&w))?;
+    if (workload == Workload::Set) != set.is_some() {
+        return Err("--prompt-set FILE and --workload set go together".into());
+    }
+    let set = set.unwrap_or_default();
     let seed = number("seed")?.unwrap_or(0) as u64;
     let turns = number("turns")?.unwrap_or(5);
     if turns == 0 {
@@ -368,6 +411,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         requests,
         max_tokens,
         api_key: flag("api-key"),
+        set,
     })
 }
 
@@ -490,6 +534,7 @@ impl Client {
                 PROMPTS[index.unwrap_or(PROMPTS.len() - 1) % PROMPTS.len()].to_string()
             }
             Workload::Distinct => distinct_prompt(self.opts.seed, index),
+            Workload::Set => self.set_item(index).prompt.clone(),
             Workload::Chat => {
                 return json!([
                     {"role": "system", "content": CHAT_SYSTEM},
@@ -500,21 +545,42 @@ impl Client {
         json!([{"role": "user", "content": prompt}])
     }
 
+    /// The `set` workload's prompt for request `index` (the warm-up's: the first).
+    fn set_item(&self, index: Option<usize>) -> &SetItem {
+        &self.opts.set[index.unwrap_or(0) % self.opts.set.len()]
+    }
+
     async fn request(
         &self,
         messages: &Value,
         max_tokens: u32,
         turn: usize,
     ) -> Result<Sample, String> {
-        let body = json!({
+        self.request_with(messages, max_tokens, turn, None).await
+    }
+
+    /// A request; with a `set` item, its `response_format` and `max_tokens`, and no
+    /// `ignore_eos`: a structured answer ends where its document does (a server would
+    /// otherwise go on sampling end-of-text past the grammar's end).
+    async fn request_with(
+        &self,
+        messages: &Value,
+        max_tokens: u32,
+        turn: usize,
+        item: Option<&SetItem>,
+    ) -> Result<Sample, String> {
+        let mut body = json!({
             "model": self.opts.model,
             "messages": messages,
             "stream": true,
             "stream_options": {"include_usage": true},
             "temperature": 0,
-            "ignore_eos": true,
-            "max_tokens": max_tokens,
+            "ignore_eos": item.is_none(),
+            "max_tokens": item.and_then(|i| i.max_tokens).unwrap_or(max_tokens),
         });
+        if let Some(format) = item.and_then(|i| i.response_format.as_ref()) {
+            body["response_format"] = format.clone();
+        }
         let mut request = self
             .http
             .post(format!("{}/chat/completions", self.opts.url))
@@ -762,7 +828,10 @@ async fn single_turn_worker(
             break;
         }
         let messages = client.single_turn(Some(index));
-        let result = client.request(&messages, client.opts.max_tokens, 0).await;
+        let item = (client.opts.workload == Workload::Set).then(|| client.set_item(Some(index)));
+        let result = client
+            .request_with(&messages, client.opts.max_tokens, 0, item)
+            .await;
         let mut p = progress.lock().expect("progress lock");
         p.record(&format!("request {index}"), result);
     }

@@ -140,18 +140,26 @@ pub fn default_set() -> Vec<PromptSpec> {
 }
 
 /// Names of the built-in prompt sets, for `--prompt-set`.
-pub const BUILTIN_SETS: [&str; 2] = ["default", "summarize"];
+pub const BUILTIN_SETS: [&str; 3] = ["default", "summarize", "structured"];
 
 /// A built-in prompt set by name: `default` (short questions about local inference) or
 /// `summarize` (eight summaries of source notes given in the prompt: meeting notes, a
 /// post-mortem, a ticket thread, a sales email, a paper, a changelog, a contract, a trial
-/// note), the scenario where answers copy names, dates and numbers from the prompt.
+/// note), the scenario where answers copy names, dates and numbers from the prompt; or
+/// `structured` (six extraction and generation tasks answered as JSON against realistic
+/// schemas: nested objects, arrays of objects, enums, patterns, bounded numbers; each paired
+/// with the same prompt answered freely, `ID-free`, so a run's per-prompt rows show constrained
+/// decode speed beside free text).
 pub fn builtin(name: &str) -> Option<Vec<PromptSpec>> {
     match name {
         "default" => Some(default_set()),
         "summarize" => Some(
             parse(include_str!("prompts/summarize.json"))
                 .expect("the built-in summarize set is valid (unit-tested)"),
+        ),
+        "structured" => Some(
+            parse(include_str!("prompts/structured.json"))
+                .expect("the built-in structured set is valid (unit-tested)"),
         ),
         _ => None,
     }
@@ -265,6 +273,37 @@ mod tests {
             }
             let reference = p.reference.as_deref().expect("a reference summary");
             assert!(!reference.is_empty() && p.facets.len() >= 3, "{}", p.id);
+        }
+    }
+
+    #[test]
+    fn the_structured_set_pairs_each_schema_with_a_free_answer_to_the_same_prompt() {
+        let set = builtin("structured").unwrap();
+        let constrained: Vec<&PromptSpec> =
+            set.iter().filter(|p| p.response_format.is_some()).collect();
+        assert!(constrained.len() >= 6);
+        for p in constrained {
+            let format = p.response_format.as_ref().unwrap();
+            let schema = &format["json_schema"]["schema"];
+            assert_eq!(format["type"], "json_schema", "{}", p.id);
+            // The answer is checked against the very schema it was constrained by.
+            assert!(
+                p.checks
+                    .iter()
+                    .any(|c| matches!(c, Check::Json { schema: Some(s) } if s == schema)),
+                "{}",
+                p.id
+            );
+            assert!(jsonschema::validator_for(schema).is_ok(), "{}", p.id);
+            let free = set
+                .iter()
+                .find(|f| f.id == format!("{}-free", p.id))
+                .expect("a free twin");
+            assert_eq!(
+                (&free.prompt, free.response_format.as_ref()),
+                (&p.prompt, None)
+            );
+            assert_eq!(free.max_tokens, p.max_tokens);
         }
     }
 

@@ -40,8 +40,9 @@ pub struct BenchArgs {
     /// (default: the built-in summarizer set).
     #[arg(long, value_name = "FILE", conflicts_with = "prompt_set")]
     prompts: Option<PathBuf>,
-    /// A built-in prompt set instead: `default`, or `summarize` (summaries of source notes
-    /// given in the prompt).
+    /// A built-in prompt set instead: `default`, `summarize` (summaries of source notes
+    /// given in the prompt), or `structured` (JSON answers against realistic schemas, each
+    /// beside a free answer to the same prompt).
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(prompts::BUILTIN_SETS))]
     prompt_set: Option<String>,
     /// Stream answers (the default; BENCH_STREAM=1). TTFT and inter-token latency need it.

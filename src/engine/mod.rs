@@ -10,6 +10,7 @@
 pub mod admission;
 mod backend;
 pub mod compute;
+pub mod constraint;
 pub mod devices;
 pub mod json_close;
 pub mod kv_disk;

@@ -13,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::structured::{rename_root, schema_grammar, SchemaError};
+use super::constraint::Grammar;
+use super::structured::SchemaError;
 use super::ChatMessage;
 
 /// A function the model may call (OpenAI's `tools[].function`).
@@ -189,7 +190,7 @@ pub fn arguments_value(arguments: &str) -> Value {
 pub fn call_grammar(
     request: &ToolRequest,
     format: ToolFormat,
-) -> Result<Option<String>, SchemaError> {
+) -> Result<Option<Grammar>, SchemaError> {
     if !matches!(
         request.choice,
         ToolChoice::Required | ToolChoice::Function(_)
@@ -227,22 +228,24 @@ pub fn call_grammar(
         list["maxItems"] = json!(1);
     }
     let grammar = match format {
-        ToolFormat::Generic => schema_grammar(&json!({
+        ToolFormat::Generic => Grammar::JsonSchema(json!({
             "type": "object",
             "properties": {"tool_calls": list},
             "required": ["tool_calls"],
-        }))?,
-        ToolFormat::Mistral => schema_grammar(&list)?,
-        ToolFormat::Llama3 => schema_grammar(&call)?,
+        })),
+        ToolFormat::Mistral => Grammar::JsonSchema(list),
+        ToolFormat::Llama3 => Grammar::JsonSchema(call),
         ToolFormat::Hermes => {
-            let body = rename_root(&schema_grammar(&call)?, "tool-call");
-            let one = r#""<tool_call>\n" tool-call "\n</tool_call>""#;
+            // The tags as text (quoted), as the template writes them; the call a JSON Schema
+            // inside the grammar.
+            let one = r#""<tool_call>\n" call "\n</tool_call>""#;
             let more = if request.parallel {
                 format!(" (\"\\n\" {one})*")
             } else {
                 String::new()
             };
-            format!("root ::= {one}{more}\n{body}")
+            let call = super::constraint::with_options(&call);
+            Grammar::Lark(format!("start: {one}{more}\ncall: %json {call}\n"))
         }
     };
     Ok(Some(grammar))
@@ -497,8 +500,18 @@ mod tests {
             ToolFormat::Llama3,
             ToolFormat::Mistral,
         ] {
-            let g = call_grammar(&request, format).unwrap().unwrap();
-            assert!(g.contains("root ::="), "{format:?}: {g}");
+            match call_grammar(&request, format).unwrap().unwrap() {
+                Grammar::Lark(g) => {
+                    assert_eq!(format, ToolFormat::Hermes);
+                    assert!(g.starts_with("start: \"<tool_call>\\n\" call"), "{g}");
+                    assert!(g.contains("call: %json {"), "{g}");
+                }
+                Grammar::JsonSchema(schema) => {
+                    assert_ne!(format, ToolFormat::Hermes);
+                    assert!(schema.to_string().contains("get_weather"), "{schema}");
+                }
+                Grammar::Regex(rx) => panic!("{format:?}: a regex {rx}"),
+            }
         }
         request.choice = ToolChoice::Function("nope".into());
         assert!(call_grammar(&request, ToolFormat::Generic).is_err());

@@ -108,6 +108,14 @@ pub struct RequestParams {
         skip_serializing_if = "Option::is_none"
     )]
     pub response_format: Option<Value>,
+    /// vLLM's structured outputs (`{"regex": …}`, `{"grammar": …}`): how hearth's `regex` and
+    /// `grammar` response formats reach a vLLM upstream, which has no such `response_format`.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub structured_outputs: Option<Value>,
 }
 
 /// `stream_options`.

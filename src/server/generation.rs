@@ -79,11 +79,22 @@ async fn generate_with(
         .as_ref()
         .filter(|t| t.active())
         .map(|t| t.tools.clone());
-    let events = backend.generate(GenerateRequest {
+    // Rendering, tokenizing and compiling a constraint take milliseconds of CPU: off the
+    // async workers, and off the engine thread.
+    let request = GenerateRequest {
         prompt,
         sampling,
         tools,
-    })?;
+    };
+    let events = tokio::task::spawn_blocking(move || backend.generate(request))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("the request could not be prepared: {e}"),
+            )
+        })??;
     let turn = Turn {
         id: next_id(kind),
         created: unix_now(),

@@ -59,8 +59,20 @@ pub struct CommonParams {
     /// Generate a fixed number of tokens (benchmarks; vLLM extension).
     #[serde(default)]
     pub ignore_eos: bool,
-    /// Structured output: `{"type": "text" | "json_object" | "json_schema", …}`.
+    /// Structured output: `{"type": "text" | "json_object" | "json_schema", …}`, and hearth's
+    /// `{"type": "regex", "regex": …}` and `{"type": "grammar", "grammar": …}` (Lark).
     pub response_format: Option<Value>,
+    /// vLLM's structured outputs (`{"json" | "regex" | "grammar" | "choice": …}`), accepted so
+    /// scripts written for vLLM run unchanged.
+    pub structured_outputs: Option<Value>,
+    /// vLLM's older spelling of the same: `guided_json`.
+    pub guided_json: Option<Value>,
+    /// vLLM's `guided_regex`.
+    pub guided_regex: Option<Value>,
+    /// vLLM's `guided_grammar` (Lark here).
+    pub guided_grammar: Option<Value>,
+    /// vLLM's `guided_choice`: the answer is one of these strings.
+    pub guided_choice: Option<Value>,
 }
 
 impl CommonParams {
@@ -112,33 +124,7 @@ impl CommonParams {
             }
             Some(Stop::Many(v)) => v.clone(),
         };
-        let response_format = match &self.response_format {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let kind = v.get("type").and_then(Value::as_str);
-                match kind {
-                    Some("text" | "json_object") => Some(v.clone()),
-                    Some("json_schema") => {
-                        if !v.get("json_schema").is_some_and(Value::is_object) {
-                            return Err(response_format_error(
-                                "response_format of type json_schema needs a `json_schema` object with `name` and `schema`",
-                            ));
-                        }
-                        Some(v.clone())
-                    }
-                    Some(other) => {
-                        return Err(response_format_error(format!(
-                            "response_format type `{other}` is not supported (text, json_object, json_schema)"
-                        )))
-                    }
-                    None => {
-                        return Err(response_format_error(
-                            "response_format must be an object with a `type`",
-                        ))
-                    }
-                }
-            }
-        };
+        let response_format = self.response_format()?;
         Ok(SamplingParams {
             response_format,
             temperature: temperature as f32,
@@ -150,6 +136,130 @@ impl CommonParams {
             stop,
             ignore_eos: self.ignore_eos,
         })
+    }
+
+    /// The `response_format` to enforce: OpenAI's field, or vLLM's structured outputs in
+    /// hearth's terms (one of the two; `text` means none).
+    fn response_format(&self) -> Result<Option<Value>, ApiError> {
+        let vllm = self.vllm_format()?;
+        let format = match &self.response_format {
+            None | Some(Value::Null) => return Ok(vllm),
+            Some(v) => v,
+        };
+        let kind = format.get("type").and_then(Value::as_str);
+        let checked = match kind {
+            Some("text") => return Ok(vllm),
+            Some("json_object") => format.clone(),
+            Some("json_schema") => {
+                if !format.get("json_schema").is_some_and(Value::is_object) {
+                    return Err(response_format_error(
+                        "response_format of type json_schema needs a `json_schema` object with `name` and `schema`",
+                    ));
+                }
+                format.clone()
+            }
+            Some(k @ ("regex" | "grammar")) => {
+                if !format.get(k).is_some_and(Value::is_string) {
+                    return Err(response_format_error(format!(
+                        "response_format of type {k} needs a string `{k}`"
+                    )));
+                }
+                format.clone()
+            }
+            Some(other) => {
+                return Err(response_format_error(format!(
+                    "response_format type `{other}` is not supported (text, json_object, json_schema; hearth: regex, grammar)"
+                )))
+            }
+            None => {
+                return Err(response_format_error(
+                    "response_format must be an object with a `type`",
+                ))
+            }
+        };
+        if vllm.is_some() {
+            return Err(response_format_error(
+                "give either response_format or vLLM's structured outputs (structured_outputs, guided_*), not both",
+            ));
+        }
+        Ok(Some(checked))
+    }
+
+    /// vLLM's structured outputs as a `response_format`: `structured_outputs` or one
+    /// `guided_*` field, at most one constraint in all.
+    fn vllm_format(&self) -> Result<Option<Value>, ApiError> {
+        let mut given: Vec<(&str, String, &Value)> = Vec::new();
+        if let Some(outputs) = self.structured_outputs.as_ref().filter(|v| !v.is_null()) {
+            let Some(map) = outputs.as_object() else {
+                return Err(ApiError::bad_param(
+                    "structured_outputs",
+                    "structured_outputs must be an object",
+                ));
+            };
+            for key in ["json", "regex", "grammar", "choice"] {
+                if let Some(v) = map.get(key).filter(|v| !v.is_null()) {
+                    given.push((key, format!("structured_outputs.{key}"), v));
+                }
+            }
+        }
+        for (key, field) in [
+            ("json", &self.guided_json),
+            ("regex", &self.guided_regex),
+            ("grammar", &self.guided_grammar),
+            ("choice", &self.guided_choice),
+        ] {
+            if let Some(v) = field.as_ref().filter(|v| !v.is_null()) {
+                given.push((key, format!("guided_{key}"), v));
+            }
+        }
+        let (key, param, value) = match given.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            _ => {
+                let names: Vec<&str> = given.iter().map(|(_, p, _)| p.as_str()).collect();
+                return Err(ApiError::bad_param(
+                    "structured_outputs",
+                    format!(
+                        "give one structured output constraint, not {}",
+                        names.join(" and ")
+                    ),
+                ));
+            }
+        };
+        let text = |what: &str| {
+            value.as_str().map(str::to_string).ok_or_else(|| {
+                ApiError::bad_param(&param, format!("`{param}` must be a string ({what})"))
+            })
+        };
+        Ok(Some(match key {
+            "json" => {
+                // A schema, or (as vLLM accepts) its JSON text.
+                let schema = match value {
+                    Value::String(s) => serde_json::from_str(s).map_err(|e| {
+                        ApiError::bad_param(&param, format!("`{param}` is not a JSON schema: {e}"))
+                    })?,
+                    v => v.clone(),
+                };
+                serde_json::json!({"type": "json_schema", "json_schema": {"name": "structured_output", "schema": schema}})
+            }
+            "regex" => serde_json::json!({"type": "regex", "regex": text("a regular expression")?}),
+            "grammar" => serde_json::json!({"type": "grammar", "grammar": text("a Lark grammar")?}),
+            _ => {
+                let choices: Vec<&str> = value
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if choices.is_empty() || value.as_array().is_some_and(|a| a.len() != choices.len())
+                {
+                    return Err(ApiError::bad_param(
+                        &param,
+                        format!("`{param}` must be a non-empty list of strings"),
+                    ));
+                }
+                let alternatives: Vec<String> = choices.iter().map(|c| regex::escape(c)).collect();
+                serde_json::json!({"type": "regex", "regex": format!("({})", alternatives.join("|"))})
+            }
+        }))
     }
 
     /// Whether a usage chunk was asked for.

@@ -158,7 +158,11 @@ impl RunOptions {
     /// The options as a JSON value with sorted keys: what reports print and embed, the same
     /// bytes whichever hearth version stored them.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        // Keys sorted, as every stored blob has them: serde_json sorted all maps until
+        // llguidance switched its `preserve_order` feature on for the whole build.
+        value.sort_all_objects();
+        value
     }
 }
 
@@ -518,10 +522,12 @@ mod tests {
         assert_eq!(options.out.as_deref(), Some("/tmp/runs/x"));
         assert_eq!(options.prompts().len(), 1);
         assert!(options.other.is_empty(), "{:?}", options.other);
-        // What reports print is the same JSON, byte for byte.
+        // What reports print is the same JSON, byte for byte, keys sorted.
+        let mut sorted = stored.clone();
+        sorted.sort_all_objects();
         assert_eq!(
             serde_json::to_string(&options.to_json()).unwrap(),
-            serde_json::to_string(&stored).unwrap()
+            serde_json::to_string(&sorted).unwrap()
         );
     }
 

@@ -363,3 +363,92 @@ fn truncated_and_foreign_files_are_clear_errors_not_crashes() {
     let err = LlamaEngine::load(&foreign, "f", EngineOptions::default()).unwrap_err();
     assert!(err.to_string().contains("not a GGUF"), "{err}");
 }
+
+#[test]
+fn every_tool_call_syntax_compiles_and_takes_its_own_call_and_nothing_else() {
+    use hearth::engine::tools::{call_grammar, ToolChoice, ToolDef, ToolFormat, ToolRequest};
+    use serde_json::json;
+
+    let engine = engine(1, 256);
+    let compiler = engine.constraint_compiler();
+    let request = ToolRequest {
+        tools: vec![ToolDef {
+            name: "get_weather".into(),
+            description: None,
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        }],
+        choice: ToolChoice::Required,
+        parallel: true,
+    };
+    let args = r#"{"city": "Paris"}"#;
+    let cases = [
+        (
+            ToolFormat::Generic,
+            format!(r#"{{"tool_calls": [{{"name": "get_weather", "arguments": {args}}}]}}"#),
+        ),
+        (
+            ToolFormat::Hermes,
+            format!(
+                "<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {args}}}\n</tool_call>\n<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {args}}}\n</tool_call>"
+            ),
+        ),
+        (
+            ToolFormat::Llama3,
+            format!(r#"{{"name": "get_weather", "parameters": {args}}}"#),
+        ),
+        (
+            ToolFormat::Mistral,
+            format!(r#"[{{"name": "get_weather", "arguments": {args}}}]"#),
+        ),
+    ];
+    for (format, text) in cases {
+        let grammar = call_grammar(&request, format).unwrap().unwrap();
+        let walk = |text: &str| {
+            let mut matcher = compiler.compile(&grammar).unwrap();
+            let tokens: Vec<u32> = engine
+                .tokenize(text)
+                .unwrap()
+                .into_iter()
+                .map(|t| t as u32)
+                .collect();
+            let taken = matcher.validate_tokens(&tokens).unwrap();
+            matcher.consume_tokens(&tokens[..taken]).unwrap();
+            (taken == tokens.len(), matcher.is_accepting().unwrap())
+        };
+        assert_eq!(walk(&text), (true, true), "{format:?}: {text}");
+        // Another function's name, or a call cut short, is not a call.
+        let other = text.replace("get_weather", "get_time");
+        assert!(!walk(&other).0, "{format:?}: {other}");
+        let cut = &text[..text.len() - 2];
+        assert_eq!(walk(cut), (true, false), "{format:?}: {cut}");
+    }
+}
+
+#[test]
+fn a_grammar_that_compiles_past_its_limit_is_refused_and_a_small_one_is_cached() {
+    use hearth::engine::constraint::Grammar;
+    use serde_json::json;
+    use std::time::Duration;
+
+    let engine = engine(1, 256);
+    let compiler = engine.constraint_compiler();
+    compiler.ready().unwrap();
+    // 2,000 alternatives, each with a pattern of its own: tens of milliseconds on this
+    // machine, so a 1 ms limit is exceeded on any machine.
+    let branches: Vec<_> = (0..2000)
+        .map(|i| json!({"type": "object", "properties": {format!("k{i}"): {"type": "string", "pattern": format!("^v{i}[a-z]*$")}}, "required": [format!("k{i}")]}))
+        .collect();
+    let huge = Grammar::JsonSchema(json!({"anyOf": branches}));
+    let Err(err) = compiler.compile_within(&huge, Duration::from_millis(1)) else {
+        panic!("2,000 alternatives compiled within 1 ms");
+    };
+    assert!(err.0.contains("longer than 1 ms"), "{err}");
+    // With time enough it compiles, and then it is kept: within 1 ms now, from the cache.
+    compiler
+        .compile_within(&huge, Duration::from_secs(600))
+        .unwrap();
+    let mut again = compiler
+        .compile_within(&huge, Duration::from_millis(1))
+        .unwrap();
+    assert!(again.compute_mask().is_ok());
+}

@@ -307,17 +307,147 @@ async fn json_that_max_tokens_would_cut_is_closed_and_still_validates() {
     );
 }
 
+/// `Ok` when `text` is JSON valid against `schema` with its formats checked too (`email`…).
+fn validate_formats(schema: &Value, text: &str) -> Result<(), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e}): {text}"))?;
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{errors:?}: {text}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemas_the_grammar_path_refused_are_now_enforced() {
+    let s = start(1024 * 1024).await;
+    // Each refused by name before llguidance (llama.cpp's converter would have dropped it).
+    let cases = [
+        (
+            json!({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 5, "minimum": 7, "maximum": 1000}}, "required": ["n"]}),
+            "Pick a number as JSON.",
+        ),
+        (
+            json!({"type": "object", "properties": {"contact": {"type": "string", "format": "email", "maxLength": 40}}, "required": ["contact"]}),
+            "Give Ana's contact as JSON.",
+        ),
+        (
+            json!({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.25, "maximum": 1.5}}, "required": ["x"]}),
+            "A ratio as JSON.",
+        ),
+        (
+            json!({"type": "object", "properties": {"code": {"type": "string", "pattern": "[A-Z]{3}-[0-9]{2}", "maxLength": 12}}, "required": ["code"]}),
+            "A ticket code as JSON.",
+        ),
+        (
+            json!({"type": "object", "patternProperties": {"^k[0-9]$": {"type": "boolean"}}, "additionalProperties": false, "minProperties": 1, "maxProperties": 2}),
+            "Flags as JSON.",
+        ),
+    ];
+    for (schema, prompt) in cases {
+        let mut body = chat(prompt, 96);
+        body["response_format"] = schema_format("s", &schema);
+        let (status, answer) = s.post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{schema}: {answer}");
+        assert_matches("CreateChatCompletionResponse", &answer);
+        let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+        validate_formats(&schema, text).unwrap_or_else(|e| panic!("{schema}: {e}"));
+        let streamed = streamed_content(&s.stream(&body).await);
+        validate_formats(&schema, &streamed).unwrap_or_else(|e| panic!("{schema}, streamed: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regex_grammar_and_vllm_structured_outputs_shape_the_answer() {
+    let s = start(1024 * 1024).await;
+    let date = regex::Regex::new(r"^20[0-9]{2}-(0[1-9]|1[0-2])-[0-3][0-9]$").unwrap();
+    let answer_of = |v: &Value| {
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // hearth's response_format extensions.
+    let mut body = chat("When did you last go to the sea?", 32);
+    body["response_format"] =
+        json!({"type": "regex", "regex": r"20[0-9]{2}-(0[1-9]|1[0-2])-[0-3][0-9]"});
+    let (status, answer) = s.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(date.is_match(&answer_of(&answer)), "{answer}");
+    let mut body = chat("Is Paris in France?", 32);
+    body["response_format"] = json!({"type": "grammar", "grammar": "start: answer \".\"\nanswer: \"yes\" | \"no\" | \"maybe\""});
+    let (status, answer) = s.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        ["yes.", "no.", "maybe."].contains(&answer_of(&answer).as_str()),
+        "{answer}"
+    );
+    // vLLM's spellings, as scripts written for vLLM send them.
+    let choices = ["positive", "negative", "neutral (mixed)"];
+    for (field, value) in [
+        ("guided_choice", json!(choices)),
+        ("structured_outputs", json!({"choice": choices})),
+    ] {
+        let mut body = chat("Sentiment of 'I loved this film'?", 16);
+        body[field] = value;
+        let (status, answer) = s.post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{field}: {answer}");
+        assert!(
+            choices.contains(&answer_of(&answer).as_str()),
+            "{field}: {answer}"
+        );
+    }
+    let mut body = chat("When did you last go to the sea?", 32);
+    body["guided_regex"] = json!(r"20[0-9]{2}-(0[1-9]|1[0-2])-[0-3][0-9]");
+    let (status, answer) = s.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(date.is_match(&answer_of(&answer)), "{answer}");
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"]});
+    let mut body = chat("Capital of France, as JSON.", 48);
+    body["structured_outputs"] = json!({"json": schema});
+    let (status, answer) = s.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    validate(&schema, &answer_of(&answer)).unwrap();
+    // Two constraints at once are one too many.
+    body["response_format"] = json!({"type": "json_object"});
+    let (status, err) = s.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not both"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unsupported_schemas_are_a_400_that_names_them() {
     let s = start(1024 * 1024).await;
     let cases = [
-        (json!({"type": "integer", "multipleOf": 5}), "multipleOf"),
-        (json!({"type": "string", "format": "email"}), "email"),
         (
-            json!({"type": "object", "properties": {"x": {"type": "number", "maximum": 1.5}}}),
-            "maximum",
+            json!({"type": "array", "items": {"type": "integer"}, "uniqueItems": true}),
+            "uniqueItems",
         ),
-        (json!({"type": "string", "pattern": "[a-z]+"}), "[a-z]+"),
+        (
+            json!({"type": "object", "properties": {"a": {"not": {"type": "string"}}}}),
+            "not",
+        ),
+        (
+            json!({"type": "string", "pattern": "^(a$"}),
+            "regex parse error",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}),
+            "missing",
+        ),
     ];
     for (schema, needle) in cases {
         let mut body = chat("hi", 8);
@@ -334,11 +464,17 @@ async fn unsupported_schemas_are_a_400_that_names_them() {
             assert!(message.contains(needle), "{needle} not in {message}");
         }
     }
-    let mut body = chat("hi", 8);
-    body["response_format"] = json!({"type": "xml"});
-    let (status, err) = s.post("/v1/chat/completions", &body).await;
-    assert_eq!(status, 400);
-    assert_eq!(err["error"]["param"], "response_format");
+    for format in [
+        json!({"type": "xml"}),
+        json!({"type": "regex", "regex": "(unclosed"}),
+        json!({"type": "grammar", "grammar": "start: undefined_rule"}),
+    ] {
+        let mut body = chat("hi", 8);
+        body["response_format"] = format.clone();
+        let (status, err) = s.post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 400, "{format}: {err}");
+        assert_eq!(err["error"]["param"], "response_format", "{format}: {err}");
+    }
 }
 
 fn weather_tool() -> Value {

@@ -65,8 +65,7 @@ pub fn shortest_completion(schema: &Value, partial: &str) -> Option<String> {
     SchemaCloser::new(schema).shortest_completion(partial)
 }
 
-/// A schema compiled once for [`shortest_completion`] calls on one answer: the engine asks at
-/// every token, and compiling the schema each time would be the bulk of the work.
+/// A schema compiled once for [`shortest_completion`] calls on unrelated texts.
 pub struct SchemaCloser {
     compiled: Compiled,
 }
@@ -81,18 +80,93 @@ impl SchemaCloser {
 
     /// [`shortest_completion`] against the compiled schema.
     pub fn shortest_completion(&self, partial: &str) -> Option<String> {
-        complete(&self.compiled, partial)
+        let text: Vec<char> = partial.chars().collect();
+        complete(&self.compiled, &text, &mut Carry::new(&self.compiled))
     }
 }
 
-fn complete(compiled: &Compiled, partial: &str) -> Option<String> {
-    let text: Vec<char> = partial.chars().collect();
-    let mut parser = Parser::new(compiled, &text);
+/// The closer of one answer as it grows: the engine pushes each token's text and asks for
+/// the shortest completion of everything so far. What each parse found is carried to the
+/// next ([`Carry`]), so the work per token stays flat however long the answer gets (a fresh
+/// parse per token would cost the whole answer every time: quadratic).
+pub struct AnswerCloser {
+    compiled: Compiled,
+    text: Vec<char>,
+    /// Bytes of a character the last token did not finish.
+    pending: Vec<u8>,
+    carry: Carry,
+    /// Parse steps of the last [`AnswerCloser::push`] (what the tests bound).
+    last_steps: usize,
+}
+
+impl AnswerCloser {
+    /// A closer for answers valid against `schema`, before any text.
+    pub fn new(schema: &Value) -> Self {
+        let compiled = Compiled::new(schema);
+        let carry = Carry::new(&compiled);
+        Self {
+            compiled,
+            text: Vec::new(),
+            pending: Vec::new(),
+            carry,
+            last_steps: 0,
+        }
+    }
+
+    /// Appends `bytes` (a token's text, which may end inside a character: those bytes wait
+    /// for the next token) and returns [`shortest_completion`] of the whole text so far.
+    pub fn push(&mut self, bytes: &[u8]) -> Option<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut rest = std::mem::take(&mut self.pending);
+        loop {
+            match std::str::from_utf8(&rest) {
+                Ok(s) => {
+                    self.text.extend(s.chars());
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    self.text
+                        .extend(std::str::from_utf8(good).unwrap_or_default().chars());
+                    match e.error_len() {
+                        // Not UTF-8 at all: read as the replacement character, as a client would.
+                        Some(n) => {
+                            self.text.push(char::REPLACEMENT_CHARACTER);
+                            rest = bad[n..].to_vec();
+                        }
+                        None => {
+                            self.pending = bad.to_vec();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let mut parser = Parser::new(&self.compiled, &self.text, &mut self.carry);
+        let out = parser.value(self.compiled.root, 0, 0);
+        self.last_steps = parser.steps;
+        finished(&parser, out)
+    }
+
+    /// Parse steps the last push took.
+    pub fn last_steps(&self) -> usize {
+        self.last_steps
+    }
+}
+
+fn complete(compiled: &Compiled, text: &[char], carry: &mut Carry) -> Option<String> {
+    let mut parser = Parser::new(compiled, text, carry);
     let out = parser.value(compiled.root, 0, 0);
+    finished(&parser, out)
+}
+
+/// The completion a parse of the whole text gave: none needed when a reading ends the
+/// document (trailing whitespace allowed), else the shortest continuation.
+fn finished(parser: &Parser<'_>, out: Out) -> Option<String> {
     if out
         .complete
         .iter()
-        .any(|&end| parser.skip_ws(end) == text.len())
+        .any(|&end| parser.skip_ws(end) == parser.text.len())
     {
         return Some(String::new());
     }

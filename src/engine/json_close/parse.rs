@@ -42,6 +42,10 @@ impl Out {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.partial.is_none() && self.complete.is_empty()
+    }
+
     pub(super) fn merge(&mut self, other: Out) {
         self.add(other.partial);
         for end in other.complete {
@@ -63,7 +67,7 @@ pub(super) fn keep_shorter(best: &mut Option<String>, candidate: Option<String>)
 }
 
 /// Where a container stands when the text ends between its members.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Gap {
     /// Right after `{` or `[`: closing is allowed.
     Open,
@@ -74,6 +78,7 @@ pub(super) enum Gap {
 }
 
 /// An escape the text ends in the middle of.
+#[derive(Clone)]
 pub(super) enum Esc {
     None,
     /// Just the `\`.
@@ -83,6 +88,7 @@ pub(super) enum Esc {
 }
 
 /// A string read from its opening quote.
+#[derive(Clone)]
 pub(super) struct Scan {
     /// Position after the closing quote, `None` when the text ended first.
     pub(super) end: Option<usize>,
@@ -107,12 +113,47 @@ impl Scan {
     }
 }
 
+/// Where an object's reading stands after its `{` or a `,`: the position, and the keys read.
+type MemberState = (usize, Vec<String>);
+
+/// What the parses of one answer keep for the next, longer text (an answer only grows, token
+/// by token): values read whole before the text ended, where each open array and object
+/// stood at its last member boundary, how far each open string was scanned, and the minimal
+/// instances. With it a parse redoes only the path from the root to the text's end, so the
+/// work per token does not grow with the answer.
+#[derive(Default)]
+pub(super) struct Carry {
+    /// (node, position) → the ends of a value read whole strictly before the text ended:
+    /// nothing written after it can change how it reads.
+    whole: HashMap<(usize, usize), Vec<usize>>,
+    /// (node, position) of an open array → the positions after its last `,` (or `[`), the
+    /// items read and the gap there.
+    arrays: HashMap<(usize, usize), (Vec<usize>, usize, Gap)>,
+    /// (node, position) of an open object → the positions after its last `,` (or `{`) with
+    /// the keys read, and the gap there.
+    objects: HashMap<(usize, usize), (Vec<MemberState>, Gap)>,
+    /// Opening quote → where the scan of an open string stopped (before any unfinished
+    /// escape) and what it had read.
+    strings: HashMap<usize, (usize, Scan)>,
+    /// Minimal instance of each node, once known.
+    memo: Vec<Option<Option<String>>>,
+}
+
+impl Carry {
+    pub(super) fn new(c: &Compiled) -> Carry {
+        Carry {
+            memo: (0..c.nodes.len()).map(|_| None).collect(),
+            ..Carry::default()
+        }
+    }
+}
+
 pub(super) struct Parser<'a> {
     pub(super) c: &'a Compiled,
     pub(super) text: &'a [char],
     pub(super) steps: usize,
-    /// Minimal instance of each node, once known.
-    pub(super) memo: Vec<Option<Option<String>>>,
+    /// What earlier parses of shorter texts of the same answer found.
+    pub(super) carry: &'a mut Carry,
     /// Nodes whose minimal instance is being computed (a schema nested in itself).
     pub(super) busy: Vec<bool>,
     pub(super) busy_depth: usize,
@@ -122,12 +163,12 @@ pub(super) struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    pub(super) fn new(c: &'a Compiled, text: &'a [char]) -> Parser<'a> {
+    pub(super) fn new(c: &'a Compiled, text: &'a [char], carry: &'a mut Carry) -> Parser<'a> {
         Parser {
             c,
             text,
             steps: 0,
-            memo: (0..c.nodes.len()).map(|_| None).collect(),
+            carry,
             busy: vec![false; c.nodes.len()],
             busy_depth: 0,
             cut: false,
@@ -164,6 +205,28 @@ impl<'a> Parser<'a> {
         let Some(&first) = self.text.get(pos) else {
             return Out::partial(self.min_instance(n));
         };
+        if let Some(ends) = self.carry.whole.get(&(n, pos)) {
+            return Out {
+                partial: None,
+                complete: ends.clone(),
+            };
+        }
+        let out = self.read(n, pos, first, depth);
+        let settled = out.partial.is_none()
+            && !out.complete.is_empty()
+            && out.complete.iter().all(|&end| end < self.text.len())
+            && self.steps <= MAX_STEPS;
+        if settled {
+            self.carry.whole.insert((n, pos), out.complete.clone());
+            self.carry.arrays.remove(&(n, pos));
+            self.carry.objects.remove(&(n, pos));
+        }
+        out
+    }
+
+    /// [`Parser::value`] once the cache had nothing: reads node `n` at `pos`, whose first
+    /// character is `first`.
+    fn read(&mut self, n: usize, pos: usize, first: char, depth: usize) -> Out {
         let c = self.c;
         let starts_number = first == '-' || first.is_ascii_digit();
         match &c.nodes[n] {
@@ -193,8 +256,8 @@ impl<'a> Parser<'a> {
             Node::Bool => self.literal("true", pos),
             Node::Num(spec) if starts_number => self.number(spec, pos),
             Node::Str(spec) if first == '"' => self.string(spec, pos),
-            Node::Arr(spec) if first == '[' => self.array(spec, pos, depth),
-            Node::Obj(spec) if first == '{' => self.object(spec, pos, depth),
+            Node::Arr(spec) if first == '[' => self.array(spec, (n, pos), depth),
+            Node::Obj(spec) if first == '{' => self.object(spec, (n, pos), depth),
             _ => Out::default(),
         }
     }
@@ -284,7 +347,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    pub(super) fn string(&self, spec: &StrSpec, pos: usize) -> Out {
+    pub(super) fn string(&mut self, spec: &StrSpec, pos: usize) -> Out {
         let Some(scan) = self.scan_string(pos) else {
             return Out::default();
         };
@@ -305,15 +368,22 @@ impl<'a> Parser<'a> {
 
     /// Reads a string from its opening quote at `pos`; `None` when it is not valid JSON
     /// (a bad escape, a raw control character, a lone surrogate).
-    pub(super) fn scan_string(&self, pos: usize) -> Option<Scan> {
+    pub(super) fn scan_string(&mut self, pos: usize) -> Option<Scan> {
         let t = self.text;
-        let mut scan = Scan {
-            raw_start: pos + 1,
-            ..Scan::empty()
+        // Resumed where the last parse of this answer stopped, when the string was open then.
+        let (mut i, mut scan) = match self.carry.strings.get(&pos) {
+            Some((i, scan)) => (*i, scan.clone()),
+            None => (
+                pos + 1,
+                Scan {
+                    raw_start: pos + 1,
+                    ..Scan::empty()
+                },
+            ),
         };
-        let mut i = pos + 1;
         loop {
             let Some(&c) = t.get(i) else {
+                self.carry.strings.insert(pos, (i, scan.clone()));
                 return Some(scan);
             };
             if scan.high.is_some() && c != '\\' {
@@ -321,11 +391,13 @@ impl<'a> Parser<'a> {
             }
             match c {
                 '"' => {
+                    self.carry.strings.remove(&pos);
                     scan.end = Some(i + 1);
                     return Some(scan);
                 }
                 '\\' => {
                     let Some(&e) = t.get(i + 1) else {
+                        self.carry.strings.insert(pos, (i, scan.clone()));
                         scan.esc = Esc::Backslash;
                         return Some(scan);
                     };
@@ -342,6 +414,7 @@ impl<'a> Parser<'a> {
                     while hex.len() < 4 {
                         match t.get(j) {
                             None => {
+                                self.carry.strings.insert(pos, (i, scan.clone()));
                                 scan.esc = Esc::Unicode(hex);
                                 return Some(scan);
                             }
@@ -371,13 +444,20 @@ impl<'a> Parser<'a> {
         }
     }
 
-    pub(super) fn array(&mut self, spec: &ArrSpec, pos: usize, depth: usize) -> Out {
+    /// Reads an array of node and position `at` (resumed at its last member boundary when an
+    /// earlier parse of this answer reached it).
+    pub(super) fn array(&mut self, spec: &ArrSpec, at: (usize, usize), depth: usize) -> Out {
         let mut out = Out::default();
         // Positions after `[` or a `,`; one in practice, more when alternatives disagree.
-        let mut states = vec![pos + 1];
-        let mut count = 0;
-        let mut gap = Gap::Open;
+        let (mut states, mut count, mut gap) = match self.carry.arrays.get(&at) {
+            Some(resume) => resume.clone(),
+            None => (vec![at.1 + 1], 0, Gap::Open),
+        };
         while !states.is_empty() {
+            if out.is_empty() && states.iter().all(|&p| self.skip_ws(p) < self.text.len()) {
+                // Everything before these positions is read for good.
+                self.carry.arrays.insert(at, (states.clone(), count, gap));
+            }
             let mut next = Vec::new();
             for p in states {
                 let p = self.skip_ws(p);
@@ -447,12 +527,23 @@ impl<'a> Parser<'a> {
         Some(s)
     }
 
-    pub(super) fn object(&mut self, spec: &ObjSpec, pos: usize, depth: usize) -> Out {
+    /// Reads an object of node and position `at` (resumed at its last member boundary when
+    /// an earlier parse of this answer reached it).
+    pub(super) fn object(&mut self, spec: &ObjSpec, at: (usize, usize), depth: usize) -> Out {
         let mut out = Out::default();
         // Positions after `{` or a `,`, with the keys read so far.
-        let mut states: Vec<(usize, Vec<String>)> = vec![(pos + 1, Vec::new())];
-        let mut gap = Gap::Open;
+        let (mut states, mut gap) = match self.carry.objects.get(&at) {
+            Some(resume) => resume.clone(),
+            None => (vec![(at.1 + 1, Vec::new())], Gap::Open),
+        };
         while !states.is_empty() {
+            if out.is_empty()
+                && states
+                    .iter()
+                    .all(|(p, _)| self.skip_ws(*p) < self.text.len())
+            {
+                self.carry.objects.insert(at, (states.clone(), gap));
+            }
             let mut next: Vec<(usize, Vec<String>)> = Vec::new();
             for (p, seen) in states {
                 let p = self.skip_ws(p);
@@ -659,7 +750,7 @@ impl<'a> Parser<'a> {
     /// within the guards).
     pub(super) fn min_instance(&mut self, n: usize) -> Option<String> {
         let n = self.target(n);
-        if let Some(known) = &self.memo[n] {
+        if let Some(known) = &self.carry.memo[n] {
             return known.clone();
         }
         self.steps += 1;
@@ -676,7 +767,7 @@ impl<'a> Parser<'a> {
         self.busy[n] = false;
         self.busy_depth -= 1;
         if !self.cut {
-            self.memo[n] = Some(result.clone());
+            self.carry.memo[n] = Some(result.clone());
         }
         self.cut |= outer_cut;
         result

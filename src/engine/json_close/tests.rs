@@ -520,12 +520,12 @@ fn literals_are_finished() {
 
 #[test]
 fn required_properties_are_added_in_order() {
-    // "In order" is the order of the schema's map, the one llama.cpp sees too: serde_json
-    // sorts keys unless its `preserve_order` feature is on.
+    // "In order" is the order the schema declares them in (serde_json keeps it: llguidance
+    // turns its `preserve_order` feature on), the order the constraint has the model write.
     let s = person();
-    expect(&s, "", "{\"age\":0,\"name\":\"a\"}");
-    expect(&s, "{", "\"age\":0,\"name\":\"a\"}");
-    expect(&s, "{\"", "age\":0,\"name\":\"a\"}");
+    expect(&s, "", "{\"name\":\"a\",\"age\":0}");
+    expect(&s, "{", "\"name\":\"a\",\"age\":0}");
+    expect(&s, "{\"", "name\":\"a\",\"age\":0}");
     expect(&s, "{\"na", "me\":\"a\",\"age\":0}");
     expect(&s, "{\"name\"", ":\"a\",\"age\":0}");
     expect(&s, "{\"name\":", "\"a\",\"age\":0}");
@@ -582,7 +582,7 @@ fn whitespace_between_tokens_is_accepted() {
     expect(&s, "{\n  \"name\" :\n\t\"Bo\" ,\n  \"age\" : 3", "}");
     expect(&s, "{\n  \"name\": \"Bo\",\n  \"age\": 3\n", "}");
     expect(&s, "\n\n{\n  \"name\": \"Bo\",\n  \"age\": 3\n}\n", "");
-    expect(&s, "  ", "{\"age\":0,\"name\":\"a\"}");
+    expect(&s, "  ", "{\"name\":\"a\",\"age\":0}");
 }
 
 #[test]
@@ -703,7 +703,7 @@ fn nested_objects_and_arrays() {
         },
         "required": ["rows"]
     });
-    expect(&s, "", "{\"rows\":[{\"cells\":[0],\"id\":0}]}");
+    expect(&s, "", "{\"rows\":[{\"id\":0,\"cells\":[0]}]}");
     expect(&s, "{\"rows\": [{\"id\": 1, \"cells\": [1.", "0]}]}");
     expect(
         &s,
@@ -713,7 +713,7 @@ fn nested_objects_and_arrays() {
     expect(
         &s,
         "{\"rows\": [{\"id\": 1, \"cells\": [1.5]},",
-        "{\"cells\":[0],\"id\":0}]}",
+        "{\"id\":0,\"cells\":[0]}]}",
     );
 }
 
@@ -822,7 +822,7 @@ fn all_of_merges_objects() {
         "allOf": [{"$ref": "#/$defs/base"}, {"properties": {"extra": {"type": "boolean"}}, "required": ["extra"]}],
         "$defs": {"base": {"type": "object", "properties": {"id": {"type": "integer", "minimum": 3}}, "required": ["id"]}}
     });
-    expect(&refs, "", "{\"extra\":true,\"id\":3}");
+    expect(&refs, "", "{\"id\":3,\"extra\":true}");
     expect(&refs, "{\"id\": ", "3,\"extra\":true}");
     let bounds = json!({"allOf": [{"type": "integer", "minimum": 3}, {"type": "number", "minimum": 7, "maximum": 9}]});
     expect(&bounds, "", "7");
@@ -1070,7 +1070,8 @@ fn long_answers_stay_fast() {
     let compiled = Compiled::new(&s);
     let steps = |partial: &str| {
         let text: Vec<char> = partial.chars().collect();
-        let mut parser = Parser::new(&compiled, &text);
+        let mut carry = Carry::new(&compiled);
+        let mut parser = Parser::new(&compiled, &text, &mut carry);
         parser.value(compiled.root, 0, 0);
         parser.steps
     };
@@ -1087,5 +1088,135 @@ fn long_answers_stay_fast() {
     assert!(
         most_per_char < 1.0,
         "{most_per_char:.2} steps per character"
+    );
+}
+
+/// SplitMix64: the property tests' chunkings and whitespace, the same on every run.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Schemas with documents valid against them (checked by the `jsonschema` crate first).
+fn corpus() -> Vec<(Value, Vec<&'static str>)> {
+    vec![
+        (
+            json!({"type": "object", "properties": {
+                "customer": {"type": "object", "properties": {
+                    "id": {"type": "string", "pattern": "^C-[0-9]{5}$"},
+                    "name": {"type": "string", "maxLength": 40}}, "required": ["id", "name"]},
+                "items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
+                    "sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1},
+                    "price": {"type": "number", "minimum": 0}}, "required": ["sku", "qty"]}},
+                "status": {"enum": ["paid", "pending"]},
+                "note": {"type": ["string", "null"]}},
+              "required": ["customer", "items", "status"], "additionalProperties": false}),
+            vec![
+                r#"{"customer": {"id": "C-10442", "name": "Ana \"Lopez\" \u00e9\ud83d\ude00"}, "items": [{"sku": "mug", "qty": 2, "price": 8.5}, {"sku": "board", "qty": 1, "price": 3.4e1}], "status": "paid", "note": null}"#,
+                "{\n  \"customer\": {\"name\": \"Bo\", \"id\": \"C-00001\"},\n  \"status\": \"pending\",\n  \"items\": [ {\"qty\": 10, \"sku\": \"x\"} ]\n}",
+            ],
+        ),
+        (
+            json!({"type": "array", "items": {"anyOf": [
+                {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"type": "object", "properties": {"b": {"type": "array", "items": {"type": "boolean"}}}, "required": ["b"]},
+                {"type": "string", "format": "date"}]}}),
+            vec![
+                r#"[{"a": -12}, {"b": [true, false]}, "2024-02-29", {"a": 0, "b": []}]"#,
+                r#"[]"#,
+            ],
+        ),
+        (
+            json!({"$defs": {"node": {"type": "object", "properties": {
+                "name": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+                "required": ["name"]}}, "$ref": "#/$defs/node"}),
+            vec![r#"{"name": "root", "children": [{"name": "a", "children": [{"name": "a1"}]}, {"name": "b"}]}"#],
+        ),
+    ]
+}
+
+#[test]
+fn an_answer_closed_token_by_token_closes_as_a_fresh_parse_of_each_prefix_would() {
+    for (schema, docs) in corpus() {
+        let oracle = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        for (d, doc) in docs.iter().enumerate() {
+            let value: Value = serde_json::from_str(doc).unwrap();
+            assert!(oracle.is_valid(&value), "{doc}");
+            for seed in 0..6u64 {
+                // Tokens of 1 to 6 bytes, cut anywhere, even inside a character.
+                let bytes = doc.as_bytes();
+                let mut closer = AnswerCloser::new(&schema);
+                let mut at = 0;
+                let mut step = 0u64;
+                while at < bytes.len() {
+                    step += 1;
+                    let len = 1 + (mix(seed * 1_000_003 + d as u64 * 7919 + step) % 6) as usize;
+                    let end = (at + len).min(bytes.len());
+                    let got = closer.push(&bytes[at..end]);
+                    at = end;
+                    // Only whole characters count as text (a cut one waits for its bytes).
+                    let mut whole = at;
+                    while std::str::from_utf8(&bytes[..whole]).is_err() {
+                        whole -= 1;
+                    }
+                    let prefix = std::str::from_utf8(&bytes[..whole]).unwrap();
+                    assert_eq!(
+                        got,
+                        shortest_completion(&schema, prefix),
+                        "{schema}: {prefix:?}"
+                    );
+                    let tail = got.unwrap_or_else(|| panic!("no completion for {prefix:?}"));
+                    let closed: Value = serde_json::from_str(&format!("{prefix}{tail}"))
+                        .unwrap_or_else(|e| panic!("{prefix}{tail}: {e}"));
+                    assert!(oracle.is_valid(&closed), "{prefix}{tail}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_work_per_token_stays_flat_however_long_the_answer() {
+    let s = json!({"type": "object", "properties": {"rows": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}}},
+        "required": ["id", "name"]
+    }}, "note": {"type": "string"}}, "required": ["rows"]});
+    // A long string too: the closer must not rescan it per token.
+    let rows: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"name\": \"row number {i} {}\", \"tags\": [\"a\", \"b\"]}}",
+                "x".repeat(i % 40)
+            )
+        })
+        .collect();
+    let doc = format!(
+        "{{\"rows\": [{}], \"note\": \"{}\"}}",
+        rows.join(", "),
+        "long text ".repeat(400)
+    );
+    assert!(doc.len() > 20_000);
+    let mut closer = AnswerCloser::new(&s);
+    let mut steps = Vec::new();
+    let mut at = 0;
+    for chunk in doc.as_bytes().chunks(4) {
+        at += chunk.len();
+        assert!(closer.push(chunk).is_some(), "{}", &doc[..at]);
+        steps.push(closer.last_steps());
+    }
+    let tenth = steps.len() / 10;
+    let early = *steps[..tenth].iter().max().unwrap();
+    let late = *steps[steps.len() - tenth..].iter().max().unwrap();
+    // The same bounded work at the end as at the start (a fresh parse does ~0.2 steps per
+    // character: thousands here).
+    assert!(
+        late <= early.max(20),
+        "{early} steps per token early, {late} late"
     );
 }

@@ -21,11 +21,11 @@ use std::time::Instant;
 
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::compute::Compute;
+use super::constraint::Compiler;
 use super::devices::{self, Offload};
 use super::speculative::Speculative;
 use super::template::{ChatTemplate, TemplateChoice, TemplateFamily};
@@ -91,8 +91,8 @@ struct Shared {
 /// A request handed to the engine thread.
 struct Job {
     tokens: Vec<LlamaToken>,
-    /// GBNF the answer must match (structured output, forced tool calls).
-    grammar: Option<String>,
+    /// The compiled constraint the answer must match (structured output, forced tool calls).
+    guide: Option<llguidance::Matcher>,
     /// The JSON schema a structured answer is closed against when the budget runs out.
     closes_as: Option<serde_json::Value>,
     sampling: SamplingParams,
@@ -110,6 +110,9 @@ enum Command {
 /// A GGUF model served by llama.cpp on its own thread.
 pub struct LlamaEngine {
     model: Arc<LlamaModel>,
+    /// Compiles the constraints of structured answers and forced tool calls, on the caller's
+    /// thread.
+    compiler: Arc<Compiler>,
     template: ChatTemplate,
     facts: ModelFacts,
     options: EngineOptions,
@@ -214,8 +217,11 @@ impl LlamaEngine {
             template = %template.choice(),
             "model loaded"
         );
+        let compiler = Compiler::new(Arc::clone(&model));
+        compiler.warm();
         Ok(Self {
             model,
+            compiler,
             template,
             facts,
             options,
@@ -295,14 +301,14 @@ fn end_of_turn_tokens(model: &LlamaModel, choice: &TemplateChoice) -> Vec<LlamaT
 }
 
 impl LlamaEngine {
-    /// The grammar constraining this request's answer: a forced tool call, else the
-    /// `response_format`; checked here (it compiles) so that a bad one is a 400, not a failed
-    /// stream.
-    fn grammar(
+    /// The constraint on this request's answer: a forced tool call, else the
+    /// `response_format`; compiled here, on the caller's thread (a bad one is a 400, not a
+    /// failed stream, and the engine thread never compiles).
+    fn constraint(
         &self,
         tools: Option<&ToolRequest>,
         sampling: &SamplingParams,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Option<llguidance::Matcher>, EngineError> {
         let forced = match tools.filter(|t| t.active()) {
             Some(t) => tools::call_grammar(t, self.template.tool_format()).map_err(|e| {
                 EngineError::InvalidParam {
@@ -312,25 +318,35 @@ impl LlamaEngine {
             })?,
             None => None,
         };
-        let grammar = match (forced, &sampling.response_format) {
-            (Some(g), _) => Some(g),
-            (None, Some(format)) => structured::response_format_grammar(format).map_err(|e| {
-                EngineError::InvalidParam {
-                    param: "response_format",
-                    message: e.0,
+        let (grammar, param) = match (forced, &sampling.response_format) {
+            (Some(g), _) => (g, "tools"),
+            (None, Some(format)) => match structured::response_format_constraint(format) {
+                Ok(Some(g)) => (g, "response_format"),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(EngineError::InvalidParam {
+                        param: "response_format",
+                        message: e.0,
+                    })
                 }
-            })?,
-            (None, None) => None,
+            },
+            (None, None) => return Ok(None),
         };
-        if let Some(g) = &grammar {
-            LlamaSampler::grammar(&self.model, g, "root").map_err(|e| {
-                EngineError::InvalidParam {
-                    param: "response_format",
-                    message: format!("the grammar for this request does not compile: {e}"),
-                }
-            })?;
-        }
-        Ok(grammar)
+        self.compiler
+            .compile(&grammar)
+            .map(Some)
+            .map_err(|e| EngineError::InvalidParam {
+                param,
+                message: format!("the constraint cannot be enforced: {e}"),
+            })
+    }
+}
+
+impl LlamaEngine {
+    /// The model's constraint compiler (what requests' schemas are compiled with); for
+    /// measuring compile costs.
+    pub fn constraint_compiler(&self) -> &Arc<Compiler> {
+        &self.compiler
     }
 }
 
@@ -345,9 +361,9 @@ impl Backend for LlamaEngine {
             Prompt::Text(_) => None,
         };
         let tokens = self.tokens_with_tools(&request.prompt, tools)?;
-        let grammar = self.grammar(tools, &request.sampling)?;
+        let guide = self.constraint(tools, &request.sampling)?;
         // A forced tool call has its own grammar; only `response_format` answers are closed.
-        let closes_as = match (&grammar, tools.filter(|t| t.active())) {
+        let closes_as = match (&guide, tools.filter(|t| t.active())) {
             (Some(_), None) => request
                 .sampling
                 .response_format
@@ -375,7 +391,7 @@ impl Backend for LlamaEngine {
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         let job = Job {
             tokens,
-            grammar,
+            guide,
             closes_as,
             sampling: request.sampling,
             events,

@@ -324,17 +324,10 @@ impl<'m> Scheduler<'m> {
     fn admit(&mut self) {
         let now = Instant::now();
         for _ in 0..admit_count(self.free_seqs.len(), self.queue.len()) {
-            let (Some(job), Some(seq)) = (self.queue.pop_front(), self.free_seqs.pop()) else {
+            let (Some(mut job), Some(seq)) = (self.queue.pop_front(), self.free_seqs.pop()) else {
                 break;
             };
-            let sampler = match Samplers::new(&job.sampling, job.grammar.as_deref(), self.model) {
-                Ok(s) => s,
-                Err(e) => {
-                    release_seq(&mut self.free_seqs, seq);
-                    let _ = job.events.send(Event::Error(e));
-                    continue;
-                }
-            };
+            let sampler = Samplers::new(&job.sampling, job.guide.take(), self.model.vocab().eos());
             let mut slot = Slot::new(job, seq, self.n_ctx, now, sampler, self.speculative);
             if self.cache_across {
                 self.bring_best_prefix(seq, &slot.prompt);

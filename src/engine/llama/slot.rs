@@ -1,5 +1,5 @@
 //! One admitted request on the engine thread: its sequence id, how far its prompt is
-//! prefilled, its samplers (grammar and chain), its n-gram drafter, the stop-string matcher and
+//! prefilled, its samplers (constraint and chain), its n-gram drafter, the stop-string matcher and
 //! UTF-8 buffer its text passes through, and the events it sends back.
 //!
 //! Everything here concerns one sequence only; which sequences share a step, and what happens
@@ -13,13 +13,14 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
+use llguidance::Matcher;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Job;
 use crate::engine::json_close;
 use crate::engine::speculative::{Acceptance, Drafter};
 use crate::engine::text::{StopMatcher, Utf8Buffer};
-use crate::engine::{Completion, EngineError, Event, FinishReason, SamplingParams, Timings, Usage};
+use crate::engine::{Completion, Event, FinishReason, SamplingParams, Timings, Usage};
 
 /// One admitted request: its sequence id, progress and sampler.
 pub(super) struct Slot {
@@ -60,12 +61,16 @@ pub(super) struct Slot {
 
 /// Keeps a structured (JSON) answer parseable when `max_tokens` or the context would cut it:
 /// before each token is taken, the shortest text that completes the answer with that token
-/// ([`json_close::shortest_completion`]) must still fit in what the budget leaves after it;
+/// ([`json_close::AnswerCloser`], which carries its parse from token to token) must still fit
+/// in what the budget leaves after it;
 /// when it would not, the answer ends with the completion of the text so far instead (which
 /// fit a step earlier). The answer then parses and validates, and says `finish_reason: length`
 /// as any answer the budget ended.
 struct Closer {
-    schema: json_close::SchemaCloser,
+    schema: json_close::AnswerCloser,
+    /// The schema itself: a closed answer is checked against it before it is sent (the
+    /// closer knows a subset of what the constraint enforces; see [`Closer::validates`]).
+    source: serde_json::Value,
     /// The answer so far, as the tokens spelled it (bytes: a token may end mid-character).
     text: Vec<u8>,
     /// The completion of `text` and the tokens it takes, when it has one.
@@ -75,17 +80,32 @@ struct Closer {
 impl Closer {
     fn new(schema: serde_json::Value) -> Self {
         Self {
-            schema: json_close::SchemaCloser::new(&schema),
+            schema: json_close::AnswerCloser::new(&schema),
+            source: schema,
             text: Vec::new(),
             closing: None,
         }
     }
 
-    /// The completion of `text` and its length in tokens.
-    fn completion(&self, text: &[u8], model: &LlamaModel) -> Option<(String, usize)> {
-        let tail = self
-            .schema
-            .shortest_completion(&String::from_utf8_lossy(text))?;
+    /// Whether the answer closed with `tail` is valid against the schema, formats included.
+    /// The constraint enforces more of JSON Schema than the closer can finish (`multipleOf`,
+    /// formats such as `email`, `patternProperties`): a completion that would break one of
+    /// them is not sent, and the answer ends where the budget cuts it, as any answer would.
+    fn validates(&self, tail: &str) -> bool {
+        let whole = String::from_utf8_lossy(&self.text) + tail;
+        let Ok(document) = serde_json::from_str::<serde_json::Value>(&whole) else {
+            return false;
+        };
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&self.source)
+            .is_ok_and(|v| v.is_valid(&document))
+    }
+
+    /// Takes `piece` into the answer; the completion of the answer so far and its length in
+    /// tokens.
+    fn push(&mut self, piece: &[u8], model: &LlamaModel) -> Option<(String, usize)> {
+        let tail = self.schema.push(piece)?;
         let tokens = if tail.is_empty() {
             0
         } else {
@@ -95,54 +115,82 @@ impl Closer {
     }
 }
 
-/// The sequence's samplers: its grammar (structured output, forced tool calls), if any, and the
-/// usual chain.
+/// The sequence's samplers: its constraint (structured output, forced tool calls), if any,
+/// and the usual chain.
 pub(super) struct Samplers {
     chain: LlamaSampler,
-    grammar: Option<LlamaSampler>,
+    guide: Option<Matcher>,
+    /// What ends the answer when its constraint fails.
+    end_of_text: LlamaToken,
 }
 
 impl Samplers {
     pub(super) fn new(
         params: &SamplingParams,
-        grammar: Option<&str>,
-        model: &LlamaModel,
-    ) -> Result<Self, EngineError> {
-        let grammar = grammar
-            .map(|g| {
-                LlamaSampler::grammar(model, g, "root")
-                    .map_err(|e| EngineError::InvalidRequest(format!("grammar: {e}")))
-            })
-            .transpose()?;
-        Ok(Self {
+        guide: Option<Matcher>,
+        end_of_text: LlamaToken,
+    ) -> Self {
+        Self {
             chain: sampler_for(params),
-            grammar,
-        })
+            guide,
+            end_of_text,
+        }
     }
 
-    /// Picks the next token. With a grammar, as llama-server does: sample freely, keep the token
-    /// if the grammar allows it, else mask the whole vocabulary with the grammar and sample
-    /// again. Masking every step costs a pass over the vocabulary per token (an order of
-    /// magnitude slower on a small model); most free picks already fit.
+    /// Picks the next token. With a constraint, as llama-server does: sample freely and keep
+    /// the token if the constraint allows it (one token checked: a few microseconds); else
+    /// sample again among the tokens the constraint's mask allows (only those are handed to
+    /// the chain, so a 262k vocabulary costs no more than its allowed few).
     fn sample(&mut self, ctx: &LlamaContext<'_>, index: i32) -> LlamaToken {
         let token = self.chain.sample(ctx, index);
-        let Some(grammar) = &mut self.grammar else {
+        let Some(guide) = &mut self.guide else {
             return token;
         };
-        let mut single =
-            LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
-        single.apply_sampler(grammar);
-        let token = if single.data[0].logit().is_finite() {
+        let id = |t: LlamaToken| t.0.max(0) as u32;
+        let token = if guide.validate_tokens(&[id(token)]).is_ok_and(|n| n == 1) {
             token
+        } else if let Some(allowed) = resample_within(guide, &mut self.chain, ctx, index) {
+            allowed
         } else {
-            let mut all = ctx.token_data_array_ith(index);
-            all.apply_sampler(grammar);
-            all.apply_sampler(&mut self.chain);
-            all.selected_token().unwrap_or(token)
+            // The constraint failed (a mask beyond llguidance's per-step fuel, say): the
+            // answer ends here rather than go on unconstrained.
+            tracing::warn!(
+                error = guide.get_error().unwrap_or_default(),
+                "the constraint could not say which tokens may follow; the answer ends"
+            );
+            self.end_of_text
         };
-        grammar.accept(token);
+        if !guide.is_stopped() {
+            if let Err(e) = guide.consume_token(id(token)) {
+                tracing::debug!(error = %e, "the constraint refused a token; it stops here");
+            }
+        }
         token
     }
+}
+
+/// Samples among the tokens `guide` allows at `index` (`None` when its mask cannot be computed
+/// or allows nothing: the free pick stands).
+fn resample_within(
+    guide: &mut Matcher,
+    chain: &mut LlamaSampler,
+    ctx: &LlamaContext<'_>,
+    index: i32,
+) -> Option<LlamaToken> {
+    let mask = guide.compute_mask_or_eos().ok()?;
+    let logits = ctx.get_logits_ith(index);
+    let mut allowed = Vec::with_capacity(mask.num_set().min(logits.len()));
+    mask.iter_set_entries(|i| {
+        if let Some(&logit) = logits.get(i) {
+            allowed.push(LlamaTokenData::new(LlamaToken(i as i32), logit, 0.0));
+        }
+    });
+    if allowed.is_empty() {
+        return None;
+    }
+    let mut array = LlamaTokenDataArray::new(allowed, false);
+    array.apply_sampler(chain);
+    array.selected_token()
 }
 
 /// The sampling chain for the request's parameters: greedy at temperature 0 (what makes answers
@@ -280,18 +328,27 @@ impl Slot {
         let closer = self.closer.as_mut()?;
         if closer.text.is_empty() && closer.closing.is_none() {
             // The smallest whole answer, before any token.
-            closer.closing = closer.completion(&[], model);
+            closer.closing = closer.push(&[], model);
         }
-        let with_piece = [closer.text.as_slice(), piece].concat();
-        let next = closer.completion(&with_piece, model);
+        // The closer takes the piece now; if the answer ends here instead, it is dropped.
+        let next = closer.push(piece, model);
         let fits_after = next.as_ref().is_some_and(|(_, n)| *n < left);
         let before_fits = closer.closing.as_ref().is_some_and(|(_, n)| *n <= left);
         if fits_after || !before_fits {
-            closer.text = with_piece;
+            closer.text.extend_from_slice(piece);
             closer.closing = next;
             return None;
         }
-        let (tail, tokens) = self.closer.take()?.closing?;
+        let closer = self.closer.take()?;
+        let (tail, tokens) = closer.closing.as_ref()?;
+        if !closer.validates(tail) {
+            tracing::debug!(
+                tail,
+                "the closing would not validate against the schema; the answer is cut instead"
+            );
+            return None;
+        }
+        let (tail, tokens) = (tail.clone(), *tokens);
         self.generated += tokens;
         let text = self.utf8.push(tail.as_bytes());
         let scan = self.stop.push(&text);

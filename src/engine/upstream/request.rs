@@ -69,9 +69,25 @@ fn request_params(sampling: &SamplingParams) -> openai::RequestParams {
         stop: (!sampling.stop.is_empty()).then(|| sampling.stop.clone()),
         // Only sent when asked for (fixed-length benchmarks); vLLM and llama-server honour it.
         ignore_eos: sampling.ignore_eos,
-        // Passed on unchanged: the upstream enforces structured output its own way.
-        response_format: sampling.response_format.clone(),
+        // OpenAI's formats passed on unchanged (the upstream enforces them its own way);
+        // hearth's regex and grammar in vLLM's terms.
+        response_format: sampling
+            .response_format
+            .clone()
+            .filter(|f| hearth_extension(f).is_none()),
+        structured_outputs: sampling
+            .response_format
+            .as_ref()
+            .and_then(hearth_extension)
+            .map(|(kind, text)| serde_json::json!({ kind: text })),
     }
+}
+
+/// A `response_format` of hearth's own types (`regex`, `grammar`): the type and its text.
+fn hearth_extension(format: &serde_json::Value) -> Option<(&str, &serde_json::Value)> {
+    let kind = format.get("type")?.as_str()?;
+    matches!(kind, "regex" | "grammar").then_some(())?;
+    Some((kind, format.get(kind)?))
 }
 
 #[cfg(test)]
