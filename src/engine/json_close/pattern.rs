@@ -276,7 +276,7 @@ pub(super) struct Nfa {
     /// The character each class writes, when it has one.
     pub(super) picks: Vec<Option<char>>,
     /// See [`Nfa::closure`].
-    pub(super) closures: RefCell<Vec<Option<Rc<[usize]>>>>,
+    pub(super) closures: RefCell<Vec<Option<Arc<[usize]>>>>,
     pub(super) start: usize,
     pub(super) accept: usize,
 }
@@ -416,7 +416,7 @@ impl Nfa {
     /// the accepting one), computed once per state and call: a string in a format is read
     /// again and again through the same few states, and Thompson's construction makes long
     /// chains of free moves.
-    pub(super) fn closure(&self, state: usize) -> Rc<[usize]> {
+    pub(super) fn closure(&self, state: usize) -> Arc<[usize]> {
         if let Some(Some(known)) = self.closures.borrow().get(state) {
             return known.clone();
         }
@@ -434,7 +434,7 @@ impl Nfa {
             }
         }
         list.retain(|&i| i == self.accept || !self.states[i].edges.is_empty());
-        let list: Rc<[usize]> = list.into();
+        let list: Arc<[usize]> = list.into();
         if let Some(slot) = self.closures.borrow_mut().get_mut(state) {
             *slot = Some(list.clone());
         }

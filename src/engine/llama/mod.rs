@@ -93,8 +93,9 @@ struct Job {
     tokens: Vec<LlamaToken>,
     /// The compiled constraint the answer must match (structured output, forced tool calls).
     guide: Option<llguidance::Matcher>,
-    /// The JSON schema a structured answer is closed against when the budget runs out.
-    closes_as: Option<serde_json::Value>,
+    /// The JSON schema a structured answer is closed against when the budget runs out, and
+    /// its closer (compiled here, on the caller's thread).
+    closes_as: Option<(serde_json::Value, crate::engine::json_close::AnswerCloser)>,
     sampling: SamplingParams,
     events: UnboundedSender<Event>,
     submitted: Instant,
@@ -368,7 +369,11 @@ impl Backend for LlamaEngine {
                 .sampling
                 .response_format
                 .as_ref()
-                .and_then(structured::response_format_schema),
+                .and_then(structured::response_format_schema)
+                .map(|schema| {
+                    let closer = crate::engine::json_close::AnswerCloser::new(&schema);
+                    (schema, closer)
+                }),
             _ => None,
         };
         let n_ctx = self.options.n_ctx as usize;

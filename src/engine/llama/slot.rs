@@ -78,10 +78,10 @@ struct Closer {
 }
 
 impl Closer {
-    fn new(schema: serde_json::Value) -> Self {
+    fn new((source, schema): (serde_json::Value, json_close::AnswerCloser)) -> Self {
         Self {
-            schema: json_close::AnswerCloser::new(&schema),
-            source: schema,
+            schema,
+            source,
             text: Vec::new(),
             closing: None,
         }
