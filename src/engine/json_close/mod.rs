@@ -17,13 +17,11 @@
 //! from pieces valid for their schema, so a returned completion is valid by construction.
 //!
 //! Written by hand: no crate completes a JSON prefix against a schema. The `jsonschema` crate
-//! validates whole documents only, and the `regex` crate cannot say how to *finish* a partial
-//! match, so `pattern` strings go through the small automaton at the end of this file (the
-//! subset llama.cpp's converter accepts).
+//! validates whole documents only; `pattern` strings go through a `regex-automata` DFA, which
+//! can be stepped character by character and searched for the shortest way to a match
+//! (`pattern.rs`).
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
@@ -183,8 +181,6 @@ const MAX_INSTANCE_DEPTH: usize = 128;
 /// Work budget per call (parse steps plus minimal-instance computations): a guard against
 /// schemas whose alternatives multiply, far above what real answers need.
 const MAX_STEPS: usize = 500_000;
-/// Largest automaton built for one `pattern` or `format`.
-const MAX_NFA_STATES: usize = 4_096;
 /// Longest padding or item list generated to meet a `minLength`/`minItems`.
 const MAX_GENERATED: usize = 100_000;
 

@@ -436,7 +436,8 @@ fn patterns_are_followed() {
     assert_eq!(pattern_matches("^[A-Z]{2}-[0-9]+$", "AB-"), Some(false));
     assert_eq!(pattern_matches("^(ab|c){2,3}$", "abcab"), Some(true));
     assert_eq!(pattern_matches("^(ab|c){2,3}$", "c"), Some(false));
-    assert_eq!(pattern_matches("^x{,2}$", "xx"), Some(true));
+    assert_eq!(pattern_matches("^x{0,2}$", "xx"), Some(true));
+    assert_eq!(pattern_matches("^x{0,2}$", "xxx"), Some(false));
     assert_eq!(pattern_matches("^[^a-c]\\d?$", "d5"), Some(true));
     assert_eq!(pattern_matches("^[^a-c]\\d?$", "b5"), Some(false));
     assert_eq!(pattern_matches("^a\\b$", "a"), None);
