@@ -56,7 +56,10 @@ pub fn response_format_constraint(format: &Value) -> Result<Option<Grammar>, Sch
         "json_object" | "json_schema" => response_format_schema(format)
             .map(|schema| Some(Grammar::JsonSchema(schema)))
             .ok_or_else(|| {
-                SchemaError("response_format of type json_schema needs json_schema.schema".into())
+                SchemaError(
+                    "response_format of type json_schema needs json_schema.schema (a `json_schema` object with `name` and `schema`)"
+                        .into(),
+                )
             }),
         "regex" => Ok(Some(Grammar::Regex(text_of("regex")?))),
         "grammar" => Ok(Some(Grammar::Lark(text_of("grammar")?))),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiError;
+use crate::engine::structured;
 use crate::engine::{ChatMessage, SamplingParams, ToolCall, ToolChoice, ToolDef, ToolRequest};
 
 /// `stop`: a string or a list of strings.
@@ -146,43 +147,18 @@ impl CommonParams {
             None | Some(Value::Null) => return Ok(vllm),
             Some(v) => v,
         };
-        let kind = format.get("type").and_then(Value::as_str);
-        let checked = match kind {
-            Some("text") => return Ok(vllm),
-            Some("json_object") => format.clone(),
-            Some("json_schema") => {
-                if !format.get("json_schema").is_some_and(Value::is_object) {
-                    return Err(response_format_error(
-                        "response_format of type json_schema needs a `json_schema` object with `name` and `schema`",
-                    ));
-                }
-                format.clone()
-            }
-            Some(k @ ("regex" | "grammar")) => {
-                if !format.get(k).is_some_and(Value::is_string) {
-                    return Err(response_format_error(format!(
-                        "response_format of type {k} needs a string `{k}`"
-                    )));
-                }
-                format.clone()
-            }
-            Some(other) => {
-                return Err(response_format_error(format!(
-                    "response_format type `{other}` is not supported (text, json_object, json_schema; hearth: regex, grammar)"
-                )))
-            }
-            None => {
-                return Err(response_format_error(
-                    "response_format must be an object with a `type`",
-                ))
-            }
-        };
+        // The engine's own reading of the format: one place says what is valid.
+        match structured::response_format_constraint(format) {
+            Err(e) => return Err(response_format_error(e.0)),
+            Ok(None) => return Ok(vllm),
+            Ok(Some(_)) => {}
+        }
         if vllm.is_some() {
             return Err(response_format_error(
                 "give either response_format or vLLM's structured outputs (structured_outputs, guided_*), not both",
             ));
         }
-        Ok(Some(checked))
+        Ok(Some(format.clone()))
     }
 
     /// vLLM's structured outputs as a `response_format`: `structured_outputs` or one

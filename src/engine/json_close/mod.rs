@@ -60,27 +60,9 @@ use scalars::*;
 /// rule); a value of any type is written `null` (one token, like `0`, and it says "nothing");
 /// length is counted in characters, not tokens.
 pub fn shortest_completion(schema: &Value, partial: &str) -> Option<String> {
-    SchemaCloser::new(schema).shortest_completion(partial)
-}
-
-/// A schema compiled once for [`shortest_completion`] calls on unrelated texts.
-pub struct SchemaCloser {
-    compiled: Compiled,
-}
-
-impl SchemaCloser {
-    /// Compiles `schema`.
-    pub fn new(schema: &Value) -> Self {
-        Self {
-            compiled: Compiled::new(schema),
-        }
-    }
-
-    /// [`shortest_completion`] against the compiled schema.
-    pub fn shortest_completion(&self, partial: &str) -> Option<String> {
-        let text: Vec<char> = partial.chars().collect();
-        complete(&self.compiled, &text, &mut Carry::new(&self.compiled))
-    }
+    let compiled = Compiled::new(schema);
+    let text: Vec<char> = partial.chars().collect();
+    complete(&compiled, &text, &mut Carry::new(&compiled)).0
 }
 
 /// The closer of one answer as it grows: the engine pushes each token's text and asks for
@@ -140,10 +122,9 @@ impl AnswerCloser {
                 }
             }
         }
-        let mut parser = Parser::new(&self.compiled, &self.text, &mut self.carry);
-        let out = parser.value(self.compiled.root, 0, 0);
-        self.last_steps = parser.steps;
-        finished(&parser, out)
+        let (completion, steps) = complete(&self.compiled, &self.text, &mut self.carry);
+        self.last_steps = steps;
+        completion
     }
 
     /// Parse steps the last push took.
@@ -152,23 +133,22 @@ impl AnswerCloser {
     }
 }
 
-fn complete(compiled: &Compiled, text: &[char], carry: &mut Carry) -> Option<String> {
+/// The shortest completion of `text` (see [`shortest_completion`]), and the parse steps it
+/// took: none needed when a reading ends the document (trailing whitespace allowed), else the
+/// shortest continuation.
+fn complete(compiled: &Compiled, text: &[char], carry: &mut Carry) -> (Option<String>, usize) {
     let mut parser = Parser::new(compiled, text, carry);
     let out = parser.value(compiled.root, 0, 0);
-    finished(&parser, out)
-}
-
-/// The completion a parse of the whole text gave: none needed when a reading ends the
-/// document (trailing whitespace allowed), else the shortest continuation.
-fn finished(parser: &Parser<'_>, out: Out) -> Option<String> {
-    if out
+    let done = out
         .complete
         .iter()
-        .any(|&end| parser.skip_ws(end) == parser.text.len())
-    {
-        return Some(String::new());
-    }
-    out.partial
+        .any(|&end| parser.skip_ws(end) == text.len());
+    let completion = if done {
+        Some(String::new())
+    } else {
+        out.partial
+    };
+    (completion, parser.steps)
 }
 
 /// Deepest document nesting (plus union hops) parsed before giving up: a stack guard only.
