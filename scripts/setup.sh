@@ -38,6 +38,9 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v clang >/dev/null || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
+# The web UI's browser tests: Debian's chromium, headless, and its driver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ "$WITH_POSTGRES" = 1 ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v pg_lsclusters >/dev/null \
     || missing+=(postgresql)
@@ -54,6 +57,10 @@ fi
 if ! python3 -c "import openai" >/dev/null 2>&1; then
   log "installing the openai Python package"
   python3 -m pip install --quiet openai >&2
+fi
+if ! python3 -c "import selenium" >/dev/null 2>&1; then
+  log "installing the selenium Python package (drives chromium in the web UI's tests)"
+  python3 -m pip install --quiet selenium >&2
 fi
 
 # 3. PostgreSQL for the store tests (scripts/test.sh points HEARTH_TEST_PG_URL here): the

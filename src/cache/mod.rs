@@ -202,24 +202,36 @@ impl Cache {
                     continue;
                 }
             };
-            let model = self.model_of(entry);
-            let outcome = match File::open(&model.path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => VerifyOutcome::Missing,
-                Err(e) => return Err(CacheError::io(&model.path, e)),
-                Ok(file) => {
-                    let (actual, _) = hash_copy(file, &model.path, io::sink(), &model.path)?;
-                    if actual == model.sha256 {
-                        VerifyOutcome::Ok
-                    } else {
-                        VerifyOutcome::Mismatch { actual }
-                    }
-                }
-            };
-            tracing::debug!(alias = %model.alias, ?outcome, "verified");
-            results.push((model, outcome));
+            results.push(self.verify_entry(entry)?);
         }
         results.sort_by(|a, b| a.0.alias.cmp(&b.0.alias));
         Ok(results)
+    }
+
+    /// [`Cache::verify`] for one alias (the web UI's button); `None` when it is not cached.
+    pub fn verify_one(&self, alias: &str) -> Result<Option<(CachedModel, VerifyOutcome)>> {
+        match self.read_entry(alias)? {
+            Some(entry) => Ok(Some(self.verify_entry(entry)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn verify_entry(&self, entry: Entry) -> Result<(CachedModel, VerifyOutcome)> {
+        let model = self.model_of(entry);
+        let outcome = match File::open(&model.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => VerifyOutcome::Missing,
+            Err(e) => return Err(CacheError::io(&model.path, e)),
+            Ok(file) => {
+                let (actual, _) = hash_copy(file, &model.path, io::sink(), &model.path)?;
+                if actual == model.sha256 {
+                    VerifyOutcome::Ok
+                } else {
+                    VerifyOutcome::Mismatch { actual }
+                }
+            }
+        };
+        tracing::debug!(alias = %model.alias, ?outcome, "verified");
+        Ok((model, outcome))
     }
 
     /// Copies a local GGUF file into the cache under `alias` (bring-your-own model).

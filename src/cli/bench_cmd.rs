@@ -12,7 +12,9 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 
 use hearth::bench::resources::CLIENT_THREAD_PREFIX;
-use hearth::bench::session::{self, ExternalEndpoint, JudgeChoice, Library, SessionSettings};
+use hearth::bench::session::{
+    self, ExternalEndpoint, JudgeChoice, Library, SessionObserver, SessionSettings,
+};
 use hearth::bench::workload::TokenLengths;
 use hearth::bench::{self, prompts, BenchOptions, PromptCache, Sweep};
 use hearth::engine::devices::{GpuLayers, Offload};
@@ -22,7 +24,7 @@ use hearth::loader::LoadOptions;
 use hearth::profiles::{Profile, Profiles};
 use hearth::store::record::{LoadShape, ModelStatus, RequestStatus, RunData};
 
-use super::progress::BarsProgress;
+use super::progress::{BarsProgress, JsonProgress};
 use super::settings;
 use super::Context;
 
@@ -178,6 +180,10 @@ pub struct BenchArgs {
     /// Only measure the client against the built-in mock server, print its floor, and exit.
     #[arg(long)]
     calibrate: bool,
+    /// Progress as JSON lines on stderr instead of bars (for scripts and the server's
+    /// benchmark jobs), ending with `{"event":"stored","run":ID}`.
+    #[arg(long)]
+    progress_json: bool,
     /// Score every answer 1–5 with this judge model after the timed part: a catalog alias
     /// (served by hearth), or a model name at --judge-endpoint.
     #[arg(long, value_name = "MODEL")]
@@ -345,7 +351,11 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     let out_dir = settings.out_dir.clone();
     let files = catalog_files(ctx, &args);
     let user_models_file = ctx.user_models_file();
-    let progress = Arc::new(BarsProgress::new());
+    let progress: Arc<dyn SessionObserver> = if args.progress_json {
+        Arc::new(JsonProgress::default())
+    } else {
+        Arc::new(BarsProgress::new())
+    };
     let outcome = session::run(
         settings,
         Library {
@@ -365,6 +375,14 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
         hearth::report::TerminalWidth::Fit
     };
     outln!("{}", hearth::report::terminal_table(&summary, width));
+    if args.progress_json {
+        JsonProgress::emit(serde_json::json!({
+            "event": "stored",
+            "run": data.run.id,
+            "store": outcome.store_location,
+            "interrupted": outcome.interrupted,
+        }));
+    }
     eprintln!("run {} stored in {}", data.run.id, outcome.store_location);
     eprintln!("reports:");
     for path in paths {

@@ -173,3 +173,84 @@ impl MakeObserver for QuantizeBar {
         }
     }
 }
+
+/// `hearth bench --progress-json`: progress as one JSON object per line on stderr, for the
+/// server's benchmark jobs (the web UI's Bench page) and scripts: `model_started` (with
+/// `planned` requests), `stage`, `request` (with `done` of `planned`), `model_finished`,
+/// `notice`, `judging`, and from the command itself `stored` (the run's id) at the end.
+#[derive(Default)]
+pub struct JsonProgress {
+    /// Requests done and planned, per model.
+    counts: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl JsonProgress {
+    /// Writes one event line (stderr is line-buffered by hand: one write per line).
+    pub fn emit(event: serde_json::Value) {
+        use std::io::Write;
+        let line = format!("{event}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+impl bench::Progress for JsonProgress {
+    fn model_started(&self, model: &str, planned: u64) {
+        self.counts
+            .lock()
+            .expect("counts")
+            .insert(model.to_string(), (0, planned));
+        Self::emit(
+            serde_json::json!({"event": "model_started", "model": model, "planned": planned}),
+        );
+    }
+
+    fn stage(&self, model: &str, stage: &str) {
+        Self::emit(serde_json::json!({"event": "stage", "model": model, "stage": stage}));
+    }
+
+    fn request_done(&self, model: &str, ok: bool) {
+        let (done, planned) = {
+            let mut counts = self.counts.lock().expect("counts");
+            let entry = counts.entry(model.to_string()).or_default();
+            entry.0 += 1;
+            *entry
+        };
+        Self::emit(serde_json::json!({
+            "event": "request", "model": model, "ok": ok, "done": done, "planned": planned,
+        }));
+    }
+
+    fn model_finished(&self, model: &str, status: ModelStatus, error: Option<&str>) {
+        Self::emit(serde_json::json!({
+            "event": "model_finished", "model": model, "status": status.as_str(), "error": error,
+        }));
+    }
+}
+
+impl MakeObserver for JsonProgress {
+    fn notice(&self, line: &str) {
+        Self::emit(serde_json::json!({"event": "notice", "line": line}));
+    }
+
+    fn writing(&self, model: &str, written: u64, expected: u64) {
+        Self::emit(serde_json::json!({
+            "event": "writing", "model": model, "written": written, "expected": expected,
+        }));
+    }
+
+    fn written(&self) {}
+}
+
+impl SessionObserver for JsonProgress {
+    fn measured(&self) {
+        Self::emit(serde_json::json!({"event": "measured"}));
+    }
+
+    fn judging(&self, judge: &str, done: usize, total: usize) {
+        Self::emit(serde_json::json!({
+            "event": "judging", "judge": judge, "done": done, "total": total,
+        }));
+    }
+
+    fn judged(&self) {}
+}

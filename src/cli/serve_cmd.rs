@@ -129,6 +129,10 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         },
         preload: args.models,
         history: Some(ctx.history_url()),
+        jobs: std::env::current_exe().ok().map(|exe| server::JobRunner {
+            exe,
+            home: ctx.config.home().to_path_buf(),
+        }),
         ..ServerOptions::default()
     };
     let rt = super::shared::runtime()?;
@@ -138,6 +142,7 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
             "hearth serving an OpenAI-compatible API on http://{}/v1 (Ctrl-C to stop)",
             running.addr
         );
+        eprintln!("web UI: http://{}/", running.addr);
         server::shutdown_signal().await;
         eprintln!("shutting down: finishing requests in flight");
         running.shutdown().await?;

@@ -43,6 +43,16 @@ impl ApiError {
         }
     }
 
+    /// A 500 carrying what went wrong inside the server (an I/O or store error, a task that
+    /// panicked), for endpoints whose failures are the server's, not the request's.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            error.to_string(),
+        )
+    }
+
     fn kind(&self) -> &'static str {
         match self.status {
             StatusCode::UNAUTHORIZED => "authentication_error",

@@ -23,7 +23,7 @@ use crate::openai::{self, TokenizeRequest, TokenizeResponse};
 type Shared = State<Arc<AppState>>;
 
 /// Reads the body, mapping an oversized one to 413 and any other failure to 400.
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -36,7 +36,11 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// Records the outcome of a request in the metrics and turns errors into responses.
-fn finish(state: &AppState, endpoint: &str, result: Result<Response, ApiError>) -> Response {
+pub(super) fn finish(
+    state: &AppState,
+    endpoint: &str,
+    result: Result<Response, ApiError>,
+) -> Response {
     let response = result.unwrap_or_else(IntoResponse::into_response);
     state.metrics.request(endpoint, response.status().as_u16());
     response

@@ -10,11 +10,15 @@ pub mod error;
 mod generation;
 mod guard;
 mod handlers;
+mod history;
+mod jobs;
 mod listen;
+mod manage;
 pub mod prometheus;
 pub mod registry;
 pub mod request;
 pub mod route;
+mod ui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use api_key::ApiKey;
+pub use jobs::JobRunner;
 pub use listen::Limits;
 pub use registry::{LoadedInfo, Registry};
 
@@ -78,6 +83,8 @@ pub struct ServerOptions {
     /// The run history `auto:TAG` routes from (a `Store::open` location); `None` routes
     /// without stored results.
     pub history: Option<String>,
+    /// How `POST /api/bench` starts benchmark jobs; `None` refuses them.
+    pub jobs: Option<JobRunner>,
 }
 
 impl Default for ServerOptions {
@@ -92,6 +99,7 @@ impl Default for ServerOptions {
             preload: Vec::new(),
             body_limit: 8 * 1024 * 1024,
             history: None,
+            jobs: None,
         }
     }
 }
@@ -104,6 +112,11 @@ struct AppState {
     api_key: Option<ApiKey>,
     started: Instant,
     endpoint: String,
+    /// The run history's store location (the Runs page), when kept.
+    history: Option<String>,
+    /// Benchmark jobs started through the API, and how to start them.
+    jobs: jobs::Jobs,
+    jobs_runner: Option<JobRunner>,
 }
 
 /// A server running in the background.
@@ -150,6 +163,9 @@ pub async fn start(
         api_key: options.api_key.clone(),
         started: Instant::now(),
         endpoint: format!("http://{addr}/v1"),
+        history: options.history.clone(),
+        jobs: jobs::Jobs::default(),
+        jobs_runner: options.jobs.clone(),
     });
     let policy = Arc::new(BrowserPolicy::new(
         options.host,
@@ -208,6 +224,21 @@ fn router(state: Arc<AppState>, policy: Arc<BrowserPolicy>, body_limit: usize) -
         .route("/api/unload", post(handlers::unload))
         .route("/api/cache/warm", post(handlers::warm))
         .route("/api/status", get(handlers::status))
+        .route("/api/catalog", get(manage::catalog))
+        .route("/api/cache", get(manage::cache))
+        .route("/api/cache/verify", post(manage::verify))
+        .route("/api/cache/remove", post(manage::remove))
+        .route("/api/pull", post(manage::pull))
+        .route("/api/runs", get(history::runs))
+        .route("/api/runs/{id}/answers", get(history::answers))
+        .route("/api/runs/{id}/annotations", post(history::annotate))
+        .route("/api/report", get(history::report_of))
+        .route("/api/compare", get(history::compare))
+        .route("/api/bench", get(jobs::list).post(jobs::start))
+        .route("/api/bench/{id}/events", get(jobs::events))
+        .route("/api/bench/{id}/cancel", post(jobs::cancel))
+        .route("/", get(ui::index))
+        .route("/ui/{name}", get(ui::file))
         .route("/tokenize", post(handlers::tokenize))
         .route("/metrics", get(handlers::metrics))
         .route("/health", get(handlers::health))
@@ -228,10 +259,12 @@ fn router(state: Arc<AppState>, policy: Arc<BrowserPolicy>, body_limit: usize) -
         .with_state(state)
 }
 
-/// Requires `Authorization: Bearer KEY` when a key is set (except for `/health`).
+/// Requires `Authorization: Bearer KEY` when a key is set (except for `/health` and the web
+/// UI's files, which hold no data: the page asks for the key and sends it like any client).
 async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(key) = &state.api_key {
-        if request.uri().path() != "/health" {
+        let path = request.uri().path();
+        if path != "/health" && !ui::is_ui_path(path) {
             let given = request
                 .headers()
                 .get(header::AUTHORIZATION)

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cache::{Cache, NoProgress};
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogEntry, CatalogError};
+use crate::engine::memory::MemoryEstimate;
 use crate::engine::{Backend, ChatMessage, EngineStats, Prompt};
 use crate::loader::{self, LoadOptions, ModelError};
 
@@ -151,6 +152,18 @@ impl Registry {
     /// Ends what [`Self::begin_preload`] began.
     pub fn end_preload(&self) {
         self.loading.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The model cache this server loads from (and pulls into).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Estimated memory of `entry` at `n_ctx` with this server's KV type (before download
+    /// when the catalog knows its size), to say whether it fits the budget.
+    pub fn estimate(&self, entry: &CatalogEntry, n_ctx: u64) -> Option<MemoryEstimate> {
+        let kv_type = self.load.flags.kv_type.unwrap_or(self.load.compute.kv_type);
+        loader::estimate(entry, None, kv_type, n_ctx)
     }
 
     /// Aliases that can be served without a download: cached, local-path and upstream entries.

@@ -22,5 +22,6 @@ mod store;
 mod structured;
 mod synth;
 mod tune;
+mod ui;
 mod upstream;
 mod variants;

@@ -281,18 +281,45 @@ fn metric(addr: &str, name: &str) -> f64 {
 fn the_server_reports_drafts_in_timings_and_metrics_and_can_turn_them_off() {
     let home = common::home_with_model();
     let (mut child, addr) = common::spawn_serve(home.path(), &["--parallel", "2"]);
-    let on = post_chat(&addr, COPYING[0]);
+    // Whether a draft is worth its rows is priced from step times measured on this machine,
+    // so a step slowed by a neighbour (tests run in parallel) can talk the engine out of
+    // drafting for one answer. The copy is asked again until an answer carried an accepted
+    // draft; the second ask also finds the first answer in the server's history.
+    let (mut n, mut accepted) = (0, 0);
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let answer = post_chat(&addr, COPYING[0]);
+        let timings = &answer["timings"];
+        let (drafted, kept) = (
+            timings["draft_n"].as_u64().unwrap(),
+            timings["draft_n_accepted"].as_u64().unwrap(),
+        );
+        assert!(kept <= drafted, "{timings}");
+        (n, accepted) = (n + drafted, accepted + kept);
+        answers.push(answer);
+        if kept > 0 {
+            break;
+        }
+    }
     let ratio = metric(&addr, "hearth_draft_acceptance_ratio");
     let drafted = metric(&addr, "hearth_draft_tokens");
     let _ = child.kill();
     let _ = child.wait();
-    let (n, accepted) = (
-        on["timings"]["draft_n"].as_u64().unwrap(),
-        on["timings"]["draft_n_accepted"].as_u64().unwrap(),
+    assert!(
+        accepted > 0,
+        "no draft accepted in {} answers",
+        answers.len()
     );
-    assert!(accepted > 0 && accepted <= n, "{}", on["timings"]);
     assert_eq!(drafted, n as f64);
     assert!((ratio - accepted as f64 / n as f64).abs() < 1e-9, "{ratio}");
+    // Drafts never change a greedy answer.
+    for answer in &answers[1..] {
+        assert_eq!(
+            answer["choices"][0]["message"]["content"],
+            answers[0]["choices"][0]["message"]["content"]
+        );
+    }
+    let on = &answers[0];
 
     // The same --parallel as the server above: the answers are compared, and the number of
     // slots must not be a second difference beside the drafts.

@@ -1,0 +1,368 @@
+//! Benchmarks started from the web UI (or any client) as server-side jobs: `POST /api/bench`
+//! runs `hearth bench` as a child process with `--progress-json`, `GET /api/bench/{id}/events`
+//! follows its progress as server-sent events (from the first event, so a page opened late
+//! sees the whole job), and `POST /api/bench/{id}/cancel` interrupts it as Ctrl-C would: the
+//! requests finished so far are stored and reported.
+//!
+//! A child process, not a task in the server: the bench loads its own engine with its own
+//! threads and memory, exits when done, and a crash in it cannot take the server down; the
+//! run it stores is exactly what the same `hearth bench` on the command line would store.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use super::handlers::{body_bytes, finish};
+use super::request::parse_body;
+use super::AppState;
+
+type Shared = State<Arc<AppState>>;
+
+/// How the server starts benchmark jobs: the hearth binary and the home it runs with.
+#[derive(Clone, Debug)]
+pub struct JobRunner {
+    /// The `hearth` executable (the server's own).
+    pub exe: PathBuf,
+    /// `HEARTH_HOME` of the jobs (the server's), so their runs land in the server's history.
+    pub home: PathBuf,
+}
+
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum JobStatus {
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+/// One job: what was asked, where it is, every event so far.
+struct Job {
+    id: String,
+    request: BenchRequest,
+    status: JobStatus,
+    /// The run it stored, once known.
+    run: Option<String>,
+    events: Vec<Value>,
+    live: broadcast::Sender<Value>,
+    pid: Option<u32>,
+    cancel_asked: bool,
+}
+
+impl Job {
+    fn summary(&self) -> Value {
+        json!({
+            "id": self.id,
+            "status": self.status,
+            "run": self.run,
+            "request": self.request,
+            "events": self.events.len(),
+        })
+    }
+}
+
+/// The jobs of this server's lifetime.
+#[derive(Default)]
+pub(super) struct Jobs {
+    jobs: Mutex<Vec<Job>>,
+    next: Mutex<u64>,
+}
+
+impl Jobs {
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Job) -> T) -> Option<T> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.iter_mut().find(|j| j.id == id).map(f)
+    }
+
+    /// Records `event` for job `id` and sends it to the pages following it.
+    fn push(&self, id: &str, event: Value) {
+        self.with(id, |job| {
+            if job.run.is_none() {
+                if let Some(run) = event["run"].as_str() {
+                    job.run = Some(run.to_string());
+                }
+            }
+            job.events.push(event.clone());
+            let _ = job.live.send(event);
+        });
+    }
+}
+
+/// `POST /api/bench` asks for this; every field but `models` has `hearth bench`'s default.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct BenchRequest {
+    /// Catalog aliases to measure.
+    models: Vec<String>,
+    /// A built-in prompt set (`default`, `summarize`, `structured`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prompt_set: Option<String>,
+    /// Closed-loop concurrency levels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    concurrency: Vec<u32>,
+    /// Timed rounds per level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rounds: Option<u32>,
+    /// Warm-up rounds per level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    warmup: Option<u32>,
+    /// Requests per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requests: Option<u32>,
+    /// Most tokens per answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+}
+
+impl BenchRequest {
+    /// The `hearth bench` arguments, after checking what the server can check up front.
+    fn args(&self, state: &AppState) -> Result<Vec<String>, ApiError> {
+        if self.models.is_empty() {
+            return Err(ApiError::bad_param("models", "name at least one model"));
+        }
+        for model in &self.models {
+            state.registry.catalog().get(model).map_err(|e| {
+                ApiError::new(StatusCode::NOT_FOUND, "model_not_found", e.to_string())
+            })?;
+        }
+        let mut args = vec![
+            "bench".to_string(),
+            "--progress-json".into(),
+            "--models".into(),
+            self.models.join(","),
+        ];
+        if let Some(set) = &self.prompt_set {
+            if !crate::bench::prompts::BUILTIN_SETS.contains(&set.as_str()) {
+                return Err(ApiError::bad_param(
+                    "prompt_set",
+                    format!(
+                        "unknown prompt set {set} (one of {})",
+                        crate::bench::prompts::BUILTIN_SETS.join(", ")
+                    ),
+                ));
+            }
+            args.extend(["--prompt-set".into(), set.clone()]);
+        }
+        if !self.concurrency.is_empty() {
+            if self.concurrency.contains(&0) {
+                return Err(ApiError::bad_param("concurrency", "levels start at 1"));
+            }
+            let levels: Vec<String> = self.concurrency.iter().map(u32::to_string).collect();
+            args.extend(["--concurrency".into(), levels.join(",")]);
+        }
+        for (flag, value) in [
+            ("--rounds", self.rounds),
+            ("--warmup", self.warmup),
+            ("--requests", self.requests),
+            ("--max-tokens", self.max_tokens),
+        ] {
+            if let Some(v) = value {
+                args.extend([flag.to_string(), v.to_string()]);
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// `POST /api/bench`: starts a job; answers 202 with its id at once.
+pub(super) async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        let Some(runner) = state.jobs_runner.clone() else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_jobs",
+                "this server does not run benchmark jobs",
+            ));
+        };
+        let request: BenchRequest = parse_body(&body_bytes(body)?)?;
+        let args = request.args(&state)?;
+        let id = {
+            let mut next = state.jobs.next.lock().unwrap_or_else(|e| e.into_inner());
+            *next += 1;
+            format!("job-{next}")
+        };
+        let mut child = tokio::process::Command::new(&runner.exe)
+            .args(&args)
+            .env(crate::env::HEARTH_HOME, &runner.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| ApiError::internal(format!("cannot start hearth bench: {e}")))?;
+        let (live, _) = broadcast::channel(1024);
+        state
+            .jobs
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Job {
+                id: id.clone(),
+                request,
+                status: JobStatus::Running,
+                run: None,
+                events: Vec::new(),
+                live,
+                pid: child.id(),
+                cancel_asked: false,
+            });
+        tracing::info!(%id, ?args, "bench job started");
+        let stderr = child.stderr.take().expect("piped");
+        let (jobs_state, job) = (Arc::clone(&state), id.clone());
+        tokio::spawn(async move {
+            let jobs = &jobs_state.jobs;
+            let mut lines = BufReader::new(stderr).lines();
+            let mut log_tail: Vec<String> = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(event) if event.is_object() => jobs.push(&job, event),
+                    _ if !line.trim().is_empty() => {
+                        log_tail.push(line.clone());
+                        if log_tail.len() > 20 {
+                            log_tail.remove(0);
+                        }
+                        jobs.push(&job, json!({"event": "log", "line": line}));
+                    }
+                    _ => {}
+                }
+            }
+            let exit = child.wait().await;
+            let code = exit.as_ref().ok().and_then(|s| s.code());
+            let status = jobs
+                .with(&job, |j| match code {
+                    Some(0) => JobStatus::Done,
+                    _ if j.cancel_asked => JobStatus::Cancelled,
+                    _ => JobStatus::Failed,
+                })
+                .unwrap_or(JobStatus::Failed);
+            let end = json!({
+                "event": "end",
+                "status": status,
+                "exit_code": code,
+                "error": (status == JobStatus::Failed).then(|| log_tail.join("\n")),
+            });
+            jobs.with(&job, |j| j.status = status);
+            jobs.push(&job, end);
+            tracing::info!(id = %job, ?status, "bench job ended");
+        });
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "status": "running"})),
+        )
+            .into_response())
+    }
+    .await;
+    finish(&state, "/api/bench", result)
+}
+
+/// `GET /api/bench`: the jobs of this server's lifetime, newest first.
+pub(super) async fn list(State(state): Shared) -> Response {
+    let jobs: Vec<Value> = {
+        let jobs = state.jobs.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.iter().rev().map(Job::summary).collect()
+    };
+    finish(
+        &state,
+        "/api/bench",
+        Ok(Json(json!({"jobs": jobs})).into_response()),
+    )
+}
+
+fn unknown_job(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+        format!("no benchmark job {id}"),
+    )
+}
+
+/// `GET /api/bench/{id}/events`: the job's events as SSE, every one from the first, until
+/// its `end` event.
+pub(super) async fn events(State(state): Shared, Path(id): Path<String>) -> Response {
+    let Some((past, live, over)) = state.jobs.with(&id, |j| {
+        (
+            j.events.clone(),
+            j.live.subscribe(),
+            j.status != JobStatus::Running,
+        )
+    }) else {
+        return finish(&state, "/api/bench/events", Err(unknown_job(&id)));
+    };
+    // The events so far, then the live ones until the job's `end` (a page that lagged more
+    // than the channel holds misses some progress lines, never the end: it comes last).
+    let live = futures::stream::unfold((live, over), |(mut live, over)| async move {
+        if over {
+            return None;
+        }
+        loop {
+            match live.recv().await {
+                Ok(event) => {
+                    let end = event["event"] == "end";
+                    return Some((event, (live, end)));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stream = futures::stream::iter(past)
+        .chain(live)
+        .map(|event| Ok::<_, std::convert::Infallible>(Event::default().data(event.to_string())));
+    let sse = Sse::new(stream).keep_alive(KeepAlive::default());
+    finish(&state, "/api/bench/events", Ok(sse.into_response()))
+}
+
+/// `POST /api/bench/{id}/cancel`: interrupts the job as Ctrl-C would (what it measured so far
+/// is stored and reported).
+pub(super) async fn cancel(State(state): Shared, Path(id): Path<String>) -> Response {
+    let result = match state.jobs.with(&id, |j| {
+        if j.status != JobStatus::Running {
+            return Ok(j.status);
+        }
+        j.cancel_asked = true;
+        if let Some(pid) = j.pid {
+            interrupt(pid);
+        }
+        Ok(JobStatus::Running)
+    }) {
+        None => Err(unknown_job(&id)),
+        Some(Ok(status)) => {
+            Ok(Json(json!({"id": id, "status": status, "cancel": "asked"})).into_response())
+        }
+        Some(Err(e)) => Err(e),
+    };
+    finish(&state, "/api/bench/cancel", result)
+}
+
+/// Sends SIGINT to `pid` (the bench's own Ctrl-C handling keeps the results so far).
+fn interrupt(pid: u32) {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, Signal, System};
+    let mut system = System::new();
+    let pid = Pid::from_u32(pid);
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    let sent = system
+        .process(pid)
+        .and_then(|p| p.kill_with(Signal::Interrupt));
+    if sent != Some(true) {
+        tracing::warn!(%pid, "could not interrupt the bench job");
+    }
+}
