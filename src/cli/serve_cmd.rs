@@ -132,6 +132,7 @@ pub fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         jobs: std::env::current_exe().ok().map(|exe| server::JobRunner {
             exe,
             home: ctx.config.home().to_path_buf(),
+            catalog_files: ctx.catalog_files(),
         }),
         ..ServerOptions::default()
     };

@@ -1,8 +1,10 @@
-//! Benchmarks started from the web UI (or any client) as server-side jobs: `POST /api/bench`
-//! runs `hearth bench` as a child process with `--progress-json`, `GET /api/bench/{id}/events`
-//! follows its progress as server-sent events (from the first event, so a page opened late
-//! sees the whole job), and `POST /api/bench/{id}/cancel` interrupts it as Ctrl-C would: the
-//! requests finished so far are stored and reported.
+//! Long work started from the web UI (or any client) as server-side jobs: `POST /api/bench`
+//! runs `hearth bench` as a child process with `--progress-json`, `POST /api/models/quantize`
+//! and `POST /api/models/synth` run `hearth model quantize|synth` (the catalog is read again
+//! when they end, so the new model is served at once). `GET /api/jobs/{id}/events` follows any
+//! job as server-sent events (from the first event, so a page opened late sees the whole job),
+//! and `POST /api/jobs/{id}/cancel` interrupts it as Ctrl-C would: a bench keeps the requests
+//! finished so far, stored and reported.
 //!
 //! A child process, not a task in the server: the bench loads its own engine with its own
 //! threads and memory, exits when done, and a crash in it cannot take the server down; the
@@ -32,13 +34,16 @@ use super::AppState;
 
 type Shared = State<Arc<AppState>>;
 
-/// How the server starts benchmark jobs: the hearth binary and the home it runs with.
+/// How the server starts jobs: the hearth binary, the home it runs with, and the catalog
+/// files to read again when a job made a model.
 #[derive(Clone, Debug)]
 pub struct JobRunner {
     /// The `hearth` executable (the server's own).
     pub exe: PathBuf,
     /// `HEARTH_HOME` of the jobs (the server's), so their runs land in the server's history.
     pub home: PathBuf,
+    /// The server's catalog files (the user's models.json, where made models are entered).
+    pub catalog_files: Vec<PathBuf>,
 }
 
 /// Where a job is.
@@ -54,7 +59,9 @@ enum JobStatus {
 /// One job: what was asked, where it is, every event so far.
 struct Job {
     id: String,
-    request: BenchRequest,
+    /// `bench`, `quantize` or `synth`.
+    kind: &'static str,
+    request: Value,
     status: JobStatus,
     /// The run it stored, once known.
     run: Option<String>,
@@ -68,6 +75,7 @@ impl Job {
     fn summary(&self) -> Value {
         json!({
             "id": self.id,
+            "kind": self.kind,
             "status": self.status,
             "run": self.run,
             "request": self.request,
@@ -179,98 +187,204 @@ impl BenchRequest {
     }
 }
 
-/// `POST /api/bench`: starts a job; answers 202 with its id at once.
+/// `POST /api/bench`: starts a benchmark job; answers 202 with its id at once.
 pub(super) async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let Some(runner) = state.jobs_runner.clone() else {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_jobs",
-                "this server does not run benchmark jobs",
-            ));
-        };
         let request: BenchRequest = parse_body(&body_bytes(body)?)?;
         let args = request.args(&state)?;
-        let id = {
-            let mut next = state.jobs.next.lock().unwrap_or_else(|e| e.into_inner());
-            *next += 1;
-            format!("job-{next}")
-        };
-        let mut child = tokio::process::Command::new(&runner.exe)
-            .args(&args)
-            .env(crate::env::HEARTH_HOME, &runner.home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|e| ApiError::internal(format!("cannot start hearth bench: {e}")))?;
-        let (live, _) = broadcast::channel(1024);
-        state
-            .jobs
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Job {
-                id: id.clone(),
-                request,
-                status: JobStatus::Running,
-                run: None,
-                events: Vec::new(),
-                live,
-                pid: child.id(),
-                cancel_asked: false,
-            });
-        tracing::info!(%id, ?args, "bench job started");
-        let stderr = child.stderr.take().expect("piped");
-        let (jobs_state, job) = (Arc::clone(&state), id.clone());
-        tokio::spawn(async move {
-            let jobs = &jobs_state.jobs;
-            let mut lines = BufReader::new(stderr).lines();
-            let mut log_tail: Vec<String> = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(event) if event.is_object() => jobs.push(&job, event),
-                    _ if !line.trim().is_empty() => {
-                        log_tail.push(line.clone());
-                        if log_tail.len() > 20 {
-                            log_tail.remove(0);
-                        }
-                        jobs.push(&job, json!({"event": "log", "line": line}));
-                    }
-                    _ => {}
-                }
-            }
-            let exit = child.wait().await;
-            let code = exit.as_ref().ok().and_then(|s| s.code());
-            let status = jobs
-                .with(&job, |j| match code {
-                    Some(0) => JobStatus::Done,
-                    _ if j.cancel_asked => JobStatus::Cancelled,
-                    _ => JobStatus::Failed,
-                })
-                .unwrap_or(JobStatus::Failed);
-            let end = json!({
-                "event": "end",
-                "status": status,
-                "exit_code": code,
-                "error": (status == JobStatus::Failed).then(|| log_tail.join("\n")),
-            });
-            jobs.with(&job, |j| j.status = status);
-            jobs.push(&job, end);
-            tracing::info!(id = %job, ?status, "bench job ended");
-        });
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"id": id, "status": "running"})),
-        )
-            .into_response())
+        let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
+        spawn(&state, "bench", request, args).await
     }
     .await;
     finish(&state, "/api/bench", result)
 }
 
-/// `GET /api/bench`: the jobs of this server's lifetime, newest first.
+/// `POST /api/models/quantize` asks for this.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct QuantizeRequest {
+    /// The source model's alias.
+    model: String,
+    /// The target type (`Q8_0`, `Q4_K_M`…).
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+/// `POST /api/models/quantize {"model", "type"}`: makes the variant `MODEL@TYPE` as
+/// `hearth model quantize` does, as a job.
+pub(super) async fn quantize(
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: QuantizeRequest = parse_body(&body_bytes(body)?)?;
+        known_model(&state, &request.model)?;
+        crate::engine::quantize::parse_type(&request.ty)
+            .map_err(|e| ApiError::bad_param("type", e.to_string()))?;
+        let args = vec![
+            "model".into(),
+            "quantize".into(),
+            request.model.clone(),
+            "--type".into(),
+            request.ty.clone(),
+        ];
+        let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
+        spawn(&state, "quantize", request, args).await
+    }
+    .await;
+    finish(&state, "/api/models/quantize", result)
+}
+
+/// `POST /api/models/synth` asks for this.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct SynthRequest {
+    /// The catalog model whose shape to copy.
+    model: String,
+    /// Quantisation to write (default: the entry's own).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    ty: Option<String>,
+}
+
+/// `POST /api/models/synth {"model", "type"}`: makes the shape model `MODEL~shape` (random
+/// weights in the model's architecture) as `hearth model synth` does, as a job.
+pub(super) async fn synth(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        let request: SynthRequest = parse_body(&body_bytes(body)?)?;
+        known_model(&state, &request.model)?;
+        let mut args = vec!["model".into(), "synth".into(), request.model.clone()];
+        if let Some(ty) = &request.ty {
+            crate::engine::quantize::parse_type(ty)
+                .map_err(|e| ApiError::bad_param("type", e.to_string()))?;
+            args.extend(["--type".into(), ty.clone()]);
+        }
+        let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
+        spawn(&state, "synth", request, args).await
+    }
+    .await;
+    finish(&state, "/api/models/synth", result)
+}
+
+fn known_model(state: &AppState, alias: &str) -> Result<(), ApiError> {
+    state
+        .registry
+        .catalog()
+        .get(alias)
+        .map(|_| ())
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "model_not_found", e.to_string()))
+}
+
+/// Starts `hearth ARGS` as job `kind`; answers 202 with the job's id.
+async fn spawn(
+    state: &Arc<AppState>,
+    kind: &'static str,
+    request: Value,
+    args: Vec<String>,
+) -> Result<Response, ApiError> {
+    let Some(runner) = state.jobs_runner.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_jobs",
+            "this server does not run jobs",
+        ));
+    };
+    let id = {
+        let mut next = state.jobs.next.lock().unwrap_or_else(|e| e.into_inner());
+        *next += 1;
+        format!("job-{next}")
+    };
+    let mut child = tokio::process::Command::new(&runner.exe)
+        .args(&args)
+        .env(crate::env::HEARTH_HOME, &runner.home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("cannot start hearth {kind}: {e}")))?;
+    let (live, _) = broadcast::channel(1024);
+    state
+        .jobs
+        .jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Job {
+            id: id.clone(),
+            kind,
+            request,
+            status: JobStatus::Running,
+            run: None,
+            events: Vec::new(),
+            live,
+            pid: child.id(),
+            cancel_asked: false,
+        });
+    tracing::info!(%id, ?args, "job started");
+    // What the command prints on stdout (the bench's table, the made model's name) is kept
+    // as `output` events; its stderr carries the JSON progress, other lines as `log` events.
+    let stdout = child.stdout.take().expect("piped");
+    let (out_state, out_job) = (Arc::clone(state), id.clone());
+    let output = tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            out_state
+                .jobs
+                .push(&out_job, json!({"event": "output", "line": line}));
+        }
+    });
+    let stderr = child.stderr.take().expect("piped");
+    let (jobs_state, job) = (Arc::clone(state), id.clone());
+    tokio::spawn(async move {
+        let jobs = &jobs_state.jobs;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut log_tail: Vec<String> = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<Value>(&line) {
+                Ok(event) if event.is_object() => jobs.push(&job, event),
+                _ if !line.trim().is_empty() => {
+                    log_tail.push(line.clone());
+                    if log_tail.len() > 20 {
+                        log_tail.remove(0);
+                    }
+                    jobs.push(&job, json!({"event": "log", "line": line}));
+                }
+                _ => {}
+            }
+        }
+        let _ = output.await;
+        let exit = child.wait().await;
+        let code = exit.as_ref().ok().and_then(|s| s.code());
+        let status = jobs
+            .with(&job, |j| match code {
+                Some(0) => JobStatus::Done,
+                _ if j.cancel_asked => JobStatus::Cancelled,
+                _ => JobStatus::Failed,
+            })
+            .unwrap_or(JobStatus::Failed);
+        if kind != "bench" && status == JobStatus::Done {
+            // The made model is in the user's models.json now: serve it.
+            match crate::catalog::Catalog::load(&runner.catalog_files) {
+                Ok(catalog) => jobs_state.registry.replace_catalog(catalog),
+                Err(e) => tracing::warn!("cannot read the catalog again: {e}"),
+            }
+        }
+        let end = json!({
+            "event": "end",
+            "status": status,
+            "exit_code": code,
+            "error": (status == JobStatus::Failed).then(|| log_tail.join("\n")),
+        });
+        jobs.with(&job, |j| j.status = status);
+        jobs.push(&job, end);
+        tracing::info!(id = %job, ?status, "job ended");
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "running"})),
+    )
+        .into_response())
+}
+
+/// `GET /api/jobs`: the jobs of this server's lifetime, newest first.
 pub(super) async fn list(State(state): Shared) -> Response {
     let jobs: Vec<Value> = {
         let jobs = state.jobs.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -278,7 +392,7 @@ pub(super) async fn list(State(state): Shared) -> Response {
     };
     finish(
         &state,
-        "/api/bench",
+        "/api/jobs",
         Ok(Json(json!({"jobs": jobs})).into_response()),
     )
 }
@@ -287,11 +401,11 @@ fn unknown_job(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "job_not_found",
-        format!("no benchmark job {id}"),
+        format!("no job {id}"),
     )
 }
 
-/// `GET /api/bench/{id}/events`: the job's events as SSE, every one from the first, until
+/// `GET /api/jobs/{id}/events`: the job's events as SSE, every one from the first, until
 /// its `end` event.
 pub(super) async fn events(State(state): Shared, Path(id): Path<String>) -> Response {
     let Some((past, live, over)) = state.jobs.with(&id, |j| {
@@ -301,7 +415,7 @@ pub(super) async fn events(State(state): Shared, Path(id): Path<String>) -> Resp
             j.status != JobStatus::Running,
         )
     }) else {
-        return finish(&state, "/api/bench/events", Err(unknown_job(&id)));
+        return finish(&state, "/api/jobs/events", Err(unknown_job(&id)));
     };
     // The events so far, then the live ones until the job's `end` (a page that lagged more
     // than the channel holds misses some progress lines, never the end: it comes last).
@@ -324,10 +438,10 @@ pub(super) async fn events(State(state): Shared, Path(id): Path<String>) -> Resp
         .chain(live)
         .map(|event| Ok::<_, std::convert::Infallible>(Event::default().data(event.to_string())));
     let sse = Sse::new(stream).keep_alive(KeepAlive::default());
-    finish(&state, "/api/bench/events", Ok(sse.into_response()))
+    finish(&state, "/api/jobs/events", Ok(sse.into_response()))
 }
 
-/// `POST /api/bench/{id}/cancel`: interrupts the job as Ctrl-C would (what it measured so far
+/// `POST /api/jobs/{id}/cancel`: interrupts the job as Ctrl-C would (what it measured so far
 /// is stored and reported).
 pub(super) async fn cancel(State(state): Shared, Path(id): Path<String>) -> Response {
     let result = match state.jobs.with(&id, |j| {
@@ -346,7 +460,7 @@ pub(super) async fn cancel(State(state): Shared, Path(id): Path<String>) -> Resp
         }
         Some(Err(e)) => Err(e),
     };
-    finish(&state, "/api/bench/cancel", result)
+    finish(&state, "/api/jobs/cancel", result)
 }
 
 /// Sends SIGINT to `pid` (the bench's own Ctrl-C handling keeps the results so far).

@@ -53,6 +53,8 @@ pub(super) async fn catalog(State(state): Shared) -> Response {
                 "origin": e.origin,
                 "upstream": e.upstream.is_some(),
                 "shape_model": e.is_shape_model(),
+                "has_shape": e.shape.is_some() && !e.is_shape_model(),
+                "variant_of": e.lineage.as_ref().map(|l| l.source_alias.clone()),
                 "downloadable": e.source.is_some(),
                 "cached": loader::local_path(registry.cache(), e).is_some(),
                 "loaded": loaded.contains(&e.alias),

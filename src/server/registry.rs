@@ -102,7 +102,9 @@ impl Cell {
 /// The server's set of models.
 #[derive(Debug)]
 pub struct Registry {
-    catalog: Catalog,
+    /// Swapped whole when the catalog files change (a variant or shape model made through the
+    /// API); readers keep the one they took.
+    catalog: std::sync::RwLock<Arc<Catalog>>,
     cache: Cache,
     load: LoadOptions,
     idle_ttl: Duration,
@@ -114,7 +116,7 @@ impl Registry {
     /// A registry serving `catalog` entries from `cache`, sized by `load`.
     pub fn new(catalog: Catalog, cache: Cache, load: LoadOptions, idle_ttl: Duration) -> Self {
         Self {
-            catalog,
+            catalog: std::sync::RwLock::new(Arc::new(catalog)),
             cache,
             load,
             idle_ttl,
@@ -124,8 +126,13 @@ impl Registry {
     }
 
     /// The catalog being served.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Serves `catalog` from now on (models already loaded stay loaded).
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
     }
 
     /// The memory budget models must fit in, bytes (routing applies it too).
@@ -168,7 +175,7 @@ impl Registry {
 
     /// Aliases that can be served without a download: cached, local-path and upstream entries.
     pub fn available(&self) -> Vec<String> {
-        self.catalog
+        self.catalog()
             .entries()
             .iter()
             .filter(|e| e.upstream.is_some() || loader::local_path(&self.cache, e).is_some())
@@ -191,7 +198,7 @@ impl Registry {
 
     /// The backend for `alias`, loading it first if needed.
     pub async fn get(&self, alias: &str) -> Result<Arc<dyn Backend>, RegistryError> {
-        let entry = self.catalog.get(alias)?.clone();
+        let entry = self.catalog().get(alias)?.clone();
         let cell = self.cell(&entry.alias);
         if let Some(backend) = cell.take_handle() {
             return Ok(backend);
@@ -242,7 +249,7 @@ impl Registry {
         }
         let runtime = tokio::runtime::Handle::current();
         let (catalog, cache, entry, options) = (
-            self.catalog.clone(),
+            Catalog::clone(&self.catalog()),
             self.cache.clone(),
             entry.clone(),
             self.load.clone(),
@@ -275,6 +282,7 @@ impl Registry {
 
     /// Loaded models with their load. Never waits for a model that is loading.
     pub fn loaded(&self) -> Vec<LoadedInfo> {
+        let catalog = self.catalog();
         let mut out: Vec<LoadedInfo> = self
             .all_cells()
             .into_iter()
@@ -282,7 +290,7 @@ impl Registry {
                 let state = cell.state.lock().expect("cell lock");
                 let l = state.as_ref()?;
                 let facts = l.backend.facts();
-                let remote = self.catalog.get(&alias).is_ok_and(|e| e.upstream.is_some());
+                let remote = catalog.get(&alias).is_ok_and(|e| e.upstream.is_some());
                 Some(LoadedInfo {
                     model: alias,
                     loaded_secs: l.loaded_at.elapsed().as_secs_f64(),

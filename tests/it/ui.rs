@@ -306,10 +306,10 @@ async fn pull_streams_ndjson_progress_from_a_loopback_hub_and_the_cache_api_foll
     assert_eq!(status, 404);
 }
 
-/// Reads `/api/bench/{id}/events` until `stop(event)` says so (or the stream ends); the
+/// Reads `/api/jobs/{id}/events` until `stop(event)` says so (or the stream ends); the
 /// events read.
 async fn events_until(base: &str, id: &str, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let response = reqwest::get(format!("{base}/api/bench/{id}/events"))
+    let response = reqwest::get(format!("{base}/api/jobs/{id}/events"))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -396,12 +396,7 @@ async fn bench_jobs() {
         .unwrap()
         .to_string();
     events_until(&s.base, &cancelled, |e| e["event"] == "request").await;
-    let (status, text) = post(
-        &s.base,
-        &format!("/api/bench/{cancelled}/cancel"),
-        json!({}),
-    )
-    .await;
+    let (status, text) = post(&s.base, &format!("/api/jobs/{cancelled}/cancel"), json!({})).await;
     assert_eq!(status, 200, "{text}");
     let events = events_until(&s.base, &cancelled, |e| e["event"] == "end").await;
     let end = events.last().unwrap();
@@ -411,10 +406,10 @@ async fn bench_jobs() {
         .find(|e| e["event"] == "stored")
         .expect("an interrupted bench still stores its run");
     assert_eq!(stored["interrupted"], true);
-    let jobs = get_json(&s.base, "/api/bench").await;
+    let jobs = get_json(&s.base, "/api/jobs").await;
     assert_eq!(jobs["jobs"][0]["id"], cancelled.as_str());
     assert_eq!(jobs["jobs"][0]["status"], "cancelled");
-    let (status, _) = post(&s.base, "/api/bench/job-99/cancel", json!({})).await;
+    let (status, _) = post(&s.base, "/api/jobs/job-99/cancel", json!({})).await;
     assert_eq!(status, 404);
 
     // The history: both runs listed, the finished one's report and answers served.
@@ -474,4 +469,35 @@ async fn bench_jobs() {
     .await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("row 1"), "{text}");
+
+    // Model-making jobs: a shape model, served as soon as its job ends.
+    let (status, text) = post(
+        &s.base,
+        "/api/models/quantize",
+        json!({"model": "smollm2-135m", "type": "q9_9"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = post(
+        &s.base,
+        "/api/models/synth",
+        json!({"model": "smollm2-135m"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let events = events_until(&s.base, &id, |e| e["event"] == "end").await;
+    assert_eq!(events.last().unwrap()["status"], "done", "{events:?}");
+    let catalog = get_json(&s.base, "/api/catalog").await;
+    let shape = catalog["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["alias"] == "smollm2-135m~shape")
+        .unwrap_or_else(|| panic!("the shape model is not served: {catalog}"));
+    assert_eq!(shape["shape_model"], true);
+    assert_eq!(shape["cached"], true);
 }

@@ -230,6 +230,16 @@ def test_models(driver, base):
     until(driver, "the model to unload", lambda: not driver.find_elements(
         By.CSS_SELECTOR, f"[data-loaded='{PULLED}']"))
     assert not any(m["model"] == PULLED for m in get_json(base + "/api/ps")["models"])
+    # A quantisation variant of the pulled model, made as a job; it joins the catalog.
+    Select(driver.find_element(By.CSS_SELECTOR, f"select[aria-label='Variant type for {PULLED}']")).select_by_value("Q4_0")
+    driver.find_element(By.CSS_SELECTOR, f"button[aria-label='Make variant of {PULLED}']").click()
+    until(driver, "the variant job to end", lambda: [
+        p for p in driver.find_elements(By.CSS_SELECTOR, "#models-jobs p") if p.get_attribute("data-status") != "running"])
+    done = driver.find_element(By.CSS_SELECTOR, "#models-jobs p")
+    assert done.get_attribute("data-status") == "done", done.text
+    until(driver, "the variant in the catalog", lambda: driver.find_elements(
+        By.CSS_SELECTOR, f"[data-alias='{PULLED}@q4_0']"))
+    shot(driver, "models-variant")
 
 
 def test_side_by_side(driver, base):
@@ -261,10 +271,10 @@ def run_bench_job(driver, base):
         el = driver.find_element(By.ID, id_)
         el.clear()
         el.send_keys(value)
-    before = len(get_json(base + "/api/bench")["jobs"])
+    before = len(get_json(base + "/api/jobs")["jobs"])
     driver.find_element(By.ID, "bench-start").click()
-    job = until(driver, "the job to start", lambda: len(get_json(base + "/api/bench")["jobs"]) > before
-                and get_json(base + "/api/bench")["jobs"][0]["id"])
+    job = until(driver, "the job to start", lambda: len(get_json(base + "/api/jobs")["jobs"]) > before
+                and get_json(base + "/api/jobs")["jobs"][0]["id"])
     end = until(driver, "the job to end", lambda: by_id(driver, f"job-{job}-end"))
     assert end.get_attribute("data-status") == "done", end.text
     # The page drew the progress the job's events carried: every planned request done.

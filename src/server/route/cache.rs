@@ -56,7 +56,7 @@ impl AutoRouteCache {
             };
             let servable = registry.available();
             super::decide(
-                registry.catalog(),
+                &registry.catalog(),
                 |e| servable.contains(&e.alias),
                 &mut store,
                 &tag_owned,

@@ -1,5 +1,5 @@
 // Bench: starts `hearth bench` as a server-side job (`POST /api/bench`), follows its progress
-// (`GET /api/bench/{id}/events`, server-sent events) and can cancel it; the stored run then
+// (`GET /api/jobs/{id}/events`, server-sent events) and can cancel it; the stored run then
 // opens under Runs.
 import { api, request, sse, h, fill } from "./app.js";
 
@@ -43,7 +43,7 @@ async function follow(job) {
         ? h("p", { class: end.status === "done" ? "ok" : "error", id: `job-${job.id}-end`, "data-status": end.status },
           `Job ${end.status}.`, end.error ? ` ${end.error}` : "")
         : h("button", { type: "button", id: `job-${job.id}-cancel`, onclick: async () => {
-          try { await api(`/api/bench/${job.id}/cancel`, { body: {} }); } catch (e) { error(e.message); }
+          try { await api(`/api/jobs/${job.id}/cancel`, { body: {} }); } catch (e) { error(e.message); }
         } }, "Cancel"),
       run ? h("p", {}, h("a", { href: `#runs/${run}`, id: `job-${job.id}-run` }, `Open run ${run}`)) : null,
       h("details", {}, h("summary", {}, "Log"), h("ol", {}, log.slice(-200).map((l) => h("li", {}, l)))),
@@ -52,7 +52,7 @@ async function follow(job) {
   };
   draw();
   try {
-    const response = await request(`/api/bench/${job.id}/events`);
+    const response = await request(`/api/jobs/${job.id}/events`);
     await sse(response, (data) => {
       const e = JSON.parse(data);
       const m = e.model ? models.get(e.model) || { done: 0, planned: 0 } : null;
@@ -97,7 +97,7 @@ export async function show() {
     const checked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
     fill("bench-models", served.data.map((m, i) => h("label", { class: "check" },
       h("input", { type: "checkbox", value: m.id, checked: checked.size ? checked.has(m.id) : i === 0 }), m.id)));
-    const jobs = await api("/api/bench");
-    for (const job of jobs.jobs.slice().reverse()) follow(job);
+    const jobs = await api("/api/jobs");
+    for (const job of jobs.jobs.slice().reverse()) if (job.kind === "bench") follow(job);
   } catch (e) { error(e.message); }
 }

@@ -1,12 +1,14 @@
 // Models: what is loaded (slots, KV use, queue, memory), the catalog with filters and a
 // download with a progress bar (`POST /api/pull`, NDJSON), load and unload, and the cache
 // (size, sha256, verify, remove).
-import { api, request, readLines, h, fill, table, bytes } from "./app.js";
+import { api, request, readLines, sse, h, fill, table, bytes } from "./app.js";
 
 const $ = (id) => document.getElementById(id);
 let catalog = null;
 let wired = false;
 const pulling = new Map(); // alias -> {completed, total}
+const VARIANT_TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "F16"];
+const jobs = new Map(); // job id -> {label, status, line}
 
 function error(message) { $("models-error").textContent = message || ""; }
 
@@ -41,6 +43,31 @@ async function pull(alias) {
   await refresh();
 }
 
+function drawJobs() {
+  fill("models-jobs", [...jobs].map(([id, j]) => h("p", { id: `model-job-${id}`, "data-status": j.status, class: j.status === "failed" ? "error" : j.status === "done" ? "ok" : "" },
+    `${j.label}: ${j.status}${j.line ? ` (${j.line})` : ""}`)));
+}
+
+/** Starts a model-making job (variant or shape model) and follows it to its end. */
+async function make(path, body, label) {
+  error("");
+  try {
+    const started = await api(path, { body });
+    jobs.set(started.id, { label, status: "running", line: "" });
+    drawJobs();
+    const response = await request(`/api/jobs/${started.id}/events`);
+    await sse(response, (data) => {
+      const e = JSON.parse(data);
+      const j = jobs.get(started.id);
+      if (e.event === "end") { j.status = e.status; if (e.error) j.line = e.error; }
+      else if (e.line) j.line = e.line;
+      else if (e.event === "writing") j.line = `${bytes(e.written)} of about ${bytes(e.expected)}`;
+      drawJobs();
+    });
+  } catch (e) { error(e.message); }
+  await refresh();
+}
+
 function filters() {
   return {
     search: $("models-search").value.trim().toLowerCase(),
@@ -72,6 +99,13 @@ function drawCatalog() {
       const actions = [];
       if (!m.cached && !m.upstream && m.downloadable && !p) actions.push(h("button", { type: "button", onclick: () => pull(m.alias), "aria-label": `Download ${m.alias}` }, "Download"));
       if ((m.cached || m.upstream) && !m.loaded) actions.push(h("button", { type: "button", onclick: () => act(() => api("/api/load", { body: { model: m.alias } })), "aria-label": `Load ${m.alias}` }, "Load"));
+      if (m.cached && !m.upstream && !m.shape_model) {
+        const type = h("select", { "aria-label": `Variant type for ${m.alias}` }, VARIANT_TYPES.map((t) => h("option", { value: t }, t)));
+        actions.push(type, h("button", { type: "button", "aria-label": `Make variant of ${m.alias}`,
+          onclick: () => make("/api/models/quantize", { model: m.alias, type: type.value }, `${m.alias}@${type.value}`) }, "Make variant"));
+      }
+      if (m.has_shape) actions.push(h("button", { type: "button", "aria-label": `Make shape model of ${m.alias}`, title: "Random weights in this architecture: real speed and memory, noise for answers",
+        onclick: () => make("/api/models/synth", { model: m.alias }, `${m.alias}~shape`) }, "Shape model"));
       if (m.loaded) actions.push(h("button", { type: "button", onclick: () => act(() => api("/api/unload", { body: { model: m.alias } })), "aria-label": `Unload ${m.alias}` }, "Unload"));
       return [
         h("span", { "data-alias": m.alias }, m.alias, m.shape_model ? h("span", { class: "muted" }, " (shape model)") : null),
