@@ -183,7 +183,7 @@ pub struct BenchArgs {
     /// Progress as JSON lines on stderr instead of bars (for scripts and the server's
     /// benchmark jobs), ending with `{"event":"stored","run":ID}`.
     #[arg(long)]
-    progress_json: bool,
+    pub(super) progress_json: bool,
     /// Score every answer 1–5 with this judge model after the timed part: a catalog alias
     /// (served by hearth), or a model name at --judge-endpoint.
     #[arg(long, value_name = "MODEL")]

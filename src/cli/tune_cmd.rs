@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use hearth::bench::session::{self, Library, SessionSettings};
+use hearth::bench::session::{self, Library, SessionObserver, SessionSettings};
 use hearth::engine::compute::{Compute, FlashAttn, KvType, DEFAULT_BATCH};
 use hearth::engine::devices::GpuLayers;
 use hearth::engine::memory::DEFAULT_SLOTS;
@@ -22,7 +22,7 @@ use hearth::tune::{self, Configuration, Confirmation, Plan, Probe, ProbeError, S
 use serde::Serialize;
 
 use super::bench_cmd::{self, BenchArgs};
-use super::progress::BarsProgress;
+use super::progress::{BarsProgress, JsonProgress};
 use super::Context;
 
 /// `hearth tune`'s flags: the workload and SLO as `hearth bench` takes them, the axes to
@@ -275,7 +275,11 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
     let default_config = configs[0].clone();
     let default_missed = Cell::new(false);
     let probe_once = |c: &ServeConfig, rounds: u32| -> Result<Probe, ProbeError> {
-        if !args.json {
+        if args.bench.progress_json {
+            JsonProgress::emit(serde_json::json!({
+                "event": "probe", "config": c.label(), "rounds": rounds,
+            }));
+        } else if !args.json {
             eprintln!("tune: probing {} ({rounds} rounds)", c.label());
         }
         let mut s = base.clone();
@@ -317,7 +321,11 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
                 cache: &ctx.cache,
             },
             store,
-            Arc::new(BarsProgress::new()),
+            if args.bench.progress_json {
+                Arc::new(JsonProgress::default()) as Arc<dyn SessionObserver>
+            } else {
+                Arc::new(BarsProgress::new())
+            },
         )
         .map_err(|e| ProbeError::Failed(e.to_string()))?;
         if outcome.interrupted {
@@ -456,6 +464,11 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
         search,
     };
     store_tune(ctx, &tune_id, &doc, started_unix_ms, interrupted.get())?;
+    if args.bench.progress_json {
+        JsonProgress::emit(serde_json::json!({
+            "event": "stored", "run": tune_id, "interrupted": interrupted.get(),
+        }));
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {

@@ -1,5 +1,6 @@
 //! Long work started from the web UI (or any client) as server-side jobs: `POST /api/bench`
-//! runs `hearth bench` as a child process with `--progress-json`, `POST /api/models/quantize`
+//! and `POST /api/tune` run `hearth bench|tune` as a child process with `--progress-json`,
+//! `POST /api/models/quantize`
 //! and `POST /api/models/synth` run `hearth model quantize|synth` (the catalog is read again
 //! when they end, so the new model is served at once). `GET /api/jobs/{id}/events` follows any
 //! job as server-sent events (from the first event, so a page opened late sees the whole job),
@@ -59,7 +60,7 @@ enum JobStatus {
 /// One job: what was asked, where it is, every event so far.
 struct Job {
     id: String,
-    /// `bench`, `quantize` or `synth`.
+    /// `bench`, `tune`, `quantize` or `synth`.
     kind: &'static str,
     request: Value,
     status: JobStatus,
@@ -95,6 +96,18 @@ impl Jobs {
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut Job) -> T) -> Option<T> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         jobs.iter_mut().find(|j| j.id == id).map(f)
+    }
+
+    /// Interrupts every running job, as Ctrl-C would: when the server stops, its jobs stop
+    /// too (a bench or tune stores what it measured) instead of running on unwatched.
+    pub(super) fn interrupt_all(&self) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        for job in jobs.iter_mut().filter(|j| j.status == JobStatus::Running) {
+            job.cancel_asked = true;
+            if let Some(pid) = job.pid {
+                interrupt(pid);
+            }
+        }
     }
 
     /// Records `event` for job `id` and sends it to the pages following it.
@@ -197,6 +210,78 @@ pub(super) async fn start(State(state): Shared, body: Result<Bytes, BytesRejecti
     }
     .await;
     finish(&state, "/api/bench", result)
+}
+
+/// `POST /api/tune` asks for this: the load and SLO as for a benchmark, and the search's
+/// budget.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct TuneRequest {
+    /// Catalog aliases to search over (variants as `alias@type`).
+    models: Vec<String>,
+    /// A built-in prompt set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prompt_set: Option<String>,
+    /// The load: closed-loop concurrency levels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    concurrency: Vec<u32>,
+    /// Requests per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requests: Option<u32>,
+    /// Most tokens per answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    /// Service-level objectives, as `hearth bench --slo` takes them (`ttft=500ms,e2e=5s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slo: Option<String>,
+    /// Slot counts to try.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parallel: Vec<u32>,
+    /// Wall time for the search and the confirm run (`90s`, `20m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    budget: Option<String>,
+    /// Save the pick as the model's serving profile.
+    #[serde(default)]
+    apply: bool,
+}
+
+/// `POST /api/tune`: runs `hearth tune` as a job; its `probe` events say which configuration
+/// is measured, and its `stored` event names the tune (`GET /api/report?runs=tune-…`).
+pub(super) async fn tune(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        let request: TuneRequest = parse_body(&body_bytes(body)?)?;
+        let bench = BenchRequest {
+            models: request.models.clone(),
+            prompt_set: request.prompt_set.clone(),
+            concurrency: request.concurrency.clone(),
+            rounds: None,
+            warmup: None,
+            requests: request.requests,
+            max_tokens: request.max_tokens,
+        };
+        let mut args = bench.args(&state)?;
+        args[0] = "tune".into();
+        if let Some(slo) = &request.slo {
+            args.extend(["--slo".into(), slo.clone()]);
+        }
+        if !request.parallel.is_empty() {
+            if request.parallel.contains(&0) {
+                return Err(ApiError::bad_param("parallel", "slot counts start at 1"));
+            }
+            let counts: Vec<String> = request.parallel.iter().map(u32::to_string).collect();
+            args.extend(["--parallel".into(), counts.join(",")]);
+        }
+        if let Some(budget) = &request.budget {
+            args.extend(["--budget".into(), budget.clone()]);
+        }
+        if request.apply {
+            args.push("--apply".into());
+        }
+        let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
+        spawn(&state, "tune", request, args).await
+    }
+    .await;
+    finish(&state, "/api/tune", result)
 }
 
 /// `POST /api/models/quantize` asks for this.
@@ -360,7 +445,7 @@ async fn spawn(
                 _ => JobStatus::Failed,
             })
             .unwrap_or(JobStatus::Failed);
-        if kind != "bench" && status == JobStatus::Done {
+        if matches!(kind, "quantize" | "synth") && status == JobStatus::Done {
             // The made model is in the user's models.json now: serve it.
             match crate::catalog::Catalog::load(&runner.catalog_files) {
                 Ok(catalog) => jobs_state.registry.replace_catalog(catalog),

@@ -120,13 +120,21 @@ struct AppState {
 }
 
 /// A server running in the background.
-#[derive(Debug)]
 pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     registry: Arc<Registry>,
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningServer {
@@ -135,6 +143,7 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.state.jobs.interrupt_all();
         let result = (&mut self.task).await.map_err(std::io::Error::other);
         self.registry.unload_all().await;
         result
@@ -206,6 +215,7 @@ pub async fn start(
         shutdown: Some(tx),
         task,
         registry,
+        state,
     })
 }
 
@@ -235,6 +245,7 @@ fn router(state: Arc<AppState>, policy: Arc<BrowserPolicy>, body_limit: usize) -
         .route("/api/report", get(history::report_of))
         .route("/api/compare", get(history::compare))
         .route("/api/bench", post(jobs::start))
+        .route("/api/tune", post(jobs::tune))
         .route("/api/models/quantize", post(jobs::quantize))
         .route("/api/models/synth", post(jobs::synth))
         .route("/api/jobs", get(jobs::list))

@@ -500,4 +500,35 @@ async fn bench_jobs() {
         .unwrap_or_else(|| panic!("the shape model is not served: {catalog}"));
     assert_eq!(shape["shape_model"], true);
     assert_eq!(shape["cached"], true);
+
+    // A tune as a job: its probes are announced, its decision stored and reported.
+    let (status, text) = post(
+        &s.base,
+        "/api/tune",
+        json!({"models": ["smollm2-135m"], "concurrency": [2], "requests": 4, "max_tokens": 8,
+               "parallel": [1, 2], "budget": "60s"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let events = events_until(&s.base, &id, |e| e["event"] == "end").await;
+    assert_eq!(events.last().unwrap()["status"], "done", "{events:?}");
+    assert!(events.iter().any(|e| e["event"] == "probe"), "{events:?}");
+    let tune = events
+        .iter()
+        .find(|e| e["event"] == "stored")
+        .expect("the tune is announced")["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(tune.starts_with("tune-"), "{tune}");
+    let report = reqwest::get(format!("{}/api/report?runs={tune}", s.base))
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    let runs = get_json(&s.base, "/api/runs").await;
+    assert_eq!(runs["tunes"][0]["id"], tune.as_str(), "{runs}");
 }

@@ -180,6 +180,20 @@ def test_chat(driver, base):
     # page holds no element the model could have named.
     assert not driver.find_elements(By.CSS_SELECTOR, ".answer script, .answer img, .answer iframe")
     shot(driver, "chat")
+    # JSON schema mode: the answer parses and has the schema's required key.
+    driver.find_element(By.ID, "chat-json").click()
+    send_chat(driver, "Answer in JSON: what is the capital of France?")
+    until(driver, "the JSON answer's figures",
+          lambda: len(driver.find_elements(By.CSS_SELECTOR, ".msg.assistant .figures")) >= 3)
+    text = answers(driver)[-1].find_element(By.CSS_SELECTOR, ".answer").text
+    assert "answer" in json.loads(text), text
+    driver.find_element(By.ID, "chat-json").click()
+    # The same page in the dark, as a system set to dark shows it.
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                           {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    shot(driver, "chat-dark")
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                           {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
 
 
 def test_stop(driver, base):
