@@ -102,17 +102,19 @@ function svg(tag, attrs) {
   return node;
 }
 
-/** A line chart of `values` (null gaps skipped) over the kept samples. */
+/** A line chart of `values` (null gaps skipped) over the samples kept so far (up to five
+ * minutes, drawn across the whole width). */
 function chart(title, values, unit) {
   const W = 300;
   const H = 100;
   const top = Math.max(1e-9, ...values.filter((v) => v !== null));
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H + 14}`, role: "img", "aria-label": `${title}, last five minutes` });
+  const span = samples.length > 1 ? Math.round((samples[samples.length - 1].t - samples[0].t) / 1000) : 0;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H + 14}`, role: "img", "aria-label": `${title}, last ${span} seconds` });
   root.append(svg("line", { x1: 0, y1: H, x2: W, y2: H }));
-  const points = values.map((v, i) => (v === null ? null : `${((i / Math.max(KEEP - 1, 1)) * W).toFixed(1)},${(H - (v / top) * (H - 4)).toFixed(1)}`)).filter(Boolean);
+  const points = values.map((v, i) => (v === null ? null : `${((i / Math.max(values.length - 1, 1)) * W).toFixed(1)},${(H - (v / top) * (H - 4)).toFixed(1)}`)).filter(Boolean);
   if (points.length > 1) root.append(svg("polyline", { points: points.join(" ") }));
   const label = svg("text", { x: 2, y: H + 12 });
-  label.textContent = `max ${top < 10 ? top.toFixed(2) : Math.round(top)} ${unit}`;
+  label.textContent = `last ${span} s · max ${top < 10 ? top.toFixed(2) : Math.round(top)} ${unit}`;
   root.append(label);
   return h("div", { class: "chart", "data-points": points.length }, h("h2", {}, title), root);
 }
@@ -130,12 +132,12 @@ async function tick() {
       figure(`E2E p50 / p95${s.e2eQ.recent ? " (1 min)" : ""}`, `${ms(s.e2eQ.p50)} / ${ms(s.e2eQ.p95)}`, "fig-e2e"),
       figure("Tokens/s", s.tokensPerSecond.toFixed(1), "fig-tps"),
       figure("KV use", s.kvCapacity ? `${s.kvUsed} / ${s.kvCapacity} (${s.kvPct.toFixed(0)} %)` : "no model loaded", "fig-kv"));
-    const pad = (key) => [...Array(KEEP - samples.length).fill(null), ...samples.map(key)];
+    const series = (key) => samples.map(key);
     fill("server-charts",
-      chart("Tokens per second", pad((x) => x.tokensPerSecond), "tok/s"),
-      chart("Requests active and queued", pad((x) => x.active + x.queued), "requests"),
-      chart("TTFT p50", pad((x) => x.ttftQ.p50 === null ? null : x.ttftQ.p50 * 1000), "ms"),
-      chart("KV cache use", pad((x) => x.kvPct), "%"));
+      chart("Tokens per second", series((x) => x.tokensPerSecond), "tok/s"),
+      chart("Requests active and queued", series((x) => x.active + x.queued), "requests"),
+      chart("TTFT p50", series((x) => x.ttftQ.p50 === null ? null : x.ttftQ.p50 * 1000), "ms"),
+      chart("KV cache use", series((x) => x.kvPct), "%"));
   } catch (e) {
     fill("server-facts", h("span", { class: "error" }, e.message));
   }
