@@ -6,15 +6,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 
 use hearth::bench::resources::CLIENT_THREAD_PREFIX;
-use hearth::bench::session::{
-    self, ExternalEndpoint, JudgeChoice, Library, SessionObserver, SessionSettings,
-};
+use hearth::bench::session::{self, ExternalEndpoint, JudgeChoice, Library, SessionSettings};
 use hearth::bench::workload::TokenLengths;
 use hearth::bench::{self, prompts, BenchOptions, PromptCache, Sweep};
 use hearth::engine::devices::{GpuLayers, Offload};
@@ -24,7 +21,7 @@ use hearth::loader::LoadOptions;
 use hearth::profiles::{Profile, Profiles};
 use hearth::store::record::{LoadShape, ModelStatus, RequestStatus, RunData};
 
-use super::progress::{BarsProgress, JsonProgress};
+use super::progress::{session_observer, JsonProgress};
 use super::settings;
 use super::Context;
 
@@ -351,11 +348,7 @@ pub fn bench(ctx: &Context, args: BenchArgs) -> Result<ExitCode> {
     let out_dir = settings.out_dir.clone();
     let files = catalog_files(ctx, &args);
     let user_models_file = ctx.user_models_file();
-    let progress: Arc<dyn SessionObserver> = if args.progress_json {
-        Arc::new(JsonProgress::default())
-    } else {
-        Arc::new(BarsProgress::new())
-    };
+    let progress = session_observer(args.progress_json);
     let outcome = session::run(
         settings,
         Library {

@@ -174,6 +174,15 @@ impl MakeObserver for QuantizeBar {
     }
 }
 
+/// What a session reports progress to: JSON lines with `--progress-json`, else bars.
+pub fn session_observer(json_lines: bool) -> Arc<dyn SessionObserver> {
+    if json_lines {
+        Arc::new(JsonProgress::default())
+    } else {
+        Arc::new(BarsProgress::new())
+    }
+}
+
 /// `hearth bench --progress-json`: progress as one JSON object per line on stderr, for the
 /// server's benchmark jobs (the web UI's Bench page) and scripts: `model_started` (with
 /// `planned` requests), `stage`, `request` (with `done` of `planned`), `model_finished`,

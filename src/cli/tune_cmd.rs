@@ -5,12 +5,11 @@
 
 use std::cell::Cell;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use hearth::bench::session::{self, Library, SessionObserver, SessionSettings};
+use hearth::bench::session::{self, Library, SessionSettings};
 use hearth::engine::compute::{Compute, FlashAttn, KvType, DEFAULT_BATCH};
 use hearth::engine::devices::GpuLayers;
 use hearth::engine::memory::DEFAULT_SLOTS;
@@ -22,7 +21,7 @@ use hearth::tune::{self, Configuration, Confirmation, Plan, Probe, ProbeError, S
 use serde::Serialize;
 
 use super::bench_cmd::{self, BenchArgs};
-use super::progress::{BarsProgress, JsonProgress};
+use super::progress::{session_observer, JsonProgress};
 use super::Context;
 
 /// `hearth tune`'s flags: the workload and SLO as `hearth bench` takes them, the axes to
@@ -321,11 +320,7 @@ pub fn tune(ctx: &Context, args: TuneArgs) -> Result<ExitCode> {
                 cache: &ctx.cache,
             },
             store,
-            if args.bench.progress_json {
-                Arc::new(JsonProgress::default()) as Arc<dyn SessionObserver>
-            } else {
-                Arc::new(BarsProgress::new())
-            },
+            session_observer(args.bench.progress_json),
         )
         .map_err(|e| ProbeError::Failed(e.to_string()))?;
         if outcome.interrupted {

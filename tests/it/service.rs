@@ -2,6 +2,8 @@
 //! restarted through the real binary, with a real model and real HTTP; a stale record is
 //! recognised and cleared.
 
+use std::io::{BufRead, Read, Write};
+
 use crate::common::{self, hearth};
 
 fn run(home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
@@ -93,8 +95,32 @@ fn a_service_starts_in_the_background_answers_and_stops_after_draining() {
     // The previous log is kept beside the new one.
     assert!(h.join("logs").join("hearth.log.1").exists());
 
+    // Stopped with a request in flight: the answer is finished, then the server goes.
+    let new_addr = addr_of(restarted.lines().last().unwrap());
+    let mut stream = std::net::TcpStream::connect(&new_addr).unwrap();
+    let body = r#"{"model":"smollm2-135m","messages":[{"role":"user","content":"Count to 500."}],"max_tokens":300,"ignore_eos":true,"stream":true}"#;
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {new_addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut first = String::new();
+    // The answer has started: its first event is here.
+    while !first.starts_with("data: ") {
+        first.clear();
+        assert!(reader.read_line(&mut first).unwrap() > 0, "no answer");
+    }
     let (ok, stopped, _) = run(h, &["service", "stop"]);
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
     assert!(ok && stopped.contains("stopped hearth"), "{stopped}");
+    assert!(
+        rest.contains("data: [DONE]"),
+        "the answer in flight was cut: {rest}"
+    );
+    assert!(rest.contains("\"finish_reason\":\"length\""), "{rest}");
     assert!(!alive(new_pid));
     assert!(!record.exists());
     let (ok, none, _) = run(h, &["service", "stop"]);
