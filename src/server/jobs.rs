@@ -127,7 +127,7 @@ impl Jobs {
 /// `POST /api/bench` asks for this; every field but `models` has `hearth bench`'s default.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct BenchRequest {
+pub(super) struct BenchRequest {
     /// Catalog aliases to measure.
     models: Vec<String>,
     /// A built-in prompt set (`default`, `summarize`, `structured`).
@@ -150,8 +150,10 @@ struct BenchRequest {
     max_tokens: Option<u32>,
 }
 
-impl BenchRequest {
-    /// The `hearth bench` arguments, after checking what the server can check up front.
+impl JobRequest for BenchRequest {
+    const KIND: &'static str = "bench";
+    const PATH: &'static str = "/api/bench";
+
     fn args(&self, state: &AppState) -> Result<Vec<String>, ApiError> {
         if self.models.is_empty() {
             return Err(ApiError::bad_param("models", "name at least one model"));
@@ -200,23 +202,36 @@ impl BenchRequest {
     }
 }
 
-/// `POST /api/bench`: starts a benchmark job; answers 202 with its id at once.
-pub(super) async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+/// What a job runs: a request body that becomes the arguments of a `hearth` command.
+pub(super) trait JobRequest: serde::de::DeserializeOwned + Serialize {
+    /// The job's kind (`bench`, `tune`, `quantize`, `synth`).
+    const KIND: &'static str;
+    /// The endpoint, for the metrics.
+    const PATH: &'static str;
+    /// The `hearth` arguments, after checking what the server can check up front.
+    fn args(&self, state: &AppState) -> Result<Vec<String>, ApiError>;
+}
+
+/// `POST` of a job's request: starts the job; answers 202 with its id at once.
+pub(super) async fn start<R: JobRequest>(
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let result = async {
-        let request: BenchRequest = parse_body(&body_bytes(body)?)?;
+        let request: R = parse_body(&body_bytes(body)?)?;
         let args = request.args(&state)?;
         let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
-        spawn(&state, "bench", request, args).await
+        spawn(&state, R::KIND, request, args).await
     }
     .await;
-    finish(&state, "/api/bench", result)
+    finish(&state, R::PATH, result)
 }
 
 /// `POST /api/tune` asks for this: the load and SLO as for a benchmark, and the search's
 /// budget.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct TuneRequest {
+pub(super) struct TuneRequest {
     /// Catalog aliases to search over (variants as `alias@type`).
     models: Vec<String>,
     /// A built-in prompt set.
@@ -245,49 +260,48 @@ struct TuneRequest {
     apply: bool,
 }
 
-/// `POST /api/tune`: runs `hearth tune` as a job; its `probe` events say which configuration
+/// `POST /api/tune` runs `hearth tune` as a job: its `probe` events say which configuration
 /// is measured, and its `stored` event names the tune (`GET /api/report?runs=tune-…`).
-pub(super) async fn tune(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    let result = async {
-        let request: TuneRequest = parse_body(&body_bytes(body)?)?;
+impl JobRequest for TuneRequest {
+    const KIND: &'static str = "tune";
+    const PATH: &'static str = "/api/tune";
+
+    fn args(&self, state: &AppState) -> Result<Vec<String>, ApiError> {
         let bench = BenchRequest {
-            models: request.models.clone(),
-            prompt_set: request.prompt_set.clone(),
-            concurrency: request.concurrency.clone(),
+            models: self.models.clone(),
+            prompt_set: self.prompt_set.clone(),
+            concurrency: self.concurrency.clone(),
             rounds: None,
             warmup: None,
-            requests: request.requests,
-            max_tokens: request.max_tokens,
+            requests: self.requests,
+            max_tokens: self.max_tokens,
         };
-        let mut args = bench.args(&state)?;
+        let mut args = bench.args(state)?;
         args[0] = "tune".into();
-        if let Some(slo) = &request.slo {
+        if let Some(slo) = &self.slo {
             args.extend(["--slo".into(), slo.clone()]);
         }
-        if !request.parallel.is_empty() {
-            if request.parallel.contains(&0) {
+        if !self.parallel.is_empty() {
+            if self.parallel.contains(&0) {
                 return Err(ApiError::bad_param("parallel", "slot counts start at 1"));
             }
-            let counts: Vec<String> = request.parallel.iter().map(u32::to_string).collect();
+            let counts: Vec<String> = self.parallel.iter().map(u32::to_string).collect();
             args.extend(["--parallel".into(), counts.join(",")]);
         }
-        if let Some(budget) = &request.budget {
+        if let Some(budget) = &self.budget {
             args.extend(["--budget".into(), budget.clone()]);
         }
-        if request.apply {
+        if self.apply {
             args.push("--apply".into());
         }
-        let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
-        spawn(&state, "tune", request, args).await
+        Ok(args)
     }
-    .await;
-    finish(&state, "/api/tune", result)
 }
 
 /// `POST /api/models/quantize` asks for this.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct QuantizeRequest {
+pub(super) struct QuantizeRequest {
     /// The source model's alias.
     model: String,
     /// The target type (`Q8_0`, `Q4_K_M`…).
@@ -295,35 +309,30 @@ struct QuantizeRequest {
     ty: String,
 }
 
-/// `POST /api/models/quantize {"model", "type"}`: makes the variant `MODEL@TYPE` as
-/// `hearth model quantize` does, as a job.
-pub(super) async fn quantize(
-    State(state): Shared,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let request: QuantizeRequest = parse_body(&body_bytes(body)?)?;
-        known_model(&state, &request.model)?;
-        crate::engine::quantize::parse_type(&request.ty)
+/// `POST /api/models/quantize {"model", "type"}` makes the variant `MODEL@TYPE` as
+/// `hearth model quantize` does.
+impl JobRequest for QuantizeRequest {
+    const KIND: &'static str = "quantize";
+    const PATH: &'static str = "/api/models/quantize";
+
+    fn args(&self, state: &AppState) -> Result<Vec<String>, ApiError> {
+        known_model(state, &self.model)?;
+        crate::engine::quantize::parse_type(&self.ty)
             .map_err(|e| ApiError::bad_param("type", e.to_string()))?;
-        let args = vec![
+        Ok(vec![
             "model".into(),
             "quantize".into(),
-            request.model.clone(),
+            self.model.clone(),
             "--type".into(),
-            request.ty.clone(),
-        ];
-        let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
-        spawn(&state, "quantize", request, args).await
+            self.ty.clone(),
+        ])
     }
-    .await;
-    finish(&state, "/api/models/quantize", result)
 }
 
 /// `POST /api/models/synth` asks for this.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct SynthRequest {
+pub(super) struct SynthRequest {
     /// The catalog model whose shape to copy.
     model: String,
     /// Quantisation to write (default: the entry's own).
@@ -331,23 +340,22 @@ struct SynthRequest {
     ty: Option<String>,
 }
 
-/// `POST /api/models/synth {"model", "type"}`: makes the shape model `MODEL~shape` (random
-/// weights in the model's architecture) as `hearth model synth` does, as a job.
-pub(super) async fn synth(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    let result = async {
-        let request: SynthRequest = parse_body(&body_bytes(body)?)?;
-        known_model(&state, &request.model)?;
-        let mut args = vec!["model".into(), "synth".into(), request.model.clone()];
-        if let Some(ty) = &request.ty {
+/// `POST /api/models/synth {"model", "type"}` makes the shape model `MODEL~shape` (random
+/// weights in the model's architecture) as `hearth model synth` does.
+impl JobRequest for SynthRequest {
+    const KIND: &'static str = "synth";
+    const PATH: &'static str = "/api/models/synth";
+
+    fn args(&self, state: &AppState) -> Result<Vec<String>, ApiError> {
+        known_model(state, &self.model)?;
+        let mut args = vec!["model".into(), "synth".into(), self.model.clone()];
+        if let Some(ty) = &self.ty {
             crate::engine::quantize::parse_type(ty)
                 .map_err(|e| ApiError::bad_param("type", e.to_string()))?;
             args.extend(["--type".into(), ty.clone()]);
         }
-        let request = serde_json::to_value(&request).map_err(ApiError::internal)?;
-        spawn(&state, "synth", request, args).await
+        Ok(args)
     }
-    .await;
-    finish(&state, "/api/models/synth", result)
 }
 
 fn known_model(state: &AppState, alias: &str) -> Result<(), ApiError> {

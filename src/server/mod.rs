@@ -244,10 +244,13 @@ fn router(state: Arc<AppState>, policy: Arc<BrowserPolicy>, body_limit: usize) -
         .route("/api/runs/{id}/annotations", post(history::annotate))
         .route("/api/report", get(history::report_of))
         .route("/api/compare", get(history::compare))
-        .route("/api/bench", post(jobs::start))
-        .route("/api/tune", post(jobs::tune))
-        .route("/api/models/quantize", post(jobs::quantize))
-        .route("/api/models/synth", post(jobs::synth))
+        .route("/api/bench", post(jobs::start::<jobs::BenchRequest>))
+        .route("/api/tune", post(jobs::start::<jobs::TuneRequest>))
+        .route(
+            "/api/models/quantize",
+            post(jobs::start::<jobs::QuantizeRequest>),
+        )
+        .route("/api/models/synth", post(jobs::start::<jobs::SynthRequest>))
         .route("/api/jobs", get(jobs::list))
         .route("/api/jobs/{id}/events", get(jobs::events))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))

@@ -86,31 +86,11 @@ impl Drop for Served {
 }
 
 fn serve_with(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Served {
-    use std::io::BufRead;
-    let mut cmd = common::hearth_std(home);
-    for (k, v) in env {
-        cmd.env(k, v);
+    let (child, addr, _) = common::spawn_serve_with(home, env, args);
+    Served {
+        child,
+        base: format!("http://{addr}"),
     }
-    let mut child = cmd
-        .args(["serve", "--port", "0"])
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let base = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-        if let Some(rest) = line.split("http://").nth(1) {
-            break format!("http://{}", rest.split('/').next().unwrap().trim());
-        }
-    };
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Served { child, base }
 }
 
 #[test]
@@ -306,6 +286,16 @@ async fn pull_streams_ndjson_progress_from_a_loopback_hub_and_the_cache_api_foll
     assert_eq!(status, 404);
 }
 
+/// Starts a job with `body` at `path`; its id.
+async fn start_job(base: &str, path: &str, body: Value) -> String {
+    let (status, text) = post(base, path, body).await;
+    assert_eq!(status, 202, "{text}");
+    serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Reads `/api/jobs/{id}/events` until `stop(event)` says so (or the stream ends); the
 /// events read.
 async fn events_until(base: &str, id: &str, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
@@ -362,12 +352,7 @@ async fn bench_jobs() {
 
     let small = json!({"models": ["smollm2-135m"], "rounds": 1, "warmup": 0, "requests": 2,
                        "max_tokens": 8, "concurrency": [1]});
-    let (status, text) = post(&s.base, "/api/bench", small).await;
-    assert_eq!(status, 202, "{text}");
-    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = start_job(&s.base, "/api/bench", small).await;
     let events = events_until(&s.base, &id, |e| e["event"] == "end").await;
     let end = events.last().unwrap();
     assert_eq!(end["status"], "done", "{events:?}");
@@ -390,11 +375,7 @@ async fn bench_jobs() {
 
     let long = json!({"models": ["smollm2-135m"], "rounds": 3, "warmup": 0, "requests": 40,
                       "max_tokens": 64, "concurrency": [1]});
-    let (_, text) = post(&s.base, "/api/bench", long).await;
-    let cancelled = serde_json::from_str::<Value>(&text).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cancelled = start_job(&s.base, "/api/bench", long).await;
     events_until(&s.base, &cancelled, |e| e["event"] == "request").await;
     let (status, text) = post(&s.base, &format!("/api/jobs/{cancelled}/cancel"), json!({})).await;
     assert_eq!(status, 200, "{text}");
@@ -478,17 +459,12 @@ async fn bench_jobs() {
     )
     .await;
     assert_eq!(status, 400, "{text}");
-    let (status, text) = post(
+    let id = start_job(
         &s.base,
         "/api/models/synth",
         json!({"model": "smollm2-135m"}),
     )
     .await;
-    assert_eq!(status, 202, "{text}");
-    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let events = events_until(&s.base, &id, |e| e["event"] == "end").await;
     assert_eq!(events.last().unwrap()["status"], "done", "{events:?}");
     let catalog = get_json(&s.base, "/api/catalog").await;
@@ -502,18 +478,13 @@ async fn bench_jobs() {
     assert_eq!(shape["cached"], true);
 
     // A tune as a job: its probes are announced, its decision stored and reported.
-    let (status, text) = post(
+    let id = start_job(
         &s.base,
         "/api/tune",
         json!({"models": ["smollm2-135m"], "concurrency": [2], "requests": 4, "max_tokens": 8,
                "parallel": [1, 2], "budget": "60s"}),
     )
     .await;
-    assert_eq!(status, 202, "{text}");
-    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let events = events_until(&s.base, &id, |e| e["event"] == "end").await;
     assert_eq!(events.last().unwrap()["status"], "done", "{events:?}");
     assert!(events.iter().any(|e| e["event"] == "probe"), "{events:?}");

@@ -136,8 +136,21 @@ pub fn spawn_serve_logged(
     home: &std::path::Path,
     args: &[&str],
 ) -> (std::process::Child, String, String) {
+    spawn_serve_with(home, &[], args)
+}
+
+/// [`spawn_serve_logged`] with variables `env` set for the server (a hub's `HF_ENDPOINT`).
+pub fn spawn_serve_with(
+    home: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (std::process::Child, String, String) {
     use std::io::BufRead;
-    let mut child = hearth_std(home)
+    let mut cmd = hearth_std(home);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let mut child = cmd
         .args(["serve", "--port", "0"])
         .args(args)
         .stderr(std::process::Stdio::piped())
