@@ -264,6 +264,8 @@ pub(super) async fn status(State(state): Shared) -> Response {
         "pid": std::process::id(),
         "models_loaded": loaded.len(),
         "active_requests": loaded.iter().map(|m| m.stats.active).sum::<usize>(),
+        "resident_bytes": crate::engine::memory::own_resident_bytes(),
+        "memory_budget_bytes": state.registry.memory_budget(),
     });
     finish(&state, "/api/status", Ok(Json(body).into_response()))
 }

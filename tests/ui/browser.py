@@ -369,10 +369,12 @@ def test_server_page(driver, base):
                                          headers={"Content-Type": "application/json"})
             urllib.request.urlopen(req, timeout=120).read()
 
-    sender = threading.Thread(target=traffic)
-    sender.start()
+    senders = [threading.Thread(target=traffic) for _ in range(2)]
+    for sender in senders:
+        sender.start()
     until(driver, "tokens per second from the traffic", lambda: float(by_id(driver, "fig-tps").text) > 0)
-    sender.join()
+    for sender in senders:
+        sender.join()
     until(driver, "a TTFT quantile", lambda: "ms" in by_id(driver, "fig-ttft").text)
     until(driver, "charts with several samples", lambda: all(
         int(c.get_attribute("data-points")) >= 3 for c in driver.find_elements(By.CSS_SELECTOR, "#server-charts .chart")))

@@ -2,7 +2,7 @@
 // page is open: requests, queue, TTFT and end-to-end quantiles over the last minute (from
 // the histograms' bucket counts, as Prometheus' histogram_quantile does), tokens per second
 // and KV use, with small charts of the last five minutes.
-import { api, request, h, fill } from "./app.js";
+import { api, request, h, fill, bytes } from "./app.js";
 
 const $ = (id) => document.getElementById(id);
 const EVERY_MS = 2000;
@@ -131,7 +131,8 @@ async function tick() {
       figure(`TTFT p50 / p95${s.ttftQ.recent ? " (1 min)" : ""}`, `${ms(s.ttftQ.p50)} / ${ms(s.ttftQ.p95)}`, "fig-ttft"),
       figure(`E2E p50 / p95${s.e2eQ.recent ? " (1 min)" : ""}`, `${ms(s.e2eQ.p50)} / ${ms(s.e2eQ.p95)}`, "fig-e2e"),
       figure("Tokens/s", s.tokensPerSecond.toFixed(1), "fig-tps"),
-      figure("KV use", s.kvCapacity ? `${s.kvUsed} / ${s.kvCapacity} (${s.kvPct.toFixed(0)} %)` : "no model loaded", "fig-kv"));
+      figure("KV use", s.kvCapacity ? `${s.kvUsed} / ${s.kvCapacity} (${s.kvPct.toFixed(0)} %)` : "no model loaded", "fig-kv"),
+      figure("Memory (resident / budget)", `${bytes(status.resident_bytes)} / ${bytes(status.memory_budget_bytes)}`, "fig-memory"));
     const series = (key) => samples.map(key);
     fill("server-charts",
       chart("Tokens per second", series((x) => x.tokensPerSecond), "tok/s"),

@@ -130,7 +130,8 @@ function drawFilters() {
 }
 
 async function refresh() {
-  const [cat, ps, cache] = await Promise.all([api("/api/catalog"), api("/api/ps"), api("/api/cache")]);
+  const [cat, ps, cache, status] = await Promise.all([api("/api/catalog"), api("/api/ps"), api("/api/cache"), api("/api/status")]);
+  fill("models-memory", `Server memory: ${bytes(status.resident_bytes)} resident, budget ${bytes(status.memory_budget_bytes)}.`);
   catalog = cat;
   drawFilters();
   drawCatalog();
