@@ -1,8 +1,7 @@
 //! Long work started from the web UI (or any client) as server-side jobs: `POST /api/bench`
 //! and `POST /api/tune` run `hearth bench|tune` as a child process with `--progress-json`,
-//! `POST /api/models/quantize`
-//! and `POST /api/models/synth` run `hearth model quantize|synth` (the catalog is read again
-//! when they end, so the new model is served at once). `GET /api/jobs/{id}/events` follows any
+//! `POST /api/models/quantize` and `POST /api/models/synth` run `hearth model quantize|synth`
+//! (the catalog is read again when they end, so the new model is served at once). `GET /api/jobs/{id}/events` follows any
 //! job as server-sent events (from the first event, so a page opened late sees the whole job),
 //! and `POST /api/jobs/{id}/cancel` interrupts it as Ctrl-C would: a bench keeps the requests
 //! finished so far, stored and reported.
@@ -70,9 +69,28 @@ struct Job {
     live: broadcast::Sender<Value>,
     pid: Option<u32>,
     cancel_asked: bool,
+    /// Per-request events kept so far.
+    kept_requests: usize,
 }
 
+/// Per-request progress events a job keeps for late followers.
+const KEPT_REQUEST_EVENTS: usize = 2_000;
+
 impl Job {
+    fn record(&mut self, event: Value) {
+        if self.run.is_none() {
+            if let Some(run) = event["run"].as_str() {
+                self.run = Some(run.to_string());
+            }
+        }
+        let per_request = event["event"] == "request";
+        if !per_request || self.kept_requests < KEPT_REQUEST_EVENTS {
+            self.kept_requests += usize::from(per_request);
+            self.events.push(event.clone());
+        }
+        let _ = self.live.send(event);
+    }
+
     fn summary(&self) -> Value {
         json!({
             "id": self.id,
@@ -110,16 +128,19 @@ impl Jobs {
         }
     }
 
-    /// Records `event` for job `id` and sends it to the pages following it.
+    /// Records `event` for job `id` and sends it to the pages following it. Past
+    /// [`KEPT_REQUEST_EVENTS`] a job's per-request events are sent but not kept (a late
+    /// follower still gets every other event, and the last counts come with the next ones).
     fn push(&self, id: &str, event: Value) {
+        self.with(id, |job| job.record(event));
+    }
+
+    /// Ends job `id` with `status` and its `end` event, in one step: a follower that arrives
+    /// sees either a running job whose end is still to come, or an ended one with its end.
+    fn end(&self, id: &str, status: JobStatus, end: Value) {
         self.with(id, |job| {
-            if job.run.is_none() {
-                if let Some(run) = event["run"].as_str() {
-                    job.run = Some(run.to_string());
-                }
-            }
-            job.events.push(event.clone());
-            let _ = job.live.send(event);
+            job.status = status;
+            job.record(end);
         });
     }
 }
@@ -410,6 +431,7 @@ async fn spawn(
             live,
             pid: child.id(),
             cancel_asked: false,
+            kept_requests: 0,
         });
     tracing::info!(%id, ?args, "job started");
     // What the command prints on stdout (the bench's table, the made model's name) is kept
@@ -466,8 +488,7 @@ async fn spawn(
             "exit_code": code,
             "error": (status == JobStatus::Failed).then(|| log_tail.join("\n")),
         });
-        jobs.with(&job, |j| j.status = status);
-        jobs.push(&job, end);
+        jobs.end(&job, status, end);
         tracing::info!(id = %job, ?status, "job ended");
     });
     Ok((

@@ -247,6 +247,11 @@ def test_models(driver, base):
     shown = [e.get_attribute("data-alias") for e in driver.find_elements(By.CSS_SELECTOR, "[data-alias]")]
     assert PULLED in shown and "qwen2.5-0.5b" not in shown, shown
     driver.find_element(By.ID, "models-cached").click()
+    # And by size: a 1.1 GB model is not "up to 500 MB".
+    Select(driver.find_element(By.ID, "models-size")).select_by_value("500000000")
+    shown = [e.get_attribute("data-alias") for e in driver.find_elements(By.CSS_SELECTOR, "[data-alias]")]
+    assert "smollm2-135m" in shown and "qwen2.5-1.5b" not in shown, shown
+    Select(driver.find_element(By.ID, "models-size")).select_by_value("")
     shot(driver, "models")
     driver.find_element(By.CSS_SELECTOR, f"button[aria-label='Unload {PULLED}']").click()
     until(driver, "the model to unload", lambda: not driver.find_elements(

@@ -73,6 +73,7 @@ function filters() {
     search: $("models-search").value.trim().toLowerCase(),
     tag: $("models-tag").value,
     license: $("models-license").value,
+    size: Number($("models-size").value) || null,
     fits: $("models-fits").checked,
     cached: $("models-cached").checked,
   };
@@ -85,6 +86,7 @@ function drawCatalog() {
     (!f.search || m.alias.toLowerCase().includes(f.search) || (m.family || "").toLowerCase().includes(f.search)) &&
     (!f.tag || m.tags.includes(f.tag)) &&
     (!f.license || m.license === f.license) &&
+    (!f.size || (m.size_bytes !== null && m.size_bytes !== undefined && m.size_bytes <= f.size)) &&
     (!f.fits || m.fits !== false) &&
     (!f.cached || m.cached));
   fill("models-catalog", table(
@@ -166,8 +168,10 @@ async function refresh() {
 
 export async function show() {
   if (!wired) {
-    for (const id of ["models-search", "models-tag", "models-license", "models-fits", "models-cached"]) {
+    for (const id of ["models-search", "models-tag", "models-license", "models-size", "models-fits", "models-cached"]) {
+      // Both: a select reports a pick as `change` (and not always as `input`).
       $(id).addEventListener("input", drawCatalog);
+      $(id).addEventListener("change", drawCatalog);
     }
     wired = true;
   }

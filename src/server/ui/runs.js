@@ -115,7 +115,10 @@ async function refresh() {
 
 export async function show() {
   if (!wired) {
-    for (const id of ["runs-model", "runs-from", "runs-to"]) $(id).addEventListener("input", draw);
+    for (const id of ["runs-model", "runs-from", "runs-to"]) {
+      $(id).addEventListener("input", draw);
+      $(id).addEventListener("change", draw);
+    }
     $("runs-open").addEventListener("click", () => { const ids = chosen(1, 1, "open its report"); if (ids) report(ids); });
     $("runs-multi").addEventListener("click", () => { const ids = chosen(2, 99, "see them side by side"); if (ids) report(ids); });
     $("runs-compare").addEventListener("click", () => { const ids = chosen(2, 2, "compare (baseline first)"); if (ids) compare(ids); });
