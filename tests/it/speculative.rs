@@ -279,6 +279,8 @@ fn metric(addr: &str, name: &str) -> f64 {
 
 #[test]
 fn the_server_reports_drafts_in_timings_and_metrics_and_can_turn_them_off() {
+    // Drafting is priced from step times: no whole benchmark beside it (see `common::turn`).
+    let _turn = common::turn();
     let home = common::home_with_model();
     let (mut child, addr) = common::spawn_serve(home.path(), &["--parallel", "2"]);
     // Whether a draft is worth its rows is priced from step times measured on this machine,

@@ -245,10 +245,10 @@ impl<'m> Scheduler<'m> {
         Ok(engine)
     }
 
-    /// Times a forward pass of one row and one of [`CALIBRATION_ROWS`] (after an untimed one
-    /// that warms the weights and the threads up, as llama-server's warm-up does), so drafts
-    /// are priced from the first step on. The rows go to sequence 0 and leave its KV cache
-    /// empty again.
+    /// Times a forward pass of one row and one of [`CALIBRATION_ROWS`], the fastest of three
+    /// each (after an untimed one that warms the weights and the threads up, as llama-server's
+    /// warm-up does), so drafts are priced from the first step on. The rows go to sequence 0
+    /// and leave its KV cache empty again.
     fn calibrate(&mut self) {
         let token = LlamaToken(self.model.vocab().bos().0.max(0));
         let rows = CALIBRATION_ROWS.min(self.n_ubatch).min(self.n_ctx);
@@ -263,9 +263,18 @@ impl<'m> Scheduler<'m> {
             let _ = self.ctx.clear_kv_cache_seq(Some(0), None, None);
             decoded.ok().map(|_| seconds)
         };
+        // The least of three each: a pass the OS preempted (a neighbour on a loaded machine)
+        // would otherwise price every drafted row for the server's life, since draft-free
+        // steps of one sequence cannot tell passes from rows again.
         let _warm_up = pass(1);
-        let one = [pass(1), pass(1)].into_iter().flatten().reduce(f64::min);
-        let many = pass(rows);
+        let one = [pass(1), pass(1), pass(1)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min);
+        let many = [pass(rows), pass(rows), pass(rows)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min);
         if let (Some(one), Some(many)) = (one, many) {
             tracing::debug!(
                 one_ms = one * 1000.0,

@@ -99,7 +99,7 @@ async function annotate(id) {
       status,
       table([{ title: "Model" }, { title: "Prompt" }, { title: "Answer" }, { title: "Judge" }, { title: "Score" }, { title: "Comment" }],
         rows.map((r, i) => [r.model, r.prompt_id,
-          h("div", { style: null }, r.response),
+          h("div", {}, r.response),
           r.judge_score ? `${r.judge_score}: ${r.judge_reason}` : "",
           h("select", { "aria-label": `Score of answer ${i + 1}`, class: "annotate-score", onchange: (e) => { r.score = e.target.value; } },
             ["", "1", "2", "3", "4", "5"].map((s) => h("option", { value: s, selected: r.score === s }, s || "–"))),
