@@ -16,6 +16,7 @@ pub mod eval;
 pub mod gguf;
 pub mod loader;
 pub mod openai;
+pub mod process;
 pub mod profiles;
 pub mod report;
 pub mod server;

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
+use hearth::process::Snapshot;
 use serde::{Deserialize, Serialize};
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, Signal, System};
+use sysinfo::Signal;
 
 use super::serve_cmd::{self, ClientArgs};
 use super::Context;
@@ -146,19 +147,9 @@ fn live_record(ctx: &Context) -> Result<Option<Record>> {
 }
 
 /// The process `pid` as the system sees it now, when it is a running hearth (a recycled pid
-/// belongs to something else): the system it was read into.
-fn hearth_process(pid: u32) -> Option<(System, Pid)> {
-    let mut system = System::new();
-    let pid = Pid::from_u32(pid);
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    let is_hearth = system
-        .process(pid)
-        .is_some_and(|p| p.name().to_string_lossy().contains("hearth"));
-    is_hearth.then_some((system, pid))
+/// belongs to something else).
+fn hearth_process(pid: u32) -> Option<Snapshot> {
+    Snapshot::of(pid, false).filter(Snapshot::is_hearth)
 }
 
 fn is_hearth(pid: u32) -> bool {
@@ -244,9 +235,8 @@ fn stop(ctx: &Context) -> Result<Option<Record>> {
         outln!("no hearth service is running");
         return Ok(None);
     };
-    if let Some((system, pid)) = hearth_process(r.pid) {
-        let sent = system.process(pid).and_then(|p| p.kill_with(Signal::Term));
-        if sent != Some(true) {
+    if let Some(process) = hearth_process(r.pid) {
+        if !process.signal(Signal::Term) {
             bail!("could not send SIGTERM to hearth (pid {})", r.pid);
         }
     }

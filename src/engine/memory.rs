@@ -243,15 +243,7 @@ pub fn plan_slots(
 /// Resident memory of this process, bytes (0 where it cannot be read): what the server's
 /// models, slots and caches hold together, for `/api/status` and the web UI.
 pub fn own_resident_bytes() -> u64 {
-    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-    let pid = Pid::from_u32(std::process::id());
-    let mut sys = System::new();
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing().with_memory(),
-    );
-    sys.process(pid).map_or(0, |p| p.memory())
+    crate::process::Snapshot::of(std::process::id(), true).map_or(0, |p| p.process().memory())
 }
 
 /// Memory the OS reports available right now, in bytes.

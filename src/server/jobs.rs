@@ -579,18 +579,9 @@ pub(super) async fn cancel(State(state): Shared, Path(id): Path<String>) -> Resp
 
 /// Sends SIGINT to `pid` (the bench's own Ctrl-C handling keeps the results so far).
 fn interrupt(pid: u32) {
-    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, Signal, System};
-    let mut system = System::new();
-    let pid = Pid::from_u32(pid);
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    let sent = system
-        .process(pid)
-        .and_then(|p| p.kill_with(Signal::Interrupt));
-    if sent != Some(true) {
-        tracing::warn!(%pid, "could not interrupt the bench job");
+    let sent = crate::process::Snapshot::of(pid, false)
+        .is_some_and(|p| p.signal(sysinfo::Signal::Interrupt));
+    if !sent {
+        tracing::warn!(pid, "could not interrupt the job");
     }
 }
